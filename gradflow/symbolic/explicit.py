@@ -1,0 +1,93 @@
+r"""The explicit small-``n`` Jacobian: scalar symbols and ``sympy.Matrix.jacobian``.
+
+This is the teaching view (every entry written out) and the independent check of the matrix
+form in :mod:`gradflow.symbolic.jacobian`: it never uses the chain rule over the cell graph,
+only SymPy's differentiation of the unrolled step.
+
+Examples:
+    >>> from gradflow.cells import get_cell
+    >>> J = explicit_jacobian(get_cell("rnn"), 2)
+    >>> J.shape
+    (2, 2)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import sympy as sp
+
+from ..cells.graph import Affine, Cell
+from ..errors import CellError
+
+MAX_EXPLICIT_N = 8
+
+
+@dataclass(frozen=True)
+class ExplicitStep:
+    """The unrolled step with scalar symbols.
+
+    Attributes:
+        symbols: for each vector or parameter name, its scalar symbols (a list for vectors,
+            a list of rows for matrices).
+        state: the stacked previous state ``s_{t-1}`` (column matrix).
+        new_state: the stacked ``s_t`` as expressions of all symbols.
+        jacobian: ``new_state.jacobian(state)``.
+    """
+
+    symbols: dict[str, list]
+    state: sp.Matrix
+    new_state: sp.Matrix
+    jacobian: sp.Matrix
+
+
+def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
+    """Unroll one step of ``cell`` with hidden size ``n`` and input size ``d``."""
+    if not isinstance(n, int) or not 1 <= n <= MAX_EXPLICIT_N:
+        raise CellError(f"explicit Jacobian needs 1 <= n <= {MAX_EXPLICIT_N}, got {n!r}")
+    syms: dict[str, list] = {}
+    values: dict[str, list[sp.Expr]] = {}
+
+    def vec(name: str, size: int) -> list[sp.Symbol]:
+        return [sp.Symbol(f"{name}_{k + 1}", real=True) for k in range(size)]
+
+    syms[cell.input] = values[cell.input] = vec(cell.input, d)
+    for s in cell.state:
+        syms[s] = values[s] = vec(s, n)
+    for p in cell.parameters:
+        if p.kind == "weight":
+            rows, cols = p.numeric_shape(n, d)
+            syms[p.name] = [
+                [sp.Symbol(f"{p.name}_{i + 1}{j + 1}", real=True) for j in range(cols)]
+                for i in range(rows)
+            ]
+        else:
+            syms[p.name] = vec(p.name, n)
+    for node in cell.nodes:
+        if isinstance(node, Affine):
+            total = sp.zeros(n, 1)
+            for w, src in node.terms:
+                total += sp.Matrix(syms[w]) * sp.Matrix(values[src])
+            for b in node.biases:
+                total += sp.Matrix(syms[b])
+            values[node.name] = list(total)
+        else:
+            free = sorted(node.expr.free_symbols, key=str)
+            values[node.name] = [
+                node.expr.xreplace(
+                    {
+                        sym: (values[str(sym)] if str(sym) in values else syms[str(sym)])[k]
+                        for sym in free
+                    }
+                )
+                for k in range(n)
+            ]
+    updates = dict(cell.update)
+    state = sp.Matrix([v for s in cell.state for v in syms[s]])
+    new_state = sp.Matrix([v for s in cell.state for v in values[updates[s]]])
+    return ExplicitStep(syms, state, new_state, new_state.jacobian(state))
+
+
+def explicit_jacobian(cell: Cell, n: int, d: int = 1) -> sp.Matrix:
+    """The ``(len(state)*n)``-square Jacobian ``ds_t/ds_{t-1}`` with scalar symbols."""
+    return explicit_step(cell, n, d).jacobian

@@ -1,0 +1,239 @@
+r"""The state Jacobian ``ds_t/ds_{t-1}`` in matrix form, valid for every hidden size.
+
+The chain rule runs over the cell graph. An affine node contributes its weight matrices; an
+elementwise node contributes the diagonal of its SymPy partial derivatives, rewritten in the
+cell's own values (``tanh(a) -> h_t``, so ``1 - tanh(a)^2`` reads ``1 - h_t^2``). The result is
+a block matrix (numerator layout: row blocks are outputs ``s_t``, column blocks inputs
+``s_{t-1}``) whose blocks are sums of :class:`Term` chains
+``diag(d_0) W_1 diag(d_1) ... W_k diag(d_k)``.
+
+Examples:
+    >>> from gradflow.cells import get_cell
+    >>> print(get_cell("rnn").jacobian())
+    dh_t/dh_{t-1} = diag(1 - h_t**2) @ W_hh
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass
+from functools import lru_cache
+
+import sympy as sp
+
+from ..cells.graph import Affine, Cell, Elementwise
+
+ONE = sp.S.One
+
+
+@dataclass(frozen=True)
+class Term:
+    """``diag(diags[0]) @ W_1 @ diag(diags[1]) @ ... @ W_k @ diag(diags[k])``.
+
+    ``weights`` names the matrices ``W_1..W_k`` (parameters); ``diags`` are scalar SymPy
+    expressions in the cell's unit values, applied elementwise. A term without weights is
+    diagonal: it belongs to the additive path.
+    """
+
+    diags: tuple[sp.Expr, ...]
+    weights: tuple[str, ...]
+
+    @property
+    def is_additive(self) -> bool:
+        return not self.weights
+
+    def then(self, first: sp.Expr) -> Term:
+        """``diag(first) @ self``."""
+        return Term((first * self.diags[0],) + self.diags[1:], self.weights)
+
+    def through(self, weight: str) -> Term:
+        """``weight @ self``."""
+        return Term((ONE,) + self.diags, (weight,) + self.weights)
+
+    def text(self, names: dict[sp.Symbol, sp.Symbol] | None = None) -> str:
+        """Plain-text form; ``names`` renames symbols (e.g. ``h_new -> h_t``)."""
+        parts: list[str] = []
+        for k, dgl in enumerate(self.diags):
+            if dgl != ONE:
+                shown = dgl.xreplace(names) if names else dgl
+                parts.append(f"diag({sp.sstr(shown, order='none')})")
+            if k < len(self.weights):
+                parts.append(self.weights[k])
+        return " @ ".join(parts) if parts else "I"
+
+    def __str__(self) -> str:
+        return self.text()
+
+
+Block = tuple[Term, ...]
+
+
+def _merge(terms: list[Term]) -> Block:
+    """Add terms with the same weight chain and trailing diagonals; drop zeros."""
+    merged: dict[tuple[tuple[str, ...], tuple[sp.Expr, ...]], sp.Expr] = {}
+    for t in terms:
+        key = (t.weights, t.diags[1:])
+        merged[key] = merged.get(key, sp.S.Zero) + t.diags[0]
+    out = []
+    for (weights, rest), lead in sorted(merged.items(), key=lambda kv: (len(kv[0][0]), kv[0][0])):
+        lead = sp.factor_terms(lead)
+        if lead != 0:
+            out.append(Term((lead,) + rest, weights))
+    return tuple(out)
+
+
+def own_value_rules(cell: Cell) -> dict[sp.Expr, sp.Symbol]:
+    """``{tanh(a): h_new, sigmoid(a_f): f, ...}``: function applications named by their node."""
+    return {
+        node.expr: cell.symbol(node.name)
+        for node in cell.nodes
+        if isinstance(node, Elementwise) and isinstance(node.expr, sp.Function)
+    }
+
+
+def text_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
+    """Plain-text names: the node updating ``h`` shows as ``h_t``, the previous state as
+    ``h_{t-1}``."""
+    names = {cell.symbol(s): sp.Symbol(f"{s}_{{t-1}}") for s in cell.state}
+    names.update({cell.symbol(node): sp.Symbol(f"{s}_t") for s, node in cell.update})
+    return names
+
+
+@dataclass(frozen=True)
+class BlockJacobian:
+    """The state Jacobian as blocks of :class:`Term` sums.
+
+    ``blocks[i][j]`` is ``d s_t[i] / d s_{t-1}[j]`` for state vectors ``i, j`` (numerator
+    layout). Use :meth:`paths` to split it into its additive and multiplicative parts.
+    """
+
+    cell: Cell
+    blocks: tuple[tuple[Block, ...], ...]
+    path: str = "full"
+
+    @property
+    def state(self) -> tuple[str, ...]:
+        return self.cell.state
+
+    def block(self, row: str, col: str) -> Block:
+        """The block ``d row_t / d col_{t-1}`` by state-vector names."""
+        return self.blocks[self.state.index(row)][self.state.index(col)]
+
+    def terms(self) -> Iterator[tuple[int, int, Term]]:
+        for i, row in enumerate(self.blocks):
+            for j, blk in enumerate(row):
+                for t in blk:
+                    yield i, j, t
+
+    @property
+    def weights(self) -> frozenset[str]:
+        return frozenset(w for _, _, t in self.terms() for w in t.weights)
+
+    def _select(self, additive: bool, path: str) -> BlockJacobian:
+        blocks = tuple(
+            tuple(tuple(t for t in blk if t.is_additive == additive) for blk in row)
+            for row in self.blocks
+        )
+        return BlockJacobian(self.cell, blocks, path)
+
+    def additive(self) -> BlockJacobian:
+        """The terms without a weight matrix (``diag(f_t)`` in the LSTM cell block)."""
+        return self._select(True, "additive")
+
+    def multiplicative(self) -> BlockJacobian:
+        """The terms through at least one weight matrix."""
+        return self._select(False, "multiplicative")
+
+    def paths(self) -> JacobianPaths:
+        """The split ``J = additive + multiplicative``."""
+        return JacobianPaths(self.additive(), self.multiplicative())
+
+    def is_zero(self) -> bool:
+        return not any(True for _ in self.terms())
+
+    def __str__(self) -> str:
+        names = text_names(self.cell)
+        lines = []
+        for i, row in enumerate(self.blocks):
+            for j, blk in enumerate(row):
+                body = " + ".join(t.text(names) for t in blk) if blk else "0"
+                lines.append(f"d{self.state[i]}_t/d{self.state[j]}_{{t-1}} = {body}")
+        return "\n".join(lines)
+
+    def latex(self) -> str:
+        """LaTeX as a paper writes it, e.g. ``\\operatorname{diag}(1 - h_t^2) W_{hh}``."""
+        from .render import jacobian_latex
+
+        return jacobian_latex(self)
+
+    def mathml(self) -> str:
+        """Presentation MathML (a fragment, without the ``<math>`` element)."""
+        from .render import jacobian_mathml
+
+        return jacobian_mathml(self)
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle {self.latex()}$"
+
+
+@dataclass(frozen=True)
+class JacobianPaths:
+    """A Jacobian split into its additive and multiplicative parts."""
+
+    additive: BlockJacobian
+    multiplicative: BlockJacobian
+
+    def __str__(self) -> str:
+        add = str(self.additive) if not self.additive.is_zero() else "0"
+        mul = str(self.multiplicative) if not self.multiplicative.is_zero() else "0"
+        return f"additive path:\n{add}\nmultiplicative path:\n{mul}"
+
+    def latex(self) -> str:
+        from .render import jacobian_latex
+
+        return (
+            r"J^{\mathrm{add}} = " + jacobian_latex(self.additive, bare=True)
+            + r",\quad J^{\mathrm{mul}} = " + jacobian_latex(self.multiplicative, bare=True)
+        )
+
+    def _repr_latex_(self) -> str:
+        return f"$\\displaystyle {self.latex()}$"
+
+
+@lru_cache(maxsize=256)
+def state_jacobian(cell: Cell) -> BlockJacobian:
+    """Derive ``ds_t/ds_{t-1}`` for ``cell`` by the chain rule over its graph (any ``n``).
+
+    Examples:
+        >>> from gradflow.cells import get_cell
+        >>> J = state_jacobian(get_cell("lstm"))
+        >>> print(J.block("c", "c")[0])
+        diag(f)
+    """
+    rules = own_value_rules(cell)
+    deriv: dict[str, dict[str, list[Term]]] = {
+        s: {s: [Term((ONE,), ())]} for s in cell.state
+    }
+    for node in cell.nodes:
+        acc: dict[str, list[Term]] = {}
+        if isinstance(node, Affine):
+            for weight, src in node.terms:
+                for s, terms in deriv.get(src, {}).items():
+                    acc.setdefault(s, []).extend(t.through(weight) for t in terms)
+        else:
+            for sym in sorted(node.expr.free_symbols, key=str):
+                upstream = deriv.get(str(sym))
+                if not upstream:
+                    continue
+                partial = sp.diff(node.expr, sym).xreplace(rules)
+                if partial == 0:
+                    continue
+                for s, terms in upstream.items():
+                    acc.setdefault(s, []).extend(t.then(partial) for t in terms)
+        deriv[node.name] = {s: list(_merge(ts)) for s, ts in acc.items()}
+    updates = dict(cell.update)
+    blocks = tuple(
+        tuple(tuple(deriv[updates[row]].get(col, ())) for col in cell.state)
+        for row in cell.state
+    )
+    return BlockJacobian(cell, blocks)

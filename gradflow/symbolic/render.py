@@ -1,0 +1,113 @@
+r"""LaTeX and presentation MathML of Jacobians, written the way papers write them.
+
+A block Jacobian becomes a SymPy matrix whose entries are products of non-commutative factors
+``diag(...)`` and weight symbols, so SymPy's own printers lay it out: ``sympy.latex`` for LaTeX
+and the presentation MathML printer (SymPy >= 1.14 emits MathML Core, which browsers render
+without JavaScript).
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import sympy as sp
+from sympy.printing.mathml import mathml
+
+from ..cells.graph import Cell
+
+if TYPE_CHECKING:
+    from .jacobian import BlockJacobian, Term
+
+DIAG = sp.Function("diag", commutative=False)
+IDENTITY = sp.Symbol("I", commutative=False)
+
+
+def display_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
+    """Map each cell symbol to the symbol a paper prints: ``h -> h_{t-1}``, ``h_new -> h_t``,
+    ``f -> f_t``, ``a_nh -> a_{nh,t}``, ``x -> x_t``; parameters keep their names."""
+    names: dict[sp.Symbol, sp.Symbol] = {cell.symbol(cell.input): sp.Symbol(f"{cell.input}_t")}
+    for s in cell.state:
+        names[cell.symbol(s)] = sp.Symbol(f"{s}_t-1")
+    updates = {node: s for s, node in cell.update}
+    for node in cell.nodes:
+        if node.name in updates:
+            shown = f"{updates[node.name]}_t"
+        elif "_" in node.name:
+            base, sub = node.name.split("_", 1)
+            shown = f"{base}_{sub},t"
+        else:
+            shown = f"{node.name}_t"
+        names[cell.symbol(node.name)] = sp.Symbol(shown)
+    return names
+
+
+def term_expr(term: Term, names: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
+    """One term as a non-commutative product ``diag(d0) W1 diag(d1) ...``."""
+    factors: list[sp.Expr] = []
+    for k, dgl in enumerate(term.diags):
+        if dgl != 1:
+            factors.append(DIAG(dgl.xreplace(names)))
+        if k < len(term.weights):
+            factors.append(sp.Symbol(term.weights[k], commutative=False))
+    if not factors:
+        return IDENTITY
+    return sp.Mul(*factors)
+
+
+def jacobian_expr(jac: BlockJacobian) -> sp.Expr | sp.Matrix:
+    """The Jacobian as a SymPy expression (one block) or matrix of blocks."""
+    names = display_names(jac.cell)
+    rows = [
+        [sp.Add(*(term_expr(t, names) for t in blk)) if blk else sp.S.Zero for blk in row]
+        for row in jac.blocks
+    ]
+    if len(rows) == 1:
+        return rows[0][0]
+    return sp.Matrix(rows)
+
+
+def _lhs(jac: BlockJacobian) -> str:
+    if len(jac.state) == 1:
+        s = jac.state[0]
+        return rf"\frac{{\partial {s}_{{t}}}}{{\partial {s}_{{t-1}}}}"
+    return r"\frac{\partial s_{t}}{\partial s_{t-1}}"
+
+
+def jacobian_latex(jac: BlockJacobian, bare: bool = False) -> str:
+    r"""LaTeX, e.g. ``\frac{\partial h_{t}}{\partial h_{t-1}} = \operatorname{diag}...``.
+
+    With ``bare=True`` only the right-hand side is returned.
+    """
+    body = sp.latex(jacobian_expr(jac), mat_delim="(")
+    return body if bare else f"{_lhs(jac)} = {body}"
+
+
+def jacobian_mathml(jac: BlockJacobian) -> str:
+    """Presentation MathML of the right-hand side (a fragment, no ``<math>`` element)."""
+    return str(mathml(jacobian_expr(jac), printer="presentation"))
+
+
+def state_latex(cell: Cell) -> str:
+    r"""The state vector as LaTeX, e.g. ``s_t = (h_t, c_t)``."""
+    return "s_{t} = (" + ", ".join(f"{s}_{{t}}" for s in cell.state) + ")"
+
+
+def equations_latex(cell: Cell) -> list[str]:
+    """One LaTeX line per node: ``f_t = \\sigma(a_{f,t})``, ``a_{f,t} = W_{if} x_t + ...``."""
+    names = display_names(cell)
+    lines = []
+    for node in cell.nodes:
+        lhs = sp.latex(names[cell.symbol(node.name)])
+        if hasattr(node, "expr"):
+            rhs = sp.latex(node.expr.xreplace(names))
+        else:
+            parts = [
+                sp.latex(sp.Symbol(w, commutative=False))
+                + " "
+                + sp.latex(names.get(cell.symbol(src), sp.Symbol(src)))
+                for w, src in node.terms
+            ]
+            parts += [sp.latex(sp.Symbol(b)) for b in node.biases]
+            rhs = " + ".join(parts)
+        lines.append(f"{lhs} = {rhs}")
+    return lines
