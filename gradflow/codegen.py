@@ -151,7 +151,8 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
     upd = dict(cell.update)
     new = ", ".join(_var(upd[st]) for st in cell.state)
     vals = "".join(f"{_var(v)}, " for v in lay.needed)
-    L.append(f"    return xp.concatenate(({new},), axis=-1), ({vals})")
+    joined = new if len(cell.state) == 1 else f"xp.concatenate(({new}), axis=-1)"
+    L.append(f"    return {joined}, ({vals})")
     return L
 
 
@@ -231,7 +232,8 @@ def _gen_apply(cell: Cell, jac: BlockJacobian, lay: Layout, name: str, materiali
         out = f"o{j}"
         L.append(f"    {out} = " + (" + ".join(parts) if parts else f"xp.zeros_like(P{j})"))
         outs.append(out)
-    L.append(f"    return xp.concatenate(({', '.join(outs)},), axis=-1)")
+    joined = outs[0] if m == 1 else f"xp.concatenate(({', '.join(outs)}), axis=-1)"
+    L.append(f"    return {joined}")
     return L
 
 

@@ -39,7 +39,7 @@ MEMORY_BUDGET = 96 * 2**20
 #: Lags whose spectral norm is taken by exact SVD (short lags: top singular values crowd).
 EXACT_LAGS = 4
 #: Block size and stopping rule of the subspace iteration.
-BLOCK = 4
+BLOCK = 3
 SPECTRAL_RTOL = 1e-13
 MAX_ITER = 60
 
@@ -204,52 +204,68 @@ def _path_factors(full: Kernels, kern: Kernels, V: list[Any], q: Any, shape: tup
 
 
 class _Spectral:
-    """Spectral norms of a sequence of matrices by warm-started block subspace iteration."""
+    """Largest singular values of a sequence of matrices, by block subspace iteration.
 
-    def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any) -> None:
+    Each matrix ``A`` gets iterations ``Q = orth(A^T U)``, ``Y = A Q``, ``U = orth(Y)``; the
+    Ritz value ``sigma = sqrt(lambda_max(Y^T Y))`` rises monotonically to ``||A||_2``. A lag
+    stops when two successive Ritz values agree to ``SPECTRAL_RTOL``; the few that do not
+    within ``MAX_ITER`` iterations get an exact SVD. ``U`` is warm-started from the last
+    matrix of the previous call: the left singular subspace of ``ds_T/ds_{T-k}`` converges as
+    ``k`` grows, so at long lags two iterations suffice. The first lags, where no warm start
+    exists yet, are solved one at a time, each starting from the previous one.
+    """
+
+    def __init__(self, xp: Any, rows: int, cols: int, dtype: Any) -> None:
         self.xp = xp
-        self.rows, self.cols = rows, cols
         self.block = min(BLOCK, rows, cols)
+        rng = np.random.default_rng(20130101)
+        u0, _ = np.linalg.qr(rng.standard_normal((rows, self.block)))
+        self.U0 = xp.asarray(u0.astype(dtype))
         self.U: Any = None
         self.fallbacks = 0
         self.iterations = 0
 
-    def exact(self, P: Any) -> Any:
-        xp = self.xp
-        u, sv, _ = xp.linalg.svd(P, full_matrices=False)
-        self.U = u[..., :, : self.block]
-        return sv[..., 0]
-
     def norms(self, Ps: Any) -> Any:
-        """Largest singular value of each ``Ps[l, b]`` (``Ps``: ``(L, B, rows, cols)``)."""
+        """``||Ps[l, b]||_2`` for ``Ps`` of shape ``(L, B, rows, cols)``: shape ``(L, B)``."""
         xp = self.xp
+        L, B = Ps.shape[:2]
         if self.U is None:
-            return self.exact(Ps[0])[None] if Ps.shape[0] == 1 else xp.stack(
-                [self.exact(P) for P in Ps]
-            )
-        U = xp.broadcast_to(self.U, Ps.shape[:2] + self.U.shape[-2:])
-        Pt = xp.swapaxes(Ps, -1, -2)
-        prev = None
-        for _ in range(MAX_ITER):
+            self.U = xp.broadcast_to(self.U0, (B,) + self.U0.shape)
+            first = [self._solve(Ps[j : j + 1]) for j in range(min(L, EXACT_LAGS))]
+            if L <= EXACT_LAGS:
+                return xp.concatenate(first)
+            return xp.concatenate(first + [self._solve(Ps[EXACT_LAGS:])])
+        return self._solve(Ps)
+
+    def _solve(self, Ps: Any) -> Any:
+        xp = self.xp
+        L, B, r, c = Ps.shape
+        A = Ps.reshape(L * B, r, c)
+        U = xp.broadcast_to(self.U, (L, B, r, self.block)).reshape(L * B, r, self.block).copy()
+        sig = xp.zeros(L * B, dtype=Ps.dtype)
+        active = np.arange(L * B)
+        Y = None
+        for it in range(MAX_ITER):
             self.iterations += 1
-            Qz, _ = xp.linalg.qr(Pt @ U)
-            Y = Ps @ Qz
-            sig = xp.linalg.svd(Y, compute_uv=False)[..., 0]
-            if prev is not None and bool(
-                (xp.abs(sig - prev) <= SPECTRAL_RTOL * xp.abs(sig)).all()
-            ):
+            At = A if len(active) == L * B else A[active]
+            Ua = U if len(active) == L * B else U[active]
+            Qz, _ = xp.linalg.qr(xp.swapaxes(At, -1, -2) @ Ua)
+            Y = At @ Qz
+            gram = xp.swapaxes(Y, -1, -2) @ Y
+            s = xp.sqrt(xp.maximum(xp.linalg.eigvalsh(gram)[..., -1], 0.0))
+            done = np.zeros(len(active), dtype=bool)
+            if it > 0:
+                done = to_numpy(xp.abs(s - sig[active]) <= SPECTRAL_RTOL * s)
+            sig[active] = s
+            U[active] = xp.linalg.qr(Y)[0]
+            active = active[~done]
+            if not len(active):
                 break
-            prev = sig
-            U, _ = xp.linalg.qr(Y)
-        else:
-            bad = xp.abs(sig - prev) > SPECTRAL_RTOL * xp.abs(sig)
-            idx = np.argwhere(to_numpy(bad))
-            self.fallbacks += len(idx)
-            exact = xp.linalg.svd(Ps[bad], compute_uv=False)[..., 0]
-            sig[bad] = exact
-        U, _ = xp.linalg.qr(Y)
-        self.U = U[-1]
-        return sig
+        if len(active):
+            self.fallbacks += len(active)
+            sig[active] = xp.linalg.svd(A[active], compute_uv=False)[..., 0]
+        self.U = U.reshape(L, B, r, self.block)[-1]
+        return sig.reshape(L, B)
 
 
 class _Chain:
@@ -266,8 +282,8 @@ class _Chain:
         self.hidden = hidden and len(su.cell.state) > 1
         self.spec_h = np.zeros((steps + 1, su.batch)) if self.hidden else None
         self.n = su.n
-        self.spectral = _Spectral(xp, su.batch, su.m, su.m, su.dtype)
-        self.spectral_h = _Spectral(xp, su.batch, su.n, su.n, su.dtype) if self.hidden else None
+        self.spectral = _Spectral(xp, su.m, su.m, su.dtype)
+        self.spectral_h = _Spectral(xp, su.n, su.n, su.dtype) if self.hidden else None
         self.dead = np.zeros(su.batch, dtype=bool)
 
     def run_chunk(self, su: _Setup, F: Any, k0: int, sv_lags: set[int],
@@ -284,34 +300,21 @@ class _Chain:
             P = apply(P, tuple(f[t] for f in F), su.q)
             s = xp.sqrt(xp.einsum("bij,bij->b", P, P))
             scales[j] = s
-            P = P / xp.where(s > 0, s, 1.0)[:, None, None]
-            buf[j] = P
+            P = xp.multiply(P, (1.0 / xp.where(s > 0, s, 1.0))[:, None, None], out=buf[j])
         self.P = P
         with np.errstate(divide="ignore"):
             log_s = np.log10(to_numpy(scales).astype(np.float64))
         cum = self.log_scale[None, :] + np.cumsum(log_s, axis=0)
         self.frob[k0 + 1:k0 + K + 1] = cum
         self.log_scale = cum[-1]
-        exact = min(K, max(0, EXACT_LAGS - k0))
-        parts = []
-        if exact:
-            parts.append(xp.stack([self.spectral.exact(buf[j]) for j in range(exact)]))
-        if exact < K:
-            parts.append(self.spectral.norms(buf[exact:]))
-        sig = to_numpy(xp.concatenate(parts)).astype(np.float64)
+        sig = to_numpy(self.spectral.norms(buf)).astype(np.float64)
         with np.errstate(divide="ignore"):
             self.spec[k0 + 1:k0 + K + 1] = np.log10(sig) + cum
         if self.hidden:
             assert self.spectral_h is not None and self.spec_h is not None
-            hb = buf[..., : self.n, : self.n]
-            parts = []
-            if exact:
-                parts.append(xp.stack([self.spectral_h.exact(hb[j]) for j in range(exact)]))
-            if exact < K:
-                parts.append(self.spectral_h.norms(hb[exact:]))
-            sig_h = to_numpy(xp.concatenate(parts)).astype(np.float64)
+            sig_h = to_numpy(self.spectral_h.norms(buf[..., : self.n, : self.n]))
             with np.errstate(divide="ignore"):
-                self.spec_h[k0 + 1:k0 + K + 1] = np.log10(sig_h) + cum
+                self.spec_h[k0 + 1:k0 + K + 1] = np.log10(sig_h.astype(np.float64)) + cum
         for lag in sorted(sv_lags):
             if k0 < lag <= k0 + K:
                 sv = to_numpy(xp.linalg.svd(buf[lag - k0 - 1], compute_uv=False))[:, :n_sv]
