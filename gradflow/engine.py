@@ -36,9 +36,8 @@ from .results import AnalysisResult
 
 #: Bytes of chunk buffers (Jacobian factors and stored products) the backward pass may hold.
 MEMORY_BUDGET = 96 * 2**20
-#: Block size of the subspace iteration, used for matrices with more than BLOCK_FROM rows.
+#: Block size of the subspace iteration behind the spectral norms.
 BLOCK = 4
-BLOCK_FROM = 64
 SPECTRAL_RTOL = 1e-12
 MAX_ITER = 60
 
@@ -140,10 +139,11 @@ def _forward(su: _Setup, chunk: int) -> tuple[list[Any], Any]:
     for t0 in range(0, su.steps, chunk):
         checkpoints.append(s)
         u = su.kernels.input_projection(su.inputs[t0:t0 + chunk], q)
-        for k in range(u.shape[0]):
-            s, _ = step(s, u[k], q)
-            if not bool(su.xp.isfinite(s).all()):
-                _check_finite(su, s, t0 + k + 1)
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(u.shape[0]):
+                s, _ = step(s, u[k], q)
+                if not bool(su.xp.isfinite(s).all()):
+                    _check_finite(su, s, t0 + k + 1)
     return checkpoints, s
 
 
@@ -172,10 +172,11 @@ def rollout(
     out = [su.s0]
     s = su.s0
     u = su.kernels.input_projection(su.inputs, su.q)
-    for t in range(su.steps):
-        s, _ = su.kernels.step(s, u[t], su.q)
-        _check_finite(su, s, t + 1)
-        out.append(s)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for t in range(su.steps):
+            s, _ = su.kernels.step(s, u[t], su.q)
+            _check_finite(su, s, t + 1)
+            out.append(s)
     return to_numpy(su.xp.stack(out))
 
 
@@ -207,102 +208,73 @@ def _aitken(s1: Any, s2: Any, s3: Any, xp: Any) -> tuple[Any, Any]:
     ``s1 <= s2 <= s3`` show geometric convergence whose remaining tail is below
     ``SPECTRAL_RTOL``: the increments shrink by ``rho = (sigma_2/sigma_1)^2 < 0.5`` per
     half-step and the tail is ``i2 rho / (1 - rho)``. Returns ``(accepted, tail estimate)``."""
-    i1 = (s2 - s1) / s2
-    i2 = (s3 - s2) / s3
-    rho = xp.clip(i2 / xp.maximum(i1, 1e-300), 0.0, 0.999)
+    info = np.finfo(s3.dtype)
+    tiny, rtol = float(info.tiny), max(SPECTRAL_RTOL, 100 * float(info.eps))
+    i1 = (s2 - s1) / xp.maximum(s2, tiny)
+    i2 = (s3 - s2) / xp.maximum(s3, tiny)
+    rho = xp.clip(i2 / xp.maximum(i1, tiny), 0.0, 0.999)
     tail = i2 * rho / (1.0 - rho)
-    return (tail <= SPECTRAL_RTOL) & (rho < 0.5) & (i1 >= -1e-15) & (i2 >= -1e-15), tail
+    return (tail <= rtol) & (rho < 0.5) & (i1 >= -1e-15) & (i2 >= -1e-15), tail
 
 
 class _Spectral:
     """Largest singular value of ``ds_T/ds_{T-k}`` for every lag, from the chain itself.
 
-    At every lag three half-steps of power iteration run on the chain's normalised product
-    ``P``, warm-started from the previous lag's left singular vector ``u`` (the left singular
-    vectors of ``ds_T/ds_{T-k}`` converge as ``k`` grows): ``w = P^T u``, ``y = P w``,
-    ``z = P^T y/|y|``, giving estimates ``|w| <= |y|/|w| <= |z|`` of ``||P||_2``. Where their
-    increments shrink geometrically with a tail below ``SPECTRAL_RTOL`` (see
-    :func:`_aitken`), ``|z|`` is the norm. The other lags (the first ones, where the top
-    singular values crowd, and those where the leading direction is still turning) continue
-    power iteration batched over the chunk, and the few that still do not converge get an
-    exact SVD. Measured against the SVD, accepted lags are within 1e-10 relative.
+    At every lag, block subspace iteration with Rayleigh-Ritz runs on the chain's normalised
+    product ``P`` with a block ``U`` of ``BLOCK`` vectors warm-started from the previous lag
+    (the left singular vectors of a mixing product converge as ``k`` grows). One column is
+    replaced at every lag by a fresh random vector pushed through ``P P^T``: a product whose
+    leading direction switches (near-diagonal products, e.g. an LSTM cell path, where units
+    overtake each other) would otherwise keep a warm start that has lost the new leading
+    direction. Three Ritz values ``s1 <= s2 <= s3`` (``P^T U``, ``P Q``, ``P^T U'``) are
+    accepted when their increments shrink geometrically with a tail below ``SPECTRAL_RTOL``
+    (:func:`_aitken`); other lags continue by batched power iteration and, failing that, an
+    exact SVD.
     """
 
     def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> None:
         self.xp = xp
-        rng = np.random.default_rng(20130101)
-        u0 = rng.standard_normal((batch, rows))
-        self.u = xp.asarray((u0 / np.linalg.norm(u0, axis=-1, keepdims=True)).astype(dtype))
-        k = max(1, steps)
-        self.W = xp.empty((k, batch, cols), dtype=dtype)
-        self.Y = xp.empty((k, batch, rows), dtype=dtype)
-        self.Z = xp.empty((k, batch, cols), dtype=dtype)
-        self.iterated = 0
-        self.fallbacks = 0
-
-    def step(self, j: int, P: Any) -> None:
-        """Three warm-started power half-steps on ``P`` (``(B, rows, cols)``), lag ``j``."""
-        xp = self.xp
-        w = xp.einsum("bij,bi->bj", P, self.u, out=self.W[j])
-        y = xp.einsum("bij,bj->bi", P, w, out=self.Y[j])
-        yn = xp.sqrt(xp.einsum("bi,bi->b", y, y))
-        self.u = y / xp.where(yn > 0, yn, 1.0)[:, None]
-        xp.einsum("bij,bi->bj", P, self.u, out=self.Z[j])
-
-    def finish(self, buf: Any, K: int) -> np.ndarray:
-        """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
-        xp = self.xp
-        wn = xp.sqrt(xp.einsum("kbi,kbi->kb", self.W[:K], self.W[:K]))
-        yn = xp.sqrt(xp.einsum("kbi,kbi->kb", self.Y[:K], self.Y[:K]))
-        zn = xp.sqrt(xp.einsum("kbi,kbi->kb", self.Z[:K], self.Z[:K]))
-        s2 = yn / xp.where(wn > 0, wn, 1.0)
-        ok, _ = _aitken(wn, s2, zn, xp)
-        sig = to_numpy(zn).astype(np.float64)
-        idx = np.argwhere(~to_numpy(ok))
-        if len(idx):
-            self.iterated += len(idx)
-            k, b = idx[:, 0], idx[:, 1]
-            norms, failed = _power_norms(xp, buf[k, b], self.Z[k, b], zn[k, b])
-            self.fallbacks += failed
-            sig[k, b] = to_numpy(norms)
-        return sig
-
-
-class _BlockSpectral(_Spectral):
-    """As :class:`_Spectral`, with a block of ``BLOCK`` vectors and Rayleigh-Ritz values, for
-    matrices large enough (more than ``BLOCK_FROM`` rows) that the small QR and eigenvalue
-    problems cost little next to the chain: convergence goes as ``(sigma_5/sigma_1)^2``
-    instead of ``(sigma_2/sigma_1)^2``, which LSTM products with crowded top singular values
-    need."""
-
-    def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> None:
-        super().__init__(xp, batch, rows, cols, dtype, steps)
-        b = min(BLOCK, rows, cols)
-        rng = np.random.default_rng(20130102)
-        u0, _ = np.linalg.qr(rng.standard_normal((rows, b)))
+        self.rows = rows
+        self.block = b = min(BLOCK, rows, cols)
+        self.rng = np.random.default_rng(20130101)
+        u0, _ = np.linalg.qr(self.rng.standard_normal((rows, b)))
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
         k = max(1, steps)
         self.S = xp.empty((k, 3, batch), dtype=dtype)
         self.V = xp.empty((k, batch, cols), dtype=dtype)
+        self.R: Any = None
+        self.iterated = 0
+        self.fallbacks = 0
 
     def _top(self, M: Any) -> Any:
         xp = self.xp
         g = xp.linalg.eigvalsh(xp.swapaxes(M, -1, -2) @ M)[..., -1]
         return xp.sqrt(xp.maximum(g, 0.0))
 
+    def start_chunk(self, K: int, batch: int, dtype: Any) -> None:
+        """Draw this chunk's fresh vectors (one stream per chain: results are reproducible)."""
+        r = self.rng.standard_normal((K, batch, self.rows, 1))
+        self.R = self.xp.asarray(r.astype(dtype))
+
     def step(self, j: int, P: Any) -> None:
+        """One block iteration on ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk."""
         xp = self.xp
-        W = xp.swapaxes(P, -1, -2) @ self.U
+        Pt = xp.swapaxes(P, -1, -2)
+        fresh = P @ (Pt @ self.R[j])
+        U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
+        U, _ = xp.linalg.qr(U)
+        W = Pt @ U
         Q, _ = xp.linalg.qr(W)
         Y = P @ Q
         self.U, _ = xp.linalg.qr(Y)
-        Z = xp.swapaxes(P, -1, -2) @ self.U
+        Z = Pt @ self.U
         self.S[j, 0] = self._top(W)
         self.S[j, 1] = self._top(Y)
         self.S[j, 2] = self._top(Z)
         self.V[j] = Z[..., 0]
 
     def finish(self, buf: Any, K: int) -> np.ndarray:
+        """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
         xp = self.xp
         S = self.S[:K]
         ok, _ = _aitken(S[:, 0], S[:, 1], S[:, 2], xp)
@@ -317,33 +289,33 @@ class _BlockSpectral(_Spectral):
         return sig
 
 
-def _spectral(xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> _Spectral:
-    kind = _BlockSpectral if min(rows, cols) > BLOCK_FROM else _Spectral
-    return kind(xp, batch, rows, cols, dtype, steps)
-
-
 def _power_norms(xp: Any, A: Any, v: Any, s: Any) -> tuple[Any, int]:
-    """``||A[i]||_2`` by power iteration batched over ``i`` from right vectors ``v`` (with the
-    current estimates ``s``), accepted by :func:`_aitken`; an exact SVD for any matrix not
-    accepted within ``MAX_ITER`` iterations. Returns the norms and the number of SVDs."""
-    N = A.shape[0]
+    """``||A[i]||_2`` by block subspace iteration batched over ``i``, from right vectors ``v``
+    (the in-chain estimate, with value ``s``) and ``BLOCK - 1`` random vectors, so that a start
+    with no component on the leading direction (exact zeros survive products of diagonal
+    matrices) cannot stall. Ritz values are accepted by :func:`_aitken`; a matrix not accepted
+    within ``MAX_ITER`` iterations gets an exact SVD. Returns the norms and the SVD count."""
+    N, r, c = A.shape
+    b = min(BLOCK, r, c)
+    rng = np.random.default_rng(19940301)
+    extra = xp.asarray(rng.standard_normal((N, c, b - 1)).astype(A.dtype))
+    U, _ = xp.linalg.qr(xp.concatenate((v[..., None], extra), axis=-1))
     out = xp.zeros(N, dtype=A.dtype)
     active = np.arange(N)
-    s_prev = s
-    vn = xp.sqrt(xp.einsum("ni,ni->n", v, v))
-    v = v / xp.where(vn > 0, vn, 1.0)[:, None]
+    hist = [s, s]  # no history yet: the first iteration can never be accepted
+    At = xp.swapaxes(A, -1, -2)
     for _ in range(MAX_ITER):
-        y = xp.einsum("nij,nj->ni", A, v)
-        s1 = xp.sqrt(xp.einsum("ni,ni->n", y, y))
-        u = y / xp.where(s1 > 0, s1, 1.0)[:, None]
-        z = xp.einsum("nij,ni->nj", A, u)
-        s2 = xp.sqrt(xp.einsum("nj,nj->n", z, z))
-        ok, _ = _aitken(s_prev, s1, s2, xp)
+        Q, _ = xp.linalg.qr(A @ U)
+        Z = At @ Q
+        g = xp.linalg.eigvalsh(xp.swapaxes(Z, -1, -2) @ Z)[..., -1]
+        s3 = xp.sqrt(xp.maximum(g, 0.0))
+        ok, _ = _aitken(hist[0], hist[1], s3, xp)
         ok_h = to_numpy(ok)
-        out[active[ok_h]] = s2[ok]
+        out[active[ok_h]] = s3[ok]
         keep = ~ok_h
-        active, A, s_prev = active[keep], A[keep], s2[keep]
-        v = z[keep] / xp.where(s2[keep] > 0, s2[keep], 1.0)[:, None]
+        active, A, At = active[keep], A[keep], At[keep]
+        hist = [hist[1][keep], s3[keep]]
+        U, _ = xp.linalg.qr(Z[keep])
         if not len(active):
             return out, 0
     out[active] = xp.linalg.svd(A, compute_uv=False)[..., 0]
@@ -364,9 +336,9 @@ class _Chain:
         self.hidden = hidden and len(su.cell.state) > 1
         self.spec_h = np.zeros((steps + 1, su.batch)) if self.hidden else None
         self.n = su.n
-        self.spectral = _spectral(xp, su.batch, su.m, su.m, su.dtype, chunk)
+        self.spectral = _Spectral(xp, su.batch, su.m, su.m, su.dtype, chunk)
         self.spectral_h = (
-            _spectral(xp, su.batch, su.n, su.n, su.dtype, chunk) if self.hidden else None
+            _Spectral(xp, su.batch, su.n, su.n, su.dtype, chunk) if self.hidden else None
         )
 
     def run_chunk(self, su: _Setup, F: Any, k0: int, sv_lags: set[int],
@@ -378,6 +350,9 @@ class _Chain:
         scales = xp.empty((K, su.batch), dtype=su.dtype)
         apply, spectral, spectral_h, n = self.kern.apply, self.spectral, self.spectral_h, self.n
         P = self.P
+        spectral.start_chunk(K, su.batch, su.dtype)
+        if spectral_h is not None:
+            spectral_h.start_chunk(K, su.batch, su.dtype)
         for j in range(K):
             P = apply(P, tuple(f[K - 1 - j] for f in F), su.q)
             s = xp.sqrt(xp.einsum("bij,bij->b", P, P))
@@ -508,7 +483,7 @@ def analyze(
     """
     started = time.perf_counter()
     su = _setup(cell, params, inputs, s0, backend, dtype)
-    T, xp = su.steps, su.xp
+    T = su.steps
     lags = sorted({int(k) for k in singular_lags})
     if lags and (lags[0] < 1 or lags[-1] > T):
         raise UsageError(f"singular_lags must lie in 1..{T}; got {lags}")

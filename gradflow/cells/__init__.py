@@ -22,6 +22,8 @@ from .graph import Parameter as Parameter
 from .gru import GRU, GRU_RESET_BEFORE
 from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
 from .minimal import INDRNN, MGU, MINIMALRNN
+from .parse import define_cell as define_cell
+from .parse import load_cell_file as load_cell_file
 from .rnn import RNN, RNN_RELU
 
 #: Every built-in cell by name, in the order ``gradflow cells`` lists them.
@@ -62,7 +64,9 @@ __all__ = [
     "Cell",
     "Elementwise",
     "Parameter",
+    "define_cell",
     "get_cell",
+    "load_cell_file",
     "relu",
     "sigmoid",
     "softplus",

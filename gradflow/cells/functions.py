@@ -39,7 +39,7 @@ class sigmoid(sp.Function):  # noqa: N801 - named like the SymPy functions it si
         return 1 / (1 + sp.exp(-x))
 
     def _latex(self, printer: Any) -> str:
-        return r"\sigma\left(%s\right)" % printer._print(self.args[0])
+        return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
 
 
@@ -62,7 +62,7 @@ class relu(sp.Function):  # noqa: N801
         return sp.Max(0, x)
 
     def _latex(self, printer: Any) -> str:
-        return r"\operatorname{relu}\left(%s\right)" % printer._print(self.args[0])
+        return rf"\operatorname{{relu}}\left({printer._print(self.args[0])}\right)"
 
 
 
@@ -75,7 +75,7 @@ class softplus(sp.Function):  # noqa: N801
         return sigmoid(self.args[0])
 
     def _latex(self, printer: Any) -> str:
-        return r"\operatorname{softplus}\left(%s\right)" % printer._print(self.args[0])
+        return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
 
 
 

@@ -149,6 +149,7 @@ class Cell:
                 raise CellError(f"cell {self.name!r}: {s!r} is defined twice")
             defined[s] = "state"
         params: dict[str, str] = {}
+        weight_cols: dict[str, str] = {}
 
         def use_param(pname: str, kind: str) -> None:
             check_name(pname, "parameter")
@@ -173,6 +174,12 @@ class Cell:
                             "is defined"
                         )
                     use_param(w, "weight")
+                    cols = "d" if src == self.input else "n"
+                    if weight_cols.setdefault(w, cols) != cols:
+                        raise CellError(
+                            f"cell {self.name!r}: weight {w!r} multiplies vectors of size n and "
+                            "d; use two weights"
+                        )
                 for b in node.biases:
                     use_param(b, "bias")
             elif isinstance(node, Elementwise):
@@ -180,6 +187,11 @@ class Cell:
                     raise CellError(f"cell {self.name!r}: {node.name!r} is not a SymPy expression")
                 for sym in sorted(node.expr.free_symbols, key=str):
                     nm = str(sym)
+                    if nm == self.input:
+                        raise CellError(
+                            f"cell {self.name!r}: the input {nm!r} has size d; it may only enter "
+                            f"an affine node as WEIGHT @ {nm} (elementwise node {node.name!r})"
+                        )
                     if nm in defined:
                         continue
                     if nm in params and params[nm] != "vector":

@@ -22,8 +22,11 @@ from functools import lru_cache
 import sympy as sp
 
 from ..cells.graph import Affine, Cell, Elementwise
+from ..errors import CellError
 
 ONE = sp.S.One
+#: A derivation with more terms than this is refused (chained affine nodes multiply terms).
+MAX_TERMS = 2000
 
 
 @dataclass(frozen=True)
@@ -231,6 +234,11 @@ def state_jacobian(cell: Cell) -> BlockJacobian:
                 for s, terms in upstream.items():
                     acc.setdefault(s, []).extend(t.then(partial) for t in terms)
         deriv[node.name] = {s: list(_merge(ts)) for s, ts in acc.items()}
+        if sum(len(ts) for ts in deriv[node.name].values()) > MAX_TERMS:
+            raise CellError(
+                f"cell {cell.name!r}: the Jacobian of node {node.name!r} has more than "
+                f"{MAX_TERMS} terms; simplify the cell (fewer chained affine nodes)"
+            )
     updates = dict(cell.update)
     blocks = tuple(
         tuple(tuple(deriv[updates[row]].get(col, ())) for col in cell.state)
