@@ -1,0 +1,496 @@
+r"""Sweeps: a grid over config fields, each point a small experiment reduced to a decay rate.
+
+A sweep is an experiment config (the *base*) plus a ``[sweep]`` table whose ``axes`` name
+config fields (``cell``, ``hidden_size``, ``steps``, ``init.sigma_w``, ``init.forget_bias``,
+``inputs.scale`` ...) and give each a list of values, or ``{start, stop, num}`` (evenly spaced;
+``log = true`` for geometric spacing). Every point of the grid is the base config with those
+fields set; it runs as an experiment with one cell and is reduced to the median decay rate of
+``log10 ||ds_T/ds_{T-k}||_2`` over the lag window and a regime:
+
+* ``vanishing`` if the rate is below ``-tol``, ``exploding`` if above ``+tol``, ``preserved``
+  otherwise. ``tol`` defaults to ``1e-3`` decades per step: a factor of 10 over 1000 steps.
+
+Each point's seeds are derived from the base seeds and the point's coordinates (its parameter
+values) with :class:`numpy.random.SeedSequence`, so a point's numbers do not depend on which
+worker ran it, or when. Points run on any :class:`concurrent.futures.Executor`: inline
+(``jobs=1``), a :class:`~concurrent.futures.ProcessPoolExecutor`, or a Dask cluster through
+``distributed.Client(address).get_executor()``.
+
+Resume: every finished point is written at once (atomically) to ``OUT/points/<key>.json``, the
+key a hash of the point's full config; a re-run skips points whose file is present and valid.
+The whole sweep goes to ``OUT/sweep.json`` at the end.
+
+Examples:
+    >>> cfg = SweepConfig.from_dict({"cells": ["rnn"], "sweep": {"axes": {
+    ...     "init.sigma_w": {"start": 0.5, "stop": 1.5, "num": 3}, "hidden_size": [4, 8]}}})
+    >>> [p for p in cfg.points()][:2]
+    [{'init.sigma_w': 0.5, 'hidden_size': 4}, {'init.sigma_w': 0.5, 'hidden_size': 8}]
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import itertools
+import json
+import multiprocessing
+import os
+import time
+import zlib
+from collections import Counter
+from collections.abc import Callable, Iterator, Mapping
+from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .. import __version__
+from ..errors import BackendError, ConfigError, GradflowError, NumericalError, UsageError
+from ..results import SCHEMA_VERSION, load_json, save_json
+from .experiment import (
+    CONFIG_KEYS,
+    INIT_KEYS,
+    ExperimentConfig,
+    Progress,
+    band_names,
+    check_keys,
+    checked_float,
+    checked_int,
+    progress_bar,
+    read_toml,
+    run_experiment,
+)
+
+#: Default ``tol``, in decades per step, between "preserved" and vanishing/exploding.
+DEFAULT_TOL = 1e-3
+MAX_POINTS = 100_000
+#: Bumped when the point record changes meaning; part of each point's key.
+POINT_FORMAT = 1
+AXES = ("cell", "hidden_size", "input_size", "steps", "batch",
+        *(f"init.{k}" for k in INIT_KEYS), "inputs.kind", "inputs.scale", "inputs.value")
+
+
+def _axis_values(name: str, spec: Any) -> tuple[Any, ...]:
+    if isinstance(spec, Mapping):
+        check_keys(spec, ("start", "stop", "num", "log"), "the sweep config",
+                   prefix=f"sweep.axes.{name}.")
+        try:
+            start, stop, num = spec["start"], spec["stop"], spec["num"]
+        except KeyError as exc:
+            raise ConfigError(f"sweep.axes.{name} needs start, stop and num "
+                              f"(missing {exc.args[0]})") from None
+        num = checked_int(num, f"sweep.axes.{name}.num", 1, MAX_POINTS)
+        log = spec.get("log", False)
+        if log:
+            start = checked_float(start, f"sweep.axes.{name}.start", 0.0, open_lo=True)
+            stop = checked_float(stop, f"sweep.axes.{name}.stop", 0.0, open_lo=True)
+            values = np.geomspace(start, stop, num)
+        else:
+            start = checked_float(start, f"sweep.axes.{name}.start")
+            stop = checked_float(stop, f"sweep.axes.{name}.stop")
+            values = np.linspace(start, stop, num)
+        return tuple(float(v) for v in values)
+    if isinstance(spec, (str, bytes)) or not isinstance(spec, (list, tuple)) or not spec:
+        raise ConfigError(f"sweep.axes.{name} must be a non-empty list of values or a table "
+                          f"{{start, stop, num}}, got {spec!r}")
+    if len(set(map(repr, spec))) != len(spec):
+        raise ConfigError(f"sweep.axes.{name} lists a value twice: {list(spec)}")
+    return tuple(spec)
+
+
+@dataclass(frozen=True)
+class SweepConfig:
+    """An experiment config and the grid of values to sweep over.
+
+    Args:
+        base: the experiment every point starts from. Several ``cells`` and no ``cell`` axis
+            mean an implicit ``cell`` axis over them (first, so it varies slowest).
+        axes: ``(field, values)`` pairs in grid order (the last axis varies fastest).
+        tol: decades per step between ``preserved`` and ``vanishing``/``exploding``.
+    """
+
+    base: ExperimentConfig
+    axes: tuple[tuple[str, tuple[Any, ...]], ...]
+    tol: float = DEFAULT_TOL
+
+    def __post_init__(self) -> None:
+        axes = tuple((str(a), tuple(v)) for a, v in self.axes)
+        names = [a for a, _ in axes]
+        check_keys(dict.fromkeys(names), AXES, "the sweep axes", prefix="")
+        if len(set(names)) != len(names):
+            raise ConfigError(f"sweep axes name a field twice: {names}")
+        if "cell" not in names and len(self.base.cells) > 1:
+            axes = (("cell", tuple(self.base.cells)), *axes)
+        if not axes:
+            raise ConfigError("a sweep needs at least one axis in [sweep.axes]")
+        object.__setattr__(self, "axes", axes)
+        size = int(np.prod([len(v) for _, v in axes]))
+        if size > MAX_POINTS:
+            raise ConfigError(f"the sweep has {size} points; at most {MAX_POINTS} are allowed")
+        object.__setattr__(self, "tol", checked_float(self.tol, "sweep.tol", 0.0, 10.0))
+        for params in self.points():  # every point must be a valid experiment
+            self.point_config(params)
+
+    @property
+    def name(self) -> str:
+        return self.base.name
+
+    def points(self) -> Iterator[dict[str, Any]]:
+        """The grid points as ``{axis: value}``, last axis varying fastest."""
+        names = [a for a, _ in self.axes]
+        for values in itertools.product(*(v for _, v in self.axes)):
+            yield dict(zip(names, values, strict=True))
+
+    def point_config(self, params: Mapping[str, Any]) -> ExperimentConfig:
+        """The experiment of one grid point: the base with ``params`` set, its own seeds.
+
+        Seeds: ``SeedSequence([base_seed, crc32(json(params))])`` for each base seed, so they
+        depend only on the point's coordinates.
+        """
+        data = self.base.to_dict()
+        for axis, value in params.items():
+            if axis == "cell":
+                data["cells"] = [value]
+            elif "." in axis:
+                table, key = axis.split(".", 1)
+                data[table][key] = value
+            else:
+                data[axis] = value
+        coords = zlib.crc32(_canonical(params).encode("utf-8"))
+        data["seeds"] = [int(np.random.SeedSequence([s, coords]).generate_state(1)[0])
+                         for s in self.base.seeds]
+        data["quantities"] = None  # a point needs the norms only
+        try:
+            return ExperimentConfig.from_dict(data)
+        except ConfigError as err:
+            raise ConfigError(f"sweep point {_canonical(params)}: {err}") from None
+
+    def to_dict(self) -> dict[str, Any]:
+        out = self.base.to_dict()
+        out["sweep"] = {"axes": {a: list(v) for a, v in self.axes}, "tol": self.tol}
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any], *,
+                  base_dir: str | os.PathLike[str] | None = None) -> SweepConfig:
+        """Parse an experiment config with a ``sweep`` table of ``axes`` and ``tol``."""
+        if not isinstance(data, Mapping):
+            raise ConfigError(f"a sweep config must be a table, got {type(data).__name__}")
+        check_keys(data, (*CONFIG_KEYS, "sweep"), "the sweep config")
+        sweep = data.get("sweep")
+        if not isinstance(sweep, Mapping):
+            raise ConfigError("a sweep config needs a [sweep] table with [sweep.axes]")
+        check_keys(sweep, ("axes", "tol"), "the sweep config", prefix="sweep.")
+        axes = sweep.get("axes") or {}
+        if not isinstance(axes, Mapping):
+            raise ConfigError(f"sweep.axes must be a table of field = values, got {axes!r}")
+        check_keys(axes, AXES, "the sweep config", prefix="sweep.axes.")
+        base = ExperimentConfig.from_dict({k: v for k, v in data.items() if k != "sweep"},
+                                          base_dir=base_dir)
+        return cls(base, tuple((a, _axis_values(a, v)) for a, v in axes.items()),
+                   sweep.get("tol", DEFAULT_TOL))
+
+
+def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
+    """Read a sweep config from TOML (an experiment config with a ``[sweep]`` table)."""
+    try:
+        return SweepConfig.from_dict(read_toml(path), base_dir=Path(path).parent)
+    except ConfigError as err:
+        raise ConfigError(f"{path}: {err}") from None
+
+
+def _canonical(data: Any) -> str:
+    return json.dumps(data, sort_keys=True, separators=(",", ":"))
+
+
+def point_key(config: ExperimentConfig) -> str:
+    """A stable name for a point: a hash of its full config (and of the record format)."""
+    text = _canonical({"format": POINT_FORMAT, "config": config.to_dict()})
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()[:24]
+
+
+def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
+    """Run one point (a config dict with one cell) and reduce it; runs in a worker.
+
+    ``status`` is ``ok``; ``zero`` when the median product is exactly zero (rate ``-inf``,
+    stored as null); ``overflow`` when the rollout overflowed (``NumericalError``, no rate).
+    """
+    cfg = ExperimentConfig.from_dict(config)
+    try:
+        result = run_experiment(cfg, progress=False)
+    except NumericalError as err:
+        return {"status": "overflow", "decay_rate": None, "log10_norm_final": None,
+                "error": str(err)}
+    (summary,) = result.cells.values()
+    rate = summary["decay_rate"]
+    lo, _, hi = band_names(cfg.quantiles)
+    mf = summary["meanfield"]
+    out = {"status": "ok" if np.isfinite(rate["median"]) else "zero",
+           "decay_rate": rate["median"], f"decay_rate_{lo}": rate[lo],
+           f"decay_rate_{hi}": rate[hi],
+           "log10_norm_final": summary["log10_spectral_norm"]["median"][-1],
+           "predicted_slope": mf["predicted_slope"] if mf else None}
+    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None)
+            for k, v in out.items()}
+
+
+def regime(rate: float | None, tol: float, status: str = "ok") -> str:
+    """``vanishing`` below ``-tol``, ``exploding`` above ``+tol``, else ``preserved``.
+
+    A point whose product is exactly zero (``status == "zero"``) is vanishing; one whose
+    forward states overflowed (``"overflow"``) is exploding.
+    """
+    if status == "zero":
+        return "vanishing"
+    if status == "overflow" or rate is None:
+        return "exploding"
+    return "vanishing" if rate < -tol else "exploding" if rate > tol else "preserved"
+
+
+@dataclass
+class _Item:
+    params: dict[str, Any]
+    config: ExperimentConfig
+    key: str
+    path: Path
+
+    def record(self, measured: Mapping[str, Any]) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "kind": "sweep-point", "key": self.key,
+                "params": self.params, "config": self.config.to_dict(),
+                "gradflow_version": __version__, **measured}
+
+
+def _load_point(item: _Item) -> dict[str, Any] | None:
+    """The saved record of ``item`` if it is present and valid, else None."""
+    if not item.path.is_file():
+        return None
+    try:
+        rec = load_json(item.path)
+    except Exception:  # unreadable or truncated: run the point again
+        return None
+    ok = (isinstance(rec, dict) and rec.get("kind") == "sweep-point" and rec.get("key") == item.key
+          and rec.get("status") in ("ok", "zero", "overflow")
+          and all(k in rec for k in ("decay_rate", "log10_norm_final"))
+          and (rec["decay_rate"] is None or isinstance(rec["decay_rate"], (int, float))))
+    return rec if ok else None
+
+
+def _mp_context() -> Any:
+    """``forkserver`` where it exists: no fork of a multi-threaded parent (Dask, tqdm)."""
+    methods = multiprocessing.get_all_start_methods()
+    if "forkserver" in methods:
+        ctx = multiprocessing.get_context("forkserver")
+        ctx.set_forkserver_preload(["gradflow.analysis.sweep"])
+        return ctx
+    return multiprocessing.get_context("spawn")
+
+
+@contextlib.contextmanager
+def dask_executor(address: str) -> Iterator[Executor]:
+    """A :class:`concurrent.futures.Executor` on the Dask scheduler at ``address``.
+
+    Raises:
+        BackendError: ``distributed`` is not installed, or the scheduler cannot be reached.
+    """
+    try:
+        import distributed
+    except ImportError:
+        raise BackendError("running on a Dask scheduler needs the dask extra: "
+                           "pip install 'gradflow[dask]'") from None
+    try:
+        client = distributed.Client(address, set_as_default=False)
+    except (OSError, TimeoutError, ValueError) as exc:
+        raise BackendError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
+    try:
+        yield client.get_executor()
+    finally:
+        client.close()
+
+
+def _run_futures(executor: Executor, todo: list[_Item],
+                 finish: Callable[[_Item, dict[str, Any], bool], None]) -> None:
+    """Submit every point and finish each as it completes; on any interruption cancel what
+    has not started and keep what has finished."""
+    futures: dict[Future[dict[str, Any]], _Item] = {
+        executor.submit(evaluate_point, item.config.to_dict()): item for item in todo}
+    finished: set[str] = set()
+    try:
+        for fut in as_completed(futures):
+            item = futures[fut]
+            finished.add(item.key)
+            finish(item, fut.result(), True)
+    except BaseException:
+        for fut in futures:
+            fut.cancel()
+        for fut, item in futures.items():
+            if (item.key not in finished and fut.done() and not fut.cancelled()
+                    and fut.exception() is None):
+                finish(item, fut.result(), False)
+        raise
+
+
+def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str], *,
+              executor: Executor | None = None, jobs: int = 1, scheduler: str | None = None,
+              progress: Progress = True) -> SweepResult:
+    """Run every point of ``config`` not already finished in ``out_dir``.
+
+    Args:
+        config: the sweep.
+        out_dir: where point files (``points/<key>.json``) and ``sweep.json`` go.
+        executor: any :class:`concurrent.futures.Executor` (left open); overrides the rest.
+        jobs: worker processes; ``1`` runs inline with no pool.
+        scheduler: a Dask scheduler address (``tcp://host:8786``); needs ``gradflow[dask]``.
+        progress: as in :func:`~gradflow.analysis.experiment.run_experiment`; a callable is
+            called as ``progress(done, total)`` after each point is saved.
+
+    Returns:
+        The :class:`SweepResult` (also written to ``out_dir/sweep.json``).
+
+    Raises:
+        KeyboardInterrupt: re-raised after pending points are cancelled; finished points are
+            kept, so running again resumes.
+    """
+    if jobs < 1:
+        raise UsageError(f"jobs must be at least 1, got {jobs}")
+    start = time.perf_counter()
+    out = Path(out_dir)
+    items = []
+    for params in config.points():
+        cfg = config.point_config(params)
+        key = point_key(cfg)
+        items.append(_Item(params, cfg, key, out / "points" / f"{key}.json"))
+    records = {it.key: rec for it in items if (rec := _load_point(it)) is not None}
+    todo = [it for it in items if it.key not in records]
+    tick = progress_bar(progress, len(todo), config.name)
+
+    def finish(item: _Item, measured: dict[str, Any], count: bool) -> None:
+        records[item.key] = item.record(measured)
+        save_json(item.path, records[item.key])
+        if count:
+            tick()
+
+    if todo:
+        if executor is not None:
+            _run_futures(executor, todo, finish)
+        elif scheduler is not None:
+            with dask_executor(scheduler) as ex:
+                _run_futures(ex, todo, finish)
+        elif jobs == 1:
+            for item in todo:
+                finish(item, evaluate_point(item.config.to_dict()), True)
+        else:
+            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context())
+            try:
+                _run_futures(pool, todo, finish)
+            except BrokenProcessPool as exc:
+                raise GradflowError(
+                    f"a sweep worker process died ({exc}); finished points are kept in "
+                    f"{out}. From a script, call run_sweep under if __name__ == '__main__':"
+                ) from None
+            finally:
+                pool.shutdown(wait=True, cancel_futures=True)
+    points = []
+    for it in items:
+        rec = records[it.key]
+        point = {"params": it.params, "decay_rate": rec["decay_rate"],
+                 "log10_norm_final": rec["log10_norm_final"],
+                 "regime": regime(rec["decay_rate"], config.tol, rec["status"])}
+        point.update({k: v for k, v in rec.items() if v is not None and (
+            k.startswith("decay_rate_") or k in ("predicted_slope", "error"))})
+        points.append(point)
+    result = SweepResult(
+        name=config.name, config=config.to_dict(), axes={a: list(v) for a, v in config.axes},
+        points=points, timing={"total_s": time.perf_counter() - start,
+                               "evaluated": len(todo), "reused": len(items) - len(todo)})
+    result.save(out / "sweep.json")
+    return result
+
+
+@dataclass
+class SweepResult:
+    """The points of a sweep in grid order, with the config that made them.
+
+    ``timing`` (seconds, points evaluated and reused) describes one run; :meth:`comparable`
+    leaves it out.
+    """
+
+    name: str
+    config: dict[str, Any]
+    axes: dict[str, list[Any]]
+    points: list[dict[str, Any]]
+    gradflow_version: str = __version__
+    timing: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def evaluated(self) -> int:
+        return int(self.timing.get("evaluated", 0))
+
+    @property
+    def reused(self) -> int:
+        return int(self.timing.get("reused", 0))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schema_version": SCHEMA_VERSION, "kind": "sweep", "name": self.name,
+                "config": self.config, "axes": self.axes, "points": self.points,
+                "gradflow_version": self.gradflow_version, "timing": dict(self.timing)}
+
+    def comparable(self) -> dict[str, Any]:
+        out = self.to_dict()
+        del out["timing"]
+        return out
+
+    @classmethod
+    def from_dict(cls, data: Mapping[str, Any]) -> SweepResult:
+        if not isinstance(data, Mapping) or data.get("kind") != "sweep":
+            raise UsageError('not a sweep result (expected "kind": "sweep")')
+        try:
+            return cls(name=str(data["name"]), config=dict(data["config"]),
+                       axes=dict(data["axes"]), points=list(data["points"]),
+                       gradflow_version=str(data.get("gradflow_version", "unknown")),
+                       timing=dict(data.get("timing", {})))
+        except (KeyError, TypeError, ValueError) as exc:
+            raise UsageError(f"not a sweep result: {type(exc).__name__}: {exc}") from None
+
+    def save(self, path: str | os.PathLike[str]) -> None:
+        save_json(path, self.to_dict())
+
+    @classmethod
+    def load(cls, path: str | os.PathLike[str]) -> SweepResult:
+        return cls.from_dict(load_json(path))
+
+    def regime_counts(self) -> dict[str, int]:
+        counts = Counter(p["regime"] for p in self.points)
+        return {r: counts.get(r, 0) for r in ("vanishing", "preserved", "exploding")}
+
+    def table(self) -> str:
+        """Regime counts, and for one or two axes the grid of decay rates."""
+        c = self.regime_counts()
+        lines = [f"{len(self.points)} points: {c['vanishing']} vanishing, {c['preserved']} "
+                 f"preserved, {c['exploding']} exploding"]
+        names = list(self.axes)
+        if len(names) > 2:
+            return lines[0]
+        letter = {"vanishing": "v", "preserved": "p", "exploding": "e"}
+        rows = self.axes[names[0]]
+        cols = self.axes[names[1]] if len(names) == 2 else [None]
+        width = 12
+        head = f"{names[0]:>14} | " + ("".join(f"{_short(v):>{width}}" for v in cols)
+                                      if len(names) == 2 else "decay rate")
+        lines += [f"{'':>14}   {names[1]}" if len(names) == 2 else "", head, "-" * len(head)]
+        it = iter(self.points)
+        for r in rows:
+            cells = []
+            for _ in cols:
+                p = next(it)
+                rate = "n/a" if p["decay_rate"] is None else f"{p['decay_rate']:+.3g}"
+                cells.append(f"{rate + ' ' + letter[p['regime']]:>{width}}")
+            lines.append(f"{_short(r):>14} | " + "".join(cells))
+        lines.append("(decades per step; v vanishing, p preserved, e exploding)")
+        return "\n".join(line for line in lines if line)
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)
