@@ -38,7 +38,7 @@ from .results import AnalysisResult
 MEMORY_BUDGET = 96 * 2**20
 #: Block size of the subspace iteration behind the spectral norms.
 BLOCK = 4
-SPECTRAL_RTOL = 1e-12
+SPECTRAL_RTOL = 1e-11
 MAX_ITER = 60
 
 
@@ -214,7 +214,10 @@ def _aitken(s1: Any, s2: Any, s3: Any, xp: Any) -> tuple[Any, Any]:
     i2 = (s3 - s2) / xp.maximum(s3, tiny)
     rho = xp.clip(i2 / xp.maximum(i1, tiny), 0.0, 0.999)
     tail = i2 * rho / (1.0 - rho)
-    return (tail <= rtol) & (rho < 0.5) & (i1 >= -1e-15) & (i2 >= -1e-15), tail
+    noise = 16 * float(info.eps)
+    settled = (xp.abs(i1) <= noise) & (xp.abs(i2) <= noise)  # both increments at rounding level
+    geometric = (tail <= rtol) & (rho < 0.5) & (i1 >= -noise) & (i2 >= -noise)
+    return settled | geometric, tail
 
 
 class _Spectral:
