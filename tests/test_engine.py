@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import subprocess
 import sys
+import zlib
 
 import mpmath
 import numpy as np
@@ -87,7 +88,7 @@ def _relu_safe(cell, params, x):
 
 @pytest.mark.parametrize("name", CELLS)
 def test_norms_match_central_finite_differences(name):
-    rng = np.random.default_rng(abs(hash(name)) % 2**32)
+    rng = np.random.default_rng(zlib.crc32(name.encode()))
     cell = get_cell(name)
     n, d, T, B = 3, 2, 12, 2
     params = _params(cell, n, d, rng, scale=1.5)
@@ -95,7 +96,7 @@ def test_norms_match_central_finite_differences(name):
         params["u"] = rng.uniform(0.5, 1.0, n)
         params["b"] = np.abs(params["b"]) + 1.0  # stay on the linear side of relu
     if cell.name == "rnn-relu":
-        params["b_ih"] = np.abs(params["b_ih"]) + 1.0
+        params["b_ih"] = np.abs(params["b_ih"]) + 3.0  # every unit stays on relu's linear side
     x = rng.standard_normal((T, B, d))
     res = analyze(cell, params, x)
     fd = _fd_products(cell, params, x)
