@@ -293,16 +293,22 @@ def plot_cmd(result: str, out_dir: str | None, venue: str, column: str,
 @click.option("--venue", default="neurips", show_default=True, help="Figure style (see plot).")
 @click.option("--jobs", default=2, show_default=True, type=click.IntRange(1),
               help="Worker processes for the sweep.")
-@click.option("--no-pdf", is_flag=True, help="Skip the PDF figures (smaller report).")
+@click.option("--format", "formats", type=click.Choice(_FIGURE_FORMATS), multiple=True,
+              help="Figure files to write (repeat; default pdf, svg, png). SVG is always "
+                   "written: the HTML embeds it.")
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def report_cmd(out_dir: str, config: str | None, venue: str, jobs: int, no_pdf: bool,
-               quiet: bool) -> None:
-    """Run the built-in comparison (or --config) and write an HTML + Markdown report."""
+def report_cmd(out_dir: str, config: str | None, venue: str, jobs: int,
+               formats: tuple[str, ...], quiet: bool) -> None:
+    """Run the built-in comparison (or --config) and write an HTML + Markdown report.
+
+    Without --config: the comparison of every catalogue cell, the claims (quick) and a
+    phase-diagram sweep. With --config FILE: that experiment, and its [sweep] table if it has
+    one; no claims. The folder is replaced only once the new report is complete.
+    """
     from .report import run_report
 
-    formats = ("svg", "png") if no_pdf else _FIGURE_FORMATS
-    out = run_report(out_dir, config=config, venue=venue, jobs=jobs, formats=formats,
-                     progress=not quiet)
+    out = run_report(out_dir, config=config, venue=venue, jobs=jobs,
+                     formats=formats or _FIGURE_FORMATS, progress=not quiet)
     click.echo(str(out / "index.html"))
 
 

@@ -8,7 +8,7 @@ without JavaScript).
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import sympy as sp
 from sympy.printing.mathml import mathml
@@ -22,12 +22,38 @@ DIAG = sp.Function("diag", commutative=False)
 IDENTITY = sp.Symbol("I", commutative=False)
 
 
+class Name(sp.Symbol):
+    """A symbol whose subscript prints literally: ``W_xi`` is W with subscript ``xi``, not
+    ``W_ξ`` (SymPy turns subscripts that spell Greek letters into Greek)."""
+
+    def _parts(self) -> tuple[str, str | None]:
+        base, _, sub = self.name.partition("_")
+        return base, (sub or None)
+
+    def _latex(self, printer: Any) -> str:
+        base, sub = self._parts()
+        shown = printer._print(sp.Symbol(base))
+        return shown if sub is None else f"{shown}_{{{sub}}}"
+
+    def _mathml_presentation(self, printer: Any) -> Any:
+        base, sub = self._parts()
+        shown = printer._print(sp.Symbol(base))
+        if sub is None:
+            return shown
+        msub = printer.dom.createElement("msub")
+        mi = printer.dom.createElement("mi")
+        mi.appendChild(printer.dom.createTextNode(sub))
+        msub.appendChild(shown)
+        msub.appendChild(mi)
+        return msub
+
+
 def display_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
     """Map each cell symbol to the symbol a paper prints: ``h -> h_{t-1}``, ``h_new -> h_t``,
     ``f -> f_t``, ``a_nh -> a_{nh,t}``, ``x -> x_t``; parameters keep their names."""
-    names: dict[sp.Symbol, sp.Symbol] = {cell.symbol(cell.input): sp.Symbol(f"{cell.input}_t")}
+    names: dict[sp.Symbol, sp.Symbol] = {cell.symbol(cell.input): Name(f"{cell.input}_t")}
     for s in cell.state:
-        names[cell.symbol(s)] = sp.Symbol(f"{s}_t-1")
+        names[cell.symbol(s)] = Name(f"{s}_t-1")
     updates = {node: s for s, node in cell.update}
     for node in cell.nodes:
         if node.name in updates:
@@ -37,7 +63,10 @@ def display_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
             shown = f"{base}_{sub},t"
         else:
             shown = f"{node.name}_t"
-        names[cell.symbol(node.name)] = sp.Symbol(shown)
+        names[cell.symbol(node.name)] = Name(shown)
+    for p in cell.parameters:
+        if p.kind == "vector":
+            names[cell.symbol(p.name)] = Name(p.name)
     return names
 
 
@@ -48,7 +77,7 @@ def term_expr(term: Term, names: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
         if dgl != 1:
             factors.append(DIAG(dgl.xreplace(names)))
         if k < len(term.weights):
-            factors.append(sp.Symbol(term.weights[k], commutative=False))
+            factors.append(Name(term.weights[k], commutative=False))
     if not factors:
         return IDENTITY
     return sp.Mul(*factors)
@@ -102,12 +131,12 @@ def equations_latex(cell: Cell) -> list[str]:
             rhs = sp.latex(node.expr.xreplace(names))
         else:
             parts = [
-                sp.latex(sp.Symbol(w, commutative=False))
+                sp.latex(Name(w, commutative=False))
                 + " "
-                + sp.latex(names.get(cell.symbol(src), sp.Symbol(src)))
+                + sp.latex(names.get(cell.symbol(src), Name(src)))
                 for w, src in node.terms
             ]
-            parts += [sp.latex(sp.Symbol(b)) for b in node.biases]
+            parts += [sp.latex(Name(b)) for b in node.biases]
             rhs = " + ".join(parts)
         lines.append(f"{lhs} = {rhs}")
     return lines

@@ -1,0 +1,100 @@
+"""Reports: one offline HTML page and a Markdown twin, with figures and data, from results.
+
+:func:`build_report` turns saved results into a report folder; :func:`run_report` runs the
+built-in comparison (or a user's experiment TOML) first, as ``gradflow report`` does.
+
+With ``config`` (``gradflow report --config FILE``) the report shows the user's experiment; if
+the file also has a ``[sweep]`` table, that sweep runs too and the report gains its phase
+diagram. The claims are left out: they are statements about the built-in comparison.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import tempfile
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+from ..plots import FORMATS
+from .build import build_report as build_report
+from .build import report_context as report_context
+
+
+class _Progress:
+    """One tqdm bar on stderr whose label and total follow the current stage."""
+
+    def __init__(self, enabled: bool) -> None:
+        from tqdm import tqdm
+
+        self.bar = tqdm(total=1, file=sys.stderr, leave=False, dynamic_ncols=True,
+                        disable=not enabled or not sys.stderr.isatty(),
+                        bar_format="{desc}: {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+
+    def stage(self, label: str) -> None:
+        self.bar.set_description_str(label)
+        self.bar.reset(total=1)
+
+    def __call__(self, done: int, total: int) -> None:
+        if total != self.bar.total:
+            self.bar.reset(total=max(total, 1))
+        self.bar.n = done
+        self.bar.refresh()
+
+    def close(self) -> None:
+        self.bar.close()
+
+
+def run_report(out_dir: str | os.PathLike[str] = "reports/latest", *,
+               config: str | os.PathLike[str] | None = None, venue: str = "neurips",
+               jobs: int = 2, formats: Sequence[str] = FORMATS, progress: bool = True) -> Path:
+    """Run the experiments a report shows, then :func:`build_report` into ``out_dir``.
+
+    Args:
+        out_dir: the report folder (replaced only once the new report is complete).
+        config: an experiment TOML; None runs the built-in comparison
+            (:func:`gradflow.analysis.defaults.default_report_config`), the quick claims and
+            the default sweep.
+        venue: figure style. jobs: worker processes for the sweep.
+        formats: figure formats. progress: show a progress bar on stderr (on a terminal).
+
+    Returns:
+        ``out_dir`` as a Path.
+    """
+    from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
+    from ..analysis.sweep import SweepConfig, run_sweep
+
+    bar = _Progress(progress)
+    try:
+        claims: Any = None
+        source = None
+        if config is None:
+            from ..analysis.claims import run_claims
+            from ..analysis.defaults import default_report_config, default_sweep_config
+
+            exp_cfg, sweep_cfg = default_report_config(), default_sweep_config()
+        else:
+            data = read_toml(config)
+            base = {k: v for k, v in data.items() if k != "sweep"}
+            exp_cfg = ExperimentConfig.from_dict(base, base_dir=Path(config).parent)
+            sweep_cfg = (SweepConfig.from_dict(data, base_dir=Path(config).parent)
+                         if "sweep" in data else None)
+            source = (Path(config).name, Path(config).read_text(encoding="utf-8"))
+        bar.stage("experiment")
+        experiment = run_experiment(exp_cfg, progress=bar)
+        if config is None:
+            bar.stage("claims")
+            claims = run_claims(quick=True, progress=bar)
+        sweep = None
+        if sweep_cfg is not None:
+            bar.stage("sweep")
+            with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
+                sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar)
+        return build_report(experiment, sweep, claims, out_dir, venue=venue, formats=formats,
+                            config_source=source, progress=bar.stage)
+    finally:
+        bar.close()
+
+
+__all__ = ["build_report", "report_context", "run_report"]

@@ -1,0 +1,356 @@
+"""Reports: offline HTML with well-formed MathML, escaping, Markdown math, atomic folders.
+
+Most tests build from the fixed synthetic results in ``tests/baseline/data`` (SPEC schemas);
+``test_cli_report_with_config_runs_the_real_pipeline`` runs a small real experiment and sweep
+through ``gradflow report --config``.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import html.entities
+import json
+import os
+import re
+import shutil
+import xml.etree.ElementTree as ET
+from html.parser import HTMLParser
+from pathlib import Path
+
+import pytest
+from click.testing import CliRunner
+
+from gradflow import plots
+from gradflow.cells import get_cell
+from gradflow.cli import cli
+from gradflow.errors import UsageError
+from gradflow.report import build_report
+from gradflow.report.markdown import md_escape
+from gradflow.results import load_json
+from gradflow.symbolic.render import equations_latex, jacobian_latex
+
+DATA = Path(__file__).parent / "baseline" / "data"
+FIGURE_STEMS = ["decay_rates", "lyapunov", "norms", "norms_frobenius", "paths",
+                "phase_diagram", "singular_values"]
+
+
+def results() -> tuple[dict, dict, dict]:
+    return (load_json(DATA / "experiment.json"), load_json(DATA / "sweep.json"),
+            load_json(DATA / "claims.json"))
+
+
+@pytest.fixture(scope="module")
+def report(tmp_path_factory) -> Path:
+    out = tmp_path_factory.mktemp("report") / "latest"
+    return build_report(*results(), out, formats=("svg", "png"))
+
+
+class Page(HTMLParser):
+    """Collects tags, attributes, ids and the text inside each cell's article."""
+
+    def __init__(self) -> None:
+        super().__init__(convert_charrefs=True)
+        self.tags: list[tuple[str, dict[str, str | None]]] = []
+        self.ids: list[str] = []
+        self.stack: list[str] = []
+        self.article: str | None = None
+        self.math_in: dict[str, int] = {}
+
+    def handle_starttag(self, tag, attrs):
+        a = dict(attrs)
+        self.tags.append((tag, a))
+        if a.get("id"):
+            self.ids.append(a["id"])
+        if tag == "article":
+            self.article = a.get("id")
+        if tag == "math" and self.article:
+            self.math_in[self.article] = self.math_in.get(self.article, 0) + 1
+        if tag not in ("meta", "img", "br", "link", "hr", "input"):
+            self.stack.append(tag)
+
+    def handle_endtag(self, tag):
+        assert self.stack and self.stack[-1] == tag, (tag, self.stack[-5:])
+        self.stack.pop()
+        if tag == "article":
+            self.article = None
+
+
+def parse(path: Path) -> Page:
+    page = Page()
+    page.feed(path.read_text(encoding="utf-8"))
+    page.close()
+    assert page.stack == [], page.stack  # every element closed, in order
+    return page
+
+
+def math_elements(text: str) -> list[ET.Element]:
+    """Each <math> element parsed as XML (named HTML5 entities made numeric first)."""
+    def numeric(m: re.Match) -> str:
+        name = m.group(1) + ";"
+        if name in html.entities.html5:
+            return "".join(f"&#{ord(c)};" for c in html.entities.html5[name])
+        return m.group(0)
+
+    blocks = re.findall(r"<math\b.*?</math>", text, flags=re.S)
+    return [ET.fromstring(re.sub(r"&([A-Za-z][A-Za-z0-9]*);", numeric, b)) for b in blocks]
+
+
+# ---- layout -----------------------------------------------------------------------------------
+
+
+def test_report_folder_layout(report):
+    assert sorted(p.name for p in report.iterdir()) == ["data", "figures", "index.html",
+                                                         "report.md"]
+    assert sorted(p.name for p in (report / "data").iterdir()) == [
+        "claims.csv", "claims.json", "decay_rates.csv", "experiment.json", "sweep.json",
+        "sweep_points.csv"]
+    assert sorted(p.name for p in (report / "figures").iterdir()) == sorted(
+        f"{s}.{fmt}" for s in FIGURE_STEMS for fmt in ("png", "svg"))
+    siblings = [p.name for p in report.parent.iterdir()]
+    assert siblings == ["latest"]  # no temporary folder left beside it
+
+
+def test_report_files_get_ordinary_permissions(report):
+    umask = os.umask(0)
+    os.umask(umask)
+    assert (report / "index.html").stat().st_mode & 0o777 == 0o666 & ~umask
+    assert report.stat().st_mode & 0o777 == 0o777 & ~umask
+
+
+def test_data_tables_match_the_results(report):
+    experiment, _, claims = results()
+    assert load_json(report / "data" / "experiment.json") == experiment
+    with open(report / "data" / "decay_rates.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    assert [r["cell"] for r in rows] == ["rnn", "lstm", "gru"]  # catalogue order
+    for r in rows:
+        rate = experiment["cells"][r["cell"]]["decay_rate"]
+        assert float(r["median"]) == rate["median"]
+        assert float(r["q10"]) == rate["q10"] and float(r["q90"]) == rate["q90"]
+    with open(report / "data" / "claims.csv", newline="") as fh:
+        claim_rows = list(csv.DictReader(fh))
+    assert [r["id"] for r in claim_rows] == [c["id"] for c in claims["claims"]]
+
+
+# ---- HTML ---------------------------------------------------------------------------------------
+
+
+def test_html_is_offline_and_well_formed(report):
+    page = parse(report / "index.html")
+    tags = [t for t, _ in page.tags]
+    assert "script" not in tags and "link" not in tags and "iframe" not in tags
+    assert len(page.ids) == len(set(page.ids)), "duplicate ids"
+    for tag, attrs in page.tags:
+        for key in ("href", "src"):
+            url = attrs.get(key)
+            if url is None:
+                continue
+            assert "//" not in url.split("base64,")[0], url  # no scheme-relative or http URLs
+            if key == "src":
+                assert tag == "img" and url.startswith("data:image/svg+xml;base64,")
+                assert base64.b64decode(url.split(",", 1)[1]).startswith(b"<?xml")
+            elif url.startswith("#"):
+                assert url[1:] in page.ids, url
+            else:
+                assert (report / url).is_file(), url
+    imgs = [a for t, a in page.tags if t == "img"]
+    assert len(imgs) == len(FIGURE_STEMS)
+    assert all(a.get("alt") for a in imgs)
+
+
+def test_every_math_element_is_well_formed_mathml_with_latex(report):
+    text = (report / "index.html").read_text(encoding="utf-8")
+    maths = math_elements(text)
+    assert maths
+    for m in maths:
+        assert m.get("display") == "block"
+        (sem,) = list(m)
+        assert sem.tag == "semantics"
+        presentation, annotation = list(sem)
+        assert presentation.tag == "mrow"
+        assert annotation.tag == "annotation"
+        assert annotation.get("encoding") == "application/x-tex"
+        assert annotation.text
+
+
+def test_mathml_present_for_each_cell(report):
+    page = parse(report / "index.html")
+    text = (report / "index.html").read_text(encoding="utf-8")
+    for i, name in enumerate(["rnn", "lstm", "gru"], start=1):
+        cell = get_cell(name)
+        n_jac = {1: 3, 2: 4 + 2 + 2}[len(cell.state)]  # block lines: full, additive, mul
+        assert page.math_in[f"cell-{i}-{name}"] >= len(cell.nodes) + min(n_jac, 3)
+        for line in equations_latex(cell):
+            assert line in text  # the LaTeX annotation of each equation
+    rnn_jacobian = jacobian_latex(get_cell("rnn").jacobian())
+    assert rnn_jacobian in text
+
+
+def test_report_shows_numbers_references_and_configuration(report):
+    experiment, sweep, claims = results()
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert "-0.05 [-0.055, -0.045]" in text  # rnn decay rate, median [q10, q90]
+    assert "does not hold" in text  # claim e of the synthetic claims
+    for c in claims["claims"]:
+        assert c["title"] in text
+    assert "Elman (1990)" in text and "Gers, Schmidhuber" in text
+    assert '&#34;steps&#34;: 60' in text or "&quot;steps&quot;: 60" in text
+    assert "seeds 0, 1, 2" in text
+    assert f"{len(sweep['points'])} points" in text
+
+
+def test_user_strings_are_escaped(tmp_path):
+    experiment, sweep, claims = results()
+    evil = "<script>alert(1)</script>"
+    experiment["name"] = evil
+    experiment["cells"]["<b>x</b>"] = experiment["cells"].pop("gru")
+    claims["claims"][0]["title"] = '<img src=x onerror="alert(1)">'
+    out = build_report(experiment, sweep, claims, tmp_path / "r", formats=("svg",))
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "<script" not in text and "<b>x</b>" not in text and "<img src=x" not in text
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in text
+    assert "&lt;b&gt;x&lt;/b&gt;" in text
+    page = parse(out / "index.html")
+    assert "script" not in [t for t, _ in page.tags]
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "<script" not in md and "&lt;script&gt;" in md
+
+
+def test_md_escape_keeps_tables_intact():
+    assert md_escape("a|b") == "a\\|b"
+    assert md_escape("x\ny") == "x y"
+    assert md_escape("<i>") == "&lt;i&gt;"
+
+
+# ---- Markdown -----------------------------------------------------------------------------------
+
+
+def test_markdown_has_math_blocks_tables_and_figure_links(report):
+    md = (report / "report.md").read_text(encoding="utf-8")
+    assert md.count("```math") >= 3 * 4  # per cell: equations and three Jacobian blocks
+    assert md.count("```math") == md.count("\\end{aligned}")
+    assert "$`\\log_{10}\\|\\partial s_T/\\partial s_{T-k}\\|_2`$" in md
+    assert "| cell | decay rate" in md and "|---|---:|" in md
+    for link in re.findall(r"\]\((figures/[^)]+)\)", md):
+        assert (report / link).is_file(), link
+    assert "](figures/norms.svg)" in md
+    for line in equations_latex(get_cell("lstm")):
+        lhs, rhs = line.split(" = ", 1)
+        assert f"{lhs} &= {rhs}" in md
+    assert "\n\n\n" not in md
+
+
+def test_same_results_give_the_same_report(report, tmp_path):
+    again = build_report(*results(), tmp_path / "again", formats=("svg", "png"))
+    for name in ("index.html", "report.md", "figures/norms.svg", "figures/norms.png",
+                 "data/decay_rates.csv", "data/experiment.json"):
+        assert (again / name).read_bytes() == (report / name).read_bytes(), name
+
+
+# ---- all or nothing -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("error", [RuntimeError("disk full"), KeyboardInterrupt()])
+def test_interrupted_build_keeps_previous_report(report, tmp_path, monkeypatch, error):
+    out = tmp_path / "latest"
+    shutil.copytree(report, out)
+    before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    real_save = plots.save_figure
+    calls = []
+
+    def failing_save(fig, stem, formats=plots.FORMATS, dpi=plots.DPI):
+        calls.append(stem)
+        if len(calls) == 3:
+            raise error
+        return real_save(fig, stem, formats, dpi)
+
+    monkeypatch.setattr(plots, "save_figure", failing_save)
+    experiment, sweep, claims = results()
+    experiment["name"] = "second run"
+    with pytest.raises(type(error)):
+        build_report(experiment, sweep, claims, out, formats=("svg",))
+    after = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
+    assert after == before
+    assert [p.name for p in tmp_path.iterdir()] == ["latest"]  # no partial folder
+    if isinstance(error, KeyboardInterrupt):
+        return
+    monkeypatch.setattr(plots, "save_figure", real_save)
+    build_report(experiment, None, None, out, formats=("svg",))  # now it replaces the old one
+    assert "second run" in (out / "index.html").read_text(encoding="utf-8")
+    assert not (out / "data" / "sweep.json").exists()
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert 'id="claims"' not in text and 'id="sweep"' not in text  # sections left out
+    parse(out / "index.html")
+    assert [p.name for p in tmp_path.iterdir()] == ["latest"]
+
+
+def test_refuses_to_replace_what_is_not_a_report(tmp_path):
+    precious = tmp_path / "thesis"
+    precious.mkdir()
+    (precious / "chapter1.tex").write_text("keep me")
+    with pytest.raises(UsageError, match="not a gradflow report"):
+        build_report(*results(), precious, formats=("svg",))
+    assert (precious / "chapter1.tex").read_text() == "keep me"
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(UsageError, match="is a file"):
+        build_report(*results(), tmp_path / "file", formats=("svg",))
+    with pytest.raises(UsageError, match="expected a sweep result"):
+        build_report(results()[0], results()[0], None, tmp_path / "r")
+
+
+# ---- the real pipeline --------------------------------------------------------------------------
+
+CONFIG = """\
+name = "tiny <comparison>"
+cells = ["rnn", "lstm"]
+hidden_size = 6
+input_size = 3
+steps = 40
+batch = 2
+seeds = [0, 1]
+
+[quantities]
+paths = true
+singular_lags = [5, 20]
+lyapunov = 3
+
+[sweep]
+axes = { "init.sigma_w" = [0.5, 1.0, 2.0] }
+"""
+
+
+def test_cli_report_with_config_runs_the_real_pipeline(tmp_path):
+    config = tmp_path / "tiny.toml"
+    config.write_text(CONFIG)
+    out = tmp_path / "rep"
+    res = CliRunner().invoke(cli, ["report", "--config", str(config), "--out", str(out),
+                                   "--quiet", "--format", "png", "--jobs", "1"])
+    assert res.exit_code == 0, res.output
+    assert res.output.strip() == str(out / "index.html")
+    experiment = load_json(out / "data" / "experiment.json")
+    assert experiment["kind"] == "experiment" and set(experiment["cells"]) == {"rnn", "lstm"}
+    sweep = load_json(out / "data" / "sweep.json")
+    assert sweep["kind"] == "sweep" and len(sweep["points"]) == 2 * 3  # cell x sigma_w
+    assert not (out / "data" / "claims.json").exists()
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "tiny &lt;comparison&gt;" in text
+    assert 'hidden_size = 6' in text  # the user's TOML, verbatim
+    assert (out / "figures" / "phase_diagram.svg").is_file()
+    assert not (out / "figures" / "norms.pdf").exists()
+    assert (out / "figures" / "norms.png").is_file() and (out / "figures" / "norms.svg").is_file()
+    parse(out / "index.html")
+    for m in math_elements(text):
+        assert m.tag == "math"
+    rnn = experiment["cells"]["rnn"]
+    assert json.dumps(rnn["decay_rate"]["median"])[:6] in (out / "report.md").read_text()
+
+
+def test_cli_report_errors_are_one_line(tmp_path):
+    bad = tmp_path / "bad.toml"
+    bad.write_text('hiden_size = 8\n')
+    res = CliRunner().invoke(cli, ["report", "--config", str(bad), "--out",
+                                   str(tmp_path / "r"), "--quiet"])
+    assert res.exit_code == 2
+    assert "hidden_size" in res.output and "Traceback" not in res.output
+    assert not (tmp_path / "r").exists()
