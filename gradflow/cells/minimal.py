@@ -64,7 +64,8 @@ MINIMALRNN = Cell(
     update=(("h", "h_new"),),
     reference=(
         "Chen, Pennington & Schoenholz (2018), Dynamical isometry and a mean field theory of "
-        "RNNs: gating functions provide signal propagation, ICML: z_t = tanh(W_x x_t + b_z), "
+        "RNNs: gating enables signal propagation in recurrent neural networks, ICML: "
+        "z_t = tanh(W_x x_t + b_z), "
         "u_t = sigmoid(U_h h_{t-1} + U_z z_t + b_u), h_t = u_t h_{t-1} + (1 - u_t) z_t."
     ),
     convention="u keeps the old state: h_t = u_t h_{t-1} + (1 - u_t) z_t",

@@ -1,0 +1,1 @@
+"""Analyses built on the engine: decay rates, the Pascanu bound, mean-field predictions."""

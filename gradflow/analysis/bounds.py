@@ -1,0 +1,156 @@
+r"""The Pascanu-Mikolov-Bengio upper bound on the Jacobian product of an Elman RNN.
+
+For ``h_t = phi(W_hh h_{t-1} + W_ih x_t + b)`` the state Jacobian is
+``ds_t/ds_{t-1} = diag(phi'(a_t)) W_hh``, so by submultiplicativity
+
+.. math::
+    \left\|\frac{\partial s_t}{\partial s_k}\right\|_2
+    \le \prod_{j=k+1}^{t} \|\operatorname{diag}(\phi'(a_j))\|_2\,\|W_{hh}\|_2
+    \le \left(\gamma\,\sigma_{\max}(W_{hh})\right)^{t-k},
+
+with ``gamma = sup |phi'|``: 1 for tanh and ReLU, 1/4 for the logistic sigmoid [pascanu2013]
+(the vanishing-gradient argument of [bengio1994]). gradflow reports it in log10,
+``k log10(gamma sigma_max)``, and checks in its tests that every measured
+``log10 ||ds_T/ds_{T-k}||_2`` lies below it.
+
+Examples:
+    >>> import numpy as np
+    >>> params = {"W_hh": 0.5 * np.eye(3)}
+    >>> pascanu_log10_bound("rnn", params, [0, 1, 2]).round(6).tolist()
+    [0.0, -0.30103, -0.60206]
+
+References:
+    [pascanu2013] Pascanu, Mikolov & Bengio (2013), On the difficulty of training recurrent
+    neural networks, ICML, section 2.1. [bengio1994].
+"""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import sympy as sp
+from numpy.typing import ArrayLike
+
+from ..cells import get_cell
+from ..cells.functions import relu, sigmoid
+from ..cells.graph import Affine, Cell, Elementwise
+from ..errors import UsageError
+
+#: ``sup |phi'|`` for the activations the bound covers.
+GAMMA = {"tanh": 1.0, "relu": 1.0, "sigmoid": 0.25}
+
+_FUNCS = {sp.tanh: "tanh", relu: "relu", sigmoid: "sigmoid"}
+
+
+def _as_cell(cell: Cell | str) -> Cell:
+    return get_cell(cell) if isinstance(cell, str) else cell
+
+
+def elman_structure(cell: Cell | str) -> tuple[str, str]:
+    """``(activation, recurrent weight name)`` of an Elman-type cell, else :class:`UsageError`.
+
+    Elman-type: one state vector ``s``, one affine node ``a = W s + (input terms) + biases`` and
+    the update ``s_t = phi(a)`` with ``phi`` in tanh, relu, sigmoid (the cell's own elementwise
+    function, read from its SymPy expression).
+    """
+    cell = _as_cell(cell)
+    why = ""
+    if len(cell.state) != 1 or len(cell.nodes) != 2:
+        why = "it needs one state vector and exactly two nodes (affine, activation)"
+    else:
+        affine, act = cell.nodes
+        state = cell.state[0]
+        if not (isinstance(affine, Affine) and isinstance(act, Elementwise)):
+            why = "its nodes are not (affine, elementwise)"
+        elif dict(cell.update)[state] != act.name:
+            why = "the activation node does not update the state"
+        elif type(act.expr) not in _FUNCS or act.expr.args[0] != cell.symbol(affine.name):
+            why = "the update is not tanh, relu or sigmoid of the affine node"
+        else:
+            rec = [w for w, src in affine.terms if src == state]
+            other = [src for w, src in affine.terms if src not in (state, cell.input)]
+            if len(rec) != 1 or other:
+                why = "the affine node needs exactly one recurrent weight and input terms only"
+            else:
+                return _FUNCS[type(act.expr)], rec[0]
+    raise UsageError(
+        f"the Pascanu bound applies to Elman-type cells (rnn, rnn-relu); cell {cell.name!r} is "
+        f"not one: {why}"
+    )
+
+
+def elman_activation(cell: Cell | str) -> str:
+    """The activation name (``tanh``, ``relu``, ``sigmoid``) of an Elman-type cell."""
+    return elman_structure(cell)[0]
+
+
+def gamma_for(cell: Cell | str) -> float:
+    """``sup |phi'|`` of the cell's activation: 1 (tanh, relu) or 1/4 (sigmoid).
+
+    Examples:
+        >>> gamma_for("rnn"), gamma_for("rnn-relu")
+        (1.0, 1.0)
+    """
+    return GAMMA[elman_activation(cell)]
+
+
+def pascanu_log10_bound(
+    cell: Cell | str, params: dict[str, np.ndarray], lags: ArrayLike
+) -> np.ndarray:
+    r"""``log10`` of ``(gamma sigma_max(W_hh))^k`` for every lag ``k``.
+
+    Args:
+        cell: an Elman-type cell or its catalogue name (``rnn``, ``rnn-relu``).
+        params: the cell's parameters; only the recurrent weight is read.
+        lags: non-negative lags ``k``, any shape.
+
+    Returns:
+        float64 array of the shape of ``lags``: ``k log10(gamma sigma_max)``.
+
+    Raises:
+        UsageError: the cell is not Elman-type, the weight is missing, malformed, non-finite
+            or zero, or a lag is negative.
+
+    References:
+        [pascanu2013].
+    """
+    act, wname = elman_structure(cell)
+    if wname not in params:
+        raise UsageError(f"params lack the recurrent weight {wname!r}")
+    w = np.asarray(params[wname], dtype=np.float64)
+    if w.ndim != 2 or w.shape[0] != w.shape[1]:
+        raise UsageError(f"{wname} must be a square matrix, got shape {w.shape}")
+    if not np.all(np.isfinite(w)):
+        raise UsageError(f"{wname} contains NaN or inf")
+    sigma = float(np.linalg.norm(w, 2))
+    if not sigma > 0:
+        raise UsageError(f"{wname} is zero: every lag k >= 1 has a zero Jacobian product")
+    k = np.asarray(lags, dtype=np.float64)
+    if not np.all(np.isfinite(k)) or np.any(k < 0):
+        raise UsageError("lags must be finite and >= 0")
+    return k * math.log10(GAMMA[act] * sigma) + 0.0  # + 0.0: lag 0 gives 0.0, not -0.0
+
+
+def pascanu_check(
+    cell: Cell | str,
+    params: dict[str, np.ndarray],
+    log10_spectral_norm: ArrayLike,
+    atol: float = 1e-10,
+) -> tuple[np.ndarray, bool]:
+    """The bound for lags ``0..T`` and whether every measured norm lies below it.
+
+    Args:
+        cell: an Elman-type cell.
+        params: its parameters.
+        log10_spectral_norm: ``(T + 1, B)`` (or ``(T + 1,)``), the measured
+            ``log10 ||ds_T/ds_{T-k}||_2``.
+        atol: slack in log10 for rounding in the measurement.
+
+    Returns:
+        ``(bound (T + 1,), holds)``.
+    """
+    norms = np.asarray(log10_spectral_norm, dtype=np.float64)
+    bound = pascanu_log10_bound(cell, params, np.arange(norms.shape[0]))
+    excess = norms - (bound if norms.ndim == 1 else bound[:, None])
+    return bound, bool(np.all(excess <= atol))

@@ -1,0 +1,139 @@
+r"""Decay rates of log10 norms against the lag, and quantile bands over runs.
+
+A Jacobian product that vanishes or explodes geometrically has ``log10 ||ds_T/ds_{T-k}||``
+linear in the lag ``k``; its slope, in **decades per step**, is the decay rate (negative:
+vanishing; positive: exploding). :func:`decay_rate` fits it by least squares over a window of
+lags. The default window ``[max(1, T // 10), T]`` skips the first tenth of the lags, the
+transient where the product's top singular directions have not yet aligned (short lags mix
+many directions of comparable gain).
+
+Examples:
+    >>> import numpy as np
+    >>> norms = -0.25 * np.arange(21.0)[:, None] + np.array([[0.0, 1.0]])
+    >>> decay_rate(norms).tolist()
+    [-0.25, -0.25]
+    >>> default_window(20)
+    (2, 20)
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..errors import UsageError
+
+QUANTILES = (0.1, 0.5, 0.9)
+UNITS = "decades per step"
+
+
+def default_window(steps: int) -> tuple[int, int]:
+    """``(max(1, T // 10), T)``: every lag but the first tenth (the transient)."""
+    return max(1, steps // 10), steps
+
+
+def _window(steps: int, window: Sequence[int] | None) -> tuple[int, int]:
+    if window is None:
+        k0, k1 = default_window(steps)
+    else:
+        if len(window) != 2:
+            raise UsageError(f"window must be (k0, k1), got {window!r}")
+        k0, k1 = int(window[0]), int(window[1])
+    if not 0 <= k0 < k1 <= steps:
+        raise UsageError(
+            f"window ({k0}, {k1}) must satisfy 0 <= k0 < k1 <= T = {steps} (two lags at least)"
+        )
+    return k0, k1
+
+
+def decay_rate(log10_norms: ArrayLike, window: Sequence[int] | None = None) -> np.ndarray:
+    r"""Least-squares slope of ``log10_norms`` against the lag, per column.
+
+    Args:
+        log10_norms: ``(T + 1, B)`` (or ``(T + 1,)``), row ``k`` the log10 norm at lag ``k``.
+        window: ``(k0, k1)``, the lags fitted (both included); default
+            :func:`default_window`.
+
+    Returns:
+        ``(B,)`` slopes in decades per step (a 0-d array for 1-d input).
+
+    Raises:
+        UsageError: a bad window, or a non-finite value inside it.
+    """
+    y = np.asarray(log10_norms, dtype=np.float64)
+    if y.ndim not in (1, 2) or y.shape[0] < 2:
+        raise UsageError(f"log10_norms must have shape (T + 1, B) with T >= 1, got {y.shape}")
+    k0, k1 = _window(y.shape[0] - 1, window)
+    seg = y[k0 : k1 + 1]
+    if not np.all(np.isfinite(seg)):
+        raise UsageError(f"log10_norms has NaN or inf inside the window ({k0}, {k1})")
+    k = np.arange(k0, k1 + 1, dtype=np.float64)
+    kc = k - k.mean()
+    kc = kc if seg.ndim == 1 else kc[:, None]
+    return np.asarray(np.sum(kc * (seg - seg.mean(axis=0)), axis=0) / np.sum(kc * kc))
+
+
+def _qname(q: float) -> str:
+    return "median" if q == 0.5 else f"q{round(100 * q):d}"
+
+
+def quantile_band(
+    values: ArrayLike, quantiles: Sequence[float] = QUANTILES
+) -> dict[str, np.ndarray]:
+    """Quantiles over runs for every lag.
+
+    Args:
+        values: ``(T + 1, R)``, one column per run.
+        quantiles: in ``[0, 1]``; 0.5 is named ``median``, others ``q<percent>``.
+
+    Returns:
+        ``{"q10": (T + 1,), "median": (T + 1,), "q90": (T + 1,)}`` for the defaults.
+
+    Examples:
+        >>> band = quantile_band(np.arange(6.0).reshape(2, 3))
+        >>> sorted(band), band["median"].tolist()
+        (['median', 'q10', 'q90'], [1.0, 4.0])
+    """
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim != 2 or v.shape[1] < 1:
+        raise UsageError(f"values must have shape (T + 1, R), got {v.shape}")
+    qs = [float(q) for q in quantiles]
+    if any(not 0.0 <= q <= 1.0 for q in qs):
+        raise UsageError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
+    return {_qname(q): np.quantile(v, q, axis=1) for q in qs}
+
+
+def summarise_rates(
+    rates: ArrayLike, quantiles: Sequence[float] = QUANTILES
+) -> dict[str, float]:
+    """``{"q10", "median", "q90"}`` of per-run decay rates.
+
+    Examples:
+        >>> summarise_rates([-0.1, -0.2, -0.3])["median"]
+        -0.2
+    """
+    r = np.asarray(rates, dtype=np.float64).ravel()
+    if r.size == 0 or not np.all(np.isfinite(r)):
+        raise UsageError("rates must be a non-empty array of finite numbers")
+    return {_qname(q): float(np.quantile(r, q)) for q in quantiles}
+
+
+def summarise(
+    log10_norms: ArrayLike,
+    window: Sequence[int] | None = None,
+    quantiles: Sequence[float] = QUANTILES,
+) -> dict[str, object]:
+    """Decay rates of every run summarised: quantiles, the window and the units.
+
+    Returns:
+        ``{"median", "q10", "q90", "window": [k0, k1], "units": "decades per step"}``, the
+        experiment JSON's ``decay_rate`` entry.
+    """
+    y = np.asarray(log10_norms, dtype=np.float64)
+    k0, k1 = _window(y.shape[0] - 1, window)
+    out: dict[str, object] = dict(summarise_rates(decay_rate(y, (k0, k1)), quantiles))
+    out["window"] = [k0, k1]
+    out["units"] = UNITS
+    return out

@@ -1,0 +1,282 @@
+"""The references gradflow implements, by citation key.
+
+Docstrings cite papers by key (``[pascanu2013]``); this module maps every key to a BibTeX
+entry (:data:`BIBTEX`) and a one-line text form, so a report or ``--cite`` can list them.
+
+Examples:
+    >>> text("tallec2018chrono")
+    'Tallec & Ollivier (2018), Can recurrent neural networks warp time?, ICLR 2018'
+    >>> cite(["elman1990"]).splitlines()[0]
+    '@article{elman1990,'
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+
+from .errors import UsageError
+
+# key: (entry type, authors as "Last, First and ...", year, title, venue fields, short authors,
+#       short venue for the one-line form)
+_Ref = tuple[str, str, str, str, dict[str, str], str, str]
+
+_REFS: dict[str, _Ref] = {
+    # ---- cells --------------------------------------------------------------------------------
+    "elman1990": (
+        "article", "Elman, Jeffrey L.", "1990", "Finding structure in time",
+        {"journal": "Cognitive Science", "volume": "14", "number": "2", "pages": "179--211",
+         "doi": "10.1207/s15516709cog1402_1"},
+        "Elman", "Cognitive Science 14(2):179-211",
+    ),
+    "hochreiter1997": (
+        "article", "Hochreiter, Sepp and Schmidhuber, J{\\\"u}rgen", "1997",
+        "Long short-term memory",
+        {"journal": "Neural Computation", "volume": "9", "number": "8", "pages": "1735--1780",
+         "doi": "10.1162/neco.1997.9.8.1735"},
+        "Hochreiter & Schmidhuber", "Neural Computation 9(8):1735-1780",
+    ),
+    "gers2000forget": (
+        "article", "Gers, Felix A. and Schmidhuber, J{\\\"u}rgen and Cummins, Fred", "2000",
+        "Learning to forget: continual prediction with {LSTM}",
+        {"journal": "Neural Computation", "volume": "12", "number": "10", "pages": "2451--2471",
+         "doi": "10.1162/089976600300015015"},
+        "Gers, Schmidhuber & Cummins", "Neural Computation 12(10):2451-2471",
+    ),
+    "gers2000peephole": (
+        "inproceedings", "Gers, Felix A. and Schmidhuber, J{\\\"u}rgen", "2000",
+        "Recurrent nets that time and count",
+        {"booktitle": "Proceedings of the IEEE-INNS-ENNS International Joint Conference on "
+                      "Neural Networks (IJCNN 2000)", "volume": "3", "pages": "189--194",
+         "doi": "10.1109/IJCNN.2000.861302"},
+        "Gers & Schmidhuber", "IJCNN 2000, vol. 3, pp. 189-194",
+    ),
+    "greff2017": (
+        "article", "Greff, Klaus and Srivastava, Rupesh K. and Koutn{\\'i}k, Jan and "
+        "Steunebrink, Bas R. and Schmidhuber, J{\\\"u}rgen", "2017",
+        "{LSTM}: a search space odyssey",
+        {"journal": "IEEE Transactions on Neural Networks and Learning Systems", "volume": "28",
+         "number": "10", "pages": "2222--2232", "doi": "10.1109/TNNLS.2016.2582924"},
+        "Greff, Srivastava, Koutnik, Steunebrink & Schmidhuber", "IEEE TNNLS 28(10):2222-2232",
+    ),
+    "cho2014": (
+        "inproceedings", "Cho, Kyunghyun and van Merri{\\\"e}nboer, Bart and Gulcehre, Caglar "
+        "and Bahdanau, Dzmitry and Bougares, Fethi and Schwenk, Holger and Bengio, Yoshua",
+        "2014", "Learning phrase representations using {RNN} encoder-decoder for statistical "
+        "machine translation",
+        {"booktitle": "Proceedings of the 2014 Conference on Empirical Methods in Natural "
+                      "Language Processing (EMNLP)", "pages": "1724--1734",
+         "doi": "10.3115/v1/D14-1179"},
+        "Cho et al.", "EMNLP 2014, pp. 1724-1734",
+    ),
+    "chung2014": (
+        "misc", "Chung, Junyoung and Gulcehre, Caglar and Cho, KyungHyun and Bengio, Yoshua",
+        "2014", "Empirical evaluation of gated recurrent neural networks on sequence modeling",
+        {"howpublished": "NIPS 2014 Workshop on Deep Learning", "eprint": "1412.3555",
+         "archiveprefix": "arXiv"},
+        "Chung, Gulcehre, Cho & Bengio", "NIPS 2014 Deep Learning Workshop, arXiv:1412.3555",
+    ),
+    "zhou2016": (
+        "article", "Zhou, Guo-Bing and Wu, Jianxin and Zhang, Chen-Lin and Zhou, Zhi-Hua",
+        "2016", "Minimal gated unit for recurrent neural networks",
+        {"journal": "International Journal of Automation and Computing", "volume": "13",
+         "number": "3", "pages": "226--234", "doi": "10.1007/s11633-016-1006-2"},
+        "Zhou, Wu, Zhang & Zhou", "International Journal of Automation and Computing "
+        "13(3):226-234",
+    ),
+    "li2018indrnn": (
+        "inproceedings", "Li, Shuai and Li, Wanqing and Cook, Chris and Zhu, Ce and Gao, Yanbo",
+        "2018", "Independently recurrent neural network ({IndRNN}): building a longer and "
+        "deeper {RNN}",
+        {"booktitle": "Proceedings of the IEEE Conference on Computer Vision and Pattern "
+                      "Recognition (CVPR)", "pages": "5457--5466",
+         "doi": "10.1109/CVPR.2018.00572"},
+        "Li, Li, Cook, Zhu & Gao", "CVPR 2018, pp. 5457-5466",
+    ),
+    "chen2018minimalrnn": (
+        "inproceedings", "Chen, Minmin and Pennington, Jeffrey and Schoenholz, Samuel S.",
+        "2018", "Dynamical isometry and a mean field theory of {RNNs}: gating enables signal "
+        "propagation in recurrent neural networks",
+        {"booktitle": "Proceedings of the 35th International Conference on Machine Learning "
+                      "(ICML)", "series": "PMLR", "volume": "80", "pages": "873--882"},
+        "Chen, Pennington & Schoenholz", "ICML 2018, PMLR 80:873-882",
+    ),
+    # ---- methods and theory -------------------------------------------------------------------
+    "pascanu2013": (
+        "inproceedings", "Pascanu, Razvan and Mikolov, Tomas and Bengio, Yoshua", "2013",
+        "On the difficulty of training recurrent neural networks",
+        {"booktitle": "Proceedings of the 30th International Conference on Machine Learning "
+                      "(ICML)", "series": "PMLR", "volume": "28", "number": "3",
+         "pages": "1310--1318"},
+        "Pascanu, Mikolov & Bengio", "ICML 2013, PMLR 28(3):1310-1318",
+    ),
+    "bengio1994": (
+        "article", "Bengio, Yoshua and Simard, Patrice and Frasconi, Paolo", "1994",
+        "Learning long-term dependencies with gradient descent is difficult",
+        {"journal": "IEEE Transactions on Neural Networks", "volume": "5", "number": "2",
+         "pages": "157--166", "doi": "10.1109/72.279181"},
+        "Bengio, Simard & Frasconi", "IEEE Transactions on Neural Networks 5(2):157-166",
+    ),
+    "poole2016": (
+        "inproceedings", "Poole, Ben and Lahiri, Subhaneil and Raghu, Maithra and "
+        "Sohl-Dickstein, Jascha and Ganguli, Surya", "2016",
+        "Exponential expressivity in deep neural networks through transient chaos",
+        {"booktitle": "Advances in Neural Information Processing Systems 29 (NIPS 2016)",
+         "pages": "3360--3368"},
+        "Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli", "NIPS 2016, pp. 3360-3368",
+    ),
+    "schoenholz2017": (
+        "inproceedings", "Schoenholz, Samuel S. and Gilmer, Justin and Ganguli, Surya and "
+        "Sohl-Dickstein, Jascha", "2017", "Deep information propagation",
+        {"booktitle": "International Conference on Learning Representations (ICLR)"},
+        "Schoenholz, Gilmer, Ganguli & Sohl-Dickstein", "ICLR 2017",
+    ),
+    "pennington2017": (
+        "inproceedings", "Pennington, Jeffrey and Schoenholz, Samuel S. and Ganguli, Surya",
+        "2017", "Resurrecting the sigmoid in deep learning through dynamical isometry: theory "
+        "and practice",
+        {"booktitle": "Advances in Neural Information Processing Systems 30 (NIPS 2017)",
+         "pages": "4785--4795"},
+        "Pennington, Schoenholz & Ganguli", "NIPS 2017, pp. 4785-4795",
+    ),
+    "gilboa2019": (
+        "misc", "Gilboa, Dar and Chang, Bo and Chen, Minmin and Yang, Greg and Schoenholz, "
+        "Samuel S. and Chi, Ed H. and Pennington, Jeffrey", "2019",
+        "Dynamical isometry and a mean field theory of {LSTMs} and {GRUs}",
+        {"eprint": "1901.08987", "archiveprefix": "arXiv", "primaryclass": "cs.LG"},
+        "Gilboa, Chang, Chen, Yang, Schoenholz, Chi & Pennington", "arXiv:1901.08987",
+    ),
+    "glorot2010": (
+        "inproceedings", "Glorot, Xavier and Bengio, Yoshua", "2010",
+        "Understanding the difficulty of training deep feedforward neural networks",
+        {"booktitle": "Proceedings of the Thirteenth International Conference on Artificial "
+                      "Intelligence and Statistics (AISTATS)", "series": "PMLR", "volume": "9",
+         "pages": "249--256"},
+        "Glorot & Bengio", "AISTATS 2010, PMLR 9:249-256",
+    ),
+    "saxe2014": (
+        "inproceedings", "Saxe, Andrew M. and McClelland, James L. and Ganguli, Surya", "2014",
+        "Exact solutions to the nonlinear dynamics of learning in deep linear neural networks",
+        {"booktitle": "International Conference on Learning Representations (ICLR)",
+         "eprint": "1312.6120", "archiveprefix": "arXiv"},
+        "Saxe, McClelland & Ganguli", "ICLR 2014, arXiv:1312.6120",
+    ),
+    "mezzadri2007": (
+        "article", "Mezzadri, Francesco", "2007",
+        "How to generate random matrices from the classical compact groups",
+        {"journal": "Notices of the American Mathematical Society", "volume": "54",
+         "number": "5", "pages": "592--604"},
+        "Mezzadri", "Notices of the AMS 54(5):592-604",
+    ),
+    "le2015irnn": (
+        "misc", "Le, Quoc V. and Jaitly, Navdeep and Hinton, Geoffrey E.", "2015",
+        "A simple way to initialize recurrent networks of rectified linear units",
+        {"eprint": "1504.00941", "archiveprefix": "arXiv", "primaryclass": "cs.NE"},
+        "Le, Jaitly & Hinton", "arXiv:1504.00941",
+    ),
+    "jozefowicz2015": (
+        "inproceedings", "Jozefowicz, Rafal and Zaremba, Wojciech and Sutskever, Ilya", "2015",
+        "An empirical exploration of recurrent network architectures",
+        {"booktitle": "Proceedings of the 32nd International Conference on Machine Learning "
+                      "(ICML)", "series": "PMLR", "volume": "37", "pages": "2342--2350"},
+        "Jozefowicz, Zaremba & Sutskever", "ICML 2015, PMLR 37:2342-2350",
+    ),
+    "tallec2018chrono": (
+        "inproceedings", "Tallec, Corentin and Ollivier, Yann", "2018",
+        "Can recurrent neural networks warp time?",
+        {"booktitle": "International Conference on Learning Representations (ICLR)"},
+        "Tallec & Ollivier", "ICLR 2018",
+    ),
+    "paszke2019": (
+        "inproceedings", "Paszke, Adam and Gross, Sam and Massa, Francisco and Lerer, Adam and "
+        "Bradbury, James and Chanan, Gregory and Killeen, Trevor and Lin, Zeming and "
+        "Gimelshein, Natalia and Antiga, Luca and others", "2019",
+        "{PyTorch}: an imperative style, high-performance deep learning library",
+        {"booktitle": "Advances in Neural Information Processing Systems 32 (NeurIPS 2019)",
+         "pages": "8024--8035"},
+        "Paszke et al.", "NeurIPS 2019, pp. 8024-8035",
+    ),
+    "benettin1980": (
+        "article", "Benettin, Giancarlo and Galgani, Luigi and Giorgilli, Antonio and "
+        "Strelcyn, Jean-Marie", "1980",
+        "Lyapunov characteristic exponents for smooth dynamical systems and for Hamiltonian "
+        "systems; a method for computing all of them. {Part} 1: theory",
+        {"journal": "Meccanica", "volume": "15", "number": "1", "pages": "9--20",
+         "doi": "10.1007/BF02128236"},
+        "Benettin, Galgani, Giorgilli & Strelcyn", "Meccanica 15(1):9-20",
+    ),
+    "srivastava2015highway": (
+        "misc", "Srivastava, Rupesh K. and Greff, Klaus and Schmidhuber, J{\\\"u}rgen", "2015",
+        "Highway networks",
+        {"howpublished": "ICML 2015 Deep Learning Workshop", "eprint": "1505.00387",
+         "archiveprefix": "arXiv"},
+        "Srivastava, Greff & Schmidhuber", "ICML 2015 Deep Learning Workshop, arXiv:1505.00387",
+    ),
+    "okabeito2008": (
+        "misc", "Okabe, Masataka and Ito, Kei", "2008",
+        "Color universal design ({CUD}): how to make figures and presentations that are "
+        "friendly to colorblind people",
+        {"howpublished": "J*Fly, \\url{https://jfly.uni-koeln.de/color/}"},
+        "Okabe & Ito", "J*Fly, https://jfly.uni-koeln.de/color/",
+    ),
+    "trefethen2014": (
+        "article", "Trefethen, Lloyd N. and Weideman, J. A. C.", "2014",
+        "The exponentially convergent trapezoidal rule",
+        {"journal": "SIAM Review", "volume": "56", "number": "3", "pages": "385--458",
+         "doi": "10.1137/130932132"},
+        "Trefethen & Weideman", "SIAM Review 56(3):385-458",
+    ),
+}
+
+
+def _bibtex(key: str, ref: _Ref) -> str:
+    kind, authors, year, title, fields, _, _ = ref
+    lines = [f"@{kind}{{{key},", f"  author = {{{authors}}},", f"  title = {{{title}}},"]
+    lines += [f"  {name} = {{{value}}}," for name, value in fields.items()]
+    lines.append(f"  year = {{{year}}}")
+    lines.append("}")
+    return "\n".join(lines)
+
+
+#: Citation key -> BibTeX entry, for every reference used in gradflow.
+BIBTEX: dict[str, str] = {key: _bibtex(key, ref) for key, ref in _REFS.items()}
+
+
+def _lookup(key: str) -> _Ref:
+    try:
+        return _REFS[key]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(key), list(_REFS), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise UsageError(f"unknown citation key {key!r}{hint}") from None
+
+
+def _plain(title: str) -> str:
+    return title.replace("{", "").replace("}", "")
+
+
+def text(key: str | Iterable[str]) -> str:
+    """One line ``Authors (year), Title, Venue``; for several keys, one line each.
+
+    Raises:
+        UsageError: an unknown key (with a did-you-mean suggestion).
+    """
+    if not isinstance(key, str):
+        return "\n".join(text(k) for k in dict.fromkeys(key))
+    _, _, year, title, _, short, venue = _lookup(key)
+    title = _plain(title)
+    return f"{short} ({year}), {title[0].upper()}{title[1:]}, {venue}"
+
+
+def cite(keys: Iterable[str]) -> str:
+    """BibTeX entries for ``keys`` (each once, in the order given), separated by blank lines.
+
+    Raises:
+        UsageError: an unknown key (with a did-you-mean suggestion).
+    """
+    seen: list[str] = []
+    for key in keys:
+        _lookup(key)
+        if key not in seen:
+            seen.append(key)
+    return "\n\n".join(BIBTEX[k] for k in seen) + ("\n" if seen else "")
