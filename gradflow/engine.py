@@ -243,8 +243,8 @@ class _Spectral:
         u0, _ = np.linalg.qr(self.rng.standard_normal((rows, b)))
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
         k = max(1, steps)
-        self.S = xp.empty((k, 3, batch), dtype=dtype)
-        self.V = xp.empty((k, batch, cols), dtype=dtype)
+        # Per lag: the three blocks whose Ritz values are compared (P^T U, P Q, P^T U').
+        self.blocks = [xp.empty((k, batch, n, b), dtype=dtype) for n in (cols, rows, cols)]
         self.R: Any = None
         self.iterated = 0
         self.fallbacks = 0
@@ -266,27 +266,23 @@ class _Spectral:
         fresh = P @ (Pt @ self.R[j])
         U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
         U, _ = xp.linalg.qr(U)
-        W = Pt @ U
-        Q, _ = xp.linalg.qr(W)
-        Y = P @ Q
-        self.U, _ = xp.linalg.qr(Y)
-        Z = Pt @ self.U
-        self.S[j, 0] = self._top(W)
-        self.S[j, 1] = self._top(Y)
-        self.S[j, 2] = self._top(Z)
-        self.V[j] = Z[..., 0]
+        Wb, Yb, Zb = self.blocks
+        Q, _ = xp.linalg.qr(xp.matmul(Pt, U, out=Wb[j]))
+        self.U, _ = xp.linalg.qr(xp.matmul(P, Q, out=Yb[j]))
+        xp.matmul(Pt, self.U, out=Zb[j])
 
     def finish(self, buf: Any, K: int) -> np.ndarray:
         """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
         xp = self.xp
-        S = self.S[:K]
-        ok, _ = _aitken(S[:, 0], S[:, 1], S[:, 2], xp)
-        sig = to_numpy(S[:, 2]).astype(np.float64)
+        s1, s2, s3 = (self._top(blk[:K]) for blk in self.blocks)
+        ok, _ = _aitken(s1, s2, s3, xp)
+        sig = to_numpy(s3).astype(np.float64)
         idx = np.argwhere(~to_numpy(ok))
         if len(idx):
             self.iterated += len(idx)
             k, b = idx[:, 0], idx[:, 1]
-            norms, failed = _power_norms(xp, buf[k, b], self.V[k, b], S[k, 2, b])
+            Z = self.blocks[2]
+            norms, failed = _power_norms(xp, buf[k, b], Z[k, b, :, 0], s3[k, b])
             self.fallbacks += failed
             sig[k, b] = to_numpy(norms)
         return sig
