@@ -13,7 +13,7 @@ from typing import Any
 import click
 
 from . import __version__
-from .errors import GradflowError
+from .errors import GradflowError, UsageError
 
 
 class GradflowClickError(click.ClickException):
@@ -58,12 +58,12 @@ def resolve_cell(name: str | None, cell_file: str | None) -> Any:
 
     if cell_file is not None:
         if name is not None:
-            raise click.UsageError("give either a cell name or --cell-file, not both")
+            raise UsageError("give either a cell name or --cell-file, not both")
         from .cells.parse import load_cell_file
 
         return load_cell_file(cell_file)
     if name is None:
-        raise click.UsageError("name a cell (see `gradflow cells`) or give --cell-file")
+        raise UsageError("name a cell (see `gradflow cells`) or give --cell-file")
     return get_cell(name)
 
 
