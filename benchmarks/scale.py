@@ -19,7 +19,7 @@ CASES = [("rnn", 16, 1_000_000, 1), ("lstm", 64, 100_000, 1), ("rnn", 64, 100_00
          ("rnn", 2048, 4, 1), ("gru", 2048, 3, 1)]
 
 CODE = textwrap.dedent("""
-    import resource, sys, time
+    import sys, time
     import numpy as np
     from gradflow.cells import get_cell
     from gradflow.engine import analyze
@@ -34,7 +34,9 @@ CODE = textwrap.dedent("""
     dt = time.perf_counter() - t
     finite = bool(np.isfinite(r.log10_spectral_norm).all()
                   and np.isfinite(r.log10_frobenius_norm).all())
-    rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    # VmHWM, not ru_maxrss: Linux carries a parent's high-water mark across exec.
+    with open("/proc/self/status") as fh:
+        rss = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 1024
     print(f"{dt:.1f} {rss:.0f} {finite} {np.median(r.log10_spectral_norm[-1]):.1f}")
 """)
 
