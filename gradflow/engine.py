@@ -295,7 +295,7 @@ def _power_norms(xp: Any, A: Any, v: Any, s: Any) -> tuple[Any, int]:
     matrices) cannot stall. Ritz values are accepted by :func:`_aitken`; a matrix not accepted
     within ``MAX_ITER`` iterations gets an exact SVD. Returns the norms and the SVD count."""
     N, r, c = A.shape
-    b = min(BLOCK, r, c)
+    b = min(3 * BLOCK, r, c)  # a wider block: these are the lags whose top values crowd
     rng = np.random.default_rng(19940301)
     extra = xp.asarray(rng.standard_normal((N, c, b - 1)).astype(A.dtype))
     U, _ = xp.linalg.qr(xp.concatenate((v[..., None], extra), axis=-1))
