@@ -239,6 +239,7 @@ class _Spectral:
         self.xp = xp
         self.rows = rows
         self.block = b = min(BLOCK, rows, cols)
+        self.iters = 1 if min(rows, cols) < 128 else min(8, min(rows, cols) // 64)
         self.rng = np.random.default_rng(20130101)
         u0, _ = np.linalg.qr(self.rng.standard_normal((rows, b)))
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
@@ -260,16 +261,25 @@ class _Spectral:
         self.R = self.xp.asarray(r.astype(dtype))
 
     def step(self, j: int, P: Any) -> None:
-        """One block iteration on ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk."""
+        """Block iterations on ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk.
+
+        Large matrices get several iterations per lag (``self.iters``): each costs
+        ``O(m^2 BLOCK)`` against the chain's ``O(m^3)`` and runs while ``P`` is in cache,
+        which is far cheaper than iterating later on the stored products.
+        """
         xp = self.xp
         Pt = xp.swapaxes(P, -1, -2)
         fresh = P @ (Pt @ self.R[j])
         U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
         U, _ = xp.linalg.qr(U)
         Wb, Yb, Zb = self.blocks
-        Q, _ = xp.linalg.qr(xp.matmul(Pt, U, out=Wb[j]))
-        self.U, _ = xp.linalg.qr(xp.matmul(P, Q, out=Yb[j]))
-        xp.matmul(Pt, self.U, out=Zb[j])
+        for it in range(self.iters):
+            last = it == self.iters - 1
+            W = xp.matmul(Pt, U, out=Wb[j]) if last else Pt @ U
+            Q, _ = xp.linalg.qr(W)
+            U, _ = xp.linalg.qr(xp.matmul(P, Q, out=Yb[j]) if last else P @ Q)
+        self.U = U
+        xp.matmul(Pt, U, out=Zb[j])
 
     def finish(self, buf: Any, K: int) -> np.ndarray:
         """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
