@@ -48,6 +48,35 @@ class Name(sp.Symbol):
         return msub
 
 
+class Indicator(sp.Function):
+    """``1[x > 0]``: how the derivative of relu, ``Heaviside(x, 0)``, is displayed."""
+
+    nargs = 1
+
+    def _latex(self, printer: Any) -> str:
+        return rf"\mathbb{{1}}\left[{printer._print(self.args[0])} > 0\right]"
+
+    def _mathml_presentation(self, printer: Any) -> Any:
+        dom = printer.dom
+        row = dom.createElement("mrow")
+        for tag, text in (("mn", "1"), ("mo", "[")):
+            el = dom.createElement(tag)
+            el.appendChild(dom.createTextNode(text))
+            row.appendChild(el)
+        row.appendChild(printer._print(self.args[0]))
+        for tag, text in (("mo", ">"), ("mn", "0"), ("mo", "]")):
+            el = dom.createElement(tag)
+            el.appendChild(dom.createTextNode(text))
+            row.appendChild(el)
+        return row
+
+
+def _shown(expr: sp.Expr, names: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
+    """``expr`` with display names, and relu's derivative written as an indicator."""
+    out = expr.xreplace(names)
+    return out.replace(lambda e: isinstance(e, sp.Heaviside), lambda e: Indicator(e.args[0]))
+
+
 def display_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
     """Map each cell symbol to the symbol a paper prints: ``h -> h_{t-1}``, ``h_new -> h_t``,
     ``f -> f_t``, ``a_nh -> a_{nh,t}``, ``x -> x_t``; parameters keep their names."""
@@ -75,7 +104,7 @@ def term_expr(term: Term, names: dict[sp.Symbol, sp.Symbol]) -> sp.Expr:
     factors: list[sp.Expr] = []
     for k, dgl in enumerate(term.diags):
         if dgl != 1:
-            factors.append(DIAG(dgl.xreplace(names)))
+            factors.append(DIAG(_shown(dgl, names)))
         if k < len(term.weights):
             factors.append(Name(term.weights[k], commutative=False))
     if not factors:
