@@ -38,6 +38,11 @@ from .results import AnalysisResult
 MEMORY_BUDGET = 96 * 2**20
 #: Block size of the subspace iteration behind the spectral norms.
 BLOCK = 4
+#: Block iterations per lag for the first EARLY_LAGS lags, before the warm start settles.
+EARLY_LAGS = 32
+EARLY_ITERS = 6
+#: From this size on, iterations per lag continue until the lag's Ritz values are accepted.
+ADAPTIVE_FROM = 256
 SPECTRAL_RTOL = 1e-11
 MAX_ITER = 60
 
@@ -240,6 +245,7 @@ class _Spectral:
         self.rows = rows
         self.block = b = min(BLOCK, rows, cols)
         self.iters = 1 if min(rows, cols) < 128 else min(8, min(rows, cols) // 64)
+        self.adaptive = min(rows, cols) >= ADAPTIVE_FROM
         self.rng = np.random.default_rng(20130101)
         u0, _ = np.linalg.qr(self.rng.standard_normal((rows, b)))
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
@@ -260,7 +266,7 @@ class _Spectral:
         r = self.rng.standard_normal((K, batch, self.rows, 1))
         self.R = self.xp.asarray(r.astype(dtype))
 
-    def step(self, j: int, P: Any) -> None:
+    def step(self, j: int, P: Any, lag: int) -> None:
         """Block iterations on ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk.
 
         Large matrices get several iterations per lag (``self.iters``): each costs
@@ -273,13 +279,22 @@ class _Spectral:
         U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
         U, _ = xp.linalg.qr(U)
         Wb, Yb, Zb = self.blocks
-        for it in range(self.iters):
-            last = it == self.iters - 1
-            W = xp.matmul(Pt, U, out=Wb[j]) if last else Pt @ U
+        # The first lags have no converged warm start yet: iterate more while P is in cache.
+        iters = max(self.iters, EARLY_ITERS) if lag <= EARLY_LAGS else self.iters
+        if self.adaptive:
+            # Large matrices: iterate until the Ritz values pass the acceptance test.
+            iters = MAX_ITER
+        for it in range(iters):
+            W = xp.matmul(Pt, U, out=Wb[j])
             Q, _ = xp.linalg.qr(W)
-            U, _ = xp.linalg.qr(xp.matmul(P, Q, out=Yb[j]) if last else P @ Q)
+            U, _ = xp.linalg.qr(xp.matmul(P, Q, out=Yb[j]))
+            if self.adaptive or it == iters - 1:
+                xp.matmul(Pt, U, out=Zb[j])
+            if self.adaptive and it >= self.iters - 1:
+                ok, _ = _aitken(self._top(Wb[j]), self._top(Yb[j]), self._top(Zb[j]), xp)
+                if bool(ok.all()):
+                    break
         self.U = U
-        xp.matmul(Pt, U, out=Zb[j])
 
     def finish(self, buf: Any, K: int) -> np.ndarray:
         """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
@@ -367,9 +382,9 @@ class _Chain:
             s = xp.sqrt(xp.einsum("bij,bij->b", P, P))
             scales[j] = s
             P = xp.multiply(P, (1.0 / xp.where(s > 0, s, 1.0))[:, None, None], out=buf[j])
-            spectral.step(j, P)
+            spectral.step(j, P, k0 + j + 1)
             if spectral_h is not None:
-                spectral_h.step(j, P[:, :n, :n])
+                spectral_h.step(j, P[:, :n, :n], k0 + j + 1)
         self.P = P
         with np.errstate(divide="ignore"):
             log_s = np.log10(to_numpy(scales).astype(np.float64))
