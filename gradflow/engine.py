@@ -251,7 +251,13 @@ class _Spectral:
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
         k = max(1, steps)
         # Per lag: the three blocks whose Ritz values are compared (P^T U, P Q, P^T U').
-        self.blocks = [xp.empty((k, batch, n, b), dtype=dtype) for n in (cols, rows, cols)]
+        self.blocks = [xp.zeros((k, batch, n, b), dtype=dtype) for n in (cols, rows, cols)]
+        # Lags settled by the certificate |P^T u| <= ||P||_2 <= ||P||_F (see step).
+        self.certified = xp.zeros((k, batch), dtype=bool)
+        self.value = xp.zeros((k, batch), dtype=dtype)
+        self.frob = xp.ones((k, batch), dtype=dtype)
+        self.cheap = False
+        self.rtol = max(SPECTRAL_RTOL, 100 * float(np.finfo(dtype).eps))
         self.R: Any = None
         self.iterated = 0
         self.fallbacks = 0
@@ -261,19 +267,50 @@ class _Spectral:
         g = xp.linalg.eigvalsh(xp.swapaxes(M, -1, -2) @ M)[..., -1]
         return xp.sqrt(xp.maximum(g, 0.0))
 
+    def _bracketed(self, W: Any, s1: Any, frob: Any) -> Any:
+        """Where ``||P||_2`` is pinned to ``SPECTRAL_RTOL`` by the block ``W = P^T U``.
+
+        For orthonormal ``U``, ``s1 = ||U^T P||_2 <= ||P||_2`` and, splitting any ``P v`` into
+        its parts in and outside ``span(U)``,
+        ``||P||_2^2 <= s1^2 + ||(I - U U^T) P||_F^2 = s1^2 + ||P||_F^2 - ||W||_F^2``.
+        When the block captures all but ``2 rtol s1^2`` of the Frobenius mass, the Ritz values
+        (all between ``s1`` and ``||P||_2``) are within ``rtol`` of the norm.
+        """
+        xp = self.xp
+        rest = frob * frob - xp.einsum("...ij,...ij->...", W, W)
+        return rest <= 2.0 * self.rtol * s1 * s1
+
     def start_chunk(self, K: int, batch: int, dtype: Any) -> None:
         """Draw this chunk's fresh vectors (one stream per chain: results are reproducible)."""
         r = self.rng.standard_normal((K, batch, self.rows, 1))
         self.R = self.xp.asarray(r.astype(dtype))
 
-    def step(self, j: int, P: Any, lag: int) -> None:
-        """Block iterations on ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk.
+    def step(self, j: int, P: Any, lag: int, frob: Any = None) -> None:
+        """Norm estimate for ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk.
 
-        Large matrices get several iterations per lag (``self.iters``): each costs
-        ``O(m^2 BLOCK)`` against the chain's ``O(m^3)`` and runs while ``P`` is in cache,
-        which is far cheaper than iterating later on the stored products.
+        ``frob`` is ``||P||_F`` (1 for the chain's own normalised product). Where the product
+        is dominated by one direction (long lags of a decaying or growing chain),
+        ``||P^T u|| <= ||P||_2 <= ||P||_F`` brackets the norm within ``SPECTRAL_RTOL`` after
+        one matrix-vector product: such a lag is certified and costs no factorisation.
+        Otherwise block iterations run; large matrices get several per lag
+        (``self.iters``), each ``O(m^2 BLOCK)`` against the chain's ``O(m^3)``, while ``P`` is
+        in cache, far cheaper than iterating later on the stored products.
         """
         xp = self.xp
+        if frob is not None:
+            self.frob[j] = frob
+        bound = self.frob[j] * (1.0 - self.rtol)
+        if self.cheap:
+            u = self.U[..., 0]
+            w = xp.einsum("bij,bi->bj", P, u)
+            s = xp.sqrt(xp.einsum("bj,bj->b", w, w))
+            if bool((s >= bound).all()):
+                self.certified[j] = True
+                self.value[j] = s
+                y = xp.einsum("bij,bj->bi", P, w)
+                self.U[..., 0] = y / xp.sqrt(xp.einsum("bi,bi->b", y, y))[:, None]
+                return
+        self.certified[j] = False
         Pt = xp.swapaxes(P, -1, -2)
         fresh = P @ (Pt @ self.R[j])
         U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
@@ -291,16 +328,22 @@ class _Spectral:
             if self.adaptive or it == iters - 1:
                 xp.matmul(Pt, U, out=Zb[j])
             if self.adaptive and it >= self.iters - 1:
-                ok, _ = _aitken(self._top(Wb[j]), self._top(Yb[j]), self._top(Zb[j]), xp)
-                if bool(ok.all()):
+                s1 = self._top(Wb[j])
+                ok, _ = _aitken(s1, self._top(Yb[j]), self._top(Zb[j]), xp)
+                if bool((ok | self._bracketed(Wb[j], s1, self.frob[j])).all()):
                     break
         self.U = U
+        # Try the one-product certificate from the next lag on once it holds here.
+        self.cheap = bool((self._top(Zb[j]) >= bound).all())
 
     def finish(self, buf: Any, K: int) -> np.ndarray:
         """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
         xp = self.xp
         s1, s2, s3 = (self._top(blk[:K]) for blk in self.blocks)
         ok, _ = _aitken(s1, s2, s3, xp)
+        cert = self.certified[:K]
+        s3 = xp.where(cert, self.value[:K], s3)
+        ok = ok | cert | self._bracketed(self.blocks[0][:K], s1, self.frob[:K])
         sig = to_numpy(s3).astype(np.float64)
         idx = np.argwhere(~to_numpy(ok))
         if len(idx):
@@ -384,7 +427,8 @@ class _Chain:
             P = xp.multiply(P, (1.0 / xp.where(s > 0, s, 1.0))[:, None, None], out=buf[j])
             spectral.step(j, P, k0 + j + 1)
             if spectral_h is not None:
-                spectral_h.step(j, P[:, :n, :n], k0 + j + 1)
+                Ph = P[:, :n, :n]
+                spectral_h.step(j, Ph, k0 + j + 1, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
         self.P = P
         with np.errstate(divide="ignore"):
             log_s = np.log10(to_numpy(scales).astype(np.float64))
