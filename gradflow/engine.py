@@ -14,7 +14,7 @@ Memory is constant in ``T``: the forward pass keeps only the states at chunk bou
 backward pass recomputes one chunk of steps at a time, evaluates that chunk's Jacobian factors
 in one batched call, and multiplies through it. Spectral norms for every lag come from block
 subspace iteration with Rayleigh-Ritz on the chain's own (normalised) products, warm-started
-from the previous chunk, with an exact SVD for the first lags and for any lag that does not
+from the previous lag (see :class:`_Spectral`), with an exact SVD for any lag that does not
 converge.
 """
 
@@ -600,8 +600,9 @@ def analyze(
         "gradflow_version": __version__,
         "chunk_steps": chunk,
         "spectral": {
-            "method": "warm-started power iteration on the chain, Aitken-checked; "
-            "exact SVD fallback",
+            "method": "block Rayleigh-Ritz on the chain, warm-started from the previous lag "
+            "with a fresh random direction per lag; accepted by a certified bracket or an "
+            "Aitken tail test; batched iteration, then exact SVD, for the rest",
             "rtol": SPECTRAL_RTOL,
             "iterated_lags": full.spectral.iterated,
             "svd_fallbacks": full.spectral.fallbacks,
