@@ -41,6 +41,8 @@ BLOCK = 4
 #: Block iterations per lag for the first EARLY_LAGS lags, before the warm start settles.
 EARLY_LAGS = 32
 EARLY_ITERS = 6
+#: Every SETTLE_CHECK lags the iterating block is tested: once certified, U is fixed.
+SETTLE_CHECK = 16
 #: From this size on, iterations per lag continue until the lag's Ritz values are accepted.
 ADAPTIVE_FROM = 256
 SPECTRAL_RTOL = 1e-11
@@ -252,11 +254,9 @@ class _Spectral:
         k = max(1, steps)
         # Per lag: the three blocks whose Ritz values are compared (P^T U, P Q, P^T U').
         self.blocks = [xp.zeros((k, batch, n, b), dtype=dtype) for n in (cols, rows, cols)]
-        # Lags settled by the certificate |P^T u| <= ||P||_2 <= ||P||_F (see step).
-        self.certified = xp.zeros((k, batch), dtype=bool)
-        self.value = xp.zeros((k, batch), dtype=dtype)
+        self.speculative = xp.zeros(k, dtype=bool)  # lags stepped in fixed mode
         self.frob = xp.ones((k, batch), dtype=dtype)
-        self.cheap = False
+        self.fixed = False
         self.rtol = max(SPECTRAL_RTOL, 100 * float(np.finfo(dtype).eps))
         self.R: Any = None
         self.iterated = 0
@@ -288,34 +288,28 @@ class _Spectral:
     def step(self, j: int, P: Any, lag: int, frob: Any = None) -> None:
         """Norm estimate for ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk.
 
-        ``frob`` is ``||P||_F`` (1 for the chain's own normalised product). Where the product
-        is dominated by one direction (long lags of a decaying or growing chain),
-        ``||P^T u|| <= ||P||_2 <= ||P||_F`` brackets the norm within ``SPECTRAL_RTOL`` after
-        one matrix-vector product: such a lag is certified and costs no factorisation.
-        Otherwise block iterations run; large matrices get several per lag
-        (``self.iters``), each ``O(m^2 BLOCK)`` against the chain's ``O(m^3)``, while ``P`` is
-        in cache, far cheaper than iterating later on the stored products.
+        ``frob`` is ``||P||_F`` (1 for the chain's own normalised product). Two modes:
+
+        * *iterate*: block iterations with a fresh random direction, while ``P`` is in cache;
+          large matrices get several per lag (``self.iters``, each ``O(m^2 BLOCK)`` against
+          the chain's ``O(m^3)``), the first lags more (``EARLY_ITERS``).
+        * *fixed*: once the left singular subspace has settled (a whole stretch of lags was
+          certified by :meth:`_bracketed`), only ``W = P^T U`` with the settled ``U`` is
+          formed: one product per lag. :meth:`finish` certifies each such lag; any that fails
+          is iterated there, and the next chunk goes back to iterating.
         """
         xp = self.xp
         if frob is not None:
             self.frob[j] = frob
-        bound = self.frob[j] * (1.0 - self.rtol)
-        if self.cheap:
-            u = self.U[..., 0]
-            w = xp.einsum("bij,bi->bj", P, u)
-            s = xp.sqrt(xp.einsum("bj,bj->b", w, w))
-            if bool((s >= bound).all()):
-                self.certified[j] = True
-                self.value[j] = s
-                y = xp.einsum("bij,bj->bi", P, w)
-                self.U[..., 0] = y / xp.sqrt(xp.einsum("bi,bi->b", y, y))[:, None]
-                return
-        self.certified[j] = False
+        Wb, Yb, Zb = self.blocks
         Pt = xp.swapaxes(P, -1, -2)
+        self.speculative[j] = self.fixed
+        if self.fixed:
+            xp.matmul(Pt, self.U, out=Wb[j])
+            return
         fresh = P @ (Pt @ self.R[j])
         U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
         U, _ = xp.linalg.qr(U)
-        Wb, Yb, Zb = self.blocks
         # The first lags have no converged warm start yet: iterate more while P is in cache.
         iters = max(self.iters, EARLY_ITERS) if lag <= EARLY_LAGS else self.iters
         if self.adaptive:
@@ -333,24 +327,30 @@ class _Spectral:
                 if bool((ok | self._bracketed(Wb[j], s1, self.frob[j])).all()):
                     break
         self.U = U
-        # Try the one-product certificate from the next lag on once it holds here.
-        self.cheap = bool((self._top(Zb[j]) >= bound).all())
+        if lag % SETTLE_CHECK == 0 and lag > EARLY_LAGS:
+            # Has the left singular subspace settled? Then fix U from the next lag on.
+            self.fixed = bool(self._bracketed(Wb[j], self._top(Wb[j]), self.frob[j]).all())
 
     def finish(self, buf: Any, K: int) -> np.ndarray:
         """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
         xp = self.xp
+        W = self.blocks[0][:K]
         s1, s2, s3 = (self._top(blk[:K]) for blk in self.blocks)
-        ok, _ = _aitken(s1, s2, s3, xp)
-        cert = self.certified[:K]
-        s3 = xp.where(cert, self.value[:K], s3)
-        ok = ok | cert | self._bracketed(self.blocks[0][:K], s1, self.frob[:K])
-        sig = to_numpy(s3).astype(np.float64)
+        spec = self.speculative[:K][:, None]
+        bracket = self._bracketed(W, s1, self.frob[:K])
+        aitken, _ = _aitken(s1, s2, s3, xp)
+        ok = xp.where(spec, bracket, aitken | bracket)
+        value = xp.where(spec, s1, s3)
+        # Go back to iterating as soon as one fixed-mode lag fails its certificate.
+        if bool(to_numpy((spec & ~bracket).any())):
+            self.fixed = False
+        sig = to_numpy(value).astype(np.float64)
         idx = np.argwhere(~to_numpy(ok))
         if len(idx):
             self.iterated += len(idx)
             k, b = idx[:, 0], idx[:, 1]
-            Z = self.blocks[2]
-            norms, failed = _power_norms(xp, buf[k, b], Z[k, b, :, 0], s3[k, b])
+            start = xp.where(spec[..., None], W[..., 0], self.blocks[2][:K][..., 0])
+            norms, failed = _power_norms(xp, buf[k, b], start[k, b], value[k, b])
             self.fallbacks += failed
             sig[k, b] = to_numpy(norms)
         return sig
