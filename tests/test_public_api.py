@@ -14,7 +14,7 @@ PUBLIC = {
 }
 PACKAGE = Path(gradflow.__file__).parent
 # The data flow of DESIGN.md, lowest first; leaves any module may import.
-LAYERS = ["cells", "symbolic", "codegen", "engine|weights|initialisers|results",
+LAYERS = ["cells", "symbolic", "codegen|spectral", "engine|weights|initialisers|results",
           "analysis", "plots|report", "cli"]
 LEAVES = {"errors", "backend", "atomic", "citations", "results"}
 
