@@ -153,7 +153,12 @@ class Spectral:
         """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
         xp = self.xp
         W = self.blocks[0][:K]
-        s1, s2, s3 = (self._top(blk[:K]) for blk in self.blocks)
+        s1 = self._top(W)
+        s2, s3 = xp.zeros_like(s1), xp.zeros_like(s1)
+        iterated = ~to_numpy(self.speculative[:K])
+        if iterated.any():  # fixed-mode lags have no Y, Z blocks: only W is formed
+            s2[iterated] = self._top(self.blocks[1][:K][iterated])
+            s3[iterated] = self._top(self.blocks[2][:K][iterated])
         spec = self.speculative[:K][:, None]
         bracket = self._bracketed(W, s1, self.frob[:K])
         aitken, _ = _aitken(s1, s2, s3, xp)
