@@ -35,7 +35,7 @@ Examples:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -283,7 +283,6 @@ class Kernels:
     apply: Callable[..., Any]
     apply_vec: Callable[..., Any]
     jacobian: Callable[..., Any]
-    _packed: dict[int, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def pack(self, params: Mapping[str, Any], dtype: Any = np.float64) -> dict[str, Any]:
         """Parameters in the kernels' layout, on the kernels' backend.

@@ -166,15 +166,8 @@ def rollout(
 ) -> np.ndarray:
     """All states ``s_0..s_T`` as a ``(T + 1, B, m)`` NumPy array (``s_0`` zero by default)."""
     su = _setup(cell, params, inputs, s0, backend, dtype)
-    out = [su.s0]
-    s = su.s0
-    u = su.kernels.input_projection(su.inputs, su.q)
-    with np.errstate(over="ignore", invalid="ignore"):
-        for t in range(su.steps):
-            s, _ = su.kernels.step(s, u[t], su.q)
-            _check_finite(su, s, t + 1)
-            out.append(s)
-    return to_numpy(su.xp.stack(out))
+    states, s_final = _forward(su, 1)  # a checkpoint at every step: all of s_0..s_{T-1}
+    return to_numpy(su.xp.stack([*states, s_final]))
 
 
 def state_jacobians(
