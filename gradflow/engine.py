@@ -13,9 +13,9 @@ never as 0.
 Memory is constant in ``T``: the forward pass keeps only the states at chunk boundaries; the
 backward pass recomputes one chunk of steps at a time, evaluates that chunk's Jacobian factors
 in one batched call, and multiplies through it. Spectral norms for every lag come from block
-subspace iteration with Rayleigh-Ritz on the chain's own (normalised) products, warm-started
-from the previous lag (see :class:`gradflow.spectral.Spectral`), with an exact SVD for any lag
-that does not converge.
+Krylov Rayleigh-Ritz on the chain's own (normalised) product while it is in cache, started
+from the previous lag's block (see :class:`gradflow.spectral.Spectral`), with an exact SVD for
+any lag that does not converge. No product is stored.
 """
 
 from __future__ import annotations
@@ -35,7 +35,7 @@ from .errors import InputsError, NumericalError, UsageError, WeightsError
 from .results import AnalysisResult
 from .spectral import SPECTRAL_RTOL, Spectral
 
-#: Bytes of chunk buffers (Jacobian factors and stored products) the backward pass may hold.
+#: Bytes of chunk buffers (Jacobian factors) the backward pass may hold.
 MEMORY_BUDGET = 96 * 2**20
 
 
@@ -214,25 +214,31 @@ class _Chain:
 
     def run_chunk(self, su: _Setup, F: Any, k0: int, sv_lags: set[int],
                   sv_out: dict[int, np.ndarray], n_sv: int) -> None:
-        """Multiply through one chunk of steps (latest first); lags k0+1..k0+K."""
+        """Multiply through one chunk of steps (latest first); lags k0+1..k0+K.
+
+        Each lag's product is normalised in place and handed to the spectral-norm estimators
+        while it is in cache; no product is stored."""
         xp = su.xp
         K = F[0].shape[0] if F else 0
-        buf = xp.empty((K, su.batch, su.m, su.m), dtype=su.dtype)
         scales = xp.empty((K, su.batch), dtype=su.dtype)
         apply, spectral, spectral_h, n = self.kern.apply, self.spectral, self.spectral_h, self.n
         P = self.P
         spectral.start_chunk(K, su.batch, su.dtype)
         if spectral_h is not None:
             spectral_h.start_chunk(K, su.batch, su.dtype)
+        sv: dict[int, Any] = {}
         for j in range(K):
-            P = apply(P, tuple(f[K - 1 - j] for f in F), su.q)
-            s = xp.sqrt(xp.einsum("bij,bij->b", P, P))
+            P = apply(P, tuple(f[K - 1 - j] for f in F), su.q)  # a fresh array: scaled in place
+            flat = P.reshape(su.batch, 1, -1)
+            s = xp.sqrt((flat @ xp.swapaxes(flat, -1, -2))[:, 0, 0])  # a BLAS dot per sequence
             scales[j] = s
-            P = xp.multiply(P, (1.0 / xp.where(s > 0, s, 1.0))[:, None, None], out=buf[j])
+            P *= (1.0 / xp.where(s > 0, s, 1.0))[:, None, None]
             spectral.step(j, P, k0 + j + 1)
             if spectral_h is not None:
                 Ph = P[:, :n, :n]
                 spectral_h.step(j, Ph, k0 + j + 1, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+            if k0 + j + 1 in sv_lags:
+                sv[j] = xp.linalg.svd(P, compute_uv=False)[:, :n_sv]
         self.P = P
         with np.errstate(divide="ignore"):
             log_s = np.log10(to_numpy(scales).astype(np.float64))
@@ -240,16 +246,12 @@ class _Chain:
         self.frob[k0 + 1:k0 + K + 1] = cum
         self.log_scale = cum[-1]
         with np.errstate(divide="ignore"):
-            self.spec[k0 + 1:k0 + K + 1] = np.log10(spectral.finish(buf, K)) + cum
+            self.spec[k0 + 1:k0 + K + 1] = np.log10(spectral.finish(K)) + cum
             if spectral_h is not None:
                 assert self.spec_h is not None
-                sig_h = spectral_h.finish(buf[..., :n, :n], K)
-                self.spec_h[k0 + 1:k0 + K + 1] = np.log10(sig_h) + cum
-        for lag in sorted(sv_lags):
-            if k0 < lag <= k0 + K:
-                sv = to_numpy(xp.linalg.svd(buf[lag - k0 - 1], compute_uv=False))[:, :n_sv]
-                with np.errstate(divide="ignore"):
-                    sv_out[lag] = np.log10(sv) + cum[lag - k0 - 1][:, None]
+                self.spec_h[k0 + 1:k0 + K + 1] = np.log10(spectral_h.finish(K)) + cum
+            for j, values in sv.items():
+                sv_out[k0 + j + 1] = np.log10(to_numpy(values)) + cum[j][:, None]
 
 
 class _VectorChain:
@@ -360,8 +362,7 @@ def analyze(
     if lags and (lags[0] < 1 or lags[-1] > T):
         raise UsageError(f"singular_lags must lie in 1..{T}; got {lags}")
     n_sv = su.m if n_singular is None else max(1, min(int(n_singular), su.m))
-    per_lag = su.batch * su.m * su.m * (3 if paths else 1)
-    chunk = _chunk_steps(su, per_lag)
+    chunk = _chunk_steps(su, 0)  # products are not stored: only the Jacobian factors count
     chains = {"full": _Chain(su, su.kernels, T, hidden, chunk)}
     zero_paths = []
     if paths:
@@ -404,9 +405,11 @@ def analyze(
         "gradflow_version": __version__,
         "chunk_steps": chunk,
         "spectral": {
-            "method": "block Rayleigh-Ritz on the chain, warm-started from the previous lag "
-            "with a fresh random direction per lag; accepted by a certified bracket or an "
-            "Aitken tail test; batched iteration, then exact SVD, for the rest",
+            "method": "block Krylov Rayleigh-Ritz on the chain's own product at every lag, "
+            "started from the previous lag's block (pushed once more) and a fresh random "
+            "vector; accepted by a certified Frobenius bracket, a Kato-Temple residual "
+            "estimate or an Aitken tail test; a settled block is certified with one product "
+            "per lag; batched iteration, then exact SVD, for any lag not accepted",
             "rtol": SPECTRAL_RTOL,
             "iterated_lags": full.spectral.iterated,
             "svd_fallbacks": full.spectral.fallbacks,

@@ -1,10 +1,11 @@
 r"""Spectral norms of every lag's product, taken from the backward chain itself.
 
 The engine hands :class:`Spectral` each normalised product ``P_k = ds_T/ds_{T-k}`` (scaled to
-unit Frobenius norm) while it is in cache, and the chunk of stored products at the end of each
-chunk. No SVD is taken per lag: block subspace iteration with Rayleigh-Ritz, warm-started from
-the previous lag, certified brackets and an Aitken tail test decide each lag; the few that
-remain are iterated in a batch and, failing that, get an exact SVD (DESIGN decision 5).
+unit Frobenius norm) while it is in cache; nothing is stored. No SVD is taken per lag: block
+Krylov Rayleigh-Ritz on ``P P^T``, started from the previous lag's block and a fresh random
+vector, with a certified bracket, a Kato-Temple residual estimate and an Aitken tail test
+deciding each lag; a settled block is certified with one product per lag; a lag that none of
+them accepts is iterated further and, failing that, gets an exact SVD (DESIGN decision 5).
 """
 
 from __future__ import annotations
@@ -17,13 +18,14 @@ from .backend import to_numpy
 
 #: Block size of the subspace iteration behind the spectral norms.
 BLOCK = 4
-#: Block iterations per lag for the first EARLY_LAGS lags, before the warm start settles.
+#: From this size on, the block is twice as wide.
+WIDE_FROM = 256
+#: Lags before the first test of whether the left singular subspace has settled.
 EARLY_LAGS = 32
-EARLY_ITERS = 6
-#: Every SETTLE_CHECK lags the iterating block is tested: once certified, U is fixed.
+#: Every SETTLE_CHECK lags the Krylov start block is tested: once certified, U is fixed.
 SETTLE_CHECK = 16
-#: From this size on, iterations per lag continue until the lag's Ritz values are accepted.
-ADAPTIVE_FROM = 256
+#: Most Krylov depths per lag (a lag not accepted by then goes to :func:`_power_norms`).
+MAX_DEPTH = 40
 SPECTRAL_RTOL = 1e-11
 MAX_ITER = 60
 
@@ -48,35 +50,34 @@ def _aitken(s1: Any, s2: Any, s3: Any, xp: Any) -> tuple[Any, Any]:
 class Spectral:
     """Largest singular value of ``ds_T/ds_{T-k}`` for every lag, from the chain itself.
 
-    At every lag, block subspace iteration with Rayleigh-Ritz runs on the chain's normalised
-    product ``P`` with a block ``U`` of ``BLOCK`` vectors warm-started from the previous lag
-    (the left singular vectors of a mixing product converge as ``k`` grows). One column is
-    replaced at every lag by a fresh random vector pushed through ``P P^T``: a product whose
-    leading direction switches (near-diagonal products, e.g. an LSTM cell path, where units
-    overtake each other) would otherwise keep a warm start that has lost the new leading
-    direction. Three Ritz values ``s1 <= s2 <= s3`` (``P^T U``, ``P Q``, ``P^T U'``) are
-    accepted when their increments shrink geometrically with a tail below ``SPECTRAL_RTOL``
-    (:func:`_aitken`); other lags continue by batched power iteration and, failing that, an
-    exact SVD.
+    Two modes, per lag, while the chain's product ``P`` is in cache:
+
+    * *Krylov* (:meth:`_krylov`): block Krylov Rayleigh-Ritz on ``P P^T`` from the previous
+      lag's leading Ritz vectors and one fresh random vector. The fresh vector matters: a
+      product whose leading direction switches (near-diagonal products, e.g. an LSTM cell
+      path, where units overtake each other) would otherwise keep a warm start that has lost
+      the new leading direction.
+    * *fixed*: once the left singular subspace has settled (the certified bracket of
+      :meth:`_bracketed` holds at the first depth for a whole stretch of lags), only
+      ``W = P^T U`` with the settled ``U`` is formed, one product per lag, and
+      :meth:`finish` certifies the lags in a batch. A lag that fails is computed again there
+      and the next chunk goes back to Krylov mode.
     """
 
     def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> None:
         self.xp = xp
         self.rows = rows
-        self.block = b = min(BLOCK, rows, cols)
-        self.iters = 1 if min(rows, cols) < 128 else min(8, min(rows, cols) // 64)
-        self.adaptive = min(rows, cols) >= ADAPTIVE_FROM
+        # Large products: a wider block costs about the same memory traffic per pass over P.
+        width = 2 * BLOCK if min(rows, cols) >= WIDE_FROM else BLOCK
+        self.block = b = min(width, rows, cols)
         self.rng = np.random.default_rng(20130101)
         u0, _ = np.linalg.qr(self.rng.standard_normal((rows, b)))
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
-        k = max(1, steps)
-        # Per lag: the three blocks whose Ritz values are compared (P^T U, P Q, P^T U').
-        self.blocks = [xp.zeros((k, batch, n, b), dtype=dtype) for n in (cols, rows, cols)]
-        self.speculative = xp.zeros(k, dtype=bool)  # lags stepped in fixed mode
-        self.frob = xp.ones((k, batch), dtype=dtype)
+        self.value = xp.zeros((max(1, steps), batch), dtype=dtype)
         self.fixed = False
         self.rtol = max(SPECTRAL_RTOL, 100 * float(np.finfo(dtype).eps))
         self.R: Any = None
+        self.depth = 0
         self.iterated = 0
         self.fallbacks = 0
 
@@ -104,79 +105,98 @@ class Spectral:
         self.R = self.xp.asarray(r.astype(dtype))
 
     def step(self, j: int, P: Any, lag: int, frob: Any = None) -> None:
-        """Norm estimate for ``P`` (``(B, rows, cols)``), the ``j``-th lag of the chunk.
-
-        ``frob`` is ``||P||_F`` (1 for the chain's own normalised product). Two modes:
-
-        * *iterate*: block iterations with a fresh random direction, while ``P`` is in cache;
-          large matrices get several per lag (``self.iters``, each ``O(m^2 BLOCK)`` against
-          the chain's ``O(m^3)``), the first lags more (``EARLY_ITERS``).
-        * *fixed*: once the left singular subspace has settled (a whole stretch of lags was
-          certified by :meth:`_bracketed`), only ``W = P^T U`` with the settled ``U`` is
-          formed: one product per lag. :meth:`finish` certifies each such lag; any that fails
-          is iterated there, and the next chunk goes back to iterating.
-        """
+        """Norm of ``P`` (``(B, rows, cols)``, Frobenius norm ``frob``, 1 by default), the
+        ``j``-th lag of the chunk: a settled block's certified bracket, else block Krylov."""
         xp = self.xp
-        if frob is not None:
-            self.frob[j] = frob
-        Wb, Yb, Zb = self.blocks
+        frob = xp.ones(P.shape[0], dtype=P.dtype) if frob is None else frob
         Pt = xp.swapaxes(P, -1, -2)
-        self.speculative[j] = self.fixed
         if self.fixed:
-            xp.matmul(Pt, self.U, out=Wb[j])
-            return
-        fresh = P @ (Pt @ self.R[j])
-        U = xp.concatenate((self.U[..., : self.block - 1], fresh), axis=-1)
-        U, _ = xp.linalg.qr(U)
-        # The first lags have no converged warm start yet: iterate more while P is in cache.
-        iters = max(self.iters, EARLY_ITERS) if lag <= EARLY_LAGS else self.iters
-        if self.adaptive:
-            # Large matrices: iterate until the Ritz values pass the acceptance test.
-            iters = MAX_ITER
-        for it in range(iters):
-            W = xp.matmul(Pt, U, out=Wb[j])
-            Q, _ = xp.linalg.qr(W)
-            U, _ = xp.linalg.qr(xp.matmul(P, Q, out=Yb[j]))
-            if self.adaptive or it == iters - 1:
-                xp.matmul(Pt, U, out=Zb[j])
-            if self.adaptive and it >= self.iters - 1:
-                s1 = self._top(Wb[j])
-                ok, _ = _aitken(s1, self._top(Yb[j]), self._top(Zb[j]), xp)
-                if bool((ok | self._bracketed(Wb[j], s1, self.frob[j])).all()):
-                    break
-        self.U = U
+            W = Pt @ self.U
+            s1 = self._top(W)
+            if bool(self._bracketed(W, s1, frob).all()):
+                self.value[j] = s1
+                return
+            self.fixed = False  # the subspace moved: back to Krylov mode
+        self._krylov(j, P, Pt, frob)
         if lag % SETTLE_CHECK == 0 and lag > EARLY_LAGS:
             # Has the left singular subspace settled? Then fix U from the next lag on.
-            self.fixed = bool(self._bracketed(Wb[j], self._top(Wb[j]), self.frob[j]).all())
+            W = Pt @ self.U
+            self.fixed = bool(self._bracketed(W, self._top(W), frob).all())
 
-    def finish(self, buf: Any, K: int) -> np.ndarray:
-        """Norms of the ``K`` lags just stepped through (``buf``: ``(K, B, rows, cols)``)."""
+    def _krylov(self, j: int, P: Any, Pt: Any, frob: Any) -> None:
+        """Block Krylov Rayleigh-Ritz for ``||P||_2`` on ``L = P P^T``, in the chain's cache.
+
+        The start block is the previous lag's leading Ritz vectors (``BLOCK - 1`` of them) and
+        one fresh random vector; each depth adds ``L`` applied to the newest block, fully
+        re-orthogonalised. A lag is accepted, for every sequence of the batch, by the first of:
+        the certified bracket (:meth:`_bracketed` on the whole Krylov basis); the Kato-Temple
+        estimate ``||r||^2 / (theta_1 - theta_2) <= rtol theta_1`` for the top Ritz pair with
+        residual ``r = L y - theta_1 y``; an Aitken tail test on the Ritz values
+        (:func:`_aitken`); or a basis that spans the whole space (the Ritz value is then
+        exact). Krylov convergence depends on the square root of the gap, where plain subspace
+        iteration depends on the gap itself: crowded short lags need a few depths, not dozens
+        of iterations. The leading Ritz vectors become the next lag's start.
+        """
         xp = self.xp
-        W = self.blocks[0][:K]
-        s1 = self._top(W)
-        s2, s3 = xp.zeros_like(s1), xp.zeros_like(s1)
-        iterated = ~to_numpy(self.speculative[:K])
-        if iterated.any():  # fixed-mode lags have no Y, Z blocks: only W is formed
-            s2[iterated] = self._top(self.blocks[1][:K][iterated])
-            s3[iterated] = self._top(self.blocks[2][:K][iterated])
-        spec = self.speculative[:K][:, None]
-        bracket = self._bracketed(W, s1, self.frob[:K])
-        aitken, _ = _aitken(s1, s2, s3, xp)
-        ok = xp.where(spec, bracket, aitken | bracket)
-        value = xp.where(spec, s1, s3)
-        # Go back to iterating as soon as one fixed-mode lag fails its certificate.
-        if bool(to_numpy((spec & ~bracket).any())):
-            self.fixed = False
-        sig = to_numpy(value).astype(np.float64)
-        idx = np.argwhere(~to_numpy(ok))
-        if len(idx):
-            self.iterated += len(idx)
-            k, b = idx[:, 0], idx[:, 1]
-            start = xp.where(spec[..., None], W[..., 0], self.blocks[2][:K][..., 0])
-            norms, failed = _power_norms(xp, buf[k, b], start[k, b], value[k, b])
+        b, rows = self.block, self.rows
+        tiny = float(np.finfo(P.dtype).tiny)
+        Q, _ = xp.linalg.qr(xp.concatenate((self.U[..., : b - 1], self.R[j]), axis=-1))
+        Z = Pt @ Q  # P^T Q
+        Y = P @ Z  # L Q: also gives the residuals, and the next block before orthogonalising
+        hist: list[Any] = []
+        while True:
+            H = xp.swapaxes(Z, -1, -2) @ Z
+            theta, C = xp.linalg.eigh(H)
+            t1 = xp.maximum(theta[..., -1], 0.0)
+            s = xp.sqrt(t1)
+            c = C[..., -1:]
+            r = Y @ c - t1[:, None, None] * (Q @ c)  # L y - theta y for y = Q c
+            gap = t1 - theta[..., -2] if theta.shape[-1] > 1 else t1
+            ok = xp.einsum("bij,bij->b", r, r) <= self.rtol * t1 * xp.maximum(gap, tiny)
+            # The residual test is blind to a leading direction missing from the start block
+            # (a warm vector can be an exact, but overtaken, eigenvector): it counts only once
+            # the fresh vector has been through L.
+            ok &= len(hist) >= 1
+            rest = frob * frob - xp.einsum("...ii->...", H)
+            ok |= rest <= 2.0 * self.rtol * t1
+            hist.append(s)
+            if len(hist) >= 3:
+                ok |= _aitken(hist[-3], hist[-2], hist[-1], xp)[0]
+            p = Q.shape[-1]
+            if p >= rows or bool(ok.all()) or len(hist) > MAX_DEPTH:
+                break
+            # Extend by L applied to the newest block, re-orthogonalised twice (CGS2).
+            N = Y[..., -b:][..., : rows - p]
+            for _ in range(2):
+                N = N - Q @ (xp.swapaxes(Q, -1, -2) @ N)
+            N, _ = xp.linalg.qr(N)
+            N = N - Q @ (xp.swapaxes(Q, -1, -2) @ N)  # rank-deficient block: keep it orthogonal
+            N, _ = xp.linalg.qr(N)
+            Zn = Pt @ N
+            Q = xp.concatenate((Q, N), axis=-1)
+            Z = xp.concatenate((Z, Zn), axis=-1)
+            Y = xp.concatenate((Y, P @ Zn), axis=-1)
+        z = Z @ c  # P^T y: a right vector for a retry in finish()
+        # The next start: the start block pushed once through L (its image is Y's first
+        # block), orthonormalised in column order. Column order matters: the first column then
+        # runs a plain power iteration along the chain, so a direction that is overtaking the
+        # leader (switching units in a near-diagonal product such as an LSTM cell path) keeps
+        # its share, growing lag after lag, even where a lag is accepted at the first depth on
+        # a warm vector that is an exact but no longer leading eigenvector. Ritz vectors would
+        # rotate that share into the column that the next fresh vector replaces.
+        self.U, _ = xp.linalg.qr(Y[..., :b])
+        self.value[j] = s
+        self.depth += len(hist)
+        bad = ~ok
+        if bool(bad.any()):  # not accepted within MAX_DEPTH: batched iteration, then SVD
+            self.iterated += int(bad.sum())
+            norms, failed = _power_norms(xp, P[bad], z[bad][..., 0], s[bad])
             self.fallbacks += failed
-            sig[k, b] = to_numpy(norms)
-        return sig
+            self.value[j][bad] = norms
+
+    def finish(self, K: int) -> np.ndarray:
+        """Norms of the ``K`` lags of the chunk just stepped through."""
+        return to_numpy(self.value[:K]).astype(np.float64)
 
 
 def _power_norms(xp: Any, A: Any, v: Any, s: Any) -> tuple[Any, int]:

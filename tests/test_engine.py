@@ -190,6 +190,30 @@ def test_spectral_norms_match_exact_svd(name, n, scale, seed):
     np.testing.assert_allclose(res.log10_frobenius_norm, frob, atol=1e-11)
 
 
+@pytest.mark.parametrize(
+    ("name", "n", "scale", "path"),
+    [
+        ("rnn", 64, 1.0, "full"),
+        ("gru", 48, 1.2, "full"),
+        # Near-diagonal products whose leading unit changes with the lag: the cell path.
+        ("lstm", 40, 1.5, "additive"),
+        ("lstm-cifg", 48, 1.5, "additive"),
+        ("lstm-nofg", 30, 1.0, "full"),
+    ],
+)
+def test_spectral_norms_match_exact_svd_beyond_the_block(name, n, scale, path):
+    # Sizes far above the Krylov block (4 or 8 columns), where the start block no longer
+    # spans the space: the crowded short lags, the settled long lags and leaders that switch.
+    rng = np.random.default_rng(5)
+    cell = get_cell(name)
+    params = _params(cell, n, 4, rng, scale=scale, bias=0.3)
+    x = rng.standard_normal((300, 3, 4))
+    res = analyze(cell, params, x, paths=path != "full")
+    spec, _, _ = _dense_reference(state_jacobians(cell, params, x, path=path))
+    got = res.log10_spectral_norm if path == "full" else res.paths[path]["log10_spectral_norm"]
+    np.testing.assert_allclose(got, spec, atol=1e-10)
+
+
 def test_extra_quantities_match_dense_references():
     rng = np.random.default_rng(11)
     cell = get_cell("lstm")
