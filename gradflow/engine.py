@@ -411,6 +411,7 @@ def analyze(
             "estimate or an Aitken tail test; a settled block is certified with one product "
             "per lag; batched iteration, then exact SVD, for any lag not accepted",
             "rtol": SPECTRAL_RTOL,
+            "krylov_depths": full.spectral.depth,
             "iterated_lags": full.spectral.iterated,
             "svd_fallbacks": full.spectral.fallbacks,
         },

@@ -16,7 +16,7 @@ import numpy as np
 
 from .backend import to_numpy
 
-#: Block size of the subspace iteration behind the spectral norms.
+#: Width of the Krylov block behind the spectral norms.
 BLOCK = 4
 #: From this size on, the block is twice as wide.
 WIDE_FROM = 256
@@ -53,15 +53,15 @@ class Spectral:
     Two modes, per lag, while the chain's product ``P`` is in cache:
 
     * *Krylov* (:meth:`_krylov`): block Krylov Rayleigh-Ritz on ``P P^T`` from the previous
-      lag's leading Ritz vectors and one fresh random vector. The fresh vector matters: a
+      lag's block, pushed once more, and one fresh random vector. The fresh vector matters: a
       product whose leading direction switches (near-diagonal products, e.g. an LSTM cell
       path, where units overtake each other) would otherwise keep a warm start that has lost
       the new leading direction.
     * *fixed*: once the left singular subspace has settled (the certified bracket of
       :meth:`_bracketed` holds at the first depth for a whole stretch of lags), only
-      ``W = P^T U`` with the settled ``U`` is formed, one product per lag, and
-      :meth:`finish` certifies the lags in a batch. A lag that fails is computed again there
-      and the next chunk goes back to Krylov mode.
+      ``W = P^T U`` with the settled ``U`` is formed, one product per lag, and the bracket
+      certifies the lag on the spot. A lag that fails goes to Krylov mode, and so do the
+      lags after it until the block has settled again.
     """
 
     def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> None:
@@ -126,16 +126,17 @@ class Spectral:
     def _krylov(self, j: int, P: Any, Pt: Any, frob: Any) -> None:
         """Block Krylov Rayleigh-Ritz for ``||P||_2`` on ``L = P P^T``, in the chain's cache.
 
-        The start block is the previous lag's leading Ritz vectors (``BLOCK - 1`` of them) and
-        one fresh random vector; each depth adds ``L`` applied to the newest block, fully
-        re-orthogonalised. A lag is accepted, for every sequence of the batch, by the first of:
-        the certified bracket (:meth:`_bracketed` on the whole Krylov basis); the Kato-Temple
-        estimate ``||r||^2 / (theta_1 - theta_2) <= rtol theta_1`` for the top Ritz pair with
-        residual ``r = L y - theta_1 y``; an Aitken tail test on the Ritz values
-        (:func:`_aitken`); or a basis that spans the whole space (the Ritz value is then
+        The start block is the previous lag's block pushed once through ``L`` (its first
+        ``BLOCK - 1`` columns) and one fresh random vector; each depth adds ``L`` applied to
+        the newest block, fully re-orthogonalised. A lag is accepted, for every sequence of the
+        batch, by the first of: the certified bracket (:meth:`_bracketed` on the whole Krylov
+        basis); the Kato-Temple estimate ``||r||^2 / (theta_1 - theta_2) <= rtol theta_1`` for
+        the top Ritz pair with residual ``r = L y - theta_1 y``, from the second depth on; an
+        Aitken tail test on the Ritz values (:func:`_aitken`); or a basis that spans the whole
+        space (the Ritz value is then
         exact). Krylov convergence depends on the square root of the gap, where plain subspace
         iteration depends on the gap itself: crowded short lags need a few depths, not dozens
-        of iterations. The leading Ritz vectors become the next lag's start.
+        of iterations.
         """
         xp = self.xp
         b, rows = self.block, self.rows
@@ -176,7 +177,7 @@ class Spectral:
             Q = xp.concatenate((Q, N), axis=-1)
             Z = xp.concatenate((Z, Zn), axis=-1)
             Y = xp.concatenate((Y, P @ Zn), axis=-1)
-        z = Z @ c  # P^T y: a right vector for a retry in finish()
+        z = Z @ c  # P^T y: the start of a retry by _power_norms
         # The next start: the start block pushed once through L (its image is Y's first
         # block), orthonormalised in column order. Column order matters: the first column then
         # runs a plain power iteration along the chain, so a direction that is overtaking the
