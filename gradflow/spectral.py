@@ -166,13 +166,13 @@ class Spectral:
             p = Q.shape[-1]
             if p >= rows or bool(ok.all()) or len(hist) > MAX_DEPTH:
                 break
-            # Extend by L applied to the newest block, re-orthogonalised twice (CGS2).
+            # Extend by L applied to the newest block. Householder QR of [Q, N] keeps the basis
+            # orthonormal even where N is rank deficient (low-rank products, e.g. ReLU masks):
+            # its last columns are orthonormal and orthogonal to Q whatever N's rank, where a QR
+            # of the projected N alone returns arbitrary columns for N's null directions, and a
+            # basis that is not orthonormal gives Ritz values above the norm.
             N = Y[..., -b:][..., : rows - p]
-            for _ in range(2):
-                N = N - Q @ (xp.swapaxes(Q, -1, -2) @ N)
-            N, _ = xp.linalg.qr(N)
-            N = N - Q @ (xp.swapaxes(Q, -1, -2) @ N)  # rank-deficient block: keep it orthogonal
-            N, _ = xp.linalg.qr(N)
+            N = xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., p:]
             Zn = Pt @ N
             Q = xp.concatenate((Q, N), axis=-1)
             Z = xp.concatenate((Z, Zn), axis=-1)

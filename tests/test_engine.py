@@ -214,6 +214,36 @@ def test_spectral_norms_match_exact_svd_beyond_the_block(name, n, scale, path):
     np.testing.assert_allclose(got, spec, atol=1e-10)
 
 
+@settings(max_examples=40, deadline=None)
+@given(
+    name=st.sampled_from(["rnn-relu", "lstm", "gru"]),
+    n=st.integers(5, 20),
+    bias=st.floats(-1.5, 0.5),
+    scale=st.floats(0.5, 3.0),
+    seed=st.integers(0, 2**32 - 1),
+)
+def test_spectral_norms_of_rank_deficient_products(name, n, bias, scale, seed):
+    # Dead ReLU units and saturated gates make products of low rank: the Krylov block then
+    # meets null directions, and a basis that is not orthonormal gives Ritz values above the
+    # norm (found by test_pascanu_bound_holds: rnn-relu n = 9, a lag-2 product of rank 3).
+    rng = np.random.default_rng(seed)
+    cell = get_cell(name)
+    params = _params(cell, n, 2, rng, scale=scale, bias=bias)
+    x = rng.standard_normal((12, 3, 2))
+    res = analyze(cell, params, x)
+    J = state_jacobians(cell, params, x)
+    P = np.broadcast_to(np.eye(J.shape[-1]), J.shape[1:]).copy()
+    top = [np.ones(3)]
+    for t in range(11, -1, -1):  # 12 lags at these scales stay far from under- and overflow
+        P = P @ J[t]
+        top.append(np.linalg.svd(P, compute_uv=False)[:, 0])
+    with np.errstate(divide="ignore"):
+        spec = np.log10(np.array(top))
+    live = np.isfinite(spec)  # a product that dies out exactly (all units dead) has no norm
+    np.testing.assert_allclose(res.log10_spectral_norm[live], spec[live], rtol=0, atol=1e-10)
+    assert np.all(res.log10_spectral_norm[live] <= res.log10_frobenius_norm[live] + 1e-12)
+
+
 def test_extra_quantities_match_dense_references():
     rng = np.random.default_rng(11)
     cell = get_cell("lstm")
