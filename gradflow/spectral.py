@@ -73,6 +73,7 @@ class Spectral:
         self.rng = np.random.default_rng(20130101)
         u0, _ = np.linalg.qr(self.rng.standard_normal((rows, b)))
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
+        self.Y = self.U  # the next Krylov start: the last block pushed through P P^T
         self.value = xp.zeros((max(1, steps), batch), dtype=dtype)
         self.fixed = False
         self.rtol = max(SPECTRAL_RTOL, 100 * float(np.finfo(dtype).eps))
@@ -116,10 +117,12 @@ class Spectral:
             if bool(self._bracketed(W, s1, frob).all()):
                 self.value[j] = s1
                 return
-            self.fixed = False  # the subspace moved: back to Krylov mode
+            self.fixed = False  # the subspace moved: back to Krylov mode, from the block
+            self.Y = self.U
         self._krylov(j, P, Pt, frob)
         if lag % SETTLE_CHECK == 0 and lag > EARLY_LAGS:
             # Has the left singular subspace settled? Then fix U from the next lag on.
+            self.U, _ = xp.linalg.qr(self.Y)
             W = Pt @ self.U
             self.fixed = bool(self._bracketed(W, self._top(W), frob).all())
 
@@ -128,55 +131,60 @@ class Spectral:
 
         The start block is the previous lag's block pushed once through ``L`` (its first
         ``BLOCK - 1`` columns) and one fresh random vector; each depth adds ``L`` applied to
-        the newest block, fully re-orthogonalised. A lag is accepted, for every sequence of the
-        batch, by the first of: the certified bracket (:meth:`_bracketed` on the whole Krylov
-        basis); the Kato-Temple estimate ``||r||^2 / (theta_1 - theta_2) <= rtol theta_1`` for
-        the top Ritz pair with residual ``r = L y - theta_1 y``, from the second depth on; an
-        Aitken tail test on the Ritz values (:func:`_aitken`); or a basis that spans the whole
-        space (the Ritz value is then
+        the newest block, orthogonalised against the basis (:func:`_extend`). A lag is
+        accepted, for every sequence of the batch, by the first of: the certified bracket
+        (:meth:`_bracketed` on the whole Krylov basis); the Kato-Temple estimate
+        ``||r||^2 / (theta_1 - theta_2) <= rtol theta_1`` for the top Ritz pair with residual
+        ``r = L y - theta_1 y``, from the second depth on; an Aitken tail test on the Ritz
+        values (:func:`_aitken`); or a basis that spans the whole space (the Ritz value is then
         exact). Krylov convergence depends on the square root of the gap, where plain subspace
         iteration depends on the gap itself: crowded short lags need a few depths, not dozens
-        of iterations.
+        of iterations. At the first depth only the bracket can accept, so the Ritz problem is
+        solved there only when the bracket's sufficient form (largest diagonal of ``H``
+        standing in for ``theta_1``) holds for the whole batch.
         """
         xp = self.xp
         b, rows = self.block, self.rows
         tiny = float(np.finfo(P.dtype).tiny)
-        Q, _ = xp.linalg.qr(xp.concatenate((self.U[..., : b - 1], self.R[j]), axis=-1))
+        Q, _ = xp.linalg.qr(xp.concatenate((self.Y[..., : b - 1], self.R[j]), axis=-1))
         Z = Pt @ Q  # P^T Q
         Y = P @ Z  # L Q: also gives the residuals, and the next block before orthogonalising
         hist: list[Any] = []
+        depth = 0
         while True:
             H = xp.swapaxes(Z, -1, -2) @ Z
-            theta, C = xp.linalg.eigh(H)
-            t1 = xp.maximum(theta[..., -1], 0.0)
-            s = xp.sqrt(t1)
-            c = C[..., -1:]
-            r = Y @ c - t1[:, None, None] * (Q @ c)  # L y - theta y for y = Q c
-            gap = t1 - theta[..., -2] if theta.shape[-1] > 1 else t1
-            ok = xp.einsum("bij,bij->b", r, r) <= self.rtol * t1 * xp.maximum(gap, tiny)
-            # The residual test is blind to a leading direction missing from the start block
-            # (a warm vector can be an exact, but overtaken, eigenvector): it counts only once
-            # the fresh vector has been through L.
-            ok &= len(hist) >= 1
             rest = frob * frob - xp.einsum("...ii->...", H)
-            ok |= rest <= 2.0 * self.rtol * t1
-            hist.append(s)
-            if len(hist) >= 3:
-                ok |= _aitken(hist[-3], hist[-2], hist[-1], xp)[0]
             p = Q.shape[-1]
-            if p >= rows or bool(ok.all()) or len(hist) > MAX_DEPTH:
-                break
-            # Extend by L applied to the newest block. Householder QR of [Q, N] keeps the basis
-            # orthonormal even where N is rank deficient (low-rank products, e.g. ReLU masks):
-            # its last columns are orthonormal and orthogonal to Q whatever N's rank, where a QR
-            # of the projected N alone returns arbitrary columns for N's null directions, and a
-            # basis that is not orthonormal gives Ritz values above the norm.
-            N = Y[..., -b:][..., : rows - p]
-            N = xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., p:]
+            if depth == 0 and p < rows:
+                lower = xp.max(xp.einsum("...ii->...i", H), axis=-1)  # theta_1 >= max diag H
+                solve = bool((rest <= 2.0 * self.rtol * lower).all())
+            else:
+                solve = True
+            if solve:
+                theta, C = xp.linalg.eigh(H)
+                t1 = xp.maximum(theta[..., -1], 0.0)
+                s = xp.sqrt(t1)
+                c = C[..., -1:]
+                r = Y @ c - t1[:, None, None] * (Q @ c)  # L y - theta y for y = Q c
+                gap = t1 - theta[..., -2] if theta.shape[-1] > 1 else t1
+                ok = xp.einsum("bij,bij->b", r, r) <= self.rtol * t1 * xp.maximum(gap, tiny)
+                # The residual test is blind to a leading direction missing from the start
+                # block (a warm vector can be an exact, but overtaken, eigenvector): it counts
+                # only once the fresh vector has been through L.
+                ok &= depth >= 1
+                ok |= rest <= 2.0 * self.rtol * t1
+                hist.append(s)
+                if len(hist) >= 3:
+                    ok |= _aitken(hist[-3], hist[-2], hist[-1], xp)[0]
+                if p >= rows or bool(ok.all()) or depth >= MAX_DEPTH:
+                    break
+            # Extend by L applied to the newest block.
+            N = _extend(xp, Q, Y[..., -b:][..., : rows - p])
             Zn = Pt @ N
             Q = xp.concatenate((Q, N), axis=-1)
             Z = xp.concatenate((Z, Zn), axis=-1)
             Y = xp.concatenate((Y, P @ Zn), axis=-1)
+            depth += 1
         z = Z @ c  # P^T y: the start of a retry by _power_norms
         # The next start: the start block pushed once through L (its image is Y's first
         # block), orthonormalised in column order. Column order matters: the first column then
@@ -184,10 +192,12 @@ class Spectral:
         # leader (switching units in a near-diagonal product such as an LSTM cell path) keeps
         # its share, growing lag after lag, even where a lag is accepted at the first depth on
         # a warm vector that is an exact but no longer leading eigenvector. Ritz vectors would
-        # rotate that share into the column that the next fresh vector replaces.
-        self.U, _ = xp.linalg.qr(Y[..., :b])
+        # rotate that share into the column that the next fresh vector replaces. The next
+        # start's QR orthonormalises it (in column order, so the span of each leading set of
+        # columns is kept).
+        self.Y = Y[..., :b]
         self.value[j] = s
-        self.depth += len(hist)
+        self.depth += depth + 1
         bad = ~ok
         if bool(bad.any()):  # not accepted within MAX_DEPTH: batched iteration, then SVD
             self.iterated += int(bad.sum())
@@ -198,6 +208,29 @@ class Spectral:
     def finish(self, K: int) -> np.ndarray:
         """Norms of the ``K`` lags of the chunk just stepped through."""
         return to_numpy(self.value[:K]).astype(np.float64)
+
+
+#: Largest ``|Q^T N|`` entry accepted from Gram-Schmidt: a Ritz value's relative error is of
+#: the order of the basis' loss of orthogonality.
+ORTHO_TOL = 1e-13
+
+
+def _extend(xp: Any, Q: Any, N: Any) -> Any:
+    """Orthonormal columns extending the orthonormal basis ``Q`` by the span of ``N``.
+
+    Classical Gram-Schmidt twice and a QR of the block, checked: where ``N`` is rank
+    deficient (low-rank products, e.g. dead ReLU units) that QR returns arbitrary columns for
+    the null directions, not orthogonal to ``Q``, and a basis that is not orthonormal gives
+    Ritz values above the norm. Those batches take a Householder QR of ``[Q, N]``, whose last
+    columns are orthonormal and orthogonal to ``Q`` whatever ``N``'s rank (it costs more as
+    the basis grows)."""
+    Qt = xp.swapaxes(Q, -1, -2)
+    for _ in range(2):
+        N = N - Q @ (Qt @ N)
+    N, _ = xp.linalg.qr(N)
+    if float(xp.abs(Qt @ N).max()) <= ORTHO_TOL:
+        return N
+    return xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., Q.shape[-1]:]
 
 
 def _power_norms(xp: Any, A: Any, v: Any, s: Any) -> tuple[Any, int]:
