@@ -195,6 +195,34 @@ def _scaled(block_var: str, dg: sp.Expr, lay: Layout) -> str:
     return f"{block_var} * F[{lay.diags.index(dg)}][..., None, :]"
 
 
+def _materialised(var: str, terms: list[Term], diagonal: list[Term], lay: Layout) -> list[str]:
+    """Lines forming ``var = sum_t diag(d_t) W_t`` (+ the block's diagonal terms) in place.
+
+    Terms with a row scaling come first, so that the first sum already has the batch shape;
+    the rest accumulate into it with ``+=`` (fewer fresh n x n temporaries per step, which
+    glibc may hand back to the system and page-fault in again). A diagonal term of the same
+    row block (``P_i * d`` beside ``P_i @ G``, e.g. the GRU's ``z``) is added to ``G``'s
+    diagonal instead of costing a full pass over ``P_i``; that needs ``G`` batched, i.e. a
+    scaled term (otherwise the terms are summed as they are and the diagonal stays outside).
+    """
+    ordered = sorted(terms, key=lambda t: t.diags[0] == 1)
+
+    def term(t: Term) -> str:
+        w = f'q["W:{t.weights[0]}"]'
+        return w if t.diags[0] == 1 else f"F[{lay.diags.index(t.diags[0])}][..., :, None] * {w}"
+
+    if ordered[0].diags[0] == 1:  # no row scaling at all: a plain sum of weights
+        return [f"    {var} = " + " + ".join(term(t) for t in ordered)]
+    lines = [f"    {var} = " + " + ".join(term(t) for t in ordered[:2])]
+    lines += [f"    {var} += {term(t)}" for t in ordered[2:]]
+    if diagonal:
+        lines.append("    d = xp.arange(n)")
+        for t in diagonal:
+            dg = "1.0" if t.diags[0] == 1 else f"F[{lay.diags.index(t.diags[0])}]"
+            lines.append(f"    {var}[..., d, d] += {dg}")
+    return lines
+
+
 def _gen_apply(
     cell: Cell, jac: BlockJacobian, lay: Layout, name: str, materialise: bool
 ) -> list[str]:
@@ -210,16 +238,14 @@ def _gen_apply(
         weighted = [(i, t) for i, t in column if t.weights]
         single = all(len(t.weights) == 1 and t.diags[1] == 1 for _, t in weighted)
         n_weights = len({t.weights for _, t in weighted})
+        folded: set[int] = set()
         if materialise and single and n_weights > 1:
             # Form each row block's n x n Jacobian once (O(n^2)), then one product per row block.
             for i in sorted({i for i, _ in weighted}):
-                terms = [t for k, t in weighted if k == i]
-                g = " + ".join(
-                    f'F[{lay.diags.index(t.diags[0])}][..., :, None] * q["W:{t.weights[0]}"]'
-                    if t.diags[0] != 1 else f'q["W:{t.weights[0]}"]'
-                    for t in terms
-                )
-                L.append(f"    G{i}{j} = {g}")
+                L += _materialised(f"G{i}{j}", [t for k, t in weighted if k == i],
+                                   [t for k, t in column if k == i and not t.weights], lay)
+                if any(t.diags[0] != 1 for k, t in weighted if k == i):
+                    folded.add(i)
                 parts.append(f"P{i} @ G{i}{j}")
         else:
             groups: dict[tuple, list[tuple[int, Term]]] = {}
@@ -229,7 +255,7 @@ def _gen_apply(
                 lead = " + ".join(_scaled(f"P{i}", t.diags[0], lay) for i, t in members)
                 parts.append(_chain(members[0][1], lay, lead, memo, L))
         for i, t in column:
-            if not t.weights:
+            if not t.weights and i not in folded:
                 parts.append(_scaled(f"P{i}", t.diags[0], lay))
         out = f"o{j}"
         L.append(f"    {out} = " + (" + ".join(parts) if parts else f"xp.zeros_like(P{j})"))
@@ -329,8 +355,13 @@ class Kernels:
         return q
 
     def input_projection(self, x: Any, q: Mapping[str, Any]) -> Any:
-        """``x @ U:x + b:x`` for any leading shape, e.g. a whole chunk ``(K, B, d)`` at once."""
-        return x @ q["U:x"] + q["b:x"]
+        """``x @ U:x + b:x`` for any leading shape, e.g. a whole chunk ``(K, B, d)`` at once.
+
+        The bias is added in place: a chunk's projection is megabytes, and a second fresh
+        array of that size costs its page faults again."""
+        u = x @ q["U:x"]
+        u += q["b:x"]
+        return u
 
 
 def generate_source(cell: Cell, jac: BlockJacobian) -> tuple[str, Layout]:

@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradflow.cells import CATALOGUE, get_cell
+from gradflow.cells import CATALOGUE, define_cell, get_cell
 from gradflow.codegen import XpPrinter, compile_cell
 from gradflow.engine import state_jacobians
 
@@ -129,3 +129,31 @@ def test_step_matches_pytorch_equations_for_gru():
 
     got = rollout(cell, p, x, s0=h)[1]
     np.testing.assert_allclose(got, expected, rtol=1e-14, atol=1e-15)
+
+
+@pytest.mark.parametrize(
+    "h_new",
+    [
+        "0.5 * h + a + tanh(c)",  # a bare weight, a row-scaled one, a constant diagonal
+        "sigmoid(a) * h + tanh(c) + a",  # a gate diagonal folded into the materialised block
+        "0.5 * h + a + c",  # bare weights only: a plain sum, the diagonal kept outside
+    ],
+)
+@pytest.mark.parametrize("path", ["full", "additive", "multiplicative"])
+def test_materialised_blocks_of_user_cells(h_new, path):
+    # The apply kernel forms sum_t diag(d_t) W_t in place and folds diagonal terms into it;
+    # user cells reach the branches the catalogue does not (weights with no row scaling).
+    cell = define_cell("mixed", ["h"], {"a": "W_a @ x + U_a @ h + b_a",
+                                        "c": "W_c @ x + U_c @ h + b_c", "h_new": h_new})
+    full = compile_cell(cell)
+    kern = compile_cell(cell, path=path)
+    rng = np.random.default_rng(3)
+    params = _params(cell, 4, 2, rng)
+    q, _ = _factors(full, cell, params, rng.standard_normal((3, 2)), rng)
+    s = rng.uniform(-0.9, 0.9, (3, 4))
+    _, V = full.step(s, full.input_projection(rng.standard_normal((3, 2)), q), q)
+    by_name = dict(zip(full.layout.needed, V, strict=True))
+    F = kern.factors([by_name[v] for v in kern.layout.needed], q, (3, 4))
+    J = kern.jacobian(F, q, (3,))
+    P = rng.standard_normal((3, 5, 4))
+    np.testing.assert_allclose(kern.apply(P, F, q), P @ J, rtol=1e-12, atol=1e-12)
