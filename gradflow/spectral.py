@@ -210,8 +210,8 @@ class Spectral:
         return to_numpy(self.value[:K]).astype(np.float64)
 
 
-#: Largest ``|Q^T N|`` entry accepted from Gram-Schmidt: a Ritz value's relative error is of
-#: the order of the basis' loss of orthogonality.
+#: Largest ``|Q^T N|`` entry accepted from Gram-Schmidt in float64 (64 ulps in float32): a
+#: Ritz value's relative error is of the order of the basis' loss of orthogonality.
 ORTHO_TOL = 1e-13
 
 
@@ -228,7 +228,7 @@ def _extend(xp: Any, Q: Any, N: Any) -> Any:
     for _ in range(2):
         N = N - Q @ (Qt @ N)
     N, _ = xp.linalg.qr(N)
-    if float(xp.abs(Qt @ N).max()) <= ORTHO_TOL:
+    if float(xp.abs(Qt @ N).max()) <= max(ORTHO_TOL, 64 * float(np.finfo(N.dtype).eps)):
         return N
     return xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., Q.shape[-1]:]
 
