@@ -195,8 +195,11 @@ def _scaled(block_var: str, dg: sp.Expr, lay: Layout) -> str:
     return f"{block_var} * F[{lay.diags.index(dg)}][..., None, :]"
 
 
-def _materialised(var: str, terms: list[Term], diagonal: list[Term], lay: Layout) -> list[str]:
-    """Lines forming ``var = sum_t diag(d_t) W_t`` (+ the block's diagonal terms) in place.
+def _materialised(
+    var: str, terms: list[Term], diagonal: list[Term], lay: Layout
+) -> tuple[list[str], bool]:
+    """Lines forming ``var = sum_t diag(d_t) W_t`` (+ the block's diagonal terms) in place,
+    and whether the diagonal terms went into ``var`` (else the caller adds them as ``P_i * d``).
 
     Terms with a row scaling come first, so that the first sum already has the batch shape;
     the rest accumulate into it with ``+=`` (fewer fresh n x n temporaries per step, which
@@ -212,7 +215,7 @@ def _materialised(var: str, terms: list[Term], diagonal: list[Term], lay: Layout
         return w if t.diags[0] == 1 else f"F[{lay.diags.index(t.diags[0])}][..., :, None] * {w}"
 
     if ordered[0].diags[0] == 1:  # no row scaling at all: a plain sum of weights
-        return [f"    {var} = " + " + ".join(term(t) for t in ordered)]
+        return [f"    {var} = " + " + ".join(term(t) for t in ordered)], False
     lines = [f"    {var} = " + " + ".join(term(t) for t in ordered[:2])]
     lines += [f"    {var} += {term(t)}" for t in ordered[2:]]
     if diagonal:
@@ -220,7 +223,7 @@ def _materialised(var: str, terms: list[Term], diagonal: list[Term], lay: Layout
         for t in diagonal:
             dg = "1.0" if t.diags[0] == 1 else f"F[{lay.diags.index(t.diags[0])}]"
             lines.append(f"    {var}[..., d, d] += {dg}")
-    return lines
+    return lines, True
 
 
 def _gen_apply(
@@ -242,9 +245,11 @@ def _gen_apply(
         if materialise and single and n_weights > 1:
             # Form each row block's n x n Jacobian once (O(n^2)), then one product per row block.
             for i in sorted({i for i, _ in weighted}):
-                L += _materialised(f"G{i}{j}", [t for k, t in weighted if k == i],
-                                   [t for k, t in column if k == i and not t.weights], lay)
-                if any(t.diags[0] != 1 for k, t in weighted if k == i):
+                lines, diagonal_in = _materialised(
+                    f"G{i}{j}", [t for k, t in weighted if k == i],
+                    [t for k, t in column if k == i and not t.weights], lay)
+                L += lines
+                if diagonal_in:
                     folded.add(i)
                 parts.append(f"P{i} @ G{i}{j}")
         else:

@@ -221,9 +221,9 @@ def _extend(xp: Any, Q: Any, N: Any) -> Any:
     Classical Gram-Schmidt twice and a QR of the block, checked: where ``N`` is rank
     deficient (low-rank products, e.g. dead ReLU units) that QR returns arbitrary columns for
     the null directions, not orthogonal to ``Q``, and a basis that is not orthonormal gives
-    Ritz values above the norm. Those batches take a Householder QR of ``[Q, N]``, whose last
-    columns are orthonormal and orthogonal to ``Q`` whatever ``N``'s rank (it costs more as
-    the basis grows)."""
+    Ritz values above the norm. The batch then takes a Householder QR of ``[Q, N]``, whose
+    last columns are orthonormal and orthogonal to ``Q`` whatever ``N``'s rank (it costs more
+    as the basis grows, so it is the fallback, not the rule)."""
     Qt = xp.swapaxes(Q, -1, -2)
     for _ in range(2):
         N = N - Q @ (Qt @ N)
