@@ -38,10 +38,14 @@ def main() -> None:
     args = ap.parse_args()
     cell = get_cell("rnn")
     k0, k1 = default_window(args.steps)
-    print(f"tanh RNN, n={args.n}, d={args.d}, T={args.steps}, runs={args.seeds}x{args.batch}, "
-          f"window=[{k0}, {k1}], criterion |rel err| <= {args.tolerance:.0%}")
-    head = (f"{'sigma_w':>7} {'q*':>8} {'chi':>8} {'predicted':>10} {'median':>10} "
-            f"{'q10':>9} {'q90':>9} {'rel err':>8} {'ok':>3} {'time':>7}")
+    print(
+        f"tanh RNN, n={args.n}, d={args.d}, T={args.steps}, runs={args.seeds}x{args.batch}, "
+        f"window=[{k0}, {k1}], criterion |rel err| <= {args.tolerance:.0%}"
+    )
+    head = (
+        f"{'sigma_w':>7} {'q*':>8} {'chi':>8} {'predicted':>10} {'median':>10} "
+        f"{'q10':>9} {'q90':>9} {'rel err':>8} {'ok':>3} {'time':>7}"
+    )
     print(head)
     print("-" * len(head))
     failures = 0
@@ -62,9 +66,12 @@ def main() -> None:
         rel = (med - pred.predicted_slope) / abs(pred.predicted_slope)
         ok = abs(rel) <= args.tolerance
         failures += not ok
-        print(f"{sw:7.2f} {pred.q_star:8.4f} {pred.chi:8.4f} {pred.predicted_slope:10.5f} "
-              f"{med:10.5f} {np.quantile(r, 0.1):9.5f} {np.quantile(r, 0.9):9.5f} "
-              f"{rel:+8.2%} {'yes' if ok else 'NO':>3} {elapsed:6.1f}s", flush=True)
+        print(
+            f"{sw:7.2f} {pred.q_star:8.4f} {pred.chi:8.4f} {pred.predicted_slope:10.5f} "
+            f"{med:10.5f} {np.quantile(r, 0.1):9.5f} {np.quantile(r, 0.9):9.5f} "
+            f"{rel:+8.2%} {'yes' if ok else 'NO':>3} {elapsed:6.1f}s",
+            flush=True,
+        )
     print(f"{len(args.sigmas) - failures}/{len(args.sigmas)} within {args.tolerance:.0%}")
 
 

@@ -15,8 +15,13 @@ import subprocess
 import sys
 import textwrap
 
-CASES = [("rnn", 16, 1_000_000, 1), ("lstm", 64, 100_000, 1), ("rnn", 64, 100_000, 4),
-         ("rnn", 2048, 4, 1), ("gru", 2048, 3, 1)]
+CASES = [
+    ("rnn", 16, 1_000_000, 1),
+    ("lstm", 64, 100_000, 1),
+    ("rnn", 64, 100_000, 4),
+    ("rnn", 2048, 4, 1),
+    ("gru", 2048, 3, 1),
+]
 
 CODE = textwrap.dedent("""
     import sys, time
@@ -45,12 +50,18 @@ def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
     args = ap.parse_args()
-    print(f"{'cell':<5} {'n':>5} {'T':>9} {'B':>2} {'seconds':>8} {'peak MB':>8} "
-          f"{'finite':>6} {'log10 norm at T':>16}")
+    print(
+        f"{'cell':<5} {'n':>5} {'T':>9} {'B':>2} {'seconds':>8} {'peak MB':>8} "
+        f"{'finite':>6} {'log10 norm at T':>16}"
+    )
     for name, n, T, B in CASES:
         steps = max(3, T // 100) if args.quick else T
-        out = subprocess.run([sys.executable, "-c", CODE, name, str(n), str(steps), str(B)],
-                             capture_output=True, text=True, check=True)
+        out = subprocess.run(
+            [sys.executable, "-c", CODE, name, str(n), str(steps), str(B)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
         dt, rss, finite, last = out.stdout.split()
         print(f"{name:<5} {n:>5} {steps:>9} {B:>2} {dt:>8} {rss:>8} {finite:>6} {last:>16}")
 

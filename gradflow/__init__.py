@@ -6,13 +6,7 @@ Examples:
     dh_t/dh_{t-1} = diag(1 - h_t**2) @ W_hh
 """
 
-from importlib.metadata import PackageNotFoundError, version
-
-try:
-    __version__ = version("gradflow")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0+unknown"
-
+from ._version import __version__ as __version__
 from .cells import CATALOGUE as CATALOGUE
 from .cells import Cell as Cell
 from .cells import define_cell as define_cell

@@ -12,7 +12,7 @@ from typing import Any
 
 import click
 
-from . import __version__
+from ._version import __version__
 from .errors import GradflowError, UsageError
 
 
@@ -91,12 +91,25 @@ def cells_cmd(hidden_size: int, input_size: int) -> None:
 @click.option("--cell-file", type=click.Path(dir_okay=False), help="A TOML equation file.")
 @click.option("--latex", is_flag=True, help="Print LaTeX instead of text.")
 @click.option("--mathml", is_flag=True, help="Print presentation MathML.")
-@click.option("--explicit", "explicit_n", type=click.IntRange(1, 8), default=None,
-              metavar="N", help="The explicit N-unit Jacobian with scalar symbols.")
+@click.option(
+    "--explicit",
+    "explicit_n",
+    type=click.IntRange(1, 8),
+    default=None,
+    metavar="N",
+    help="The explicit N-unit Jacobian with scalar symbols.",
+)
 @click.option("--paths", is_flag=True, help="Split into additive and multiplicative paths.")
 @click.option("--equations", is_flag=True, help="Also print the cell's equations.")
-def derive_cmd(cell: str | None, cell_file: str | None, latex: bool, mathml: bool,
-               explicit_n: int | None, paths: bool, equations: bool) -> None:
+def derive_cmd(
+    cell: str | None,
+    cell_file: str | None,
+    latex: bool,
+    mathml: bool,
+    explicit_n: int | None,
+    paths: bool,
+    equations: bool,
+) -> None:
     """Print the state Jacobian ds_t/ds_{t-1} of CELL, valid for every hidden size."""
     import sympy as sp
 
@@ -141,26 +154,61 @@ def _lags(value: str | None) -> tuple[int, ...]:
 @cli.command("analyze")
 @click.option("--cell", "cell_name", help="Catalogue cell: rnn, lstm, gru, ... (see `cells`).")
 @click.option("--cell-file", type=click.Path(dir_okay=False), help="A TOML equation file.")
-@click.option("--weights", required=True, type=click.Path(dir_okay=False),
-              help=".safetensors or .npz, PyTorch parameter names for rnn/lstm/gru.")
-@click.option("--inputs", required=True, type=click.Path(dir_okay=False),
-              help=".npy float array of shape (T, B, d).")
-@click.option("--output", required=True, type=click.Path(dir_okay=False),
-              help="Where to write the JSON result.")
-@click.option("--backend", type=click.Choice(["numpy", "cupy"]), default="numpy",
-              show_default=True)
-@click.option("--dtype", type=click.Choice(["float64", "float32"]), default="float64",
-              show_default=True)
+@click.option(
+    "--weights",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=".safetensors or .npz, PyTorch parameter names for rnn/lstm/gru.",
+)
+@click.option(
+    "--inputs",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help=".npy float array of shape (T, B, d).",
+)
+@click.option(
+    "--output",
+    required=True,
+    type=click.Path(dir_okay=False),
+    help="Where to write the JSON result.",
+)
+@click.option("--backend", type=click.Choice(["numpy", "cupy"]), default="numpy", show_default=True)
+@click.option(
+    "--dtype", type=click.Choice(["float64", "float32"]), default="float64", show_default=True
+)
 @click.option("--paths", is_flag=True, help="Also follow the additive and multiplicative paths.")
-@click.option("--singular-lags", default=None, metavar="K1,K2,...",
-              help="Record the singular values of the product at these lags.")
-@click.option("--lyapunov", type=click.IntRange(0), default=0, show_default=True,
-              help="Number of Lyapunov exponents.")
-@click.option("--gradient", type=click.Choice(["last", "sum"]), default=None,
-              help="Also record ||dL/ds_t|| for L = sum(h_T) or sum_t sum(h_t).")
-def analyze_cmd(cell_name: str | None, cell_file: str | None, weights: str, inputs: str,
-                output: str, backend: str, dtype: str, paths: bool, singular_lags: str | None,
-                lyapunov: int, gradient: str | None) -> None:
+@click.option(
+    "--singular-lags",
+    default=None,
+    metavar="K1,K2,...",
+    help="Record the singular values of the product at these lags.",
+)
+@click.option(
+    "--lyapunov",
+    type=click.IntRange(0),
+    default=0,
+    show_default=True,
+    help="Number of Lyapunov exponents.",
+)
+@click.option(
+    "--gradient",
+    type=click.Choice(["last", "sum"]),
+    default=None,
+    help="Also record ||dL/ds_t|| for L = sum(h_T) or sum_t sum(h_t).",
+)
+def analyze_cmd(
+    cell_name: str | None,
+    cell_file: str | None,
+    weights: str,
+    inputs: str,
+    output: str,
+    backend: str,
+    dtype: str,
+    paths: bool,
+    singular_lags: str | None,
+    lyapunov: int,
+    gradient: str | None,
+) -> None:
     """Exact log10 norms of ds_T/ds_{T-k} for every lag of a trained network."""
     from .engine import analyze
     from .weights import load_inputs, load_weights
@@ -169,8 +217,15 @@ def analyze_cmd(cell_name: str | None, cell_file: str | None, weights: str, inpu
     params = load_weights(weights, cell)
     x = load_inputs(inputs, input_size=params.input_size)
     result = analyze(
-        cell, params, x, backend=backend, dtype=dtype, paths=paths,
-        singular_lags=_lags(singular_lags), lyapunov=lyapunov, gradient=gradient,
+        cell,
+        params,
+        x,
+        backend=backend,
+        dtype=dtype,
+        paths=paths,
+        singular_lags=_lags(singular_lags),
+        lyapunov=lyapunov,
+        gradient=gradient,
     )
     result.meta.update({"weights": str(weights), "inputs": str(inputs)})
     result.save(output)
@@ -186,8 +241,14 @@ def analyze_cmd(cell_name: str | None, cell_file: str | None, weights: str, inpu
 @cli.command("codegen")
 @click.argument("cell", required=False)
 @click.option("--cell-file", type=click.Path(dir_okay=False), help="A TOML equation file.")
-@click.option("--path", "path", type=click.Choice(["full", "additive", "multiplicative"]),
-              default="full", show_default=True, help="Which Jacobian path the kernels follow.")
+@click.option(
+    "--path",
+    "path",
+    type=click.Choice(["full", "additive", "multiplicative"]),
+    default="full",
+    show_default=True,
+    help="Which Jacobian path the kernels follow.",
+)
 def codegen_cmd(cell: str | None, cell_file: str | None, path: str) -> None:
     """Print the generated kernels (step, factors, apply, jacobian) of CELL."""
     from .codegen import compile_cell
@@ -197,10 +258,15 @@ def codegen_cmd(cell: str | None, cell_file: str | None, path: str) -> None:
 
 # ---- experiment commands (run, sweep) -----------------------------------------------------------
 
+
 @cli.command("run")
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", type=click.Path(dir_okay=False),
-              help="Result JSON to write (default: NAME.json, NAME from the config).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(dir_okay=False),
+    help="Result JSON to write (default: NAME.json, NAME from the config).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 @click.pass_context
 def run_cmd(ctx: click.Context, config: str, out: str | None, quiet: bool) -> None:
@@ -225,24 +291,40 @@ def run_cmd(ctx: click.Context, config: str, out: str | None, quiet: bool) -> No
 
 @cli.command("sweep")
 @click.argument("config", type=click.Path(dir_okay=False))
-@click.option("-o", "--out", type=click.Path(file_okay=False),
-              help="Directory for point files and sweep.json (default: NAME-sweep).")
-@click.option("-j", "--jobs", type=click.IntRange(1), default=1, show_default=True,
-              help="Worker processes (1: run inline).")
-@click.option("--scheduler", metavar="ADDRESS",
-              help="Run on a Dask scheduler, e.g. tcp://host:8786 (needs gradflow[dask]).")
+@click.option(
+    "-o",
+    "--out",
+    type=click.Path(file_okay=False),
+    help="Directory for point files and sweep.json (default: NAME-sweep).",
+)
+@click.option(
+    "-j",
+    "--jobs",
+    type=click.IntRange(1),
+    default=1,
+    show_default=True,
+    help="Worker processes (1: run inline).",
+)
+@click.option(
+    "--scheduler",
+    metavar="ADDRESS",
+    help="Run on a Dask scheduler, e.g. tcp://host:8786 (needs gradflow[dask]).",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no table.")
 @click.pass_context
-def sweep_cmd(ctx: click.Context, config: str, out: str | None, jobs: int,
-              scheduler: str | None, quiet: bool) -> None:
+def sweep_cmd(
+    ctx: click.Context, config: str, out: str | None, jobs: int, scheduler: str | None, quiet: bool
+) -> None:
     """Run the sweep in CONFIG (TOML with a [sweep] table); resumes in the output directory.
 
     Finished points are kept, so an interrupted sweep continues where it stopped.
     """
     from .analysis.sweep import load_sweep_config, run_sweep
 
-    if scheduler is not None and ctx.get_parameter_source("jobs") is not \
-            click.core.ParameterSource.DEFAULT:
+    if (
+        scheduler is not None
+        and ctx.get_parameter_source("jobs") is not click.core.ParameterSource.DEFAULT
+    ):
         raise click.UsageError("give either --jobs or --scheduler, not both")
     cfg = load_sweep_config(config)
     out_dir = out or f"{cfg.name}-sweep"
@@ -253,8 +335,11 @@ def sweep_cmd(ctx: click.Context, config: str, out: str | None, jobs: int,
         ctx.exit(130)
     if not quiet:
         click.echo(result.table())
-        click.echo(f"wrote {out_dir}/sweep.json ({result.evaluated} points run, "
-                   f"{result.reused} reused, {result.timing['total_s']:.1f} s)", err=True)
+        click.echo(
+            f"wrote {out_dir}/sweep.json ({result.evaluated} points run, "
+            f"{result.reused} reused, {result.timing['total_s']:.1f} s)",
+            err=True,
+        )
 
 
 # ---- figure and report commands (plot, report) --------------------------------------------------
@@ -264,41 +349,84 @@ _FIGURE_FORMATS = ("pdf", "svg", "png")
 
 @cli.command("plot")
 @click.argument("result", type=click.Path(exists=True, dir_okay=False))
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default=None,
-              help="Folder for the figures (default: RESULT's name + '-figures', beside it).")
-@click.option("--venue", default="neurips", show_default=True,
-              help="Figure size and fonts: neurips, icml, iclr, aistats, tmlr, jmlr, colm.")
-@click.option("--column", type=click.Choice(["half", "full"]), default="full",
-              show_default=True, help="Width: one column (or half the text width) or full.")
-@click.option("--format", "formats", type=click.Choice(_FIGURE_FORMATS), multiple=True,
-              help="Repeat for several; default pdf, svg and png.")
-def plot_cmd(result: str, out_dir: str | None, venue: str, column: str,
-             formats: tuple[str, ...]) -> None:
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder for the figures (default: RESULT's name + '-figures', beside it).",
+)
+@click.option(
+    "--venue",
+    default="neurips",
+    show_default=True,
+    help="Figure size and fonts: neurips, icml, iclr, aistats, tmlr, jmlr, colm.",
+)
+@click.option(
+    "--column",
+    type=click.Choice(["half", "full"]),
+    default="full",
+    show_default=True,
+    help="Width: one column (or half the text width) or full.",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(_FIGURE_FORMATS),
+    multiple=True,
+    help="Repeat for several; default pdf, svg and png.",
+)
+def plot_cmd(
+    result: str, out_dir: str | None, venue: str, column: str, formats: tuple[str, ...]
+) -> None:
     """Redraw the figures of a saved RESULT (analysis, experiment or sweep JSON)."""
     from pathlib import Path
 
     from .plots import plot_result
 
     out = Path(out_dir) if out_dir else Path(result).with_name(Path(result).stem + "-figures")
-    for path in plot_result(result, out, venue=venue, column=column,
-                            formats=formats or _FIGURE_FORMATS):
+    for path in plot_result(
+        result, out, venue=venue, column=column, formats=formats or _FIGURE_FORMATS
+    ):
         click.echo(str(path))
 
 
 @cli.command("report")
-@click.option("--out", "out_dir", type=click.Path(file_okay=False), default="reports/latest",
-              show_default=True, help="The report folder (replaced only once complete).")
-@click.option("--config", "config", type=click.Path(exists=True, dir_okay=False), default=None,
-              help="An experiment TOML to report instead of the built-in comparison.")
+@click.option(
+    "--out",
+    "out_dir",
+    type=click.Path(file_okay=False),
+    default="reports/latest",
+    show_default=True,
+    help="The report folder (replaced only once complete).",
+)
+@click.option(
+    "--config",
+    "config",
+    type=click.Path(exists=True, dir_okay=False),
+    default=None,
+    help="An experiment TOML to report instead of the built-in comparison.",
+)
 @click.option("--venue", default="neurips", show_default=True, help="Figure style (see plot).")
-@click.option("--jobs", default=2, show_default=True, type=click.IntRange(1),
-              help="Worker processes for the sweep.")
-@click.option("--format", "formats", type=click.Choice(_FIGURE_FORMATS), multiple=True,
-              help="Figure files to write (repeat; default pdf, svg, png). SVG is always "
-                   "written: the HTML embeds it.")
+@click.option(
+    "--jobs",
+    default=2,
+    show_default=True,
+    type=click.IntRange(1),
+    help="Worker processes for the sweep.",
+)
+@click.option(
+    "--format",
+    "formats",
+    type=click.Choice(_FIGURE_FORMATS),
+    multiple=True,
+    help="Figure files to write (repeat; default pdf, svg, png). SVG is always "
+    "written: the HTML embeds it.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
-def report_cmd(out_dir: str, config: str | None, venue: str, jobs: int,
-               formats: tuple[str, ...], quiet: bool) -> None:
+def report_cmd(
+    out_dir: str, config: str | None, venue: str, jobs: int, formats: tuple[str, ...], quiet: bool
+) -> None:
     """Run the built-in comparison (or --config) and write an HTML + Markdown report.
 
     Without --config: the comparison of every catalogue cell, the claims (quick) and a
@@ -307,8 +435,14 @@ def report_cmd(out_dir: str, config: str | None, venue: str, jobs: int,
     """
     from .report import run_report
 
-    out = run_report(out_dir, config=config, venue=venue, jobs=jobs,
-                     formats=formats or _FIGURE_FORMATS, progress=not quiet)
+    out = run_report(
+        out_dir,
+        config=config,
+        venue=venue,
+        jobs=jobs,
+        formats=formats or _FIGURE_FORMATS,
+        progress=not quiet,
+    )
     click.echo(str(out / "index.html"))
 
 
@@ -319,4 +453,3 @@ def main(argv: list[str] | None = None) -> Callable[..., Any] | None:
     except KeyboardInterrupt:  # pragma: no cover - interactive only
         click.echo("interrupted", err=True)
         sys.exit(130)
-

@@ -246,8 +246,11 @@ def _gen_apply(
             # Form each row block's n x n Jacobian once (O(n^2)), then one product per row block.
             for i in sorted({i for i, _ in weighted}):
                 lines, diagonal_in = _materialised(
-                    f"G{i}{j}", [t for k, t in weighted if k == i],
-                    [t for k, t in column if k == i and not t.weights], lay)
+                    f"G{i}{j}",
+                    [t for k, t in weighted if k == i],
+                    [t for k, t in column if k == i and not t.weights],
+                    lay,
+                )
                 L += lines
                 if diagonal_in:
                     folded.add(i)
@@ -340,9 +343,9 @@ class Kernels:
             assert isinstance(nd, Affine)
             for w, src in nd.terms:
                 if src == cell.input:
-                    ux[:, k * n:(k + 1) * n] += np.asarray(params[w], dtype=dtype).T
+                    ux[:, k * n : (k + 1) * n] += np.asarray(params[w], dtype=dtype).T
             for b in nd.biases:
-                bx[k * n:(k + 1) * n] += np.asarray(params[b], dtype=dtype)
+                bx[k * n : (k + 1) * n] += np.asarray(params[b], dtype=dtype)
         q["U:x"], q["b:x"] = conv(ux), conv(bx)
         for src, nodes in self.layout.sources.items():
             blocks = []

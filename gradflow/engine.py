@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from . import __version__
+from ._version import __version__
 from .backend import resolve_dtype, to_numpy
 from .cells import Cell, get_cell
 from .codegen import Kernels, compile_cell
@@ -135,7 +135,7 @@ def _forward(su: _Setup, chunk: int) -> tuple[list[Any], Any]:
     checkpoints = []
     for t0 in range(0, su.steps, chunk):
         checkpoints.append(s)
-        u = su.kernels.input_projection(su.inputs[t0:t0 + chunk], q)
+        u = su.kernels.input_projection(su.inputs[t0 : t0 + chunk], q)
         with np.errstate(over="ignore", invalid="ignore"):
             for k in range(u.shape[0]):
                 s, _ = step(s, u[k], q)
@@ -212,8 +212,15 @@ class _Chain:
             Spectral(xp, su.batch, su.n, su.n, su.dtype, chunk) if self.hidden else None
         )
 
-    def run_chunk(self, su: _Setup, F: Any, k0: int, sv_lags: set[int],
-                  sv_out: dict[int, np.ndarray], n_sv: int) -> None:
+    def run_chunk(
+        self,
+        su: _Setup,
+        F: Any,
+        k0: int,
+        sv_lags: set[int],
+        sv_out: dict[int, np.ndarray],
+        n_sv: int,
+    ) -> None:
         """Multiply through one chunk of steps (latest first); lags k0+1..k0+K.
 
         Each lag's product is normalised in place and handed to the spectral-norm estimators
@@ -243,13 +250,13 @@ class _Chain:
         with np.errstate(divide="ignore"):
             log_s = np.log10(to_numpy(scales).astype(np.float64))
         cum = self.log_scale[None, :] + np.cumsum(log_s, axis=0)
-        self.frob[k0 + 1:k0 + K + 1] = cum
+        self.frob[k0 + 1 : k0 + K + 1] = cum
         self.log_scale = cum[-1]
         with np.errstate(divide="ignore"):
-            self.spec[k0 + 1:k0 + K + 1] = np.log10(spectral.finish(K)) + cum
+            self.spec[k0 + 1 : k0 + K + 1] = np.log10(spectral.finish(K)) + cum
             if spectral_h is not None:
                 assert self.spec_h is not None
-                self.spec_h[k0 + 1:k0 + K + 1] = np.log10(spectral_h.finish(K)) + cum
+                self.spec_h[k0 + 1 : k0 + K + 1] = np.log10(spectral_h.finish(K)) + cum
             for j, values in sv.items():
                 sv_out[k0 + j + 1] = np.log10(to_numpy(values)) + cum[j][:, None]
 
@@ -435,9 +442,7 @@ def analyze(
             if name != "full"
         },
         log10_singular_values=sv["full"],
-        lyapunov_exponents=(
-            -np.sort(-lyap.total / T, axis=-1) if lyap is not None else None
-        ),
+        lyapunov_exponents=(-np.sort(-lyap.total / T, axis=-1) if lyap is not None else None),
         log10_gradient_norm=grad.out if grad is not None else None,
         gradient_loss=gradient,
         meta=meta,

@@ -340,8 +340,9 @@ def initialise(
     n, d = int(n), int(d)
     counts = _bias_counts(cell)
     params = {
-        p.name: np.ascontiguousarray(_draw(p, n, d, init, rng, cell, counts.get(p.name, 1)),
-                                     dtype=np.float64)
+        p.name: np.ascontiguousarray(
+            _draw(p, n, d, init, rng, cell, counts.get(p.name, 1)), dtype=np.float64
+        )
         for p in cell.parameters
     }
     if init.spectral_radius is not None:

@@ -50,8 +50,15 @@ from .errors import UsageError
 from .results import AnalysisResult, load_json
 
 #: Short venue names and the tueplots bundle each one uses.
-VENUES = {"neurips": "neurips2024", "icml": "icml2024", "iclr": "iclr2024",
-          "aistats": "aistats2025", "tmlr": "tmlr2023", "jmlr": "jmlr2001", "colm": "colm2026"}
+VENUES = {
+    "neurips": "neurips2024",
+    "icml": "icml2024",
+    "iclr": "iclr2024",
+    "aistats": "aistats2025",
+    "tmlr": "tmlr2023",
+    "jmlr": "jmlr2001",
+    "colm": "colm2026",
+}
 FORMATS = ("pdf", "svg", "png")
 SVG_HASHSALT = "gradflow"
 DPI = 200
@@ -78,8 +85,13 @@ def palette() -> list[tuple[float, ...]]:
     return [tuple(c) for c in seqs["petroff10"]]
 
 
-def style(venue: str = "neurips", column: str = "half", nrows: int = 1, ncols: int = 1,
-          usetex: bool = False) -> dict[str, Any]:
+def style(
+    venue: str = "neurips",
+    column: str = "half",
+    nrows: int = 1,
+    ncols: int = 1,
+    usetex: bool = False,
+) -> dict[str, Any]:
     """rcParams for one venue: sizes from tueplots, STIX fonts, deterministic vector output.
 
     Args:
@@ -118,24 +130,31 @@ def style(venue: str = "neurips", column: str = "half", nrows: int = 1, ncols: i
         kwargs["usetex"] = usetex
     rc: dict[str, Any] = dict(bundle(**kwargs))
     colours = palette()
-    rc.update({
-        "text.usetex": usetex,
-        "axes.prop_cycle": mpl.cycler(color=colours),
-        "svg.hashsalt": SVG_HASHSALT,
-        "svg.fonttype": "path",
-        "pdf.fonttype": 42,
-        "savefig.dpi": DPI,
-        "figure.dpi": 100,
-        "axes.grid": True,
-        "grid.alpha": 0.3,
-        "grid.linewidth": 0.4,
-        "lines.linewidth": 1.2,
-        "lines.markersize": 3.5,
-        "legend.frameon": False,
-    })
+    rc.update(
+        {
+            "text.usetex": usetex,
+            "axes.prop_cycle": mpl.cycler(color=colours),
+            "svg.hashsalt": SVG_HASHSALT,
+            "svg.fonttype": "path",
+            "pdf.fonttype": 42,
+            "savefig.dpi": DPI,
+            "figure.dpi": 100,
+            "axes.grid": True,
+            "grid.alpha": 0.3,
+            "grid.linewidth": 0.4,
+            "lines.linewidth": 1.2,
+            "lines.markersize": 3.5,
+            "legend.frameon": False,
+        }
+    )
     if not usetex:
-        rc.update({"font.family": "STIXGeneral", "font.serif": ["STIXGeneral"],
-                   "mathtext.fontset": "stix"})
+        rc.update(
+            {
+                "font.family": "STIXGeneral",
+                "font.serif": ["STIXGeneral"],
+                "mathtext.fontset": "stix",
+            }
+        )
     return rc
 
 
@@ -211,13 +230,13 @@ def _from_summary(summary: dict[str, Any], x: np.ndarray) -> Band | None:
     return Band(x, _arr(summary["q10"]), _arr(summary["median"]), _arr(summary["q90"]))
 
 
-def norm_bands(result: Any, quantity: str = "log10_spectral_norm",
-               path: str = "full") -> dict[str, Band]:
+def norm_bands(
+    result: Any, quantity: str = "log10_spectral_norm", path: str = "full"
+) -> dict[str, Band]:
     """Per cell, the band of a lag-indexed quantity (``path`` selects a path's chain)."""
     res = load_result(result)
     if isinstance(res, AnalysisResult):
-        data = getattr(res, quantity) if path == "full" else \
-            res.paths.get(path, {}).get(quantity)
+        data = getattr(res, quantity) if path == "full" else res.paths.get(path, {}).get(quantity)
         if data is None:
             return {}
         return {res.cell: Band(res.lags.astype(float), *_quantiles(np.asarray(data, float)))}
@@ -240,20 +259,27 @@ def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
     res = load_result(result)
     if isinstance(res, AnalysisResult):
         cells = {res.cell: res}
-        get = (lambda c: c.log10_singular_values) if key == "sv" else \
-            (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
+        get = (
+            (lambda c: c.log10_singular_values)
+            if key == "sv"
+            else (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
+        )
     else:
         if result_kind(res) != "experiment":
             raise UsageError(f"a {res.get('kind')} result has no spectra to plot")
         cells = res["cells"]
-        get = (lambda c: c.get("log10_singular_values") or {}) if key == "sv" else \
-            (lambda c: {"": c["lyapunov_exponents"]} if c.get("lyapunov_exponents") else {})
+        get = (
+            (lambda c: c.get("log10_singular_values") or {})
+            if key == "sv"
+            else (lambda c: {"": c["lyapunov_exponents"]} if c.get("lyapunov_exponents") else {})
+        )
     out = {}
     for name in cell_order(cells):
         cell = cells[name]
         spectra = {str(k): np.asarray(v, dtype=float) for k, v in get(cell).items()}
-        spectra = {k: v for k, v in sorted(spectra.items(), key=lambda kv: _lag_key(kv[0]))
-                   if v.size}
+        spectra = {
+            k: v for k, v in sorted(spectra.items(), key=lambda kv: _lag_key(kv[0])) if v.size
+        }
         if spectra:
             out[name] = spectra
     return out
@@ -275,8 +301,7 @@ def cell_styles(result: Any) -> dict[str, tuple[tuple[float, ...], str]]:
     res = load_result(result)
     names = [res.cell] if isinstance(res, AnalysisResult) else cell_order(res.get("cells", {}))
     colours = palette()
-    return {c: (colours[i % len(colours)], MARKERS[i % len(MARKERS)])
-            for i, c in enumerate(names)}
+    return {c: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, c in enumerate(names)}
 
 
 def _axes(ax: Axes | None) -> Axes:
@@ -314,12 +339,27 @@ def _max_points(ax: Axes) -> int:
     return max(80, int(25 * width))
 
 
-def _line(ax: Axes, band: Band, colour: Any, marker: str, label: str | None,
-          linestyle: str = "-", fill: bool = True, alpha: float = 0.22) -> None:
+def _line(
+    ax: Axes,
+    band: Band,
+    colour: Any,
+    marker: str,
+    label: str | None,
+    linestyle: str = "-",
+    fill: bool = True,
+    alpha: float = 0.22,
+) -> None:
     band = thin(band, _max_points(ax))
     every = max(1, len(band.x) // 8)
-    ax.plot(band.x, band.median, color=colour, marker=marker or None,
-            markevery=(every // 2, every), linestyle=linestyle, label=label)
+    ax.plot(
+        band.x,
+        band.median,
+        color=colour,
+        marker=marker or None,
+        markevery=(every // 2, every),
+        linestyle=linestyle,
+        label=label,
+    )
     if fill and np.any(band.high > band.low):
         ax.fill_between(band.x, band.low, band.high, color=colour, alpha=alpha, linewidth=0)
 
@@ -330,8 +370,14 @@ def _legend(ax: Axes, extra: Iterable[tuple[str, str]] = ()) -> None:
         handles.append(Line2D([], [], color="0.35", linestyle=ls))
         labels.append(label)
     if len(handles) > 6:  # many cells: beside the axes, where it hides no data
-        ax.legend(handles, labels, loc="upper left", bbox_to_anchor=(1.01, 1.0),
-                  handlelength=2.2, borderaxespad=0.0)
+        ax.legend(
+            handles,
+            labels,
+            loc="upper left",
+            bbox_to_anchor=(1.01, 1.0),
+            handlelength=2.2,
+            borderaxespad=0.0,
+        )
     elif handles:
         ax.legend(handles, labels, loc="best", handlelength=2.2)
 
@@ -346,9 +392,15 @@ def _finite_limits(values: Iterable[np.ndarray]) -> tuple[float, float] | None:
     return lo - pad, hi + pad
 
 
-def plot_norms(result: Any, ax: Axes | None = None, *, quantity: str = "log10_spectral_norm",
-               cells: Sequence[str] | None = None, band: bool = True,
-               overlays: bool = True) -> Axes:
+def plot_norms(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    quantity: str = "log10_spectral_norm",
+    cells: Sequence[str] | None = None,
+    band: bool = True,
+    overlays: bool = True,
+) -> Axes:
     r"""``log10`` of the Jacobian-product norm against the lag: median line and quantile band.
 
     One colour and marker per cell. For experiments, the Pascanu bound (dashed) and the
@@ -391,31 +443,42 @@ def plot_norms(result: Any, ax: Axes | None = None, *, quantity: str = "log10_sp
             continue
         bound = info.get("pascanu")
         if bound and quantity in ("log10_spectral_norm", "log10_spectral_norm_hidden"):
-            ax.plot(b.x, _arr(bound["log10_bound"]), color=colour, linestyle="--",
-                    linewidth=0.9)
+            ax.plot(b.x, _arr(bound["log10_bound"]), color=colour, linestyle="--", linewidth=0.9)
             extra["Pascanu bound"] = "--"
         mf = info.get("meanfield")
         slope = mf.get("predicted_slope") if mf else None
         if slope is not None and math.isfinite(slope) and quantity != "log10_gradient_norm":
             k0 = int((info.get("decay_rate") or {}).get("window", [0, 0])[0])
             k0 = min(max(k0, 0), len(b.x) - 1)
-            ax.plot(b.x, b.median[k0] + slope * (b.x - b.x[k0]), color=colour,
-                    linestyle=":", linewidth=1.0)
+            ax.plot(
+                b.x,
+                b.median[k0] + slope * (b.x - b.x[k0]),
+                color=colour,
+                linestyle=":",
+                linewidth=1.0,
+            )
             extra["mean-field slope"] = ":"
     limits = _finite_limits(seen)
     if limits is not None:
         lo, hi = limits
         ax.set_ylim(lo, hi + 0.12 * (hi - lo) if extra else hi)  # room for a rising bound
-    ax.set_xlim(float(min(b.x[0] for b in bands.values())),
-                float(max(b.x[-1] for b in bands.values())))
+    ax.set_xlim(
+        float(min(b.x[0] for b in bands.values())), float(max(b.x[-1] for b in bands.values()))
+    )
     ax.set_xlabel(r"lag $k$")
     ax.set_ylabel(QUANTITIES[quantity])
     _legend(ax, extra.items())
     return ax
 
 
-def plot_paths(result: Any, ax: Axes | None = None, *, cells: Sequence[str] | None = None,
-               quantity: str = "log10_spectral_norm", legend: bool = True) -> Axes:
+def plot_paths(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    cells: Sequence[str] | None = None,
+    quantity: str = "log10_spectral_norm",
+    legend: bool = True,
+) -> Axes:
     """The full chain against its additive and multiplicative paths alone (DESIGN decision 3).
 
     Colour and marker identify the cell, the line style the path: solid full (with its
@@ -428,8 +491,7 @@ def plot_paths(result: Any, ax: Axes | None = None, *, cells: Sequence[str] | No
     res = load_result(result)
     full = norm_bands(res, quantity)
     parts = {p: norm_bands(res, quantity, path=p) for p in ("additive", "multiplicative")}
-    names = [c for c in full if (cells is None or c in cells)
-             and any(c in parts[p] for p in parts)]
+    names = [c for c in full if (cells is None or c in cells) and any(c in parts[p] for p in parts)]
     if not names:
         raise UsageError("the result has no path data: analyse with paths=True")
     styles = cell_styles(res)
@@ -441,8 +503,15 @@ def plot_paths(result: Any, ax: Axes | None = None, *, cells: Sequence[str] | No
             if b is None:
                 continue
             full_path = path == "full"
-            _line(ax, b, colour, marker if full_path else "", name if full_path else None,
-                  linestyle=ls, fill=full_path)
+            _line(
+                ax,
+                b,
+                colour,
+                marker if full_path else "",
+                name if full_path else None,
+                linestyle=ls,
+                fill=full_path,
+            )
             seen += [b.median]
     limits = _finite_limits(seen)
     if limits is not None:
@@ -456,8 +525,14 @@ def plot_paths(result: Any, ax: Axes | None = None, *, cells: Sequence[str] | No
     return ax
 
 
-def plot_singular_values(result: Any, ax: Axes | None = None, *, cell: str | None = None,
-                         lags: Sequence[int] | None = None, legend: bool = True) -> Axes:
+def plot_singular_values(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    cell: str | None = None,
+    lags: Sequence[int] | None = None,
+    legend: bool = True,
+) -> Axes:
     r"""The singular values of ``ds_T/ds_{T-k}`` (descending), one line per lag ``k``.
 
     Args:
@@ -477,8 +552,9 @@ def plot_singular_values(result: Any, ax: Axes | None = None, *, cell: str | Non
     if name not in spectra:
         raise UsageError(f"no singular values for cell {name!r}; have {', '.join(spectra)}")
     colours = palette()
-    chosen = [(k, v) for k, v in spectra[name].items()
-              if lags is None or int(float(k)) in set(lags)]
+    chosen = [
+        (k, v) for k, v in spectra[name].items() if lags is None or int(float(k)) in set(lags)
+    ]
     for i, (lag, values) in enumerate(chosen):
         values = np.atleast_2d(values)
         idx = np.arange(1, values.shape[1] + 1, dtype=float)
@@ -492,8 +568,9 @@ def plot_singular_values(result: Any, ax: Axes | None = None, *, cell: str | Non
     return ax
 
 
-def plot_lyapunov(result: Any, ax: Axes | None = None, *,
-                  cells: Sequence[str] | None = None) -> Axes:
+def plot_lyapunov(
+    result: Any, ax: Axes | None = None, *, cells: Sequence[str] | None = None
+) -> Axes:
     r"""Lyapunov spectra (nats per step), median and band over runs, one marker per cell.
 
     Returns:
@@ -540,11 +617,22 @@ def plot_decay_rates(result: Any, ax: Axes | None = None) -> Axes:
             continue
         lo, hi = rate.get("q10", med), rate.get("q90", med)
         colour, marker = styles[name]
-        ax.errorbar([i], [med], yerr=[[med - lo], [hi - med]], color=colour, marker=marker,
-                    capsize=2, linestyle="none")
+        ax.errorbar(
+            [i],
+            [med],
+            yerr=[[med - lo], [hi - med]],
+            color=colour,
+            marker=marker,
+            capsize=2,
+            linestyle="none",
+        )
     ax.axhline(0.0, color="0.3", linewidth=0.6)
-    ax.set_xticks(range(len(names)), names, rotation=45 if len(names) > 4 else 0,
-                  ha="right" if len(names) > 4 else "center")
+    ax.set_xticks(
+        range(len(names)),
+        names,
+        rotation=45 if len(names) > 4 else 0,
+        ha="right" if len(names) > 4 else "center",
+    )
     ax.set_ylabel("decay rate (decades/step)")
     return ax
 
@@ -571,9 +659,16 @@ def _axis_positions(values: Sequence[Any]) -> tuple[np.ndarray, np.ndarray, str]
     return v, (np.exp(edges) if scale == "log" else edges), scale
 
 
-def plot_phase_diagram(sweep: Any, ax: Axes | None = None, *, x: str | None = None,
-                       y: str | None = None, value: str = "decay_rate",
-                       cmap: str = "RdBu_r", colorbar: bool = True) -> Axes:
+def plot_phase_diagram(
+    sweep: Any,
+    ax: Axes | None = None,
+    *,
+    x: str | None = None,
+    y: str | None = None,
+    value: str = "decay_rate",
+    cmap: str = "RdBu_r",
+    colorbar: bool = True,
+) -> Axes:
     """Decay rate over two sweep axes: diverging colours centred at 0, the 0 contour, and
     each regime labelled at the centre of its points. Further axes are reduced by the median.
 
@@ -618,15 +713,29 @@ def plot_phase_diagram(sweep: Any, ax: Axes | None = None, *, x: str | None = No
     yc, ye, yscale = _axis_positions(ys) if y else (np.zeros(1), np.array([-0.5, 0.5]), "none")
     finite = Z[np.isfinite(Z)]
     half = float(np.max(np.abs(finite))) if finite.size and np.any(finite) else 1.0
-    mesh = ax.pcolormesh(xe, ye, np.ma.masked_invalid(Z), cmap=cmap,
-                         norm=CenteredNorm(0.0, halfrange=half), shading="flat")
+    mesh = ax.pcolormesh(
+        xe,
+        ye,
+        np.ma.masked_invalid(Z),
+        cmap=cmap,
+        norm=CenteredNorm(0.0, halfrange=half),
+        shading="flat",
+    )
     ax.set_facecolor("0.85")  # cells without a finite rate (overflow) show grey
-    if y and Z.shape[0] > 1 and Z.shape[1] > 1 and finite.size and \
-            finite.min() < 0 < finite.max() and "category" not in (xscale, yscale):
+    if (
+        y
+        and Z.shape[0] > 1
+        and Z.shape[1] > 1
+        and finite.size
+        and finite.min() < 0 < finite.max()
+        and "category" not in (xscale, yscale)
+    ):
         ax.contour(xc, yc, Z, levels=[0.0], colors="k", linewidths=1.0)
     _label_regimes(ax, where, xc, yc, xscale, yscale, Z, half)
-    for scale, axis_values, setter, ticks in ((xscale, xs, ax.set_xscale, ax.set_xticks),
-                                              (yscale, ys, ax.set_yscale, ax.set_yticks)):
+    for scale, axis_values, setter, ticks in (
+        (xscale, xs, ax.set_xscale, ax.set_xticks),
+        (yscale, ys, ax.set_yscale, ax.set_yticks),
+    ):
         if scale == "log":
             setter("log")
         elif scale == "category":
@@ -638,24 +747,40 @@ def plot_phase_diagram(sweep: Any, ax: Axes | None = None, *, x: str | None = No
         ax.set_ylabel(_axis_label(y))
     ax.grid(False)
     if colorbar:
-        ax.figure.colorbar(mesh, ax=ax, label=f"{value.replace('_', ' ')} (decades/step)"
-                           if value == "decay_rate" else value.replace("_", " "))
+        ax.figure.colorbar(
+            mesh,
+            ax=ax,
+            label=f"{value.replace('_', ' ')} (decades/step)"
+            if value == "decay_rate"
+            else value.replace("_", " "),
+        )
     return ax
 
 
-def _label_regimes(ax: Axes, where: dict[str, list[tuple[int, int]]], xc: np.ndarray,
-                   yc: np.ndarray, xscale: str, yscale: str, Z: np.ndarray,
-                   half: float) -> None:
+def _label_regimes(
+    ax: Axes,
+    where: dict[str, list[tuple[int, int]]],
+    xc: np.ndarray,
+    yc: np.ndarray,
+    xscale: str,
+    yscale: str,
+    Z: np.ndarray,
+    half: float,
+) -> None:
     """A letter per grid cell (v, p, e: the regime most of its points are in) on small grids;
     one word at the centre of each regime's points on large ones."""
     regimes = {r: ij for r, ij in where.items() if r}
     if Z.size > 150:
         for regime, ij in sorted(regimes.items()):
-            ax.text(_centre([xc[j] for _, j in ij], xscale),
-                    _centre([yc[i] for i, _ in ij], yscale), regime, ha="center",
-                    va="center", fontsize="small", bbox={"boxstyle": "round,pad=0.2",
-                                                         "fc": "white", "ec": "none",
-                                                         "alpha": 0.75})
+            ax.text(
+                _centre([xc[j] for _, j in ij], xscale),
+                _centre([yc[i] for i, _ in ij], yscale),
+                regime,
+                ha="center",
+                va="center",
+                fontsize="small",
+                bbox={"boxstyle": "round,pad=0.2", "fc": "white", "ec": "none", "alpha": 0.75},
+            )
         return
     votes: dict[tuple[int, int], dict[str, int]] = {}
     for regime, ij in regimes.items():
@@ -665,8 +790,15 @@ def _label_regimes(ax: Axes, where: dict[str, list[tuple[int, int]]], xc: np.nda
     for (i, j), count in sorted(votes.items()):
         regime = max(sorted(count), key=lambda r: count[r])
         dark = np.isfinite(Z[i, j]) and abs(Z[i, j]) > 0.6 * half
-        ax.text(xc[j], yc[i], regime[0], ha="center", va="center", fontsize="small",
-                color="white" if dark else "black")
+        ax.text(
+            xc[j],
+            yc[i],
+            regime[0],
+            ha="center",
+            va="center",
+            fontsize="small",
+            color="white" if dark else "black",
+        )
     ax.set_title("  ".join(f"{r[0]}: {r}" for r in sorted(regimes)), fontsize="small")
 
 
@@ -676,11 +808,27 @@ def _axis_rank(name: str) -> tuple[int, str]:
 
 
 # Sweep axes in the order they go on x, then y (JSON sorts keys, so order is not kept).
-_PRIMARY = ("sigma_w", "spectral_radius", "forget_bias", "chrono_tmax", "update_bias",
-            "sigma_u", "sigma_b", "hidden_size", "steps", "cell")
-_AXIS_LABELS = {"sigma_w": r"$\sigma_w$", "sigma_u": r"$\sigma_u$", "sigma_b": r"$\sigma_b$",
-                "spectral_radius": r"spectral radius $\rho$", "forget_bias": r"forget bias $b_f$",
-                "update_bias": r"update bias $b_z$", "hidden_size": r"hidden size $n$"}
+_PRIMARY = (
+    "sigma_w",
+    "spectral_radius",
+    "forget_bias",
+    "chrono_tmax",
+    "update_bias",
+    "sigma_u",
+    "sigma_b",
+    "hidden_size",
+    "steps",
+    "cell",
+)
+_AXIS_LABELS = {
+    "sigma_w": r"$\sigma_w$",
+    "sigma_u": r"$\sigma_u$",
+    "sigma_b": r"$\sigma_b$",
+    "spectral_radius": r"spectral radius $\rho$",
+    "forget_bias": r"forget bias $b_f$",
+    "update_bias": r"update bias $b_z$",
+    "hidden_size": r"hidden size $n$",
+}
 
 
 def _axis_label(name: str) -> str:
@@ -690,8 +838,11 @@ def _axis_label(name: str) -> str:
 
 def _index(values: list[Any], v: Any) -> int | None:
     for i, u in enumerate(values):
-        if u == v or (isinstance(u, (int, float)) and isinstance(v, (int, float))
-                      and math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12)):
+        if u == v or (
+            isinstance(u, (int, float))
+            and isinstance(v, (int, float))
+            and math.isclose(u, v, rel_tol=1e-9, abs_tol=1e-12)
+        ):
             return i
     return None
 
@@ -704,8 +855,9 @@ def _centre(values: list[float], scale: str) -> float:
 # ---- saving ----------------------------------------------------------------------------------
 
 
-def save_figure(fig: Figure, path_stem: str | os.PathLike[str],
-                formats: Sequence[str] = FORMATS, dpi: int = DPI) -> list[Path]:
+def save_figure(
+    fig: Figure, path_stem: str | os.PathLike[str], formats: Sequence[str] = FORMATS, dpi: int = DPI
+) -> list[Path]:
     """Write ``fig`` as ``path_stem.<fmt>`` for each format, atomically and reproducibly.
 
     Dates are dropped from the metadata, the SVG id salt is fixed and text becomes paths, so
@@ -716,8 +868,12 @@ def save_figure(fig: Figure, path_stem: str | os.PathLike[str],
     """
     stem = Path(path_stem)
     metadata = {
-        "pdf": {"Creator": "gradflow", "Producer": "gradflow", "CreationDate": None,
-                "ModDate": None},
+        "pdf": {
+            "Creator": "gradflow",
+            "Producer": "gradflow",
+            "CreationDate": None,
+            "ModDate": None,
+        },
         "svg": {"Creator": "gradflow", "Date": None},
         "png": {"Software": "gradflow"},
     }
@@ -755,8 +911,9 @@ def _frozen_layout(fig: Figure) -> Iterator[None]:
         fig.set_layout_engine(engine)
 
 
-def _save_one(fig: Figure, stem: Path, fmt: str, dpi: int, metadata: dict[str, Any],
-              rc: dict[str, Any]) -> Path:
+def _save_one(
+    fig: Figure, stem: Path, fmt: str, dpi: int, metadata: dict[str, Any], rc: dict[str, Any]
+) -> Path:
     path = stem.with_name(f"{stem.name}.{fmt}")
     with mpl.rc_context(rc), atomic_open(path, "wb") as fh:
         if fmt == "svg":
@@ -786,6 +943,7 @@ def compact_svg(svg: bytes) -> bytes:
     matplotlib writes six decimals; two are below what any screen or printer resolves. The
     file gets about a third smaller; transforms (which scale glyphs) are left exact.
     """
+
     def attribute(m: re.Match[bytes]) -> bytes:
         name, value = m.group(1), m.group(2).decode("ascii")
         if name != b"d":
@@ -830,8 +988,9 @@ def figure_set(result: Any) -> list[tuple[str, str, dict[str, Any]]]:
     return out
 
 
-def draw(result: Any, plot: str, *, venue: str = "neurips", column: str = "full",
-         **kwargs: Any) -> Figure:
+def draw(
+    result: Any, plot: str, *, venue: str = "neurips", column: str = "full", **kwargs: Any
+) -> Figure:
     """A new Figure (not registered with pyplot) with one panel drawn by ``plot``."""
     fn = globals().get(plot)
     if not plot.startswith("plot_") or fn is None:
@@ -842,8 +1001,14 @@ def draw(result: Any, plot: str, *, venue: str = "neurips", column: str = "full"
     return fig
 
 
-def plot_result(result: Any, out_dir: str | os.PathLike[str], *, venue: str = "neurips",
-                column: str = "full", formats: Sequence[str] = FORMATS) -> list[Path]:
+def plot_result(
+    result: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    venue: str = "neurips",
+    column: str = "full",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
     """Draw every figure a saved result supports into ``out_dir``; returns the files."""
     res = load_result(result)
     written: list[Path] = []

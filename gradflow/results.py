@@ -119,8 +119,9 @@ class AnalysisResult:
         if self.paths:
             out["paths"] = self.paths
         if self.log10_singular_values:
-            out["log10_singular_values"] = {str(k): v for k, v in
-                                            sorted(self.log10_singular_values.items())}
+            out["log10_singular_values"] = {
+                str(k): v for k, v in sorted(self.log10_singular_values.items())
+            }
         if self.lyapunov_exponents is not None:
             out["lyapunov_exponents"] = self.lyapunov_exponents
         if self.log10_gradient_norm is not None:
@@ -141,14 +142,22 @@ class AnalysisResult:
                 log10_frobenius_norm=_arr(data["log10_frobenius_norm"]),
                 log10_spectral_norm_hidden=_arr(data["log10_spectral_norm_hidden"]),
                 final_hidden=_arr(data["final_hidden"]),
-                paths={p: {k: _arr(v) for k, v in q.items()}
-                       for p, q in data.get("paths", {}).items()},
-                log10_singular_values={int(k): _arr(v) for k, v in
-                                       data.get("log10_singular_values", {}).items()},
-                lyapunov_exponents=(_arr(data["lyapunov_exponents"])
-                                    if data.get("lyapunov_exponents") is not None else None),
-                log10_gradient_norm=(_arr(data["log10_gradient_norm"])
-                                     if data.get("log10_gradient_norm") is not None else None),
+                paths={
+                    p: {k: _arr(v) for k, v in q.items()} for p, q in data.get("paths", {}).items()
+                },
+                log10_singular_values={
+                    int(k): _arr(v) for k, v in data.get("log10_singular_values", {}).items()
+                },
+                lyapunov_exponents=(
+                    _arr(data["lyapunov_exponents"])
+                    if data.get("lyapunov_exponents") is not None
+                    else None
+                ),
+                log10_gradient_norm=(
+                    _arr(data["log10_gradient_norm"])
+                    if data.get("log10_gradient_norm") is not None
+                    else None
+                ),
                 gradient_loss=data.get("gradient_loss"),
                 meta=dict(data.get("meta", {})),
             )

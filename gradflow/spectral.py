@@ -230,7 +230,7 @@ def _extend(xp: Any, Q: Any, N: Any) -> Any:
     N, _ = xp.linalg.qr(N)
     if float(xp.abs(Qt @ N).max()) <= max(ORTHO_TOL, 64 * float(np.finfo(N.dtype).eps)):
         return N
-    return xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., Q.shape[-1]:]
+    return xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., Q.shape[-1] :]
 
 
 def _power_norms(xp: Any, A: Any, v: Any, s: Any) -> tuple[Any, int]:

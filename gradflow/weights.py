@@ -57,18 +57,42 @@ from .errors import InputsError, UsageError, WeightsError
 PICKLED_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
 #: Suffixes :func:`load_weights` reads.
 WEIGHT_SUFFIXES = (".safetensors", ".npz")
-CONVERT_ADVICE = (
-    "convert with `safetensors.torch.save_file(model.state_dict(), 'w.safetensors')`"
-)
+CONVERT_ADVICE = "convert with `safetensors.torch.save_file(model.state_dict(), 'w.safetensors')`"
 # Layer > 0, bidirectional and projection tensors of a PyTorch RNN module.
 _TORCH_EXTRA = re.compile(r"^(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$")
 # Safetensors dtypes safetensors.numpy reads (BF16 only once ml_dtypes is imported).
-_NUMPY_DTYPES = ("F64", "F32", "F16", "BF16", "I64", "I32", "I16", "I8", "U64", "U32", "U16",
-                 "U8", "BOOL", "C64")
+_NUMPY_DTYPES = (
+    "F64",
+    "F32",
+    "F16",
+    "BF16",
+    "I64",
+    "I32",
+    "I16",
+    "I8",
+    "U64",
+    "U32",
+    "U16",
+    "U8",
+    "BOOL",
+    "C64",
+)
 # What a damaged file makes the readers raise (the fuzz test in tests/test_weights.py probes).
-_READ_ERRORS = (OSError, EOFError, ValueError, KeyError, zipfile.BadZipFile, zlib.error,
-                NotImplementedError, RuntimeError, OverflowError, MemoryError, UnicodeError,
-                SyntaxError, tokenize.TokenError)
+_READ_ERRORS = (
+    OSError,
+    EOFError,
+    ValueError,
+    KeyError,
+    zipfile.BadZipFile,
+    zlib.error,
+    NotImplementedError,
+    RuntimeError,
+    OverflowError,
+    MemoryError,
+    UnicodeError,
+    SyntaxError,
+    tokenize.TokenError,
+)
 
 
 @dataclass(frozen=True, eq=False)
@@ -171,8 +195,10 @@ def from_torch_tensors(cell: Cell | str, tensors: Mapping[str, Any]) -> dict[str
             raise WeightsError(f"{cell.name} tensors lack {slot.tensor}")
         arr = np.asarray(tensors[slot.tensor])
         if arr.ndim < 1 or arr.shape[0] % slot.gates:
-            raise WeightsError(f"{slot.tensor} has shape {arr.shape}; its rows do not split "
-                               f"into the {slot.gates} gate blocks {', '.join(slot.params)}")
+            raise WeightsError(
+                f"{slot.tensor} has shape {arr.shape}; its rows do not split "
+                f"into the {slot.gates} gate blocks {', '.join(slot.params)}"
+            )
         for name, block in zip(slot.params, np.split(arr, slot.gates, axis=0), strict=True):
             out[name] = np.ascontiguousarray(block)
     return out
@@ -187,8 +213,10 @@ def _check_suffix(path: Path, what: str, allowed: tuple[str, ...], err: type[Usa
         advice = CONVERT_ADVICE if err is WeightsError else "save the array with np.save(path, x)"
         raise err(f"{path}: pickled files are never loaded (unpickling runs code): {advice}")
     if suffix not in allowed:
-        raise err(f"{path}: unknown {what} file extension {suffix or '(none)'!r}; "
-                  f"use {' or '.join(allowed)}")
+        raise err(
+            f"{path}: unknown {what} file extension {suffix or '(none)'!r}; "
+            f"use {' or '.join(allowed)}"
+        )
     if not path.exists():
         raise err(f"{path}: no such file")
     if not path.is_file():
@@ -212,14 +240,18 @@ def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
         raise _corrupt(path, exc) from None
     for key, dtype in sorted(dtypes.items()):
         if dtype not in _NUMPY_DTYPES:
-            raise WeightsError(f"{path}: {key} has dtype {dtype}, which NumPy cannot hold; "
-                               "save it as float32 or float64 (tensor.float())")
+            raise WeightsError(
+                f"{path}: {key} has dtype {dtype}, which NumPy cannot hold; "
+                "save it as float32 or float64 (tensor.float())"
+            )
         if dtype == "BF16":
             try:  # registers bfloat16 with NumPy
                 importlib.import_module("ml_dtypes")
             except ImportError:
-                raise WeightsError(f"{path}: {key} is {dtype}, which NumPy reads only with "
-                                   "ml_dtypes: pip install ml_dtypes") from None
+                raise WeightsError(
+                    f"{path}: {key} is {dtype}, which NumPy reads only with "
+                    "ml_dtypes: pip install ml_dtypes"
+                ) from None
     try:
         return dict(load_file(str(path)))
     except (SafetensorError, TypeError, AttributeError, *_READ_ERRORS) as exc:
@@ -248,20 +280,27 @@ def _np_load(fh: IO[bytes], path: Path, err: type[UsageError], pickled: str) -> 
 def _read_npz(path: Path) -> dict[str, np.ndarray]:
     out: dict[str, np.ndarray] = {}
     with _open(path, WeightsError) as fh:
-        archive = _np_load(fh, path, WeightsError, "not an .npz archive (it holds pickled "
-                           f"data, which is never loaded); {CONVERT_ADVICE}")
+        archive = _np_load(
+            fh,
+            path,
+            WeightsError,
+            f"not an .npz archive (it holds pickled data, which is never loaded); {CONVERT_ADVICE}",
+        )
         if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise WeightsError(f"{path}: holds a single array, not an .npz archive of named "
-                               "tensors; save with np.savez(path, weight_ih_l0=..., ...)")
+            raise WeightsError(
+                f"{path}: holds a single array, not an .npz archive of named "
+                "tensors; save with np.savez(path, weight_ih_l0=..., ...)"
+            )
         with archive:
             for key in archive.files:
                 try:
                     out[key] = archive[key]
                 except ValueError as exc:
                     if "pickle" in str(exc):
-                        raise WeightsError(f"{path}: {key} is an object array, which needs "
-                                           "pickle and is never loaded; store float arrays"
-                                           ) from None
+                        raise WeightsError(
+                            f"{path}: {key} is an object array, which needs "
+                            "pickle and is never loaded; store float arrays"
+                        ) from None
                     raise _corrupt(path, exc) from None
                 except _READ_ERRORS as exc:
                     raise _corrupt(path, exc) from None
@@ -280,23 +319,30 @@ def _select(raw: Mapping[str, np.ndarray], cell: Cell, path: Path) -> dict[str, 
     complete = sorted(p for p, c in counts.items() if c == len(names))
     if len(complete) > 1:
         shown = ", ".join(repr(p) if p else "(no prefix)" for p in complete)
-        raise WeightsError(f"{path}: holds {len(complete)} complete sets of {cell.name} "
-                           f"tensors (prefixes {shown}); save one module's tensors only")
+        raise WeightsError(
+            f"{path}: holds {len(complete)} complete sets of {cell.name} "
+            f"tensors (prefixes {shown}); save one module's tensors only"
+        )
     prefix = complete[0] if complete else max(counts, key=lambda p: (counts[p], p), default="")
     missing = [prefix + n for n in names if prefix + n not in raw]
     if missing:
         found = ", ".join(sorted(raw)[:8]) + (" ..." if len(raw) > 8 else "") or "none"
-        raise WeightsError(f"{path}: missing tensors {', '.join(missing)} for {cell.name} "
-                           f"(found: {found})")
+        raise WeightsError(
+            f"{path}: missing tensors {', '.join(missing)} for {cell.name} (found: {found})"
+        )
     # With a prefix, the rest of the model's state_dict (e.g. a linear head) is not ours.
-    extra = sorted(k for k in raw if k.startswith(prefix) and k[len(prefix):] not in names)
-    layered = [k for k in extra if _TORCH_EXTRA.match(k[len(prefix):])]
+    extra = sorted(k for k in raw if k.startswith(prefix) and k[len(prefix) :] not in names)
+    layered = [k for k in extra if _TORCH_EXTRA.match(k[len(prefix) :])]
     if layered and cell.torch_layout is not None:
-        raise WeightsError(f"{path}: only layer 0 of a unidirectional {cell.name} without "
-                           f"projection is supported; the file also holds {', '.join(layered)}")
+        raise WeightsError(
+            f"{path}: only layer 0 of a unidirectional {cell.name} without "
+            f"projection is supported; the file also holds {', '.join(layered)}"
+        )
     if extra:
-        raise WeightsError(f"{path}: extra tensors {', '.join(extra)} not used by {cell.name} "
-                           f"(expected exactly {', '.join(names)})")
+        raise WeightsError(
+            f"{path}: extra tensors {', '.join(extra)} not used by {cell.name} "
+            f"(expected exactly {', '.join(names)})"
+        )
     return {n: raw[prefix + n] for n in names}
 
 
@@ -312,19 +358,24 @@ def _first_nonfinite(arr: np.ndarray) -> str:
     return f"{count} non-finite value{'s' if count > 1 else ''} (first at index {where})"
 
 
-def _check(tensors: Mapping[str, np.ndarray], cell: Cell,
-           path: Path | str) -> tuple[int, int, dict[str, np.ndarray]]:
+def _check(
+    tensors: Mapping[str, np.ndarray], cell: Cell, path: Path | str
+) -> tuple[int, int, dict[str, np.ndarray]]:
     """Dtype, rank, shape and finiteness of every tensor; returns ``n``, ``d``, float64 copies."""
     slots = _slots(cell)
     arrays: dict[str, np.ndarray] = {}
     for s in slots:
         arr = np.asarray(tensors[s.tensor])
         if not _is_float(arr.dtype):
-            raise WeightsError(f"{path}: {s.tensor} has dtype {arr.dtype}; weights must be "
-                               "floating point (float16, bfloat16, float32 or float64)")
+            raise WeightsError(
+                f"{path}: {s.tensor} has dtype {arr.dtype}; weights must be "
+                "floating point (float16, bfloat16, float32 or float64)"
+            )
         if arr.ndim != len(s.shape):
-            raise WeightsError(f"{path}: {s.tensor} has rank {arr.ndim} (shape {arr.shape}); "
-                               f"expected rank {len(s.shape)}, {s.symbolic()}, for {cell.name}")
+            raise WeightsError(
+                f"{path}: {s.tensor} has rank {arr.ndim} (shape {arr.shape}); "
+                f"expected rank {len(s.shape)}, {s.symbolic()}, for {cell.name}"
+            )
         arrays[s.tensor] = arr
     square = [s for s in slots if s.shape == ("n", "n")]
     n_from = square[0] if square else slots[0]
@@ -335,15 +386,19 @@ def _check(tensors: Mapping[str, np.ndarray], cell: Cell,
     d = arrays[d_from.tensor].shape[1]
     for size, symbol, src in ((n, "hidden size n", n_from), (d, "input size d", d_from)):
         if size == 0:
-            raise WeightsError(f"{path}: {src.tensor} has shape {arrays[src.tensor].shape}, "
-                               f"so the {symbol} is 0; it must be at least 1")
+            raise WeightsError(
+                f"{path}: {src.tensor} has shape {arrays[src.tensor].shape}, "
+                f"so the {symbol} is 0; it must be at least 1"
+            )
     gates = f" (G={slots[0].gates})" if slots[0].gates > 1 else ""
     for s in slots:
         arr, want = arrays[s.tensor], s.numeric(n, d)
         if arr.shape != want:
-            raise WeightsError(f"{path}: {s.tensor} has shape {arr.shape}; expected "
-                               f"{s.symbolic()} = {want} for {cell.name}{gates} with n={n}, "
-                               f"d={d} (n from {n_from.tensor}, d from {d_from.tensor})")
+            raise WeightsError(
+                f"{path}: {s.tensor} has shape {arr.shape}; expected "
+                f"{s.symbolic()} = {want} for {cell.name}{gates} with n={n}, "
+                f"d={d} (n from {n_from.tensor}, d from {d_from.tensor})"
+            )
         arr = arr.astype(np.float64)
         if not np.isfinite(arr).all():
             raise WeightsError(f"{path}: {s.tensor} has {_first_nonfinite(arr)}")
@@ -384,8 +439,12 @@ def load_weights(path: str | os.PathLike[str], cell: Cell | str) -> Params:
 # ---- writing -----------------------------------------------------------------------------
 
 
-def save_weights(path: str | os.PathLike[str], cell: Cell | str, params: Mapping[str, Any],
-                 format: str | None = None) -> None:
+def save_weights(
+    path: str | os.PathLike[str],
+    cell: Cell | str,
+    params: Mapping[str, Any],
+    format: str | None = None,
+) -> None:
     """Write a cell's parameters as float64 tensors, atomically.
 
     Args:
@@ -443,23 +502,30 @@ def load_inputs(path: str | os.PathLike[str], input_size: int | None = None) -> 
     p = Path(path)
     _check_suffix(p, "input", (".npy",), InputsError)
     with _open(p, InputsError) as fh:
-        arr = _np_load(fh, p, InputsError, "holds pickled (object) data, which is never "
-                       "loaded; save a float array with np.save")
+        arr = _np_load(
+            fh,
+            p,
+            InputsError,
+            "holds pickled (object) data, which is never loaded; save a float array with np.save",
+        )
         if not isinstance(arr, np.ndarray):
             arr.close()
-            raise InputsError(f"{p}: is an .npz archive; save the (T, B, d) inputs with "
-                              "np.save")
+            raise InputsError(f"{p}: is an .npz archive; save the (T, B, d) inputs with np.save")
     if not _is_float(arr.dtype):
         raise InputsError(f"{p}: inputs have dtype {arr.dtype}; expected a float array")
     if arr.ndim != 3:
-        raise InputsError(f"{p}: inputs have shape {arr.shape}; expected rank 3, (T, B, d) "
-                          "= (steps, batch, input size)")
+        raise InputsError(
+            f"{p}: inputs have shape {arr.shape}; expected rank 3, (T, B, d) "
+            "= (steps, batch, input size)"
+        )
     for axis, what in enumerate(("steps T", "batch B", "input size d")):
         if arr.shape[axis] == 0:
             raise InputsError(f"{p}: inputs have shape {arr.shape}; {what} must be at least 1")
     if input_size is not None and arr.shape[2] != input_size:
-        raise InputsError(f"{p}: inputs have d={arr.shape[2]} features (shape {arr.shape}) "
-                          f"but the weights have input size d={input_size}")
+        raise InputsError(
+            f"{p}: inputs have d={arr.shape[2]} features (shape {arr.shape}) "
+            f"but the weights have input size d={input_size}"
+        )
     arr = arr.astype(np.float64)
     if not np.isfinite(arr).all():
         raise InputsError(f"{p}: inputs have {_first_nonfinite(arr)}")

@@ -64,8 +64,10 @@ def test_gaussian_expectation_vs_mpmath(var: float) -> None:
     assert abs(got - float(_mp_gauss(lambda u: mp.sech(u) ** 4, 0, var))) < 1e-13
 
 
-@pytest.mark.parametrize(("mean", "var", "keeps"), [(0.0, 1.0, True), (2.0, 0.5, True),
-                                                      (-1.0, 3.0, False), (4.0, 10.0, True)])
+@pytest.mark.parametrize(
+    ("mean", "var", "keeps"),
+    [(0.0, 1.0, True), (2.0, 0.5, True), (-1.0, 3.0, False), (4.0, 10.0, True)],
+)
 def test_gate_slope_vs_mpmath(mean: float, var: float, keeps: bool) -> None:
     sign = 1 if keeps else -1
     ref = _mp_gauss(lambda a: mp.log10(1 / (1 + mp.exp(-sign * a))), mean, var)
@@ -88,8 +90,13 @@ def _mp_fixed_point(sw: float, su: float, sb: float, v: float) -> tuple[float, f
 
 @pytest.mark.parametrize(
     ("sw", "su", "sb", "v"),
-    [(0.5, 1.0, 0.0, 1.0), (1.0, 1.0, 0.3, 1.0), (1.5, 0.5, 0.2, 2.0), (2.5, 1.0, 0.0, 1.0),
-     (3.0, 0.0, 0.5, 0.0)],
+    [
+        (0.5, 1.0, 0.0, 1.0),
+        (1.0, 1.0, 0.3, 1.0),
+        (1.5, 0.5, 0.2, 2.0),
+        (2.5, 1.0, 0.0, 1.0),
+        (3.0, 0.0, 0.5, 0.0),
+    ],
 )
 def test_tanh_fixed_point_vs_mpmath(sw: float, su: float, sb: float, v: float) -> None:
     q, chi = tanh_fixed_point(sw, su, sb, v)
@@ -115,8 +122,11 @@ def test_critical_point() -> None:
 def test_meanfield_prediction_dispatch() -> None:
     p = meanfield_prediction("rnn", Init("gaussian", 1.2, 0.7, 0.1), 64, 8, 2.0)
     q, chi = tanh_fixed_point(1.2, 0.7, 0.1, 2.0)
-    assert (p.q_star, p.chi, p.quantity) == (pytest.approx(q, abs=1e-14),
-                                             pytest.approx(chi, abs=1e-14), "frobenius")
+    assert (p.q_star, p.chi, p.quantity) == (
+        pytest.approx(q, abs=1e-14),
+        pytest.approx(chi, abs=1e-14),
+        "frobenius",
+    )
     # torch: U(-1/sqrt n, 1/sqrt n) has variance 1/(3n): sigma_w^2 = 1/3, sigma_u^2 = d/(3n),
     # two bias vectors: sigma_b^2 = 2/(3n)
     t = meanfield_prediction("rnn", Init("torch"), 48, 6, 1.0)
@@ -127,9 +137,13 @@ def test_meanfield_prediction_dispatch() -> None:
     lstm = meanfield_prediction("lstm", Init("gaussian", forget_bias=1.0), 64, 8, 1.0)
     assert (lstm.gate, lstm.gate_mean, lstm.quantity) == ("a_f", 1.0, "additive")
     assert lstm.predicted_slope == pytest.approx(gate_log10_slope(1.0, lstm.gate_var), abs=0)
-    for cell, init in [("lstm-nofg", Init("gaussian")), ("indrnn", Init("gaussian")),
-                       ("rnn", Init("identity")), ("lstm", Init(chrono_tmax=10.0)),
-                       ("rnn-relu", Init("gaussian", sigma_w=1.5))]:
+    for cell, init in [
+        ("lstm-nofg", Init("gaussian")),
+        ("indrnn", Init("gaussian")),
+        ("rnn", Init("identity")),
+        ("lstm", Init(chrono_tmax=10.0)),
+        ("rnn-relu", Init("gaussian", sigma_w=1.5)),
+    ]:
         with pytest.raises(UsageError):
             meanfield_prediction(cell, init, 8, 2, 1.0)
 

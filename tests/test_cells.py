@@ -16,8 +16,17 @@ from gradflow.cli import cli
 from gradflow.errors import CellError
 
 EXPECTED = [
-    "rnn", "rnn-relu", "lstm", "lstm-nofg", "lstm-peephole", "lstm-cifg", "gru",
-    "gru-reset-before", "mgu", "indrnn", "minimalrnn",
+    "rnn",
+    "rnn-relu",
+    "lstm",
+    "lstm-nofg",
+    "lstm-peephole",
+    "lstm-cifg",
+    "gru",
+    "gru-reset-before",
+    "mgu",
+    "indrnn",
+    "minimalrnn",
 ]
 SIZES = [(1, 1), (3, 2), (8, 5), (64, 32), (128, 17)]
 
@@ -87,8 +96,12 @@ def test_torch_layout_lists_every_parameter_once(name: str) -> None:
     assert set(listed) == {p.name for p in cell.parameters}
     gates = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}[name]
     shapes = {p.name: p.shape for p in cell.parameters}
-    expected = {"weight_ih_l0": ("n", "d"), "weight_hh_l0": ("n", "n"),
-                "bias_ih_l0": ("n",), "bias_hh_l0": ("n",)}
+    expected = {
+        "weight_ih_l0": ("n", "d"),
+        "weight_hh_l0": ("n", "n"),
+        "bias_ih_l0": ("n",),
+        "bias_hh_l0": ("n",),
+    }
     assert [t for t, _ in cell.torch_layout] == list(expected)
     for tensor, ps in cell.torch_layout:
         assert len(ps) == gates  # G row blocks, PyTorch gate order

@@ -143,8 +143,11 @@ def test_step_matches_pytorch_equations_for_gru():
 def test_materialised_blocks_of_user_cells(h_new, path):
     # The apply kernel forms sum_t diag(d_t) W_t in place and folds diagonal terms into it;
     # user cells reach the branches the catalogue does not (weights with no row scaling).
-    cell = define_cell("mixed", ["h"], {"a": "W_a @ x + U_a @ h + b_a",
-                                        "c": "W_c @ x + U_c @ h + b_c", "h_new": h_new})
+    cell = define_cell(
+        "mixed",
+        ["h"],
+        {"a": "W_a @ x + U_a @ h + b_a", "c": "W_c @ x + U_c @ h + b_c", "h_new": h_new},
+    )
     full = compile_cell(cell)
     kern = compile_cell(cell, path=path)
     rng = np.random.default_rng(3)

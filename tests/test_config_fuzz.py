@@ -17,16 +17,39 @@ from gradflow.analysis.experiment import ExperimentConfig, load_config
 from gradflow.errors import GradflowError
 
 EXAMPLES = 2000 if os.environ.get("HYPOTHESIS_PROFILE") == "long" else 300
-KEYS = ["name", "cells", "hidden_size", "input_size", "steps", "batch", "seeds", "init",
-        "inputs", "quantities", "lag_window", "backend", "quantiles", "sigma_w", "bogus"]
+KEYS = [
+    "name",
+    "cells",
+    "hidden_size",
+    "input_size",
+    "steps",
+    "batch",
+    "seeds",
+    "init",
+    "inputs",
+    "quantities",
+    "lag_window",
+    "backend",
+    "quantiles",
+    "sigma_w",
+    "bogus",
+]
 scalars = st.one_of(
-    st.none(), st.booleans(), st.integers(-10**20, 10**20),
-    st.floats(allow_nan=True, allow_infinity=True), st.text(max_size=12),
+    st.none(),
+    st.booleans(),
+    st.integers(-(10**20), 10**20),
+    st.floats(allow_nan=True, allow_infinity=True),
+    st.text(max_size=12),
     st.sampled_from(["rnn", "lstm", "gru", "gaussian", "torch", "last", "numpy", "cupy"]),
 )
-values = st.recursive(scalars, lambda inner: st.one_of(
-    st.lists(inner, max_size=4), st.dictionaries(st.sampled_from(KEYS + ["kind", "scheme"]),
-                                                 inner, max_size=4)), max_leaves=12)
+values = st.recursive(
+    scalars,
+    lambda inner: st.one_of(
+        st.lists(inner, max_size=4),
+        st.dictionaries(st.sampled_from(KEYS + ["kind", "scheme"]), inner, max_size=4),
+    ),
+    max_leaves=12,
+)
 tables = st.dictionaries(st.sampled_from(KEYS), values, max_size=8)
 
 
@@ -39,10 +62,12 @@ def test_random_tables_raise_only_gradflow_errors(data):
         pass
 
 
-@settings(max_examples=EXAMPLES, deadline=None,
-          suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
-@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(
-    lambda b: b.decode("latin-1"))))
+@settings(
+    max_examples=EXAMPLES,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.one_of(st.text(max_size=300), st.binary(max_size=300).map(lambda b: b.decode("latin-1"))))
 def test_random_toml_text_raises_only_gradflow_errors(tmp_path, text):
     path = tmp_path / "c.toml"
     path.write_text(text, encoding="utf-8", errors="surrogatepass")

@@ -71,9 +71,9 @@ def _fd_products(cell, params, x, eps=1e-4):
             base = states[T - k, b]
             E = eps * np.eye(m)
             pert = np.concatenate([base + E, base - E, base + 2 * E, base - 2 * E])
-            xs = np.repeat(x[T - k:, b:b + 1], 4 * m, axis=1)
+            xs = np.repeat(x[T - k :, b : b + 1], 4 * m, axis=1)
             e = rollout(cell, params, xs, s0=pert)[-1]
-            d1, d2 = e[:m] - e[m:2 * m], e[2 * m:3 * m] - e[3 * m:]
+            d1, d2 = e[:m] - e[m : 2 * m], e[2 * m : 3 * m] - e[3 * m :]
             prods[b] = ((8 * d1 - d2) / (12 * eps)).T
         out.append(prods)
     return np.array(out)
@@ -127,8 +127,9 @@ def _mp_reference(cell, params, x, digits=50):
     flat_syms, values = [], []
     for p in cell.parameters:
         arr = params[p.name]
-        for sym, val in zip(np.ravel(np.array(ex.symbols[p.name], dtype=object)),
-                            np.ravel(arr), strict=True):
+        for sym, val in zip(
+            np.ravel(np.array(ex.symbols[p.name], dtype=object)), np.ravel(arr), strict=True
+        ):
             flat_syms.append(sym)
             values.append(mpmath.mpf(float(val)))
     xs = list(ex.symbols[cell.input])
@@ -250,8 +251,7 @@ def test_extra_quantities_match_dense_references():
     n, T, B = 3, 30, 2
     params = _params(cell, n, 2, rng, scale=1.2)
     x = rng.standard_normal((T, B, 2))
-    res = analyze(cell, params, x, paths=True, singular_lags=[1, 7, T], lyapunov=4,
-                  gradient="last")
+    res = analyze(cell, params, x, paths=True, singular_lags=[1, 7, T], lyapunov=4, gradient="last")
     J = state_jacobians(cell, params, x)
     m = J.shape[-1]
     _, _, Ps = _dense_reference(J)
@@ -342,14 +342,23 @@ def test_float32_agrees_with_float64():
 def test_result_round_trips_through_json(tmp_path):
     rng = np.random.default_rng(8)
     cell = get_cell("gru")
-    res = analyze(cell, _params(cell, 3, 2, rng), rng.standard_normal((10, 2, 2)), paths=True,
-                  singular_lags=[3], lyapunov=2, gradient="last")
+    res = analyze(
+        cell,
+        _params(cell, 3, 2, rng),
+        rng.standard_normal((10, 2, 2)),
+        paths=True,
+        singular_lags=[3],
+        lyapunov=2,
+        gradient="last",
+    )
     res.save(tmp_path / "r.json")
     back = AnalysisResult.load(tmp_path / "r.json")
     np.testing.assert_array_equal(back.log10_spectral_norm, res.log10_spectral_norm)
     np.testing.assert_array_equal(back.log10_singular_values[3], res.log10_singular_values[3])
-    np.testing.assert_array_equal(back.paths["additive"]["log10_frobenius_norm"],
-                                  res.paths["additive"]["log10_frobenius_norm"])
+    np.testing.assert_array_equal(
+        back.paths["additive"]["log10_frobenius_norm"],
+        res.paths["additive"]["log10_frobenius_norm"],
+    )
     from gradflow.results import dumps
 
     assert dumps(back.to_dict()) == dumps(res.to_dict())
@@ -375,8 +384,12 @@ def test_bad_inputs_are_refused_with_one_line_errors():
 def test_overflow_in_rollout_names_step_and_sequence():
     cell = get_cell("rnn-relu")
     n = 3
-    params = {"W_ih": np.zeros((n, 1)), "W_hh": 1e30 * np.eye(n), "b_ih": np.ones(n),
-              "b_hh": np.zeros(n)}
+    params = {
+        "W_ih": np.zeros((n, 1)),
+        "W_hh": 1e30 * np.eye(n),
+        "b_ih": np.ones(n),
+        "b_hh": np.zeros(n),
+    }
     with pytest.raises(NumericalError, match=r"NaN or inf at step \d+, sequence 0"):
         analyze(cell, params, np.zeros((40, 1, 1)))
 
@@ -399,8 +412,14 @@ def test_memory_is_constant_in_sequence_length():
         "print(peak_rss_mb())\n"
     )
     here = Path(__file__).parent
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                         check=True, timeout=900, cwd=here)
+    out = subprocess.run(
+        [sys.executable, "-c", code],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=900,
+        cwd=here,
+    )
     peak_mb = float(out.stdout.strip().splitlines()[-1])
     assert peak_mb < 500, peak_mb
 

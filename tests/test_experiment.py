@@ -35,29 +35,58 @@ from gradflow.results import dumps
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "experiments"
 
 SCHEMA_KEYS = {
-    "cell", "hidden_size", "input_size", "steps", "batch", "runs", "lags", "quantiles",
-    "log10_spectral_norm", "log10_frobenius_norm", "log10_spectral_norm_hidden", "paths",
-    "log10_singular_values", "lyapunov_exponents", "decay_rate", "pascanu", "meanfield",
+    "cell",
+    "hidden_size",
+    "input_size",
+    "steps",
+    "batch",
+    "runs",
+    "lags",
+    "quantiles",
+    "log10_spectral_norm",
+    "log10_frobenius_norm",
+    "log10_spectral_norm_hidden",
+    "paths",
+    "log10_singular_values",
+    "lyapunov_exponents",
+    "decay_rate",
+    "pascanu",
+    "meanfield",
 }
 
 
 def tiny(**changes) -> ExperimentConfig:
-    base = ExperimentConfig(name="tiny", cells=("rnn", "lstm"), hidden_size=4, input_size=3,
-                            steps=24, batch=2, seeds=(0, 1))
+    base = ExperimentConfig(
+        name="tiny",
+        cells=("rnn", "lstm"),
+        hidden_size=4,
+        input_size=3,
+        steps=24,
+        batch=2,
+        seeds=(0, 1),
+    )
     return base.replace(**changes)
 
 
 # ---- validation ------------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"hiden_size": 8}, "unknown key 'hiden_size' in the experiment config; did you mean "
-                        "'hidden_size'?"),
-    ({"init": {"sigma_ww": 1.0}}, "unknown key 'init.sigma_ww' in the experiment config; did "
-                                  "you mean 'init.sigma_w'?"),
-    ({"inputs": {"scael": 1.0}}, "did you mean 'inputs.scale'?"),
-    ({"quantities": {"path": True}}, "did you mean 'quantities.paths'?"),
-    ({"zzz": 1}, "unknown key 'zzz' in the experiment config; valid keys: name, cells,"),
-])
+
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        (
+            {"hiden_size": 8},
+            "unknown key 'hiden_size' in the experiment config; did you mean 'hidden_size'?",
+        ),
+        (
+            {"init": {"sigma_ww": 1.0}},
+            "unknown key 'init.sigma_ww' in the experiment config; did you mean 'init.sigma_w'?",
+        ),
+        ({"inputs": {"scael": 1.0}}, "did you mean 'inputs.scale'?"),
+        ({"quantities": {"path": True}}, "did you mean 'quantities.paths'?"),
+        ({"zzz": 1}, "unknown key 'zzz' in the experiment config; valid keys: name, cells,"),
+    ],
+)
 def test_unknown_keys_name_the_nearest_valid_key(data, message):
     with pytest.raises(ConfigError) as info:
         ExperimentConfig.from_dict(data)
@@ -65,38 +94,54 @@ def test_unknown_keys_name_the_nearest_valid_key(data, message):
     assert "\n" not in str(info.value)
 
 
-@pytest.mark.parametrize(("data", "message"), [
-    ({"hidden_size": -3}, "hidden_size must be an integer in [1, 1000000], got -3"),
-    ({"steps": 0}, "steps must be an integer in [1, 1000000], got 0"),
-    ({"batch": 2.5}, "batch must be an integer in [1, 1000000], got 2.5"),
-    ({"input_size": True}, "input_size must be an integer"),
-    ({"init": {"sigma_w": -1.0}}, "init.sigma_w must be a finite number in [0, 1e+06], got -1.0"),
-    ({"init": {"sigma_b": float("nan")}}, "init.sigma_b must be a finite number"),
-    ({"init": {"scheme": "gausian"}}, "init.scheme must be one of torch, gaussian, orthogonal, "
-                                      "identity, got 'gausian'; did you mean 'gaussian'?"),
-    ({"init": {"chrono_tmax": 2.0}}, "init.chrono_tmax must be a finite number in (2, 1e+12]"),
-    ({"quantiles": [0.1, 1.5]}, "quantiles[1] must be a finite number in [0.5, 1], got 1.5"),
-    ({"quantiles": [0.0, 0.9]}, "quantiles[0] must be a finite number in (0, 0.5], got 0.0"),
-    ({"quantiles": [0.1, 1.0]}, "quantiles[1] must lie in [0.5, 1), got 1.0"),
-    ({"cells": ["lstn"]}, "unknown cell 'lstn'; did you mean 'lstm'?"),
-    ({"cells": []}, "cells must name at least one cell"),
-    ({"cells": ["rnn", "rnn"]}, "cells lists a cell twice"),
-    ({"cells": ["missing.toml"]}, "cell file 'missing.toml' not found"),
-    ({"seeds": 0}, "seeds (a count) must be an integer in [1, 100000], got 0"),
-    ({"seeds": [1, -2]}, "seeds entries must be an integer in [0, 9223372036854775807], got -2"),
-    ({"seeds": [3, 3]}, "seeds must be a non-empty list of distinct integers"),
-    ({"inputs": {"kind": "file"}}, "inputs.kind = 'file' needs inputs.path"),
-    ({"inputs": {"scale": -1}}, "inputs.scale must be a finite number in [0, 1e+06]"),
-    ({"quantities": {"gradient": "first"}}, "quantities.gradient must be one of none, last, "
-                                            "sum, got 'first'"),
-    ({"quantities": {"singular_lags": [500]}}, "quantities.singular_lags must lie in [1, steps "
-                                               "= 300], got 500"),
-    ({"quantities": {"lyapunov": 64}}, "quantities.lyapunov must lie in [0, hidden_size = 32]"),
-    ({"lag_window": [10, 400]}, "lag_window[1] must be an integer in [11, 300], got 400"),
-    ({"lag_window": [5]}, "lag_window must be [k0, k1]"),
-    ({"backend": "jax"}, "backend must be one of numpy, cupy, got 'jax'"),
-    ({"init": 3}, "init must be a table, got 3"),
-])
+@pytest.mark.parametrize(
+    ("data", "message"),
+    [
+        ({"hidden_size": -3}, "hidden_size must be an integer in [1, 1000000], got -3"),
+        ({"steps": 0}, "steps must be an integer in [1, 1000000], got 0"),
+        ({"batch": 2.5}, "batch must be an integer in [1, 1000000], got 2.5"),
+        ({"input_size": True}, "input_size must be an integer"),
+        (
+            {"init": {"sigma_w": -1.0}},
+            "init.sigma_w must be a finite number in [0, 1e+06], got -1.0",
+        ),
+        ({"init": {"sigma_b": float("nan")}}, "init.sigma_b must be a finite number"),
+        (
+            {"init": {"scheme": "gausian"}},
+            "init.scheme must be one of torch, gaussian, orthogonal, "
+            "identity, got 'gausian'; did you mean 'gaussian'?",
+        ),
+        ({"init": {"chrono_tmax": 2.0}}, "init.chrono_tmax must be a finite number in (2, 1e+12]"),
+        ({"quantiles": [0.1, 1.5]}, "quantiles[1] must be a finite number in [0.5, 1], got 1.5"),
+        ({"quantiles": [0.0, 0.9]}, "quantiles[0] must be a finite number in (0, 0.5], got 0.0"),
+        ({"quantiles": [0.1, 1.0]}, "quantiles[1] must lie in [0.5, 1), got 1.0"),
+        ({"cells": ["lstn"]}, "unknown cell 'lstn'; did you mean 'lstm'?"),
+        ({"cells": []}, "cells must name at least one cell"),
+        ({"cells": ["rnn", "rnn"]}, "cells lists a cell twice"),
+        ({"cells": ["missing.toml"]}, "cell file 'missing.toml' not found"),
+        ({"seeds": 0}, "seeds (a count) must be an integer in [1, 100000], got 0"),
+        (
+            {"seeds": [1, -2]},
+            "seeds entries must be an integer in [0, 9223372036854775807], got -2",
+        ),
+        ({"seeds": [3, 3]}, "seeds must be a non-empty list of distinct integers"),
+        ({"inputs": {"kind": "file"}}, "inputs.kind = 'file' needs inputs.path"),
+        ({"inputs": {"scale": -1}}, "inputs.scale must be a finite number in [0, 1e+06]"),
+        (
+            {"quantities": {"gradient": "first"}},
+            "quantities.gradient must be one of none, last, sum, got 'first'",
+        ),
+        (
+            {"quantities": {"singular_lags": [500]}},
+            "quantities.singular_lags must lie in [1, steps = 300], got 500",
+        ),
+        ({"quantities": {"lyapunov": 64}}, "quantities.lyapunov must lie in [0, hidden_size = 32]"),
+        ({"lag_window": [10, 400]}, "lag_window[1] must be an integer in [11, 300], got 400"),
+        ({"lag_window": [5]}, "lag_window must be [k0, k1]"),
+        ({"backend": "jax"}, "backend must be one of numpy, cupy, got 'jax'"),
+        ({"init": 3}, "init must be a table, got 3"),
+    ],
+)
 def test_out_of_range_values_name_the_allowed_range(data, message):
     with pytest.raises(ConfigError) as info:
         ExperimentConfig.from_dict(data)
@@ -111,9 +156,12 @@ def test_defaults_and_seed_count():
 
 
 def test_dict_round_trip():
-    cfg = tiny(init=Init(scheme="gaussian", sigma_w=0.9, forget_bias=1.0),
-               quantities=Quantities(paths=True, singular_lags=(10, 5), lyapunov=2),
-               lag_window=(2, 20), quantiles=(0.25, 0.75))
+    cfg = tiny(
+        init=Init(scheme="gaussian", sigma_w=0.9, forget_bias=1.0),
+        quantities=Quantities(paths=True, singular_lags=(10, 5), lyapunov=2),
+        lag_window=(2, 20),
+        quantiles=(0.25, 0.75),
+    )
     again = ExperimentConfig.from_dict(json.loads(json.dumps(cfg.to_dict())))
     assert again == cfg
     assert again.quantities.singular_lags == (5, 10)
@@ -123,7 +171,8 @@ def test_toml_loading_and_relative_paths(tmp_path):
     np.save(tmp_path / "x.npy", np.zeros((30, 2, 3)))
     (tmp_path / "exp.toml").write_text(
         'name = "file-inputs"\ncells = ["gru"]\nhidden_size = 4\ninput_size = 3\nsteps = 30\n'
-        'batch = 2\nseeds = [5]\n[inputs]\nkind = "file"\npath = "x.npy"\n')
+        'batch = 2\nseeds = [5]\n[inputs]\nkind = "file"\npath = "x.npy"\n'
+    )
     cfg = load_config(tmp_path / "exp.toml")
     assert Path(cfg.inputs.path) == tmp_path / "x.npy"
     assert cfg.seeds == (5,)
@@ -149,8 +198,9 @@ def test_cell_files_resolve_against_the_config_file(tmp_path):
     (tmp_path / "cells").mkdir()
     source = EXAMPLES.parent / "cells" / "leaky-rnn.toml"
     (tmp_path / "cells" / "leaky.toml").write_text(source.read_text())
-    (tmp_path / "exp.toml").write_text('cells = ["rnn", "cells/leaky.toml"]\nhidden_size = 4\n'
-                                       "steps = 20\nbatch = 1\nseeds = 1\n")
+    (tmp_path / "exp.toml").write_text(
+        'cells = ["rnn", "cells/leaky.toml"]\nhidden_size = 4\nsteps = 20\nbatch = 1\nseeds = 1\n'
+    )
     result = run_experiment(load_config(tmp_path / "exp.toml"), progress=False)
     assert set(result.cells) == {"rnn", "leaky-rnn"}  # summaries are keyed by the cell's name
 
@@ -164,11 +214,14 @@ def test_cell_init_drops_options_a_cell_has_no_gate_for():
 
 # ---- running ---------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def full_result() -> ExperimentResult:
-    cfg = tiny(cells=("rnn", "lstm"), init=Init(forget_bias=1.0),
-               quantities=Quantities(paths=True, singular_lags=(1, 10), lyapunov=2,
-                                     gradient="last"))
+    cfg = tiny(
+        cells=("rnn", "lstm"),
+        init=Init(forget_bias=1.0),
+        quantities=Quantities(paths=True, singular_lags=(1, 10), lyapunov=2, gradient="last"),
+    )
     return run_experiment(cfg, progress=False)
 
 
@@ -202,15 +255,15 @@ def test_summary_schema(full_result):
 def test_bands_are_quantiles_of_the_individual_runs():
     cfg = tiny(cells=("gru",))
     result = run_experiment(cfg, progress=False)
-    runs = np.concatenate([run_cell(cfg, get_cell("gru"), s)[0].log10_spectral_norm
-                           for s in cfg.seeds], axis=1)
+    runs = np.concatenate(
+        [run_cell(cfg, get_cell("gru"), s)[0].log10_spectral_norm for s in cfg.seeds], axis=1
+    )
     band = result.cells["gru"]["log10_spectral_norm"]
     # Reference: numpy.quantile (linear interpolation) over the 2 seeds x 2 sequences.
     np.testing.assert_allclose(band["q10"], np.quantile(runs, 0.1, axis=1), rtol=0, atol=0)
     np.testing.assert_allclose(band["median"], np.median(runs, axis=1), rtol=0, atol=1e-12)
     rates = decay_rate(runs, cfg.window)
-    assert result.cells["gru"]["decay_rate"]["median"] == pytest.approx(np.median(rates),
-                                                                       abs=1e-12)
+    assert result.cells["gru"]["decay_rate"]["median"] == pytest.approx(np.median(rates), abs=1e-12)
 
 
 def test_reproducible_apart_from_timing(full_result):
@@ -233,21 +286,32 @@ def test_seed_derivation_is_documented_one():
     ss = np.random.SeedSequence([11, zlib.crc32(b"gru")])
     assert seed_sequence(11, "gru").entropy == ss.entropy
     params = initialise(cell, 4, 3, Init(), np.random.default_rng(ss))
-    x = make_inputs("gaussian", 24, 2, 3,
-                    np.random.default_rng(np.random.SeedSequence([11, zlib.crc32(b"inputs")])))
+    x = make_inputs(
+        "gaussian",
+        24,
+        2,
+        3,
+        np.random.default_rng(np.random.SeedSequence([11, zlib.crc32(b"inputs")])),
+    )
     expected = analyze(cell, params, x).log10_spectral_norm
     np.testing.assert_array_equal(run_cell(cfg, cell, 11)[0].log10_spectral_norm, expected)
 
 
 def test_meanfield_entry_for_the_gaussian_tanh_rnn():
-    cfg = tiny(cells=("rnn",), init=Init(scheme="gaussian", sigma_w=0.8),
-               inputs=InputsConfig("constant", value=0.5))
+    cfg = tiny(
+        cells=("rnn",),
+        init=Init(scheme="gaussian", sigma_w=0.8),
+        inputs=InputsConfig("constant", value=0.5),
+    )
     mf = run_experiment(cfg, progress=False).cells["rnn"]["meanfield"]
     from gradflow.analysis.meanfield import tanh_fixed_point
 
     q_star, chi = tanh_fixed_point(0.8, 1.0, 0.0, 0.25)  # constant 0.5: second moment 0.25
-    assert mf == {"predicted_slope": pytest.approx(0.5 * np.log10(chi), abs=1e-12),
-                  "chi": chi, "q_star": q_star}
+    assert mf == {
+        "predicted_slope": pytest.approx(0.5 * np.log10(chi), abs=1e-12),
+        "chi": chi,
+        "q_star": q_star,
+    }
 
 
 def test_zero_products_give_minus_infinity_rates():
@@ -289,9 +353,12 @@ def test_progress_callable_and_save_load(tmp_path):
 
 # ---- command line ----------------------------------------------------------------------------
 
+
 def _write_config(path: Path, text: str = "") -> Path:
-    path.write_text('name = "cli"\ncells = ["rnn", "gru"]\nhidden_size = 4\ninput_size = 2\n'
-                    "steps = 20\nbatch = 1\nseeds = 1\n" + text)
+    path.write_text(
+        'name = "cli"\ncells = ["rnn", "gru"]\nhidden_size = 4\ninput_size = 2\n'
+        "steps = 20\nbatch = 1\nseeds = 1\n" + text
+    )
     return path
 
 

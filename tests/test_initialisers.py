@@ -101,22 +101,32 @@ def test_gaussian_variances() -> None:
     u = p["W_ih"]
     assert abs(u.var() / (su**2 / d) - 1) < _rel_tol_gauss(u.size)
     # b_ih and b_hh each ~ N(0, sb^2 / 2): pool both over 20 seeds for a tight check
-    pooled = np.concatenate([
-        np.concatenate([q["b_ih"], q["b_hh"]])
-        for q in (initialise(get_cell("rnn"), n, 1, Init("gaussian", 0.0, 0.0, sb), _rng(s))
-                  for s in range(20))
-    ])
+    pooled = np.concatenate(
+        [
+            np.concatenate([q["b_ih"], q["b_hh"]])
+            for q in (
+                initialise(get_cell("rnn"), n, 1, Init("gaussian", 0.0, 0.0, sb), _rng(s))
+                for s in range(20)
+            )
+        ]
+    )
     assert abs(np.mean(pooled**2) / (sb**2 / 2) - 1) < _rel_tol_gauss(pooled.size)
 
 
 def test_gaussian_single_bias_gets_full_variance() -> None:
     # gru-reset-before has one bias vector per node: each ~ N(0, sb^2); pooled over 20 seeds
     n, sb = 200, 0.5
-    b = np.concatenate([
-        np.concatenate([p["b_r"], p["b_z"], p["b_n"]])
-        for p in (initialise(get_cell("gru-reset-before"), n, 1, Init("gaussian", 0.0, 0.0, sb),
-                             _rng(s)) for s in range(20))
-    ])
+    b = np.concatenate(
+        [
+            np.concatenate([p["b_r"], p["b_z"], p["b_n"]])
+            for p in (
+                initialise(
+                    get_cell("gru-reset-before"), n, 1, Init("gaussian", 0.0, 0.0, sb), _rng(s)
+                )
+                for s in range(20)
+            )
+        ]
+    )
     assert abs(np.mean(b**2) / sb**2 - 1) < _rel_tol_gauss(b.size)
 
 
@@ -153,11 +163,15 @@ def test_indrnn_and_peephole_vectors() -> None:
     p = initialise(get_cell("indrnn"), 5, 2, Init("identity", sigma_w=0.7), _rng(2))
     assert np.array_equal(p["u"], np.full(5, 0.7))
     m = 300
-    peep = np.concatenate([
-        np.concatenate([q["p_i"], q["p_f"], q["p_o"]])
-        for q in (initialise(get_cell("lstm-peephole"), m, 1, Init("gaussian", sigma_w=2.0),
-                             _rng(s)) for s in range(8))
-    ])
+    peep = np.concatenate(
+        [
+            np.concatenate([q["p_i"], q["p_f"], q["p_o"]])
+            for q in (
+                initialise(get_cell("lstm-peephole"), m, 1, Init("gaussian", sigma_w=2.0), _rng(s))
+                for s in range(8)
+            )
+        ]
+    )
     assert abs(np.mean(peep**2) / (4.0 / m) - 1) < _rel_tol_gauss(peep.size)
     q = initialise(get_cell("lstm-peephole"), 4, 1, Init("orthogonal"), _rng(3))
     assert not np.any(q["p_f"])
@@ -220,9 +234,7 @@ def test_forget_bias_on_one_vector() -> None:
             assert np.array_equal(base[k], p[k])
 
 
-@pytest.mark.parametrize(
-    ("name", "bias"), [("gru", "b_iz"), ("minimalrnn", "b_u"), ("mgu", "b_f")]
-)
+@pytest.mark.parametrize(("name", "bias"), [("gru", "b_iz"), ("minimalrnn", "b_u"), ("mgu", "b_f")])
 def test_update_bias(name: str, bias: str) -> None:
     p = initialise(get_cell(name), 5, 2, Init("gaussian", sigma_b=1.0, update_bias=-2.0), _rng())
     assert np.array_equal(p[bias], np.full(5, -2.0))
@@ -230,8 +242,7 @@ def test_update_bias(name: str, bias: str) -> None:
         assert not np.any(p["b_hz"])
 
 
-@pytest.mark.parametrize("name", ["lstm", "lstm-peephole", "lstm-cifg", "gru", "mgu",
-                                  "minimalrnn"])
+@pytest.mark.parametrize("name", ["lstm", "lstm-peephole", "lstm-cifg", "gru", "mgu", "minimalrnn"])
 def test_chrono(name: str) -> None:
     tmax = 40.0
     cell = get_cell(name)

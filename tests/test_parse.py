@@ -29,8 +29,9 @@ from gradflow.errors import CellError, EquationError, GradflowError
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "cells"
 FUZZ_EXAMPLES = 300
-FUZZ = settings(max_examples=FUZZ_EXAMPLES, deadline=None,
-                suppress_health_check=[HealthCheck.too_slow])
+FUZZ = settings(
+    max_examples=FUZZ_EXAMPLES, deadline=None, suppress_health_check=[HealthCheck.too_slow]
+)
 AFFINE = "W @ x + U @ h + b"
 
 
@@ -41,8 +42,9 @@ def v(name: str) -> sp.Symbol:
 def elementwise(text: str, parameters: tuple[str, ...] = ("alpha",)) -> sp.Expr:
     """The SymPy expression the parser builds for ``h_new = text`` (after ``a`` affine)."""
     uses_alpha = "alpha" in text
-    cell = define_cell("t", ["h"], {"a": AFFINE, "h_new": text},
-                       parameters=parameters if uses_alpha else ())
+    cell = define_cell(
+        "t", ["h"], {"a": AFFINE, "h_new": text}, parameters=parameters if uses_alpha else ()
+    )
     node = cell.node_map["h_new"]
     assert isinstance(node, Elementwise)
     return node.expr
@@ -79,8 +81,10 @@ a, h, alpha = v("a"), v("h"), v("alpha")
         ("h ** +8", h**8),
         ("0.25 * a", sp.Float(0.25) * a),
         ("1e3 * a", 1000 * a),
-        ("abs(a) + exp(h) + log(1 + h**2) + sqrt(1 + a**2) + sin(a) * cos(h)",
-         sp.Abs(a) + sp.exp(h) + sp.log(1 + h**2) + sp.sqrt(1 + a**2) + sp.sin(a) * sp.cos(h)),
+        (
+            "abs(a) + exp(h) + log(1 + h**2) + sqrt(1 + a**2) + sin(a) * cos(h)",
+            sp.Abs(a) + sp.exp(h) + sp.log(1 + h**2) + sp.sqrt(1 + a**2) + sp.sin(a) * sp.cos(h),
+        ),
         ("softplus(a)", FUNCTIONS["softplus"](a)),
         ("((a))", a),
         ("(" * 150 + "a" + ")" * 150, a),  # parentheses add no nesting
@@ -94,37 +98,64 @@ def test_elementwise_grammar(text: str, expected: sp.Expr) -> None:
 
 
 def test_affine_lines() -> None:
-    cell = define_cell("t", ["h"], [("a", "W @ x + U @ h + b1 + b2"), ("g", "tanh(a)"),
-                                    ("a2", "(V @ g) + c"), ("h_new", "a2")])
+    cell = define_cell(
+        "t",
+        ["h"],
+        [
+            ("a", "W @ x + U @ h + b1 + b2"),
+            ("g", "tanh(a)"),
+            ("a2", "(V @ g) + c"),
+            ("h_new", "a2"),
+        ],
+    )
     assert cell.node_map["a"] == Affine("a", (("W", "x"), ("U", "h")), ("b1", "b2"))
     assert cell.node_map["a2"] == Affine("a2", (("V", "g"),), ("c",))
     kinds = {p.name: (p.kind, p.shape) for p in cell.parameters}
-    assert kinds == {"W": ("weight", ("n", "d")), "U": ("weight", ("n", "n")),
-                     "b1": ("bias", ("n",)), "b2": ("bias", ("n",)),
-                     "V": ("weight", ("n", "n")), "c": ("bias", ("n",))}
+    assert kinds == {
+        "W": ("weight", ("n", "d")),
+        "U": ("weight", ("n", "n")),
+        "b1": ("bias", ("n",)),
+        "b2": ("bias", ("n",)),
+        "V": ("weight", ("n", "n")),
+        "c": ("bias", ("n",)),
+    }
 
 
 def test_define_cell_options_and_default_update() -> None:
-    cell = define_cell("leaky", "h", {"a": AFFINE, "h_new": "(1 - alpha)*h + alpha*tanh(a)"},
-                       reference="ref", parameters=["alpha"],
-                       description="desc", convention="conv")
+    cell = define_cell(
+        "leaky",
+        "h",
+        {"a": AFFINE, "h_new": "(1 - alpha)*h + alpha*tanh(a)"},
+        reference="ref",
+        parameters=["alpha"],
+        description="desc",
+        convention="conv",
+    )
     assert cell.update == (("h", "h_new"),) and cell.state == ("h",)
     assert (cell.reference, cell.description, cell.convention) == ("ref", "desc", "conv")
     assert {p.name: p.kind for p in cell.parameters}["alpha"] == "vector"
-    other = define_cell("two", ["h", "c"], {"a": "W @ u + U @ h + b", "c2": "c + tanh(a)",
-                                            "h2": "tanh(c2)"},
-                        input="u", update={"h": "h2", "c": "c2"})
+    other = define_cell(
+        "two",
+        ["h", "c"],
+        {"a": "W @ u + U @ h + b", "c2": "c + tanh(a)", "h2": "tanh(c2)"},
+        input="u",
+        update={"h": "h2", "c": "c2"},
+    )
     assert other.input == "u" and dict(other.update) == {"h": "h2", "c": "c2"}
     assert other.parameter_count(4, 3) == 4 * 3 + 4 * 4 + 4
 
 
 def test_define_cell_accepts_sympy_expressions() -> None:
     h_sym = sp.Symbol("h")  # no assumptions: the cell makes every symbol real
-    cell = define_cell("s", ["h"], {"a": AFFINE, "h_new": (1 - v("alpha")) * h_sym
-                                    + v("alpha") * sp.tanh(sp.Symbol("a"))},
-                       parameters=["alpha"])
-    text = define_cell("s2", ["h"], {"a": AFFINE, "h_new": "(1 - alpha)*h + alpha*tanh(a)"},
-                       parameters=["alpha"])
+    cell = define_cell(
+        "s",
+        ["h"],
+        {"a": AFFINE, "h_new": (1 - v("alpha")) * h_sym + v("alpha") * sp.tanh(sp.Symbol("a"))},
+        parameters=["alpha"],
+    )
+    text = define_cell(
+        "s2", ["h"], {"a": AFFINE, "h_new": "(1 - alpha)*h + alpha*tanh(a)"}, parameters=["alpha"]
+    )
     assert str(cell.jacobian()) == str(text.jacobian())
 
 
@@ -200,8 +231,10 @@ KNOWN = "abs, cos, exp, log, relu, sigmoid, sin, softplus, sqrt, tanh"
         ("a + 1/(h - h)", "not finite"),
         ("a + sqrt(-1)", "not real"),
         ("a + log(-2)", "not real"),
-        ("(((((((((9*h)**8)**8)**8)**8)**8)**8)**8)**8)", "a constant in the expression grows "
-         "too large"),
+        (
+            "(((((((((9*h)**8)**8)**8)**8)**8)**8)**8)**8)",
+            "a constant in the expression grows too large",
+        ),
         ("-" * 100 + "h", "nested too deeply (more than 50 levels)"),
         ("tanh(" * 60 + "h" + ")" * 60, "nested too deeply"),
         ("h" + "+h" * 1000, "is 2001 characters long (at most 2000)"),
@@ -234,50 +267,93 @@ def test_rejected_expressions(text: str, message: str) -> None:
 @pytest.mark.parametrize(
     ("equations", "kw", "message"),
     [
-        ({"a": "W @ x - U @ h", "h_new": "a"}, {},
-         "equation 'a': an affine line may only add terms with '+'"),
-        ({"a": "W @ (x + h)", "h_new": "a"}, {},
-         "equation 'a': each '@' term must be WEIGHT @ VECTOR with two names, got 'W @ (x + h)'"),
+        (
+            {"a": "W @ x - U @ h", "h_new": "a"},
+            {},
+            "equation 'a': an affine line may only add terms with '+'",
+        ),
+        (
+            {"a": "W @ (x + h)", "h_new": "a"},
+            {},
+            "equation 'a': each '@' term must be WEIGHT @ VECTOR with two names, got 'W @ (x + h)'",
+        ),
         ({"a": "W @ x @ h", "h_new": "a"}, {}, "each '@' term must be WEIGHT @ VECTOR"),
         ({"a": "W.T @ x", "h_new": "a"}, {}, "each '@' term must be WEIGHT @ VECTOR"),
         ({"a": "W @ x + 2 * b", "h_new": "a"}, {}, "got term '2 * b'"),
         ({"a": "W @ x + h", "h_new": "a"}, {}, "'h' is a vector; an affine line adds only"),
         ({"a": "h @ x", "h_new": "a"}, {}, "equation 'a': 'h' is a vector, not a weight"),
         ({"a": "W @ q", "h_new": "a"}, {}, "equation 'a': undefined symbol 'q'"),
-        ({"a": "W @ g", "g": "tanh(h)", "h_new": "a"}, {},
-         "equation 'a': 'g' is used before it is defined (equations run in order; move 'g' "
-         "above this line)"),
-        ({"a": "W @ x + b", "c": "V @ b", "h_new": "a"}, {},
-         "equation 'c': 'b' is a parameter; the right side of '@' must be the input"),
-        ({"a": "W @ x + W @ h", "h_new": "a"}, {},
-         "weight 'W' multiplies vectors of size n and d; use two weights"),
-        ({"a": "W @ x + b", "c": "b @ h", "h_new": "a"}, {},
-         "equation 'c': 'b' is used both as bias and weight"),
-        ({"a": "W @ x + alpha", "h_new": "alpha * a"}, {"parameters": ["alpha"]},
-         "'alpha' is declared in parameters = [...] (a vector parameter) but used as a bias"),
-        ({"a": "W @ x + g", "g": "tanh(h)", "h_new": "a"}, {},
-         "'g' names an equation, so it cannot also be a bias"),
+        (
+            {"a": "W @ g", "g": "tanh(h)", "h_new": "a"},
+            {},
+            "equation 'a': 'g' is used before it is defined (equations run in order; move 'g' "
+            "above this line)",
+        ),
+        (
+            {"a": "W @ x + b", "c": "V @ b", "h_new": "a"},
+            {},
+            "equation 'c': 'b' is a parameter; the right side of '@' must be the input",
+        ),
+        (
+            {"a": "W @ x + W @ h", "h_new": "a"},
+            {},
+            "weight 'W' multiplies vectors of size n and d; use two weights",
+        ),
+        (
+            {"a": "W @ x + b", "c": "b @ h", "h_new": "a"},
+            {},
+            "equation 'c': 'b' is used both as bias and weight",
+        ),
+        (
+            {"a": "W @ x + alpha", "h_new": "alpha * a"},
+            {"parameters": ["alpha"]},
+            "'alpha' is declared in parameters = [...] (a vector parameter) but used as a bias",
+        ),
+        (
+            {"a": "W @ x + g", "g": "tanh(h)", "h_new": "a"},
+            {},
+            "'g' names an equation, so it cannot also be a bias",
+        ),
         ({"a": "W @ x", "a ": "h"}, {}, "equation 'a ': node 'a ' is not a plain identifier"),
         ([("a", "W @ x"), ("a", "tanh(h)")], {}, "equation 'a': 'a' is defined twice"),
-        ({"a": "W @ x", "W": "tanh(a)", "h_new": "W"}, {},
-         "equation 'a': 'W' names an equation, so it cannot also be a weight"),
+        (
+            {"a": "W @ x", "W": "tanh(a)", "h_new": "W"},
+            {},
+            "equation 'a': 'W' names an equation, so it cannot also be a weight",
+        ),
         ({"h": "tanh(h)"}, {}, "equation 'h': 'h' is defined twice"),
         ({"x": "tanh(h)", "h_new": "x"}, {}, "equation 'x': 'x' is defined twice"),
-        ({"alpha": "tanh(h)", "h_new": "alpha"}, {"parameters": ["alpha"]},
-         "equation 'alpha': 'alpha' is defined twice"),
+        (
+            {"alpha": "tanh(h)", "h_new": "alpha"},
+            {"parameters": ["alpha"]},
+            "equation 'alpha': 'alpha' is defined twice",
+        ),
         ({"exp": "tanh(h)", "h_new": "exp"}, {}, "'exp' is a function; it cannot name a node"),
         ({"lambda": "tanh(h)", "h_new": "h"}, {}, "node 'lambda' is not allowed (keyword"),
         ({"xp": "tanh(h)", "h_new": "h"}, {}, "node 'xp' is reserved for generated code"),
         ({"a" * 33: "tanh(h)", "h_new": "h"}, {}, "longer than 32 characters"),
         ({"h_new": 3}, {}, "equation 'h_new': must be a string (or a SymPy expression), got int"),
-        ({"g": "tanh(h)"}, {}, "update: no update for state 'h': add h = \"<equation>\" under "
-         "[update] (or define an equation named h_new)"),
-        ({"h_new": "tanh(h)"}, {"parameters": ["beta"]},
-         "parameters: 'beta' is declared but not used in any elementwise line"),
-        ({"h_new": "tanh(h)"}, {"update": {"h": "h_nw"}},
-         "update 'h': 'h_nw' is not an equation; did you mean 'h_new'?"),
-        ({"h_new": "tanh(h)"}, {"update": {"h": "h_new", "c": "h_new"}},
-         "update 'c': not a state vector (state: h)"),
+        (
+            {"g": "tanh(h)"},
+            {},
+            "update: no update for state 'h': add h = \"<equation>\" under "
+            "[update] (or define an equation named h_new)",
+        ),
+        (
+            {"h_new": "tanh(h)"},
+            {"parameters": ["beta"]},
+            "parameters: 'beta' is declared but not used in any elementwise line",
+        ),
+        (
+            {"h_new": "tanh(h)"},
+            {"update": {"h": "h_nw"}},
+            "update 'h': 'h_nw' is not an equation; did you mean 'h_new'?",
+        ),
+        (
+            {"h_new": "tanh(h)"},
+            {"update": {"h": "h_new", "c": "h_new"}},
+            "update 'c': not a state vector (state: h)",
+        ),
         ({"h_new": "tanh(h)"}, {"update": {"h": "h"}}, "update 'h': 'h' is not an equation"),
         ({"h_new": "tanh(h)"}, {"update": "h_new"}, "update must be a table (dict)"),
         ({}, {}, "equations must define 1 to 200 nodes, got 0"),
@@ -326,7 +402,7 @@ def test_cell_errors_are_prefixed() -> None:
 
 
 # -- TOML files ----------------------------------------------------------------------------
-GOOD = '''name = "leaky"
+GOOD = """name = "leaky"
 state = ["h"]
 parameters = ["alpha"]
 
@@ -336,7 +412,7 @@ h_new = "(1 - alpha) * h + alpha * tanh(a)"
 
 [update]
 h = "h_new"
-'''
+"""
 
 
 def write(tmp_path: Path, text: str | bytes, name: str = "cell.toml") -> Path:
@@ -371,31 +447,43 @@ def test_example_files_load(path: Path) -> None:
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        (GOOD.replace("tanh(a)", "__import__('os')"),
-         ":7: equation 'h_new': name '__import__' is not allowed"),
+        (
+            GOOD.replace("tanh(a)", "__import__('os')"),
+            ":7: equation 'h_new': name '__import__' is not allowed",
+        ),
         (GOOD.replace("W @ x", "W @ q"), ":6: equation 'a': undefined symbol 'q'"),
         (GOOD.replace('h = "h_new"', 'h = "h_nw"'), ":10: update 'h': 'h_nw' is not an equation"),
         (GOOD.replace('state = ["h"]', 'state = "h"'), ":2: state must be a list of strings"),
-        (GOOD.replace('parameters = ["alpha"]', 'parameters = ["alpha", "beta"]'),
-         ":3: parameters: 'beta' is declared but not used"),
+        (
+            GOOD.replace('parameters = ["alpha"]', 'parameters = ["alpha", "beta"]'),
+            ":3: parameters: 'beta' is declared but not used",
+        ),
         (GOOD.replace('name = "leaky"', 'name = "gru"'), ":1: name 'gru' is a catalogue cell"),
         (GOOD + "\n[foo]\nk = 1\n", ":12: key 'foo': unknown key; allowed: name, state"),
         (GOOD + "\nfoo = 1\n", ":12: update 'foo': not a state vector (state: h)"),
         ("colour = 1\n" + GOOD, ":1: key 'colour': unknown key"),
         (GOOD.replace('a = "W', '"a" = "W').replace("@ x", "@ y"), ":6: equation 'a': undefined"),
-        (GOOD.replace("[equations]\n", "[equations]\n'x.__class__' = \"h\"\n"),
-         ":6: equation 'x.__class__': node 'x.__class__' is not a plain identifier"),
-        (GOOD.replace('h_new = "(1', 'h_new = 3 #'), ":7: equation 'h_new': must be a string"),
-        (GOOD.replace("[update]", "[equations.sub]\nk = 1\n[update]"),
-         ": equation 'sub': must be a string (or a SymPy expression), got dict"),
+        (
+            GOOD.replace("[equations]\n", "[equations]\n'x.__class__' = \"h\"\n"),
+            ":6: equation 'x.__class__': node 'x.__class__' is not a plain identifier",
+        ),
+        (GOOD.replace('h_new = "(1', "h_new = 3 #"), ":7: equation 'h_new': must be a string"),
+        (
+            GOOD.replace("[update]", "[equations.sub]\nk = 1\n[update]"),
+            ": equation 'sub': must be a string (or a SymPy expression), got dict",
+        ),
         (GOOD.replace('state = ["h"]', 'state = ["h"\n'), ": not valid TOML: "),
         (GOOD.replace('state = ["h"]', ""), ": missing 'state'"),
         ('name = "a"\nstate = ["h"]\n', ": missing 'equations'"),
         ("", ": missing 'state'"),
-        (GOOD.replace('[update]\nh = "h_new"\n', '[update]\n'),
-         ": update: no update for state 'h'"),
-        ('update = "h_new"\n' + GOOD.replace('[update]\nh = "h_new"\n', ''),
-         ":1: update must be a table (dict)"),
+        (
+            GOOD.replace('[update]\nh = "h_new"\n', "[update]\n"),
+            ": update: no update for state 'h'",
+        ),
+        (
+            'update = "h_new"\n' + GOOD.replace('[update]\nh = "h_new"\n', ""),
+            ":1: update must be a table (dict)",
+        ),
         ("a = " + "[" * 3000 + "]" * 3000 + "\n", ": not valid TOML: nested too deeply"),
     ],
 )
@@ -424,14 +512,12 @@ def test_file_read_errors(tmp_path: Path) -> None:
 
 # -- the command line -----------------------------------------------------------------------
 def test_cli_derive_cell_file() -> None:
-    result = CliRunner().invoke(cli, ["derive", "--cell-file",
-                                      str(EXAMPLES / "leaky-rnn.toml")])
+    result = CliRunner().invoke(cli, ["derive", "--cell-file", str(EXAMPLES / "leaky-rnn.toml")])
     assert result.exit_code == 0, result.output
-    assert result.output.strip() == (
-        "dh_t/dh_{t-1} = diag(1 - alpha) + diag(alpha*(1 - g**2)) @ U"
+    assert result.output.strip() == ("dh_t/dh_{t-1} = diag(1 - alpha) + diag(alpha*(1 - g**2)) @ U")
+    result = CliRunner().invoke(
+        cli, ["derive", "--cell-file", str(EXAMPLES / "janet.toml"), "--latex"]
     )
-    result = CliRunner().invoke(cli, ["derive", "--cell-file", str(EXAMPLES / "janet.toml"),
-                                      "--latex"])
     assert result.exit_code == 0 and r"\operatorname{diag}" in result.output
 
 
@@ -452,8 +538,12 @@ MALICIOUS = [
 def test_cli_rejects_malicious_files(tmp_path: Path, payload: str) -> None:
     marker = tmp_path / "pwned"
     body = payload.format(marker=marker).replace("\\", "\\\\").replace('"', '\\"')
-    path = write(tmp_path, GOOD.replace('"(1 - alpha) * h + alpha * tanh(a)"', f'"{body}"')
-                 .replace('parameters = ["alpha"]\n', ""))
+    path = write(
+        tmp_path,
+        GOOD.replace('"(1 - alpha) * h + alpha * tanh(a)"', f'"{body}"').replace(
+            'parameters = ["alpha"]\n', ""
+        ),
+    )
     result = CliRunner().invoke(cli, ["derive", "--cell-file", str(path)])
     assert result.exit_code == 2
     lines = result.stderr.strip().splitlines()
@@ -479,11 +569,70 @@ def test_cli_cell_and_file_conflict(tmp_path: Path) -> None:
 
 # -- fuzzing --------------------------------------------------------------------------------
 TOKENS = [
-    "h", "x", "a", "alpha", "W", "U", "b", "q", "h_new", "c", "+", "-", "*", "/", "**", "@",
-    "%", "(", ")", "(", ")", ",", ".", "[", "]", ":", "=", "'", '"', "lambda", "if", "else",
-    "for", "in", "not", "and", "True", "None", "__class__", "__import__", "__globals__",
-    "_x", "__", "exec", "eval", "getattr", "open", "0", "1", "2", "8", "9", "0.5", "-1",
-    "1e308", "1e400", "99999999999999999", "9" * 400, "1j", "'os'", "\\", "\n", "\t", "#",
+    "h",
+    "x",
+    "a",
+    "alpha",
+    "W",
+    "U",
+    "b",
+    "q",
+    "h_new",
+    "c",
+    "+",
+    "-",
+    "*",
+    "/",
+    "**",
+    "@",
+    "%",
+    "(",
+    ")",
+    "(",
+    ")",
+    ",",
+    ".",
+    "[",
+    "]",
+    ":",
+    "=",
+    "'",
+    '"',
+    "lambda",
+    "if",
+    "else",
+    "for",
+    "in",
+    "not",
+    "and",
+    "True",
+    "None",
+    "__class__",
+    "__import__",
+    "__globals__",
+    "_x",
+    "__",
+    "exec",
+    "eval",
+    "getattr",
+    "open",
+    "0",
+    "1",
+    "2",
+    "8",
+    "9",
+    "0.5",
+    "-1",
+    "1e308",
+    "1e400",
+    "99999999999999999",
+    "9" * 400,
+    "1j",
+    "'os'",
+    "\\",
+    "\n",
+    "\t",
+    "#",
     *FUNCTIONS,
 ]
 token_soup = st.lists(
@@ -491,18 +640,42 @@ token_soup = st.lists(
 ).map(lambda parts: "".join(tok + sep for tok, sep in parts))
 
 
-LEAVES = ["h", "a", "alpha", "c", "x", "W", "b", "q", "__class__", "_x", "0", "1", "2", "0.5",
-          "1e12", "1e13", "-1", "8", "3.25", "1.5e-3", "9" * 400]
+LEAVES = [
+    "h",
+    "a",
+    "alpha",
+    "c",
+    "x",
+    "W",
+    "b",
+    "q",
+    "__class__",
+    "_x",
+    "0",
+    "1",
+    "2",
+    "0.5",
+    "1e12",
+    "1e13",
+    "-1",
+    "8",
+    "3.25",
+    "1.5e-3",
+    "9" * 400,
+]
 grammar = st.recursive(
     st.sampled_from(LEAVES),
     lambda inner: st.one_of(
-        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "**", "**", "@", "%"]), inner)
-        .map(lambda t: f"({t[0]} {t[1]} {t[2]})"),
-        st.tuples(st.sampled_from([*FUNCTIONS, "exec", "__import__", "foo"]), inner)
-        .map(lambda t: f"{t[0]}({t[1]})"),
+        st.tuples(inner, st.sampled_from(["+", "-", "*", "/", "**", "**", "@", "%"]), inner).map(
+            lambda t: f"({t[0]} {t[1]} {t[2]})"
+        ),
+        st.tuples(st.sampled_from([*FUNCTIONS, "exec", "__import__", "foo"]), inner).map(
+            lambda t: f"{t[0]}({t[1]})"
+        ),
         inner.map(lambda e: f"-{e}"),
-        st.tuples(inner, st.sampled_from([".__class__", "[0]", "(1)", " if h else a"]))
-        .map("".join),
+        st.tuples(inner, st.sampled_from([".__class__", "[0]", "(1)", " if h else a"])).map(
+            "".join
+        ),
     ),
     max_leaves=12,
 )
@@ -510,9 +683,12 @@ grammar = st.recursive(
 
 def _define_or_refuse(expr: str) -> None:
     try:
-        cell = define_cell("fuzz", ["h", "c"],
-                           {"a": AFFINE, "e": expr, "h_new": "alpha * h + e", "c_new": "c * e"},
-                           parameters=["alpha"])
+        cell = define_cell(
+            "fuzz",
+            ["h", "c"],
+            {"a": AFFINE, "e": expr, "h_new": "alpha * h + e", "c_new": "c * e"},
+            parameters=["alpha"],
+        )
     except GradflowError as err:
         assert "\n" not in str(err)
         return
@@ -568,11 +744,11 @@ PRINTABLE = string.printable.encode()
 @given(
     source=st.sampled_from(VALID_FILES),
     cut=st.floats(0.0, 1.0),
-    edits=st.lists(st.tuples(st.floats(0.0, 1.0), st.sampled_from(list(PRINTABLE))),
-                   max_size=3),
+    edits=st.lists(st.tuples(st.floats(0.0, 1.0), st.sampled_from(list(PRINTABLE))), max_size=3),
 )
-def test_fuzz_truncated_and_mutated_files(fuzz_dir: Path, source: bytes, cut: float,
-                                          edits: list[tuple[float, int]]) -> None:
+def test_fuzz_truncated_and_mutated_files(
+    fuzz_dir: Path, source: bytes, cut: float, edits: list[tuple[float, int]]
+) -> None:
     data = bytearray(source[: int(len(source) * cut)] if cut < 0.9 else source)
     for where, byte in edits:
         if data:
@@ -587,7 +763,8 @@ def test_fuzz_truncated_and_mutated_files(fuzz_dir: Path, source: bytes, cut: fl
 
 # -- docs/bad-inputs.md, section "Equation files" ------------------------------------------
 BASE = GOOD.replace('parameters = ["alpha"]\n', "").replace(
-    '"(1 - alpha) * h + alpha * tanh(a)"', '"tanh(a)"')
+    '"(1 - alpha) * h + alpha * tanh(a)"', '"tanh(a)"'
+)
 DOC_CASES: dict[str, str | bytes | None] = {
     "file does not exist": None,
     "not UTF-8 (Latin-1 bytes)": BASE.replace("tanh", "t\u00e4nh").encode("latin-1"),
@@ -597,8 +774,9 @@ DOC_CASES: dict[str, str | bytes | None] = {
     "`state` is a string": BASE.replace('state = ["h"]', 'state = "h"'),
     "no `[equations]` table": 'name = "leaky"\nstate = ["h"]\n',
     "cell named like a catalogue cell": BASE.replace('"leaky"', '"lstm"'),
-    "`__import__('os').system('rm -rf ~')`":
-        BASE.replace('"tanh(a)"', "\"__import__('os').system('rm -rf ~')\""),
+    "`__import__('os').system('rm -rf ~')`": BASE.replace(
+        '"tanh(a)"', "\"__import__('os').system('rm -rf ~')\""
+    ),
     "`().__class__.__bases__`": BASE.replace('"tanh(a)"', '"().__class__.__bases__"'),
     "`exec('...')`": BASE.replace('"tanh(a)"', "\"exec('1')\""),
     "`(lambda: 1)()`": BASE.replace('"tanh(a)"', '"(lambda: 1)()"'),
@@ -607,12 +785,12 @@ DOC_CASES: dict[str, str | bytes | None] = {
     "`'text'`": BASE.replace('"tanh(a)"', "\"'text'\""),
     "unknown function `swish(a)`": BASE.replace('"tanh(a)"', '"swish(a)"'),
     "function name used as a symbol": BASE.replace('"tanh(a)"', '"tanh * a"'),
-    "equation named `x.__class__`": BASE.replace('h_new = "tanh(a)"',
-                                                 '"x.__class__" = "tanh(a)"'),
+    "equation named `x.__class__`": BASE.replace('h_new = "tanh(a)"', '"x.__class__" = "tanh(a)"'),
     "undeclared vector parameter": BASE.replace('"tanh(a)"', '"alpha * tanh(a)"'),
     "typo in a name": BASE.replace('"tanh(a)"', '"tanh(aa)"'),
-    "node used before its definition":
-        BASE.replace('a = "W @ x + U @ h + b"', 'a = "W @ x + U @ g + b"\ng = "tanh(h)"'),
+    "node used before its definition": BASE.replace(
+        'a = "W @ x + U @ h + b"', 'a = "W @ x + U @ g + b"\ng = "tanh(h)"'
+    ),
     "the input used elementwise": BASE.replace('"tanh(a)"', '"tanh(a + x)"'),
     "a weight used elementwise": BASE.replace('"tanh(a)"', '"tanh(W * a)"'),
     "`@` inside an elementwise line": BASE.replace('"tanh(a)"', '"tanh(U @ h)"'),
@@ -624,13 +802,15 @@ DOC_CASES: dict[str, str | bytes | None] = {
     "number too large": BASE.replace('"tanh(a)"', '"1e20 * a"'),
     "division by zero": BASE.replace('"tanh(a)"', '"a / 0"'),
     "nesting deeper than 50": BASE.replace('"tanh(a)"', '"' + "-" * 60 + 'a"'),
-    "equation longer than 2000 characters":
-        BASE.replace('"tanh(a)"', '"' + "+".join(["a"] * 1001) + '"'),
+    "equation longer than 2000 characters": BASE.replace(
+        '"tanh(a)"', '"' + "+".join(["a"] * 1001) + '"'
+    ),
     "not an expression": BASE.replace('"tanh(a)"', '"a +"'),
     "non-ASCII character": BASE.replace('"tanh(a)"', '"tanh(\u03b1)"'),
     "equation value not a string": BASE.replace('"tanh(a)"', "3"),
-    "declared parameter never used": BASE.replace('state = ["h"]',
-                                                  'state = ["h"]\nparameters = ["beta"]'),
+    "declared parameter never used": BASE.replace(
+        'state = ["h"]', 'state = ["h"]\nparameters = ["beta"]'
+    ),
     "no update for a state": BASE.replace('state = ["h"]', 'state = ["h", "c"]'),
     "update names no equation": BASE.replace('h = "h_new"', 'h = "h_nw"'),
     "update of a name that is no state": BASE.replace('h = "h_new"', 'h = "h_new"\nc = "a"'),

@@ -80,11 +80,14 @@ def test_style_does_not_touch_global_rcparams(experiment):
     assert before == after
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"venue": "nips1999"}, "unknown venue 'nips1999'; choose one of neurips"),
-    ({"venue": "__class__"}, "unknown venue"),
-    ({"column": "third"}, "unknown column 'third'; choose 'half' or 'full'"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"venue": "nips1999"}, "unknown venue 'nips1999'; choose one of neurips"),
+        ({"venue": "__class__"}, "unknown venue"),
+        ({"column": "third"}, "unknown column 'third'; choose 'half' or 'full'"),
+    ],
+)
 def test_style_rejects_unknown_names(kwargs, message):
     with pytest.raises(UsageError, match=message):
         plots.style(**kwargs)
@@ -93,8 +96,9 @@ def test_style_rejects_unknown_names(kwargs, message):
 def test_palette_is_colour_blind_safe_sequence():
     colours = plots.palette()
     assert len(set(colours)) == len(colours) >= 6
-    assert set(colours) <= {tuple(c) for c in mpl.color_sequences["okabe_ito"]} or \
-        set(colours) <= {tuple(c) for c in mpl.color_sequences["petroff10"]}
+    assert set(colours) <= {tuple(c) for c in mpl.color_sequences["okabe_ito"]} or set(colours) <= {
+        tuple(c) for c in mpl.color_sequences["petroff10"]
+    }
 
 
 # ---- golden images ----------------------------------------------------------------------------
@@ -130,8 +134,9 @@ def test_norms_from_analysis_band_spans_the_batch(analysis):
     ax = draw("plot_norms", analysis).axes[0]
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "lstm"]
     # Reference: the median over the batch of the saved array, computed here with numpy.
-    np.testing.assert_allclose(line.get_ydata(), np.median(analysis.log10_spectral_norm, axis=1),
-                               rtol=0, atol=1e-12)
+    np.testing.assert_allclose(
+        line.get_ydata(), np.median(analysis.log10_spectral_norm, axis=1), rtol=0, atol=1e-12
+    )
     assert ax.get_xlim() == (0.0, float(analysis.steps))
 
 
@@ -179,8 +184,11 @@ def test_missing_data_is_a_usage_error(experiment, sweep):
     bare = json.loads(json.dumps(experiment))
     for cell in bare["cells"].values():
         cell.update(paths={}, log10_singular_values={}, lyapunov_exponents=[])
-    for fn, message in (("plot_paths", "no path data"), ("plot_singular_values",
-                        "no singular values"), ("plot_lyapunov", "no Lyapunov")):
+    for fn, message in (
+        ("plot_paths", "no path data"),
+        ("plot_singular_values", "no singular values"),
+        ("plot_lyapunov", "no Lyapunov"),
+    ):
         with pytest.raises(UsageError, match=message):
             draw(fn, bare)
     with pytest.raises(UsageError, match="from a sweep"):
@@ -206,10 +214,18 @@ def test_phase_diagram_centres_colours_at_zero_and_labels_regimes(sweep):
 
 
 def test_phase_diagram_one_axis_and_categorical(sweep):
-    one = {"kind": "sweep", "axes": {"cell": ["rnn", "lstm", "gru"]}, "points": [
-        {"params": {"cell": c}, "decay_rate": r, "log10_norm_final": 60 * r, "regime": g}
-        for c, r, g in (("rnn", -0.05, "vanishing"), ("lstm", -0.01, "vanishing"),
-                        ("gru", 0.0, "preserved"))]}
+    one = {
+        "kind": "sweep",
+        "axes": {"cell": ["rnn", "lstm", "gru"]},
+        "points": [
+            {"params": {"cell": c}, "decay_rate": r, "log10_norm_final": 60 * r, "regime": g}
+            for c, r, g in (
+                ("rnn", -0.05, "vanishing"),
+                ("lstm", -0.01, "vanishing"),
+                ("gru", 0.0, "preserved"),
+            )
+        ],
+    }
     ax = draw("plot_phase_diagram", one).axes[0]
     assert [t.get_text() for t in ax.get_xticklabels()] == ["rnn", "lstm", "gru"]
 
@@ -230,7 +246,10 @@ def test_two_saves_give_identical_bytes_in_every_format(tmp_path, experiment):
     pdf = (tmp_path / "a" / "norms.pdf").read_bytes()
     assert b"/CreationDate" not in pdf
     assert sorted(p.name for p in (tmp_path / "a").iterdir()) == [
-        "norms.pdf", "norms.png", "norms.svg"]  # no temporary files left behind
+        "norms.pdf",
+        "norms.png",
+        "norms.svg",
+    ]  # no temporary files left behind
 
 
 def test_svg_is_identical_across_processes(tmp_path):
@@ -239,8 +258,10 @@ def test_svg_is_identical_across_processes(tmp_path):
         "plots.plot_result(sys.argv[1], sys.argv[2], formats=('svg', 'pdf'))\n"
     )
     for run in ("a", "b"):
-        subprocess.run([sys.executable, "-c", script, str(DATA / "sweep.json"),
-                        str(tmp_path / run)], check=True)
+        subprocess.run(
+            [sys.executable, "-c", script, str(DATA / "sweep.json"), str(tmp_path / run)],
+            check=True,
+        )
     for name in ("phase_diagram.svg", "phase_diagram.pdf"):
         assert (tmp_path / "a" / name).read_bytes() == (tmp_path / "b" / name).read_bytes()
 
@@ -271,8 +292,12 @@ def test_unknown_format_is_refused(tmp_path, experiment):
 def test_plot_result_draws_every_supported_figure(tmp_path):
     written = plots.plot_result(DATA / "analysis.json", tmp_path, formats=("svg",))
     assert sorted(p.name for p in written) == [
-        "lyapunov.svg", "norms.svg", "norms_frobenius.svg", "paths.svg",
-        "singular_values_lstm.svg"]
+        "lyapunov.svg",
+        "norms.svg",
+        "norms_frobenius.svg",
+        "paths.svg",
+        "singular_values_lstm.svg",
+    ]
     with pytest.raises(UsageError, match="claims result has no figure"):
         plots.plot_result(DATA / "claims.json", tmp_path)
 
@@ -280,13 +305,16 @@ def test_plot_result_draws_every_supported_figure(tmp_path):
 def test_cli_plot_redraws_saved_results(tmp_path):
     runner = CliRunner()
     out = tmp_path / "figs"
-    res = runner.invoke(cli, ["plot", str(DATA / "sweep.json"), "--out", str(out),
-                              "--format", "png", "--venue", "icml"])
+    res = runner.invoke(
+        cli,
+        ["plot", str(DATA / "sweep.json"), "--out", str(out), "--format", "png", "--venue", "icml"],
+    )
     assert res.exit_code == 0, res.output
     assert (out / "phase_diagram.png").exists()
     assert "phase_diagram.png" in res.output
-    res = runner.invoke(cli, ["plot", str(DATA / "sweep.json"), "--out", str(out),
-                              "--venue", "nips1999"])
+    res = runner.invoke(
+        cli, ["plot", str(DATA / "sweep.json"), "--out", str(out), "--venue", "nips1999"]
+    )
     assert res.exit_code == 2
     assert "unknown venue 'nips1999'" in res.output
     bad = tmp_path / "bad.json"

@@ -8,14 +8,35 @@ from pathlib import Path
 import gradflow
 
 PUBLIC = {
-    "CATALOGUE", "AnalysisResult", "Cell", "GradflowError", "Init", "__version__", "analyze",
-    "define_cell", "get_cell", "initialise", "load_cell_file", "load_inputs", "load_weights",
-    "rollout", "save_weights", "state_jacobian", "state_jacobians",
+    "CATALOGUE",
+    "AnalysisResult",
+    "Cell",
+    "GradflowError",
+    "Init",
+    "__version__",
+    "analyze",
+    "define_cell",
+    "get_cell",
+    "initialise",
+    "load_cell_file",
+    "load_inputs",
+    "load_weights",
+    "rollout",
+    "save_weights",
+    "state_jacobian",
+    "state_jacobians",
 }
 PACKAGE = Path(gradflow.__file__).parent
 # The data flow of DESIGN.md, lowest first; leaves any module may import.
-LAYERS = ["cells", "symbolic", "codegen|spectral", "engine|weights|initialisers|results",
-          "analysis", "plots|report", "cli"]
+LAYERS = [
+    "cells",
+    "symbolic",
+    "codegen|spectral",
+    "engine|weights|initialisers|results",
+    "analysis",
+    "plots|report",
+    "cli",
+]
 LEAVES = {"errors", "backend", "atomic", "citations", "results"}
 
 

@@ -31,13 +31,23 @@ from gradflow.results import load_json
 from gradflow.symbolic.render import equations_latex, jacobian_latex
 
 DATA = Path(__file__).parent / "baseline" / "data"
-FIGURE_STEMS = ["decay_rates", "lyapunov", "norms", "norms_frobenius", "paths",
-                "phase_diagram", "singular_values"]
+FIGURE_STEMS = [
+    "decay_rates",
+    "lyapunov",
+    "norms",
+    "norms_frobenius",
+    "paths",
+    "phase_diagram",
+    "singular_values",
+]
 
 
 def results() -> tuple[dict, dict, dict]:
-    return (load_json(DATA / "experiment.json"), load_json(DATA / "sweep.json"),
-            load_json(DATA / "claims.json"))
+    return (
+        load_json(DATA / "experiment.json"),
+        load_json(DATA / "sweep.json"),
+        load_json(DATA / "claims.json"),
+    )
 
 
 @pytest.fixture(scope="module")
@@ -86,6 +96,7 @@ def parse(path: Path) -> Page:
 
 def math_elements(text: str) -> list[ET.Element]:
     """Each <math> element parsed as XML (named HTML5 entities made numeric first)."""
+
     def numeric(m: re.Match) -> str:
         name = m.group(1) + ";"
         if name in html.entities.html5:
@@ -100,13 +111,23 @@ def math_elements(text: str) -> list[ET.Element]:
 
 
 def test_report_folder_layout(report):
-    assert sorted(p.name for p in report.iterdir()) == ["data", "figures", "index.html",
-                                                         "report.md"]
+    assert sorted(p.name for p in report.iterdir()) == [
+        "data",
+        "figures",
+        "index.html",
+        "report.md",
+    ]
     assert sorted(p.name for p in (report / "data").iterdir()) == [
-        "claims.csv", "claims.json", "decay_rates.csv", "experiment.json", "sweep.json",
-        "sweep_points.csv"]
+        "claims.csv",
+        "claims.json",
+        "decay_rates.csv",
+        "experiment.json",
+        "sweep.json",
+        "sweep_points.csv",
+    ]
     assert sorted(p.name for p in (report / "figures").iterdir()) == sorted(
-        f"{s}.{fmt}" for s in FIGURE_STEMS for fmt in ("png", "svg"))
+        f"{s}.{fmt}" for s in FIGURE_STEMS for fmt in ("png", "svg")
+    )
     siblings = [p.name for p in report.parent.iterdir()]
     assert siblings == ["latest"]  # no temporary folder left beside it
 
@@ -195,7 +216,7 @@ def test_report_shows_numbers_references_and_configuration(report):
     for c in claims["claims"]:
         assert c["title"] in text
     assert "Elman (1990)" in text and "Gers, Schmidhuber" in text
-    assert '&#34;steps&#34;: 60' in text or "&quot;steps&quot;: 60" in text
+    assert "&#34;steps&#34;: 60" in text or "&quot;steps&quot;: 60" in text
     assert "seeds 0, 1, 2" in text
     assert f"{len(sweep['points'])} points" in text
 
@@ -243,8 +264,14 @@ def test_markdown_has_math_blocks_tables_and_figure_links(report):
 
 def test_same_results_give_the_same_report(report, tmp_path):
     again = build_report(*results(), tmp_path / "again", formats=("svg", "png"))
-    for name in ("index.html", "report.md", "figures/norms.svg", "figures/norms.png",
-                 "data/decay_rates.csv", "data/experiment.json"):
+    for name in (
+        "index.html",
+        "report.md",
+        "figures/norms.svg",
+        "figures/norms.png",
+        "data/decay_rates.csv",
+        "data/experiment.json",
+    ):
         assert (again / name).read_bytes() == (report / name).read_bytes(), name
 
 
@@ -324,8 +351,21 @@ def test_cli_report_with_config_runs_the_real_pipeline(tmp_path):
     config = tmp_path / "tiny.toml"
     config.write_text(CONFIG)
     out = tmp_path / "rep"
-    res = CliRunner().invoke(cli, ["report", "--config", str(config), "--out", str(out),
-                                   "--quiet", "--format", "png", "--jobs", "1"])
+    res = CliRunner().invoke(
+        cli,
+        [
+            "report",
+            "--config",
+            str(config),
+            "--out",
+            str(out),
+            "--quiet",
+            "--format",
+            "png",
+            "--jobs",
+            "1",
+        ],
+    )
     assert res.exit_code == 0, res.output
     assert res.output.strip() == str(out / "index.html")
     experiment = load_json(out / "data" / "experiment.json")
@@ -335,7 +375,7 @@ def test_cli_report_with_config_runs_the_real_pipeline(tmp_path):
     assert not (out / "data" / "claims.json").exists()
     text = (out / "index.html").read_text(encoding="utf-8")
     assert "tiny &lt;comparison&gt;" in text
-    assert 'hidden_size = 6' in text  # the user's TOML, verbatim
+    assert "hidden_size = 6" in text  # the user's TOML, verbatim
     assert (out / "figures" / "phase_diagram.svg").is_file()
     assert not (out / "figures" / "norms.pdf").exists()
     assert (out / "figures" / "norms.png").is_file() and (out / "figures" / "norms.svg").is_file()
@@ -348,9 +388,10 @@ def test_cli_report_with_config_runs_the_real_pipeline(tmp_path):
 
 def test_cli_report_errors_are_one_line(tmp_path):
     bad = tmp_path / "bad.toml"
-    bad.write_text('hiden_size = 8\n')
-    res = CliRunner().invoke(cli, ["report", "--config", str(bad), "--out",
-                                   str(tmp_path / "r"), "--quiet"])
+    bad.write_text("hiden_size = 8\n")
+    res = CliRunner().invoke(
+        cli, ["report", "--config", str(bad), "--out", str(tmp_path / "r"), "--quiet"]
+    )
     assert res.exit_code == 2
     assert "hidden_size" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "r").exists()

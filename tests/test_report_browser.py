@@ -27,17 +27,36 @@ pytestmark = pytest.mark.skipif(not CHROMIUM.exists(), reason="needs /usr/bin/ch
 def screenshot(page: Path, png: Path, profile: Path, size: str = "1200,3000") -> None:
     """Render ``page`` with headless Chromium into ``png``."""
     subprocess.run(
-        [str(CHROMIUM), "--headless", "--no-sandbox", "--disable-gpu", "--disable-quic",
-         "--no-first-run", "--disable-background-networking", "--disable-component-update",
-         "--disable-sync", f"--user-data-dir={profile}", f"--screenshot={png}",
-         f"--window-size={size}", page.resolve().as_uri()],
-        check=True, capture_output=True, timeout=120)
+        [
+            str(CHROMIUM),
+            "--headless",
+            "--no-sandbox",
+            "--disable-gpu",
+            "--disable-quic",
+            "--no-first-run",
+            "--disable-background-networking",
+            "--disable-component-update",
+            "--disable-sync",
+            f"--user-data-dir={profile}",
+            f"--screenshot={png}",
+            f"--window-size={size}",
+            page.resolve().as_uri(),
+        ],
+        check=True,
+        capture_output=True,
+        timeout=120,
+    )
 
 
 @pytest.mark.slow
 def test_chromium_renders_the_report(tmp_path):
-    out = build_report(load_json(DATA / "experiment.json"), load_json(DATA / "sweep.json"),
-                       load_json(DATA / "claims.json"), tmp_path / "report", formats=("svg",))
+    out = build_report(
+        load_json(DATA / "experiment.json"),
+        load_json(DATA / "sweep.json"),
+        load_json(DATA / "claims.json"),
+        tmp_path / "report",
+        formats=("svg",),
+    )
     png = tmp_path / "shot.png"
     screenshot(out / "index.html", png, tmp_path / "profile")
     assert png.is_file() and png.stat().st_size > 10_000

@@ -26,44 +26,69 @@ from gradflow.results import dumps
 
 EXAMPLES = Path(__file__).resolve().parents[1] / "examples" / "experiments"
 
-BASE = ExperimentConfig(name="tiny", cells=("rnn",), hidden_size=4, input_size=2, steps=20,
-                        batch=1, seeds=(0,), init=Init(scheme="gaussian"))
+BASE = ExperimentConfig(
+    name="tiny",
+    cells=("rnn",),
+    hidden_size=4,
+    input_size=2,
+    steps=20,
+    batch=1,
+    seeds=(0,),
+    init=Init(scheme="gaussian"),
+)
 
 
 def big_sweep() -> SweepConfig:
     """4 cells x 13 gains x 2 sizes x 2 lengths = 208 tiny points (n 4..8, T 20..30, B 1)."""
-    return SweepConfig(BASE, (
-        ("cell", ("rnn", "gru", "lstm", "mgu")),
-        ("init.sigma_w", tuple(0.5 + 0.25 * i for i in range(13))),
-        ("hidden_size", (4, 8)),
-        ("steps", (20, 30)),
-    ))
+    return SweepConfig(
+        BASE,
+        (
+            ("cell", ("rnn", "gru", "lstm", "mgu")),
+            ("init.sigma_w", tuple(0.5 + 0.25 * i for i in range(13))),
+            ("hidden_size", (4, 8)),
+            ("steps", (20, 30)),
+        ),
+    )
 
 
 def small_sweep() -> SweepConfig:
-    return SweepConfig(BASE, (("cell", ("rnn", "gru")),
-                              ("init.sigma_w", (0.5, 1.0, 2.0, 4.0))))
+    return SweepConfig(BASE, (("cell", ("rnn", "gru")), ("init.sigma_w", (0.5, 1.0, 2.0, 4.0))))
 
 
 # ---- configuration ---------------------------------------------------------------------------
 
-@pytest.mark.parametrize(("axes", "message"), [
-    ({"init.sigma_ww": [1.0]}, "unknown key 'sweep.axes.init.sigma_ww' in the sweep config; "
-                               "did you mean 'sweep.axes.init.sigma_w'?"),
-    ({"cells": ["rnn"]}, "did you mean 'sweep.axes.cell'?"),
-    ({"hidden_size": []}, "sweep.axes.hidden_size must be a non-empty list"),
-    ({"hidden_size": [4, 4]}, "sweep.axes.hidden_size lists a value twice"),
-    ({"hidden_size": [4, 0]}, 'sweep point {"hidden_size":0}: hidden_size must be an integer in '
-                              "[1, 1000000], got 0"),
-    ({"init.sigma_w": {"start": 0, "stop": 1}}, "sweep.axes.init.sigma_w needs start, stop and "
-                                                "num (missing num)"),
-    ({"init.sigma_w": {"start": 0, "stop": 1, "num": 3, "log": True}},
-     "sweep.axes.init.sigma_w.start must be a finite number in (0, inf)"),
-    ({"init.sigma_w": {"start": 0, "stop": 1, "nun": 3}}, "did you mean "
-                                                         "'sweep.axes.init.sigma_w.num'?"),
-    ({"cell": ["rnn", "lsmt"]}, "unknown cell 'lsmt'; did you mean 'lstm'?"),
-    ({}, "a sweep needs at least one axis"),
-])
+
+@pytest.mark.parametrize(
+    ("axes", "message"),
+    [
+        (
+            {"init.sigma_ww": [1.0]},
+            "unknown key 'sweep.axes.init.sigma_ww' in the sweep config; "
+            "did you mean 'sweep.axes.init.sigma_w'?",
+        ),
+        ({"cells": ["rnn"]}, "did you mean 'sweep.axes.cell'?"),
+        ({"hidden_size": []}, "sweep.axes.hidden_size must be a non-empty list"),
+        ({"hidden_size": [4, 4]}, "sweep.axes.hidden_size lists a value twice"),
+        (
+            {"hidden_size": [4, 0]},
+            'sweep point {"hidden_size":0}: hidden_size must be an integer in [1, 1000000], got 0',
+        ),
+        (
+            {"init.sigma_w": {"start": 0, "stop": 1}},
+            "sweep.axes.init.sigma_w needs start, stop and num (missing num)",
+        ),
+        (
+            {"init.sigma_w": {"start": 0, "stop": 1, "num": 3, "log": True}},
+            "sweep.axes.init.sigma_w.start must be a finite number in (0, inf)",
+        ),
+        (
+            {"init.sigma_w": {"start": 0, "stop": 1, "nun": 3}},
+            "did you mean 'sweep.axes.init.sigma_w.num'?",
+        ),
+        ({"cell": ["rnn", "lsmt"]}, "unknown cell 'lsmt'; did you mean 'lstm'?"),
+        ({}, "a sweep needs at least one axis"),
+    ],
+)
 def test_config_errors(axes, message):
     with pytest.raises(ConfigError) as info:
         SweepConfig.from_dict({"cells": ["rnn"], "sweep": {"axes": axes}})
@@ -80,26 +105,35 @@ def test_config_errors_outside_the_axes():
 
 
 def test_grid_order_and_implicit_cell_axis():
-    cfg = SweepConfig.from_dict({"cells": ["rnn", "gru"], "sweep": {"axes": {
-        "init.sigma_w": {"start": 1, "stop": 4, "num": 3, "log": False}}}})
+    cfg = SweepConfig.from_dict(
+        {
+            "cells": ["rnn", "gru"],
+            "sweep": {"axes": {"init.sigma_w": {"start": 1, "stop": 4, "num": 3, "log": False}}},
+        }
+    )
     assert [a for a, _ in cfg.axes] == ["cell", "init.sigma_w"]
     points = list(cfg.points())
-    assert points[:2] == [{"cell": "rnn", "init.sigma_w": 1.0},
-                          {"cell": "rnn", "init.sigma_w": 2.5}]
+    assert points[:2] == [
+        {"cell": "rnn", "init.sigma_w": 1.0},
+        {"cell": "rnn", "init.sigma_w": 2.5},
+    ]
     assert len(points) == 6
     assert cfg.point_config(points[4]).cells == ("gru",)
     assert cfg.point_config(points[4]).init.sigma_w == 2.5
-    log = SweepConfig.from_dict({"sweep": {"axes": {"init.sigma_w": {
-        "start": 0.5, "stop": 8, "num": 5, "log": True}}}})
+    log = SweepConfig.from_dict(
+        {"sweep": {"axes": {"init.sigma_w": {"start": 0.5, "stop": 8, "num": 5, "log": True}}}}
+    )
     assert [a for a, _ in log.axes] == ["cell", "init.sigma_w"]  # default cells: 3 of them
     assert log.axes[1][1] == pytest.approx((0.5, 1.0, 2.0, 4.0, 8.0), rel=1e-12)
 
 
 def test_point_seeds_depend_on_coordinates_only():
-    a = SweepConfig(BASE.replace(seeds=(0, 1)), (("init.sigma_w", (0.5, 1.0)),
-                                                 ("hidden_size", (4, 8))))
-    b = SweepConfig(BASE.replace(seeds=(0, 1)), (("hidden_size", (8, 4)),
-                                                 ("init.sigma_w", (1.0, 0.5))))
+    a = SweepConfig(
+        BASE.replace(seeds=(0, 1)), (("init.sigma_w", (0.5, 1.0)), ("hidden_size", (4, 8)))
+    )
+    b = SweepConfig(
+        BASE.replace(seeds=(0, 1)), (("hidden_size", (8, 4)), ("init.sigma_w", (1.0, 0.5)))
+    )
     p = {"init.sigma_w": 1.0, "hidden_size": 8}
     assert a.point_config(p) == b.point_config(p)
     seeds = [a.point_config(q).seeds for q in a.points()]
@@ -121,6 +155,7 @@ def test_regimes():
 
 
 # ---- running ---------------------------------------------------------------------------------
+
 
 def test_sweep_result_schema(tmp_path):
     result = run_sweep(small_sweep(), tmp_path, progress=False)
@@ -154,8 +189,7 @@ def test_inline_and_process_pool_agree_on_200_points(tmp_path, inline_big):
 def test_dask_local_cluster_agrees(tmp_path, inline_big):
     distributed = pytest.importorskip("distributed")
     with distributed.LocalCluster(n_workers=2, processes=False, dashboard_address=None) as lc:
-        on_dask = run_sweep(big_sweep(), tmp_path, scheduler=lc.scheduler_address,
-                            progress=False)
+        on_dask = run_sweep(big_sweep(), tmp_path, scheduler=lc.scheduler_address, progress=False)
     assert on_dask.evaluated == 208
     assert on_dask.comparable() == inline_big.comparable()
 
@@ -208,7 +242,8 @@ def test_corrupt_point_files_are_recomputed(tmp_path):
     assert again.evaluated == 2
     assert again.comparable() == whole.comparable()
     assert SweepResult.load(tmp_path / "sweep.json").comparable() == json.loads(
-        dumps(whole.comparable()))
+        dumps(whole.comparable())
+    )
 
 
 def test_overflowing_points_are_kept_as_exploding(tmp_path, monkeypatch):
@@ -233,18 +268,21 @@ def test_overflowing_points_are_kept_as_exploding(tmp_path, monkeypatch):
 
 # ---- command line ----------------------------------------------------------------------------
 
-def _write(path: Path, axes: str = 'cell = ["rnn", "gru"]\n"init.sigma_w" = [0.5, 2.0]\n'
-           ) -> Path:
-    path.write_text('name = "cli"\ncells = ["rnn"]\nhidden_size = 4\ninput_size = 2\n'
-                    'steps = 20\nbatch = 1\nseeds = 1\n[init]\nscheme = "gaussian"\n'
-                    "[sweep.axes]\n" + axes)
+
+def _write(path: Path, axes: str = 'cell = ["rnn", "gru"]\n"init.sigma_w" = [0.5, 2.0]\n') -> Path:
+    path.write_text(
+        'name = "cli"\ncells = ["rnn"]\nhidden_size = 4\ninput_size = 2\n'
+        'steps = 20\nbatch = 1\nseeds = 1\n[init]\nscheme = "gaussian"\n'
+        "[sweep.axes]\n" + axes
+    )
     return path
 
 
 def test_cli_sweep(tmp_path):
     cfg = _write(tmp_path / "s.toml")
-    res = CliRunner().invoke(cli, ["sweep", str(cfg), "--out", str(tmp_path / "out"),
-                                   "--jobs", "2"])
+    res = CliRunner().invoke(
+        cli, ["sweep", str(cfg), "--out", str(tmp_path / "out"), "--jobs", "2"]
+    )
     assert res.exit_code == 0, res.output
     assert "4 points:" in res.stdout and "init.sigma_w" in res.stdout
     assert (tmp_path / "out" / "sweep.json").is_file()
@@ -257,8 +295,17 @@ def test_cli_sweep_errors(tmp_path):
     res = CliRunner().invoke(cli, ["sweep", str(bad), "-o", str(tmp_path / "o")])
     assert res.exit_code == 2 and res.output.count("\n") == 1
     assert "did you mean 'sweep.axes.init.sigma_w'?" in res.output
-    both = CliRunner().invoke(cli, ["sweep", str(_write(tmp_path / "s.toml")), "--jobs", "2",
-                                    "--scheduler", "tcp://127.0.0.1:1"])
+    both = CliRunner().invoke(
+        cli,
+        [
+            "sweep",
+            str(_write(tmp_path / "s.toml")),
+            "--jobs",
+            "2",
+            "--scheduler",
+            "tcp://127.0.0.1:1",
+        ],
+    )
     assert both.exit_code == 2 and "either --jobs or --scheduler" in both.output
 
 

@@ -48,16 +48,28 @@ def test_reference_files_present() -> None:
 
 @pytest.mark.parametrize("extra", [[], ["--gradient", "last"]], ids=["contract", "gradient"])
 @pytest.mark.parametrize("ref_path", REFERENCES, ids=lambda p: p.stem)
-def test_cli_analyze_matches_torch_autograd(ref_path: Path, extra: list[str],
-                                            tmp_path: Path) -> None:
+def test_cli_analyze_matches_torch_autograd(
+    ref_path: Path, extra: list[str], tmp_path: Path
+) -> None:
     from gradflow.cli import cli
 
     ref, weights, inputs = _files(ref_path)
     out = tmp_path / "out.json"
-    result = CliRunner().invoke(cli, [
-        "analyze", "--cell", ref["cell"], "--weights", str(weights), "--inputs", str(inputs),
-        "--output", str(out), *extra,
-    ])
+    result = CliRunner().invoke(
+        cli,
+        [
+            "analyze",
+            "--cell",
+            ref["cell"],
+            "--weights",
+            str(weights),
+            "--inputs",
+            str(inputs),
+            "--output",
+            str(out),
+            *extra,
+        ],
+    )
     assert result.exit_code == 0, result.output
     got = json.loads(out.read_text())
     for key in ("cell", "hidden_size", "input_size", "steps", "batch", "lags"):
@@ -66,13 +78,13 @@ def test_cli_analyze_matches_torch_autograd(ref_path: Path, extra: list[str],
         # torch autograd reference; 1e-8 absolute in log10
         np.testing.assert_allclose(got[key], ref[key], rtol=0, atol=LOG10_TOL, err_msg=key)
     # h_T from torch's own forward pass; 1e-12 absolute
-    np.testing.assert_allclose(got["final_hidden"], ref["final_hidden"], rtol=0,
-                               atol=HIDDEN_TOL)
+    np.testing.assert_allclose(got["final_hidden"], ref["final_hidden"], rtol=0, atol=HIDDEN_TOL)
     if extra:
         assert got["gradient_loss"] == "last"
         # torch.autograd.grad of L = sum(h_T) w.r.t. s_{T-k}; 1e-8 absolute in log10
-        np.testing.assert_allclose(got["log10_gradient_norm"], ref["log10_gradient_norm"],
-                                   rtol=0, atol=LOG10_TOL)
+        np.testing.assert_allclose(
+            got["log10_gradient_norm"], ref["log10_gradient_norm"], rtol=0, atol=LOG10_TOL
+        )
 
 
 @pytest.mark.parametrize("ref_path", REFERENCES, ids=lambda p: p.stem)
@@ -85,8 +97,10 @@ def test_engine_gradient_norm_matches_torch_autograd(ref_path: Path) -> None:
     x = load_inputs(inputs, input_size=params.input_size)
     res = analyze(ref["cell"], params.params, x, gradient="last")
     # torch.autograd.grad of L = sum(h_T) w.r.t. s_{T-k}; 1e-8 absolute in log10
-    np.testing.assert_allclose(res.log10_gradient_norm, ref["log10_gradient_norm"], rtol=0,
-                               atol=LOG10_TOL)
-    np.testing.assert_allclose(res.log10_spectral_norm, ref["log10_spectral_norm"], rtol=0,
-                               atol=LOG10_TOL)
+    np.testing.assert_allclose(
+        res.log10_gradient_norm, ref["log10_gradient_norm"], rtol=0, atol=LOG10_TOL
+    )
+    np.testing.assert_allclose(
+        res.log10_spectral_norm, ref["log10_spectral_norm"], rtol=0, atol=LOG10_TOL
+    )
     np.testing.assert_allclose(res.final_hidden, ref["final_hidden"], rtol=0, atol=HIDDEN_TOL)

@@ -76,9 +76,9 @@ def test_file_uses_pytorch_names_and_gate_order(cell: str, gates: str, tmp_path:
         return
     # PyTorch docs: weight_hh_l0 = [W_h<gate> for gate in order] stacked by rows
     for k, gate in enumerate(gates):
-        assert np.array_equal(raw["weight_hh_l0"][k * N:(k + 1) * N], params[f"W_h{gate}"])
-        assert np.array_equal(raw["weight_ih_l0"][k * N:(k + 1) * N], params[f"W_i{gate}"])
-        assert np.array_equal(raw["bias_hh_l0"][k * N:(k + 1) * N], params[f"b_h{gate}"])
+        assert np.array_equal(raw["weight_hh_l0"][k * N : (k + 1) * N], params[f"W_h{gate}"])
+        assert np.array_equal(raw["weight_ih_l0"][k * N : (k + 1) * N], params[f"W_i{gate}"])
+        assert np.array_equal(raw["bias_hh_l0"][k * N : (k + 1) * N], params[f"b_h{gate}"])
     assert from_torch_tensors(cell, raw).keys() == params.keys()
 
 
@@ -106,7 +106,7 @@ def test_state_dict_prefix_is_accepted(tmp_path: Path) -> None:
     tensors |= {"fc.weight": np.ones((2, N)), "fc.bias": np.zeros(2)}  # the rest of the model
     save_file(tensors, tmp_path / "model.safetensors")
     p = load_weights(tmp_path / "model.safetensors", "lstm")
-    assert np.array_equal(p["W_hf"], tensors["lstm.weight_hh_l0"][N:2 * N])
+    assert np.array_equal(p["W_hf"], tensors["lstm.weight_hh_l0"][N : 2 * N])
 
 
 @pytest.mark.parametrize("dtype", [np.float16, np.float32])
@@ -116,15 +116,18 @@ def test_low_precision_is_upcast(dtype: type, tmp_path: Path) -> None:
     p = load_weights(tmp_path / "w.safetensors", "gru")
     assert p["W_hz"].dtype == np.float64
     # multiples of 1/8 below 2048 are exact in float16, so the upcast is exact
-    assert np.array_equal(p["W_hz"], tensors["weight_hh_l0"][N:2 * N].astype(np.float64))
+    assert np.array_equal(p["W_hz"], tensors["weight_hh_l0"][N : 2 * N].astype(np.float64))
 
 
 def write_raw_safetensors(path: Path, tensors: dict[str, tuple[str, tuple, bytes]]) -> None:
     """The safetensors layout by hand: u64 header length, JSON header, raw bytes."""
     header, data = {}, b""
     for name, (dtype, shape, blob) in tensors.items():
-        header[name] = {"dtype": dtype, "shape": list(shape),
-                        "data_offsets": [len(data), len(data) + len(blob)]}
+        header[name] = {
+            "dtype": dtype,
+            "shape": list(shape),
+            "data_offsets": [len(data), len(data) + len(blob)],
+        }
         data += blob
     text = json.dumps(header).encode()
     path.write_bytes(struct.pack("<Q", len(text)) + text + data)
@@ -133,10 +136,17 @@ def write_raw_safetensors(path: Path, tensors: dict[str, tuple[str, tuple, bytes
 def bf16_file(path: Path) -> dict[str, np.ndarray]:
     """An rnn file in bfloat16; values are multiples of 1/8, exact in bfloat16."""
     exact = {k: (v * 8).round() / 8 for k, v in torch_tensors("rnn").items()}
-    write_raw_safetensors(path, {
-        k: ("BF16", v.shape, (v.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes())
-        for k, v in exact.items()
-    })
+    write_raw_safetensors(
+        path,
+        {
+            k: (
+                "BF16",
+                v.shape,
+                (v.astype(np.float32).view(np.uint32) >> 16).astype("<u2").tobytes(),
+            )
+            for k, v in exact.items()
+        },
+    )
     return exact
 
 
@@ -150,6 +160,7 @@ def test_bfloat16_is_upcast_with_ml_dtypes(tmp_path: Path) -> None:
 def test_bfloat16_without_ml_dtypes_says_how_to_install(tmp_path: Path) -> None:
     try:
         import ml_dtypes  # noqa: F401
+
         pytest.skip("ml_dtypes is installed")
     except ImportError:
         pass
@@ -169,6 +180,7 @@ def _save(name: str, tensors: dict[str, np.ndarray]) -> Callable[[Path], Path]:
         else:
             save_file(tensors, path)
         return path
+
     return write
 
 
@@ -183,6 +195,7 @@ def _bytes(name: str, data: bytes | Callable[[Path], bytes]) -> Callable[[Path],
         path = tmp / name
         path.write_bytes(data(tmp) if callable(data) else data)
         return path
+
     return write
 
 
@@ -193,6 +206,7 @@ def _truncated(name: str) -> Callable[[Path], Path]:
         data = good.read_bytes()
         good.unlink()
         return _bytes(name, data[: len(data) // 2])(tmp)
+
     return write
 
 
@@ -228,74 +242,220 @@ two_sets = {f"{p}.{k}": v for p in ("enc", "dec") for k, v in torch_tensors().it
 
 #: (label, cell, writer, expected message fragment, message includes library detail)
 WEIGHT_CASES: list[tuple[str, str, Callable[[Path], Path], str, bool]] = [
-    ("file does not exist", "lstm", lambda tmp: tmp / "missing.safetensors",
-     "missing.safetensors: no such file", False),
-    ("a directory", "lstm", lambda tmp: (tmp / "dir.npz").mkdir() or tmp / "dir.npz",
-     "not a regular file", False),
-    ("pickled PyTorch checkpoint `.pt`", "lstm", _pickled("model.pt"),
-     "pickled files are never loaded", False),
-    ("pickled `.pth` / `.pkl` / `.bin` / `.ckpt`", "lstm", _pickled("model.ckpt"),
-     "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')", False),
-    ("unknown extension `.h5`", "lstm", _bytes("w.h5", b"\x89HDF"),
-     "unknown weight file extension '.h5'; use .safetensors or .npz", False),
-    ("pickle renamed to `.npz`", "lstm", _pickled("w.npz"),
-     "it holds pickled data, which is never loaded", False),
-    ("random bytes as `.safetensors`", "lstm", _bytes("w.safetensors", b"not a tensor file"),
-     "truncated or corrupt file", True),
-    ("truncated `.safetensors` (half the bytes)", "lstm", _truncated("w.safetensors"),
-     "truncated or corrupt file", True),
-    ("truncated `.npz` (half the bytes)", "lstm", _truncated("w.npz"),
-     "truncated or corrupt file", True),
+    (
+        "file does not exist",
+        "lstm",
+        lambda tmp: tmp / "missing.safetensors",
+        "missing.safetensors: no such file",
+        False,
+    ),
+    (
+        "a directory",
+        "lstm",
+        lambda tmp: (tmp / "dir.npz").mkdir() or tmp / "dir.npz",
+        "not a regular file",
+        False,
+    ),
+    (
+        "pickled PyTorch checkpoint `.pt`",
+        "lstm",
+        _pickled("model.pt"),
+        "pickled files are never loaded",
+        False,
+    ),
+    (
+        "pickled `.pth` / `.pkl` / `.bin` / `.ckpt`",
+        "lstm",
+        _pickled("model.ckpt"),
+        "safetensors.torch.save_file(model.state_dict(), 'w.safetensors')",
+        False,
+    ),
+    (
+        "unknown extension `.h5`",
+        "lstm",
+        _bytes("w.h5", b"\x89HDF"),
+        "unknown weight file extension '.h5'; use .safetensors or .npz",
+        False,
+    ),
+    (
+        "pickle renamed to `.npz`",
+        "lstm",
+        _pickled("w.npz"),
+        "it holds pickled data, which is never loaded",
+        False,
+    ),
+    (
+        "random bytes as `.safetensors`",
+        "lstm",
+        _bytes("w.safetensors", b"not a tensor file"),
+        "truncated or corrupt file",
+        True,
+    ),
+    (
+        "truncated `.safetensors` (half the bytes)",
+        "lstm",
+        _truncated("w.safetensors"),
+        "truncated or corrupt file",
+        True,
+    ),
+    (
+        "truncated `.npz` (half the bytes)",
+        "lstm",
+        _truncated("w.npz"),
+        "truncated or corrupt file",
+        True,
+    ),
     ("empty `.npz` file", "lstm", _bytes("w.npz", b""), "truncated or corrupt file", True),
-    ("`.npz` with an object array", "lstm", _object_npz,
-     "bias_hh_l0 is an object array, which needs pickle and is never loaded", False),
-    ("a single `.npy` array renamed `.npz`", "lstm", _npy_as_npz,
-     "holds a single array, not an .npz archive", False),
-    ("missing tensors", "lstm", _save("w.npz", _replace("lstm", bias_ih_l0=None,
-                                                        bias_hh_l0=None)),
-     "missing tensors bias_ih_l0, bias_hh_l0 for lstm", False),
-    ("extra tensors", "gru", _save("w.npz", _replace("gru", extra_scale=np.ones(3))),
-     "extra tensors extra_scale not used by gru", False),
-    ("two-layer LSTM", "lstm", _save("w.safetensors", torch_tensors() | {
-        "weight_ih_l1": np.ones((16, 4)), "weight_hh_l1": np.ones((16, 4))}),
-     "only layer 0 of a unidirectional lstm without projection is supported; the file also "
-     "holds weight_hh_l1, weight_ih_l1", False),
-    ("bidirectional GRU", "gru", _save("w.npz", torch_tensors("gru") | {
-        "weight_ih_l0_reverse": np.ones((12, 3))}),
-     "the file also holds weight_ih_l0_reverse", False),
-    ("LSTM with projection (`proj_size`)", "lstm", _save("w.npz", torch_tensors() | {
-        "weight_hr_l0": np.ones((2, 4))}), "the file also holds weight_hr_l0", False),
-    ("two prefixed sets in one state_dict", "lstm", _save("w.safetensors", two_sets),
-     "holds 2 complete sets of lstm tensors (prefixes 'dec.', 'enc.')", False),
-    ("wrong shape of `weight_hh_l0`", "lstm", _save("w.npz", _replace(
-        "lstm", weight_hh_l0=np.ones((12, 4)))),
-     "weight_hh_l0 has shape (12, 4); expected (G*n, n) = (16, 4) for lstm (G=4) with n=4", False),
-    ("wrong rows of `weight_ih_l0`", "rnn", _save("w.npz", _replace(
-        "rnn", weight_ih_l0=np.ones((5, 3)))),
-     "weight_ih_l0 has shape (5, 3); expected (n, d) = (4, 3) for rnn with n=4, d=3", False),
-    ("wrong rank of a bias", "gru", _save("w.npz", _replace("gru", bias_ih_l0=np.ones((12, 1)))),
-     "bias_ih_l0 has rank 2 (shape (12, 1)); expected rank 1, (G*n,), for gru", False),
-    ("integer tensor", "rnn", _save("w.safetensors", _replace(
-        "rnn", weight_hh_l0=np.ones((4, 4), dtype=np.int64))),
-     "weight_hh_l0 has dtype int64; weights must be floating point", False),
-    ("boolean tensor", "rnn", _save("w.npz", _replace("rnn", bias_ih_l0=np.ones(4, dtype=bool))),
-     "bias_ih_l0 has dtype bool; weights must be floating point", False),
-    ("complex tensor", "rnn", _save("w.npz", _replace("rnn", bias_hh_l0=np.ones(4, complex))),
-     "bias_hh_l0 has dtype complex128; weights must be floating point", False),
-    ("float8 tensor", "rnn", lambda tmp: write_raw_safetensors(tmp / "w.safetensors", {
-        "weight_hh_l0": ("F8_E4M3", (4, 4), bytes(16))}) or tmp / "w.safetensors",
-     "weight_hh_l0 has dtype F8_E4M3, which NumPy cannot hold; save it as float32", False),
-    ("NaN and inf values", "lstm", _save("w.safetensors", _replace("lstm", bias_hh_l0=nan_bias)),
-     "bias_hh_l0 has 3 non-finite values (first at index 5)", False),
-    ("hidden size n = 0", "rnn", _save("w.npz", {
-        "weight_ih_l0": np.ones((0, 3)), "weight_hh_l0": np.ones((0, 0)),
-        "bias_ih_l0": np.ones(0), "bias_hh_l0": np.ones(0)}),
-     "weight_hh_l0 has shape (0, 0), so the hidden size n is 0; it must be at least 1", False),
-    ("input size d = 0", "lstm", _save("w.npz", _replace("lstm", weight_ih_l0=np.ones((16, 0)))),
-     "weight_ih_l0 has shape (16, 0), so the input size d is 0", False),
-    ("peephole file missing a peephole vector", "lstm-peephole", _save(
-        "w.npz", {k: v for k, v in random_params("lstm-peephole").items() if k != "p_o"}),
-     "missing tensors p_o for lstm-peephole", False),
+    (
+        "`.npz` with an object array",
+        "lstm",
+        _object_npz,
+        "bias_hh_l0 is an object array, which needs pickle and is never loaded",
+        False,
+    ),
+    (
+        "a single `.npy` array renamed `.npz`",
+        "lstm",
+        _npy_as_npz,
+        "holds a single array, not an .npz archive",
+        False,
+    ),
+    (
+        "missing tensors",
+        "lstm",
+        _save("w.npz", _replace("lstm", bias_ih_l0=None, bias_hh_l0=None)),
+        "missing tensors bias_ih_l0, bias_hh_l0 for lstm",
+        False,
+    ),
+    (
+        "extra tensors",
+        "gru",
+        _save("w.npz", _replace("gru", extra_scale=np.ones(3))),
+        "extra tensors extra_scale not used by gru",
+        False,
+    ),
+    (
+        "two-layer LSTM",
+        "lstm",
+        _save(
+            "w.safetensors",
+            torch_tensors() | {"weight_ih_l1": np.ones((16, 4)), "weight_hh_l1": np.ones((16, 4))},
+        ),
+        "only layer 0 of a unidirectional lstm without projection is supported; the file also "
+        "holds weight_hh_l1, weight_ih_l1",
+        False,
+    ),
+    (
+        "bidirectional GRU",
+        "gru",
+        _save("w.npz", torch_tensors("gru") | {"weight_ih_l0_reverse": np.ones((12, 3))}),
+        "the file also holds weight_ih_l0_reverse",
+        False,
+    ),
+    (
+        "LSTM with projection (`proj_size`)",
+        "lstm",
+        _save("w.npz", torch_tensors() | {"weight_hr_l0": np.ones((2, 4))}),
+        "the file also holds weight_hr_l0",
+        False,
+    ),
+    (
+        "two prefixed sets in one state_dict",
+        "lstm",
+        _save("w.safetensors", two_sets),
+        "holds 2 complete sets of lstm tensors (prefixes 'dec.', 'enc.')",
+        False,
+    ),
+    (
+        "wrong shape of `weight_hh_l0`",
+        "lstm",
+        _save("w.npz", _replace("lstm", weight_hh_l0=np.ones((12, 4)))),
+        "weight_hh_l0 has shape (12, 4); expected (G*n, n) = (16, 4) for lstm (G=4) with n=4",
+        False,
+    ),
+    (
+        "wrong rows of `weight_ih_l0`",
+        "rnn",
+        _save("w.npz", _replace("rnn", weight_ih_l0=np.ones((5, 3)))),
+        "weight_ih_l0 has shape (5, 3); expected (n, d) = (4, 3) for rnn with n=4, d=3",
+        False,
+    ),
+    (
+        "wrong rank of a bias",
+        "gru",
+        _save("w.npz", _replace("gru", bias_ih_l0=np.ones((12, 1)))),
+        "bias_ih_l0 has rank 2 (shape (12, 1)); expected rank 1, (G*n,), for gru",
+        False,
+    ),
+    (
+        "integer tensor",
+        "rnn",
+        _save("w.safetensors", _replace("rnn", weight_hh_l0=np.ones((4, 4), dtype=np.int64))),
+        "weight_hh_l0 has dtype int64; weights must be floating point",
+        False,
+    ),
+    (
+        "boolean tensor",
+        "rnn",
+        _save("w.npz", _replace("rnn", bias_ih_l0=np.ones(4, dtype=bool))),
+        "bias_ih_l0 has dtype bool; weights must be floating point",
+        False,
+    ),
+    (
+        "complex tensor",
+        "rnn",
+        _save("w.npz", _replace("rnn", bias_hh_l0=np.ones(4, complex))),
+        "bias_hh_l0 has dtype complex128; weights must be floating point",
+        False,
+    ),
+    (
+        "float8 tensor",
+        "rnn",
+        lambda tmp: (
+            write_raw_safetensors(
+                tmp / "w.safetensors", {"weight_hh_l0": ("F8_E4M3", (4, 4), bytes(16))}
+            )
+            or tmp / "w.safetensors"
+        ),
+        "weight_hh_l0 has dtype F8_E4M3, which NumPy cannot hold; save it as float32",
+        False,
+    ),
+    (
+        "NaN and inf values",
+        "lstm",
+        _save("w.safetensors", _replace("lstm", bias_hh_l0=nan_bias)),
+        "bias_hh_l0 has 3 non-finite values (first at index 5)",
+        False,
+    ),
+    (
+        "hidden size n = 0",
+        "rnn",
+        _save(
+            "w.npz",
+            {
+                "weight_ih_l0": np.ones((0, 3)),
+                "weight_hh_l0": np.ones((0, 0)),
+                "bias_ih_l0": np.ones(0),
+                "bias_hh_l0": np.ones(0),
+            },
+        ),
+        "weight_hh_l0 has shape (0, 0), so the hidden size n is 0; it must be at least 1",
+        False,
+    ),
+    (
+        "input size d = 0",
+        "lstm",
+        _save("w.npz", _replace("lstm", weight_ih_l0=np.ones((16, 0)))),
+        "weight_ih_l0 has shape (16, 0), so the input size d is 0",
+        False,
+    ),
+    (
+        "peephole file missing a peephole vector",
+        "lstm-peephole",
+        _save("w.npz", {k: v for k, v in random_params("lstm-peephole").items() if k != "p_o"}),
+        "missing tensors p_o for lstm-peephole",
+        False,
+    ),
 ]
 
 
@@ -319,10 +479,17 @@ def weight_messages(tmp: Path) -> list[tuple[str, str, bool]]:
     return out
 
 
-@pytest.mark.parametrize(("label", "cell", "write", "expected", "detail"), WEIGHT_CASES,
-                         ids=[c[0] for c in WEIGHT_CASES])
-def test_bad_weight_file(label: str, cell: str, write: Callable[[Path], Path], expected: str,
-                         detail: bool, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("label", "cell", "write", "expected", "detail"), WEIGHT_CASES, ids=[c[0] for c in WEIGHT_CASES]
+)
+def test_bad_weight_file(
+    label: str,
+    cell: str,
+    write: Callable[[Path], Path],
+    expected: str,
+    detail: bool,
+    tmp_path: Path,
+) -> None:
     path = write(tmp_path)
     msg = _message(lambda: load_weights(path, cell), WeightsError, tmp_path)
     assert expected in msg
@@ -351,7 +518,11 @@ def test_save_weights_refuses_bad_params_and_keeps_old_file(tmp_path: Path) -> N
 def test_save_weights_explicit_format(tmp_path: Path) -> None:
     save_weights(tmp_path / "weights.data", "gru", random_params("gru"), format="npz")
     assert sorted(np.load(tmp_path / "weights.data").files) == [
-        "bias_hh_l0", "bias_ih_l0", "weight_hh_l0", "weight_ih_l0"]
+        "bias_hh_l0",
+        "bias_ih_l0",
+        "weight_hh_l0",
+        "weight_ih_l0",
+    ]
 
 
 # ---- inputs ---------------------------------------------------------------------------------
@@ -368,6 +539,7 @@ def _npy(array: np.ndarray) -> Callable[[Path], Path]:
     def write(tmp: Path) -> Path:
         np.save(tmp / "x.npy", array, allow_pickle=True)
         return tmp / "x.npy"
+
     return write
 
 
@@ -384,21 +556,45 @@ x_nan[3, 0, 1] = np.nan
 #: (label, writer, input_size, expected message fragment)
 INPUT_CASES: list[tuple[str, Callable[[Path], Path], int | None, str]] = [
     ("file does not exist", lambda tmp: tmp / "x.npy", None, "x.npy: no such file"),
-    ("`.npz` instead of `.npy`", lambda tmp: tmp / "x.npz", None,
-     "unknown input file extension '.npz'; use .npy"),
+    (
+        "`.npz` instead of `.npy`",
+        lambda tmp: tmp / "x.npz",
+        None,
+        "unknown input file extension '.npz'; use .npy",
+    ),
     ("pickled `.pkl`", _pickled("x.pkl"), None, "pickled files are never loaded"),
-    ("object array", _npy(np.array([[[{"a": 1}]]], dtype=object)), None,
-     "holds pickled (object) data, which is never loaded"),
+    (
+        "object array",
+        _npy(np.array([[[{"a": 1}]]], dtype=object)),
+        None,
+        "holds pickled (object) data, which is never loaded",
+    ),
     ("truncated `.npy`", _truncated_npy, None, "x.npy: truncated or corrupt file"),
-    ("rank 2 instead of (T, B, d)", _npy(np.zeros((5, 3))), None,
-     "inputs have shape (5, 3); expected rank 3, (T, B, d)"),
-    ("integer dtype", _npy(np.zeros((5, 2, 3), dtype=np.int32)), None,
-     "inputs have dtype int32; expected a float array"),
-    ("zero steps", _npy(np.zeros((0, 2, 3))), None,
-     "inputs have shape (0, 2, 3); steps T must be at least 1"),
+    (
+        "rank 2 instead of (T, B, d)",
+        _npy(np.zeros((5, 3))),
+        None,
+        "inputs have shape (5, 3); expected rank 3, (T, B, d)",
+    ),
+    (
+        "integer dtype",
+        _npy(np.zeros((5, 2, 3), dtype=np.int32)),
+        None,
+        "inputs have dtype int32; expected a float array",
+    ),
+    (
+        "zero steps",
+        _npy(np.zeros((0, 2, 3))),
+        None,
+        "inputs have shape (0, 2, 3); steps T must be at least 1",
+    ),
     ("zero batch", _npy(np.zeros((5, 0, 3))), None, "batch B must be at least 1"),
-    ("d differs from the weights'", _npy(np.zeros((5, 2, 4))), 3,
-     "inputs have d=4 features (shape (5, 2, 4)) but the weights have input size d=3"),
+    (
+        "d differs from the weights'",
+        _npy(np.zeros((5, 2, 4))),
+        3,
+        "inputs have d=4 features (shape (5, 2, 4)) but the weights have input size d=3",
+    ),
     ("NaN value", _npy(x_nan), None, "inputs have 1 non-finite value (first at index (3, 0, 1))"),
 ]
 
@@ -414,10 +610,12 @@ def input_messages(tmp: Path) -> list[tuple[str, str, bool]]:
     return out
 
 
-@pytest.mark.parametrize(("label", "write", "input_size", "expected"), INPUT_CASES,
-                         ids=[c[0] for c in INPUT_CASES])
-def test_bad_inputs_file(label: str, write: Callable[[Path], Path], input_size: int | None,
-                         expected: str, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("label", "write", "input_size", "expected"), INPUT_CASES, ids=[c[0] for c in INPUT_CASES]
+)
+def test_bad_inputs_file(
+    label: str, write: Callable[[Path], Path], input_size: int | None, expected: str, tmp_path: Path
+) -> None:
     path = write(tmp_path)
     msg = _message(lambda: load_inputs(path, input_size=input_size), InputsError, tmp_path)
     assert expected in msg
@@ -429,14 +627,20 @@ def test_bad_inputs_file(label: str, write: Callable[[Path], Path], input_size: 
 
 def docs_section(tmp: Path) -> str:
     """The "Weight and input files" section of docs/bad-inputs.md, from the cases above."""
-    lines = ["## Weight and input files", "",
-             "Every row was tried by `tests/test_weights.py`, which checks this table against "
-             "the messages (`load_weights` raises `WeightsError`, `load_inputs` raises "
-             "`InputsError`; the CLI prints the message on one line and exits with code 2). "
-             "Text in parentheses after 'cannot be read' comes from the reading library and "
-             "may differ between its versions.", ""]
-    for title, rows in (("load_weights", weight_messages(tmp)),
-                        ("load_inputs", input_messages(tmp))):
+    lines = [
+        "## Weight and input files",
+        "",
+        "Every row was tried by `tests/test_weights.py`, which checks this table against "
+        "the messages (`load_weights` raises `WeightsError`, `load_inputs` raises "
+        "`InputsError`; the CLI prints the message on one line and exits with code 2). "
+        "Text in parentheses after 'cannot be read' comes from the reading library and "
+        "may differ between its versions.",
+        "",
+    ]
+    for title, rows in (
+        ("load_weights", weight_messages(tmp)),
+        ("load_inputs", input_messages(tmp)),
+    ):
         lines += [f"| {title}: bad input | message |", "| --- | --- |"]
         lines += [f"| {label} | `` {msg.replace('|', '/')} `` |" for label, msg, _ in rows]
         lines.append("")
@@ -452,8 +656,10 @@ def test_docs_table_matches_messages(tmp_path: Path) -> None:
         elif line.startswith("| ") and line.endswith(" `` |"):
             label, _, msg = line[2:-5].partition(" | `` ")
             documented[table, label] = msg
-    for table, rows in (("load_weights", weight_messages(tmp_path / "w")),
-                        ("load_inputs", input_messages(tmp_path / "x"))):
+    for table, rows in (
+        ("load_weights", weight_messages(tmp_path / "w")),
+        ("load_inputs", input_messages(tmp_path / "x")),
+    ):
         for label, msg, detail in rows:
             assert (table, label) in documented, f"docs/bad-inputs.md lacks {table}: {label!r}"
             if detail:  # the reader's own wording may change between library versions
@@ -479,13 +685,20 @@ def test_fuzz_damaged_files_raise_only_weights_error(suffix: str, tmp_path: Path
         st.binary(max_size=2 * len(valid)),  # random bytes
         st.integers(0, len(valid) - 1).map(lambda k: valid[:k]),  # truncated
         st.binary(min_size=1, max_size=64).map(lambda b: valid[:8] + b),  # right start, garbage
-        st.lists(st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)),  # bytes flipped
-                 min_size=1, max_size=8).map(
-            lambda flips: bytes(_flip(bytearray(valid), flips))),
+        st.lists(
+            st.tuples(st.integers(0, len(valid) - 1), st.integers(0, 255)),  # bytes flipped
+            min_size=1,
+            max_size=8,
+        ).map(lambda flips: bytes(_flip(bytearray(valid), flips))),
     )
 
-    @settings(max_examples=FUZZ_EXAMPLES, deadline=None, database=None, derandomize=True,
-              suppress_health_check=[HealthCheck.too_slow])
+    @settings(
+        max_examples=FUZZ_EXAMPLES,
+        deadline=None,
+        database=None,
+        derandomize=True,
+        suppress_health_check=[HealthCheck.too_slow],
+    )
     @given(data=damaged)
     def check(data: bytes) -> None:
         ran["examples"] += 1

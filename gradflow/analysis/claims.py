@@ -27,7 +27,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..cells import get_cell
 from ..results import SCHEMA_VERSION
 from .decay import decay_rate
@@ -54,11 +54,24 @@ def _median_slope(curve: list[float], window: list[int]) -> float:
     return float(decay_rate(np.asarray(curve, dtype=float), tuple(window)))
 
 
-def _claim(cid: str, title: str, statement: str, measured: dict[str, Any], holds: bool,
-           summary: str, configs: list[ExperimentConfig]) -> dict[str, Any]:
-    return {"id": cid, "title": title, "statement": statement, "measured": measured,
-            "holds": bool(holds), "summary": summary,
-            "configs": [c.to_dict() for c in configs]}
+def _claim(
+    cid: str,
+    title: str,
+    statement: str,
+    measured: dict[str, Any],
+    holds: bool,
+    summary: str,
+    configs: list[ExperimentConfig],
+) -> dict[str, Any]:
+    return {
+        "id": cid,
+        "title": title,
+        "statement": statement,
+        "measured": measured,
+        "holds": bool(holds),
+        "summary": summary,
+        "configs": [c.to_dict() for c in configs],
+    }
 
 
 def claim_a(config: ExperimentConfig, progress: Progress = False) -> dict[str, Any]:
@@ -72,17 +85,26 @@ def claim_a(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
     rel = abs(frob - pred) / abs(pred)
     sw = config.init.sigma_w
     return _claim(
-        "a", "The vanilla RNN's gradient vanishes at the mean-field rate",
+        "a",
+        "The vanilla RNN's gradient vanishes at the mean-field rate",
         "log10 ||ds_T/ds_{T-k}|| of a tanh RNN with Gaussian weights falls linearly in the lag "
         "k, with the slope 0.5 log10(chi) that mean-field theory predicts.",
-        {"sigma_w": sw, "hidden_size": config.hidden_size, "chi": mf["chi"],
-         "q_star": mf["q_star"], "predicted_slope": pred, "measured_slope_frobenius": frob,
-         "measured_slope_spectral": spec, "relative_error": rel},
+        {
+            "sigma_w": sw,
+            "hidden_size": config.hidden_size,
+            "chi": mf["chi"],
+            "q_star": mf["q_star"],
+            "predicted_slope": pred,
+            "measured_slope_frobenius": frob,
+            "measured_slope_spectral": spec,
+            "relative_error": rel,
+        },
         rel <= MEANFIELD_RTOL,
         f"With sigma_w = {sw:g} (n = {config.hidden_size}) the Frobenius norm falls by "
         f"{-frob:.3f} decades per step (spectral {-spec:.3f}), against {-pred:.3f} predicted "
         f"from chi = {mf['chi']:.3f}: a relative error of {100 * rel:.1f}%.",
-        [config])
+        [config],
+    )
 
 
 def claim_b(configs: dict[str, ExperimentConfig], progress: Progress = False) -> dict[str, Any]:
@@ -102,22 +124,31 @@ def claim_b(configs: dict[str, ExperimentConfig], progress: Progress = False) ->
         for lag in CLAIM_LAGS:
             full = lstm["log10_spectral_norm"]["median"][lag]
             measured[f"lstm_fb{fb:g}_lag{lag}"] = full
-            measured[f"lstm_fb{fb:g}_additive_lag{lag}"] = \
-                lstm["paths"]["additive"]["median"][lag]
+            measured[f"lstm_fb{fb:g}_additive_lag{lag}"] = lstm["paths"]["additive"]["median"][lag]
             holds = holds and full > measured[f"rnn_lag{lag}"] + MARGIN_DECADES
-        m = {k.removeprefix(f"lstm_fb{fb:g}_"): v for k, v in measured.items()
-             if k.startswith(f"lstm_fb{fb:g}_")}
-        parts.append(f"the LSTM with forget bias {fb:g} keeps {m['lag100']:.1f} and "
-                     f"{m['lag1000']:.1f} (its additive path alone {m['additive_lag100']:.1f} "
-                     f"and {m['additive_lag1000']:.1f})")
+        m = {
+            k.removeprefix(f"lstm_fb{fb:g}_"): v
+            for k, v in measured.items()
+            if k.startswith(f"lstm_fb{fb:g}_")
+        }
+        parts.append(
+            f"the LSTM with forget bias {fb:g} keeps {m['lag100']:.1f} and "
+            f"{m['lag1000']:.1f} (its additive path alone {m['additive_lag100']:.1f} "
+            f"and {m['additive_lag1000']:.1f})"
+        )
     return _claim(
-        "b", "The LSTM's additive cell path keeps gradients far longer",
+        "b",
+        "The LSTM's additive cell path keeps gradients far longer",
         "The LSTM's cell-state Jacobian diag(f) has no weight matrix; with a positive forget "
         "bias, ||ds_T/ds_{T-k}|| at lags 100 and 1000 stays many decades above the RNN's.",
-        measured, holds,
+        measured,
+        holds,
         f"log10 ||ds_T/ds_{{T-k}}|| at lags 100 and 1000: the RNN has "
-        f"{measured['rnn_lag100']:.1f} and {measured['rnn_lag1000']:.1f}; " + "; ".join(parts)
-        + ".", used)
+        f"{measured['rnn_lag100']:.1f} and {measured['rnn_lag1000']:.1f}; "
+        + "; ".join(parts)
+        + ".",
+        used,
+    )
 
 
 def _crossing(xs: list[float], ys: list[float]) -> float | None:
@@ -138,19 +169,26 @@ def claim_c(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
         rates.append(run_experiment(cfg, progress).cells["lstm"]["decay_rate"]["median"])
     threshold = _crossing(list(EXPLOSION_GRID), rates)
     measured: dict[str, Any] = {"threshold_sigma_w": threshold}
-    measured.update({f"rate_sigma_w_{sw:g}": r for sw, r in zip(EXPLOSION_GRID, rates,
-                                                                strict=True)})
-    where = (f"near sigma_w = {threshold:.2f}" if threshold is not None
-             else f"nowhere on sigma_w in [{EXPLOSION_GRID[0]:g}, {EXPLOSION_GRID[-1]:g}]")
+    measured.update(
+        {f"rate_sigma_w_{sw:g}": r for sw, r in zip(EXPLOSION_GRID, rates, strict=True)}
+    )
+    where = (
+        f"near sigma_w = {threshold:.2f}"
+        if threshold is not None
+        else f"nowhere on sigma_w in [{EXPLOSION_GRID[0]:g}, {EXPLOSION_GRID[-1]:g}]"
+    )
     return _claim(
-        "c", "The LSTM can still explode with large weights",
+        "c",
+        "The LSTM can still explode with large weights",
         "With Gaussian recurrent weights of gain sigma_w, the LSTM's decay rate rises with "
         "sigma_w and crosses zero (vanishing to exploding) at a finite gain.",
-        measured, threshold is not None,
+        measured,
+        threshold is not None,
         f"The LSTM's median decay rate goes from {rates[0]:+.3f} decades per step at "
         f"sigma_w = {EXPLOSION_GRID[0]:g} to {rates[-1]:+.3f} at {EXPLOSION_GRID[-1]:g}, "
         f"crossing zero {where} (n = {config.hidden_size}).",
-        used)
+        used,
+    )
 
 
 def claim_d(config: ExperimentConfig, progress: Progress = False) -> dict[str, Any]:
@@ -171,16 +209,19 @@ def claim_d(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
     holds = bool(np.all(np.diff(full) > 0) and np.all(np.diff(additive) > 0))
     lo, hi = UPDATE_BIASES[0], UPDATE_BIASES[-1]
     return _claim(
-        "d", "The GRU's update gate is a leaky, highway-like shortcut",
+        "d",
+        "The GRU's update gate is a leaky, highway-like shortcut",
         "The GRU's Jacobian has the weight-free term diag(z); raising the update-gate bias "
         "keeps more of the old state, slowing the decay of both that path and the full "
         "product.",
-        measured, holds,
+        measured,
+        holds,
         f"Raising the bias of z from {lo:g} to {hi:g} moves the decay rate of the full product "
         f"from {full[0]:+.3f} to {full[-1]:+.3f} decades per step and that of the diag(z) path "
         f"alone from {additive[0]:+.3f} to {additive[-1]:+.3f} (n = {config.hidden_size}, "
         f"T = {config.steps}).",
-        used)
+        used,
+    )
 
 
 def claim_e() -> dict[str, Any]:
@@ -197,14 +238,17 @@ def claim_e() -> dict[str, Any]:
     sizes = ", ".join(f"({n}, {d})" for n, d in SIZES)
     n, d = SIZES[2]
     return _claim(
-        "e", "A GRU has 3/4 of an LSTM's parameters",
+        "e",
+        "A GRU has 3/4 of an LSTM's parameters",
         "For the same hidden size n and input size d, a GRU has 3(nd + n^2 + 2n) parameters "
         "and an LSTM 4(nd + n^2 + 2n): the ratio is exactly 3/4.",
-        measured, exact,
+        measured,
+        exact,
         f"At (n, d) = ({n}, {d}) the GRU has {measured[f'gru_n{n}_d{d}']} parameters and the "
         f"LSTM {measured[f'lstm_n{n}_d{d}']}; the ratio is exactly 3/4 at every size tried "
         f"({sizes}).",
-        [])
+        [],
+    )
 
 
 def run_claims(quick: bool = True, progress: Progress = False) -> dict[str, Any]:
@@ -220,8 +264,18 @@ def run_claims(quick: bool = True, progress: Progress = False) -> dict[str, Any]
     """
     start = time.perf_counter()
     cfgs = claim_configs(quick)
-    claims = [claim_a(cfgs["a"], progress), claim_b(cfgs, progress),
-              claim_c(cfgs["c"], progress), claim_d(cfgs["d"], progress), claim_e()]
-    return {"schema_version": SCHEMA_VERSION, "kind": "claims", "quick": quick,
-            "gradflow_version": __version__, "claims": claims,
-            "timing": {"total_s": time.perf_counter() - start}}
+    claims = [
+        claim_a(cfgs["a"], progress),
+        claim_b(cfgs, progress),
+        claim_c(cfgs["c"], progress),
+        claim_d(cfgs["d"], progress),
+        claim_e(),
+    ]
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "kind": "claims",
+        "quick": quick,
+        "gradflow_version": __version__,
+        "claims": claims,
+        "timing": {"total_s": time.perf_counter() - start},
+    }

@@ -105,9 +105,7 @@ def quantile_band(
     return {_qname(q): np.quantile(v, q, axis=1) for q in qs}
 
 
-def summarise_rates(
-    rates: ArrayLike, quantiles: Sequence[float] = QUANTILES
-) -> dict[str, float]:
+def summarise_rates(rates: ArrayLike, quantiles: Sequence[float] = QUANTILES) -> dict[str, float]:
     """``{"q10", "median", "q90"}`` of per-run decay rates.
 
     Examples:

@@ -39,8 +39,15 @@ def default_report_config() -> ExperimentConfig:
         [paszke2019] for the default initialisation.
     """
     return ExperimentConfig(
-        name="report", cells=tuple(CATALOGUE), hidden_size=32, input_size=8, steps=300,
-        batch=4, seeds=(0, 1, 2), init=Init(scheme="torch"), inputs=InputsConfig("gaussian", 1.0),
+        name="report",
+        cells=tuple(CATALOGUE),
+        hidden_size=32,
+        input_size=8,
+        steps=300,
+        batch=4,
+        seeds=(0, 1, 2),
+        init=Init(scheme="torch"),
+        inputs=InputsConfig("gaussian", 1.0),
         quantities=Quantities(paths=True, singular_lags=(10, 100), lyapunov=8),
     )
 
@@ -58,12 +65,20 @@ def default_sweep_config() -> SweepConfig:
         [poole2016], [chen2018minimalrnn].
     """
     base = ExperimentConfig(
-        name="phase-diagram", cells=("rnn",), hidden_size=16, input_size=4, steps=100,
-        batch=2, seeds=(0,), init=Init(scheme="gaussian"), lag_window=(10, 100),
+        name="phase-diagram",
+        cells=("rnn",),
+        hidden_size=16,
+        input_size=4,
+        steps=100,
+        batch=2,
+        seeds=(0,),
+        init=Init(scheme="gaussian"),
+        lag_window=(10, 100),
     )
     gains = (0.5, 0.75, 1.0, 1.25, 1.5, 2.0, 3.0, 4.0)
-    return SweepConfig(base, (("cell", ("rnn", "lstm", "lstm-cifg", "gru", "mgu")),
-                              ("init.sigma_w", gains)))
+    return SweepConfig(
+        base, (("cell", ("rnn", "lstm", "lstm-cifg", "gru", "mgu")), ("init.sigma_w", gains))
+    )
 
 
 def claim_configs(quick: bool = True) -> dict[str, ExperimentConfig]:
@@ -79,27 +94,60 @@ def claim_configs(quick: bool = True) -> dict[str, ExperimentConfig]:
     out = {
         # (a) tanh RNN, Gaussian weights with sigma_w = 0.8: chi < 1, clearly vanishing.
         "a": ExperimentConfig(
-            name="claim-a-meanfield", cells=("rnn",), hidden_size=n_big, input_size=8,
-            steps=200, batch=4, seeds=seeds, init=Init(scheme="gaussian", sigma_w=0.8),
-            inputs=gauss, lag_window=(20, 200)),
+            name="claim-a-meanfield",
+            cells=("rnn",),
+            hidden_size=n_big,
+            input_size=8,
+            steps=200,
+            batch=4,
+            seeds=seeds,
+            init=Init(scheme="gaussian", sigma_w=0.8),
+            inputs=gauss,
+            lag_window=(20, 200),
+        ),
         # (c) LSTM, Gaussian weights: the gain at which the decay rate crosses zero.
         "c": ExperimentConfig(
-            name="claim-c-lstm-explodes", cells=("lstm",), hidden_size=n_small, input_size=8,
-            steps=200, batch=2, seeds=seeds[:1] if quick else seeds,
-            init=Init(scheme="gaussian"), inputs=gauss, lag_window=(20, 200)),
+            name="claim-c-lstm-explodes",
+            cells=("lstm",),
+            hidden_size=n_small,
+            input_size=8,
+            steps=200,
+            batch=2,
+            seeds=seeds[:1] if quick else seeds,
+            init=Init(scheme="gaussian"),
+            inputs=gauss,
+            lag_window=(20, 200),
+        ),
         # (d) GRU with PyTorch's init and a fixed update-gate bias; paths on.
         "d": ExperimentConfig(
-            name="claim-d-gru-leak", cells=("gru",), hidden_size=n_small, input_size=8,
-            steps=500, batch=2, seeds=seeds[:1] if quick else seeds, init=Init(update_bias=0.0),
-            inputs=gauss, quantities=Quantities(paths=True), lag_window=(50, 500)),
+            name="claim-d-gru-leak",
+            cells=("gru",),
+            hidden_size=n_small,
+            input_size=8,
+            steps=500,
+            batch=2,
+            seeds=seeds[:1] if quick else seeds,
+            init=Init(update_bias=0.0),
+            inputs=gauss,
+            quantities=Quantities(paths=True),
+            lag_window=(50, 500),
+        ),
     }
     # (b) RNN against LSTM, PyTorch's init; the forget bias applies to the LSTM only, so the
     # RNN (the same runs for every bias) is in the first config only.
     for fb in FORGET_BIASES:
         cells = ("rnn", "lstm") if fb == FORGET_BIASES[0] else ("lstm",)
         out[f"b-{fb:g}"] = ExperimentConfig(
-            name=f"claim-b-forget-bias-{fb:g}", cells=cells, hidden_size=n_small,
-            input_size=8, steps=max(CLAIM_LAGS), batch=2, seeds=seeds[:1] if quick else seeds,
-            init=Init(forget_bias=fb), inputs=gauss, quantities=Quantities(paths=True),
-            lag_window=(100, 1000))
+            name=f"claim-b-forget-bias-{fb:g}",
+            cells=cells,
+            hidden_size=n_small,
+            input_size=8,
+            steps=max(CLAIM_LAGS),
+            batch=2,
+            seeds=seeds[:1] if quick else seeds,
+            init=Init(forget_bias=fb),
+            inputs=gauss,
+            quantities=Quantities(paths=True),
+            lag_window=(100, 1000),
+        )
     return out

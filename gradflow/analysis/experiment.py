@@ -36,7 +36,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import ConfigError, UsageError
 from ..initialisers import INPUT_KINDS, SCHEMES, Init
 from ..results import SCHEMA_VERSION, load_json, save_json
@@ -44,8 +44,21 @@ from ..results import SCHEMA_VERSION, load_json, save_json
 Progress = bool | Callable[[int, int], None] | None
 
 #: Keys of an experiment config, in the order they are documented.
-CONFIG_KEYS = ("name", "cells", "hidden_size", "input_size", "steps", "batch", "seeds", "init",
-               "inputs", "quantities", "lag_window", "quantiles", "backend")
+CONFIG_KEYS = (
+    "name",
+    "cells",
+    "hidden_size",
+    "input_size",
+    "steps",
+    "batch",
+    "seeds",
+    "init",
+    "inputs",
+    "quantities",
+    "lag_window",
+    "quantiles",
+    "backend",
+)
 INIT_KEYS = tuple(f.name for f in fields(Init))
 GRADIENT_LOSSES = ("none", "last", "sum")
 BACKENDS = ("numpy", "cupy")
@@ -54,15 +67,20 @@ MAX_SIZE = 1_000_000
 
 # ---- validation helpers ----------------------------------------------------------------------
 
-def check_keys(data: Mapping[str, Any], allowed: Iterable[str], where: str,
-               prefix: str = "") -> None:
+
+def check_keys(
+    data: Mapping[str, Any], allowed: Iterable[str], where: str, prefix: str = ""
+) -> None:
     """Raise :class:`ConfigError` for the first key of ``data`` not in ``allowed``."""
     allowed = list(allowed)
     for key in data:
         if key not in allowed:
             close = difflib.get_close_matches(str(key), allowed, n=1, cutoff=0.5)
-            hint = (f"; did you mean {prefix + close[0]!r}?" if close
-                    else f"; valid keys: {', '.join(prefix + a for a in allowed)}")
+            hint = (
+                f"; did you mean {prefix + close[0]!r}?"
+                if close
+                else f"; valid keys: {', '.join(prefix + a for a in allowed)}"
+            )
             raise ConfigError(f"unknown key {prefix + str(key)!r} in {where}{hint}")
 
 
@@ -76,13 +94,23 @@ def checked_int(value: Any, key: str, lo: int, hi: int = MAX_SIZE) -> int:
     return int(value)
 
 
-def checked_float(value: Any, key: str, lo: float = -math.inf, hi: float = math.inf, *,
-                  open_lo: bool = False, optional: bool = False) -> float | None:
+def checked_float(
+    value: Any,
+    key: str,
+    lo: float = -math.inf,
+    hi: float = math.inf,
+    *,
+    open_lo: bool = False,
+    optional: bool = False,
+) -> float | None:
     """``value`` as a finite float in ``[lo, hi]`` (``(lo, hi]`` if ``open_lo``)."""
     if value is None and optional:
         return None
-    bad = (isinstance(value, bool) or not isinstance(value, (int, float, np.number))
-           or not math.isfinite(float(value)))
+    bad = (
+        isinstance(value, bool)
+        or not isinstance(value, (int, float, np.number))
+        or not math.isfinite(float(value))
+    )
     if bad or not (lo < float(value) if open_lo else lo <= float(value)) or float(value) > hi:
         rng = f"{'(' if open_lo else '['}{lo:g}, {hi:g}]".replace("inf]", "inf)")
         raise ConfigError(f"{key} must be a finite number in {rng}, got {value!r}")
@@ -119,8 +147,10 @@ def _checked_cells(cells: Any) -> tuple[str, ...]:
         elif c not in CATALOGUE:
             close = difflib.get_close_matches(c, list(CATALOGUE), n=1)
             hint = f"did you mean {close[0]!r}? " if close else ""
-            raise ConfigError(f"unknown cell {c!r}; {hint}(known: {', '.join(CATALOGUE)}, "
-                              "or a path to a cell .toml file)")
+            raise ConfigError(
+                f"unknown cell {c!r}; {hint}(known: {', '.join(CATALOGUE)}, "
+                "or a path to a cell .toml file)"
+            )
     if len(set(cells)) != len(cells):
         raise ConfigError(f"cells lists a cell twice: {list(cells)}")
     return cells
@@ -135,11 +165,13 @@ def checked_init(data: Mapping[str, Any]) -> Init:
         if key in kw:
             kw[key] = checked_float(kw[key], f"init.{key}", 0.0, 1e6)
     if "spectral_radius" in kw:
-        kw["spectral_radius"] = checked_float(kw["spectral_radius"], "init.spectral_radius",
-                                              0.0, 1e6, open_lo=True)
+        kw["spectral_radius"] = checked_float(
+            kw["spectral_radius"], "init.spectral_radius", 0.0, 1e6, open_lo=True
+        )
     if "chrono_tmax" in kw:
-        kw["chrono_tmax"] = checked_float(kw["chrono_tmax"], "init.chrono_tmax", 2.0, 1e12,
-                                          open_lo=True)
+        kw["chrono_tmax"] = checked_float(
+            kw["chrono_tmax"], "init.chrono_tmax", 2.0, 1e12, open_lo=True
+        )
     for key in ("forget_bias", "update_bias"):
         if key in kw:
             kw[key] = checked_float(kw[key], f"init.{key}", -1e3, 1e3)
@@ -161,8 +193,9 @@ class InputsConfig:
         object.__setattr__(self, "scale", checked_float(self.scale, "inputs.scale", 0.0, 1e6))
         object.__setattr__(self, "value", checked_float(self.value, "inputs.value", -1e6, 1e6))
         if self.kind == "file" and not isinstance(self.path, str):
-            raise ConfigError("inputs.kind = 'file' needs inputs.path, a .npy file of shape "
-                              "(T, B, d)")
+            raise ConfigError(
+                "inputs.kind = 'file' needs inputs.path, a .npy file of shape (T, B, d)"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {"kind": self.kind, "scale": self.scale, "value": self.value, "path": self.path}
@@ -190,16 +223,21 @@ class Quantities:
     def __post_init__(self) -> None:
         if not isinstance(self.paths, bool):
             raise ConfigError(f"quantities.paths must be true or false, got {self.paths!r}")
-        lags = tuple(checked_int(k, "quantities.singular_lags entries", 1)
-                     for k in _tuple(self.singular_lags, "quantities.singular_lags"))
+        lags = tuple(
+            checked_int(k, "quantities.singular_lags entries", 1)
+            for k in _tuple(self.singular_lags, "quantities.singular_lags")
+        )
         object.__setattr__(self, "singular_lags", tuple(sorted(set(lags))))
-        object.__setattr__(self, "lyapunov",
-                           checked_int(self.lyapunov, "quantities.lyapunov", 0))
+        object.__setattr__(self, "lyapunov", checked_int(self.lyapunov, "quantities.lyapunov", 0))
         _choice(self.gradient, "quantities.gradient", GRADIENT_LOSSES)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"paths": self.paths, "singular_lags": list(self.singular_lags),
-                "lyapunov": self.lyapunov, "gradient": self.gradient}
+        return {
+            "paths": self.paths,
+            "singular_lags": list(self.singular_lags),
+            "lyapunov": self.lyapunov,
+            "gradient": self.gradient,
+        }
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Quantities:
@@ -208,6 +246,7 @@ class Quantities:
 
 
 # ---- the config ------------------------------------------------------------------------------
+
 
 @dataclass(frozen=True)
 class ExperimentConfig:
@@ -245,16 +284,19 @@ class ExperimentConfig:
     def __post_init__(self) -> None:
         set_ = object.__setattr__
         if not isinstance(self.name, str) or not self.name.strip() or len(self.name) > 100:
-            raise ConfigError(f"name must be a non-empty string of at most 100 characters, "
-                              f"got {self.name!r}")
+            raise ConfigError(
+                f"name must be a non-empty string of at most 100 characters, got {self.name!r}"
+            )
         set_(self, "cells", _checked_cells(self.cells))
         for key in ("hidden_size", "input_size", "steps", "batch"):
             set_(self, key, checked_int(getattr(self, key), key, 1))
-        seeds = tuple(checked_int(s, "seeds entries", 0, 2**63 - 1)
-                      for s in _tuple(self.seeds, "seeds"))
+        seeds = tuple(
+            checked_int(s, "seeds entries", 0, 2**63 - 1) for s in _tuple(self.seeds, "seeds")
+        )
         if not seeds or len(set(seeds)) != len(seeds):
-            raise ConfigError(f"seeds must be a non-empty list of distinct integers, got "
-                              f"{list(seeds)}")
+            raise ConfigError(
+                f"seeds must be a non-empty list of distinct integers, got {list(seeds)}"
+            )
         set_(self, "seeds", seeds)
         if not isinstance(self.init, Init):
             raise ConfigError(f"init must be a table of {', '.join(INIT_KEYS)}")
@@ -262,14 +304,19 @@ class ExperimentConfig:
             raise ConfigError("inputs must be a table of kind, scale, value, path")
         q = self.quantities
         if not isinstance(q, Quantities):
-            raise ConfigError("quantities must be a table of paths, singular_lags, lyapunov, "
-                              "gradient")
+            raise ConfigError(
+                "quantities must be a table of paths, singular_lags, lyapunov, gradient"
+            )
         if q.singular_lags and q.singular_lags[-1] > self.steps:
-            raise ConfigError(f"quantities.singular_lags must lie in [1, steps = {self.steps}],"
-                              f" got {q.singular_lags[-1]}")
+            raise ConfigError(
+                f"quantities.singular_lags must lie in [1, steps = {self.steps}],"
+                f" got {q.singular_lags[-1]}"
+            )
         if q.lyapunov > self.hidden_size:
-            raise ConfigError(f"quantities.lyapunov must lie in [0, hidden_size = "
-                              f"{self.hidden_size}], got {q.lyapunov}")
+            raise ConfigError(
+                f"quantities.lyapunov must lie in [0, hidden_size = "
+                f"{self.hidden_size}], got {q.lyapunov}"
+            )
         if self.lag_window is not None:
             w = _tuple(self.lag_window, "lag_window")
             if len(w) != 2:
@@ -303,18 +350,25 @@ class ExperimentConfig:
     def to_dict(self) -> dict[str, Any]:
         """Plain data; :meth:`from_dict` of it gives back an equal config."""
         return {
-            "name": self.name, "cells": list(self.cells), "hidden_size": self.hidden_size,
-            "input_size": self.input_size, "steps": self.steps, "batch": self.batch,
+            "name": self.name,
+            "cells": list(self.cells),
+            "hidden_size": self.hidden_size,
+            "input_size": self.input_size,
+            "steps": self.steps,
+            "batch": self.batch,
             "seeds": list(self.seeds),
             "init": {k: getattr(self.init, k) for k in INIT_KEYS},
-            "inputs": self.inputs.to_dict(), "quantities": self.quantities.to_dict(),
+            "inputs": self.inputs.to_dict(),
+            "quantities": self.quantities.to_dict(),
             "lag_window": list(self.lag_window) if self.lag_window is not None else None,
-            "quantiles": list(self.quantiles), "backend": self.backend,
+            "quantiles": list(self.quantiles),
+            "backend": self.backend,
         }
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *,
-                  base_dir: str | os.PathLike[str] | None = None) -> ExperimentConfig:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+    ) -> ExperimentConfig:
         """Parse and validate a config dict (e.g. a parsed TOML file).
 
         Args:
@@ -341,8 +395,10 @@ class ExperimentConfig:
             kw["seeds"] = tuple(range(checked_int(seeds, "seeds (a count)", 1, 100_000)))
         cells = kw.get("cells")
         if base_dir is not None and isinstance(cells, (list, tuple)):
-            kw["cells"] = [str(Path(base_dir, c)) if isinstance(c, str) and c.endswith(".toml")
-                           else c for c in cells]
+            kw["cells"] = [
+                str(Path(base_dir, c)) if isinstance(c, str) and c.endswith(".toml") else c
+                for c in cells
+            ]
         return cls(**kw)
 
 
@@ -369,6 +425,7 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
 
 
 # ---- running ---------------------------------------------------------------------------------
+
 
 def seed_sequence(seed: int, tag: str) -> np.random.SeedSequence:
     """``SeedSequence([seed, zlib.crc32(tag)])``: the same in every process and Python version."""
@@ -411,8 +468,9 @@ def cell_init(init: Init, cell: Any) -> Init:
     return replace(init, **changes) if changes else init
 
 
-def run_cell(config: ExperimentConfig, cell: Any, seed: int,
-             init: Init | None = None) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
+def run_cell(
+    config: ExperimentConfig, cell: Any, seed: int, init: Init | None = None
+) -> tuple[Any, dict[str, np.ndarray], np.ndarray]:
     """One run: draw ``cell``'s parameters and the inputs for ``seed``, then analyse.
 
     Returns:
@@ -425,13 +483,27 @@ def run_cell(config: ExperimentConfig, cell: Any, seed: int,
     init = cell_init(config.init, cell) if init is None else init
     params = initialise(cell, n, d, init, np.random.default_rng(seed_sequence(seed, cell.name)))
     inp = config.inputs
-    x = make_inputs(inp.kind, config.steps, config.batch, d,
-                    np.random.default_rng(seed_sequence(seed, "inputs")),
-                    scale=inp.scale, value=inp.value, path=inp.path)
+    x = make_inputs(
+        inp.kind,
+        config.steps,
+        config.batch,
+        d,
+        np.random.default_rng(seed_sequence(seed, "inputs")),
+        scale=inp.scale,
+        value=inp.value,
+        path=inp.path,
+    )
     q = config.quantities
-    result = analyze(cell, params, x, backend=config.backend, paths=q.paths,
-                     singular_lags=q.singular_lags, lyapunov=q.lyapunov,
-                     gradient=None if q.gradient == "none" else q.gradient)
+    result = analyze(
+        cell,
+        params,
+        x,
+        backend=config.backend,
+        paths=q.paths,
+        singular_lags=q.singular_lags,
+        lyapunov=q.lyapunov,
+        gradient=None if q.gradient == "none" else q.gradient,
+    )
     return result, params, x
 
 
@@ -443,6 +515,7 @@ def progress_bar(progress: Progress, total: int, desc: str) -> Callable[[], None
     """
     done = [0]
     if callable(progress):
+
         def tick() -> None:
             done[0] += 1
             progress(done[0], total)
@@ -450,8 +523,14 @@ def progress_bar(progress: Progress, total: int, desc: str) -> Callable[[], None
         return tick
     from tqdm import tqdm
 
-    bar = tqdm(total=total, desc=desc, file=sys.stderr, delay=1.0, leave=False,
-               disable=not progress or not sys.stderr.isatty())
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        file=sys.stderr,
+        delay=1.0,
+        leave=False,
+        disable=not progress or not sys.stderr.isatty(),
+    )
 
     def tick_bar() -> None:
         bar.update()
@@ -488,12 +567,17 @@ def run_experiment(config: ExperimentConfig, progress: Progress = True) -> Exper
             tick()
         summaries[cell.name] = summarise_cell(config, cell, init, runs)
     return ExperimentResult(
-        name=config.name, config=config.to_dict(), seeds=list(config.seeds), cells=summaries,
-        gradflow_version=__version__, timing={"total_s": time.perf_counter() - start},
+        name=config.name,
+        config=config.to_dict(),
+        seeds=list(config.seeds),
+        cells=summaries,
+        gradflow_version=__version__,
+        timing={"total_s": time.perf_counter() - start},
     )
 
 
 # ---- summaries -------------------------------------------------------------------------------
+
 
 def band_names(quantiles: tuple[float, float]) -> tuple[str, str, str]:
     """Summary keys of the lower band, the median and the upper band: ``q10, median, q90``
@@ -501,8 +585,9 @@ def band_names(quantiles: tuple[float, float]) -> tuple[str, str, str]:
     return f"q{100 * quantiles[0]:g}", "median", f"q{100 * quantiles[1]:g}"
 
 
-def _quantiles(values: np.ndarray, quantiles: tuple[float, float], axis: int | None = None
-               ) -> np.ndarray:
+def _quantiles(
+    values: np.ndarray, quantiles: tuple[float, float], axis: int | None = None
+) -> np.ndarray:
     """Lower quantile, median and upper quantile along ``axis`` (linear interpolation).
 
     A product that reached exactly zero has ``log10 = -inf``; where interpolating next to it
@@ -528,7 +613,7 @@ def run_decay_rates(log10_norms: np.ndarray, window: tuple[int, int]) -> np.ndar
     somewhere in the window (every unit of a ReLU cell inactive at one step)."""
     from .decay import decay_rate
 
-    seg = log10_norms[window[0]:window[1] + 1]
+    seg = log10_norms[window[0] : window[1] + 1]
     finite = np.isfinite(seg).all(axis=0)
     rates = np.full(log10_norms.shape[1], -np.inf)
     if finite.any():
@@ -540,8 +625,12 @@ def _stack(arrays: Iterable[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype=float) for a in arrays], axis=-1)
 
 
-def summarise_cell(config: ExperimentConfig, cell: Any, init: Init,
-                   runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]]) -> dict[str, Any]:
+def summarise_cell(
+    config: ExperimentConfig,
+    cell: Any,
+    init: Init,
+    runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]],
+) -> dict[str, Any]:
     """Reduce the runs of one cell (one per seed, ``B`` sequences each) to the summary schema."""
     res = [r for r, _, _ in runs]
     qs = config.quantiles
@@ -550,23 +639,38 @@ def summarise_cell(config: ExperimentConfig, cell: Any, init: Init,
     rq = _quantiles(run_decay_rates(spec, (k0, k1)), qs)
     lo, _, hi = band_names(qs)
     out: dict[str, Any] = {
-        "cell": cell.name, "hidden_size": config.hidden_size, "input_size": config.input_size,
-        "steps": config.steps, "batch": config.batch, "runs": int(spec.shape[1]),
-        "lags": list(range(config.steps + 1)), "quantiles": [qs[0], 0.5, qs[1]],
+        "cell": cell.name,
+        "hidden_size": config.hidden_size,
+        "input_size": config.input_size,
+        "steps": config.steps,
+        "batch": config.batch,
+        "runs": int(spec.shape[1]),
+        "lags": list(range(config.steps + 1)),
+        "quantiles": [qs[0], 0.5, qs[1]],
         "init": {k: getattr(init, k) for k in INIT_KEYS},
         "log10_spectral_norm": _bands(spec, qs),
         "log10_frobenius_norm": _bands(_stack(r.log10_frobenius_norm for r in res), qs),
-        "log10_spectral_norm_hidden": _bands(
-            _stack(r.log10_spectral_norm_hidden for r in res), qs),
-        "paths": {p: _bands(_stack(r.paths[p]["log10_spectral_norm"] for r in res), qs)
-                  for p in (res[0].paths or {})},
+        "log10_spectral_norm_hidden": _bands(_stack(r.log10_spectral_norm_hidden for r in res), qs),
+        "paths": {
+            p: _bands(_stack(r.paths[p]["log10_spectral_norm"] for r in res), qs)
+            for p in (res[0].paths or {})
+        },
         "log10_singular_values": {
             str(lag): np.concatenate([r.log10_singular_values[lag] for r in res]).tolist()
-            for lag in sorted(res[0].log10_singular_values or {})},
-        "lyapunov_exponents": (np.concatenate([r.lyapunov_exponents for r in res]).tolist()
-                               if res[0].lyapunov_exponents is not None else []),
-        "decay_rate": {"median": float(rq[1]), lo: float(rq[0]), hi: float(rq[2]),
-                       "window": [k0, k1], "units": "decades per step"},
+            for lag in sorted(res[0].log10_singular_values or {})
+        },
+        "lyapunov_exponents": (
+            np.concatenate([r.lyapunov_exponents for r in res]).tolist()
+            if res[0].lyapunov_exponents is not None
+            else []
+        ),
+        "decay_rate": {
+            "median": float(rq[1]),
+            lo: float(rq[0]),
+            hi: float(rq[2]),
+            "window": [k0, k1],
+            "units": "decades per step",
+        },
         "pascanu": _pascanu(cell, runs),
         "meanfield": _meanfield(config, cell, init, runs),
     }
@@ -575,8 +679,9 @@ def summarise_cell(config: ExperimentConfig, cell: Any, init: Init,
     return out
 
 
-def _pascanu(cell: Any, runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]]
-             ) -> dict[str, Any] | None:
+def _pascanu(
+    cell: Any, runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]]
+) -> dict[str, Any] | None:
     """The Pascanu bound per run (median over runs) and whether every run stays below it."""
     from .bounds import pascanu_log10_bound
 
@@ -593,9 +698,12 @@ def _pascanu(cell: Any, runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]
     return {"log10_bound": median.tolist(), "holds": holds}
 
 
-def _meanfield(config: ExperimentConfig, cell: Any, init: Init,
-               runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]]
-               ) -> dict[str, Any] | None:
+def _meanfield(
+    config: ExperimentConfig,
+    cell: Any,
+    init: Init,
+    runs: list[tuple[Any, dict[str, np.ndarray], np.ndarray]],
+) -> dict[str, Any] | None:
     """The mean-field slope for the tanh RNN with Gaussian weights, else None."""
     from ..cells import CATALOGUE
     from .meanfield import predicted_log10_slope, tanh_fixed_point
@@ -604,19 +712,20 @@ def _meanfield(config: ExperimentConfig, cell: Any, init: Init,
         return None
     kind = config.inputs.kind
     if kind == "gaussian":
-        input_var = config.inputs.scale ** 2
+        input_var = config.inputs.scale**2
     elif kind == "constant":
-        input_var = config.inputs.value ** 2
+        input_var = config.inputs.value**2
     elif kind == "zeros":
         input_var = 0.0
     else:  # a file: the empirical second moment of the inputs
-        input_var = float(np.mean([np.mean(x ** 2) for _, _, x in runs]))
+        input_var = float(np.mean([np.mean(x**2) for _, _, x in runs]))
     q_star, chi = tanh_fixed_point(init.sigma_w, init.sigma_u, init.sigma_b, input_var)
     slope = predicted_log10_slope(init.sigma_w, init.sigma_u, init.sigma_b, input_var)
     return {"predicted_slope": float(slope), "chi": float(chi), "q_star": float(q_star)}
 
 
 # ---- the result ------------------------------------------------------------------------------
+
 
 @dataclass
 class ExperimentResult:
@@ -633,9 +742,16 @@ class ExperimentResult:
     timing: dict[str, float] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, "kind": "experiment", "name": self.name,
-                "config": self.config, "gradflow_version": self.gradflow_version,
-                "seeds": list(self.seeds), "timing": dict(self.timing), "cells": self.cells}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "experiment",
+            "name": self.name,
+            "config": self.config,
+            "gradflow_version": self.gradflow_version,
+            "seeds": list(self.seeds),
+            "timing": dict(self.timing),
+            "cells": self.cells,
+        }
 
     def comparable(self) -> dict[str, Any]:
         """:meth:`to_dict` without ``timing``: equal whenever the config is equal."""
@@ -648,10 +764,14 @@ class ExperimentResult:
         if not isinstance(data, Mapping) or data.get("kind") != "experiment":
             raise UsageError('not an experiment result (expected "kind": "experiment")')
         try:
-            return cls(name=str(data["name"]), config=dict(data["config"]),
-                       seeds=[int(s) for s in data["seeds"]], cells=dict(data["cells"]),
-                       gradflow_version=str(data.get("gradflow_version", "unknown")),
-                       timing=dict(data.get("timing", {})))
+            return cls(
+                name=str(data["name"]),
+                config=dict(data["config"]),
+                seeds=[int(s) for s in data["seeds"]],
+                cells=dict(data["cells"]),
+                gradflow_version=str(data.get("gradflow_version", "unknown")),
+                timing=dict(data.get("timing", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"not an experiment result: {type(exc).__name__}: {exc}") from None
 

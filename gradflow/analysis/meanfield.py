@@ -148,8 +148,12 @@ def tanh_fixed_point(
     References:
         [poole2016], [schoenholz2017], [chen2018minimalrnn].
     """
-    for name, v in (("sigma_w", sigma_w), ("sigma_u", sigma_u), ("sigma_b", sigma_b),
-                    ("input_var", input_var)):
+    for name, v in (
+        ("sigma_w", sigma_w),
+        ("sigma_u", sigma_u),
+        ("sigma_b", sigma_b),
+        ("input_var", input_var),
+    ):
         if not (math.isfinite(v) and v >= 0):
             raise UsageError(f"{name} must be a finite number >= 0, got {v!r}")
     w2 = sigma_w**2
@@ -331,9 +335,7 @@ def _gated_map(cell: Cell, ens: Ensemble, v: float, mu: float) -> GatedMap:
         return _sq(mu, qu, keeps=False) * zz / (1.0 - _sq(mu, qu)), qu
 
     if name not in GATED:
-        raise UsageError(
-            f"cell {name!r}: the gated mean field covers {', '.join(GATED)}"
-        )
+        raise UsageError(f"cell {name!r}: the gated mean field covers {', '.join(GATED)}")
     fam = name.split("-")[0]
     return {"lstm": lstm, "gru": gru, "mgu": mgu, "minimalrnn": minimal}[fam]
 

@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from .. import __version__
+from .._version import __version__
 from ..errors import BackendError, ConfigError, GradflowError, NumericalError, UsageError
 from ..results import SCHEMA_VERSION, load_json, save_json
 from .experiment import (
@@ -69,19 +69,30 @@ DEFAULT_TOL = 1e-3
 MAX_POINTS = 100_000
 #: Bumped when the point record changes meaning; part of each point's key.
 POINT_FORMAT = 1
-AXES = ("cell", "hidden_size", "input_size", "steps", "batch",
-        *(f"init.{k}" for k in INIT_KEYS), "inputs.kind", "inputs.scale", "inputs.value")
+AXES = (
+    "cell",
+    "hidden_size",
+    "input_size",
+    "steps",
+    "batch",
+    *(f"init.{k}" for k in INIT_KEYS),
+    "inputs.kind",
+    "inputs.scale",
+    "inputs.value",
+)
 
 
 def _axis_values(name: str, spec: Any) -> tuple[Any, ...]:
     if isinstance(spec, Mapping):
-        check_keys(spec, ("start", "stop", "num", "log"), "the sweep config",
-                   prefix=f"sweep.axes.{name}.")
+        check_keys(
+            spec, ("start", "stop", "num", "log"), "the sweep config", prefix=f"sweep.axes.{name}."
+        )
         try:
             start, stop, num = spec["start"], spec["stop"], spec["num"]
         except KeyError as exc:
-            raise ConfigError(f"sweep.axes.{name} needs start, stop and num "
-                              f"(missing {exc.args[0]})") from None
+            raise ConfigError(
+                f"sweep.axes.{name} needs start, stop and num (missing {exc.args[0]})"
+            ) from None
         num = checked_int(num, f"sweep.axes.{name}.num", 1, MAX_POINTS)
         log = spec.get("log", False)
         if log:
@@ -94,8 +105,10 @@ def _axis_values(name: str, spec: Any) -> tuple[Any, ...]:
             values = np.linspace(start, stop, num)
         return tuple(float(v) for v in values)
     if isinstance(spec, (str, bytes)) or not isinstance(spec, (list, tuple)) or not spec:
-        raise ConfigError(f"sweep.axes.{name} must be a non-empty list of values or a table "
-                          f"{{start, stop, num}}, got {spec!r}")
+        raise ConfigError(
+            f"sweep.axes.{name} must be a non-empty list of values or a table "
+            f"{{start, stop, num}}, got {spec!r}"
+        )
     if len(set(map(repr, spec))) != len(spec):
         raise ConfigError(f"sweep.axes.{name} lists a value twice: {list(spec)}")
     return tuple(spec)
@@ -160,8 +173,9 @@ class SweepConfig:
             else:
                 data[axis] = value
         coords = zlib.crc32(_canonical(params).encode("utf-8"))
-        data["seeds"] = [int(np.random.SeedSequence([s, coords]).generate_state(1)[0])
-                         for s in self.base.seeds]
+        data["seeds"] = [
+            int(np.random.SeedSequence([s, coords]).generate_state(1)[0]) for s in self.base.seeds
+        ]
         data["quantities"] = None  # a point needs the norms only
         try:
             return ExperimentConfig.from_dict(data)
@@ -174,8 +188,9 @@ class SweepConfig:
         return out
 
     @classmethod
-    def from_dict(cls, data: Mapping[str, Any], *,
-                  base_dir: str | os.PathLike[str] | None = None) -> SweepConfig:
+    def from_dict(
+        cls, data: Mapping[str, Any], *, base_dir: str | os.PathLike[str] | None = None
+    ) -> SweepConfig:
         """Parse an experiment config with a ``sweep`` table of ``axes`` and ``tol``."""
         if not isinstance(data, Mapping):
             raise ConfigError(f"a sweep config must be a table, got {type(data).__name__}")
@@ -188,10 +203,14 @@ class SweepConfig:
         if not isinstance(axes, Mapping):
             raise ConfigError(f"sweep.axes must be a table of field = values, got {axes!r}")
         check_keys(axes, AXES, "the sweep config", prefix="sweep.axes.")
-        base = ExperimentConfig.from_dict({k: v for k, v in data.items() if k != "sweep"},
-                                          base_dir=base_dir)
-        return cls(base, tuple((a, _axis_values(a, v)) for a, v in axes.items()),
-                   sweep.get("tol", DEFAULT_TOL))
+        base = ExperimentConfig.from_dict(
+            {k: v for k, v in data.items() if k != "sweep"}, base_dir=base_dir
+        )
+        return cls(
+            base,
+            tuple((a, _axis_values(a, v)) for a, v in axes.items()),
+            sweep.get("tol", DEFAULT_TOL),
+        )
 
 
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
@@ -222,19 +241,25 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     try:
         result = run_experiment(cfg, progress=False)
     except NumericalError as err:
-        return {"status": "overflow", "decay_rate": None, "log10_norm_final": None,
-                "error": str(err)}
+        return {
+            "status": "overflow",
+            "decay_rate": None,
+            "log10_norm_final": None,
+            "error": str(err),
+        }
     (summary,) = result.cells.values()
     rate = summary["decay_rate"]
     lo, _, hi = band_names(cfg.quantiles)
     mf = summary["meanfield"]
-    out = {"status": "ok" if np.isfinite(rate["median"]) else "zero",
-           "decay_rate": rate["median"], f"decay_rate_{lo}": rate[lo],
-           f"decay_rate_{hi}": rate[hi],
-           "log10_norm_final": summary["log10_spectral_norm"]["median"][-1],
-           "predicted_slope": mf["predicted_slope"] if mf else None}
-    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None)
-            for k, v in out.items()}
+    out = {
+        "status": "ok" if np.isfinite(rate["median"]) else "zero",
+        "decay_rate": rate["median"],
+        f"decay_rate_{lo}": rate[lo],
+        f"decay_rate_{hi}": rate[hi],
+        "log10_norm_final": summary["log10_spectral_norm"]["median"][-1],
+        "predicted_slope": mf["predicted_slope"] if mf else None,
+    }
+    return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in out.items()}
 
 
 def regime(rate: float | None, tol: float, status: str = "ok") -> str:
@@ -258,9 +283,15 @@ class _Item:
     path: Path
 
     def record(self, measured: Mapping[str, Any]) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, "kind": "sweep-point", "key": self.key,
-                "params": self.params, "config": self.config.to_dict(),
-                "gradflow_version": __version__, **measured}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "sweep-point",
+            "key": self.key,
+            "params": self.params,
+            "config": self.config.to_dict(),
+            "gradflow_version": __version__,
+            **measured,
+        }
 
 
 def _load_point(item: _Item) -> dict[str, Any] | None:
@@ -271,10 +302,14 @@ def _load_point(item: _Item) -> dict[str, Any] | None:
         rec = load_json(item.path)
     except Exception:  # unreadable or truncated: run the point again
         return None
-    ok = (isinstance(rec, dict) and rec.get("kind") == "sweep-point" and rec.get("key") == item.key
-          and rec.get("status") in ("ok", "zero", "overflow")
-          and all(k in rec for k in ("decay_rate", "log10_norm_final"))
-          and (rec["decay_rate"] is None or isinstance(rec["decay_rate"], (int, float))))
+    ok = (
+        isinstance(rec, dict)
+        and rec.get("kind") == "sweep-point"
+        and rec.get("key") == item.key
+        and rec.get("status") in ("ok", "zero", "overflow")
+        and all(k in rec for k in ("decay_rate", "log10_norm_final"))
+        and (rec["decay_rate"] is None or isinstance(rec["decay_rate"], (int, float)))
+    )
     return rec if ok else None
 
 
@@ -298,8 +333,9 @@ def dask_executor(address: str) -> Iterator[Executor]:
     try:
         import distributed
     except ImportError:
-        raise BackendError("running on a Dask scheduler needs the dask extra: "
-                           "pip install 'gradflow[dask]'") from None
+        raise BackendError(
+            "running on a Dask scheduler needs the dask extra: pip install 'gradflow[dask]'"
+        ) from None
     try:
         client = distributed.Client(address, set_as_default=False)
     except (OSError, TimeoutError, ValueError) as exc:
@@ -310,12 +346,14 @@ def dask_executor(address: str) -> Iterator[Executor]:
         client.close()
 
 
-def _run_futures(executor: Executor, todo: list[_Item],
-                 finish: Callable[[_Item, dict[str, Any], bool], None]) -> None:
+def _run_futures(
+    executor: Executor, todo: list[_Item], finish: Callable[[_Item, dict[str, Any], bool], None]
+) -> None:
     """Submit every point and finish each as it completes; on any interruption cancel what
     has not started and keep what has finished."""
     futures: dict[Future[dict[str, Any]], _Item] = {
-        executor.submit(evaluate_point, item.config.to_dict()): item for item in todo}
+        executor.submit(evaluate_point, item.config.to_dict()): item for item in todo
+    }
     finished: set[str] = set()
     try:
         for fut in as_completed(futures):
@@ -326,15 +364,25 @@ def _run_futures(executor: Executor, todo: list[_Item],
         for fut in futures:
             fut.cancel()
         for fut, item in futures.items():
-            if (item.key not in finished and fut.done() and not fut.cancelled()
-                    and fut.exception() is None):
+            if (
+                item.key not in finished
+                and fut.done()
+                and not fut.cancelled()
+                and fut.exception() is None
+            ):
                 finish(item, fut.result(), False)
         raise
 
 
-def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str], *,
-              executor: Executor | None = None, jobs: int = 1, scheduler: str | None = None,
-              progress: Progress = True) -> SweepResult:
+def run_sweep(
+    config: SweepConfig,
+    out_dir: str | os.PathLike[str],
+    *,
+    executor: Executor | None = None,
+    jobs: int = 1,
+    scheduler: str | None = None,
+    progress: Progress = True,
+) -> SweepResult:
     """Run every point of ``config`` not already finished in ``out_dir``.
 
     Args:
@@ -395,16 +443,32 @@ def run_sweep(config: SweepConfig, out_dir: str | os.PathLike[str], *,
     points = []
     for it in items:
         rec = records[it.key]
-        point = {"params": it.params, "decay_rate": rec["decay_rate"],
-                 "log10_norm_final": rec["log10_norm_final"],
-                 "regime": regime(rec["decay_rate"], config.tol, rec["status"])}
-        point.update({k: v for k, v in rec.items() if v is not None and (
-            k.startswith("decay_rate_") or k in ("predicted_slope", "error"))})
+        point = {
+            "params": it.params,
+            "decay_rate": rec["decay_rate"],
+            "log10_norm_final": rec["log10_norm_final"],
+            "regime": regime(rec["decay_rate"], config.tol, rec["status"]),
+        }
+        point.update(
+            {
+                k: v
+                for k, v in rec.items()
+                if v is not None
+                and (k.startswith("decay_rate_") or k in ("predicted_slope", "error"))
+            }
+        )
         points.append(point)
     result = SweepResult(
-        name=config.name, config=config.to_dict(), axes={a: list(v) for a, v in config.axes},
-        points=points, timing={"total_s": time.perf_counter() - start,
-                               "evaluated": len(todo), "reused": len(items) - len(todo)})
+        name=config.name,
+        config=config.to_dict(),
+        axes={a: list(v) for a, v in config.axes},
+        points=points,
+        timing={
+            "total_s": time.perf_counter() - start,
+            "evaluated": len(todo),
+            "reused": len(items) - len(todo),
+        },
+    )
     result.save(out / "sweep.json")
     return result
 
@@ -433,9 +497,16 @@ class SweepResult:
         return int(self.timing.get("reused", 0))
 
     def to_dict(self) -> dict[str, Any]:
-        return {"schema_version": SCHEMA_VERSION, "kind": "sweep", "name": self.name,
-                "config": self.config, "axes": self.axes, "points": self.points,
-                "gradflow_version": self.gradflow_version, "timing": dict(self.timing)}
+        return {
+            "schema_version": SCHEMA_VERSION,
+            "kind": "sweep",
+            "name": self.name,
+            "config": self.config,
+            "axes": self.axes,
+            "points": self.points,
+            "gradflow_version": self.gradflow_version,
+            "timing": dict(self.timing),
+        }
 
     def comparable(self) -> dict[str, Any]:
         out = self.to_dict()
@@ -447,10 +518,14 @@ class SweepResult:
         if not isinstance(data, Mapping) or data.get("kind") != "sweep":
             raise UsageError('not a sweep result (expected "kind": "sweep")')
         try:
-            return cls(name=str(data["name"]), config=dict(data["config"]),
-                       axes=dict(data["axes"]), points=list(data["points"]),
-                       gradflow_version=str(data.get("gradflow_version", "unknown")),
-                       timing=dict(data.get("timing", {})))
+            return cls(
+                name=str(data["name"]),
+                config=dict(data["config"]),
+                axes=dict(data["axes"]),
+                points=list(data["points"]),
+                gradflow_version=str(data.get("gradflow_version", "unknown")),
+                timing=dict(data.get("timing", {})),
+            )
         except (KeyError, TypeError, ValueError) as exc:
             raise UsageError(f"not a sweep result: {type(exc).__name__}: {exc}") from None
 
@@ -468,8 +543,10 @@ class SweepResult:
     def table(self) -> str:
         """Regime counts, and for one or two axes the grid of decay rates."""
         c = self.regime_counts()
-        lines = [f"{len(self.points)} points: {c['vanishing']} vanishing, {c['preserved']} "
-                 f"preserved, {c['exploding']} exploding"]
+        lines = [
+            f"{len(self.points)} points: {c['vanishing']} vanishing, {c['preserved']} "
+            f"preserved, {c['exploding']} exploding"
+        ]
         names = list(self.axes)
         if len(names) > 2:
             return lines[0]
@@ -477,8 +554,9 @@ class SweepResult:
         rows = self.axes[names[0]]
         cols = self.axes[names[1]] if len(names) == 2 else [None]
         width = 12
-        head = f"{names[0]:>14} | " + ("".join(f"{_short(v):>{width}}" for v in cols)
-                                      if len(names) == 2 else "decay rate")
+        head = f"{names[0]:>14} | " + (
+            "".join(f"{_short(v):>{width}}" for v in cols) if len(names) == 2 else "decay rate"
+        )
         lines += [f"{'':>14}   {names[1]}" if len(names) == 2 else "", head, "-" * len(head)]
         it = iter(self.points)
         for r in rows:

@@ -52,9 +52,7 @@ def get_cell(name: str) -> Cell:
     except (KeyError, TypeError):
         close = difflib.get_close_matches(str(name), list(CATALOGUE), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        raise CellError(
-            f"unknown cell {name!r}{hint} (known: {', '.join(CATALOGUE)})"
-        ) from None
+        raise CellError(f"unknown cell {name!r}{hint} (known: {', '.join(CATALOGUE)})") from None
 
 
 __all__ = [

@@ -42,8 +42,6 @@ class sigmoid(sp.Function):  # noqa: N801 - named like the SymPy functions it si
         return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
 
-
-
 class relu(sp.Function):  # noqa: N801
     r"""The rectifier :math:`\max(0, x)`; its derivative is the Heaviside step (0 at 0)."""
 
@@ -65,7 +63,6 @@ class relu(sp.Function):  # noqa: N801
         return rf"\operatorname{{relu}}\left({printer._print(self.args[0])}\right)"
 
 
-
 class softplus(sp.Function):  # noqa: N801
     r"""Softplus :math:`\log(1 + e^{x})`, derivative :math:`\sigma(x)`."""
 
@@ -76,7 +73,6 @@ class softplus(sp.Function):  # noqa: N801
 
     def _latex(self, printer: Any) -> str:
         return rf"\operatorname{{softplus}}\left({printer._print(self.args[0])}\right)"
-
 
 
 #: Functions an equation may call, by name. The equation parser accepts exactly these.

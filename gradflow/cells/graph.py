@@ -211,8 +211,9 @@ class Cell:
             )
         for s, node_name in self.update:
             if defined.get(node_name) != "node":
-                raise CellError(f"cell {self.name!r}: update of {s!r} names unknown node "
-                                f"{node_name!r}")
+                raise CellError(
+                    f"cell {self.name!r}: update of {s!r} names unknown node {node_name!r}"
+                )
         if self.torch_layout is not None:
             listed = [p for _, ps in self.torch_layout for p in ps]
             if sorted(listed) != sorted(params):

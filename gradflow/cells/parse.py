@@ -70,8 +70,17 @@ MAX_BITS = 1024  #: largest integer numerator/denominator a constant may grow to
 MAX_EQUATIONS = 200
 MAX_STATES = 8
 MAX_FILE_BYTES = 1_000_000
-TOP_KEYS = ("name", "state", "input", "parameters", "reference", "description", "convention",
-            "equations", "update")
+TOP_KEYS = (
+    "name",
+    "state",
+    "input",
+    "parameters",
+    "reference",
+    "description",
+    "convention",
+    "equations",
+    "update",
+)
 _KNOWN = ", ".join(sorted(FUNCTIONS))
 _FUNCTION_CLASSES = tuple(f for f in FUNCTIONS.values() if isinstance(f, type))
 _NAME_RE = re.compile(r"[A-Za-z][A-Za-z0-9_-]{0,63}\Z")
@@ -115,7 +124,7 @@ def _line_of(text: str, table: str | None, key: str) -> int | None:
                 return lineno  # a top-level key written as a table header
         elif current == table:
             for written in (key, f'"{key}"', f"'{key}'"):
-                if stripped.startswith(written) and stripped[len(written):].lstrip()[:1] == "=":
+                if stripped.startswith(written) and stripped[len(written) :].lstrip()[:1] == "=":
                     return lineno
     return None
 
@@ -123,8 +132,9 @@ def _line_of(text: str, table: str | None, key: str) -> int | None:
 class _Scope:
     """Names defined so far while reading the equations in order."""
 
-    def __init__(self, input_name: str, state: Sequence[str], parameters: Sequence[str],
-                 later: Sequence[str]) -> None:
+    def __init__(
+        self, input_name: str, state: Sequence[str], parameters: Sequence[str], later: Sequence[str]
+    ) -> None:
         self.input = input_name
         self.vectors: set[str] = {input_name, *state}
         self.declared = set(parameters)
@@ -146,21 +156,29 @@ class _Scope:
 
     def missing(self, name: str) -> _Reject:
         if name in self.later:
-            return _Reject(f"{name!r} is used before it is defined (equations run in order; "
-                           f"move {name!r} above this line)")
+            return _Reject(
+                f"{name!r} is used before it is defined (equations run in order; "
+                f"move {name!r} above this line)"
+            )
         close = difflib.get_close_matches(name, sorted(self.vectors | self.declared), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
-        return _Reject(f"undefined symbol {name!r}{hint} (vector parameters must be declared "
-                       "in parameters = [...])")
+        return _Reject(
+            f"undefined symbol {name!r}{hint} (vector parameters must be declared "
+            "in parameters = [...])"
+        )
 
     def elementwise_symbol(self, name: str) -> sp.Symbol:
         self.name(name, "symbol")
         if name == self.input:
-            raise _Reject(f"the input {name!r} has size d; it may only enter an affine line "
-                          f"as WEIGHT @ {name}")
+            raise _Reject(
+                f"the input {name!r} has size d; it may only enter an affine line "
+                f"as WEIGHT @ {name}"
+            )
         if name in self.kinds:
-            raise _Reject(f"{name!r} is a {self.kinds[name]} of an affine line and cannot "
-                          "appear in an elementwise line")
+            raise _Reject(
+                f"{name!r} is a {self.kinds[name]} of an affine line and cannot "
+                "appear in an elementwise line"
+            )
         if name in self.declared:
             self.used_params.add(name)
         elif name not in self.vectors:
@@ -174,8 +192,10 @@ class _Scope:
         if name in self.later:
             raise _Reject(f"{name!r} names an equation, so it cannot also be a {kind}")
         if name in self.declared:
-            raise _Reject(f"{name!r} is declared in parameters = [...] (a vector parameter) "
-                          f"but used as a {kind}")
+            raise _Reject(
+                f"{name!r} is declared in parameters = [...] (a vector parameter) "
+                f"but used as a {kind}"
+            )
         if self.kinds.setdefault(name, kind) != kind:
             raise _Reject(f"{name!r} is used both as {self.kinds[name]} and {kind}")
 
@@ -183,8 +203,10 @@ class _Scope:
         self.name(name, "vector")
         if name not in self.vectors:
             if name in self.declared or name in self.kinds:
-                raise _Reject(f"{name!r} is a parameter; the right side of '@' must be the "
-                              "input, a state or an earlier node")
+                raise _Reject(
+                    f"{name!r} is a parameter; the right side of '@' must be the "
+                    "input, a state or an earlier node"
+                )
             raise self.missing(name)
         return name
 
@@ -244,8 +266,11 @@ def _exponent(node: ast.expr) -> sp.Expr:
     if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
         sign = -1 if isinstance(node.op, ast.USub) else 1
         node = node.operand
-    if (not isinstance(node, ast.Constant) or isinstance(node.value, bool)
-            or not isinstance(node.value, int | float)):
+    if (
+        not isinstance(node, ast.Constant)
+        or isinstance(node.value, bool)
+        or not isinstance(node.value, int | float)
+    ):
         raise _Reject("the exponent of '**' must be a number, e.g. h**2")
     value = sign * node.value
     if not abs(value) <= MAX_EXPONENT:
@@ -274,12 +299,16 @@ def _elementwise(node: ast.expr, scope: _Scope, depth: int = 0) -> sp.Expr:
         return scope.elementwise_symbol(node.id)
     if isinstance(node, ast.BinOp):
         if isinstance(node.op, ast.Add | ast.Sub):
-            terms = [(neg, _elementwise(e, scope, depth + 1))
-                     for neg, e in _chain(node, (ast.Add, ast.Sub))]
+            terms = [
+                (neg, _elementwise(e, scope, depth + 1))
+                for neg, e in _chain(node, (ast.Add, ast.Sub))
+            ]
             return _check_numbers(sp.Add(*(-t if neg else t for neg, t in terms)))
         if isinstance(node.op, ast.Mult | ast.Div):
-            factors = [(inv, _elementwise(e, scope, depth + 1))
-                       for inv, e in _chain(node, (ast.Mult, ast.Div))]
+            factors = [
+                (inv, _elementwise(e, scope, depth + 1))
+                for inv, e in _chain(node, (ast.Mult, ast.Div))
+            ]
             return _check_numbers(sp.Mul(*(sp.Pow(f, -1) if inv else f for inv, f in factors)))
         if isinstance(node.op, ast.Pow):
             base, exponent = _elementwise(node.left, scope, depth + 1), _exponent(node.right)
@@ -340,12 +369,14 @@ def _affine(name: str, tree: ast.expr, scope: _Scope, source: str) -> Affine:
     biases: list[str] = []
     for negated, term in _chain(tree, (ast.Add, ast.Sub)):
         if negated:
-            raise _Reject("an affine line may only add terms with '+' (put signs into the "
-                          "weights or biases)")
+            raise _Reject(
+                "an affine line may only add terms with '+' (put signs into the weights or biases)"
+            )
         if isinstance(term, ast.BinOp) and isinstance(term.op, ast.MatMult):
             if not (isinstance(term.left, ast.Name) and isinstance(term.right, ast.Name)):
-                raise _Reject(f"each '@' term must be WEIGHT @ VECTOR with two names, got "
-                              f"{shown(term)}")
+                raise _Reject(
+                    f"each '@' term must be WEIGHT @ VECTOR with two names, got {shown(term)}"
+                )
             w, src = term.left.id, scope.source(term.right.id)
             scope.parameter(w, "weight")
             size = "d" if src == scope.input else "n"
@@ -355,14 +386,18 @@ def _affine(name: str, tree: ast.expr, scope: _Scope, source: str) -> Affine:
             terms.append((w, src))
         elif isinstance(term, ast.Name):
             if term.id in scope.vectors:
-                raise _Reject(f"{term.id!r} is a vector; an affine line adds only WEIGHT @ "
-                              "VECTOR terms and bias names (add vectors in an elementwise line)")
+                raise _Reject(
+                    f"{term.id!r} is a vector; an affine line adds only WEIGHT @ "
+                    "VECTOR terms and bias names (add vectors in an elementwise line)"
+                )
             scope.parameter(term.id, "bias")
             biases.append(term.id)
         else:
-            raise _Reject("'@' may only appear in an affine line: a '+'-sum of WEIGHT @ VECTOR "
-                          "terms and bias names, with no other operations (apply functions in "
-                          f"a separate line); got term {shown(term)}")
+            raise _Reject(
+                "'@' may only appear in an affine line: a '+'-sum of WEIGHT @ VECTOR "
+                "terms and bias names, with no other operations (apply functions in "
+                f"a separate line); got term {shown(term)}"
+            )
     return Affine(name, tuple(terms), tuple(biases))
 
 
@@ -392,28 +427,35 @@ def _parse_line(name: str, value: object, scope: _Scope) -> Affine | Elementwise
 def _pairs(value: object, what: str, origin: _Origin) -> list[tuple[Any, Any]]:
     if isinstance(value, Mapping):
         return list(value.items())
-    if isinstance(value, Sequence) and not isinstance(value, str | bytes) and all(
-        isinstance(p, tuple | list) and len(p) == 2 for p in value
+    if (
+        isinstance(value, Sequence)
+        and not isinstance(value, str | bytes)
+        and all(isinstance(p, tuple | list) and len(p) == 2 for p in value)
     ):
         return [tuple(p) for p in value]
-    raise EquationError(f"{origin.at(None, what)}: {what} must be a table (dict) of "
-                        f"name = value, got {type(value).__name__}")
+    raise EquationError(
+        f"{origin.at(None, what)}: {what} must be a table (dict) of "
+        f"name = value, got {type(value).__name__}"
+    )
 
 
 def _names(value: object, what: str, origin: _Origin, limit: int) -> tuple[str, ...]:
     if not isinstance(value, list | tuple) or not all(isinstance(v, str) for v in value):
-        raise EquationError(f"{origin.at(None, what)}: {what} must be a list of strings, "
-                            f"got {_brief(value)}")
+        raise EquationError(
+            f"{origin.at(None, what)}: {what} must be a list of strings, got {_brief(value)}"
+        )
     if len(value) > limit:
-        raise EquationError(f"{origin.at(None, what)}: {what} lists {len(value)} names "
-                            f"(at most {limit})")
+        raise EquationError(
+            f"{origin.at(None, what)}: {what} lists {len(value)} names (at most {limit})"
+        )
     return tuple(value)
 
 
 def _text(value: object, what: str, origin: _Origin) -> str:
     if not isinstance(value, str) or len(value) > MAX_TEXT:
-        raise EquationError(f"{origin.at(None, what)}: {what} must be a string of at most "
-                            f"{MAX_TEXT} characters")
+        raise EquationError(
+            f"{origin.at(None, what)}: {what} must be a string of at most {MAX_TEXT} characters"
+        )
     return value
 
 
@@ -421,22 +463,28 @@ def _build(spec: Mapping[str, Any], origin: _Origin) -> Cell:
     """Validate a definition (TOML table or define_cell arguments) and make the Cell."""
     name = spec.get("name")
     if not isinstance(name, str) or not _NAME_RE.match(name):
-        raise EquationError(f"{origin.at(None, 'name')}: name must be letters, digits, '-' or "
-                            f"'_' starting with a letter (at most 64), got {_brief(name)}")
+        raise EquationError(
+            f"{origin.at(None, 'name')}: name must be letters, digits, '-' or "
+            f"'_' starting with a letter (at most 64), got {_brief(name)}"
+        )
     from . import CATALOGUE
 
     if name in CATALOGUE:
-        raise EquationError(f"{origin.at(None, 'name')}: name {name!r} is a catalogue cell; "
-                            "choose another name")
+        raise EquationError(
+            f"{origin.at(None, 'name')}: name {name!r} is a catalogue cell; choose another name"
+        )
     state = _names(spec.get("state"), "state", origin, MAX_STATES)
     params = _names(spec.get("parameters", ()), "parameters", origin, MAX_EQUATIONS)
     input_name = _text(spec.get("input", "x"), "input", origin)
-    texts = {k: _text(spec.get(k, ""), k, origin)
-             for k in ("reference", "description", "convention")}
+    texts = {
+        k: _text(spec.get(k, ""), k, origin) for k in ("reference", "description", "convention")
+    }
     equations = _pairs(spec.get("equations"), "equations", origin)
     if not equations or len(equations) > MAX_EQUATIONS:
-        raise EquationError(f"{origin.at(None, 'equations')}: equations must define 1 to "
-                            f"{MAX_EQUATIONS} nodes, got {len(equations)}")
+        raise EquationError(
+            f"{origin.at(None, 'equations')}: equations must define 1 to "
+            f"{MAX_EQUATIONS} nodes, got {len(equations)}"
+        )
     keys = [k for k, _ in equations]
     scope = _Scope(input_name, state, params, [k for k in keys if isinstance(k, str)])
     seen: set[str] = set()
@@ -465,29 +513,40 @@ def _build(spec: Mapping[str, Any], origin: _Origin) -> Cell:
         scope.vectors.add(key)
     unused = [p for p in params if p not in scope.used_params]
     if unused:
-        raise origin.error(None, "parameters", "parameters",
-                           f"{unused[0]!r} is declared but not used in any elementwise line")
+        raise origin.error(
+            None,
+            "parameters",
+            "parameters",
+            f"{unused[0]!r} is declared but not used in any elementwise line",
+        )
     update = _update(spec.get("update"), state, keys, origin)
     try:
-        return Cell(name=name, state=state, nodes=tuple(nodes), update=update, input=input_name,
-                    **texts)
+        return Cell(
+            name=name, state=state, nodes=tuple(nodes), update=update, input=input_name, **texts
+        )
     except CellError as err:
         raise EquationError(f"{origin.label}: {err}") from None
 
 
-def _update(value: object, state: tuple[str, ...], keys: list[Any],
-            origin: _Origin) -> tuple[tuple[str, str], ...]:
+def _update(
+    value: object, state: tuple[str, ...], keys: list[Any], origin: _Origin
+) -> tuple[tuple[str, str], ...]:
     pairs = _pairs(value, "update", origin) if value is not None else []
     given: dict[str, str] = {}
     for s, node in pairs:
         if s not in state:
-            raise origin.error("update", str(s), f"update {_show(str(s), 40)}",
-                               f"not a state vector (state: {', '.join(state)})")
+            raise origin.error(
+                "update",
+                str(s),
+                f"update {_show(str(s), 40)}",
+                f"not a state vector (state: {', '.join(state)})",
+            )
         if not isinstance(node, str) or node not in keys:
             close = difflib.get_close_matches(str(node), [str(k) for k in keys], n=1)
             hint = f"; did you mean {close[0]!r}?" if close else ""
-            raise origin.error("update", s, f"update {s!r}",
-                               f"{_show(str(node), 40)} is not an equation{hint}")
+            raise origin.error(
+                "update", s, f"update {s!r}", f"{_show(str(node), 40)} is not an equation{hint}"
+            )
         given[s] = node
     for s in state:
         if s not in given:
@@ -495,8 +554,12 @@ def _update(value: object, state: tuple[str, ...], keys: list[Any],
                 given[s] = f"{s}_new"
                 continue
             hint = "" if value is not None else f" (or define an equation named {s}_new)"
-            raise origin.error(None, "update", "update", f"no update for state {s!r}: add "
-                               f"{s} = \"<equation>\" under [update]{hint}")
+            raise origin.error(
+                None,
+                "update",
+                "update",
+                f'no update for state {s!r}: add {s} = "<equation>" under [update]{hint}',
+            )
     return tuple((s, given[s]) for s in state)
 
 
@@ -531,14 +594,23 @@ def define_cell(
     Raises:
         EquationError: one line naming the equation and the problem.
     """
+
     def as_list(names: object) -> object:
         if isinstance(names, str):
             return [names]
         return list(names) if isinstance(names, Sequence) else names
 
-    spec = {"name": name, "state": as_list(state), "equations": equations, "input": input,
-            "reference": reference, "update": update, "parameters": as_list(parameters),
-            "description": description, "convention": convention}
+    spec = {
+        "name": name,
+        "state": as_list(state),
+        "equations": equations,
+        "input": input,
+        "reference": reference,
+        "update": update,
+        "parameters": as_list(parameters),
+        "description": description,
+        "convention": convention,
+    }
     return _build(spec, _Origin(f"cell {_show(str(name), 40)}"))
 
 
@@ -573,8 +645,12 @@ def load_cell_file(path: str | os.PathLike[str]) -> Cell:
     origin = _Origin(label, text)
     unknown = sorted(set(data) - set(TOP_KEYS))
     if unknown:
-        raise origin.error(None, unknown[0], f"key {_show(unknown[0], 40)}",
-                           f"unknown key; allowed: {', '.join(TOP_KEYS)}")
+        raise origin.error(
+            None,
+            unknown[0],
+            f"key {_show(unknown[0], 40)}",
+            f"unknown key; allowed: {', '.join(TOP_KEYS)}",
+        )
     spec = dict(data)
     spec.setdefault("name", Path(shown).stem)
     if "state" not in spec or "equations" not in spec:

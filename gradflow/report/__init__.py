@@ -28,9 +28,14 @@ class _Progress:
     def __init__(self, enabled: bool) -> None:
         from tqdm import tqdm
 
-        self.bar = tqdm(total=1, file=sys.stderr, leave=False, dynamic_ncols=True,
-                        disable=not enabled or not sys.stderr.isatty(),
-                        bar_format="{desc}: {bar} {n_fmt}/{total_fmt} [{elapsed}]")
+        self.bar = tqdm(
+            total=1,
+            file=sys.stderr,
+            leave=False,
+            dynamic_ncols=True,
+            disable=not enabled or not sys.stderr.isatty(),
+            bar_format="{desc}: {bar} {n_fmt}/{total_fmt} [{elapsed}]",
+        )
 
     def stage(self, label: str) -> None:
         self.bar.set_description_str(label)
@@ -46,9 +51,15 @@ class _Progress:
         self.bar.close()
 
 
-def run_report(out_dir: str | os.PathLike[str] = "reports/latest", *,
-               config: str | os.PathLike[str] | None = None, venue: str = "neurips",
-               jobs: int = 2, formats: Sequence[str] = FORMATS, progress: bool = True) -> Path:
+def run_report(
+    out_dir: str | os.PathLike[str] = "reports/latest",
+    *,
+    config: str | os.PathLike[str] | None = None,
+    venue: str = "neurips",
+    jobs: int = 2,
+    formats: Sequence[str] = FORMATS,
+    progress: bool = True,
+) -> Path:
     """Run the experiments a report shows, then :func:`build_report` into ``out_dir``.
 
     Args:
@@ -78,8 +89,11 @@ def run_report(out_dir: str | os.PathLike[str] = "reports/latest", *,
             data = read_toml(config)
             base = {k: v for k, v in data.items() if k != "sweep"}
             exp_cfg = ExperimentConfig.from_dict(base, base_dir=Path(config).parent)
-            sweep_cfg = (SweepConfig.from_dict(data, base_dir=Path(config).parent)
-                         if "sweep" in data else None)
+            sweep_cfg = (
+                SweepConfig.from_dict(data, base_dir=Path(config).parent)
+                if "sweep" in data
+                else None
+            )
             source = (Path(config).name, Path(config).read_text(encoding="utf-8"))
         bar.stage("experiment")
         experiment = run_experiment(exp_cfg, progress=bar)
@@ -91,8 +105,16 @@ def run_report(out_dir: str | os.PathLike[str] = "reports/latest", *,
             bar.stage("sweep")
             with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
                 sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar)
-        return build_report(experiment, sweep, claims, out_dir, venue=venue, formats=formats,
-                            config_source=source, progress=bar.stage)
+        return build_report(
+            experiment,
+            sweep,
+            claims,
+            out_dir,
+            venue=venue,
+            formats=formats,
+            config_source=source,
+            progress=bar.stage,
+        )
     finally:
         bar.close()
 

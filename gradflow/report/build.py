@@ -30,7 +30,8 @@ import numpy as np
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from .. import __version__, plots
+from .. import plots
+from .._version import __version__
 from ..atomic import atomic_write
 from ..errors import UsageError
 from ..results import dumps
@@ -55,9 +56,11 @@ def grid(panels: int) -> tuple[int, int]:
     return -(-panels // ncols), ncols
 
 
-def _small_multiples(names: list[str], draw: Callable[[Any, str, bool], Any]
-                     ) -> Callable[[Figure], None]:
+def _small_multiples(
+    names: list[str], draw: Callable[[Any, str, bool], Any]
+) -> Callable[[Figure], None]:
     """A drawer with one panel per name; axis labels on the outer panels only."""
+
     def drawer(fig: Figure) -> None:
         nrows, ncols = grid(len(names))
         # Shared axes: panels compare at a glance, and inner panels carry no tick labels.
@@ -92,8 +95,7 @@ def _as_dict(result: Any, kind: str) -> dict[str, Any] | None:
     return json.loads(dumps(data))
 
 
-def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None
-                   ) -> list[ReportFigure]:
+def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> list[ReportFigure]:
     """The figures of a report, in order, for the data the results carry."""
     cells = experiment["cells"]
     first = next(iter(cells.values()))
@@ -104,63 +106,110 @@ def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None
     if any(c.get("pascanu") for c in cells.values()):
         overlays.append("dashed: the Pascanu bound (for the cells it applies to)")
     if any(c.get("meanfield") for c in cells.values()):
-        overlays.append("dotted: the mean-field slope, drawn from the start of the fitted "
-                        "window")
-    figs = [ReportFigure(
-        "norms", "Gradient flow through time",
-        f"log10 of the spectral norm of the Jacobian product against the lag k: median over "
-        f"{runs} runs per cell (line) and the {band} band"
-        + ("; " + "; ".join(overlays) if overlays else "") + ". Curves are thinned for "
-        "display to about 25 points per inch (the band is the envelope of the lags left "
-        "out); the data files hold every lag.",
-        lambda f: plots.plot_norms(experiment, f.add_subplot()))]
-    if any(c.get("meanfield") for c in cells.values()) and \
-            plots.norm_bands(experiment, "log10_frobenius_norm"):
-        figs.append(ReportFigure(
-            "norms_frobenius", "Frobenius norm",
-            f"As Figure 1 for the Frobenius norm, the quantity mean-field theory predicts; "
-            f"{band} band.",
-            lambda f: plots.plot_norms(experiment, f.add_subplot(),
-                                       quantity="log10_frobenius_norm")))
+        overlays.append("dotted: the mean-field slope, drawn from the start of the fitted window")
+    figs = [
+        ReportFigure(
+            "norms",
+            "Gradient flow through time",
+            f"log10 of the spectral norm of the Jacobian product against the lag k: median over "
+            f"{runs} runs per cell (line) and the {band} band"
+            + ("; " + "; ".join(overlays) if overlays else "")
+            + ". Curves are thinned for "
+            "display to about 25 points per inch (the band is the envelope of the lags left "
+            "out); the data files hold every lag.",
+            lambda f: plots.plot_norms(experiment, f.add_subplot()),
+        )
+    ]
+    if any(c.get("meanfield") for c in cells.values()) and plots.norm_bands(
+        experiment, "log10_frobenius_norm"
+    ):
+        figs.append(
+            ReportFigure(
+                "norms_frobenius",
+                "Frobenius norm",
+                f"As Figure 1 for the Frobenius norm, the quantity mean-field theory predicts; "
+                f"{band} band.",
+                lambda f: plots.plot_norms(
+                    experiment, f.add_subplot(), quantity="log10_frobenius_norm"
+                ),
+            )
+        )
     additive = plots.norm_bands(experiment, path="additive")
     # Cells whose additive path carries anything: for the RNN it is zero (log10 = -inf).
-    path_cells = [c for c in plots.cell_order(cells)
-                  if c in additive and np.isfinite(additive[c].median[1:]).any()]
+    path_cells = [
+        c
+        for c in plots.cell_order(cells)
+        if c in additive and np.isfinite(additive[c].median[1:]).any()
+    ]
     if path_cells:
-        figs.append(ReportFigure(
-            "paths", "Additive against multiplicative path",
-            f"The full product (solid, median and {band} band) against the product of the "
-            "additive path alone (dashed, no weight matrix) and of the multiplicative path "
-            "alone (dash-dotted), medians; one panel per cell with an additive path.",
-            _small_multiples(path_cells, lambda ax, c, first: plots.plot_paths(
-                experiment, ax, cells=[c], legend=first)), panels=len(path_cells)))
-    figs.append(ReportFigure(
-        "decay_rates", "Decay rates",
-        f"Fitted slope of the median log10 norm, decades per step, with its {band} interval "
-        "over runs.", lambda f: plots.plot_decay_rates(experiment, f.add_subplot())))
-    sv_cells = [c for c in plots.cell_order(cells)
-                if any(np.isfinite(np.asarray(v, dtype=float)).any()
-                       for v in (cells[c].get("log10_singular_values") or {}).values())]
+        figs.append(
+            ReportFigure(
+                "paths",
+                "Additive against multiplicative path",
+                f"The full product (solid, median and {band} band) against the product of the "
+                "additive path alone (dashed, no weight matrix) and of the multiplicative path "
+                "alone (dash-dotted), medians; one panel per cell with an additive path.",
+                _small_multiples(
+                    path_cells,
+                    lambda ax, c, first: plots.plot_paths(experiment, ax, cells=[c], legend=first),
+                ),
+                panels=len(path_cells),
+            )
+        )
+    figs.append(
+        ReportFigure(
+            "decay_rates",
+            "Decay rates",
+            f"Fitted slope of the median log10 norm, decades per step, with its {band} interval "
+            "over runs.",
+            lambda f: plots.plot_decay_rates(experiment, f.add_subplot()),
+        )
+    )
+    sv_cells = [
+        c
+        for c in plots.cell_order(cells)
+        if any(
+            np.isfinite(np.asarray(v, dtype=float)).any()
+            for v in (cells[c].get("log10_singular_values") or {}).values()
+        )
+    ]
     if sv_cells:
-        figs.append(ReportFigure(
-            "singular_values", "Singular values of the product",
-            f"log10 singular values of the Jacobian product at several lags (median and {band} "
-            "band over runs), one panel per cell.",
-            _small_multiples(sv_cells, lambda ax, c, first: plots.plot_singular_values(
-                experiment, ax, cell=c, legend=first)), panels=len(sv_cells)))
+        figs.append(
+            ReportFigure(
+                "singular_values",
+                "Singular values of the product",
+                f"log10 singular values of the Jacobian product at several lags (median and {band} "
+                "band over runs), one panel per cell.",
+                _small_multiples(
+                    sv_cells,
+                    lambda ax, c, first: plots.plot_singular_values(
+                        experiment, ax, cell=c, legend=first
+                    ),
+                ),
+                panels=len(sv_cells),
+            )
+        )
     if any(c.get("lyapunov_exponents") for c in cells.values()):
-        figs.append(ReportFigure(
-            "lyapunov", "Lyapunov spectra",
-            f"Leading Lyapunov exponents of the state dynamics, nats per step (median and "
-            f"{band} band over runs). Below zero, perturbations and gradients shrink.",
-            lambda f: plots.plot_lyapunov(experiment, f.add_subplot())))
+        figs.append(
+            ReportFigure(
+                "lyapunov",
+                "Lyapunov spectra",
+                f"Leading Lyapunov exponents of the state dynamics, nats per step (median and "
+                f"{band} band over runs). Below zero, perturbations and gradients shrink.",
+                lambda f: plots.plot_lyapunov(experiment, f.add_subplot()),
+            )
+        )
     if sweep is not None:
-        figs.append(ReportFigure(
-            "phase_diagram", "Phase diagram",
-            "Median decay rate over the sweep grid: blue cells vanish, red ones explode, grey "
-            "ones overflowed (no finite rate); letters give each cell's regime. On numeric "
-            "axes the black line is where the rate crosses zero.",
-            lambda f: plots.plot_phase_diagram(sweep, f.add_subplot())))
+        figs.append(
+            ReportFigure(
+                "phase_diagram",
+                "Phase diagram",
+                "Median decay rate over the sweep grid: blue cells vanish, red ones explode, grey "
+                "ones overflowed (no finite rate); letters give each cell's regime. On numeric "
+                "axes the black line is where the rate crosses zero.",
+                lambda f: plots.plot_phase_diagram(sweep, f.add_subplot()),
+            )
+        )
     return figs
 
 
@@ -183,14 +232,30 @@ def _resolve_cell(name: str, experiment: dict[str, Any]) -> tuple[Any, str]:
     return None, "its equation file is not at hand"
 
 
-_INIT_CITATIONS = {"torch": "paszke2019", "orthogonal": "saxe2014", "identity": "le2015irnn",
-                   "forget_bias": "jozefowicz2015", "chrono_tmax": "tallec2018chrono"}
-_CLAIM_CITATIONS = ("poole2016", "pascanu2013", "hochreiter1997", "gers2000forget",
-                    "jozefowicz2015", "cho2014", "srivastava2015highway")
+_INIT_CITATIONS = {
+    "torch": "paszke2019",
+    "orthogonal": "saxe2014",
+    "identity": "le2015irnn",
+    "forget_bias": "jozefowicz2015",
+    "chrono_tmax": "tallec2018chrono",
+}
+_CLAIM_CITATIONS = (
+    "poole2016",
+    "pascanu2013",
+    "hochreiter1997",
+    "gers2000forget",
+    "jozefowicz2015",
+    "cho2014",
+    "srivastava2015highway",
+)
 
 
-def citation_keys(experiment: dict[str, Any], sweep: dict[str, Any] | None,
-                  claims: dict[str, Any] | None, cells: Sequence[Any]) -> list[str]:
+def citation_keys(
+    experiment: dict[str, Any],
+    sweep: dict[str, Any] | None,
+    claims: dict[str, Any] | None,
+    cells: Sequence[Any],
+) -> list[str]:
     """The citation keys of every cell and method a report uses, each once, in order."""
     keys = [k for c in cells for k in getattr(c, "citations", ())]
     summaries = experiment["cells"].values()
@@ -221,15 +286,22 @@ def _references(keys: Sequence[str], cells: Sequence[Any]) -> list[str]:
             lines.append(text(key))
         except GradflowError:  # an unknown key in a user cell must not sink the report
             continue
-    lines += [f"{c.name}: {c.reference}" for c in cells
-              if getattr(c, "reference", "") and not getattr(c, "citations", ())]
+    lines += [
+        f"{c.name}: {c.reference}"
+        for c in cells
+        if getattr(c, "reference", "") and not getattr(c, "citations", ())
+    ]
     return lines
 
 
-def report_context(experiment: dict[str, Any], sweep: dict[str, Any] | None,
-                   claims: dict[str, Any] | None, figures: list[dict[str, Any]],
-                   data_files: list[str], config_source: tuple[str, str] | None = None
-                   ) -> dict[str, Any]:
+def report_context(
+    experiment: dict[str, Any],
+    sweep: dict[str, Any] | None,
+    claims: dict[str, Any] | None,
+    figures: list[dict[str, Any]],
+    data_files: list[str],
+    config_source: tuple[str, str] | None = None,
+) -> dict[str, Any]:
     """Everything the HTML and Markdown templates show, as plain data."""
     names = plots.cell_order(experiment["cells"])
     first = experiment["cells"][names[0]]
@@ -240,7 +312,11 @@ def report_context(experiment: dict[str, Any], sweep: dict[str, Any] | None,
         anchor = f"cell-{i + 1}-{slug(name)}"
         cell, missing = _resolve_cell(name, experiment)
         entry: dict[str, Any] = {
-            "name": name, "anchor": anchor, "missing": missing, "math": None, "latex": None,
+            "name": name,
+            "anchor": anchor,
+            "missing": missing,
+            "math": None,
+            "latex": None,
             "description": getattr(cell, "description", "") or "user-defined cell",
             "reference": getattr(cell, "reference", ""),
             "state": list(getattr(cell, "state", ())),
@@ -254,51 +330,78 @@ def report_context(experiment: dict[str, Any], sweep: dict[str, Any] | None,
 
             entry["latex"] = {
                 "equations": [tuple(eq.split(" = ", 1)) for eq in equations_latex(cell)],
-                "jacobian": [(label, [tuple(tex.split(" = ", 1)) for _, tex in lines])
-                             for label, lines in jacobian_math(cell)],
+                "jacobian": [
+                    (label, [tuple(tex.split(" = ", 1)) for _, tex in lines])
+                    for label, lines in jacobian_math(cell)
+                ],
             }
         cells.append(entry)
         rate = s.get("decay_rate") or {}
         final = (s.get("log10_spectral_norm") or {}).get("median") or [None]
-        rows.append({"name": name, "anchor": anchor, "median": rate.get("median"),
-                     "q10": rate.get("q10"), "q90": rate.get("q90"),
-                     "window": "\u2013".join(str(k) for k in rate.get("window", [])),
-                     "final": final[-1],
-                     "pascanu": (s.get("pascanu") or {}).get("holds"),
-                     "meanfield": (s.get("meanfield") or {}).get("predicted_slope")})
+        rows.append(
+            {
+                "name": name,
+                "anchor": anchor,
+                "median": rate.get("median"),
+                "q10": rate.get("q10"),
+                "q90": rate.get("q90"),
+                "window": "\u2013".join(str(k) for k in rate.get("window", [])),
+                "final": final[-1],
+                "pascanu": (s.get("pascanu") or {}).get("holds"),
+                "meanfield": (s.get("meanfield") or {}).get("predicted_slope"),
+            }
+        )
     configs = []
     if config_source is not None:
-        configs.append((f"experiment configuration ({config_source[0]})", config_source[1],
-                        "toml"))
-    configs.append(("experiment configuration (resolved)",
-                    json.dumps(experiment.get("config", {}), indent=2, sort_keys=True), "json"))
+        configs.append((f"experiment configuration ({config_source[0]})", config_source[1], "toml"))
+    configs.append(
+        (
+            "experiment configuration (resolved)",
+            json.dumps(experiment.get("config", {}), indent=2, sort_keys=True),
+            "json",
+        )
+    )
     sweep_ctx = None
     if sweep is not None:
-        configs.append(("sweep configuration",
-                        json.dumps(sweep.get("config", {}), indent=2, sort_keys=True), "json"))
+        configs.append(
+            (
+                "sweep configuration",
+                json.dumps(sweep.get("config", {}), indent=2, sort_keys=True),
+                "json",
+            )
+        )
         counts: dict[str, int] = {}
         for p in sweep["points"]:
             counts[str(p.get("regime"))] = counts.get(str(p.get("regime")), 0) + 1
-        sweep_ctx = {"name": sweep.get("name", "sweep"), "n_points": len(sweep["points"]),
-                     "axes": [(a, [_short(v) for v in vals]) for a, vals in sweep["axes"].items()],
-                     "counts": sorted(counts.items()),
-                     "figure": "phase_diagram" if any(f["id"] == "phase_diagram"
-                                                     for f in figures) else None}
+        sweep_ctx = {
+            "name": sweep.get("name", "sweep"),
+            "n_points": len(sweep["points"]),
+            "axes": [(a, [_short(v) for v in vals]) for a, vals in sweep["axes"].items()],
+            "counts": sorted(counts.items()),
+            "figure": "phase_diagram" if any(f["id"] == "phase_diagram" for f in figures) else None,
+        }
     claim_rows = None
     if claims is not None:
-        claim_rows = [{**c, "measured": sorted((c.get("measured") or {}).items())}
-                      for c in claims.get("claims", [])]
+        claim_rows = [
+            {**c, "measured": sorted((c.get("measured") or {}).items())}
+            for c in claims.get("claims", [])
+        ]
     runs = first.get("runs")
     return {
-        "title": experiment.get("name", "experiment"), "version": __version__,
+        "title": experiment.get("name", "experiment"),
+        "version": __version__,
         "result_version": experiment.get("gradflow_version", __version__),
         "seeds": experiment.get("seeds", []),
         "runs_text": f"{runs} runs per cell" if runs else "",
         "band_text": f"q{round(qs[0] * 100)}\u2013q{round(qs[-1] * 100)}",
-        "cells": cells, "decay_rows": rows, "claims": claim_rows, "sweep": sweep_ctx,
+        "cells": cells,
+        "decay_rows": rows,
+        "claims": claim_rows,
+        "sweep": sweep_ctx,
         "figures": figures,
         "references": _references(citation_keys(experiment, sweep, claims, resolved), resolved),
-        "configs": configs, "data_files": data_files,
+        "configs": configs,
+        "data_files": data_files,
     }
 
 
@@ -312,28 +415,52 @@ def _csv(rows: list[list[Any]]) -> str:
     return buf.getvalue()
 
 
-def write_tables(experiment: dict[str, Any], sweep: dict[str, Any] | None,
-                 claims: dict[str, Any] | None, data_dir: Path) -> list[Path]:
+def write_tables(
+    experiment: dict[str, Any],
+    sweep: dict[str, Any] | None,
+    claims: dict[str, Any] | None,
+    data_dir: Path,
+) -> list[Path]:
     """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``."""
     written = []
     for name, result in (("experiment", experiment), ("sweep", sweep), ("claims", claims)):
         if result is not None:  # compact: the same strict, sorted JSON without indentation
-            text = json.dumps(json.loads(dumps(result)), allow_nan=False, sort_keys=True,
-                              separators=(",", ":"))
+            text = json.dumps(
+                json.loads(dumps(result)), allow_nan=False, sort_keys=True, separators=(",", ":")
+            )
             atomic_write(data_dir / f"{name}.json", text + "\n")
             written.append(data_dir / f"{name}.json")
-    rows: list[list[Any]] = [["cell", "median", "q10", "q90", "window_start", "window_end",
-                              "units", "log10_norm_at_T", "pascanu_holds",
-                              "meanfield_predicted_slope"]]
+    rows: list[list[Any]] = [
+        [
+            "cell",
+            "median",
+            "q10",
+            "q90",
+            "window_start",
+            "window_end",
+            "units",
+            "log10_norm_at_T",
+            "pascanu_holds",
+            "meanfield_predicted_slope",
+        ]
+    ]
     for name in plots.cell_order(experiment["cells"]):
         s = experiment["cells"][name]
         r = s.get("decay_rate") or {}
         window = list(r.get("window", [None, None]))
-        rows.append([name, r.get("median"), r.get("q10"), r.get("q90"), *window[:2],
-                     r.get("units", "decades per step"),
-                     ((s.get("log10_spectral_norm") or {}).get("median") or [None])[-1],
-                     (s.get("pascanu") or {}).get("holds"),
-                     (s.get("meanfield") or {}).get("predicted_slope")])
+        rows.append(
+            [
+                name,
+                r.get("median"),
+                r.get("q10"),
+                r.get("q90"),
+                *window[:2],
+                r.get("units", "decades per step"),
+                ((s.get("log10_spectral_norm") or {}).get("median") or [None])[-1],
+                (s.get("pascanu") or {}).get("holds"),
+                (s.get("meanfield") or {}).get("predicted_slope"),
+            ]
+        )
     atomic_write(data_dir / "decay_rates.csv", _csv(rows))
     written.append(data_dir / "decay_rates.csv")
     if claims is not None:
@@ -347,8 +474,14 @@ def write_tables(experiment: dict[str, Any], sweep: dict[str, Any] | None,
         axes = list(sweep["axes"])
         rows = [[*axes, "decay_rate", "log10_norm_final", "regime"]]
         for p in sweep["points"]:
-            rows.append([*(p["params"].get(a) for a in axes), p.get("decay_rate"),
-                         p.get("log10_norm_final"), p.get("regime")])
+            rows.append(
+                [
+                    *(p["params"].get(a) for a in axes),
+                    p.get("decay_rate"),
+                    p.get("log10_norm_final"),
+                    p.get("regime"),
+                ]
+            )
         atomic_write(data_dir / "sweep_points.csv", _csv(rows))
         written.append(data_dir / "sweep_points.csv")
     return written
@@ -368,11 +501,17 @@ def _permissions(root: Path) -> None:
             os.chmod(os.path.join(dirpath, f), 0o666 & ~umask)
 
 
-def build_report(experiment: Any, sweep: Any = None, claims: Any = None,
-                 out_dir: str | os.PathLike[str] = "reports/latest", *,
-                 venue: str = "neurips", formats: Sequence[str] = plots.FORMATS,
-                 config_source: tuple[str, str] | None = None,
-                 progress: Callable[[str], None] | None = None) -> Path:
+def build_report(
+    experiment: Any,
+    sweep: Any = None,
+    claims: Any = None,
+    out_dir: str | os.PathLike[str] = "reports/latest",
+    *,
+    venue: str = "neurips",
+    formats: Sequence[str] = plots.FORMATS,
+    config_source: tuple[str, str] | None = None,
+    progress: Callable[[str], None] | None = None,
+) -> Path:
     """Write the report for ``experiment`` (and optionally ``sweep`` and ``claims``).
 
     Args:
@@ -400,8 +539,9 @@ def build_report(experiment: Any, sweep: Any = None, claims: Any = None,
     if out.exists() and not out.is_dir():
         raise UsageError(f"{out} is a file; give a folder for the report")
     if out.is_dir() and any(out.iterdir()) and not _looks_like_report(out):
-        raise UsageError(f"{out} is a non-empty folder that is not a gradflow report; "
-                         "choose another --out")
+        raise UsageError(
+            f"{out} is a non-empty folder that is not a gradflow report; choose another --out"
+        )
     formats = tuple(dict.fromkeys(("svg", *formats)))
     out.parent.mkdir(parents=True, exist_ok=True)
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
@@ -413,21 +553,31 @@ def build_report(experiment: Any, sweep: Any = None, claims: Any = None,
             rc = plots.style(venue, "full")
             if fig.panels > 1:  # small multiples: panels of about 2 x 1.6 in, venue fonts
                 nrows, ncols = grid(fig.panels)
-                rc["figure.figsize"] = (max(rc["figure.figsize"][0], 2.0 * ncols),
-                                        1.75 * nrows + 0.3)
+                rc["figure.figsize"] = (
+                    max(rc["figure.figsize"][0], 2.0 * ncols),
+                    1.75 * nrows + 0.3,
+                )
             with mpl.rc_context(rc):
                 figure = Figure()
                 fig.draw(figure)
                 files = plots.save_figure(figure, tmp / "figures" / fig.stem, formats)
             svg = (tmp / "figures" / f"{fig.stem}.svg").read_bytes()
-            figures.append({"id": fig.stem, "title": fig.title, "caption": fig.caption,
-                            "uri": svg_data_uri(svg), "svg": f"figures/{fig.stem}.svg",
-                            "files": [(p.suffix[1:], f"figures/{p.name}") for p in files]})
+            figures.append(
+                {
+                    "id": fig.stem,
+                    "title": fig.title,
+                    "caption": fig.caption,
+                    "uri": svg_data_uri(svg),
+                    "svg": f"figures/{fig.stem}.svg",
+                    "files": [(p.suffix[1:], f"figures/{p.name}") for p in files],
+                }
+            )
         if progress:
             progress("tables")
         data = write_tables(exp, swp, clm, tmp / "data")
-        context = report_context(exp, swp, clm, figures,
-                                 [f"data/{p.name}" for p in data], config_source)
+        context = report_context(
+            exp, swp, clm, figures, [f"data/{p.name}" for p in data], config_source
+        )
         if progress:
             progress("pages")
         atomic_write(tmp / "index.html", render_html(context))

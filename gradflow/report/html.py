@@ -39,8 +39,10 @@ _PARTIAL = "<mo>&#x2202;</mo>"
 
 
 def _mml(expr: sp.Basic) -> str:
-    shown = expr.replace(lambda e: isinstance(e, sp.Function) and type(e).__name__ in _SHOWN,
-                         lambda e: _SHOWN[type(e).__name__](*e.args))
+    shown = expr.replace(
+        lambda e: isinstance(e, sp.Function) and type(e).__name__ in _SHOWN,
+        lambda e: _SHOWN[type(e).__name__](*e.args),
+    )
     return str(mathml(shown, printer="presentation"))
 
 
@@ -65,8 +67,12 @@ def equations_mathml(cell: Cell) -> list[str]:
         lhs = _mml(names[cell.symbol(node.name)])
         if isinstance(node, Affine):
             terms = [
-                _mml(sp.Mul(sp.Symbol(w, commutative=False),
-                            sp.Symbol(str(names.get(cell.symbol(src), src)), commutative=False)))
+                _mml(
+                    sp.Mul(
+                        sp.Symbol(w, commutative=False),
+                        sp.Symbol(str(names.get(cell.symbol(src), src)), commutative=False),
+                    )
+                )
                 for w, src in node.terms
             ] + [_mml(sp.Symbol(b)) for b in node.biases]
             rhs = "<mo>+</mo>".join(terms)
@@ -78,9 +84,11 @@ def equations_mathml(cell: Cell) -> list[str]:
 
 def _frac(row: str, col: str) -> tuple[str, str]:
     """MathML and LaTeX of ``d row_t / d col_{t-1}``."""
-    mml = (f"<mfrac><mrow>{_PARTIAL}<msub><mi>{row}</mi><mi>t</mi></msub></mrow>"
-           f"<mrow>{_PARTIAL}<msub><mi>{col}</mi><mrow><mi>t</mi><mo>-</mo><mn>1</mn></mrow>"
-           f"</msub></mrow></mfrac>")
+    mml = (
+        f"<mfrac><mrow>{_PARTIAL}<msub><mi>{row}</mi><mi>t</mi></msub></mrow>"
+        f"<mrow>{_PARTIAL}<msub><mi>{col}</mi><mrow><mi>t</mi><mo>-</mo><mn>1</mn></mrow>"
+        f"</msub></mrow></mfrac>"
+    )
     return mml, rf"\frac{{\partial {row}_{{t}}}}{{\partial {col}_{{t-1}}}}"
 
 
@@ -94,9 +102,11 @@ def jacobian_math(cell: Cell) -> list[tuple[str, list[tuple[str, str]]]]:
     """
     jac = cell.jacobian()
     out = []
-    for label, tag, part in (("state Jacobian", "", jac),
-                             ("additive path", "add", jac.additive()),
-                             ("multiplicative path", "mul", jac.multiplicative())):
+    for label, tag, part in (
+        ("state Jacobian", "", jac),
+        ("additive path", "add", jac.additive()),
+        ("multiplicative path", "mul", jac.multiplicative()),
+    ):
         lines = []
         for i, row in enumerate(cell.state):
             for j, col in enumerate(cell.state):
@@ -104,11 +114,16 @@ def jacobian_math(cell: Cell) -> list[tuple[str, list[tuple[str, str]]]]:
                 if not blk and not (i == j == len(cell.state) - 1 and part.is_zero()):
                     continue
                 one = BlockJacobian(cell, ((blk,),), part.path)
-                frac_mml, frac_tex = (_frac(row, col) if len(cell.state) == 1 or not part.is_zero()
-                                      else _frac("s", "s"))
+                frac_mml, frac_tex = (
+                    _frac(row, col)
+                    if len(cell.state) == 1 or not part.is_zero()
+                    else _frac("s", "s")
+                )
                 if tag:
-                    lhs = (f"<msup><mrow><mo>[</mo>{frac_mml}<mo>]</mo></mrow>"
-                           f'<mi mathvariant="normal">{tag}</mi></msup>')
+                    lhs = (
+                        f"<msup><mrow><mo>[</mo>{frac_mml}<mo>]</mo></mrow>"
+                        f'<mi mathvariant="normal">{tag}</mi></msup>'
+                    )
                     lhs_tex = rf"\left[{frac_tex}\right]^{{\mathrm{{{tag}}}}}"
                 else:
                     lhs, lhs_tex = frac_mml, frac_tex
@@ -129,7 +144,8 @@ def _term_rows(cell: Cell, lhs: str, block: Any) -> str:
         first = k == 0
         rows.append(
             f"<mtr><mtd>{lhs if first else ''}</mtd><mtd><mo>{'=' if first else '+'}</mo></mtd>"
-            f"<mtd>{_mml(term_expr(term, names))}</mtd></mtr>")
+            f"<mtd>{_mml(term_expr(term, names))}</mtd></mtr>"
+        )
     return f'<mtable class="terms" displaystyle="true">{"".join(rows)}</mtable>'
 
 
@@ -138,8 +154,9 @@ def cell_math(cell: Cell) -> dict[str, Any]:
     eq_mml, eq_tex = equations_mathml(cell), equations_latex(cell)
     return {
         "equations": [math_block(m, t) for m, t in zip(eq_mml, eq_tex, strict=True)],
-        "jacobian": [(label, [math_block(m, t) for m, t in lines])
-                     for label, lines in jacobian_math(cell)],
+        "jacobian": [
+            (label, [math_block(m, t) for m, t in lines]) for label, lines in jacobian_math(cell)
+        ],
     }
 
 
@@ -153,9 +170,14 @@ def render_html(context: dict[str, Any]) -> str:
     :func:`gradflow.report.build.report_context`."""
     from jinja2 import Environment, PackageLoader, StrictUndefined, select_autoescape
 
-    env = Environment(loader=PackageLoader("gradflow", "report/templates"),
-                      autoescape=select_autoescape(), undefined=StrictUndefined,
-                      trim_blocks=True, lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=PackageLoader("gradflow", "report/templates"),
+        autoescape=select_autoescape(),
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters["num"] = format_number
     env.filters["slug"] = slug
     return env.get_template("report.html").render(**context)
@@ -177,5 +199,3 @@ def slug(text: Any) -> str:
     """An id-safe slug: letters, digits and ``-`` only."""
     out = "".join(c if c.isascii() and c.isalnum() else "-" for c in str(text).lower())
     return "-".join(p for p in out.split("-") if p) or "x"
-
-

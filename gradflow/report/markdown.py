@@ -36,9 +36,14 @@ def render_markdown(context: dict[str, Any]) -> str:
     from jinja2 import Environment, PackageLoader, StrictUndefined
 
     # Markdown is not HTML: escaping is explicit, through the md filter, not autoescape.
-    env = Environment(loader=PackageLoader("gradflow", "report/templates"),  # noqa: S701
-                      autoescape=False, undefined=StrictUndefined, trim_blocks=True,
-                      lstrip_blocks=True, keep_trailing_newline=True)
+    env = Environment(
+        loader=PackageLoader("gradflow", "report/templates"),  # noqa: S701
+        autoescape=False,
+        undefined=StrictUndefined,
+        trim_blocks=True,
+        lstrip_blocks=True,
+        keep_trailing_newline=True,
+    )
     env.filters.update(num=format_number, slug=slug, md=md_escape, fence=fence_safe)
     text = env.get_template("report.md").render(**context)
     while "\n\n\n" in text:

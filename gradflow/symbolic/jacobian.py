@@ -195,8 +195,10 @@ class JacobianPaths:
         from .render import jacobian_latex
 
         return (
-            r"J^{\mathrm{add}} = " + jacobian_latex(self.additive, bare=True)
-            + r",\quad J^{\mathrm{mul}} = " + jacobian_latex(self.multiplicative, bare=True)
+            r"J^{\mathrm{add}} = "
+            + jacobian_latex(self.additive, bare=True)
+            + r",\quad J^{\mathrm{mul}} = "
+            + jacobian_latex(self.multiplicative, bare=True)
         )
 
     def _repr_latex_(self) -> str:
@@ -214,9 +216,7 @@ def state_jacobian(cell: Cell) -> BlockJacobian:
         diag(f)
     """
     rules = own_value_rules(cell)
-    deriv: dict[str, dict[str, list[Term]]] = {
-        s: {s: [Term((ONE,), ())]} for s in cell.state
-    }
+    deriv: dict[str, dict[str, list[Term]]] = {s: {s: [Term((ONE,), ())]} for s in cell.state}
     for node in cell.nodes:
         acc: dict[str, list[Term]] = {}
         if isinstance(node, Affine):
@@ -241,7 +241,6 @@ def state_jacobian(cell: Cell) -> BlockJacobian:
             )
     updates = dict(cell.update)
     blocks = tuple(
-        tuple(tuple(deriv[updates[row]].get(col, ())) for col in cell.state)
-        for row in cell.state
+        tuple(tuple(deriv[updates[row]].get(col, ())) for col in cell.state) for row in cell.state
     )
     return BlockJacobian(cell, blocks)

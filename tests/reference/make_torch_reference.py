@@ -120,9 +120,11 @@ def reference(cell: str, regime: str) -> dict:
             if k == 0:
                 continue
             jac = torch.autograd.functional.jacobian(run, states[steps - k])
-            for rows, value in ((spectral, torch.linalg.matrix_norm(jac, ord=2)),
-                                (frobenius, torch.linalg.matrix_norm(jac, ord="fro")),
-                                (hidden, torch.linalg.matrix_norm(jac[:N, :N], ord=2))):
+            for rows, value in (
+                (spectral, torch.linalg.matrix_norm(jac, ord=2)),
+                (frobenius, torch.linalg.matrix_norm(jac, ord="fro")),
+                (hidden, torch.linalg.matrix_norm(jac[:N, :N], ord=2)),
+            ):
                 if len(rows) <= k:
                     rows.append([])
                 rows[k].append(math.log10(value.item()))
@@ -130,14 +132,25 @@ def reference(cell: str, regime: str) -> dict:
         out = module(x)[0][-1].numpy()
     assert np.allclose(out, np.array(final), rtol=0, atol=1e-14), "cell and module disagree"
     return {
-        "cell": cell, "hidden_size": N, "input_size": D, "steps": steps, "batch": B,
+        "cell": cell,
+        "hidden_size": N,
+        "input_size": D,
+        "steps": steps,
+        "batch": B,
         "lags": list(range(steps + 1)),
-        "log10_spectral_norm": spectral, "log10_frobenius_norm": frobenius,
-        "log10_spectral_norm_hidden": hidden, "final_hidden": final,
-        "log10_gradient_norm": grads, "gradient_loss": "last",
-        "regime": regime, "seed": _seed(cell, regime),
-        "generator": {"torch": torch.__version__, "numpy": np.__version__,
-                      "script": "tests/reference/make_torch_reference.py"},
+        "log10_spectral_norm": spectral,
+        "log10_frobenius_norm": frobenius,
+        "log10_spectral_norm_hidden": hidden,
+        "final_hidden": final,
+        "log10_gradient_norm": grads,
+        "gradient_loss": "last",
+        "regime": regime,
+        "seed": _seed(cell, regime),
+        "generator": {
+            "torch": torch.__version__,
+            "numpy": np.__version__,
+            "script": "tests/reference/make_torch_reference.py",
+        },
     }
 
 
@@ -157,8 +170,10 @@ def main() -> None:
             ref = reference(cell, regime)
             Path(f"{stem}.json").write_text(json.dumps(ref, sort_keys=True) + "\n")
             spec = np.array(ref["log10_spectral_norm"])
-            print(f"{stem.name}: T={ref['steps']}, log10 ||ds_T/ds_0||_2 in "
-                  f"[{spec[-1].min():.2f}, {spec[-1].max():.2f}]")
+            print(
+                f"{stem.name}: T={ref['steps']}, log10 ||ds_T/ds_0||_2 in "
+                f"[{spec[-1].min():.2f}, {spec[-1].max():.2f}]"
+            )
 
 
 if __name__ == "__main__":
