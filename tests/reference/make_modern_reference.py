@@ -166,12 +166,12 @@ def _janet_step(beta: float) -> Step:
 def _ur_lstm_params(n: int, d: int) -> Callable[[np.random.Generator], dict[str, np.ndarray]]:
     def make(rng: np.random.Generator) -> dict[str, np.ndarray]:
         u = rng.uniform(1.0 / n, 1.0 - 1.0 / n, n)
-        b_f = -np.log(1.0 / u - 1.0)  # uniform gate initialisation
-        bias = np.concatenate([b_f, -b_f, _normal(rng, 0.3, n), _normal(rng, 0.3, n)])
         return {
-            "weight_ih": _normal(rng, 1.0 / math.sqrt(d), 4 * n, d),
-            "weight_hh": _normal(rng, 1.2 / math.sqrt(n), 4 * n, n),
-            "bias": bias + _normal(rng, 0.2, 4 * n),
+            "igates.weight": _normal(rng, 1.0 / math.sqrt(d), 4 * n, d),
+            "igates.bias": _normal(rng, 0.2, 4 * n),
+            "hgates.weight": _normal(rng, 1.2 / math.sqrt(n), 4 * n, n),
+            "hgates.bias": _normal(rng, 0.2, 4 * n),
+            "forget_bias": -np.log(1.0 / u - 1.0),  # uniform gate initialisation
         }
 
     return make
@@ -183,8 +183,10 @@ def _ur_lstm_step(n: int) -> Step:
 
     def step(p: Params, s: Any, x: Any) -> Any:
         h, c = s[:n], s[n:]
-        a_f, a_r, a_u, a_o = _chunks(p["weight_ih"] @ x + p["weight_hh"] @ h + p["bias"], 4)
-        f, r = torch.sigmoid(a_f), torch.sigmoid(a_r)
+        a = p["igates.weight"] @ x + p["igates.bias"] + p["hgates.weight"] @ h + p["hgates.bias"]
+        a_f, a_r, a_u, a_o = _chunks(a, 4)
+        f = torch.sigmoid(a_f + p["forget_bias"])
+        r = torch.sigmoid(a_r - p["forget_bias"])
         g = r * (1 - (1 - f) ** 2) + (1 - r) * f**2  # the refined ("effective") forget gate
         c_new = g * c + (1 - g) * torch.tanh(a_u)
         h_new = torch.sigmoid(a_o) * torch.tanh(c_new)
@@ -195,19 +197,22 @@ def _ur_lstm_step(n: int) -> Step:
 
 def _ur_lstm_check(n: int) -> Callable[[Params, Any, Any], str]:
     def check(p: Params, x: Any, states: Any) -> str:
-        # Appendix A pseudo-code form: g = 2 r f + (1 - 2 r) f^2, separate tanh/sigmoid calls.
+        # Appendix A pseudo-code form, as in the public URLSTMCell re-implementations
+        # (igates/hgates/forget_bias, chunks f, r, cell, out; g = 2 r f + (1 - 2 r) f^2).
         torch = _torch()
         out = torch.zeros_like(states)
-        for b in range(B):
-            h, c = torch.zeros(n), torch.zeros(n)
-            for t in range(T):
-                lin = p["weight_ih"] @ x[t, b] + p["weight_hh"] @ h + p["bias"]
-                f_l, r_l, u_l, o_l = lin.split(n)
-                f, r = torch.sigmoid(f_l), torch.sigmoid(r_l)
-                g = 2 * r * f + (1 - 2 * r) * f**2
-                c = g * c + (1 - g) * torch.tanh(u_l)
-                h = torch.sigmoid(o_l) * torch.tanh(c)
-                out[t + 1, b] = torch.cat([h, c])
+        hx, cx = torch.zeros(B, n), torch.zeros(B, n)
+        for t in range(T):
+            gates = (x[t] @ p["igates.weight"].T + p["igates.bias"]) + (
+                hx @ p["hgates.weight"].T + p["hgates.bias"]
+            )
+            forget_gate, refine_gate, cell_gate, out_gate = gates.chunk(4, 1)
+            forget_gate = torch.sigmoid(forget_gate + p["forget_bias"])
+            refine_gate = torch.sigmoid(refine_gate - p["forget_bias"])
+            effective = 2 * refine_gate * forget_gate + (1 - 2 * refine_gate) * forget_gate**2
+            cx = effective * cx + (1 - effective) * torch.tanh(cell_gate)
+            hx = torch.sigmoid(out_gate) * torch.tanh(cx)
+            out[t + 1] = torch.cat([hx, cx], 1)
         return _close(out, states, "UR-LSTM pseudo-code of Gu et al. (2020), Appendix A")
 
     return check
