@@ -141,25 +141,46 @@ def _janet_params(n: int, d: int) -> Callable[[np.random.Generator], dict[str, n
         return {
             "weight_ih": _normal(rng, 1.0 / math.sqrt(d), 2 * n, d),
             "weight_hh": _normal(rng, 1.2 / math.sqrt(n), 2 * n, n),
-            "bias": np.concatenate([np.log(rng.uniform(1.0, 5.0, n)), _normal(rng, 0.3, n)]),
+            "bias": np.concatenate([_normal(rng, 0.3, n), np.log(rng.uniform(1.0, 5.0, n))]),
         }
 
     return make
 
 
 def _janet_step(beta: float) -> Step:
-    """van der Westhuizen & Lasenby (2018), JANET: h_t = c_t, input gate 1 - sigma(s - beta)."""
+    """van der Westhuizen & Lasenby (2018), JANET: h_t = c_t, input gate 1 - sigma(s - beta).
+
+    Row blocks in the authors' gate order: candidate ``c`` (their ``j``), then forget ``f``.
+    """
     torch = _torch()
 
     def step(p: Params, h: Any, x: Any) -> Any:
-        wf, wc = _chunks(p["weight_ih"], 2)
-        uf, uc = _chunks(p["weight_hh"], 2)
-        bf, bc = _chunks(p["bias"], 2)
+        wc, wf = _chunks(p["weight_ih"], 2)
+        uc, uf = _chunks(p["weight_hh"], 2)
+        bc, bf = _chunks(p["bias"], 2)
         s = uf @ h + wf @ x + bf
         c_tilde = torch.tanh(uc @ h + wc @ x + bc)
         return torch.sigmoid(s) * h + (1 - torch.sigmoid(s - beta)) * c_tilde
 
     return step
+
+
+def _janet_check(n: int) -> Callable[[Params, Any, Any], str]:
+    def check(p: Params, x: Any, states: Any) -> str:
+        # JosvanderWesthuizen/janet aux_code/rnn_cells.py CustomLSTMCell, forget_only=True:
+        # concat = [x, h] @ [W_xh; W_hh] + bias, split (j, f),
+        # new_c = c sigmoid(f) + sigmoid(1 - f) tanh(j), new_h = new_c  (beta = 1 built in)
+        torch = _torch()
+        weights = torch.cat([p["weight_ih"].T, p["weight_hh"].T], 0)  # W_xh (d, 2n), W_hh
+        out, c = torch.zeros_like(states), torch.zeros(B, n)
+        for t in range(T):
+            concat = torch.cat([x[t], c], 1) @ weights + p["bias"]
+            j, f = concat.split(n, 1)
+            c = c * torch.sigmoid(f) + torch.sigmoid(1 - f) * torch.tanh(j)
+            out[t + 1] = c
+        return _close(out, states, "CustomLSTMCell(forget_only) of JosvanderWesthuizen/janet")
+
+    return check
 
 
 # -- ur-lstm --------------------------------------------------------------------------------
@@ -721,7 +742,17 @@ def specs() -> list[Spec]:
     """Every reference cell, in the order of docs/cells-2018-2026.md."""
     out = [
         Spec("gru-chung", 4, 3, ("h",), _gru_chung_params(4, 3), _gru_chung_step(4), seed=101),
-        Spec("janet", 3, 2, ("h",), _janet_params(3, 2), _janet_step(1.0), {"beta": 1.0}, seed=102),
+        Spec(
+            "janet",
+            3,
+            2,
+            ("h",),
+            _janet_params(3, 2),
+            _janet_step(1.0),
+            {"beta": 1.0},
+            checks=(_janet_check(3),),
+            seed=102,
+        ),
         Spec(
             "ur-lstm",
             4,
