@@ -82,6 +82,14 @@ def _normal(rng: np.random.Generator, scale: float, *shape: int) -> np.ndarray:
     return rng.normal(0.0, scale, size=shape)
 
 
+_FREEZE = [False]  # True while the additive part A_t is taken (docs §2)
+
+
+def _pre(a: Any) -> Any:
+    """Mark a pre-activation (docs/cells-2018-2026.md §2): held fixed for the additive part."""
+    return a.detach() if _FREEZE[0] else a
+
+
 def _chunks(v: Any, k: int) -> list[Any]:
     size = v.shape[0] // k
     return [v[i * size : (i + 1) * size] for i in range(k)]
@@ -127,9 +135,9 @@ def _gru_chung_step(n: int) -> Step:
         whr, whz, whn = _chunks(p["weight_hh"], 3)
         bir, biz, bin_ = _chunks(p["bias_ih"], 3)
         bhr, bhz, bhn = _chunks(p["bias_hh"], 3)
-        r = torch.sigmoid(wir @ x + whr @ h + bir + bhr)
-        z = torch.sigmoid(wiz @ x + whz @ h + biz + bhz)
-        h_tilde = torch.tanh(win @ x + whn @ (r * h) + bin_ + bhn)
+        r = torch.sigmoid(_pre(wir @ x + whr @ h + bir + bhr))
+        z = torch.sigmoid(_pre(wiz @ x + whz @ h + biz + bhz))
+        h_tilde = torch.tanh(_pre(win @ x + whn @ (r * h) + bin_ + bhn))
         return (1 - z) * h + z * h_tilde
 
     return step
@@ -158,8 +166,8 @@ def _janet_step(beta: float) -> Step:
         wc, wf = _chunks(p["weight_ih"], 2)
         uc, uf = _chunks(p["weight_hh"], 2)
         bc, bf = _chunks(p["bias"], 2)
-        s = uf @ h + wf @ x + bf
-        c_tilde = torch.tanh(uc @ h + wc @ x + bc)
+        s = _pre(uf @ h + wf @ x + bf)
+        c_tilde = torch.tanh(_pre(uc @ h + wc @ x + bc))
         return torch.sigmoid(s) * h + (1 - torch.sigmoid(s - beta)) * c_tilde
 
     return step
@@ -205,7 +213,7 @@ def _ur_lstm_step(n: int) -> Step:
     def step(p: Params, s: Any, x: Any) -> Any:
         h, c = s[:n], s[n:]
         a = p["igates.weight"] @ x + p["igates.bias"] + p["hgates.weight"] @ h + p["hgates.bias"]
-        a_f, a_r, a_u, a_o = _chunks(a, 4)
+        a_f, a_r, a_u, a_o = _chunks(_pre(a), 4)
         f = torch.sigmoid(a_f + p["forget_bias"])
         r = torch.sigmoid(a_r - p["forget_bias"])
         g = r * (1 - (1 - f) ** 2) + (1 - r) * f**2  # the refined ("effective") forget gate
@@ -438,7 +446,7 @@ def _cornn_step(n: int, d: int, dt: float, gamma: float, eps: float, imex: bool)
         y, z = s[:n], s[n:]
         w = p["i2h.weight"]
         V, W_cal, W = w[:, :d], w[:, d : d + n], w[:, d + n :]
-        force = torch.tanh(W @ y + W_cal @ z + V @ x + p["i2h.bias"])
+        force = torch.tanh(_pre(W @ y + W_cal @ z + V @ x + p["i2h.bias"]))
         if imex:  # damping taken at the new z (the paper's IMEX scheme)
             z_new = (z + dt * (force - gamma * y)) / (1 + dt * eps)
         else:  # the authors' code: damping at the old z
@@ -493,10 +501,10 @@ def _lem_step(n: int, dt: float) -> Step:
         W_2, W_1, W_z = _chunks(p["hid2hid.weight"], 3)  # code chunks dt1, dt2, h_y
         e_2, e_1, e_z = _chunks(p["hid2hid.bias"], 3)
         W_y, e_y = p["transform_z.weight"], p["transform_z.bias"]
-        dt_n = dt * torch.sigmoid(W_1 @ y + V_1 @ u + e_1 + c_1)
-        dt_bar = dt * torch.sigmoid(W_2 @ y + V_2 @ u + e_2 + c_2)
-        z_new = (1 - dt_n) * z + dt_n * torch.tanh(W_z @ y + V_z @ u + e_z + c_z)
-        y_new = (1 - dt_bar) * y + dt_bar * torch.tanh(W_y @ z_new + V_y @ u + e_y + c_y)
+        dt_n = dt * torch.sigmoid(_pre(W_1 @ y + V_1 @ u + e_1 + c_1))
+        dt_bar = dt * torch.sigmoid(_pre(W_2 @ y + V_2 @ u + e_2 + c_2))
+        z_new = (1 - dt_n) * z + dt_n * torch.tanh(_pre(W_z @ y + V_z @ u + e_z + c_z))
+        y_new = (1 - dt_bar) * y + dt_bar * torch.tanh(_pre(W_y @ z_new + V_y @ u + e_y + c_y))
         return torch.cat([y_new, z_new])
 
     return step
@@ -549,9 +557,9 @@ def _asym_step(n: int, eps: float, gamma: float, gated: bool) -> Step:
         M = W - W.T - gamma * torch.eye(n)
         V = _chunks(p["weight_ih"], 2 if gated else 1)
         b = _chunks(p["bias"], 2 if gated else 1)
-        update = torch.tanh(M @ h + V[0] @ x + b[0])
+        update = torch.tanh(_pre(M @ h + V[0] @ x + b[0]))
         if gated:
-            update = torch.sigmoid(M @ h + V[1] @ x + b[1]) * update
+            update = torch.sigmoid(_pre(M @ h + V[1] @ x + b[1])) * update
         return h + eps * update
 
     return step
@@ -602,7 +610,7 @@ def _lip_step(beta: float, gamma: float, eps: float) -> Step:
     def step(p: Params, h: Any, x: Any) -> Any:
         A = _lip_matrix(p["B"].T, beta, gamma)
         W = _lip_matrix(p["C"].T, beta, gamma)
-        return h + eps * (A @ h) + eps * torch.tanh(W @ h + p["E.weight"] @ x + p["E.bias"])
+        return h + eps * (A @ h) + eps * torch.tanh(_pre(W @ h + p["E.weight"] @ x + p["E.bias"]))
 
     return step
 
@@ -673,7 +681,7 @@ def _slstm_step(n: int) -> Step:
     def step(p: Params, s: Any, x: Any) -> Any:
         h, c, nrm = s[:n], s[n : 2 * n], s[2 * n :]
         raw = p["weight_ih"] @ x + _slstm_recurrent(p["recurrent_kernel"]) @ h + p["bias"]
-        i_t, f_t, z_t, o_t = _chunks(raw, 4)
+        i_t, f_t, z_t, o_t = _chunks(_pre(raw), 4)
         i, f = torch.exp(i_t), torch.sigmoid(f_t)
         z, o = torch.tanh(z_t), torch.sigmoid(o_t)
         c_new = f * c + i * z
@@ -703,7 +711,7 @@ def _slstm_stabilised_step(n: int) -> Step:
             .transpose(1, 2)
             .reshape(-1)
         )
-        raw = p["weight_ih"] @ x + Ry + p["bias"]
+        raw = _pre(p["weight_ih"] @ x + Ry + p["bias"])
         iraw, fraw, zraw, oraw = raw.view(4, -1).unbind(0)
         logfplusm = m + torch.nn.functional.logsigmoid(fraw)
         if torch.all(nrm == 0.0):
@@ -735,6 +743,26 @@ def _slstm_check(n: int) -> Callable[[Params, Any, Any], str]:
         return _close(out, states, "slstm_forward_pointwise (NX-AI/xlstm, vanilla backend)")
 
     return check
+
+
+# -- indrnn (existing catalogue cell; its label changes under docs §2) ---------------------
+def _indrnn_params(
+    n: int, d: int, t_max: int
+) -> Callable[[np.random.Generator], dict[str, np.ndarray]]:
+    def make(rng: np.random.Generator) -> dict[str, np.ndarray]:
+        return {
+            "weight_ih": _normal(rng, 0.5 / math.sqrt(d), n, d),
+            "weight_hh": rng.uniform(0.0, 2.0 ** (1.0 / t_max), n),  # Li et al. (2018)
+            "bias": np.full(n, 0.6),  # keeps every unit on: no exact zero in this fixture
+        }
+
+    return make
+
+
+def _indrnn_step(p: Params, h: Any, x: Any) -> Any:
+    """Li et al. (2018): h_t = relu(W x_t + u * h_{t-1} + b)."""
+    torch = _torch()
+    return torch.relu(_pre(p["weight_ih"] @ x + p["weight_hh"] * h + p["bias"]))
 
 
 # -- the cells ------------------------------------------------------------------------------
@@ -897,6 +925,7 @@ def specs() -> list[Spec]:
             {"heads": 2},
             seed=113,
         ),
+        Spec("indrnn", 4, 2, ("h",), _indrnn_params(4, 2, T), _indrnn_step, {"t_max": T}, seed=114),
     ]
     return out
 
@@ -910,7 +939,9 @@ def _log10_norms(jac: Any, n_first: int) -> tuple[float, float, float]:
     return math.log10(spec), math.log10(fro), math.log10(hid)
 
 
-def reference(spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any], dict]:
+def reference(
+    spec: Spec,
+) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, Any], dict[str, Any]]:
     """Parameters, inputs, stored arrays and the JSON record of one cell."""
     torch = _torch()
     rng = np.random.default_rng(spec.seed)
@@ -922,6 +953,7 @@ def reference(spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, 
     checked = [check(p, x, states) for check in spec.checks]
     m = spec.m
     step_j = torch.zeros(T, B, m, m)
+    add_j = torch.zeros(T, B, m, m)
     input_j = torch.zeros(T, B, m, spec.d)
     input_only = True
     probe = torch.from_numpy(np.random.default_rng(spec.seed + 1).normal(0, 0.7, m))
@@ -933,6 +965,13 @@ def reference(spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, 
             step_j[t, b] = torch.autograd.functional.jacobian(
                 lambda s, x_t=x_t: spec.step(p, s, x_t), s_prev
             )
+            _FREEZE[0] = True
+            try:
+                add_j[t, b] = torch.autograd.functional.jacobian(
+                    lambda s, x_t=x_t: spec.step(p, s, x_t), s_prev
+                )
+            finally:
+                _FREEZE[0] = False
             input_j[t, b] = torch.autograd.functional.jacobian(
                 lambda xx, s_prev=s_prev: spec.step(p, s_prev, xx), x_t
             )
@@ -966,6 +1005,7 @@ def reference(spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, 
     arrays = {
         "states": states.numpy(),
         "step_jacobians": step_j.numpy(),
+        "additive_jacobians": add_j.numpy(),
         "input_jacobians": input_j.numpy(),
     }
     record = {
@@ -995,7 +1035,7 @@ def reference(spec: Spec) -> tuple[dict[str, np.ndarray], np.ndarray, dict[str, 
     return params_np, inputs, arrays, record
 
 
-def _cross_checks(records: dict[str, dict]) -> None:
+def _cross_checks(records: dict[str, dict[str, Any]]) -> None:
     """Facts that tie two cells' numbers together (asserted before anything is written)."""
     a, b = records["slstm"], records["slstm-stabilised"]
     # the stabiliser rescales c and n but not h: the h-block of every lag's product agrees
