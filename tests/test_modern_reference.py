@@ -57,6 +57,7 @@ def test_every_cell_is_stored() -> None:
             "cornn-explicit",
             "gru-chung",
             "indrnn",
+            "indrnn-torch-init",
             "janet",
             "lem",
             "lipschitz-rnn",
@@ -98,6 +99,10 @@ def test_product_of_steps_matches_autograd_of_the_map(cell: str) -> None:
         P = np.eye(record["state_size"])
         for k in range(1, T + 1):
             P = P @ J[T - k, b]
+            if record["log10_spectral_norm"][k][b] is None:  # stored null: an exact zero
+                assert not P.any() and k >= record["exact_zero_from_lag"][b]
+                continue
+            assert record["exact_zero_from_lag"][b] is None or k < record["exact_zero_from_lag"][b]
             spec = np.log10(np.linalg.norm(P, 2))
             fro = np.log10(np.linalg.norm(P, "fro"))
             hid = np.log10(np.linalg.norm(P[:first, :first], 2))
@@ -148,6 +153,25 @@ def test_input_only_cells_have_the_papers_diagonal_jacobians() -> None:
         rtol=0,
         atol=CLOSED_TOL,
     )
+
+
+def test_indrnn_with_pytorch_initialisation_dies_exactly() -> None:
+    # issue 11's repro at small size: u, W, b ~ U(-1/sqrt(n), 1/sqrt(n)); once every unit has
+    # been off at some step of the window, ds_T/ds_{T-k} = prod diag(relu' u) is exactly zero,
+    # stored as null from that lag on (never a log10 of 0)
+    record, _, arrays, _ = _load("indrnn-torch-init")
+    assert record["exact_zero_from_lag"] == [4, 2]
+    for b, k0 in enumerate(record["exact_zero_from_lag"]):
+        column = [row[b] for row in record["log10_spectral_norm"]]
+        assert all(v is not None for v in column[:k0]) and all(v is None for v in column[k0:])
+    # the mechanism: a unit is off at step t when relu gave 0 (h_t,i = 0); the product over the
+    # last k steps is zero exactly when every unit was off at least once among them
+    T, off = record["steps"], arrays["states"][1:] == 0.0  # (T, B, n)
+    for b, k0 in enumerate(record["exact_zero_from_lag"]):
+        assert off[T - k0 :, b].any(axis=0).all()
+        assert not off[T - k0 + 1 :, b].any(axis=0).all()
+    # the paper-initialised twin (u in [0, 2^(1/T)], all units on) never reaches zero
+    assert _load("indrnn")[0]["exact_zero_from_lag"] == [None, None]
 
 
 def test_slstm_stabiliser_leaves_h_alone() -> None:
@@ -369,6 +393,7 @@ DOC_JACOBIANS = {
     "lipschitz-rnn": _jac_lipschitz,
     "slstm": _jac_slstm,
     "indrnn": _jac_indrnn,
+    "indrnn-torch-init": _jac_indrnn,
 }
 
 

@@ -759,6 +759,18 @@ def _indrnn_params(
     return make
 
 
+def _indrnn_torch_params(n: int, d: int) -> Callable[[np.random.Generator], dict[str, np.ndarray]]:
+    def make(rng: np.random.Generator) -> dict[str, np.ndarray]:
+        k = 1.0 / math.sqrt(n)  # every tensor U(-1/sqrt(n), 1/sqrt(n)), as nn.RNN's default
+        return {
+            "weight_ih": rng.uniform(-k, k, (n, d)),
+            "weight_hh": rng.uniform(-k, k, n),
+            "bias": rng.uniform(-k, k, n),
+        }
+
+    return make
+
+
 def _indrnn_step(p: Params, h: Any, x: Any) -> Any:
     """Li et al. (2018): h_t = relu(W x_t + u * h_{t-1} + b)."""
     torch = _torch()
@@ -926,17 +938,24 @@ def specs() -> list[Spec]:
             seed=113,
         ),
         Spec("indrnn", 4, 2, ("h",), _indrnn_params(4, 2, T), _indrnn_step, {"t_max": T}, seed=114),
+        # the issue's repro: PyTorch-style initialisation, units switch off, products hit 0
+        Spec("indrnn-torch-init", 4, 2, ("h",), _indrnn_torch_params(4, 2), _indrnn_step, seed=115),
     ]
     return out
 
 
 # -- the reference numbers ------------------------------------------------------------------
-def _log10_norms(jac: Any, n_first: int) -> tuple[float, float, float]:
+def _log10(value: float) -> float | None:
+    """log10 of a norm; ``None`` (JSON ``null``) for an exact zero (all units off, issue item 5)."""
+    return None if value == 0.0 else math.log10(value)
+
+
+def _log10_norms(jac: Any, n_first: int) -> tuple[float | None, float | None, float | None]:
     torch = _torch()
     spec = torch.linalg.matrix_norm(jac, ord=2).item()
     fro = torch.linalg.matrix_norm(jac, ord="fro").item()
     hid = torch.linalg.matrix_norm(jac[:n_first, :n_first], ord=2).item()
-    return math.log10(spec), math.log10(fro), math.log10(hid)
+    return _log10(spec), _log10(fro), _log10(hid)
 
 
 def reference(
@@ -982,11 +1001,13 @@ def reference(
                 if not torch.allclose(other, step_j[t, b], rtol=0, atol=1e-14):
                     input_only = False
     first = spec.state_sizes[0] if spec.state_sizes else spec.n
-    spectral = [[0.0] * B]
-    frobenius = [[math.log10(math.sqrt(m))] * B]
-    hidden = [[0.0] * B]
+    spectral: list[list[float | None]] = [[0.0] * B]
+    frobenius: list[list[float | None]] = [[math.log10(math.sqrt(m))] * B]
+    hidden: list[list[float | None]] = [[0.0] * B]
     for k in range(1, T + 1):
-        row_s, row_f, row_h = [], [], []
+        row_s: list[float | None] = []
+        row_f: list[float | None] = []
+        row_h: list[float | None] = []
         for b in range(B):
 
             def run(s: Any, k: int = k, b: int = b) -> Any:
@@ -1023,6 +1044,10 @@ def reference(
         "log10_frobenius_norm": frobenius,
         "log10_spectral_norm_hidden": hidden,
         "final_hidden": states[T, :, :first].tolist(),
+        # first lag whose product ds_T/ds_{T-k} is exactly zero, per sequence (None: never)
+        "exact_zero_from_lag": [
+            next((k for k in range(T + 1) if spectral[k][b] is None), None) for b in range(B)
+        ],
         "input_only": input_only,
         "checked_against": checked,
         "seed": spec.seed,
@@ -1062,7 +1087,11 @@ def main(argv: list[str] | None = None) -> int:
         for name, (_params, _inputs, arrays, record) in results.items():
             stored = json.loads((DATA / f"{name}.json").read_text())
             for key in ("log10_spectral_norm", "log10_frobenius_norm"):
-                worst = max(worst, float(np.abs(np.subtract(stored[key], record[key])).max()))
+                a = np.array(stored[key], dtype=float)  # None (exact zero) -> nan
+                b = np.array(record[key], dtype=float)
+                if not np.array_equal(np.isnan(a), np.isnan(b)):
+                    worst = math.inf
+                worst = max(worst, float(np.nan_to_num(np.abs(a - b)).max()))
             saved = load_file(DATA / f"{name}_reference.safetensors")
             for key, value in arrays.items():
                 worst = max(worst, float(np.abs(saved[key] - value).max()))
@@ -1078,10 +1107,12 @@ def main(argv: list[str] | None = None) -> int:
             str(DATA / f"{name}_reference.safetensors"),
         )
         (DATA / f"{name}.json").write_text(json.dumps(record, indent=1, sort_keys=True) + "\n")
-        spec_t = np.array(record["log10_spectral_norm"])[-1]
+        spec_t = np.array(record["log10_spectral_norm"][-1], dtype=float)
+        spec_t = spec_t[~np.isnan(spec_t)] if not np.isnan(spec_t).all() else np.zeros(1)
         print(
             f"{name:24s} m={record['state_size']:2d} input_only={record['input_only']!s:5s} "
-            f"log10||ds_T/ds_0||_2 in [{spec_t.min():+.3f}, {spec_t.max():+.3f}]; "
+            f"log10||ds_T/ds_0||_2 in [{np.nanmin(spec_t):+.3f}, {np.nanmax(spec_t):+.3f}]; "
+            f"exact zero from lag {record['exact_zero_from_lag']}; "
             f"checked: {len(record['checked_against'])}"
         )
     return 0
