@@ -207,7 +207,7 @@ def _ur_lstm_params(n: int, d: int) -> Callable[[np.random.Generator], dict[str,
 
 
 def _ur_lstm_step(n: int) -> Step:
-    """Gu et al. (2020), refine gate and the UR-LSTM of their Appendix A; state [h; c]."""
+    """Gu et al. (2020), refine gate and the UR-LSTM of their pseudo-code; state [h; c]."""
     torch = _torch()
 
     def step(p: Params, s: Any, x: Any) -> Any:
@@ -226,7 +226,7 @@ def _ur_lstm_step(n: int) -> Step:
 
 def _ur_lstm_check(n: int) -> Callable[[Params, Any, Any], str]:
     def check(p: Params, x: Any, states: Any) -> str:
-        # Appendix A pseudo-code form, as in the public URLSTMCell re-implementations
+        # the paper's pseudo-code form, as in the public URLSTMCell re-implementations
         # (igates/hgates/forget_bias, chunks f, r, cell, out; g = 2 r f + (1 - 2 r) f^2).
         torch = _torch()
         out = torch.zeros_like(states)
@@ -242,7 +242,7 @@ def _ur_lstm_check(n: int) -> Callable[[Params, Any, Any], str]:
             cx = effective * cx + (1 - effective) * torch.tanh(cell_gate)
             hx = torch.sigmoid(out_gate) * torch.tanh(cx)
             out[t + 1] = torch.cat([hx, cx], 1)
-        return _close(out, states, "UR-LSTM pseudo-code of Gu et al. (2020), Appendix A")
+        return _close(out, states, "UR-LSTM pseudo-code of Gu et al. (2020)")
 
     return check
 
