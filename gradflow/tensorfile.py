@@ -175,6 +175,10 @@ def open_tensor_file(path: str | os.PathLike[str]) -> TensorFile:
     raise WeightsError(f"{p}: unknown tensor file extension {suffix!r}; use .safetensors or .npz")
 
 
+def _errors(*extra: Any) -> tuple[type[BaseException], ...]:
+    return (*extra, *READ_ERRORS)
+
+
 def _open_safetensors(path: Path) -> TensorFile:
     from safetensors import SafetensorError, safe_open
 
@@ -187,7 +191,7 @@ def _open_safetensors(path: Path) -> TensorFile:
                 code = sl.get_dtype()
                 shapes[key] = tuple(int(s) for s in sl.get_shape())
                 dtypes[key] = _ST_TO_NUMPY.get(code, code)
-    except (SafetensorError, *READ_ERRORS) as exc:
+    except _errors(SafetensorError) as exc:
         raise corrupt(path, exc) from None
     return TensorFile(path, "safetensors", tuple(shapes), shapes, dtypes)
 
@@ -198,7 +202,7 @@ def _read_safetensors_tensor(path: Path, name: str) -> np.ndarray:
     try:
         with safe_open(str(path), framework="np") as fh:
             return np.asarray(fh.get_tensor(name))
-    except (SafetensorError, TypeError, AttributeError, *READ_ERRORS) as exc:
+    except _errors(SafetensorError, TypeError, AttributeError) as exc:
         raise corrupt(path, exc) from None
 
 
