@@ -2,9 +2,10 @@
 
 Reference: ``tests/data/formats/torch_*`` were written by
 ``tests/reference/make_format_fixtures.py`` (torch 2.13, float64): the state_dict as saved by
-``safetensors.torch.save_file`` and the module's own outputs. Each test rolls the loaded model forward with gradflow's generated step
-kernels (``gradflow.engine.rollout``, one layer and direction at a time) and compares with
-torch's outputs to 1e-10 absolute (float64 rounding over 7 steps is ~1e-15).
+``safetensors.torch.save_file`` and the module's own outputs. Each test rolls the loaded model
+forward with gradflow's generated step kernels (``gradflow.engine.rollout``, one layer and
+direction at a time) and compares with torch's outputs to 1e-10 absolute (float64 rounding
+over 7 steps is ~1e-15).
 """
 
 from __future__ import annotations
