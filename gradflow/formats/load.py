@@ -177,7 +177,7 @@ class WeightsDescription:
 
 def analyze_command(
     path: str,
-    cell: str,
+    cell: str | None,
     layers: int,
     bidirectional: bool,
     prefix: str | None,
@@ -187,7 +187,8 @@ def analyze_command(
     parts = ["gradflow analyze", "--weights", shlex.quote(path)]
     if prefix is not None:
         parts += ["--prefix", shlex.quote(prefix)]
-    parts += ["--cell", cell]
+    if cell is not None:  # a stack of several cells takes them from the file
+        parts += ["--cell", cell]
     if nonlinearity:
         parts += ["--nonlinearity", nonlinearity]
     if layers > 1:
@@ -262,7 +263,8 @@ def _module_from_model(model: Model, path: str, prefix: str | None) -> ModuleInf
         for k, layer in enumerate(model.layers)
     )
     cells = sorted({layer.cell for layer in model.layers})
-    cmd = analyze_command(path, cells[0], len(model.layers), model.bidirectional, prefix)
+    cell = cells[0] if len(cells) == 1 else None
+    cmd = analyze_command(path, cell, len(model.layers), model.bidirectional, prefix)
     return ModuleInfo(model.prefix, f"{model.format} {'/'.join(cells)}", layers, cmd, model.notes)
 
 

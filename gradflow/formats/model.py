@@ -78,7 +78,8 @@ class Layer:
         cell: catalogue name (``lstm``, ``gru``, ``gru-reset-before`` ...).
         hidden_size: ``n``.
         input_size: ``d``.
-        directions: forward, then reverse if bidirectional.
+        directions: forward, then reverse if bidirectional; a reverse-only layer (ONNX
+            ``direction="reverse"``) has the reverse direction alone.
         proj_size: ``p`` of a projected LSTM, 0 if none.
         bias: ``False`` when the file had no biases (``params`` then hold zeros).
 
@@ -97,9 +98,10 @@ class Layer:
 
     def __post_init__(self) -> None:
         cell = get_cell(self.cell)
-        if [d.reverse for d in self.directions] not in ([False], [False, True]):
+        if [d.reverse for d in self.directions] not in ([False], [True], [False, True]):
             raise WeightsError(
-                f"layer of {self.cell}: directions must be (forward,) or (forward, reverse)"
+                f"layer of {self.cell}: directions must be (forward,), (reverse,) or "
+                "(forward, reverse)"
             )
         n, d, p = self.hidden_size, self.input_size, self.proj_size
         if n < 1 or d < 1 or p < 0:
