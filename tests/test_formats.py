@@ -14,6 +14,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from safetensors.numpy import load_file, save_file
 
 from gradflow.engine import rollout
@@ -27,6 +29,7 @@ from gradflow.formats import (
     model_from_state_dict,
     single_layer_model,
 )
+from gradflow.weights import to_torch_tensors
 
 DATA = Path(__file__).parent / "data" / "formats"
 TOL = 1e-10  # absolute, against torch's float64 outputs
@@ -301,3 +304,102 @@ def test_describe_reads_no_tensor_data(tmp_path: Path, monkeypatch: pytest.Monke
     np.savez(tmp_path / "w.npz", **_sd("gru2_bi"))
     assert len(describe_weights(tmp_path / "w.npz").modules[0].layers) == 2
     assert len(describe_weights(DATA / "torch_gru2_bi.safetensors").modules[0].layers) == 2
+
+
+# ---- properties -------------------------------------------------------------------------------
+
+
+@st.composite
+def state_dicts(draw: st.DrawFn) -> tuple[dict[str, np.ndarray], dict[str, object]]:
+    """A random nn.RNN/LSTM/GRU(-Cell) state_dict as PyTorch lays it out, and its config."""
+    kind = draw(st.sampled_from(["rnn", "lstm", "gru"]))
+    cellstyle = draw(st.booleans())
+    layers = 1 if cellstyle else draw(st.integers(1, 3))
+    dirs = 1 if cellstyle else draw(st.sampled_from([1, 2]))
+    n, d = draw(st.integers(1, 4)), draw(st.integers(1, 4))
+    proj = draw(st.integers(0, n - 1)) if kind == "lstm" and not cellstyle and n > 1 else 0
+    bias = draw(st.booleans())
+    prefix = draw(st.sampled_from(["", "rnn.", "model.encoder.cell."]))
+    G = {"rnn": 1, "lstm": 4, "gru": 3}[kind]
+    rng = np.random.default_rng(draw(st.integers(0, 2**16)))
+    out = n if not proj else proj
+    sd: dict[str, np.ndarray] = {}
+    for k in range(layers):
+        for r in range(dirs):
+            sfx = "" if cellstyle else f"_l{k}" + ("_reverse" if r else "")
+            d_in = d if k == 0 else out * dirs
+            sd[f"{prefix}weight_ih{sfx}"] = rng.normal(size=(G * n, d_in))
+            sd[f"{prefix}weight_hh{sfx}"] = rng.normal(size=(G * n, out))
+            if bias:
+                sd[f"{prefix}bias_ih{sfx}"] = rng.normal(size=G * n)
+                sd[f"{prefix}bias_hh{sfx}"] = rng.normal(size=G * n)
+            if proj:
+                sd[f"{prefix}weight_hr{sfx}"] = rng.normal(size=(proj, n))
+    sd["head.weight"] = rng.normal(size=(2, out * dirs))
+    config = {
+        "kind": kind,
+        "layers": layers,
+        "dirs": dirs,
+        "n": n,
+        "d": d,
+        "proj": proj,
+        "bias": bias,
+        "prefix": prefix,
+        "cellstyle": cellstyle,
+    }
+    return sd, config
+
+
+@settings(max_examples=60, deadline=None, derandomize=True, database=None)
+@given(case=state_dicts())
+def test_every_state_dict_layout_round_trips_exactly(
+    case: tuple[dict[str, np.ndarray], dict[str, object]],
+) -> None:
+    sd, c = case
+    model = model_from_state_dict(sd)
+    assert len(model.layers) == c["layers"] and model.prefix == c["prefix"]
+    assert model.unrelated == ("head.weight",)
+    for k, layer in enumerate(model.layers):
+        assert (layer.hidden_size, layer.proj_size, layer.bias) == (c["n"], c["proj"], c["bias"])
+        assert len(layer.directions) == c["dirs"]
+        for direction in layer.directions:
+            sfx = "" if c["cellstyle"] else f"_l{k}" + ("_reverse" if direction.reverse else "")
+            back = to_torch_tensors(layer.cell, direction.params)  # gate blocks restacked
+            for slot, arr in back.items():
+                base = slot.removesuffix("_l0")
+                name = f"{c['prefix']}{base}{sfx}"
+                if name in sd:
+                    assert np.array_equal(arr, sd[name]), name  # bit-exact: only reshuffled
+                else:  # bias=False: zeros
+                    assert not c["bias"] and not arr.any()
+            if c["proj"]:
+                assert np.array_equal(direction.projection, sd[f"{c['prefix']}weight_hr{sfx}"])
+
+
+@settings(max_examples=150, deadline=None, derandomize=True, database=None)
+@given(case=state_dicts(), data=st.data())
+def test_damaged_state_dicts_raise_only_weights_error(
+    case: tuple[dict[str, np.ndarray], dict[str, object]], data: st.DataObject
+) -> None:
+    sd, _ = case
+    names = sorted(sd)
+    action = data.draw(st.sampled_from(["drop", "reshape", "rename", "nan", "int"]))
+    victim = data.draw(st.sampled_from(names))
+    if action == "drop":
+        del sd[victim]
+    elif action == "reshape":
+        sd[victim] = np.ones(data.draw(st.lists(st.integers(0, 5), min_size=0, max_size=3)))
+    elif action == "rename":
+        sd[victim + data.draw(st.sampled_from(["_l7", "_reverse", "x", ".original"]))] = sd.pop(
+            victim
+        )
+    elif action == "nan":
+        sd[victim] = np.full_like(sd[victim], np.nan)
+    else:
+        sd[victim] = sd[victim].astype(np.int64)
+    try:
+        model = model_from_state_dict(sd)
+    except WeightsError as exc:
+        assert "\n" not in str(exc)
+        return
+    assert model.layers  # some damage leaves a valid model (e.g. the head was touched)

@@ -165,3 +165,21 @@ def test_describe_onnx() -> None:
 def test_no_runtime_is_imported() -> None:
     load_model(DATA / "onnx_stack.onnx")
     assert "onnxruntime" not in sys.modules
+
+
+def test_zero_peepholes_are_plain_lstm_and_input_forget_maps_to_cifg(tmp_path: Path) -> None:
+    path = _model(tmp_path, "LSTM", ("", "", "", "P"))
+    m = onnx.load(path)
+    for t in m.graph.initializer:
+        if t.name == "P":
+            t.CopyFrom(numpy_helper.from_array(np.zeros((1, 6)), "P"))
+    onnx.save(m, path)
+    assert load_model(path).layers[0].cell == "lstm"  # P = 0 computes the plain LSTM
+    path = _model(tmp_path, "LSTM", (), input_forget=1)
+    model = load_model(path)
+    p = model.layers[0].directions[0].params
+    raw = {t.name: numpy_helper.to_array(t) for t in onnx.load(path).graph.initializer}
+    # f' = sigmoid(-a_i) = 1 - sigmoid(a_i): the input gate's weights with the sign flipped
+    assert model.layers[0].cell == "lstm-cifg"
+    np.testing.assert_array_equal(p["W_xf"], -raw["W"][0][:2])
+    np.testing.assert_array_equal(p["b_f"], -(raw["B"][0][:2] + raw["B"][0][8:10]))

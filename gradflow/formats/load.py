@@ -43,6 +43,19 @@ from . import pytorch
 from .model import Model
 from .tensors import TensorSet
 
+#: What h5py, protobuf and malformed configs raise on structures the readers do not expect.
+_MALFORMED = (
+    AttributeError,
+    TypeError,
+    KeyError,
+    ValueError,
+    IndexError,
+    OSError,
+    RuntimeError,
+    RecursionError,
+    UnicodeError,
+    OverflowError,
+)
 MODEL_SUFFIXES = (".safetensors", ".npz", ".keras", ".h5", ".onnx")
 
 
@@ -94,13 +107,21 @@ def load_model(
         return pytorch.build_model(ts, cand, nonlinearity)
     if nonlinearity is not None:
         raise WeightsError(f"{p}: nonlinearity= applies to PyTorch state_dicts only")
-    if kind == "keras":
-        from .keras import load_keras
+    try:
+        if kind == "keras":
+            from .keras import load_keras
 
-        return load_keras(p, prefix=prefix, config=config)
-    from .onnx import load_onnx
+            return load_keras(p, prefix=prefix, config=config)
+        from .onnx import load_onnx
 
-    return load_onnx(p, prefix=prefix)
+        return load_onnx(p, prefix=prefix)
+    except WeightsError:
+        raise
+    except _MALFORMED as exc:
+        # A structure the reader did not expect (a dataset where a group belongs, a string
+        # where a list belongs): the file is malformed, whatever the library's wording.
+        detail = " ".join(str(exc).split())[:120]
+        raise WeightsError(f"{p}: malformed {kind} file ({type(exc).__name__}: {detail})") from None
 
 
 def model_from_state_dict(
