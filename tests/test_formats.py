@@ -290,6 +290,9 @@ def test_describe_lists_modules_layers_and_the_command(tmp_path: Path) -> None:
     two = describe_weights(tmp_path / "two.safetensors")
     assert [m.prefix for m in two.modules] == ["", "dec."]
     assert "--prefix dec." in two.modules[1].command
+    chosen = describe_weights(tmp_path / "two.safetensors", prefix="dec")
+    assert [m.prefix for m in chosen.modules] == ["dec."]
+    assert "--prefix dec." in chosen.modules[0].command  # still needed: the file holds two
     assert "bias=False" in str(two) and "taken as tanh" in str(two)
 
 

@@ -239,9 +239,9 @@ def describe_weights(path: str | os.PathLike[str], prefix: str | None = None) ->
     ts = TensorSet.from_file(open_tensor_file(p))
     pytorch.resolve_parametrizations(ts)
     cands = pytorch.find_candidates(ts)
+    several = len(cands) > 1  # then every command needs its --prefix
     if prefix is not None or not cands:
         cands = [pytorch.choose(ts, cands, prefix)]
-    several = len(cands) > 1
     modules = []
     used: set[str] = set()
     for c in sorted(cands, key=lambda c: c.prefix):
