@@ -293,8 +293,9 @@ def _select(raw: Mapping[str, np.ndarray], cell: Cell, path: Path) -> dict[str, 
     layered = [k for k in extra if _TORCH_EXTRA.match(k[len(prefix) :])]
     if layered and cell.torch_layout is not None:
         raise WeightsError(
-            f"{path}: only layer 0 of a unidirectional {cell.name} without "
-            f"projection is supported; the file also holds {', '.join(layered)}"
+            f"{path}: load_weights reads one unidirectional {cell.name} layer without "
+            f"projection, and the file also holds {', '.join(layered)}; read the whole model "
+            "with gradflow.formats.load_model"
         )
     if extra:
         raise WeightsError(

@@ -194,7 +194,7 @@ def _candidate(
         raise WeightsError(
             f"{ts.where}: {probe.tensor(kind, which, k, rev)} is missing for the "
             f"{layers}-layer {'bidirectional ' if bidirectional else ''}{probe.module} under "
-            f"prefix {prefix or '(none)'!r}"
+            f"prefix {prefix or '(none)'!r}; save the module's whole state_dict"
         )
     if unexpected:
         raise WeightsError(
