@@ -129,6 +129,7 @@ def test_bias_false_is_zero_and_recorded() -> None:
     assert np.array_equal(d.params["b_ih"], np.zeros(4))
     assert "b_ih" not in d.sources  # absent in the file
     assert d.sources["W_hh"] == "weight_hh_l1"
+    assert [layer.name for layer in model.layers] == ["l0", "l1"]
 
 
 def test_gate_blocks_follow_torch_order() -> None:

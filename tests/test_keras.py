@@ -172,8 +172,8 @@ def test_describe_keras() -> None:
     desc = describe_weights(DATA / "keras_bi_gru_rnn.keras")
     text = str(desc)
     assert desc.format == "keras"
-    assert "layer 0: gru forward+reverse, n=3, d=3" in text
-    assert "layer 1: rnn forward, n=2, d=6" in text
+    assert "layer 0 (bi): gru forward+reverse, n=3, d=3" in text
+    assert "layer 1 (top): rnn forward, n=2, d=6" in text
     assert "--direction both" in desc.modules[0].command
 
 

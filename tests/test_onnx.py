@@ -156,8 +156,8 @@ def test_corrupt_onnx(tmp_path: Path) -> None:
 def test_describe_onnx() -> None:
     desc = describe_weights(DATA / "onnx_bi_stack.onnx")
     text = str(desc)
-    assert "layer 0: gru-reset-before forward+reverse, n=3, d=3" in text
-    assert "layer 1: lstm forward, n=2, d=6" in text
+    assert "layer 0 (bi): gru-reset-before forward+reverse, n=3, d=3" in text
+    assert "layer 1 (top): lstm forward, n=2, d=6" in text
     assert "--cell" not in desc.modules[0].command  # two cells: the file says which
     assert "--layers all --direction both" in desc.modules[0].command
 

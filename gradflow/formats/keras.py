@@ -233,7 +233,9 @@ def _convert(
     return "gru-reset-before", params, use_bias
 
 
-def _layer(cls: str, cfg: dict[str, Any], group: Any, where: str, source: str) -> Layer:
+def _layer(
+    cls: str, cfg: dict[str, Any], group: Any, where: str, source: str, name: str = ""
+) -> Layer:
     if cls == "Bidirectional":
         merge = cfg.get("merge_mode", "concat")
         inner = cfg.get("layer", {})
@@ -277,7 +279,7 @@ def _layer(cls: str, cfg: dict[str, Any], group: Any, where: str, source: str) -
             )
         )
     n, d = directions[0].params.hidden_size, directions[0].params.input_size
-    return Layer(dirs[0][0], n, d, tuple(directions), bias=dirs[0][2])
+    return Layer(dirs[0][0], n, d, tuple(directions), bias=dirs[0][2], name=name)
 
 
 def load_keras(
@@ -338,7 +340,7 @@ def load_keras(
             name = str(c.get("name"))
             if name not in groups:
                 raise WeightsError(f"{path}: layer {name!r} has no weights in the file")
-            layers.append(_layer(cls, c, groups[name], f"{path}: {name}", str(path)))
+            layers.append(_layer(cls, c, groups[name], f"{path}: {name}", str(path), name))
     used = {str(c.get("name")) for _, c in rec}
     unrelated = tuple(sorted(k for k in groups if k not in used and k not in empty))
     label = prefix or ""

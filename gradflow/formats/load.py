@@ -148,13 +148,15 @@ class LayerInfo:
     input_size: int
     proj_size: int
     bias: bool
+    name: str = ""
 
     def __str__(self) -> str:
         extra = (f", proj_size={self.proj_size}" if self.proj_size else "") + (
             "" if self.bias else ", bias=False"
         )
+        named = f" ({self.name})" if self.name else ""
         return (
-            f"layer {self.index}: {self.cell} {'+'.join(self.directions)}, "
+            f"layer {self.index}{named}: {self.cell} {'+'.join(self.directions)}, "
             f"n={self.hidden_size}, d={self.input_size}{extra}"
         )
 
@@ -280,6 +282,7 @@ def _module_from_model(model: Model, path: str, prefix: str | None) -> ModuleInf
             layer.input_size,
             layer.proj_size,
             layer.bias,
+            layer.name,
         )
         for k, layer in enumerate(model.layers)
     )

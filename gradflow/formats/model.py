@@ -82,6 +82,8 @@ class Layer:
             ``direction="reverse"``) has the reverse direction alone.
         proj_size: ``p`` of a projected LSTM, 0 if none.
         bias: ``False`` when the file had no biases (``params`` then hold zeros).
+        name: where the layer sits in the file (Keras layer or ONNX node name, or the
+            PyTorch tensor suffix such as ``l1``), for listings.
 
     Raises:
         WeightsError: a parameter of the wrong shape or with non-finite values, directions
@@ -95,6 +97,7 @@ class Layer:
     directions: tuple[Direction, ...]
     proj_size: int = 0
     bias: bool = True
+    name: str = ""
 
     def __post_init__(self) -> None:
         cell = get_cell(self.cell)

@@ -257,7 +257,7 @@ def _layer(
         raise WeightsError(f"{where}: the two directions map to different cells {cells}")
     srcs = {key: f"node {name!r}" for key in directions[0][1]}
     dirs_out = tuple(Direction(rev, p, sources=srcs) for rev, p in directions)
-    return Layer(cells[0], n, d, dirs_out, bias=bias)
+    return Layer(cells[0], n, d, dirs_out, bias=bias, name=name)
 
 
 def _producer(graph: Any) -> dict[str, Any]:

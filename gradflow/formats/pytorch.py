@@ -294,6 +294,7 @@ def build_model(
                     tuple(directions),
                     proj_size=cand.proj_size,
                     bias=cand.bias,
+                    name=f"{cand.prefix}l{k}" if cand.style == "module" else cand.prefix,
                 ),
             )
         )
