@@ -253,6 +253,11 @@ def _np_load(fh: IO[bytes], path: Path, err: type[UsageError], pickled: str) -> 
     try:
         return np.load(fh, allow_pickle=False)
     except ValueError as exc:
+        if "max_header_size" in str(exc):  # numpy's message also mentions allow_pickle
+            raise err(
+                f"{path}: the .npy header is longer than NumPy reads safely (10000 bytes); "
+                "not a plain array file: save it with np.save(path, x)"
+            ) from None
         if "pickle" in str(exc):
             raise err(f"{path}: {pickled}") from None
         raise _corrupt(path, exc, err) from None

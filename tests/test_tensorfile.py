@@ -156,3 +156,16 @@ def test_symlink_loop_is_not_called_missing(tmp_path: Path) -> None:
     loop.symlink_to(tmp_path / "w.npz")
     with pytest.raises(WeightsError, match="cannot be read"):
         load_weights(loop, "rnn")
+
+
+def test_huge_npy_header_is_not_called_pickled(tmp_path: Path) -> None:
+    # issue 13: a 60 kB .npy header was reported as "pickled data"
+    path = tmp_path / "x.npy"
+    header = {"descr": "<f8", "fortran_order": False, "shape": (1, 1, 1), "pad": "x" * 60_000}
+    with open(path, "wb") as fh:
+        np.lib.format.write_array_header_2_0(fh, header)  # type: ignore[arg-type]
+        fh.write(bytes(8))
+    with pytest.raises(InputsError) as info:
+        load_inputs(path)
+    assert "header is longer than NumPy reads safely" in str(info.value)
+    assert "pickle" not in str(info.value)
