@@ -11,7 +11,10 @@ Cells PyTorch lacks use their own parameter names in the file.
 
 Pickled checkpoints (``.pt``, ``.pth``, ``.pkl``, ``.bin``, ``.ckpt``) are refused unread:
 unpickling runs arbitrary code. Safetensors files are a JSON header plus raw bytes, and ``.npz``
-archives are read with ``allow_pickle=False``, so loading runs no code from the file.
+archives are read with ``allow_pickle=False``, so loading runs no code from the file. Files are
+listed first and only the tensors the cell needs are read, each size-checked before it is
+inflated (:mod:`gradflow.tensorfile`); FIFOs and devices are refused before any open. Whole
+models (every layer and direction, Keras and ONNX files) are read by :mod:`gradflow.formats`.
 
 Examples:
     >>> import tempfile, os, numpy as np
