@@ -11,7 +11,10 @@ Cells PyTorch lacks use their own parameter names in the file.
 
 Pickled checkpoints (``.pt``, ``.pth``, ``.pkl``, ``.bin``, ``.ckpt``) are refused unread:
 unpickling runs arbitrary code. Safetensors files are a JSON header plus raw bytes, and ``.npz``
-archives are read with ``allow_pickle=False``, so loading runs no code from the file.
+archives are read with ``allow_pickle=False``, so loading runs no code from the file. Files are
+listed first and only the tensors the cell needs are read, each size-checked before it is
+inflated (:mod:`gradflow.tensorfile`); FIFOs and devices are refused before any open. Whole
+models (every layer and direction, Keras and ONNX files) are read by :mod:`gradflow.formats`.
 
 Examples:
     >>> import tempfile, os, numpy as np
@@ -52,6 +55,7 @@ import numpy as np
 from .atomic import atomic_open
 from .cells import Cell, get_cell
 from .errors import InputsError, UsageError, WeightsError
+from .tensorfile import check_regular_file, open_tensor_file
 
 #: Suffixes of pickled checkpoints, which are never opened.
 PICKLED_SUFFIXES = (".pt", ".pth", ".pkl", ".pickle", ".bin", ".ckpt")
@@ -60,22 +64,12 @@ WEIGHT_SUFFIXES = (".safetensors", ".npz")
 CONVERT_ADVICE = "convert with `safetensors.torch.save_file(model.state_dict(), 'w.safetensors')`"
 # Layer > 0, bidirectional and projection tensors of a PyTorch RNN module.
 _TORCH_EXTRA = re.compile(r"^(weight|bias)_(ih|hh|hr)_l\d+(_reverse)?$")
-# Safetensors dtypes safetensors.numpy reads (BF16 only once ml_dtypes is imported).
-_NUMPY_DTYPES = (
-    "F64",
-    "F32",
-    "F16",
-    "BF16",
-    "I64",
-    "I32",
-    "I16",
-    "I8",
-    "U64",
-    "U32",
-    "U16",
-    "U8",
-    "BOOL",
-    "C64",
+# Safetensors dtype codes with no NumPy dtype (float8 ...) are listed under their own code.
+_ST_CODES = ("F8_E4M3", "F8_E5M2", "F8_E8M0", "F4", "F6_E2M3", "F6_E3M2", "C32")
+# NumPy dtype names a weight file may hold (bfloat16 only once ml_dtypes is imported).
+_NUMPY_NAMES = frozenset(
+    "float64 float32 float16 int64 int32 int16 int8 uint64 uint32 uint16 uint8 bool "
+    "complex64 complex128".split()
 )
 # What a damaged file makes the readers raise (the fuzz test in tests/test_weights.py probes).
 _READ_ERRORS = (
@@ -217,10 +211,7 @@ def _check_suffix(path: Path, what: str, allowed: tuple[str, ...], err: type[Usa
             f"{path}: unknown {what} file extension {suffix or '(none)'!r}; "
             f"use {' or '.join(allowed)}"
         )
-    if not path.exists():
-        raise err(f"{path}: no such file")
-    if not path.is_file():
-        raise err(f"{path}: not a regular file")
+    check_regular_file(path, err)  # FIFOs and devices are refused before any open
     return suffix
 
 
@@ -229,33 +220,28 @@ def _corrupt(path: Path, exc: BaseException, err: type[UsageError] = WeightsErro
     return err(f"{path}: truncated or corrupt file, cannot be read ({detail})")
 
 
-def _read_safetensors(path: Path) -> dict[str, np.ndarray]:
-    from safetensors import SafetensorError, safe_open
-    from safetensors.numpy import load_file
-
-    try:
-        with safe_open(str(path), framework="np") as fh:
-            dtypes = {k: fh.get_slice(k).get_dtype() for k in fh.keys()}
-    except (SafetensorError, *_READ_ERRORS) as exc:
-        raise _corrupt(path, exc) from None
-    for key, dtype in sorted(dtypes.items()):
-        if dtype not in _NUMPY_DTYPES:
+def _read_safetensors(path: Path) -> Mapping[str, np.ndarray]:
+    tf = open_tensor_file(path)
+    for key in sorted(tf.names):
+        dtype = tf.dtype(key)
+        if dtype in _ST_CODES or not _numpy_dtype(dtype):
             raise WeightsError(
                 f"{path}: {key} has dtype {dtype}, which NumPy cannot hold; "
                 "save it as float32 or float64 (tensor.float())"
             )
-        if dtype == "BF16":
+        if dtype == "bfloat16":
             try:  # registers bfloat16 with NumPy
                 importlib.import_module("ml_dtypes")
             except ImportError:
                 raise WeightsError(
-                    f"{path}: {key} is {dtype}, which NumPy reads only with "
+                    f"{path}: {key} is BF16, which NumPy reads only with "
                     "ml_dtypes: pip install ml_dtypes"
                 ) from None
-    try:
-        return dict(load_file(str(path)))
-    except (SafetensorError, TypeError, AttributeError, *_READ_ERRORS) as exc:
-        raise _corrupt(path, exc) from None
+    return tf.lazy()
+
+
+def _numpy_dtype(name: str) -> bool:
+    return name == "bfloat16" or name in _NUMPY_NAMES
 
 
 def _open(path: Path, err: type[UsageError]) -> IO[bytes]:
@@ -270,6 +256,11 @@ def _np_load(fh: IO[bytes], path: Path, err: type[UsageError], pickled: str) -> 
     try:
         return np.load(fh, allow_pickle=False)
     except ValueError as exc:
+        if "max_header_size" in str(exc):  # numpy's message also mentions allow_pickle
+            raise err(
+                f"{path}: the .npy header is longer than NumPy reads safely (10000 bytes); "
+                "not a plain array file: save it with np.save(path, x)"
+            ) from None
         if "pickle" in str(exc):
             raise err(f"{path}: {pickled}") from None
         raise _corrupt(path, exc, err) from None
@@ -277,34 +268,9 @@ def _np_load(fh: IO[bytes], path: Path, err: type[UsageError], pickled: str) -> 
         raise _corrupt(path, exc, err) from None
 
 
-def _read_npz(path: Path) -> dict[str, np.ndarray]:
-    out: dict[str, np.ndarray] = {}
-    with _open(path, WeightsError) as fh:
-        archive = _np_load(
-            fh,
-            path,
-            WeightsError,
-            f"not an .npz archive (it holds pickled data, which is never loaded); {CONVERT_ADVICE}",
-        )
-        if not isinstance(archive, np.lib.npyio.NpzFile):
-            raise WeightsError(
-                f"{path}: holds a single array, not an .npz archive of named "
-                "tensors; save with np.savez(path, weight_ih_l0=..., ...)"
-            )
-        with archive:
-            for key in archive.files:
-                try:
-                    out[key] = archive[key]
-                except ValueError as exc:
-                    if "pickle" in str(exc):
-                        raise WeightsError(
-                            f"{path}: {key} is an object array, which needs "
-                            "pickle and is never loaded; store float arrays"
-                        ) from None
-                    raise _corrupt(path, exc) from None
-                except _READ_ERRORS as exc:
-                    raise _corrupt(path, exc) from None
-    return out
+def _read_npz(path: Path) -> Mapping[str, np.ndarray]:
+    # Lists members from the zip directory; reads (bounded) only those looked up.
+    return open_tensor_file(path).lazy()
 
 
 def _select(raw: Mapping[str, np.ndarray], cell: Cell, path: Path) -> dict[str, np.ndarray]:
@@ -335,8 +301,9 @@ def _select(raw: Mapping[str, np.ndarray], cell: Cell, path: Path) -> dict[str, 
     layered = [k for k in extra if _TORCH_EXTRA.match(k[len(prefix) :])]
     if layered and cell.torch_layout is not None:
         raise WeightsError(
-            f"{path}: only layer 0 of a unidirectional {cell.name} without "
-            f"projection is supported; the file also holds {', '.join(layered)}"
+            f"{path}: load_weights reads one unidirectional {cell.name} layer without "
+            f"projection, and the file also holds {', '.join(layered)}; read the whole model "
+            "with gradflow.formats.load_model"
         )
     if extra:
         raise WeightsError(

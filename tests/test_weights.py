@@ -341,8 +341,8 @@ WEIGHT_CASES: list[tuple[str, str, Callable[[Path], Path], str, bool]] = [
             "w.safetensors",
             torch_tensors() | {"weight_ih_l1": np.ones((16, 4)), "weight_hh_l1": np.ones((16, 4))},
         ),
-        "only layer 0 of a unidirectional lstm without projection is supported; the file also "
-        "holds weight_hh_l1, weight_ih_l1",
+        "load_weights reads one unidirectional lstm layer without projection, and the file also "
+        "holds weight_hh_l1, weight_ih_l1; read the whole model with gradflow.formats.load_model",
         False,
     ),
     (
