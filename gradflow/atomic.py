@@ -40,9 +40,7 @@ def _reason(exc: OSError) -> str:
     return exc.strerror or str(exc)
 
 
-def check_target(
-    path: PathLike, *, inputs: Iterable[PathLike] = (), parents: bool = False
-) -> Path:
+def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), parents: bool = False) -> Path:
     """``path`` as a Path, after checking that gradflow may write a file there.
 
     Args:
@@ -92,7 +90,9 @@ def check_target(
         try:
             parent.mkdir(parents=True, exist_ok=True)
         except OSError as exc:
-            raise OutputError(f"{target}: cannot create its folder {parent} ({_reason(exc)})") from None
+            raise OutputError(
+                f"{target}: cannot create its folder {parent} ({_reason(exc)})"
+            ) from None
     return target
 
 

@@ -210,25 +210,24 @@ def analyze_cmd(
     gradient: str | None,
 ) -> None:
     """Exact log10 norms of ds_T/ds_{T-k} for every lag of a trained network."""
+    from dataclasses import replace
+
+    from .atomic import check_target
     from .engine import analyze
+    from .measure import Measure
     from .weights import load_inputs, load_weights
 
+    measure = Measure.of(
+        paths=paths, singular_lags=_lags(singular_lags), lyapunov=lyapunov, gradient=gradient
+    )
+    run_inputs = [p for p in (weights, inputs, cell_file) if p]
+    check_target(output, inputs=run_inputs)  # refuse before the work, not after it
     cell = resolve_cell(cell_name, cell_file)
     params = load_weights(weights, cell)
     x = load_inputs(inputs, input_size=params.input_size)
-    result = analyze(
-        cell,
-        params,
-        x,
-        backend=backend,
-        dtype=dtype,
-        paths=paths,
-        singular_lags=_lags(singular_lags),
-        lyapunov=lyapunov,
-        gradient=gradient,
-    )
-    result.meta.update({"weights": str(weights), "inputs": str(inputs)})
-    result.save(output)
+    result = analyze(cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs())
+    result = replace(result, meta={**result.meta, "weights": str(weights), "inputs": str(inputs)})
+    result.save(output, inputs=run_inputs)
     final = result.log10_spectral_norm[-1]
     click.echo(
         f"{result.cell}: n={result.hidden_size}, T={result.steps}, B={result.batch}; "
@@ -275,18 +274,22 @@ def run_cmd(ctx: click.Context, config: str, out: str | None, quiet: bool) -> No
     See docs/experiments.md for the format; examples/experiments/ has examples.
     """
     from .analysis.experiment import load_config, run_experiment
+    from .atomic import check_target
+    from .results import run_path
 
     cfg = load_config(config)
+    path = out or f"{cfg.name}.json"
+    check_target(path, inputs=[config])
     try:
         result = run_experiment(cfg, progress=not quiet)
     except KeyboardInterrupt:
         click.echo("interrupted; nothing written", err=True)
         ctx.exit(130)
-    path = out or f"{cfg.name}.json"
-    result.save(path)
+    result.save(path, inputs=[config])
+    result.save_run(run_path(path))
     if not quiet:
         click.echo(result.table())
-        click.echo(f"wrote {path} ({result.timing['total_s']:.1f} s)", err=True)
+        click.echo(f"wrote {path} ({result.run['total_s']:.1f} s)", err=True)
 
 
 @cli.command("sweep")
@@ -337,7 +340,7 @@ def sweep_cmd(
         click.echo(result.table())
         click.echo(
             f"wrote {out_dir}/sweep.json ({result.evaluated} points run, "
-            f"{result.reused} reused, {result.timing['total_s']:.1f} s)",
+            f"{result.reused} reused, {result.run['total_s']:.1f} s)",
             err=True,
         )
 

@@ -55,12 +55,17 @@ class OutputError(GradflowError):
     """An output file cannot be written there (a device, an input of the run, no folder)."""
 
 
-def did_you_mean(name: object, choices: Iterable[str], cutoff: float = 0.6) -> str:
+def did_you_mean(
+    name: object, choices: Iterable[str], cutoff: float = 0.6, prefix: str = ""
+) -> str:
     """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, else ``""``.
+
+    The one did-you-mean helper: every suggestion gradflow makes goes through it.
+    ``prefix`` is put before the suggestion (``init.`` for keys of the ``[init]`` table).
 
     Examples:
         >>> did_you_mean("lstn", ["rnn", "lstm", "gru"])
         "; did you mean 'lstm'?"
     """
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=cutoff)
-    return f"; did you mean {close[0]!r}?" if close else ""
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""

@@ -72,7 +72,10 @@ class Measure:
             if key not in names:
                 raise ConfigError(
                     f"unknown key {prefix + str(key)!r} in the experiment config"
-                    + (did_you_mean(key, names, 0.5) or f"; valid keys: {', '.join(names)}")
+                    + (
+                        did_you_mean(key, names, 0.5, prefix)
+                        or f"; valid keys: {', '.join(prefix + n for n in names)}"
+                    )
                 )
         kw = {k: v for k, v in data.items() if v is not None}
         lags = kw.get("singular_lags", ())

@@ -47,7 +47,8 @@ from matplotlib.lines import Line2D
 
 from .atomic import atomic_open
 from .errors import UsageError
-from .results import AnalysisResult, load_json
+from .results import AnalysisResult, ExperimentResult, Result, SweepResult
+from .results import load_result as _load_typed
 
 #: Short venue names and the tueplots bundle each one uses.
 VENUES = {
@@ -163,53 +164,33 @@ def style(
 
 @dataclass(frozen=True)
 class Band:
-    """Median and a quantile band of one quantity over runs, indexed by ``x``."""
+    """Median and a quantile band of one quantity over runs, indexed by ``x``; ``levels`` are
+    the quantile levels of ``low``, ``median`` and ``high``."""
 
     x: np.ndarray
     low: np.ndarray
     median: np.ndarray
     high: np.ndarray
+    levels: tuple[float, float, float] = (0.1, 0.5, 0.9)
 
 
-def load_result(result: Any) -> AnalysisResult | dict[str, Any]:
-    """An AnalysisResult, or the dict of an experiment/sweep/claims result.
-
-    Accepts a path to saved JSON, an AnalysisResult, an object with ``to_dict()``, or a dict
-    (one with ``"kind": "analysis"`` becomes an AnalysisResult).
-    """
-    if isinstance(result, (str, os.PathLike)):
-        result = load_json(result)
-    if isinstance(result, AnalysisResult):
-        return result
-    if not isinstance(result, dict) and hasattr(result, "to_dict"):
+def load_result(result: Any) -> Result:
+    """The typed result of a JSON path, a dict or a result object (:mod:`gradflow.results`)."""
+    if not isinstance(result, (Result, dict, str, os.PathLike)) and hasattr(result, "to_dict"):
         result = result.to_dict()
-    if not isinstance(result, dict):
+    if not isinstance(result, (Result, dict, str, os.PathLike)):
         raise UsageError(f"cannot plot a {type(result).__name__}; give a result or its JSON")
-    if result.get("kind") == "analysis":
-        return AnalysisResult.from_dict(result)
-    return result
+    return _load_typed(result)
 
 
-def result_kind(result: AnalysisResult | dict[str, Any]) -> str:
+def result_kind(result: Result) -> str:
     """``analysis``, ``experiment``, ``sweep`` or ``claims``."""
-    if isinstance(result, AnalysisResult):
-        return "analysis"
-    kind = result.get("kind")
-    if kind not in ("experiment", "sweep", "claims"):
-        raise UsageError(f"unknown result kind {kind!r}: expected analysis, experiment or sweep")
-    return str(kind)
+    return result.kind
 
 
 def cell_order(names: Iterable[str]) -> list[str]:
-    """Cells in catalogue order (rnn, ..., lstm, ..., gru, ...), then others alphabetically.
-
-    JSON results sort their keys, so the order cells were run in is not kept; this order is
-    the same in every figure and table.
-    """
-    from .cells import CATALOGUE
-
-    known = list(CATALOGUE)
-    return sorted(names, key=lambda c: (known.index(c) if c in known else len(known), c))
+    """Cells in the order the result holds them: the order they were run in."""
+    return list(names)
 
 
 def _arr(values: Any) -> np.ndarray:
@@ -224,12 +205,6 @@ def _quantiles(rows: np.ndarray, axis: int = 1) -> tuple[np.ndarray, ...]:
     return q[0], q[1], q[2]
 
 
-def _from_summary(summary: dict[str, Any], x: np.ndarray) -> Band | None:
-    if not summary or "median" not in summary:
-        return None
-    return Band(x, _arr(summary["q10"]), _arr(summary["median"]), _arr(summary["q90"]))
-
-
 def norm_bands(
     result: Any, quantity: str = "log10_spectral_norm", path: str = "full"
 ) -> dict[str, Band]:
@@ -240,16 +215,13 @@ def norm_bands(
         if data is None:
             return {}
         return {res.cell: Band(res.lags.astype(float), *_quantiles(np.asarray(data, float)))}
-    if result_kind(res) != "experiment":
-        raise UsageError(f"a {res.get('kind')} result has no norms to plot")
+    if not isinstance(res, ExperimentResult):
+        raise UsageError(f"a {res.kind} result has no norms to plot")
     out = {}
-    for name in cell_order(res["cells"]):
-        cell = res["cells"][name]
-        x = np.asarray(cell["lags"], dtype=float)
-        summary = cell.get(quantity) if path == "full" else (cell.get("paths") or {}).get(path)
-        band = _from_summary(summary or {}, x)
-        if band is not None:
-            out[name] = band
+    for name, cell in res.cells.items():
+        b = cell.quantity(quantity, path)
+        if b is not None:
+            out[name] = Band(cell.lags.astype(float), b.low, b.median, b.high, b.levels)
     return out
 
 
@@ -265,13 +237,13 @@ def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
             else (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
         )
     else:
-        if result_kind(res) != "experiment":
-            raise UsageError(f"a {res.get('kind')} result has no spectra to plot")
-        cells = res["cells"]
+        if not isinstance(res, ExperimentResult):
+            raise UsageError(f"a {res.kind} result has no spectra to plot")
+        cells = dict(res.cells)
         get = (
-            (lambda c: c.get("log10_singular_values") or {})
+            (lambda c: c.log10_singular_values)
             if key == "sv"
-            else (lambda c: {"": c["lyapunov_exponents"]} if c.get("lyapunov_exponents") else {})
+            else (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
         )
     out = {}
     for name in cell_order(cells):
@@ -299,7 +271,13 @@ def cell_styles(result: Any) -> dict[str, tuple[tuple[float, ...], str]]:
     """``{cell: (colour, marker)}``, by position in :func:`cell_order`, the same in every
     figure of one result."""
     res = load_result(result)
-    names = [res.cell] if isinstance(res, AnalysisResult) else cell_order(res.get("cells", {}))
+    names = (
+        [res.cell]
+        if isinstance(res, AnalysisResult)
+        else list(res.cells)
+        if isinstance(res, ExperimentResult)
+        else []
+    )
     colours = palette()
     return {c: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, c in enumerate(names)}
 
@@ -438,17 +416,16 @@ def plot_norms(
         colour, marker = styles[name]
         _line(ax, b, colour, marker, name, fill=band)
         seen += [b.low, b.high, b.median]
-        info = res["cells"][name] if isinstance(res, dict) else {}
-        if not overlays:
+        info = res.cells[name] if isinstance(res, ExperimentResult) else None
+        if not overlays or info is None:
             continue
-        bound = info.get("pascanu")
+        bound = info.pascanu
         if bound and quantity in ("log10_spectral_norm", "log10_spectral_norm_hidden"):
-            ax.plot(b.x, _arr(bound["log10_bound"]), color=colour, linestyle="--", linewidth=0.9)
+            ax.plot(b.x, bound.log10_bound, color=colour, linestyle="--", linewidth=0.9)
             extra["Pascanu bound"] = "--"
-        mf = info.get("meanfield")
-        slope = mf.get("predicted_slope") if mf else None
+        slope = info.meanfield.predicted_slope if info.meanfield else None
         if slope is not None and math.isfinite(slope) and quantity != "log10_gradient_norm":
-            k0 = int((info.get("decay_rate") or {}).get("window", [0, 0])[0])
+            k0 = int(info.decay_rate.window[0])
             k0 = min(max(k0, 0), len(b.x) - 1)
             ax.plot(
                 b.x,
@@ -606,16 +583,17 @@ def plot_decay_rates(result: Any, ax: Axes | None = None) -> Axes:
     """
     ax = _axes(ax)
     res = load_result(result)
-    if isinstance(res, AnalysisResult) or result_kind(res) != "experiment":
+    if not isinstance(res, ExperimentResult):
         raise UsageError("decay rates are plotted from an experiment result")
     styles = cell_styles(res)
     names = list(styles)
     for i, name in enumerate(names):
-        rate = res["cells"][name].get("decay_rate") or {}
-        med = rate.get("median")
+        rate = res.cells[name].decay_rate
+        med = rate.median
         if med is None:
             continue
-        lo, hi = rate.get("q10", med), rate.get("q90", med)
+        lo = med if rate.low is None else rate.low
+        hi = med if rate.high is None else rate.high
         colour, marker = styles[name]
         ax.errorbar(
             [i],
@@ -687,25 +665,27 @@ def plot_phase_diagram(
     """
     ax = _axes(ax)
     res = load_result(sweep)
-    if isinstance(res, AnalysisResult) or result_kind(res) != "sweep":
+    if not isinstance(res, SweepResult):
         raise UsageError("a phase diagram is drawn from a sweep result")
-    names = sorted(res["axes"], key=_axis_rank)
+    names = sorted(res.axes, key=_axis_rank)
     x = x or names[0]
     y = y or (names[1] if len(names) > 1 and names[1] != x else None)
     for a in (x, y):
-        if a is not None and a not in res["axes"]:
+        if a is not None and a not in res.axes:
             raise UsageError(f"sweep has no axis {a!r}; axes are {', '.join(names)}")
-    xs = list(res["axes"][x])
-    ys = list(res["axes"][y]) if y else [None]
+    xs = list(res.axes[x])
+    ys = list(res.axes[y]) if y else [None]
     cells: list[list[list[float]]] = [[[] for _ in xs] for _ in ys]
     where: dict[str, list[tuple[int, int]]] = {}
-    for p in res["points"]:
-        i, j = _index(ys, p["params"].get(y)) if y else 0, _index(xs, p["params"].get(x))
+    for p in res.points:
+        i, j = _index(ys, p.params.get(y)) if y else 0, _index(xs, p.params.get(x))
         if i is None or j is None:
             continue
-        val = p.get(value)
+        val = getattr(p, value, None)
+        if not isinstance(val, (int, float, type(None))):
+            raise UsageError(f"sweep points have no numeric field {value!r}")
         cells[i][j].append(np.nan if val is None else float(val))
-        where.setdefault(str(p.get("regime", "")), []).append((i, j))
+        where.setdefault(p.regime, []).append((i, j))
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
         Z = np.array([[np.nanmedian(c) if c else np.nan for c in row] for row in cells])
@@ -915,7 +895,7 @@ def _save_one(
     fig: Figure, stem: Path, fmt: str, dpi: int, metadata: dict[str, Any], rc: dict[str, Any]
 ) -> Path:
     path = stem.with_name(f"{stem.name}.{fmt}")
-    with mpl.rc_context(rc), atomic_open(path, "wb") as fh:
+    with mpl.rc_context(rc), atomic_open(path, "wb", parents=True) as fh:
         if fmt == "svg":
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)
@@ -975,7 +955,7 @@ def figure_set(result: Any) -> list[tuple[str, str, dict[str, Any]]]:
     out: list[tuple[str, str, dict[str, Any]]] = [("norms", "plot_norms", {})]
     if norm_bands(res, "log10_frobenius_norm"):
         out.append(("norms_frobenius", "plot_norms", {"quantity": "log10_frobenius_norm"}))
-    if isinstance(res, AnalysisResult) and res.log10_gradient_norm is not None:
+    if norm_bands(res, "log10_gradient_norm"):
         out.append(("gradient", "plot_norms", {"quantity": "log10_gradient_norm"}))
     if norm_bands(res, path="additive") or norm_bands(res, path="multiplicative"):
         out.append(("paths", "plot_paths", {}))

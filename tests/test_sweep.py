@@ -160,7 +160,10 @@ def test_regimes():
 def test_sweep_result_schema(tmp_path):
     result = run_sweep(small_sweep(), tmp_path, progress=False)
     data = json.loads((tmp_path / "sweep.json").read_text())
-    assert data["kind"] == "sweep" and data["schema_version"] == 1
+    assert data["kind"] == "sweep" and data["schema_version"] == 2
+    assert "timing" not in data  # run metadata lives apart, in run.json
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["evaluated"] == 8 and run["reused"] == 0 and run["total_s"] > 0
     assert data["axes"] == {"cell": ["rnn", "gru"], "init.sigma_w": [0.5, 1.0, 2.0, 4.0]}
     assert len(data["points"]) == 8 and len(list((tmp_path / "points").glob("*.json"))) == 8
     first = data["points"][0]
@@ -260,9 +263,9 @@ def test_overflowing_points_are_kept_as_exploding(tmp_path, monkeypatch):
     cfg = SweepConfig(BASE.replace(cells=("rnn-relu",)), (("init.sigma_w", (0.5, 30.0)),))
     result = run_sweep(cfg, tmp_path, progress=False)
     low, high = result.points
-    assert low["regime"] == "vanishing" and low["decay_rate"] < 0
-    assert high["regime"] == "exploding" and high["decay_rate"] is None
-    assert "NaN or inf" in high["error"]
+    assert low.regime == "vanishing" and low.decay_rate < 0
+    assert high.regime == "exploding" and high.decay_rate is None
+    assert "NaN or inf" in high.error
     assert run_sweep(cfg, tmp_path, progress=False).evaluated == 0  # kept, not retried
 
 

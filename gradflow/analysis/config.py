@@ -24,7 +24,7 @@ import numpy as np
 
 from ..errors import ConfigError, did_you_mean
 from ..initialisers import INPUT_KINDS, SCHEMES, Init
-from ..measure import GRADIENT_LOSSES, Measure
+from ..measure import Measure
 
 Progress = bool | Callable[[int, int], None] | None
 Quantities = Measure  # the experiment's [quantities] table is a Measure
@@ -61,11 +61,8 @@ def check_keys(
     allowed = list(allowed)
     for key in data:
         if key not in allowed:
-            close = did_you_mean(key, allowed, cutoff=0.5)
-            hint = (
-                close.replace("'", f"'{prefix}", 1)
-                if close
-                else f"; valid keys: {', '.join(prefix + a for a in allowed)}"
+            hint = did_you_mean(key, allowed, 0.5, prefix) or (
+                f"; valid keys: {', '.join(prefix + a for a in allowed)}"
             )
             raise ConfigError(f"unknown key {prefix + str(key)!r} in {where}{hint}")
 
@@ -381,4 +378,3 @@ def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:
         return ExperimentConfig.from_dict(data, base_dir=Path(path).parent)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
-

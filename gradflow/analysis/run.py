@@ -30,6 +30,7 @@ from .cellcard import cell_card
 from .config import ExperimentConfig, Progress
 from .summarise import summarise_cell
 
+
 def seed_sequence(seed: int, tag: str) -> np.random.SeedSequence:
     """``SeedSequence([seed, zlib.crc32(tag)])``: the same in every process and Python version."""
     return np.random.SeedSequence([int(seed), zlib.crc32(tag.encode("utf-8"))])

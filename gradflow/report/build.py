@@ -33,9 +33,9 @@ from matplotlib.ticker import MaxNLocator
 from .. import plots
 from .._version import __version__
 from ..atomic import atomic_write
-from ..errors import UsageError
-from ..results import dumps
-from .html import cell_math, render_html, slug, svg_data_uri
+from ..errors import OutputError, UsageError
+from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+from .html import card_math, render_html, slug, svg_data_uri
 from .markdown import render_markdown
 
 
@@ -85,27 +85,26 @@ def _small_multiples(
     return drawer
 
 
-def _as_dict(result: Any, kind: str) -> dict[str, Any] | None:
+def _typed(result: Any, cls: type[Result]) -> Any:
     if result is None:
         return None
-    data = plots.load_result(result)
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise UsageError(f"expected a {kind} result, got {getattr(data, 'get', dict)('kind')!r}")
+    res = plots.load_result(result)
+    if not isinstance(res, cls):
+        raise UsageError(f"expected {cls.kind!r} result, got {res.kind!r}")
     # Exactly what the data files hold: strict JSON, non-finite numbers as null.
-    return json.loads(dumps(data))
+    return cls.from_dict(json.loads(dumps(res.to_dict())), run=res.run)
 
 
-def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> list[ReportFigure]:
+def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> list[ReportFigure]:
     """The figures of a report, in order, for the data the results carry."""
-    cells = experiment["cells"]
+    cells = experiment.cells
     first = next(iter(cells.values()))
-    qs = first.get("quantiles", [0.1, 0.5, 0.9])
-    band = f"{qs[0]:.0%}\u2013{qs[-1]:.0%}"
-    runs = first.get("runs", "all")
+    band = first.log10_spectral_norm.percent
+    runs = first.runs
     overlays = []
-    if any(c.get("pascanu") for c in cells.values()):
+    if any(c.pascanu for c in cells.values()):
         overlays.append("dashed: the Pascanu bound (for the cells it applies to)")
-    if any(c.get("meanfield") for c in cells.values()):
+    if any(c.meanfield for c in cells.values()):
         overlays.append("dotted: the mean-field slope, drawn from the start of the fitted window")
     figs = [
         ReportFigure(
@@ -120,7 +119,7 @@ def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> 
             lambda f: plots.plot_norms(experiment, f.add_subplot()),
         )
     ]
-    if any(c.get("meanfield") for c in cells.values()) and plots.norm_bands(
+    if any(c.meanfield for c in cells.values()) and plots.norm_bands(
         experiment, "log10_frobenius_norm"
     ):
         figs.append(
@@ -170,7 +169,7 @@ def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> 
         for c in plots.cell_order(cells)
         if any(
             np.isfinite(np.asarray(v, dtype=float)).any()
-            for v in (cells[c].get("log10_singular_values") or {}).values()
+            for v in cells[c].log10_singular_values.values()
         )
     ]
     if sv_cells:
@@ -189,7 +188,7 @@ def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> 
                 panels=len(sv_cells),
             )
         )
-    if any(c.get("lyapunov_exponents") for c in cells.values()):
+    if any(c.lyapunov_exponents is not None for c in cells.values()):
         figs.append(
             ReportFigure(
                 "lyapunov",
@@ -213,25 +212,6 @@ def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> 
     return figs
 
 
-def _resolve_cell(name: str, experiment: dict[str, Any]) -> tuple[Any, str]:
-    """The Cell behind a result's cell name (catalogue or equation file), or a reason."""
-    from ..cells import CATALOGUE
-
-    if name in CATALOGUE:
-        return CATALOGUE[name], ""
-    for entry in experiment.get("config", {}).get("cells", []):
-        if isinstance(entry, str) and entry.endswith(".toml") and Path(entry).is_file():
-            try:
-                from ..cells.parse import load_cell_file
-
-                cell = load_cell_file(entry)
-            except Exception:  # noqa: BLE001 - an unreadable file only hides the equations
-                continue
-            if cell.name == name:
-                return cell, ""
-    return None, "its equation file is not at hand"
-
-
 _INIT_CITATIONS = {
     "torch": "paszke2019",
     "orthogonal": "saxe2014",
@@ -251,21 +231,21 @@ _CLAIM_CITATIONS = (
 
 
 def citation_keys(
-    experiment: dict[str, Any],
-    sweep: dict[str, Any] | None,
-    claims: dict[str, Any] | None,
+    experiment: ExperimentResult,
+    sweep: SweepResult | None,
+    claims: ClaimsResult | None,
     cells: Sequence[Any],
 ) -> list[str]:
     """The citation keys of every cell and method a report uses, each once, in order."""
     keys = [k for c in cells for k in getattr(c, "citations", ())]
-    summaries = experiment["cells"].values()
-    if any(s.get("pascanu") for s in summaries):
+    summaries = experiment.cells.values()
+    if any(s.pascanu for s in summaries):
         keys.append("pascanu2013")
-    if any(s.get("meanfield") for s in summaries) or sweep is not None:
+    if any(s.meanfield for s in summaries) or sweep is not None:
         keys.append("poole2016")
-    if any(s.get("lyapunov_exponents") for s in summaries):
+    if any(s.lyapunov_exponents is not None for s in summaries):
         keys.append("benettin1980")
-    init = (experiment.get("config") or {}).get("init") or {}
+    init = experiment.config.get("init") or {}
     if init.get("scheme") in _INIT_CITATIONS:
         keys.append(_INIT_CITATIONS[init["scheme"]])
     keys += [_INIT_CITATIONS[k] for k in ("forget_bias", "chrono_tmax") if init.get(k)]
@@ -295,60 +275,59 @@ def _references(keys: Sequence[str], cells: Sequence[Any]) -> list[str]:
 
 
 def report_context(
-    experiment: dict[str, Any],
-    sweep: dict[str, Any] | None,
-    claims: dict[str, Any] | None,
+    experiment: ExperimentResult,
+    sweep: SweepResult | None,
+    claims: ClaimsResult | None,
     figures: list[dict[str, Any]],
     data_files: list[str],
     config_source: tuple[str, str] | None = None,
 ) -> dict[str, Any]:
-    """Everything the HTML and Markdown templates show, as plain data."""
-    names = plots.cell_order(experiment["cells"])
-    first = experiment["cells"][names[0]]
-    qs = first.get("quantiles", [0.1, 0.5, 0.9])
-    cells, rows, resolved = [], [], []
+    """Everything the HTML and Markdown templates show, as plain data.
+
+    A cell's equations and Jacobian come from the :class:`~gradflow.results.CellCard` its
+    summary carries: nothing is read from a cell file or derived again.
+    """
+    names = plots.cell_order(experiment.cells)
+    first = experiment.cells[names[0]]
+    cells, rows, cards = [], [], []
     for i, name in enumerate(names):
-        s = experiment["cells"][name]
+        s = experiment.cells[name]
         anchor = f"cell-{i + 1}-{slug(name)}"
-        cell, missing = _resolve_cell(name, experiment)
+        card = s.card
         entry: dict[str, Any] = {
             "name": name,
             "anchor": anchor,
-            "missing": missing,
+            "missing": "" if card is not None else "the result carries no equations for it",
             "math": None,
             "latex": None,
-            "description": getattr(cell, "description", "") or "user-defined cell",
-            "reference": getattr(cell, "reference", ""),
-            "state": list(getattr(cell, "state", ())),
-            "sizes": f"n = {s['hidden_size']}, d = {s['input_size']}, T = {s['steps']}",
+            "description": (card.description if card else "") or "user-defined cell",
+            "reference": card.reference if card else "",
+            "state": list(card.state) if card else [],
+            "sizes": f"n = {s.hidden_size}, d = {s.input_size}, T = {s.steps}",
         }
-        if cell is not None:
-            resolved.append(cell)
-            entry["math"] = cell_math(cell)
-            from ..symbolic.render import equations_latex
-            from .html import jacobian_math
-
+        if card is not None:
+            cards.append(card)
+            entry["math"] = card_math(card)
             entry["latex"] = {
-                "equations": [tuple(eq.split(" = ", 1)) for eq in equations_latex(cell)],
+                "equations": [tuple(tex.split(" = ", 1)) for _, tex in card.equations],
                 "jacobian": [
                     (label, [tuple(tex.split(" = ", 1)) for _, tex in lines])
-                    for label, lines in jacobian_math(cell)
+                    for label, lines in card.jacobian
                 ],
             }
         cells.append(entry)
-        rate = s.get("decay_rate") or {}
-        final = (s.get("log10_spectral_norm") or {}).get("median") or [None]
+        rate = s.decay_rate
         rows.append(
             {
                 "name": name,
                 "anchor": anchor,
-                "median": rate.get("median"),
-                "q10": rate.get("q10"),
-                "q90": rate.get("q90"),
-                "window": "\u2013".join(str(k) for k in rate.get("window", [])),
-                "final": final[-1],
-                "pascanu": (s.get("pascanu") or {}).get("holds"),
-                "meanfield": (s.get("meanfield") or {}).get("predicted_slope"),
+                "median": rate.median,
+                "low": rate.low,
+                "high": rate.high,
+                "window": "\u2013".join(str(k) for k in rate.window),
+                "final": float(s.log10_spectral_norm.median[-1]),
+                "pascanu": s.pascanu.holds if s.pascanu else None,
+                "meanfield": s.meanfield.predicted_slope if s.meanfield else None,
             }
         )
     configs = []
@@ -357,7 +336,7 @@ def report_context(
     configs.append(
         (
             "experiment configuration (resolved)",
-            json.dumps(experiment.get("config", {}), indent=2, sort_keys=True),
+            json.dumps(dict(experiment.config), indent=2, sort_keys=True),
             "json",
         )
     )
@@ -366,40 +345,39 @@ def report_context(
         configs.append(
             (
                 "sweep configuration",
-                json.dumps(sweep.get("config", {}), indent=2, sort_keys=True),
+                json.dumps(dict(sweep.config), indent=2, sort_keys=True),
                 "json",
             )
         )
         counts: dict[str, int] = {}
-        for p in sweep["points"]:
-            counts[str(p.get("regime"))] = counts.get(str(p.get("regime")), 0) + 1
+        for p in sweep.points:
+            counts[p.regime] = counts.get(p.regime, 0) + 1
         sweep_ctx = {
-            "name": sweep.get("name", "sweep"),
-            "n_points": len(sweep["points"]),
-            "axes": [(a, [_short(v) for v in vals]) for a, vals in sweep["axes"].items()],
+            "name": sweep.name,
+            "n_points": len(sweep.points),
+            "axes": [(a, [_short(v) for v in vals]) for a, vals in sweep.axes.items()],
             "counts": sorted(counts.items()),
             "figure": "phase_diagram" if any(f["id"] == "phase_diagram" for f in figures) else None,
         }
     claim_rows = None
     if claims is not None:
-        claim_rows = [
-            {**c, "measured": sorted((c.get("measured") or {}).items())}
-            for c in claims.get("claims", [])
-        ]
-    runs = first.get("runs")
+        claim_rows = [{**c.to_dict(), "measured": list(c.measured.items())} for c in claims.claims]
+    band = first.log10_spectral_norm
     return {
-        "title": experiment.get("name", "experiment"),
+        "title": experiment.name,
         "version": __version__,
-        "result_version": experiment.get("gradflow_version", __version__),
-        "seeds": experiment.get("seeds", []),
-        "runs_text": f"{runs} runs per cell" if runs else "",
-        "band_text": f"q{round(qs[0] * 100)}\u2013q{round(qs[-1] * 100)}",
+        "result_version": experiment.gradflow_version,
+        "seeds": list(experiment.seeds),
+        "runs_text": f"{first.runs} runs per cell",
+        "band_text": band.label,
+        "band_low": f"q{round(band.levels[0] * 100)}",
+        "band_high": f"q{round(band.levels[2] * 100)}",
         "cells": cells,
         "decay_rows": rows,
         "claims": claim_rows,
         "sweep": sweep_ctx,
         "figures": figures,
-        "references": _references(citation_keys(experiment, sweep, claims, resolved), resolved),
+        "references": _references(citation_keys(experiment, sweep, claims, cards), cards),
         "configs": configs,
         "data_files": data_files,
     }
@@ -416,26 +394,31 @@ def _csv(rows: list[list[Any]]) -> str:
 
 
 def write_tables(
-    experiment: dict[str, Any],
-    sweep: dict[str, Any] | None,
-    claims: dict[str, Any] | None,
+    experiment: ExperimentResult,
+    sweep: SweepResult | None,
+    claims: ClaimsResult | None,
     data_dir: Path,
 ) -> list[Path]:
-    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``."""
+    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``, and
+    ``run.json`` with the runs' timings (the only file that differs between two runs)."""
     written = []
+    run: dict[str, Any] = {}
     for name, result in (("experiment", experiment), ("sweep", sweep), ("claims", claims)):
-        if result is not None:  # compact: the same strict, sorted JSON without indentation
-            text = json.dumps(
-                json.loads(dumps(result)), allow_nan=False, sort_keys=True, separators=(",", ":")
+        if result is not None:  # compact: strict JSON without indentation, in the run order
+            atomic_write(
+                data_dir / f"{name}.json", dumps(result.to_dict(), compact=True), parents=True
             )
-            atomic_write(data_dir / f"{name}.json", text + "\n")
             written.append(data_dir / f"{name}.json")
+            if result.run:
+                run[name] = dict(result.run)
+    band = next(iter(experiment.cells.values())).decay_rate
+    low, high = (f"q{round(band.levels[0] * 100)}", f"q{round(band.levels[2] * 100)}")
     rows: list[list[Any]] = [
         [
             "cell",
             "median",
-            "q10",
-            "q90",
+            low,
+            high,
             "window_start",
             "window_end",
             "units",
@@ -444,46 +427,42 @@ def write_tables(
             "meanfield_predicted_slope",
         ]
     ]
-    for name in plots.cell_order(experiment["cells"]):
-        s = experiment["cells"][name]
-        r = s.get("decay_rate") or {}
-        window = list(r.get("window", [None, None]))
+    for name, s in experiment.cells.items():
+        r = s.decay_rate
         rows.append(
             [
                 name,
-                r.get("median"),
-                r.get("q10"),
-                r.get("q90"),
-                *window[:2],
-                r.get("units", "decades per step"),
-                ((s.get("log10_spectral_norm") or {}).get("median") or [None])[-1],
-                (s.get("pascanu") or {}).get("holds"),
-                (s.get("meanfield") or {}).get("predicted_slope"),
+                r.median,
+                r.low,
+                r.high,
+                *r.window,
+                r.units,
+                float(s.log10_spectral_norm.median[-1]),
+                s.pascanu.holds if s.pascanu else None,
+                s.meanfield.predicted_slope if s.meanfield else None,
             ]
         )
     atomic_write(data_dir / "decay_rates.csv", _csv(rows))
     written.append(data_dir / "decay_rates.csv")
     if claims is not None:
         rows = [["id", "title", "holds", "measured", "summary"]]
-        for c in claims.get("claims", []):
-            measured = "; ".join(f"{k}={v}" for k, v in sorted((c.get("measured") or {}).items()))
-            rows.append([c.get("id"), c.get("title"), c.get("holds"), measured, c.get("summary")])
+        for c in claims.claims:
+            measured = "; ".join(f"{k}={v}" for k, v in c.measured.items())
+            rows.append([c.id, c.title, c.holds, measured, c.summary])
         atomic_write(data_dir / "claims.csv", _csv(rows))
         written.append(data_dir / "claims.csv")
     if sweep is not None:
-        axes = list(sweep["axes"])
+        axes = list(sweep.axes)
         rows = [[*axes, "decay_rate", "log10_norm_final", "regime"]]
-        for p in sweep["points"]:
+        for p in sweep.points:
             rows.append(
-                [
-                    *(p["params"].get(a) for a in axes),
-                    p.get("decay_rate"),
-                    p.get("log10_norm_final"),
-                    p.get("regime"),
-                ]
+                [*(p.params.get(a) for a in axes), p.decay_rate, p.log10_norm_final, p.regime]
             )
         atomic_write(data_dir / "sweep_points.csv", _csv(rows))
         written.append(data_dir / "sweep_points.csv")
+    if run:
+        atomic_write(data_dir / "run.json", dumps(run))
+        written.append(data_dir / "run.json")
     return written
 
 
@@ -530,10 +509,9 @@ def build_report(
     Raises:
         UsageError: ``out_dir`` is a file, or a non-empty folder that is not a report.
     """
-    exp = _as_dict(experiment, "experiment")
-    assert exp is not None
-    swp, clm = _as_dict(sweep, "sweep"), _as_dict(claims, "claims")
-    if not exp.get("cells"):
+    exp = _typed(experiment, ExperimentResult)
+    swp, clm = _typed(sweep, SweepResult), _typed(claims, ClaimsResult)
+    if not exp.cells:
         raise UsageError("the experiment result has no cells to report")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -543,7 +521,10 @@ def build_report(
             f"{out} is a non-empty folder that is not a gradflow report; choose another --out"
         )
     formats = tuple(dict.fromkeys(("svg", *formats)))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the user asked for this folder (report --out): make its parents
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         figures = []

@@ -26,6 +26,7 @@ from ..analysis.cellcard import jacobian_math as jacobian_math
 from ..cells.graph import Cell
 from ..results import CellCard
 
+
 def math_block(mathml_body: str, latex: str) -> Markup:
     """``<math display="block">`` with the presentation MathML and its LaTeX annotation.
 
@@ -43,7 +44,9 @@ def card_math(card: CellCard) -> dict[str, Any]:
     the :class:`~gradflow.results.CellCard` the result carries."""
     return {
         "equations": [math_block(m, t) for m, t in card.equations],
-        "jacobian": [(label, [math_block(m, t) for m, t in lines]) for label, lines in card.jacobian],
+        "jacobian": [
+            (label, [math_block(m, t) for m, t in lines]) for label, lines in card.jacobian
+        ],
     }
 
 

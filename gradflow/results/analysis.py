@@ -115,9 +115,7 @@ class AnalysisResult(Result):
         paths: dict[str, dict[str, np.ndarray]] = {}
         for p, q in mapping(data.get("paths") or {}, where.at("paths")).items():
             wp = where.at("paths").at(p)
-            paths[str(p)] = {
-                str(k): lagged(str(k), v, wp.at(k)) for k, v in mapping(q, wp).items()
-            }
+            paths[str(p)] = {str(k): lagged(str(k), v, wp.at(k)) for k, v in mapping(q, wp).items()}
         sv: dict[int, np.ndarray] = {}
         for k, v in mapping(data.get("log10_singular_values") or {}, where).items():
             wk = where.at("log10_singular_values").at(k)

@@ -102,9 +102,7 @@ class Band:
 
 def band_map(data: Any, where: Where, levels: tuple[float, float] | None) -> dict[str, Band]:
     """``{name: Band}`` from a table of bands."""
-    return {
-        str(k): Band.from_dict(v, where.at(k), levels) for k, v in mapping(data, where).items()
-    }
+    return {str(k): Band.from_dict(v, where.at(k), levels) for k, v in mapping(data, where).items()}
 
 
 def levels_of(data: Mapping[str, Any]) -> tuple[float, float]:

@@ -87,9 +87,7 @@ class CellCard:
             pair = as_list(entry, w)
             if len(pair) != 2:
                 raise w.fail("expected [label, lines]")
-            jac.append(
-                (as_str(pair[0], w), tuple(line(v, w) for v in as_list(pair[1], w)))
-            )
+            jac.append((as_str(pair[0], w), tuple(line(v, w) for v in as_list(pair[1], w))))
         return cls(
             name=as_str(get(d, "name", where), where.at("name")),
             description=as_str(d.get("description") or "", where.at("description")),
@@ -192,9 +190,7 @@ class MeanField:
     @classmethod
     def from_dict(cls, data: Any, where: Where) -> MeanField:
         d = mapping(data, where)
-        return cls(
-            *(as_float(d.get(k), where.at(k)) for k in ("predicted_slope", "chi", "q_star"))
-        )
+        return cls(*(as_float(d.get(k), where.at(k)) for k in ("predicted_slope", "chi", "q_star")))
 
 
 @dataclass(frozen=True, eq=False)
@@ -254,6 +250,7 @@ class CellSummary:
             "steps": self.steps,
             "batch": self.batch,
             "runs": self.runs,
+            "lags": list(range(self.steps + 1)),
             "quantiles": list(self.quantiles),
             "init": dict(self.init),
             "log10_spectral_norm": self.log10_spectral_norm.to_dict(),
@@ -279,7 +276,10 @@ class CellSummary:
         if version == 1:
             levels = levels_of(d)
         else:
-            qs = [as_float(v, where.at("quantiles")) for v in as_list(get(d, "quantiles", where), where)]
+            qs = [
+                as_float(v, where.at("quantiles"))
+                for v in as_list(get(d, "quantiles", where), where)
+            ]
             if len(qs) != 2 or any(q is None for q in qs):
                 raise where.at("quantiles").fail("expected [lower, upper]")
             levels = (float(qs[0]), float(qs[1]))  # type: ignore[arg-type]
