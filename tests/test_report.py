@@ -116,6 +116,7 @@ def test_report_folder_layout(report):
         "figures",
         "index.html",
         "report.md",
+        "run.json",
     ]
     assert sorted(p.name for p in (report / "data").iterdir()) == [
         "claims.csv",
@@ -144,11 +145,11 @@ def test_data_tables_match_the_results(report):
     assert load_json(report / "data" / "experiment.json") == experiment
     with open(report / "data" / "decay_rates.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["cell"] for r in rows] == ["rnn", "lstm", "gru"]  # catalogue order
+    assert [r["cell"] for r in rows] == ["rnn", "lstm", "gru"]  # the order the cells ran in
     for r in rows:
         rate = experiment["cells"][r["cell"]]["decay_rate"]
         assert float(r["median"]) == rate["median"]
-        assert float(r["q10"]) == rate["q10"] and float(r["q90"]) == rate["q90"]
+        assert float(r["q10"]) == rate["low"] and float(r["q90"]) == rate["high"]
     with open(report / "data" / "claims.csv", newline="") as fh:
         claim_rows = list(csv.DictReader(fh))
     assert [r["id"] for r in claim_rows] == [c["id"] for c in claims["claims"]]

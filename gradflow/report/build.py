@@ -1,7 +1,8 @@
 r"""Build a report folder from saved results: HTML, Markdown, figures and data, all or nothing.
 
 :func:`build_report` draws every figure from the results (never recomputing them), writes
-``index.html``, ``report.md``, ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON and
+``index.html``, ``report.md``, ``run.json`` (timings, the one file that differs between two runs
+with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON and
 CSV tables) into a temporary sibling folder, and renames it into place only when everything is
 written. An existing report is replaced only then; an interrupted or failed build leaves it
 untouched and removes its own temporary folder.
@@ -90,7 +91,7 @@ def _typed(result: Any, cls: type[Result]) -> Any:
         return None
     res = plots.load_result(result)
     if not isinstance(res, cls):
-        raise UsageError(f"expected {cls.kind!r} result, got {res.kind!r}")
+        raise UsageError(f"expected a {cls.kind} result, got {res.kind!r}")
     # Exactly what the data files hold: strict JSON, non-finite numbers as null.
     return cls.from_dict(json.loads(dumps(res.to_dict())), run=res.run)
 
@@ -399,18 +400,17 @@ def write_tables(
     claims: ClaimsResult | None,
     data_dir: Path,
 ) -> list[Path]:
-    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``, and
-    ``run.json`` with the runs' timings (the only file that differs between two runs)."""
+    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``.
+
+    Every file is a function of the results' data alone: two runs with one seed write the same
+    bytes (timings go to the report's ``run.json``, see :func:`run_metadata`)."""
     written = []
-    run: dict[str, Any] = {}
     for name, result in (("experiment", experiment), ("sweep", sweep), ("claims", claims)):
         if result is not None:  # compact: strict JSON without indentation, in the run order
             atomic_write(
                 data_dir / f"{name}.json", dumps(result.to_dict(), compact=True), parents=True
             )
             written.append(data_dir / f"{name}.json")
-            if result.run:
-                run[name] = dict(result.run)
     band = next(iter(experiment.cells.values())).decay_rate
     low, high = (f"q{round(band.levels[0] * 100)}", f"q{round(band.levels[2] * 100)}")
     rows: list[list[Any]] = [
@@ -460,10 +460,12 @@ def write_tables(
             )
         atomic_write(data_dir / "sweep_points.csv", _csv(rows))
         written.append(data_dir / "sweep_points.csv")
-    if run:
-        atomic_write(data_dir / "run.json", dumps(run))
-        written.append(data_dir / "run.json")
     return written
+
+
+def run_metadata(*results: Result | None) -> dict[str, Any]:
+    """The volatile metadata (timings) of each result, by kind, for the report's ``run.json``."""
+    return {r.kind: dict(r.run) for r in results if r is not None and r.run}
 
 
 def _looks_like_report(path: Path) -> bool:
@@ -563,6 +565,7 @@ def build_report(
             progress("pages")
         atomic_write(tmp / "index.html", render_html(context))
         atomic_write(tmp / "report.md", render_markdown(context))
+        atomic_write(tmp / "run.json", dumps(run_metadata(exp, swp, clm)))
         _permissions(tmp)
         _swap_into_place(tmp, out)
     except BaseException:

@@ -369,9 +369,12 @@ class ExperimentResult(Result):
         }
         if not cells:
             raise cells_w.fail("no cells")
+        if version == 1:  # keys were sorted on save; the config keeps the order cells ran in
+            order = [c for c in (data.get("config") or {}).get("cells") or [] if c in cells]
+            cells = {c: cells[c] for c in [*order, *(c for c in cells if c not in order)]}
         return cls(
-            name=as_str(get(data, "name", where), where.at("name")),
-            config=dict(mapping(get(data, "config", where), where.at("config"))),
+            name=as_str(data.get("name", "experiment"), where.at("name")),
+            config=dict(mapping(data.get("config") or {}, where.at("config"))),
             seeds=tuple(
                 as_int(s, where.at("seeds"), 0, 2**64)
                 for s in as_list(get(data, "seeds", where), where.at("seeds"))

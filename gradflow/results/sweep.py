@@ -137,8 +137,8 @@ class SweepResult(Result):
             if set(p.params) != set(axes):
                 raise pts_w.at(i).fail(f"params must name the axes {', '.join(axes)}")
         return cls(
-            name=as_str(get(data, "name", where), where.at("name")),
-            config=dict(mapping(get(data, "config", where), where.at("config"))),
+            name=as_str(data.get("name", "sweep"), where.at("name")),
+            config=dict(mapping(data.get("config") or {}, where.at("config"))),
             axes=axes,
             points=points,
             gradflow_version=as_str(data.get("gradflow_version", "unknown"), where),
