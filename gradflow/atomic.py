@@ -58,7 +58,7 @@ def check_target(path: PathLike, *, inputs: Iterable[PathLike] = (), parents: bo
     target = Path(text)
     try:
         st = os.stat(target)
-    except FileNotFoundError:
+    except (FileNotFoundError, NotADirectoryError):
         st = None
     except OSError as exc:
         raise OutputError(f"{target}: cannot write ({_reason(exc)})") from None

@@ -34,6 +34,13 @@ class Group(click.Group):
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise GradflowClickError(err) from None
+        except ValueError as err:
+            if "null byte" not in str(err) or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            # os.stat and open refuse NUL in a path before gradflow sees it (click.Path)
+            raise click.ClickException(
+                "cannot write or read a path that contains a NUL character"
+            ) from None
         except MemoryError:
             if ctx.obj and ctx.obj.get("debug"):
                 raise

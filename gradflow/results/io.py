@@ -85,7 +85,7 @@ def load_json(path: PathLike) -> Any:
     except OSError as exc:
         raise UsageError(f"{p}: cannot read ({exc.strerror or exc})") from None
     except UnicodeDecodeError as exc:
-        raise UsageError(f"{p}: not UTF-8 text (byte {exc.start})") from None
+        raise UsageError(f"{p}: not valid JSON (not UTF-8 text at byte {exc.start})") from None
     return loads(text, str(p))
 
 
