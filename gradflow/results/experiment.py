@@ -311,7 +311,9 @@ class CellSummary:
             paths=band_map(d.get("paths") or {}, where.at("paths"), v1),
             log10_singular_values=sv,
             lyapunov_exponents=(
-                as_array(lyap, where.at("lyapunov_exponents"), 2) if lyap else None
+                as_array(lyap, where.at("lyapunov_exponents"), 2)
+                if lyap is not None and np.size(lyap)
+                else None
             ),
             log10_gradient_norm=optional(
                 d, "log10_gradient_norm", where, lambda v, w: Band.from_dict(v, w, v1)
