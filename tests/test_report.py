@@ -477,8 +477,14 @@ def test_quantiles_other_than_10_90_plot_and_report(tmp_path):
     assert header.startswith("cell,median,q5,q95,")
     res = CliRunner().invoke(
         cli,
-        ["plot", str(out / "data" / "experiment.json"), "--out", str(tmp_path / "fig"),
-         "--format", "svg"],  # fmt: skip
+        [
+            "plot",
+            str(out / "data" / "experiment.json"),
+            "--out",
+            str(tmp_path / "fig"),
+            "--format",
+            "svg",
+        ],  # fmt: skip
     )
     assert res.exit_code == 0, res.output
     drawn = {Path(line).stem for line in res.output.split()}

@@ -733,8 +733,14 @@ def test_integer_inputs_load_as_in_an_experiment_file(tmp_path: Path) -> None:
     loaded = load_inputs(tmp_path / "x.npy", input_size=3)
     assert loaded.dtype == np.float64 and np.array_equal(loaded, x)  # exact: |x| < 2**53
     cfg = ExperimentConfig.from_dict(
-        {"cells": ["rnn"], "hidden_size": 2, "input_size": 3, "steps": 4, "batch": 2,
-         "inputs": {"kind": "file", "path": str(tmp_path / "x.npy")}}  # fmt: skip
+        {
+            "cells": ["rnn"],
+            "hidden_size": 2,
+            "input_size": 3,
+            "steps": 4,
+            "batch": 2,
+            "inputs": {"kind": "file", "path": str(tmp_path / "x.npy")},
+        }  # fmt: skip
     )
     np.testing.assert_array_equal(experiment_inputs(cfg, 0), loaded)
     np.save(tmp_path / "c.npy", x.astype(np.complex128))

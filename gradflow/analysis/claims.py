@@ -9,8 +9,8 @@ r"""Five claims about gradient flow in recurrent cells, each measured by a built
 (e) A GRU has exactly 3/4 of the parameters of an LSTM of the same sizes.
 
 :func:`run_claims` returns a :class:`~gradflow.results.ClaimsResult`: for each claim the
-numbers measured, whether the claim holds by the stated criterion, a one-sentence summary with the numbers, and the
-configs that made them. Nothing is hard-coded: every number comes from a run.
+numbers measured, whether the claim holds by the stated criterion, a one-sentence summary with
+the numbers, and the configs that made them. Nothing is hard-coded: every number comes from a run.
 
 Examples:
     >>> claim = claim_e()

@@ -134,7 +134,7 @@ def _checked_cells(cells: Any) -> tuple[str, ...]:
             )
     if len(set(cells)) != len(cells):
         raise ConfigError(f"cells lists a cell twice: {list(cells)}")
-    return cells
+    return tuple(str(c) for c in cells)
 
 
 def checked_init(data: Mapping[str, Any]) -> Init:

@@ -58,8 +58,9 @@ def _stack(arrays: Iterable[np.ndarray]) -> np.ndarray:
     return np.concatenate([np.asarray(a, dtype=float) for a in arrays], axis=-1)
 
 
-def _finite(value: float) -> float | None:
-    return float(value) if np.isfinite(value) else None
+def _finite(value: float | np.ndarray) -> float | None:
+    v = float(value)
+    return v if np.isfinite(v) else None
 
 
 def summarise_cell(
@@ -96,7 +97,7 @@ def summarise_cell(
             for lag in sorted(res[0].log10_singular_values or {})
         },
         lyapunov_exponents=(
-            np.concatenate([r.lyapunov_exponents for r in res])  # type: ignore[misc]
+            np.concatenate([r.lyapunov_exponents for r in res if r.lyapunov_exponents is not None])
             if res[0].lyapunov_exponents is not None
             else None
         ),

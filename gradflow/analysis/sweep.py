@@ -93,13 +93,15 @@ def _axis_values(name: str, spec: Any) -> tuple[Any, ...]:
         num = checked_int(num, f"sweep.axes.{name}.num", 1, MAX_POINTS)
         log = spec.get("log", False)
         if log:
-            start = checked_float(start, f"sweep.axes.{name}.start", 0.0, open_lo=True)
-            stop = checked_float(stop, f"sweep.axes.{name}.stop", 0.0, open_lo=True)
-            values = np.geomspace(start, stop, num)
+            lo = checked_float(start, f"sweep.axes.{name}.start", 0.0, open_lo=True)
+            hi = checked_float(stop, f"sweep.axes.{name}.stop", 0.0, open_lo=True)
+            assert lo is not None and hi is not None
+            values = np.geomspace(lo, hi, num)
         else:
-            start = checked_float(start, f"sweep.axes.{name}.start")
-            stop = checked_float(stop, f"sweep.axes.{name}.stop")
-            values = np.linspace(start, stop, num)
+            lo = checked_float(start, f"sweep.axes.{name}.start")
+            hi = checked_float(stop, f"sweep.axes.{name}.stop")
+            assert lo is not None and hi is not None
+            values = np.linspace(lo, hi, num)
         return tuple(float(v) for v in values)
     if isinstance(spec, (str, bytes)) or not isinstance(spec, (list, tuple)) or not spec:
         raise ConfigError(
@@ -332,13 +334,13 @@ def dask_executor(address: str) -> Iterator[Executor]:
             "running on a Dask scheduler needs the dask extra: pip install 'gradflow[dask]'"
         ) from None
     try:
-        client = distributed.Client(address, set_as_default=False)
+        client = distributed.Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError) as exc:
         raise BackendError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
     try:
-        yield client.get_executor()
+        yield client.get_executor()  # type: ignore[no-untyped-call]
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def _run_futures(

@@ -5,7 +5,7 @@ from __future__ import annotations
 import math
 import warnings
 from collections.abc import Iterable, Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -48,7 +48,8 @@ def thin(band: Band, max_points: int) -> Band:
 
 def _max_points(ax: Axes) -> int:
     """About 25 points per inch of axes width (one per millimetre), and never fewer than 80."""
-    width = ax.figure.get_figwidth() * ax.get_position().width
+    fig = ax.get_figure(root=True)
+    width = (fig.get_figwidth() if fig is not None else 6.0) * ax.get_position().width
     return max(80, int(25 * width))
 
 
@@ -80,7 +81,7 @@ def _line(
 def _legend(ax: Axes, extra: Iterable[tuple[str, str]] = ()) -> None:
     handles, labels = ax.get_legend_handles_labels()
     for label, ls in extra:
-        handles.append(Line2D([], [], color="0.35", linestyle=ls))
+        handles.append(Line2D([], [], color="0.35", linestyle=cast(Any, ls)))
         labels.append(label)
     if len(handles) > 6:  # many cells: beside the axes, where it hides no data
         ax.legend(

@@ -56,7 +56,7 @@ def _arr(values: Any) -> np.ndarray:
     return np.array(values, dtype=float)  # JSON null (non-finite) becomes NaN
 
 
-def _quantiles(rows: np.ndarray, axis: int = 1) -> tuple[np.ndarray, ...]:
+def _quantiles(rows: np.ndarray, axis: int = 1) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """10 %, 50 % and 90 % quantiles ignoring NaN; an all-NaN slice gives NaN quietly."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", RuntimeWarning)
@@ -89,7 +89,7 @@ def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
     exponents (label ``""``)."""
     res = load_result(result)
     if isinstance(res, AnalysisResult):
-        cells = {res.cell: res}
+        cells: dict[str, Any] = {res.cell: res}
         get = (
             (lambda c: c.log10_singular_values)
             if key == "sv"

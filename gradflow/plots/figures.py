@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -60,7 +60,7 @@ def draw(
     fn = PLOTS.get(plot)
     if fn is None:
         raise UsageError(f"unknown plot {plot!r}")
-    with mpl.rc_context(style(venue, column)):
+    with mpl.rc_context(cast(Any, style(venue, column))):
         fig = Figure()
         fn(result, fig.add_subplot(), **kwargs)
     return fig
@@ -78,7 +78,7 @@ def plot_result(
     res = load_result(result)
     written: list[Path] = []
     for stem, plot, kwargs in figure_set(res):
-        with mpl.rc_context(style(venue, column)):
+        with mpl.rc_context(cast(Any, style(venue, column))):
             fig = draw(res, plot, venue=venue, column=column, **kwargs)
             written += save_figure(fig, Path(out_dir) / stem, formats)
     return written

@@ -8,7 +8,7 @@ import os
 import re
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib as mpl
 from matplotlib.figure import Figure
@@ -30,7 +30,7 @@ def save_figure(
         The paths written.
     """
     stem = Path(path_stem)
-    metadata = {
+    metadata: dict[str, dict[str, Any]] = {
         "pdf": {
             "Creator": "gradflow",
             "Producer": "gradflow",
@@ -66,7 +66,8 @@ def _frozen_layout(fig: Figure) -> Iterator[None]:
         return
     fig.draw_without_rendering()
     for ax in fig.axes:
-        ax.set_position([round(v, 6) for v in ax.get_position().bounds], which="both")
+        x0, y0, w, h = (round(float(v), 6) for v in ax.get_position().bounds)
+        ax.set_position((x0, y0, w, h), which="both")
     fig.set_layout_engine("none")
     try:
         yield
@@ -78,7 +79,7 @@ def _save_one(
     fig: Figure, stem: Path, fmt: str, dpi: int, metadata: dict[str, Any], rc: dict[str, Any]
 ) -> Path:
     path = stem.with_name(f"{stem.name}.{fmt}")
-    with mpl.rc_context(rc), atomic_open(path, "wb", parents=True) as fh:
+    with mpl.rc_context(cast(Any, rc)), atomic_open(path, "wb", parents=True) as fh:
         if fmt == "svg":
             buf = io.BytesIO()
             fig.savefig(buf, format=fmt, dpi=dpi, metadata=metadata)

@@ -15,6 +15,8 @@ import inspect
 from typing import Any
 
 import matplotlib as mpl
+import matplotlib.colors
+from cycler import cycler
 
 from ..errors import UsageError
 
@@ -50,8 +52,8 @@ def palette() -> list[tuple[float, ...]]:
     seqs = mpl.color_sequences
     if "okabe_ito" in seqs:
         colours = seqs["okabe_ito"]
-        return [tuple(colours[i]) for i in _OKABE_ITO_ORDER]
-    return [tuple(c) for c in seqs["petroff10"]]
+        return [mpl.colors.to_rgb(colours[i]) for i in _OKABE_ITO_ORDER]
+    return [mpl.colors.to_rgb(c) for c in seqs["petroff10"]]
 
 
 def style(
@@ -102,7 +104,7 @@ def style(
     rc.update(
         {
             "text.usetex": usetex,
-            "axes.prop_cycle": mpl.cycler(color=colours),
+            "axes.prop_cycle": cycler(color=colours),
             "svg.hashsalt": SVG_HASHSALT,
             "svg.fonttype": "path",
             "pdf.fonttype": 42,

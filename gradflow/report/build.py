@@ -24,7 +24,7 @@ import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib as mpl
 import numpy as np
@@ -47,7 +47,7 @@ class ReportFigure:
     stem: str
     title: str
     caption: str
-    draw: Callable[[Figure], None]
+    draw: Callable[[Figure], object]
     panels: int = 1
 
 
@@ -540,7 +540,7 @@ def build_report(
                     max(rc["figure.figsize"][0], 2.0 * ncols),
                     1.75 * nrows + 0.3,
                 )
-            with mpl.rc_context(rc):
+            with mpl.rc_context(cast(Any, rc)):
                 figure = Figure()
                 fig.draw(figure)
                 files = plots.save_figure(figure, tmp / "figures" / fig.stem, formats)

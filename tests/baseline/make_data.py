@@ -4,8 +4,9 @@ The numbers are synthetic but shaped like real ones (an RNN decaying at about 0.
 step, an LSTM and a GRU decaying slowly, a sweep whose decay rate changes sign where
 ``sigma_w`` crosses about 1.2). They follow the experiment, sweep, claims and analysis JSON
 schemas of :mod:`gradflow.results` exactly (``experiment_v1.json`` keeps the schema-version-1
-shape, which :mod:`gradflow.results` still reads). Run ``python tests/baseline/make_data.py`` to regenerate them; the
-golden images in ``tests/baseline/`` must then be regenerated too (``GRADFLOW_REGEN=1``).
+shape, which :mod:`gradflow.results` still reads). Run ``python tests/baseline/make_data.py``
+to regenerate them; the golden images in ``tests/baseline/`` must then be regenerated too
+(``GRADFLOW_REGEN=1``).
 """
 
 from __future__ import annotations
@@ -45,8 +46,14 @@ def experiment() -> dict:
         c["quantiles"] = [0.1, 0.9]
         c["init"] = {"scheme": "torch"}
         r = c["decay_rate"]
-        c["decay_rate"] = {"median": r["median"], "low": r["q10"], "high": r["q90"],
-                           "levels": [0.1, 0.5, 0.9], "window": r["window"], "units": r["units"]}  # fmt: skip
+        c["decay_rate"] = {
+            "median": r["median"],
+            "low": r["q10"],
+            "high": r["q90"],
+            "levels": [0.1, 0.5, 0.9],
+            "window": r["window"],
+            "units": r["units"],
+        }
         c["card"] = cell_card(get_cell(name)).to_dict()
     data["schema_version"] = 2
     del data["timing"]
