@@ -25,11 +25,26 @@ class GradflowClickError(click.ClickException):
 
 
 class Group(click.Group):
-    """Turns GradflowError (and Ctrl-C) into clean exits unless ``--debug`` is given."""
+    """Turns GradflowError (and Ctrl-C) into clean exits unless ``--debug`` is given.
+
+    ``--debug`` may stand anywhere on the command line (``gradflow analyze ... --debug``): it is
+    moved before the subcommand, where the group reads it.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            args = ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
         except GradflowError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -71,6 +86,10 @@ def resolve_cell(name: str | None, cell_file: str | None) -> Any:
         return load_cell_file(cell_file)
     if name is None:
         raise UsageError("name a cell (see `gradflow cells`) or give --cell-file")
+    from .cells import CATALOGUE
+
+    if name not in CATALOGUE and name.lower() in CATALOGUE:  # --cell LSTM is lstm
+        name = name.lower()
     return get_cell(name)
 
 
@@ -222,6 +241,7 @@ def analyze_cmd(
     from .atomic import check_target
     from .engine import analyze
     from .measure import Measure
+    from .results import run_path
     from .weights import load_inputs, load_weights
 
     measure = Measure.of(
@@ -235,6 +255,7 @@ def analyze_cmd(
     result = analyze(cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs())
     result = replace(result, meta={**result.meta, "weights": str(weights), "inputs": str(inputs)})
     result.save(output, inputs=run_inputs)
+    result.save_run(run_path(output))  # timings, apart from the data
     final = result.log10_spectral_norm[-1]
     click.echo(
         f"{result.cell}: n={result.hidden_size}, T={result.steps}, B={result.batch}; "

@@ -365,3 +365,52 @@ def test_read_only_folder_is_one_line(tmp_path):
     cfg.write_text('name = "ok"\ncells = ["rnn"]\nhidden_size = 2\nsteps = 4\nbatch = 1\n')
     res = CliRunner().invoke(cli, ["run", str(cfg), "--out", str(ro / "x.json"), "-q"])
     assert res.exit_code == 1 and "cannot write (Permission denied)" in res.output
+
+
+# ---- command-line polish (issue 12 item 4) ---------------------------------------------------
+
+
+def test_debug_works_anywhere_on_the_command_line():
+    # Regression: `gradflow derive lstmm --debug` was "No such option: --debug".
+    res = CliRunner().invoke(cli, ["derive", "lstmm", "--debug"])
+    assert res.exception is not None and type(res.exception).__name__ == "CellError"
+    plain = CliRunner().invoke(cli, ["derive", "lstmm"])
+    assert plain.exit_code == 2 and "Traceback" not in plain.output
+
+
+def test_cell_names_are_case_insensitive(files):
+    # Regression: `--cell LSTM` found nothing.
+    upper = CliRunner().invoke(cli, ["derive", "LSTM"])
+    lower = CliRunner().invoke(cli, ["derive", "lstm"])
+    assert upper.exit_code == 0 and upper.output == lower.output
+    res = CliRunner().invoke(
+        cli,
+        [
+            "analyze",
+            "--cell",
+            "LSTM",
+            "--weights",
+            str(files / "w.safetensors"),
+            "--inputs",
+            str(files / "x.npy"),
+            "--output",
+            str(files / "o.json"),
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 0, res.output
+    data = json.loads((files / "o.json").read_text())
+    assert data["cell"] == "lstm" and "seconds" not in data["meta"]  # timings live apart
+    assert json.loads((files / "o.run.json").read_text())["seconds"] > 0
+
+
+def test_ctrl_c_exits_130_with_one_line(monkeypatch):
+    # Regression: Ctrl-C printed "Aborted!" and exited 1.
+    import gradflow.symbolic.jacobian as jacobian
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(jacobian, "state_jacobian", interrupted)
+    res = CliRunner().invoke(cli, ["derive", "rnn"])
+    assert res.exit_code == 130
+    assert res.output.strip() == "interrupted"
