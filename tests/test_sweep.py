@@ -321,3 +321,19 @@ def test_cli_sweep_interrupted(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["sweep", str(_write(tmp_path / "s.toml")), "-o", str(out)])
     assert res.exit_code == 130
     assert f"interrupted; finished points kept in {out}" in res.output
+
+
+def test_cell_files_on_the_cell_axis_resolve_against_the_config(tmp_path, monkeypatch):
+    # Regression: a relative cell path in a sweep's `cell` axis resolved against the working
+    # folder, while `cells = [...]` resolved against the config's folder.
+    folder = tmp_path / "cfg"
+    (folder / "cells").mkdir(parents=True)
+    leaky = Path(__file__).resolve().parents[1] / "examples" / "cells" / "leaky-rnn.toml"
+    (folder / "cells" / "leaky.toml").write_text(leaky.read_text())
+    (folder / "s.toml").write_text(
+        'name = "rel"\nhidden_size = 2\ninput_size = 1\nsteps = 6\nbatch = 1\nseeds = 1\n'
+        '[sweep.axes]\ncell = ["rnn", "cells/leaky.toml"]\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    cfg = load_sweep_config(folder / "s.toml")
+    assert dict(cfg.axes)["cell"] == ("rnn", str(folder / "cells" / "leaky.toml"))

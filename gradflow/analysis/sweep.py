@@ -205,11 +205,13 @@ class SweepConfig:
         base = ExperimentConfig.from_dict(
             {k: v for k, v in data.items() if k != "sweep"}, base_dir=base_dir
         )
-        return cls(
-            base,
-            tuple((a, _axis_values(a, v)) for a, v in axes.items()),
-            sweep.get("tol", DEFAULT_TOL),
-        )
+        values = {a: _axis_values(a, v) for a, v in axes.items()}
+        if base_dir is not None and "cell" in values:  # cell files, like `cells`, are relative
+            values["cell"] = tuple(  # to the config file, not to the working folder
+                str(Path(base_dir, c)) if isinstance(c, str) and c.endswith(".toml") else c
+                for c in values["cell"]
+            )
+        return cls(base, tuple(values.items()), sweep.get("tol", DEFAULT_TOL))
 
 
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
