@@ -1,7 +1,10 @@
 """The ``gradflow`` command line: parse, call one library function, echo.
 
 Every :class:`~gradflow.errors.GradflowError` becomes one line on stderr and a non-zero exit
-(2 for usage errors, 1 for runtime faults); ``--debug`` shows the traceback instead.
+(2 for usage errors, 1 for runtime faults); ``--debug`` (anywhere on the command line) shows
+the traceback instead, and Ctrl-C exits 130 with one line.
+
+One concept: the command line (about 480 lines, one short function per command).
 """
 
 from __future__ import annotations

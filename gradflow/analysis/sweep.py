@@ -20,6 +20,9 @@ Resume: every finished point is written at once (atomically) to ``OUT/points/<ke
 key a hash of the point's full config; a re-run skips points whose file is present and valid.
 The whole sweep goes to ``OUT/sweep.json`` at the end, its timings to ``OUT/run.json``.
 
+One concept: the sweep (its grid, its points and their resumable execution on any executor);
+the result type is :class:`gradflow.results.SweepResult`.
+
 Examples:
     >>> cfg = SweepConfig.from_dict({"cells": ["rnn"], "sweep": {"axes": {
     ...     "init.sigma_w": {"start": 0.5, "stop": 1.5, "num": 3}, "hidden_size": [4, 8]}}})
