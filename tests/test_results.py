@@ -172,3 +172,19 @@ def test_atomic_writer_refusals(tmp_path):
     atomic_write(tmp_path / "yes" / "dir" / "x.json", "x", parents=True)  # asked for
     assert (tmp_path / "yes" / "dir" / "x.json").read_text() == "x"
     assert not list(tmp_path.rglob(".*.tmp"))
+
+
+def test_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
+    import errno
+
+    target = tmp_path / "x.json"
+    target.write_text("old")
+
+    def full(fd: int) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(os, "fsync", full)
+    with pytest.raises(OutputError) as info:
+        atomic_write(target, "new")
+    assert str(info.value) == f"{target}: cannot write (no space left on the device)"
+    assert target.read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
