@@ -173,8 +173,6 @@ def report_context(
         "seeds": list(experiment.seeds),
         "runs_text": f"{first.runs} runs per cell",
         "band_text": band.label,
-        "band_low": f"q{round(band.levels[0] * 100)}",
-        "band_high": f"q{round(band.levels[2] * 100)}",
         "cells": cells,
         "decay_rows": rows,
         "claims": claim_rows,
