@@ -188,3 +188,25 @@ def test_full_disk_is_one_line_and_keeps_the_old_file(tmp_path, monkeypatch):
         atomic_write(target, "new")
     assert str(info.value) == f"{target}: cannot write (no space left on the device)"
     assert target.read_text() == "old" and not list(tmp_path.glob(".*.tmp"))
+
+
+def test_version_1_sweep_points_keep_their_band():
+    data = {
+        "kind": "sweep",
+        "schema_version": 1,
+        "axes": {"sigma_w": [1.0]},
+        "timing": {"total_s": 2.0},
+        "points": [
+            {
+                "params": {"sigma_w": 1.0},
+                "decay_rate": -0.1,
+                "log10_norm_final": -3.0,
+                "regime": "vanishing",
+                "decay_rate_q5": -0.2,
+                "decay_rate_q95": -0.05,
+            }  # fmt: skip
+        ],
+    }
+    (p,) = SweepResult.from_dict(data).points
+    assert (p.decay_rate_low, p.decay_rate_high) == (-0.2, -0.05)
+    assert SweepResult.from_dict(data).run == {"total_s": 2.0}

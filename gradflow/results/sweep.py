@@ -54,8 +54,11 @@ class SweepPoint:
             raise where.at("regime").fail(f"expected one of {', '.join(REGIMES)}, got {regime!r}")
         low, high = d.get("decay_rate_low"), d.get("decay_rate_high")
         if version == 1:  # decay_rate_q10 / decay_rate_q90 (any level)
-            lows = sorted(k for k in d if k.startswith("decay_rate_q"))
-            bands = sorted(lows, key=lambda k: float(k.removeprefix("decay_rate_q")))
+            keys = [k for k in d if k.startswith("decay_rate_q")]
+            try:
+                bands = sorted(keys, key=lambda k: float(k.removeprefix("decay_rate_q")))
+            except ValueError:
+                raise where.fail("decay_rate_q<level> keys must name their level") from None
             if len(bands) == 2:
                 low, high = d[bands[0]], d[bands[1]]
         return cls(
