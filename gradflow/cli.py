@@ -1,7 +1,10 @@
 """The ``gradflow`` command line: parse, call one library function, echo.
 
 Every :class:`~gradflow.errors.GradflowError` becomes one line on stderr and a non-zero exit
-(2 for usage errors, 1 for runtime faults); ``--debug`` shows the traceback instead.
+(2 for usage errors, 1 for runtime faults); ``--debug`` (anywhere on the command line) shows
+the traceback instead, and Ctrl-C exits 130 with one line.
+
+One concept: the command line (about 480 lines, one short function per command).
 """
 
 from __future__ import annotations
@@ -25,15 +28,37 @@ class GradflowClickError(click.ClickException):
 
 
 class Group(click.Group):
-    """Turns GradflowError (and Ctrl-C) into clean exits unless ``--debug`` is given."""
+    """Turns GradflowError (and Ctrl-C) into clean exits unless ``--debug`` is given.
+
+    ``--debug`` may stand anywhere on the command line (``gradflow analyze ... --debug``): it is
+    moved before the subcommand, where the group reads it.
+    """
+
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        end = args.index("--") if "--" in args else len(args)
+        if "--debug" in args[:end]:
+            args = ["--debug", *(a for a in args[:end] if a != "--debug"), *args[end:]]
+        return super().parse_args(ctx, args)
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except KeyboardInterrupt:
+            if ctx.obj and ctx.obj.get("debug"):
+                raise
+            click.echo("interrupted", err=True)
+            raise click.exceptions.Exit(130) from None
         except GradflowError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
             raise GradflowClickError(err) from None
+        except ValueError as err:
+            if "null byte" not in str(err) or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            # os.stat and open refuse NUL in a path before gradflow sees it (click.Path)
+            raise click.ClickException(
+                "cannot write or read a path that contains a NUL character"
+            ) from None
         except MemoryError:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -64,6 +89,10 @@ def resolve_cell(name: str | None, cell_file: str | None) -> Any:
         return load_cell_file(cell_file)
     if name is None:
         raise UsageError("name a cell (see `gradflow cells`) or give --cell-file")
+    from .cells import CATALOGUE
+
+    if name not in CATALOGUE and name.lower() in CATALOGUE:  # --cell LSTM is lstm
+        name = name.lower()
     return get_cell(name)
 
 
@@ -210,25 +239,26 @@ def analyze_cmd(
     gradient: str | None,
 ) -> None:
     """Exact log10 norms of ds_T/ds_{T-k} for every lag of a trained network."""
+    from dataclasses import replace
+
+    from .atomic import check_target
     from .engine import analyze
+    from .measure import Measure
+    from .results import run_path
     from .weights import load_inputs, load_weights
 
+    measure = Measure.of(
+        paths=paths, singular_lags=_lags(singular_lags), lyapunov=lyapunov, gradient=gradient
+    )
+    run_inputs = [p for p in (weights, inputs, cell_file) if p]
+    check_target(output, inputs=run_inputs)  # refuse before the work, not after it
     cell = resolve_cell(cell_name, cell_file)
     params = load_weights(weights, cell)
     x = load_inputs(inputs, input_size=params.input_size)
-    result = analyze(
-        cell,
-        params,
-        x,
-        backend=backend,
-        dtype=dtype,
-        paths=paths,
-        singular_lags=_lags(singular_lags),
-        lyapunov=lyapunov,
-        gradient=gradient,
-    )
-    result.meta.update({"weights": str(weights), "inputs": str(inputs)})
-    result.save(output)
+    result = analyze(cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs())
+    result = replace(result, meta={**result.meta, "weights": str(weights), "inputs": str(inputs)})
+    result.save(output, inputs=run_inputs)
+    result.save_run(run_path(output))  # timings, apart from the data
     final = result.log10_spectral_norm[-1]
     click.echo(
         f"{result.cell}: n={result.hidden_size}, T={result.steps}, B={result.batch}; "
@@ -275,18 +305,22 @@ def run_cmd(ctx: click.Context, config: str, out: str | None, quiet: bool) -> No
     See docs/experiments.md for the format; examples/experiments/ has examples.
     """
     from .analysis.experiment import load_config, run_experiment
+    from .atomic import check_target
+    from .results import run_path
 
     cfg = load_config(config)
+    path = out or f"{cfg.name}.json"
+    check_target(path, inputs=[config])
     try:
         result = run_experiment(cfg, progress=not quiet)
     except KeyboardInterrupt:
         click.echo("interrupted; nothing written", err=True)
         ctx.exit(130)
-    path = out or f"{cfg.name}.json"
-    result.save(path)
+    result.save(path, inputs=[config])
+    result.save_run(run_path(path))
     if not quiet:
         click.echo(result.table())
-        click.echo(f"wrote {path} ({result.timing['total_s']:.1f} s)", err=True)
+        click.echo(f"wrote {path} ({result.run['total_s']:.1f} s)", err=True)
 
 
 @cli.command("sweep")
@@ -337,7 +371,7 @@ def sweep_cmd(
         click.echo(result.table())
         click.echo(
             f"wrote {out_dir}/sweep.json ({result.evaluated} points run, "
-            f"{result.reused} reused, {result.timing['total_s']:.1f} s)",
+            f"{result.reused} reused, {result.run['total_s']:.1f} s)",
             err=True,
         )
 

@@ -422,7 +422,6 @@ def analyze(
             "iterated_lags": full.spectral.iterated,
             "svd_fallbacks": full.spectral.fallbacks,
         },
-        "seconds": time.perf_counter() - started,
     }
     if zero_paths:
         meta["zero_paths"] = zero_paths
@@ -446,5 +445,6 @@ def analyze(
         log10_gradient_norm=grad.out if grad is not None else None,
         gradient_loss=gradient,
         meta=meta,
+        run={"seconds": time.perf_counter() - started},  # volatile: kept apart from the data
     )
     return result

@@ -7,6 +7,9 @@ something malformed), the others with code 1 (a runtime fault).
 
 from __future__ import annotations
 
+import difflib
+from collections.abc import Iterable
+
 
 class GradflowError(Exception):
     """Base class of every error gradflow raises on purpose."""
@@ -46,3 +49,23 @@ class BackendError(GradflowError):
 
 class NumericalError(GradflowError):
     """A rollout produced NaN or inf (reported with the step and sequence)."""
+
+
+class OutputError(GradflowError):
+    """An output file cannot be written there (a device, an input of the run, no folder)."""
+
+
+def did_you_mean(
+    name: object, choices: Iterable[str], cutoff: float = 0.6, prefix: str = ""
+) -> str:
+    """``"; did you mean 'x'?"`` for the closest of ``choices`` to ``name``, else ``""``.
+
+    The one did-you-mean helper: every suggestion gradflow makes goes through it.
+    ``prefix`` is put before the suggestion (``init.`` for keys of the ``[init]`` table).
+
+    Examples:
+        >>> did_you_mean("lstn", ["rnn", "lstm", "gru"])
+        "; did you mean 'lstm'?"
+    """
+    close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=cutoff)
+    return f"; did you mean {prefix + close[0]!r}?" if close else ""

@@ -37,11 +37,9 @@ References:
 
 from __future__ import annotations
 
-import contextlib
 import importlib
 import os
 import re
-import tempfile
 import tokenize
 import zipfile
 import zlib
@@ -434,22 +432,14 @@ def save_weights(
         raise WeightsError(f"{p}: parameters {', '.join(extra)} are not used by {cell.name}")
     _, _, checked = _check(to_torch_tensors(cell, params), cell, p)
     tensors = {k: np.ascontiguousarray(v) for k, v in checked.items()}
-    if fmt == "npz":
-        with atomic_open(p, "wb") as fh:
+    # One atomic writer for both formats: the same checks and the same file mode.
+    with atomic_open(p, "wb") as fh:
+        if fmt == "npz":
             np.savez(fh, **tensors)
-        return
-    from safetensors.numpy import save_file
+        else:
+            from safetensors.numpy import save
 
-    p.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{p.name}.", suffix=".tmp", dir=p.parent)
-    os.close(fd)
-    try:
-        save_file(tensors, tmp, metadata={"format": "pt", "gradflow_cell": cell.name})
-        os.replace(tmp, p)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
-        raise
+            fh.write(save(tensors, metadata={"format": "pt", "gradflow_cell": cell.name}))
 
 
 # ---- inputs ------------------------------------------------------------------------------
@@ -458,13 +448,18 @@ def save_weights(
 def load_inputs(path: str | os.PathLike[str], input_size: int | None = None) -> np.ndarray:
     """Load an input sequence ``(T, B, d)`` from ``.npy`` as float64.
 
+    The one ``.npy`` inputs loader: ``gradflow analyze --inputs`` and an experiment's
+    ``inputs.kind = "file"`` both read through it, so both accept the same files: real numbers
+    (floating point, or integers, converted exactly where float64 can hold them).
+
     Args:
-        path: a ``.npy`` file of a float array of shape ``(T, B, d)``.
+        path: a ``.npy`` file of a real (float or integer) array of shape ``(T, B, d)``.
         input_size: the weights' ``d``; the inputs must match it when given.
 
     Raises:
         InputsError: missing, pickled, truncated or corrupt file; rank other than 3; a zero
-            dimension; non-float dtype; non-finite values; ``d`` not the weights' ``d``.
+            dimension; a dtype that is not real numbers (complex, bool, strings, records);
+            non-finite values; ``d`` not the weights' ``d``.
     """
     p = Path(path)
     _check_suffix(p, "input", (".npy",), InputsError)
@@ -478,8 +473,10 @@ def load_inputs(path: str | os.PathLike[str], input_size: int | None = None) -> 
         if not isinstance(arr, np.ndarray):
             arr.close()
             raise InputsError(f"{p}: is an .npz archive; save the (T, B, d) inputs with np.save")
-    if not _is_float(arr.dtype):
-        raise InputsError(f"{p}: inputs have dtype {arr.dtype}; expected a float array")
+    if not (_is_float(arr.dtype) or arr.dtype.kind in "iu"):
+        raise InputsError(
+            f"{p}: inputs have dtype {arr.dtype}; expected real numbers (a float or integer array)"
+        )
     if arr.ndim != 3:
         raise InputsError(
             f"{p}: inputs have shape {arr.shape}; expected rank 3, (T, B, d) "

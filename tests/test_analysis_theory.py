@@ -333,14 +333,18 @@ def test_decay_errors() -> None:
 def test_quantiles_and_summary() -> None:
     v = np.arange(30.0).reshape(3, 10)
     band = quantile_band(v)
-    np.testing.assert_allclose(band["q10"], np.quantile(v, 0.1, axis=1))
-    np.testing.assert_allclose(band["median"], np.median(v, axis=1))
-    assert set(quantile_band(v, (0.25, 0.75))) == {"q25", "q75"}
-    assert summarise_rates([3.0, 1.0, 2.0]) == {"q10": 1.2, "median": 2.0, "q90": 2.8}
+    np.testing.assert_allclose(band.low, np.quantile(v, 0.1, axis=1))
+    np.testing.assert_allclose(band.median, np.median(v, axis=1))
+    assert quantile_band(v, (0.25, 0.75)).levels == (0.25, 0.5, 0.75)
+    rates = summarise_rates([3.0, 1.0, 2.0])
+    # Reference: linear interpolation between order statistics 1, 2, 3 at 0.1 and 0.9.
+    assert (float(rates.low), float(rates.median), float(rates.high)) == pytest.approx(
+        (1.2, 2.0, 2.8), abs=1e-12
+    )
     y = -0.5 * np.arange(21.0)[:, None] * np.array([[1.0, 2.0]])
     s = summarise(y)
-    assert s["window"] == [2, 20] and s["units"] == "decades per step"
-    assert s["median"] == pytest.approx(-0.75, abs=1e-12)
+    assert s.window == (2, 20) and s.units == "decades per step"
+    assert s.median == pytest.approx(-0.75, abs=1e-12)
 
 
 # -- citations ----------------------------------------------------------------------------

@@ -16,18 +16,18 @@ from gradflow.analysis.defaults import (
     default_report_config,
     default_sweep_config,
 )
-from gradflow.results import dumps
+from gradflow.results import ClaimsResult, dumps
 
 
 @pytest.fixture(scope="module")
 def claims() -> dict[str, dict]:
-    data = json.loads(dumps(run_claims(quick=True)))  # strict JSON round trip
+    data = json.loads(dumps(run_claims(quick=True).to_dict()))  # strict JSON round trip
     assert data["kind"] == "claims" and data["quick"] is True
     return {c["id"]: c for c in data["claims"]}
 
 
 def test_claim_e_counts_are_exact():
-    c = claim_e()
+    c = claim_e().to_dict()
     assert c["holds"]
     for key, value in c["measured"].items():
         if key.startswith("gru_"):
@@ -58,6 +58,15 @@ def test_schema(claims):
         assert {"id", "title", "statement", "measured", "holds", "summary"} <= set(c)
         assert isinstance(c["holds"], bool) and c["summary"].endswith(".")
         assert all(isinstance(v, (int, float)) or v is None for v in c["measured"].values())
+
+
+def test_claims_round_trip_keeps_the_measured_order(claims):
+    result = ClaimsResult.from_dict(
+        {"kind": "claims", "schema_version": 2, "claims": list(claims.values())}
+    )
+    # Natural order, as measured (lag 100 before lag 1000), never sorted as text.
+    assert list(result.claim("c").measured) == list(claims["c"]["measured"])
+    assert list(claims["c"]["measured"])[1:3] == ["rate_sigma_w_1", "rate_sigma_w_2"]
 
 
 def test_a_rnn_vanishes_at_the_meanfield_rate(claims):

@@ -52,6 +52,7 @@ SCHEMA_KEYS = {
     "decay_rate",
     "pascanu",
     "meanfield",
+    "card",
 }
 
 
@@ -158,7 +159,7 @@ def test_defaults_and_seed_count():
 def test_dict_round_trip():
     cfg = tiny(
         init=Init(scheme="gaussian", sigma_w=0.9, forget_bias=1.0),
-        quantities=Quantities(paths=True, singular_lags=(10, 5), lyapunov=2),
+        quantities=Quantities.from_dict({"paths": True, "singular_lags": [10, 5], "lyapunov": 2}),
         lag_window=(2, 20),
         quantiles=(0.25, 0.75),
     )
@@ -227,21 +228,23 @@ def full_result() -> ExperimentResult:
 
 def test_summary_schema(full_result):
     data = json.loads(dumps(full_result.to_dict()))  # strict JSON
-    assert data["kind"] == "experiment" and data["schema_version"] == 1
-    assert data["seeds"] == [0, 1] and set(data["timing"]) == {"total_s"}
-    assert set(data["cells"]) == {"rnn", "lstm"}  # JSON keys are sorted
-    assert data["config"]["cells"] == ["rnn", "lstm"]  # the order is in the config
+    assert data["kind"] == "experiment" and data["schema_version"] == 2
+    assert data["seeds"] == [0, 1] and "timing" not in data  # timings live apart
+    assert set(full_result.run) == {"total_s"}
+    assert list(data["cells"]) == ["rnn", "lstm"]  # the order the cells ran in
+    assert data["config"]["cells"] == ["rnn", "lstm"]
     rnn = data["cells"]["rnn"]
     assert SCHEMA_KEYS <= set(rnn)
     assert rnn["runs"] == 4 and rnn["lags"] == list(range(25))
-    assert rnn["quantiles"] == [0.1, 0.5, 0.9]
-    assert set(rnn["log10_spectral_norm"]) == {"q10", "median", "q90"}
+    assert rnn["quantiles"] == [0.1, 0.9]
+    assert set(rnn["log10_spectral_norm"]) == {"levels", "low", "median", "high"}
+    assert rnn["log10_spectral_norm"]["levels"] == [0.1, 0.5, 0.9]
     assert len(rnn["log10_frobenius_norm"]["median"]) == 25
     assert set(data["cells"]["lstm"]["paths"]) == {"additive", "multiplicative"}
     assert set(rnn["paths"]) == {"multiplicative"}  # the Elman cell has no weight-free path
     assert np.asarray(rnn["log10_singular_values"]["10"]).shape == (4, 4)
     assert np.asarray(data["cells"]["lstm"]["lyapunov_exponents"]).shape == (4, 2)
-    assert set(rnn["decay_rate"]) == {"median", "q10", "q90", "window", "units"}
+    assert set(rnn["decay_rate"]) == {"median", "low", "high", "levels", "window", "units"}
     assert rnn["decay_rate"]["window"] == [2, 24]
     assert rnn["init"]["forget_bias"] is None  # not applied: the RNN has no forget gate
     assert data["cells"]["lstm"]["init"]["forget_bias"] == 1.0
@@ -258,17 +261,18 @@ def test_bands_are_quantiles_of_the_individual_runs():
     runs = np.concatenate(
         [run_cell(cfg, get_cell("gru"), s)[0].log10_spectral_norm for s in cfg.seeds], axis=1
     )
-    band = result.cells["gru"]["log10_spectral_norm"]
+    band = result.cells["gru"].log10_spectral_norm
     # Reference: numpy.quantile (linear interpolation) over the 2 seeds x 2 sequences.
-    np.testing.assert_allclose(band["q10"], np.quantile(runs, 0.1, axis=1), rtol=0, atol=0)
-    np.testing.assert_allclose(band["median"], np.median(runs, axis=1), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(band.low, np.quantile(runs, 0.1, axis=1), rtol=0, atol=0)
+    np.testing.assert_allclose(band.median, np.median(runs, axis=1), rtol=0, atol=1e-12)
     rates = decay_rate(runs, cfg.window)
-    assert result.cells["gru"]["decay_rate"]["median"] == pytest.approx(np.median(rates), abs=1e-12)
+    assert result.cells["gru"].decay_rate.median == pytest.approx(np.median(rates), abs=1e-12)
 
 
 def test_reproducible_apart_from_timing(full_result):
     again = run_experiment(ExperimentConfig.from_dict(full_result.config), progress=False)
     assert again.comparable() == full_result.comparable()
+    assert dumps(again.to_dict()) == dumps(full_result.to_dict())  # the same bytes
     assert "timing" not in again.comparable()
 
 
@@ -276,8 +280,7 @@ def test_runs_do_not_depend_on_the_order_of_cells_or_seeds():
     a = run_experiment(tiny(cells=("rnn", "gru"), seeds=(3, 7)), progress=False).cells
     b = run_experiment(tiny(cells=("gru", "rnn"), seeds=(7, 3)), progress=False).cells
     for cell in ("rnn", "gru"):
-        for key in ("log10_spectral_norm", "log10_frobenius_norm", "decay_rate"):
-            assert a[cell][key] == b[cell][key]
+        assert dumps(a[cell].to_dict()) == dumps(b[cell].to_dict())
 
 
 def test_seed_derivation_is_documented_one():
@@ -303,7 +306,7 @@ def test_meanfield_entry_for_the_gaussian_tanh_rnn():
         init=Init(scheme="gaussian", sigma_w=0.8),
         inputs=InputsConfig("constant", value=0.5),
     )
-    mf = run_experiment(cfg, progress=False).cells["rnn"]["meanfield"]
+    mf = run_experiment(cfg, progress=False).cells["rnn"].meanfield.to_dict()
     from gradflow.analysis.meanfield import tanh_fixed_point
 
     q_star, chi = tanh_fixed_point(0.8, 1.0, 0.0, 0.25)  # constant 0.5: second moment 0.25
@@ -328,17 +331,18 @@ def test_zero_products_in_a_real_run():
     # IndRNN, h = relu(W x + u * h + b), with PyTorch's init: u ~ U(-1/2, 1/2) at n = 4, so
     # ds_t/ds_{t-1} = diag(relu' * u) and every unit is inactive at some step within 300.
     s = run_experiment(tiny(cells=("indrnn",), steps=300), progress=False).cells["indrnn"]
-    data = json.loads(dumps(s))  # strict JSON: -inf becomes null
-    assert s["log10_spectral_norm"]["median"][-1] == -np.inf
-    assert s["decay_rate"]["median"] == -np.inf and data["decay_rate"]["median"] is None
+    data = json.loads(dumps(s.to_dict()))  # strict JSON: -inf becomes null
+    assert s.log10_spectral_norm.median[-1] == -np.inf
+    assert s.decay_rate.median is None and data["decay_rate"]["median"] is None
 
 
 def test_custom_quantiles_name_their_keys():
     assert band_names((0.1, 0.9)) == ("q10", "median", "q90")
     assert band_names((0.05, 0.95)) == ("q5", "median", "q95")
     s = run_experiment(tiny(cells=("rnn",), quantiles=(0.25, 0.75)), progress=False).cells
-    assert set(s["rnn"]["log10_spectral_norm"]) == {"q25", "median", "q75"}
-    assert s["rnn"]["quantiles"] == [0.25, 0.5, 0.75]
+    assert s["rnn"].log10_spectral_norm.levels == (0.25, 0.5, 0.75)
+    assert s["rnn"].decay_rate.levels == (0.25, 0.5, 0.75)
+    assert s["rnn"].quantiles == (0.25, 0.75)
 
 
 def test_progress_callable_and_save_load(tmp_path):

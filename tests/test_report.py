@@ -116,6 +116,7 @@ def test_report_folder_layout(report):
         "figures",
         "index.html",
         "report.md",
+        "run.json",
     ]
     assert sorted(p.name for p in (report / "data").iterdir()) == [
         "claims.csv",
@@ -144,11 +145,11 @@ def test_data_tables_match_the_results(report):
     assert load_json(report / "data" / "experiment.json") == experiment
     with open(report / "data" / "decay_rates.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
-    assert [r["cell"] for r in rows] == ["rnn", "lstm", "gru"]  # catalogue order
+    assert [r["cell"] for r in rows] == ["rnn", "lstm", "gru"]  # the order the cells ran in
     for r in rows:
         rate = experiment["cells"][r["cell"]]["decay_rate"]
         assert float(r["median"]) == rate["median"]
-        assert float(r["q10"]) == rate["q10"] and float(r["q90"]) == rate["q90"]
+        assert float(r["q10"]) == rate["low"] and float(r["q90"]) == rate["high"]
     with open(report / "data" / "claims.csv", newline="") as fh:
         claim_rows = list(csv.DictReader(fh))
     assert [r["id"] for r in claim_rows] == [c["id"] for c in claims["claims"]]
@@ -395,3 +396,121 @@ def test_cli_report_errors_are_one_line(tmp_path):
     assert res.exit_code == 2
     assert "hidden_size" in res.output and "Traceback" not in res.output
     assert not (tmp_path / "r").exists()
+
+
+# ---- typed results: determinism, self-contained results, any quantile levels (issue 10) -------
+
+LEAKY = Path(__file__).resolve().parents[1] / "examples" / "cells" / "leaky-rnn.toml"
+
+SMALL = """\
+name = "small"
+cells = ["lstm", "cells/leaky.toml", "rnn"]
+hidden_size = 3
+input_size = 2
+steps = 16
+batch = 2
+seeds = [4]
+quantiles = [0.05, 0.95]
+
+[quantities]
+paths = true
+singular_lags = [4]
+lyapunov = 2
+gradient = "last"
+
+[sweep]
+axes = { "init.sigma_w" = [0.5, 2.0] }
+"""
+
+
+def _small_config(folder: Path) -> Path:
+    (folder / "cells").mkdir(parents=True)
+    shutil.copy(LEAKY, folder / "cells" / "leaky.toml")
+    (folder / "small.toml").write_text(SMALL)
+    return folder / "small.toml"
+
+
+def _report(config: Path, out: Path) -> None:
+    res = CliRunner().invoke(
+        cli, ["report", "--config", str(config), "--out", str(out), "--quiet", "--jobs", "1"]
+    )
+    assert res.exit_code == 0, res.output
+
+
+def test_report_twice_with_one_seed_is_byte_identical(tmp_path):
+    # Regression: timings were stored inside data/*.json, so two runs differed.
+    config = _small_config(tmp_path / "cfg")
+    _report(config, tmp_path / "a")
+    _report(config, tmp_path / "b")
+    files = sorted(
+        p.relative_to(tmp_path / "a")
+        for sub in ("data", "figures")
+        for p in (tmp_path / "a" / sub).rglob("*")
+        if p.is_file()
+    )
+    assert len(files) > 10
+    assert files == sorted(
+        p.relative_to(tmp_path / "b")
+        for sub in ("data", "figures")
+        for p in (tmp_path / "b" / sub).rglob("*")
+        if p.is_file()
+    )
+    for f in files:
+        assert (tmp_path / "a" / f).read_bytes() == (tmp_path / "b" / f).read_bytes(), f
+    run = json.loads((tmp_path / "a" / "run.json").read_text())  # the timings live here
+    assert run["experiment"]["total_s"] > 0 and run["sweep"]["evaluated"] == 3 * 2  # cell x sigma_w
+    # The cells keep the order they ran in, in the data and in the tables.
+    data = json.loads((tmp_path / "a" / "data" / "experiment.json").read_text())
+    assert list(data["cells"]) == ["lstm", "leaky-rnn", "rnn"]
+    with open(tmp_path / "a" / "data" / "decay_rates.csv", newline="") as fh:
+        assert [r["cell"] for r in csv.DictReader(fh)] == ["lstm", "leaky-rnn", "rnn"]
+
+
+def test_quantiles_other_than_10_90_plot_and_report(tmp_path):
+    # Regression: quantiles = [0.05, 0.95] made plot and report fail with KeyError: 'q10'.
+    config = _small_config(tmp_path / "cfg")
+    out = tmp_path / "rep"
+    _report(config, out)
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "q5\u2013q95" in text and "q10" not in text
+    header = (out / "data" / "decay_rates.csv").read_text().splitlines()[0]
+    assert header.startswith("cell,median,q5,q95,")
+    res = CliRunner().invoke(
+        cli,
+        [
+            "plot",
+            str(out / "data" / "experiment.json"),
+            "--out",
+            str(tmp_path / "fig"),
+            "--format",
+            "svg",
+        ],  # fmt: skip
+    )
+    assert res.exit_code == 0, res.output
+    drawn = {Path(line).stem for line in res.output.split()}
+    # Every quantity the result holds, the gradient of L = sum(h_T) included.
+    assert {"norms", "gradient", "paths", "lyapunov", "decay_rates"} <= drawn
+    assert {"singular_values_lstm", "singular_values_rnn"} <= drawn
+
+
+def test_report_from_copied_results_needs_no_cell_file(tmp_path):
+    # Regression: the report re-read a user cell's TOML file to show its equations.
+    from gradflow.analysis.experiment import load_config, run_experiment
+
+    config = _small_config(tmp_path / "cfg")
+    config.write_text(SMALL.split("[sweep]")[0])
+    result = run_experiment(load_config(config), progress=False)
+    moved = tmp_path / "elsewhere"
+    moved.mkdir()
+    result.save(moved / "experiment.json")
+    shutil.rmtree(tmp_path / "cfg")  # the cell file is gone
+    out = build_report(moved / "experiment.json", out_dir=tmp_path / "rep", formats=("svg",))
+    page = parse(out / "index.html")
+    leaky = next(a for a in page.ids if a.startswith("cell-2-leaky-rnn"))
+    assert page.math_in[leaky] >= 4  # its equations and its Jacobian, as MathML
+    text = (out / "index.html").read_text(encoding="utf-8")
+    assert "not available here" not in text
+    card = result.cells["leaky-rnn"].card
+    assert card is not None and card.source is not None and 'h_new = "(1 - alpha)' in card.source
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert card.equations[-1][1].split(" = ", 1)[1] in md  # LaTeX of h_new, from the card

@@ -160,7 +160,10 @@ def test_regimes():
 def test_sweep_result_schema(tmp_path):
     result = run_sweep(small_sweep(), tmp_path, progress=False)
     data = json.loads((tmp_path / "sweep.json").read_text())
-    assert data["kind"] == "sweep" and data["schema_version"] == 1
+    assert data["kind"] == "sweep" and data["schema_version"] == 2
+    assert "timing" not in data  # run metadata lives apart, in run.json
+    run = json.loads((tmp_path / "run.json").read_text())
+    assert run["evaluated"] == 8 and run["reused"] == 0 and run["total_s"] > 0
     assert data["axes"] == {"cell": ["rnn", "gru"], "init.sigma_w": [0.5, 1.0, 2.0, 4.0]}
     assert len(data["points"]) == 8 and len(list((tmp_path / "points").glob("*.json"))) == 8
     first = data["points"][0]
@@ -260,9 +263,9 @@ def test_overflowing_points_are_kept_as_exploding(tmp_path, monkeypatch):
     cfg = SweepConfig(BASE.replace(cells=("rnn-relu",)), (("init.sigma_w", (0.5, 30.0)),))
     result = run_sweep(cfg, tmp_path, progress=False)
     low, high = result.points
-    assert low["regime"] == "vanishing" and low["decay_rate"] < 0
-    assert high["regime"] == "exploding" and high["decay_rate"] is None
-    assert "NaN or inf" in high["error"]
+    assert low.regime == "vanishing" and low.decay_rate < 0
+    assert high.regime == "exploding" and high.decay_rate is None
+    assert "NaN or inf" in high.error
     assert run_sweep(cfg, tmp_path, progress=False).evaluated == 0  # kept, not retried
 
 
@@ -318,3 +321,19 @@ def test_cli_sweep_interrupted(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["sweep", str(_write(tmp_path / "s.toml")), "-o", str(out)])
     assert res.exit_code == 130
     assert f"interrupted; finished points kept in {out}" in res.output
+
+
+def test_cell_files_on_the_cell_axis_resolve_against_the_config(tmp_path, monkeypatch):
+    # Regression: a relative cell path in a sweep's `cell` axis resolved against the working
+    # folder, while `cells = [...]` resolved against the config's folder.
+    folder = tmp_path / "cfg"
+    (folder / "cells").mkdir(parents=True)
+    leaky = Path(__file__).resolve().parents[1] / "examples" / "cells" / "leaky-rnn.toml"
+    (folder / "cells" / "leaky.toml").write_text(leaky.read_text())
+    (folder / "s.toml").write_text(
+        'name = "rel"\nhidden_size = 2\ninput_size = 1\nsteps = 6\nbatch = 1\nseeds = 1\n'
+        '[sweep.axes]\ncell = ["rnn", "cells/leaky.toml"]\n'
+    )
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    cfg = load_sweep_config(folder / "s.toml")
+    assert dict(cfg.axes)["cell"] == ("rnn", str(folder / "cells" / "leaky.toml"))

@@ -577,10 +577,10 @@ INPUT_CASES: list[tuple[str, Callable[[Path], Path], int | None, str]] = [
         "inputs have shape (5, 3); expected rank 3, (T, B, d)",
     ),
     (
-        "integer dtype",
-        _npy(np.zeros((5, 2, 3), dtype=np.int32)),
+        "complex dtype",
+        _npy(np.zeros((5, 2, 3), dtype=np.complex128)),
         None,
-        "inputs have dtype int32; expected a float array",
+        "inputs have dtype complex128; expected real numbers (a float or integer array)",
     ),
     (
         "zero steps",
@@ -718,3 +718,47 @@ def _flip(data: bytearray, flips: list[tuple[int, int]]) -> bytearray:
     for pos, value in flips:
         data[pos] = value
     return data
+
+
+# ---- one loader, one writer (issue 10) --------------------------------------------------------
+
+
+def test_integer_inputs_load_as_in_an_experiment_file(tmp_path: Path) -> None:
+    # Regression: `analyze --inputs` refused integer inputs that `inputs.kind = "file"`
+    # accepted (two loaders); both go through load_inputs now.
+    from gradflow.analysis.experiment import ExperimentConfig, experiment_inputs
+
+    x = np.arange(24, dtype=np.int32).reshape(4, 2, 3) - 12
+    np.save(tmp_path / "x.npy", x)
+    loaded = load_inputs(tmp_path / "x.npy", input_size=3)
+    assert loaded.dtype == np.float64 and np.array_equal(loaded, x)  # exact: |x| < 2**53
+    cfg = ExperimentConfig.from_dict(
+        {
+            "cells": ["rnn"],
+            "hidden_size": 2,
+            "input_size": 3,
+            "steps": 4,
+            "batch": 2,
+            "inputs": {"kind": "file", "path": str(tmp_path / "x.npy")},
+        }  # fmt: skip
+    )
+    np.testing.assert_array_equal(experiment_inputs(cfg, 0), loaded)
+    np.save(tmp_path / "c.npy", x.astype(np.complex128))
+    bad = cfg.replace(inputs=cfg.inputs.__class__("file", path=str(tmp_path / "c.npy")))
+    with pytest.raises(InputsError, match="expected real numbers"):  # the same rule in both
+        experiment_inputs(bad, 0)
+    with pytest.raises(InputsError, match="expected real numbers"):
+        load_inputs(tmp_path / "c.npy")
+
+
+def test_both_weight_formats_get_the_same_file_mode(tmp_path: Path) -> None:
+    # Regression: .safetensors were written 0600 (mkstemp) and .npz 0666 & ~umask.
+    import os
+
+    umask = os.umask(0o022)
+    try:
+        for suffix in (".safetensors", ".npz"):
+            save_weights(tmp_path / f"w{suffix}", "gru", random_params("gru"))
+            assert (tmp_path / f"w{suffix}").stat().st_mode & 0o777 == 0o644, suffix
+    finally:
+        os.umask(umask)

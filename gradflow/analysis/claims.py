@@ -8,13 +8,13 @@ r"""Five claims about gradient flow in recurrent cells, each measured by a built
     sets the decay rate of the ``diag(z)`` path and of the whole product.
 (e) A GRU has exactly 3/4 of the parameters of an LSTM of the same sizes.
 
-:func:`run_claims` returns the ``"claims"`` JSON: for each claim the numbers measured, whether
-the claim holds by the stated criterion, a one-sentence summary with the numbers, and the
-configs that made them. Nothing is hard-coded: every number comes from a run.
+:func:`run_claims` returns a :class:`~gradflow.results.ClaimsResult`: for each claim the
+numbers measured, whether the claim holds by the stated criterion, a one-sentence summary with
+the numbers, and the configs that made them. Nothing is hard-coded: every number comes from a run.
 
 Examples:
     >>> claim = claim_e()
-    >>> claim["holds"], claim["measured"]["ratio_n64_d16"]
+    >>> claim.holds, claim.measured["ratio_n64_d16"]
     (True, 0.75)
 """
 
@@ -29,7 +29,7 @@ import numpy as np
 
 from .._version import __version__
 from ..cells import get_cell
-from ..results import SCHEMA_VERSION
+from ..results import Claim, ClaimsResult
 from .decay import decay_rate
 from .defaults import (
     CLAIM_LAGS,
@@ -49,7 +49,7 @@ MARGIN_DECADES = 10.0
 SIZES = ((16, 8), (32, 32), (64, 16), (128, 64), (256, 512))
 
 
-def _median_slope(curve: list[float], window: list[int]) -> float:
+def _median_slope(curve: np.ndarray, window: tuple[int, int]) -> float:
     """Slope of one median curve over the window, in decades per step."""
     return float(decay_rate(np.asarray(curve, dtype=float), tuple(window)))
 
@@ -62,26 +62,28 @@ def _claim(
     holds: bool,
     summary: str,
     configs: list[ExperimentConfig],
-) -> dict[str, Any]:
-    return {
-        "id": cid,
-        "title": title,
-        "statement": statement,
-        "measured": measured,
-        "holds": bool(holds),
-        "summary": summary,
-        "configs": [c.to_dict() for c in configs],
-    }
+) -> Claim:
+    return Claim(
+        id=cid,
+        title=title,
+        statement=statement,
+        measured=measured,
+        holds=bool(holds),
+        summary=summary,
+        configs=tuple(c.to_dict() for c in configs),
+    )
 
 
-def claim_a(config: ExperimentConfig, progress: Progress = False) -> dict[str, Any]:
+def claim_a(config: ExperimentConfig, progress: Progress = False) -> Claim:
     """(a): measured slope of the tanh RNN against ``0.5 log10(chi)`` [poole2016]."""
     s = run_experiment(config, progress).cells["rnn"]
-    mf = s["meanfield"]
-    window = s["decay_rate"]["window"]
-    frob = _median_slope(s["log10_frobenius_norm"]["median"], window)
-    spec = s["decay_rate"]["median"]
-    pred = mf["predicted_slope"]
+    mf = s.meanfield
+    assert mf is not None and mf.predicted_slope is not None and mf.chi is not None
+    window = s.decay_rate.window
+    frob = _median_slope(s.log10_frobenius_norm.median, window)
+    spec = s.decay_rate.median
+    assert spec is not None
+    pred = mf.predicted_slope
     rel = abs(frob - pred) / abs(pred)
     sw = config.init.sigma_w
     return _claim(
@@ -92,8 +94,8 @@ def claim_a(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
         {
             "sigma_w": sw,
             "hidden_size": config.hidden_size,
-            "chi": mf["chi"],
-            "q_star": mf["q_star"],
+            "chi": mf.chi,
+            "q_star": mf.q_star,
             "predicted_slope": pred,
             "measured_slope_frobenius": frob,
             "measured_slope_spectral": spec,
@@ -102,12 +104,12 @@ def claim_a(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
         rel <= MEANFIELD_RTOL,
         f"With sigma_w = {sw:g} (n = {config.hidden_size}) the Frobenius norm falls by "
         f"{-frob:.3f} decades per step (spectral {-spec:.3f}), against {-pred:.3f} predicted "
-        f"from chi = {mf['chi']:.3f}: a relative error of {100 * rel:.1f}%.",
+        f"from chi = {mf.chi:.3f}: a relative error of {100 * rel:.1f}%.",
         [config],
     )
 
 
-def claim_b(configs: dict[str, ExperimentConfig], progress: Progress = False) -> dict[str, Any]:
+def claim_b(configs: dict[str, ExperimentConfig], progress: Progress = False) -> Claim:
     """(b): log10 norms at lags 100 and 1000, RNN against LSTM (full and additive path)."""
     measured: dict[str, Any] = {}
     used = []
@@ -119,12 +121,12 @@ def claim_b(configs: dict[str, ExperimentConfig], progress: Progress = False) ->
         res = run_experiment(cfg, progress).cells
         if "rnn" in res:
             for lag in CLAIM_LAGS:
-                measured[f"rnn_lag{lag}"] = res["rnn"]["log10_spectral_norm"]["median"][lag]
+                measured[f"rnn_lag{lag}"] = float(res["rnn"].log10_spectral_norm.median[lag])
         lstm = res["lstm"]
         for lag in CLAIM_LAGS:
-            full = lstm["log10_spectral_norm"]["median"][lag]
+            full = float(lstm.log10_spectral_norm.median[lag])
             measured[f"lstm_fb{fb:g}_lag{lag}"] = full
-            measured[f"lstm_fb{fb:g}_additive_lag{lag}"] = lstm["paths"]["additive"]["median"][lag]
+            measured[f"lstm_fb{fb:g}_additive_lag{lag}"] = float(lstm.paths["additive"].median[lag])
             holds = holds and full > measured[f"rnn_lag{lag}"] + MARGIN_DECADES
         m = {
             k.removeprefix(f"lstm_fb{fb:g}_"): v
@@ -160,13 +162,14 @@ def _crossing(xs: list[float], ys: list[float]) -> float | None:
     return None
 
 
-def claim_c(config: ExperimentConfig, progress: Progress = False) -> dict[str, Any]:
+def claim_c(config: ExperimentConfig, progress: Progress = False) -> Claim:
     """(c): the Gaussian gain ``sigma_w`` at which the LSTM's decay rate crosses zero."""
     rates, used = [], []
     for sw in EXPLOSION_GRID:
         cfg = config.replace(init=replace(config.init, sigma_w=sw))
         used.append(cfg)
-        rates.append(run_experiment(cfg, progress).cells["lstm"]["decay_rate"]["median"])
+        rate = run_experiment(cfg, progress).cells["lstm"].decay_rate.median
+        rates.append(float("nan") if rate is None else rate)
     threshold = _crossing(list(EXPLOSION_GRID), rates)
     measured: dict[str, Any] = {"threshold_sigma_w": threshold}
     measured.update(
@@ -191,7 +194,7 @@ def claim_c(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
     )
 
 
-def claim_d(config: ExperimentConfig, progress: Progress = False) -> dict[str, Any]:
+def claim_d(config: ExperimentConfig, progress: Progress = False) -> Claim:
     """(d): decay rates of the full GRU product and of its ``diag(z)`` path, per bias of z."""
     full, additive, used = [], [], []
     measured: dict[str, Any] = {}
@@ -199,13 +202,13 @@ def claim_d(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
         cfg = config.replace(init=replace(config.init, update_bias=ub))
         used.append(cfg)
         s = run_experiment(cfg, progress).cells["gru"]
-        window = s["decay_rate"]["window"]
-        full.append(s["decay_rate"]["median"])
-        additive.append(_median_slope(s["paths"]["additive"]["median"], window))
+        window = s.decay_rate.window
+        full.append(float("nan") if s.decay_rate.median is None else s.decay_rate.median)
+        additive.append(_median_slope(s.paths["additive"].median, window))
         measured[f"rate_full_bz{ub:g}"] = full[-1]
         measured[f"rate_additive_bz{ub:g}"] = additive[-1]
-        measured[f"log10_norm_full_bz{ub:g}"] = s["log10_spectral_norm"]["median"][-1]
-        measured[f"log10_norm_additive_bz{ub:g}"] = s["paths"]["additive"]["median"][-1]
+        measured[f"log10_norm_full_bz{ub:g}"] = float(s.log10_spectral_norm.median[-1])
+        measured[f"log10_norm_additive_bz{ub:g}"] = float(s.paths["additive"].median[-1])
     holds = bool(np.all(np.diff(full) > 0) and np.all(np.diff(additive) > 0))
     lo, hi = UPDATE_BIASES[0], UPDATE_BIASES[-1]
     return _claim(
@@ -224,7 +227,7 @@ def claim_d(config: ExperimentConfig, progress: Progress = False) -> dict[str, A
     )
 
 
-def claim_e() -> dict[str, Any]:
+def claim_e() -> Claim:
     """(e): exact parameter counts of GRU and LSTM from ``Cell.parameter_count``."""
     gru, lstm = get_cell("gru"), get_cell("lstm")
     measured: dict[str, Any] = {}
@@ -251,8 +254,8 @@ def claim_e() -> dict[str, Any]:
     )
 
 
-def run_claims(quick: bool = True, progress: Progress = False) -> dict[str, Any]:
-    """Run claims (a)-(e) and return the ``"claims"`` JSON.
+def run_claims(quick: bool = True, progress: Progress = False) -> ClaimsResult:
+    """Run claims (a)-(e) and return the :class:`~gradflow.results.ClaimsResult`.
 
     Args:
         quick: small sizes (a few seconds each); otherwise larger ``n`` and more seeds.
@@ -271,11 +274,9 @@ def run_claims(quick: bool = True, progress: Progress = False) -> dict[str, Any]
         claim_d(cfgs["d"], progress),
         claim_e(),
     ]
-    return {
-        "schema_version": SCHEMA_VERSION,
-        "kind": "claims",
-        "quick": quick,
-        "gradflow_version": __version__,
-        "claims": claims,
-        "timing": {"total_s": time.perf_counter() - start},
-    }
+    return ClaimsResult(
+        claims=tuple(claims),
+        quick=quick,
+        gradflow_version=__version__,
+        run={"total_s": time.perf_counter() - start},
+    )

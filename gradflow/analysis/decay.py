@@ -1,4 +1,5 @@
-r"""Decay rates of log10 norms against the lag, and quantile bands over runs.
+r"""Decay rates of log10 norms against the lag, and quantile bands over runs (typed
+:class:`~gradflow.results.Band` and :class:`~gradflow.results.DecayRate`).
 
 A Jacobian product that vanishes or explodes geometrically has ``log10 ||ds_T/ds_{T-k}||``
 linear in the lag ``k``; its slope, in **decades per step**, is the decay rate (negative:
@@ -24,8 +25,10 @@ import numpy as np
 from numpy.typing import ArrayLike
 
 from ..errors import UsageError
+from ..results import Band, DecayRate
 
-QUANTILES = (0.1, 0.5, 0.9)
+#: The default band: 10 % and 90 % (with the median).
+QUANTILES = (0.1, 0.9)
 UNITS = "decades per step"
 
 
@@ -75,63 +78,63 @@ def decay_rate(log10_norms: ArrayLike, window: Sequence[int] | None = None) -> n
     return np.asarray(np.sum(kc * (seg - seg.mean(axis=0)), axis=0) / np.sum(kc * kc))
 
 
-def _qname(q: float) -> str:
-    return "median" if q == 0.5 else f"q{round(100 * q):d}"
-
-
-def quantile_band(
-    values: ArrayLike, quantiles: Sequence[float] = QUANTILES
-) -> dict[str, np.ndarray]:
-    """Quantiles over runs for every lag.
+def quantile_band(values: ArrayLike, quantiles: Sequence[float] = QUANTILES) -> Band:
+    """Quantiles over runs for every lag, as a :class:`~gradflow.results.Band`.
 
     Args:
         values: ``(T + 1, R)``, one column per run.
-        quantiles: in ``[0, 1]``; 0.5 is named ``median``, others ``q<percent>``.
+        quantiles: ``(lo, hi)``, the band's lower and upper level, in ``(0, 0.5]`` and
+            ``[0.5, 1)``; the median is always included.
 
     Returns:
-        ``{"q10": (T + 1,), "median": (T + 1,), "q90": (T + 1,)}`` for the defaults.
+        A band of ``(T + 1,)`` arrays that knows its levels ``(lo, 0.5, hi)``.
 
     Examples:
         >>> band = quantile_band(np.arange(6.0).reshape(2, 3))
-        >>> sorted(band), band["median"].tolist()
-        (['median', 'q10', 'q90'], [1.0, 4.0])
+        >>> band.levels, band.median.tolist()
+        ((0.1, 0.5, 0.9), [1.0, 4.0])
     """
     v = np.asarray(values, dtype=np.float64)
     if v.ndim != 2 or v.shape[1] < 1:
         raise UsageError(f"values must have shape (T + 1, R), got {v.shape}")
-    qs = [float(q) for q in quantiles]
-    if any(not 0.0 <= q <= 1.0 for q in qs):
-        raise UsageError(f"quantiles must lie in [0, 1], got {list(quantiles)}")
-    return {_qname(q): np.quantile(v, q, axis=1) for q in qs}
+    return Band.of(v, _levels(quantiles), axis=1)
 
 
-def summarise_rates(rates: ArrayLike, quantiles: Sequence[float] = QUANTILES) -> dict[str, float]:
-    """``{"q10", "median", "q90"}`` of per-run decay rates.
+def summarise_rates(rates: ArrayLike, quantiles: Sequence[float] = QUANTILES) -> Band:
+    """Median and band of per-run decay rates (a :class:`~gradflow.results.Band` of scalars).
 
     Examples:
-        >>> summarise_rates([-0.1, -0.2, -0.3])["median"]
+        >>> float(summarise_rates([-0.1, -0.2, -0.3]).median)
         -0.2
     """
     r = np.asarray(rates, dtype=np.float64).ravel()
     if r.size == 0 or not np.all(np.isfinite(r)):
         raise UsageError("rates must be a non-empty array of finite numbers")
-    return {_qname(q): float(np.quantile(r, q)) for q in quantiles}
+    return Band.of(r, _levels(quantiles), axis=0)
 
 
 def summarise(
     log10_norms: ArrayLike,
     window: Sequence[int] | None = None,
     quantiles: Sequence[float] = QUANTILES,
-) -> dict[str, object]:
-    """Decay rates of every run summarised: quantiles, the window and the units.
-
-    Returns:
-        ``{"median", "q10", "q90", "window": [k0, k1], "units": "decades per step"}``, the
-        experiment JSON's ``decay_rate`` entry.
-    """
+) -> DecayRate:
+    """Decay rates of every run summarised: the :class:`~gradflow.results.DecayRate` of an
+    experiment's cell summary (median, band, window, units)."""
     y = np.asarray(log10_norms, dtype=np.float64)
     k0, k1 = _window(y.shape[0] - 1, window)
-    out: dict[str, object] = dict(summarise_rates(decay_rate(y, (k0, k1)), quantiles))
-    out["window"] = [k0, k1]
-    out["units"] = UNITS
-    return out
+    band = summarise_rates(decay_rate(y, (k0, k1)), quantiles)
+    return DecayRate(
+        median=float(band.median),
+        low=float(band.low),
+        high=float(band.high),
+        levels=band.levels,
+        window=(k0, k1),
+        units=UNITS,
+    )
+
+
+def _levels(quantiles: Sequence[float]) -> tuple[float, float]:
+    qs = [float(q) for q in quantiles if q != 0.5]
+    if len(qs) != 2 or not (0.0 < qs[0] <= 0.5 <= qs[1] < 1.0):
+        raise UsageError(f"quantiles must be (lo, hi) in (0, 0.5] and [0.5, 1), got {quantiles}")
+    return qs[0], qs[1]

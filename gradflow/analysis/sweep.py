@@ -18,7 +18,10 @@ worker ran it, or when. Points run on any :class:`concurrent.futures.Executor`: 
 
 Resume: every finished point is written at once (atomically) to ``OUT/points/<key>.json``, the
 key a hash of the point's full config; a re-run skips points whose file is present and valid.
-The whole sweep goes to ``OUT/sweep.json`` at the end.
+The whole sweep goes to ``OUT/sweep.json`` at the end, its timings to ``OUT/run.json``.
+
+One concept: the sweep (its grid, its points and their resumable execution on any executor);
+the result type is :class:`gradflow.results.SweepResult`.
 
 Examples:
     >>> cfg = SweepConfig.from_dict({"cells": ["rnn"], "sweep": {"axes": {
@@ -37,11 +40,10 @@ import multiprocessing
 import os
 import time
 import zlib
-from collections import Counter
 from collections.abc import Callable, Iterator, Mapping
 from concurrent.futures import Executor, Future, ProcessPoolExecutor, as_completed
 from concurrent.futures.process import BrokenProcessPool
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -49,26 +51,24 @@ import numpy as np
 
 from .._version import __version__
 from ..errors import BackendError, ConfigError, GradflowError, NumericalError, UsageError
-from ..results import SCHEMA_VERSION, load_json, save_json
-from .experiment import (
+from ..results import SweepPoint, SweepResult, load_json, save_json
+from .config import (
     CONFIG_KEYS,
     INIT_KEYS,
     ExperimentConfig,
     Progress,
-    band_names,
     check_keys,
     checked_float,
     checked_int,
-    progress_bar,
     read_toml,
-    run_experiment,
 )
+from .run import progress_bar, run_experiment
 
 #: Default ``tol``, in decades per step, between "preserved" and vanishing/exploding.
 DEFAULT_TOL = 1e-3
 MAX_POINTS = 100_000
 #: Bumped when the point record changes meaning; part of each point's key.
-POINT_FORMAT = 1
+POINT_FORMAT = 2
 AXES = (
     "cell",
     "hidden_size",
@@ -96,13 +96,15 @@ def _axis_values(name: str, spec: Any) -> tuple[Any, ...]:
         num = checked_int(num, f"sweep.axes.{name}.num", 1, MAX_POINTS)
         log = spec.get("log", False)
         if log:
-            start = checked_float(start, f"sweep.axes.{name}.start", 0.0, open_lo=True)
-            stop = checked_float(stop, f"sweep.axes.{name}.stop", 0.0, open_lo=True)
-            values = np.geomspace(start, stop, num)
+            lo = checked_float(start, f"sweep.axes.{name}.start", 0.0, open_lo=True)
+            hi = checked_float(stop, f"sweep.axes.{name}.stop", 0.0, open_lo=True)
+            assert lo is not None and hi is not None
+            values = np.geomspace(lo, hi, num)
         else:
-            start = checked_float(start, f"sweep.axes.{name}.start")
-            stop = checked_float(stop, f"sweep.axes.{name}.stop")
-            values = np.linspace(start, stop, num)
+            lo = checked_float(start, f"sweep.axes.{name}.start")
+            hi = checked_float(stop, f"sweep.axes.{name}.stop")
+            assert lo is not None and hi is not None
+            values = np.linspace(lo, hi, num)
         return tuple(float(v) for v in values)
     if isinstance(spec, (str, bytes)) or not isinstance(spec, (list, tuple)) or not spec:
         raise ConfigError(
@@ -206,11 +208,13 @@ class SweepConfig:
         base = ExperimentConfig.from_dict(
             {k: v for k, v in data.items() if k != "sweep"}, base_dir=base_dir
         )
-        return cls(
-            base,
-            tuple((a, _axis_values(a, v)) for a, v in axes.items()),
-            sweep.get("tol", DEFAULT_TOL),
-        )
+        values = {a: _axis_values(a, v) for a, v in axes.items()}
+        if base_dir is not None and "cell" in values:  # cell files, like `cells`, are relative
+            values["cell"] = tuple(  # to the config file, not to the working folder
+                str(Path(base_dir, c)) if isinstance(c, str) and c.endswith(".toml") else c
+                for c in values["cell"]
+            )
+        return cls(base, tuple(values.items()), sweep.get("tol", DEFAULT_TOL))
 
 
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
@@ -248,16 +252,15 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
             "error": str(err),
         }
     (summary,) = result.cells.values()
-    rate = summary["decay_rate"]
-    lo, _, hi = band_names(cfg.quantiles)
-    mf = summary["meanfield"]
+    rate = summary.decay_rate
+    mf = summary.meanfield
     out = {
-        "status": "ok" if np.isfinite(rate["median"]) else "zero",
-        "decay_rate": rate["median"],
-        f"decay_rate_{lo}": rate[lo],
-        f"decay_rate_{hi}": rate[hi],
-        "log10_norm_final": summary["log10_spectral_norm"]["median"][-1],
-        "predicted_slope": mf["predicted_slope"] if mf else None,
+        "status": "ok" if rate.median is not None else "zero",
+        "decay_rate": rate.median,
+        "decay_rate_low": rate.low,
+        "decay_rate_high": rate.high,
+        "log10_norm_final": float(summary.log10_spectral_norm.median[-1]),
+        "predicted_slope": mf.predicted_slope if mf else None,
     }
     return {k: (v if not isinstance(v, float) or np.isfinite(v) else None) for k, v in out.items()}
 
@@ -284,12 +287,11 @@ class _Item:
 
     def record(self, measured: Mapping[str, Any]) -> dict[str, Any]:
         return {
-            "schema_version": SCHEMA_VERSION,
+            "schema_version": POINT_FORMAT,
             "kind": "sweep-point",
             "key": self.key,
             "params": self.params,
             "config": self.config.to_dict(),
-            "gradflow_version": __version__,
             **measured,
         }
 
@@ -337,13 +339,13 @@ def dask_executor(address: str) -> Iterator[Executor]:
             "running on a Dask scheduler needs the dask extra: pip install 'gradflow[dask]'"
         ) from None
     try:
-        client = distributed.Client(address, set_as_default=False)
+        client = distributed.Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
     except (OSError, TimeoutError, ValueError) as exc:
         raise BackendError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
     try:
-        yield client.get_executor()
+        yield client.get_executor()  # type: ignore[no-untyped-call]
     finally:
-        client.close()
+        client.close()  # type: ignore[no-untyped-call]
 
 
 def _run_futures(
@@ -416,7 +418,7 @@ def run_sweep(
 
     def finish(item: _Item, measured: dict[str, Any], count: bool) -> None:
         records[item.key] = item.record(measured)
-        save_json(item.path, records[item.key])
+        save_json(item.path, records[item.key], parents=True)
         if count:
             tick()
 
@@ -443,132 +445,30 @@ def run_sweep(
     points = []
     for it in items:
         rec = records[it.key]
-        point = {
-            "params": it.params,
-            "decay_rate": rec["decay_rate"],
-            "log10_norm_final": rec["log10_norm_final"],
-            "regime": regime(rec["decay_rate"], config.tol, rec["status"]),
-        }
-        point.update(
-            {
-                k: v
-                for k, v in rec.items()
-                if v is not None
-                and (k.startswith("decay_rate_") or k in ("predicted_slope", "error"))
-            }
+        points.append(
+            SweepPoint(
+                params=it.params,
+                decay_rate=rec["decay_rate"],
+                log10_norm_final=rec["log10_norm_final"],
+                regime=regime(rec["decay_rate"], config.tol, rec["status"]),
+                decay_rate_low=rec.get("decay_rate_low"),
+                decay_rate_high=rec.get("decay_rate_high"),
+                predicted_slope=rec.get("predicted_slope"),
+                error=rec.get("error"),
+            )
         )
-        points.append(point)
     result = SweepResult(
         name=config.name,
         config=config.to_dict(),
-        axes={a: list(v) for a, v in config.axes},
-        points=points,
-        timing={
+        axes={a: tuple(v) for a, v in config.axes},
+        points=tuple(points),
+        gradflow_version=__version__,
+        run={
             "total_s": time.perf_counter() - start,
             "evaluated": len(todo),
             "reused": len(items) - len(todo),
         },
     )
-    result.save(out / "sweep.json")
+    result.save(out / "sweep.json", parents=True)
+    result.save_run(out / "run.json")
     return result
-
-
-@dataclass
-class SweepResult:
-    """The points of a sweep in grid order, with the config that made them.
-
-    ``timing`` (seconds, points evaluated and reused) describes one run; :meth:`comparable`
-    leaves it out.
-    """
-
-    name: str
-    config: dict[str, Any]
-    axes: dict[str, list[Any]]
-    points: list[dict[str, Any]]
-    gradflow_version: str = __version__
-    timing: dict[str, Any] = field(default_factory=dict)
-
-    @property
-    def evaluated(self) -> int:
-        return int(self.timing.get("evaluated", 0))
-
-    @property
-    def reused(self) -> int:
-        return int(self.timing.get("reused", 0))
-
-    def to_dict(self) -> dict[str, Any]:
-        return {
-            "schema_version": SCHEMA_VERSION,
-            "kind": "sweep",
-            "name": self.name,
-            "config": self.config,
-            "axes": self.axes,
-            "points": self.points,
-            "gradflow_version": self.gradflow_version,
-            "timing": dict(self.timing),
-        }
-
-    def comparable(self) -> dict[str, Any]:
-        out = self.to_dict()
-        del out["timing"]
-        return out
-
-    @classmethod
-    def from_dict(cls, data: Mapping[str, Any]) -> SweepResult:
-        if not isinstance(data, Mapping) or data.get("kind") != "sweep":
-            raise UsageError('not a sweep result (expected "kind": "sweep")')
-        try:
-            return cls(
-                name=str(data["name"]),
-                config=dict(data["config"]),
-                axes=dict(data["axes"]),
-                points=list(data["points"]),
-                gradflow_version=str(data.get("gradflow_version", "unknown")),
-                timing=dict(data.get("timing", {})),
-            )
-        except (KeyError, TypeError, ValueError) as exc:
-            raise UsageError(f"not a sweep result: {type(exc).__name__}: {exc}") from None
-
-    def save(self, path: str | os.PathLike[str]) -> None:
-        save_json(path, self.to_dict())
-
-    @classmethod
-    def load(cls, path: str | os.PathLike[str]) -> SweepResult:
-        return cls.from_dict(load_json(path))
-
-    def regime_counts(self) -> dict[str, int]:
-        counts = Counter(p["regime"] for p in self.points)
-        return {r: counts.get(r, 0) for r in ("vanishing", "preserved", "exploding")}
-
-    def table(self) -> str:
-        """Regime counts, and for one or two axes the grid of decay rates."""
-        c = self.regime_counts()
-        lines = [
-            f"{len(self.points)} points: {c['vanishing']} vanishing, {c['preserved']} "
-            f"preserved, {c['exploding']} exploding"
-        ]
-        names = list(self.axes)
-        if len(names) > 2:
-            return lines[0]
-        letter = {"vanishing": "v", "preserved": "p", "exploding": "e"}
-        rows = self.axes[names[0]]
-        cols = self.axes[names[1]] if len(names) == 2 else [None]
-        width = 12
-        head = f"{names[0]:>14} | " + (
-            "".join(f"{_short(v):>{width}}" for v in cols) if len(names) == 2 else "decay rate"
-        )
-        lines += [f"{'':>14}   {names[1]}" if len(names) == 2 else "", head, "-" * len(head)]
-        it = iter(self.points)
-        for r in rows:
-            cells = []
-            for _ in cols:
-                p = next(it)
-                rate = "n/a" if p["decay_rate"] is None else f"{p['decay_rate']:+.3g}"
-                cells.append(f"{rate + ' ' + letter[p['regime']]:>{width}}")
-            lines.append(f"{_short(r):>14} | " + "".join(cells))
-        lines.append("(decades per step; v vanishing, p preserved, e exploding)")
-        return "\n".join(line for line in lines if line)
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -84,7 +84,8 @@ def run_report(
             from ..analysis.claims import run_claims
             from ..analysis.defaults import default_report_config, default_sweep_config
 
-            exp_cfg, sweep_cfg = default_report_config(), default_sweep_config()
+            exp_cfg = default_report_config()
+            sweep_cfg: SweepConfig | None = default_sweep_config()
         else:
             data = read_toml(config)
             base = {k: v for k, v in data.items() if k != "sweep"}

@@ -1,10 +1,15 @@
 r"""Build a report folder from saved results: HTML, Markdown, figures and data, all or nothing.
 
 :func:`build_report` draws every figure from the results (never recomputing them), writes
-``index.html``, ``report.md``, ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON and
+``index.html``, ``report.md``, ``run.json`` (timings, the one file that differs between two runs
+with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON and
 CSV tables) into a temporary sibling folder, and renames it into place only when everything is
 written. An existing report is replaced only then; an interrupted or failed build leaves it
 untouched and removes its own temporary folder.
+
+The report is split by concept: :mod:`.figures` (which figures, their captions),
+:mod:`.context` (what the pages show), :mod:`.tables` (the data folder), :mod:`.html` and
+:mod:`.markdown` (the pages); this module assembles the folder.
 
 The one moment a reader can miss the folder is between the two renames that swap the old
 report out and the new one in (POSIX has no atomic exchange of directories in the standard
@@ -14,477 +19,38 @@ library); a reader never sees a partial report.
 from __future__ import annotations
 
 import contextlib
-import csv
-import io
 import json
 import os
 import shutil
 import tempfile
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import matplotlib as mpl
-import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .. import plots
-from .._version import __version__
 from ..atomic import atomic_write
-from ..errors import UsageError
-from ..results import dumps
-from .html import cell_math, render_html, slug, svg_data_uri
+from ..errors import OutputError, UsageError
+from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+from .context import citation_keys as citation_keys
+from .context import report_context as report_context
+from .figures import ReportFigure as ReportFigure
+from .figures import grid, report_figures
+from .html import render_html, svg_data_uri
 from .markdown import render_markdown
+from .tables import run_metadata, write_tables
 
 
-@dataclass(frozen=True)
-class ReportFigure:
-    """One figure: file stem, title, caption, and a function drawing it on a Figure."""
-
-    stem: str
-    title: str
-    caption: str
-    draw: Callable[[Figure], None]
-    panels: int = 1
-
-
-def grid(panels: int) -> tuple[int, int]:
-    """Rows and columns of a small-multiples figure: at most four panels a row."""
-    ncols = min(panels, 4)
-    return -(-panels // ncols), ncols
-
-
-def _small_multiples(
-    names: list[str], draw: Callable[[Any, str, bool], Any]
-) -> Callable[[Figure], None]:
-    """A drawer with one panel per name; axis labels on the outer panels only."""
-
-    def drawer(fig: Figure) -> None:
-        nrows, ncols = grid(len(names))
-        # Shared axes: panels compare at a glance, and inner panels carry no tick labels.
-        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
-        limits = []
-        for k, ax in enumerate(axes):
-            if k >= len(names):
-                ax.set_visible(False)
-                continue
-            draw(ax, names[k], k == 0)
-            limits.append(ax.get_ylim())  # each panel sets the shared limits to its own
-            ax.xaxis.set_major_locator(MaxNLocator(4))
-            ax.yaxis.set_major_locator(MaxNLocator(4))
-            left, bottom = k % ncols == 0, k + ncols >= len(names)
-            ax.tick_params(labelleft=left, labelbottom=bottom)
-            if not left:
-                ax.set_ylabel("")
-            if not bottom:
-                ax.set_xlabel("")
-        axes[0].set_ylim(min(lo for lo, _ in limits), max(hi for _, hi in limits))
-
-    return drawer
-
-
-def _as_dict(result: Any, kind: str) -> dict[str, Any] | None:
+def _typed(result: Any, cls: type[Result]) -> Any:
     if result is None:
         return None
-    data = plots.load_result(result)
-    if not isinstance(data, dict) or data.get("kind") != kind:
-        raise UsageError(f"expected a {kind} result, got {getattr(data, 'get', dict)('kind')!r}")
+    res = plots.load_result(result)
+    if not isinstance(res, cls):
+        raise UsageError(f"expected a {cls.kind} result, got {res.kind!r}")
     # Exactly what the data files hold: strict JSON, non-finite numbers as null.
-    return json.loads(dumps(data))
-
-
-def report_figures(experiment: dict[str, Any], sweep: dict[str, Any] | None) -> list[ReportFigure]:
-    """The figures of a report, in order, for the data the results carry."""
-    cells = experiment["cells"]
-    first = next(iter(cells.values()))
-    qs = first.get("quantiles", [0.1, 0.5, 0.9])
-    band = f"{qs[0]:.0%}\u2013{qs[-1]:.0%}"
-    runs = first.get("runs", "all")
-    overlays = []
-    if any(c.get("pascanu") for c in cells.values()):
-        overlays.append("dashed: the Pascanu bound (for the cells it applies to)")
-    if any(c.get("meanfield") for c in cells.values()):
-        overlays.append("dotted: the mean-field slope, drawn from the start of the fitted window")
-    figs = [
-        ReportFigure(
-            "norms",
-            "Gradient flow through time",
-            f"log10 of the spectral norm of the Jacobian product against the lag k: median over "
-            f"{runs} runs per cell (line) and the {band} band"
-            + ("; " + "; ".join(overlays) if overlays else "")
-            + ". Curves are thinned for "
-            "display to about 25 points per inch (the band is the envelope of the lags left "
-            "out); the data files hold every lag.",
-            lambda f: plots.plot_norms(experiment, f.add_subplot()),
-        )
-    ]
-    if any(c.get("meanfield") for c in cells.values()) and plots.norm_bands(
-        experiment, "log10_frobenius_norm"
-    ):
-        figs.append(
-            ReportFigure(
-                "norms_frobenius",
-                "Frobenius norm",
-                f"As Figure 1 for the Frobenius norm, the quantity mean-field theory predicts; "
-                f"{band} band.",
-                lambda f: plots.plot_norms(
-                    experiment, f.add_subplot(), quantity="log10_frobenius_norm"
-                ),
-            )
-        )
-    additive = plots.norm_bands(experiment, path="additive")
-    # Cells whose additive path carries anything: for the RNN it is zero (log10 = -inf).
-    path_cells = [
-        c
-        for c in plots.cell_order(cells)
-        if c in additive and np.isfinite(additive[c].median[1:]).any()
-    ]
-    if path_cells:
-        figs.append(
-            ReportFigure(
-                "paths",
-                "Additive against multiplicative path",
-                f"The full product (solid, median and {band} band) against the product of the "
-                "additive path alone (dashed, no weight matrix) and of the multiplicative path "
-                "alone (dash-dotted), medians; one panel per cell with an additive path.",
-                _small_multiples(
-                    path_cells,
-                    lambda ax, c, first: plots.plot_paths(experiment, ax, cells=[c], legend=first),
-                ),
-                panels=len(path_cells),
-            )
-        )
-    figs.append(
-        ReportFigure(
-            "decay_rates",
-            "Decay rates",
-            f"Fitted slope of the median log10 norm, decades per step, with its {band} interval "
-            "over runs.",
-            lambda f: plots.plot_decay_rates(experiment, f.add_subplot()),
-        )
-    )
-    sv_cells = [
-        c
-        for c in plots.cell_order(cells)
-        if any(
-            np.isfinite(np.asarray(v, dtype=float)).any()
-            for v in (cells[c].get("log10_singular_values") or {}).values()
-        )
-    ]
-    if sv_cells:
-        figs.append(
-            ReportFigure(
-                "singular_values",
-                "Singular values of the product",
-                f"log10 singular values of the Jacobian product at several lags (median and {band} "
-                "band over runs), one panel per cell.",
-                _small_multiples(
-                    sv_cells,
-                    lambda ax, c, first: plots.plot_singular_values(
-                        experiment, ax, cell=c, legend=first
-                    ),
-                ),
-                panels=len(sv_cells),
-            )
-        )
-    if any(c.get("lyapunov_exponents") for c in cells.values()):
-        figs.append(
-            ReportFigure(
-                "lyapunov",
-                "Lyapunov spectra",
-                f"Leading Lyapunov exponents of the state dynamics, nats per step (median and "
-                f"{band} band over runs). Below zero, perturbations and gradients shrink.",
-                lambda f: plots.plot_lyapunov(experiment, f.add_subplot()),
-            )
-        )
-    if sweep is not None:
-        figs.append(
-            ReportFigure(
-                "phase_diagram",
-                "Phase diagram",
-                "Median decay rate over the sweep grid: blue cells vanish, red ones explode, grey "
-                "ones overflowed (no finite rate); letters give each cell's regime. On numeric "
-                "axes the black line is where the rate crosses zero.",
-                lambda f: plots.plot_phase_diagram(sweep, f.add_subplot()),
-            )
-        )
-    return figs
-
-
-def _resolve_cell(name: str, experiment: dict[str, Any]) -> tuple[Any, str]:
-    """The Cell behind a result's cell name (catalogue or equation file), or a reason."""
-    from ..cells import CATALOGUE
-
-    if name in CATALOGUE:
-        return CATALOGUE[name], ""
-    for entry in experiment.get("config", {}).get("cells", []):
-        if isinstance(entry, str) and entry.endswith(".toml") and Path(entry).is_file():
-            try:
-                from ..cells.parse import load_cell_file
-
-                cell = load_cell_file(entry)
-            except Exception:  # noqa: BLE001 - an unreadable file only hides the equations
-                continue
-            if cell.name == name:
-                return cell, ""
-    return None, "its equation file is not at hand"
-
-
-_INIT_CITATIONS = {
-    "torch": "paszke2019",
-    "orthogonal": "saxe2014",
-    "identity": "le2015irnn",
-    "forget_bias": "jozefowicz2015",
-    "chrono_tmax": "tallec2018chrono",
-}
-_CLAIM_CITATIONS = (
-    "poole2016",
-    "pascanu2013",
-    "hochreiter1997",
-    "gers2000forget",
-    "jozefowicz2015",
-    "cho2014",
-    "srivastava2015highway",
-)
-
-
-def citation_keys(
-    experiment: dict[str, Any],
-    sweep: dict[str, Any] | None,
-    claims: dict[str, Any] | None,
-    cells: Sequence[Any],
-) -> list[str]:
-    """The citation keys of every cell and method a report uses, each once, in order."""
-    keys = [k for c in cells for k in getattr(c, "citations", ())]
-    summaries = experiment["cells"].values()
-    if any(s.get("pascanu") for s in summaries):
-        keys.append("pascanu2013")
-    if any(s.get("meanfield") for s in summaries) or sweep is not None:
-        keys.append("poole2016")
-    if any(s.get("lyapunov_exponents") for s in summaries):
-        keys.append("benettin1980")
-    init = (experiment.get("config") or {}).get("init") or {}
-    if init.get("scheme") in _INIT_CITATIONS:
-        keys.append(_INIT_CITATIONS[init["scheme"]])
-    keys += [_INIT_CITATIONS[k] for k in ("forget_bias", "chrono_tmax") if init.get(k)]
-    if claims is not None:
-        keys += list(_CLAIM_CITATIONS)
-    keys.append("okabeito2008")  # the figures' palette
-    return list(dict.fromkeys(keys))
-
-
-def _references(keys: Sequence[str], cells: Sequence[Any]) -> list[str]:
-    """One line per reference; a user cell without citation keys contributes its text."""
-    from ..citations import text
-    from ..errors import GradflowError
-
-    lines = []
-    for key in keys:
-        try:
-            lines.append(text(key))
-        except GradflowError:  # an unknown key in a user cell must not sink the report
-            continue
-    lines += [
-        f"{c.name}: {c.reference}"
-        for c in cells
-        if getattr(c, "reference", "") and not getattr(c, "citations", ())
-    ]
-    return lines
-
-
-def report_context(
-    experiment: dict[str, Any],
-    sweep: dict[str, Any] | None,
-    claims: dict[str, Any] | None,
-    figures: list[dict[str, Any]],
-    data_files: list[str],
-    config_source: tuple[str, str] | None = None,
-) -> dict[str, Any]:
-    """Everything the HTML and Markdown templates show, as plain data."""
-    names = plots.cell_order(experiment["cells"])
-    first = experiment["cells"][names[0]]
-    qs = first.get("quantiles", [0.1, 0.5, 0.9])
-    cells, rows, resolved = [], [], []
-    for i, name in enumerate(names):
-        s = experiment["cells"][name]
-        anchor = f"cell-{i + 1}-{slug(name)}"
-        cell, missing = _resolve_cell(name, experiment)
-        entry: dict[str, Any] = {
-            "name": name,
-            "anchor": anchor,
-            "missing": missing,
-            "math": None,
-            "latex": None,
-            "description": getattr(cell, "description", "") or "user-defined cell",
-            "reference": getattr(cell, "reference", ""),
-            "state": list(getattr(cell, "state", ())),
-            "sizes": f"n = {s['hidden_size']}, d = {s['input_size']}, T = {s['steps']}",
-        }
-        if cell is not None:
-            resolved.append(cell)
-            entry["math"] = cell_math(cell)
-            from ..symbolic.render import equations_latex
-            from .html import jacobian_math
-
-            entry["latex"] = {
-                "equations": [tuple(eq.split(" = ", 1)) for eq in equations_latex(cell)],
-                "jacobian": [
-                    (label, [tuple(tex.split(" = ", 1)) for _, tex in lines])
-                    for label, lines in jacobian_math(cell)
-                ],
-            }
-        cells.append(entry)
-        rate = s.get("decay_rate") or {}
-        final = (s.get("log10_spectral_norm") or {}).get("median") or [None]
-        rows.append(
-            {
-                "name": name,
-                "anchor": anchor,
-                "median": rate.get("median"),
-                "q10": rate.get("q10"),
-                "q90": rate.get("q90"),
-                "window": "\u2013".join(str(k) for k in rate.get("window", [])),
-                "final": final[-1],
-                "pascanu": (s.get("pascanu") or {}).get("holds"),
-                "meanfield": (s.get("meanfield") or {}).get("predicted_slope"),
-            }
-        )
-    configs = []
-    if config_source is not None:
-        configs.append((f"experiment configuration ({config_source[0]})", config_source[1], "toml"))
-    configs.append(
-        (
-            "experiment configuration (resolved)",
-            json.dumps(experiment.get("config", {}), indent=2, sort_keys=True),
-            "json",
-        )
-    )
-    sweep_ctx = None
-    if sweep is not None:
-        configs.append(
-            (
-                "sweep configuration",
-                json.dumps(sweep.get("config", {}), indent=2, sort_keys=True),
-                "json",
-            )
-        )
-        counts: dict[str, int] = {}
-        for p in sweep["points"]:
-            counts[str(p.get("regime"))] = counts.get(str(p.get("regime")), 0) + 1
-        sweep_ctx = {
-            "name": sweep.get("name", "sweep"),
-            "n_points": len(sweep["points"]),
-            "axes": [(a, [_short(v) for v in vals]) for a, vals in sweep["axes"].items()],
-            "counts": sorted(counts.items()),
-            "figure": "phase_diagram" if any(f["id"] == "phase_diagram" for f in figures) else None,
-        }
-    claim_rows = None
-    if claims is not None:
-        claim_rows = [
-            {**c, "measured": sorted((c.get("measured") or {}).items())}
-            for c in claims.get("claims", [])
-        ]
-    runs = first.get("runs")
-    return {
-        "title": experiment.get("name", "experiment"),
-        "version": __version__,
-        "result_version": experiment.get("gradflow_version", __version__),
-        "seeds": experiment.get("seeds", []),
-        "runs_text": f"{runs} runs per cell" if runs else "",
-        "band_text": f"q{round(qs[0] * 100)}\u2013q{round(qs[-1] * 100)}",
-        "cells": cells,
-        "decay_rows": rows,
-        "claims": claim_rows,
-        "sweep": sweep_ctx,
-        "figures": figures,
-        "references": _references(citation_keys(experiment, sweep, claims, resolved), resolved),
-        "configs": configs,
-        "data_files": data_files,
-    }
-
-
-def _short(value: Any) -> str:
-    return f"{value:.4g}" if isinstance(value, float) else str(value)
-
-
-def _csv(rows: list[list[Any]]) -> str:
-    buf = io.StringIO()
-    csv.writer(buf, lineterminator="\n").writerows(rows)
-    return buf.getvalue()
-
-
-def write_tables(
-    experiment: dict[str, Any],
-    sweep: dict[str, Any] | None,
-    claims: dict[str, Any] | None,
-    data_dir: Path,
-) -> list[Path]:
-    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``."""
-    written = []
-    for name, result in (("experiment", experiment), ("sweep", sweep), ("claims", claims)):
-        if result is not None:  # compact: the same strict, sorted JSON without indentation
-            text = json.dumps(
-                json.loads(dumps(result)), allow_nan=False, sort_keys=True, separators=(",", ":")
-            )
-            atomic_write(data_dir / f"{name}.json", text + "\n")
-            written.append(data_dir / f"{name}.json")
-    rows: list[list[Any]] = [
-        [
-            "cell",
-            "median",
-            "q10",
-            "q90",
-            "window_start",
-            "window_end",
-            "units",
-            "log10_norm_at_T",
-            "pascanu_holds",
-            "meanfield_predicted_slope",
-        ]
-    ]
-    for name in plots.cell_order(experiment["cells"]):
-        s = experiment["cells"][name]
-        r = s.get("decay_rate") or {}
-        window = list(r.get("window", [None, None]))
-        rows.append(
-            [
-                name,
-                r.get("median"),
-                r.get("q10"),
-                r.get("q90"),
-                *window[:2],
-                r.get("units", "decades per step"),
-                ((s.get("log10_spectral_norm") or {}).get("median") or [None])[-1],
-                (s.get("pascanu") or {}).get("holds"),
-                (s.get("meanfield") or {}).get("predicted_slope"),
-            ]
-        )
-    atomic_write(data_dir / "decay_rates.csv", _csv(rows))
-    written.append(data_dir / "decay_rates.csv")
-    if claims is not None:
-        rows = [["id", "title", "holds", "measured", "summary"]]
-        for c in claims.get("claims", []):
-            measured = "; ".join(f"{k}={v}" for k, v in sorted((c.get("measured") or {}).items()))
-            rows.append([c.get("id"), c.get("title"), c.get("holds"), measured, c.get("summary")])
-        atomic_write(data_dir / "claims.csv", _csv(rows))
-        written.append(data_dir / "claims.csv")
-    if sweep is not None:
-        axes = list(sweep["axes"])
-        rows = [[*axes, "decay_rate", "log10_norm_final", "regime"]]
-        for p in sweep["points"]:
-            rows.append(
-                [
-                    *(p["params"].get(a) for a in axes),
-                    p.get("decay_rate"),
-                    p.get("log10_norm_final"),
-                    p.get("regime"),
-                ]
-            )
-        atomic_write(data_dir / "sweep_points.csv", _csv(rows))
-        written.append(data_dir / "sweep_points.csv")
-    return written
+    return cls.from_dict(json.loads(dumps(res.to_dict())), run=res.run)
 
 
 def _looks_like_report(path: Path) -> bool:
@@ -530,10 +96,9 @@ def build_report(
     Raises:
         UsageError: ``out_dir`` is a file, or a non-empty folder that is not a report.
     """
-    exp = _as_dict(experiment, "experiment")
-    assert exp is not None
-    swp, clm = _as_dict(sweep, "sweep"), _as_dict(claims, "claims")
-    if not exp.get("cells"):
+    exp = _typed(experiment, ExperimentResult)
+    swp, clm = _typed(sweep, SweepResult), _typed(claims, ClaimsResult)
+    if not exp.cells:
         raise UsageError("the experiment result has no cells to report")
     out = Path(out_dir)
     if out.exists() and not out.is_dir():
@@ -543,7 +108,10 @@ def build_report(
             f"{out} is a non-empty folder that is not a gradflow report; choose another --out"
         )
     formats = tuple(dict.fromkeys(("svg", *formats)))
-    out.parent.mkdir(parents=True, exist_ok=True)
+    try:  # the user asked for this folder (report --out): make its parents
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise OutputError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
     tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
     try:
         figures = []
@@ -557,7 +125,7 @@ def build_report(
                     max(rc["figure.figsize"][0], 2.0 * ncols),
                     1.75 * nrows + 0.3,
                 )
-            with mpl.rc_context(rc):
+            with mpl.rc_context(cast(Any, rc)):
                 figure = Figure()
                 fig.draw(figure)
                 files = plots.save_figure(figure, tmp / "figures" / fig.stem, formats)
@@ -582,6 +150,7 @@ def build_report(
             progress("pages")
         atomic_write(tmp / "index.html", render_html(context))
         atomic_write(tmp / "report.md", render_markdown(context))
+        atomic_write(tmp / "run.json", dumps(run_metadata(exp, swp, clm)))
         _permissions(tmp)
         _swap_into_place(tmp, out)
     except BaseException:

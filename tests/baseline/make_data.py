@@ -3,8 +3,10 @@
 The numbers are synthetic but shaped like real ones (an RNN decaying at about 0.05 decades per
 step, an LSTM and a GRU decaying slowly, a sweep whose decay rate changes sign where
 ``sigma_w`` crosses about 1.2). They follow the experiment, sweep, claims and analysis JSON
-schemas of SPEC.md exactly. Run ``python tests/baseline/make_data.py`` to regenerate them; the
-golden images in ``tests/baseline/`` must then be regenerated too (``GRADFLOW_REGEN=1``).
+schemas of :mod:`gradflow.results` exactly (``experiment_v1.json`` keeps the schema-version-1
+shape, which :mod:`gradflow.results` still reads). Run ``python tests/baseline/make_data.py``
+to regenerate them; the golden images in ``tests/baseline/`` must then be regenerated too
+(``GRADFLOW_REGEN=1``).
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from gradflow.analysis.cellcard import cell_card
+from gradflow.cells import get_cell
 from gradflow.results import save_json
 
 HERE = Path(__file__).parent / "data"
@@ -27,7 +31,36 @@ def _band(rng: np.random.Generator, slope: float, spread: float, offset: float =
     return {"q10": median - width, "median": median, "q90": median + width}
 
 
+def _v2_band(band: dict) -> dict:
+    return {"levels": [0.1, 0.5, 0.9], "low": band["q10"], "median": band["median"],
+            "high": band["q90"]}  # fmt: skip
+
+
 def experiment() -> dict:
+    """Schema version 2: bands that carry their levels, a card per cell, no timings."""
+    data = experiment_v1()
+    for name, c in data["cells"].items():
+        for key in ("log10_spectral_norm", "log10_frobenius_norm", "log10_spectral_norm_hidden"):
+            c[key] = _v2_band(c[key])
+        c["paths"] = {p: _v2_band(b) for p, b in c["paths"].items()}
+        c["quantiles"] = [0.1, 0.9]
+        c["init"] = {"scheme": "torch"}
+        r = c["decay_rate"]
+        c["decay_rate"] = {
+            "median": r["median"],
+            "low": r["q10"],
+            "high": r["q90"],
+            "levels": [0.1, 0.5, 0.9],
+            "window": r["window"],
+            "units": r["units"],
+        }
+        c["card"] = cell_card(get_cell(name)).to_dict()
+    data["schema_version"] = 2
+    del data["timing"]
+    return data
+
+
+def experiment_v1() -> dict:
     rng = np.random.default_rng(0)
     cells = {}
     spec = {"rnn": (-0.05, 1, 0.02), "lstm": (-0.012, 2, 0.01), "gru": (-0.006, 1, 0.008)}
@@ -106,7 +139,7 @@ def sweep() -> dict:
                 }
             )
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "kind": "sweep",
         "name": "rnn sigma_w x sigma_b",
         "config": {"cell": "rnn", "steps": T},
@@ -142,7 +175,7 @@ def claims() -> dict:
         ),
     ]
     return {
-        "schema_version": 1,
+        "schema_version": 2,
         "kind": "claims",
         "claims": [
             {
@@ -199,6 +232,7 @@ def analysis() -> dict:
 if __name__ == "__main__":
     for name, fn in (
         ("experiment", experiment),
+        ("experiment_v1", experiment_v1),
         ("sweep", sweep),
         ("claims", claims),
         ("analysis", analysis),

@@ -1,0 +1,176 @@
+r"""Running an experiment: every ``(cell, seed)`` pair through :func:`gradflow.engine.analyze`.
+
+Seeds: run ``(cell, seed)`` draws its parameters from
+``SeedSequence([seed, zlib.crc32(cell_name)])`` and its inputs from
+``SeedSequence([seed, zlib.crc32("inputs")])``: every cell of one seed sees the same inputs
+(common random numbers), and no number depends on the order in which runs execute.
+"""
+
+from __future__ import annotations
+
+import sys
+import time
+import zlib
+from collections.abc import Callable
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from .._version import __version__
+from ..cells import Cell, get_cell
+from ..cells.parse import load_cell_file
+from ..engine import analyze
+from ..errors import ConfigError
+from ..initialisers import Init, initialise, make_inputs, memory_gates, sigmoid_gates, update_gate
+from ..results import AnalysisResult, ExperimentResult
+from ..weights import load_inputs
+from .cellcard import cell_card
+from .config import ExperimentConfig, Progress
+from .summarise import summarise_cell
+
+
+def seed_sequence(seed: int, tag: str) -> np.random.SeedSequence:
+    """``SeedSequence([seed, zlib.crc32(tag)])``: the same in every process and Python version."""
+    return np.random.SeedSequence([int(seed), zlib.crc32(tag.encode("utf-8"))])
+
+
+def resolve_cells(config: ExperimentConfig) -> list[Cell]:
+    """The :class:`~gradflow.cells.Cell` objects the config names, in its order."""
+    cells = []
+    for entry in config.cells:
+        cells.append(load_cell_file(entry) if entry.endswith(".toml") else get_cell(entry))
+    names = [c.name for c in cells]
+    if len(set(names)) != len(names):
+        raise ConfigError(f"cells must have distinct names, got {names}")
+    return cells
+
+
+def cell_init(init: Init, cell: Cell) -> Init:
+    """``init`` without the gate options ``cell`` has no gate for.
+
+    One config can compare an RNN with an LSTM that has ``forget_bias = 1``: the RNN simply
+    has no forget gate, so the option does not apply to it.
+    """
+    changes: dict[str, Any] = {}
+    if init.forget_bias is not None and "a_f" not in sigmoid_gates(cell):
+        changes["forget_bias"] = None
+    if init.update_bias is not None and update_gate(cell) is None:
+        changes["update_bias"] = None
+    if init.chrono_tmax is not None and not memory_gates(cell):
+        changes["chrono_tmax"] = None
+    return replace(init, **changes) if changes else init
+
+
+def experiment_inputs(config: ExperimentConfig, seed: int) -> np.ndarray:
+    """The ``(T, B, d)`` inputs of ``seed``; a file goes through the one ``.npy`` loader,
+    :func:`gradflow.weights.load_inputs`, so ``analyze --inputs`` and ``inputs.kind = "file"``
+    accept exactly the same files."""
+    inp = config.inputs
+    T, B, d = config.steps, config.batch, config.input_size
+    if inp.kind == "file":
+        assert inp.path is not None
+        x = load_inputs(inp.path, input_size=d)
+        if x.shape[:2] != (T, B):
+            raise ConfigError(
+                f"{inp.path}: inputs have shape {x.shape}; the config asks for "
+                f"(steps, batch, input_size) = ({T}, {B}, {d})"
+            )
+        return x
+    rng = np.random.default_rng(seed_sequence(seed, "inputs"))
+    return make_inputs(inp.kind, T, B, d, rng, scale=inp.scale, value=inp.value)
+
+
+def run_cell(
+    config: ExperimentConfig, cell: Cell, seed: int, init: Init | None = None
+) -> tuple[AnalysisResult, dict[str, np.ndarray], np.ndarray]:
+    """One run: draw ``cell``'s parameters and the inputs for ``seed``, then analyse.
+
+    Returns:
+        ``(AnalysisResult, params, inputs)``.
+    """
+    n, d = config.hidden_size, config.input_size
+    init = cell_init(config.init, cell) if init is None else init
+    params = initialise(cell, n, d, init, np.random.default_rng(seed_sequence(seed, cell.name)))
+    x = experiment_inputs(config, seed)
+    result = analyze(cell, params, x, backend=config.backend, **config.quantities.analyze_kwargs())
+    return result, params, x
+
+
+def progress_bar(progress: Progress, total: int, desc: str) -> Callable[[], None]:
+    """A ``tick()`` that advances a tqdm bar on stderr, or calls ``progress(done, total)``.
+
+    The bar is off when ``progress`` is false or stderr is not a terminal, and it appears
+    only for work that lasts longer than a second (tqdm's ``delay``).
+    """
+    done = [0]
+    if callable(progress):
+
+        def tick() -> None:
+            done[0] += 1
+            progress(done[0], total)
+
+        return tick
+    from tqdm import tqdm
+
+    bar = tqdm(
+        total=total,
+        desc=desc,
+        file=sys.stderr,
+        delay=1.0,
+        leave=False,
+        disable=not progress or not sys.stderr.isatty(),
+    )
+
+    def tick_bar() -> None:
+        bar.update()
+        done[0] += 1
+        if done[0] >= total:
+            bar.close()
+
+    return tick_bar
+
+
+def run_experiment(config: ExperimentConfig, progress: Progress = True) -> ExperimentResult:
+    """Run every ``(cell, seed)`` of ``config`` and summarise each cell over its runs.
+
+    Args:
+        config: the experiment.
+        progress: ``True`` for a tqdm bar on stderr (only on a terminal, only after a
+            second), ``False``/``None`` for none, or a callable ``progress(done, total)``.
+
+    Returns:
+        An :class:`ExperimentResult` (the ``"experiment"`` JSON schema).
+
+    References:
+        [pascanu2013] for the bound; [poole2016] for the mean-field prediction.
+    """
+    start = time.perf_counter()
+    cells = resolve_cells(config)
+    inits = [cell_init(config.init, c) for c in cells]
+    tick = progress_bar(progress, len(cells) * len(config.seeds), config.name)
+    summaries = {}
+    for entry, cell, init in zip(config.cells, cells, inits, strict=True):
+        runs = []
+        for seed in config.seeds:
+            runs.append(run_cell(config, cell, seed, init))
+            tick()
+        source = _source(entry) if entry.endswith(".toml") else None
+        summaries[cell.name] = summarise_cell(config, cell, init, runs, cell_card(cell, source))
+    return ExperimentResult(
+        name=config.name,
+        config=config.to_dict(),
+        seeds=tuple(config.seeds),
+        cells=summaries,
+        gradflow_version=__version__,
+        run={"total_s": time.perf_counter() - start},
+    )
+
+
+def _source(path: str) -> str | None:
+    """The text of a cell file, carried in the result so a report needs no file system."""
+    try:
+        return Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError):
+        return None

@@ -1,0 +1,188 @@
+"""What a report shows, as plain data for the HTML and Markdown templates.
+
+A cell's equations and Jacobian come from the :class:`~gradflow.results.CellCard` its summary
+carries: nothing is read from a cell file or derived again.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from typing import Any
+
+from .. import plots
+from .._version import __version__
+from ..results import ClaimsResult, ExperimentResult, SweepResult
+from .html import card_math, slug
+
+_INIT_CITATIONS = {
+    "torch": "paszke2019",
+    "orthogonal": "saxe2014",
+    "identity": "le2015irnn",
+    "forget_bias": "jozefowicz2015",
+    "chrono_tmax": "tallec2018chrono",
+}
+_CLAIM_CITATIONS = (
+    "poole2016",
+    "pascanu2013",
+    "hochreiter1997",
+    "gers2000forget",
+    "jozefowicz2015",
+    "cho2014",
+    "srivastava2015highway",
+)
+
+
+def citation_keys(
+    experiment: ExperimentResult,
+    sweep: SweepResult | None,
+    claims: ClaimsResult | None,
+    cells: Sequence[Any],
+) -> list[str]:
+    """The citation keys of every cell and method a report uses, each once, in order."""
+    keys = [k for c in cells for k in getattr(c, "citations", ())]
+    summaries = experiment.cells.values()
+    if any(s.pascanu for s in summaries):
+        keys.append("pascanu2013")
+    if any(s.meanfield for s in summaries) or sweep is not None:
+        keys.append("poole2016")
+    if any(s.lyapunov_exponents is not None for s in summaries):
+        keys.append("benettin1980")
+    init = experiment.config.get("init") or {}
+    if init.get("scheme") in _INIT_CITATIONS:
+        keys.append(_INIT_CITATIONS[init["scheme"]])
+    keys += [_INIT_CITATIONS[k] for k in ("forget_bias", "chrono_tmax") if init.get(k)]
+    if claims is not None:
+        keys += list(_CLAIM_CITATIONS)
+    keys.append("okabeito2008")  # the figures' palette
+    return list(dict.fromkeys(keys))
+
+
+def _references(keys: Sequence[str], cells: Sequence[Any]) -> list[str]:
+    """One line per reference; a user cell without citation keys contributes its text."""
+    from ..citations import text
+    from ..errors import GradflowError
+
+    lines = []
+    for key in keys:
+        try:
+            lines.append(text(key))
+        except GradflowError:  # an unknown key in a user cell must not sink the report
+            continue
+    lines += [
+        f"{c.name}: {c.reference}"
+        for c in cells
+        if getattr(c, "reference", "") and not getattr(c, "citations", ())
+    ]
+    return lines
+
+
+def report_context(
+    experiment: ExperimentResult,
+    sweep: SweepResult | None,
+    claims: ClaimsResult | None,
+    figures: list[dict[str, Any]],
+    data_files: list[str],
+    config_source: tuple[str, str] | None = None,
+) -> dict[str, Any]:
+    """Everything the HTML and Markdown templates show, as plain data.
+
+    A cell's equations and Jacobian come from the :class:`~gradflow.results.CellCard` its
+    summary carries: nothing is read from a cell file or derived again.
+    """
+    names = plots.cell_order(experiment.cells)
+    first = experiment.cells[names[0]]
+    cells, rows, cards = [], [], []
+    for i, name in enumerate(names):
+        s = experiment.cells[name]
+        anchor = f"cell-{i + 1}-{slug(name)}"
+        card = s.card
+        entry: dict[str, Any] = {
+            "name": name,
+            "anchor": anchor,
+            "missing": "" if card is not None else "the result carries no equations for it",
+            "math": None,
+            "latex": None,
+            "description": (card.description if card else "") or "user-defined cell",
+            "reference": card.reference if card else "",
+            "state": list(card.state) if card else [],
+            "sizes": f"n = {s.hidden_size}, d = {s.input_size}, T = {s.steps}",
+        }
+        if card is not None:
+            cards.append(card)
+            entry["math"] = card_math(card)
+            entry["latex"] = {
+                "equations": [tuple(tex.split(" = ", 1)) for _, tex in card.equations],
+                "jacobian": [
+                    (label, [tuple(tex.split(" = ", 1)) for _, tex in lines])
+                    for label, lines in card.jacobian
+                ],
+            }
+        cells.append(entry)
+        rate = s.decay_rate
+        rows.append(
+            {
+                "name": name,
+                "anchor": anchor,
+                "median": rate.median,
+                "low": rate.low,
+                "high": rate.high,
+                "window": "\u2013".join(str(k) for k in rate.window),
+                "final": float(s.log10_spectral_norm.median[-1]),
+                "pascanu": s.pascanu.holds if s.pascanu else None,
+                "meanfield": s.meanfield.predicted_slope if s.meanfield else None,
+            }
+        )
+    configs = []
+    if config_source is not None:
+        configs.append((f"experiment configuration ({config_source[0]})", config_source[1], "toml"))
+    configs.append(
+        (
+            "experiment configuration (resolved)",
+            json.dumps(dict(experiment.config), indent=2, sort_keys=True),
+            "json",
+        )
+    )
+    sweep_ctx = None
+    if sweep is not None:
+        configs.append(
+            (
+                "sweep configuration",
+                json.dumps(dict(sweep.config), indent=2, sort_keys=True),
+                "json",
+            )
+        )
+        counts: dict[str, int] = {}
+        for p in sweep.points:
+            counts[p.regime] = counts.get(p.regime, 0) + 1
+        sweep_ctx = {
+            "name": sweep.name,
+            "n_points": len(sweep.points),
+            "axes": [(a, [_short(v) for v in vals]) for a, vals in sweep.axes.items()],
+            "counts": sorted(counts.items()),
+            "figure": "phase_diagram" if any(f["id"] == "phase_diagram" for f in figures) else None,
+        }
+    claim_rows = None
+    if claims is not None:
+        claim_rows = [{**c.to_dict(), "measured": list(c.measured.items())} for c in claims.claims]
+    band = first.log10_spectral_norm
+    return {
+        "title": experiment.name,
+        "version": __version__,
+        "result_version": experiment.gradflow_version,
+        "seeds": list(experiment.seeds),
+        "runs_text": f"{first.runs} runs per cell",
+        "band_text": band.label,
+        "cells": cells,
+        "decay_rows": rows,
+        "claims": claim_rows,
+        "sweep": sweep_ctx,
+        "figures": figures,
+        "references": _references(citation_keys(experiment, sweep, claims, cards), cards),
+        "configs": configs,
+        "data_files": data_files,
+    }
+
+
+def _short(value: Any) -> str:
+    return f"{value:.4g}" if isinstance(value, float) else str(value)

@@ -1,0 +1,95 @@
+"""The data folder of a report: the results as compact JSON and CSV tables.
+
+Every file is a function of the results' data alone, so two runs with one seed write the same
+bytes; timings go to the report's ``run.json`` (:func:`run_metadata`).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write
+from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+
+
+def _csv(rows: list[list[Any]]) -> str:
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(rows)
+    return buf.getvalue()
+
+
+def write_tables(
+    experiment: ExperimentResult,
+    sweep: SweepResult | None,
+    claims: ClaimsResult | None,
+    data_dir: Path,
+) -> list[Path]:
+    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``.
+
+    Every file is a function of the results' data alone: two runs with one seed write the same
+    bytes (timings go to the report's ``run.json``, see :func:`run_metadata`)."""
+    written = []
+    for name, result in (("experiment", experiment), ("sweep", sweep), ("claims", claims)):
+        if result is not None:  # compact: strict JSON without indentation, in the run order
+            atomic_write(
+                data_dir / f"{name}.json", dumps(result.to_dict(), compact=True), parents=True
+            )
+            written.append(data_dir / f"{name}.json")
+    band = next(iter(experiment.cells.values())).decay_rate
+    low, high = (f"q{round(band.levels[0] * 100)}", f"q{round(band.levels[2] * 100)}")
+    rows: list[list[Any]] = [
+        [
+            "cell",
+            "median",
+            low,
+            high,
+            "window_start",
+            "window_end",
+            "units",
+            "log10_norm_at_T",
+            "pascanu_holds",
+            "meanfield_predicted_slope",
+        ]
+    ]
+    for name, s in experiment.cells.items():
+        r = s.decay_rate
+        rows.append(
+            [
+                name,
+                r.median,
+                r.low,
+                r.high,
+                *r.window,
+                r.units,
+                float(s.log10_spectral_norm.median[-1]),
+                s.pascanu.holds if s.pascanu else None,
+                s.meanfield.predicted_slope if s.meanfield else None,
+            ]
+        )
+    atomic_write(data_dir / "decay_rates.csv", _csv(rows))
+    written.append(data_dir / "decay_rates.csv")
+    if claims is not None:
+        rows = [["id", "title", "holds", "measured", "summary"]]
+        for c in claims.claims:
+            measured = "; ".join(f"{k}={v}" for k, v in c.measured.items())
+            rows.append([c.id, c.title, c.holds, measured, c.summary])
+        atomic_write(data_dir / "claims.csv", _csv(rows))
+        written.append(data_dir / "claims.csv")
+    if sweep is not None:
+        axes = list(sweep.axes)
+        rows = [[*axes, "decay_rate", "log10_norm_final", "regime"]]
+        for p in sweep.points:
+            rows.append(
+                [*(p.params.get(a) for a in axes), p.decay_rate, p.log10_norm_final, p.regime]
+            )
+        atomic_write(data_dir / "sweep_points.csv", _csv(rows))
+        written.append(data_dir / "sweep_points.csv")
+    return written
+
+
+def run_metadata(*results: Result | None) -> dict[str, Any]:
+    """The volatile metadata (timings) of each result, by kind, for the report's ``run.json``."""
+    return {r.kind: dict(r.run) for r in results if r is not None and r.run}
