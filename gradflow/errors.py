@@ -46,3 +46,7 @@ class BackendError(GradflowError):
 
 class NumericalError(GradflowError):
     """A rollout produced NaN or inf (reported with the step and sequence)."""
+
+
+class CellUpdateError(CellError):
+    """A cell's update does not give exactly one earlier node for each state vector."""
