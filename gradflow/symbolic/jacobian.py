@@ -23,6 +23,7 @@ import sympy as sp
 
 from ..cells.graph import Affine, Cell, Elementwise
 from ..errors import CellError
+from .render import jacobian_latex, jacobian_mathml
 
 ONE = sp.S.One
 #: A derivation with more terms than this is refused (chained affine nodes multiply terms).
@@ -165,14 +166,10 @@ class BlockJacobian:
 
     def latex(self) -> str:
         """LaTeX as a paper writes it, e.g. ``\\operatorname{diag}(1 - h_t^2) W_{hh}``."""
-        from .render import jacobian_latex
-
         return jacobian_latex(self)
 
     def mathml(self) -> str:
         """Presentation MathML (a fragment, without the ``<math>`` element)."""
-        from .render import jacobian_mathml
-
         return jacobian_mathml(self)
 
     def _repr_latex_(self) -> str:
@@ -192,8 +189,6 @@ class JacobianPaths:
         return f"additive path:\n{add}\nmultiplicative path:\n{mul}"
 
     def latex(self) -> str:
-        from .render import jacobian_latex
-
         return (
             r"J^{\mathrm{add}} = "
             + jacobian_latex(self.additive, bare=True)
