@@ -17,12 +17,15 @@ lambdify at n = 5); d alternates 2 / 3. The whole file runs in well under a minu
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import expit
 
 from gradflow.cells import CATALOGUE, Affine, Cell, load_cell_file
@@ -194,3 +197,127 @@ def test_every_cell_is_covered() -> None:
     assert set(USER_CELLS) == {"leaky-rnn", "janet"}
     for name, cell in USER_CELLS.items():
         assert cell.name == name  # file stem and declared name agree
+
+
+# -- bounded work (issue 13): the derivation refuses compounding chains, naming the line ------
+def _chain_file(tmp_path: Path, lines: list[str], last: str) -> Path:
+    text = "\n".join(['name = "chain"', 'state = ["h"]', "[equations]", *lines])
+    path = tmp_path / "chain.toml"
+    path.write_text(text + f'\n[update]\nh = "{last}"\n', "utf-8")
+    return path
+
+
+def test_fibonacci_chain_of_products_is_refused_at_its_line(tmp_path: Path) -> None:
+    # The 625-byte file of issue 13: e_k = tanh(e_{k-1} e_{k-2}), k = 3..24; the derivative
+    # doubles (Fibonacci) with each equation.
+    from gradflow.errors import CellError
+    from gradflow.symbolic.jacobian import MAX_DERIVATIVE_OPS, state_jacobian
+
+    lines = ['a = "W @ x + U @ h + b"', 'e_1 = "tanh(a)"', 'e_2 = "tanh(e_1 * h)"']
+    lines += [f'e_{k} = "tanh(e_{k - 1}*e_{k - 2})"' for k in range(3, 25)]
+    path = _chain_file(tmp_path, lines, "e_24")
+    assert path.stat().st_size < 1000
+    cell = load_cell_file(path)
+    with pytest.raises(CellError) as info:
+        state_jacobian(cell)
+    msg = str(info.value)
+    # e_12 is line 16 of the file (3 header lines, then a, e_1, e_2, e_3 ... e_12)
+    assert msg.startswith(f"{path}:16: equation 'e_12': its derivative has more than ")
+    assert str(MAX_DERIVATIVE_OPS) in msg and "\n" not in msg
+
+
+def test_long_chain_of_sums_is_refused_at_its_line(tmp_path: Path) -> None:
+    # 200 equations a_k = tanh(a_{k-1}) + h: the derivative nests one level deeper each line.
+    from gradflow.errors import CellError
+    from gradflow.symbolic.jacobian import MAX_DERIVATIVE_DEPTH, state_jacobian
+
+    lines = ['a_1 = "tanh(h)"'] + [f'a_{k} = "tanh(a_{k - 1}) + h"' for k in range(2, 201)]
+    cell = load_cell_file(_chain_file(tmp_path, lines, "a_200"))
+    with pytest.raises(
+        CellError,
+        match=rf"chain.toml:\d+: equation 'a_\d+': its derivative is "
+        rf"nested more than {MAX_DERIVATIVE_DEPTH} levels deep",
+    ):
+        state_jacobian(cell)
+
+
+def test_chains_within_the_limits_still_derive_correctly(tmp_path: Path) -> None:
+    # 30 chained sums: below the limits, and the matrix form equals the explicit Jacobian.
+    from gradflow.symbolic.jacobian import state_jacobian
+
+    lines = ['a_1 = "tanh(h)"'] + [f'a_{k} = "tanh(a_{k - 1}) + h"' for k in range(2, 31)]
+    cell = load_cell_file(_chain_file(tmp_path, lines, "a_30"))
+    state_jacobian(cell)
+    rng = np.random.default_rng(7)
+    _check_against_explicit(cell, 2, 1, rng)
+
+
+def _check_against_explicit(cell: Cell, n: int, d: int, rng: np.random.Generator) -> None:
+    step = explicit_step(cell, n, d)
+    ev = Evaluator(cell)
+    params, x, s = random_point(cell, n, d, rng)
+    syms, vals = explicit_values(step, cell, params, x, s)
+    want = np.asarray(sp.lambdify(syms, step.jacobian, modules=MODULES)(*vals), float)
+    # both exact formulas in float64: rounding only (as in the test above)
+    np.testing.assert_allclose(ev.matrix_jacobian(params, x, s), want, rtol=1e-10, atol=1e-12)
+
+
+def test_expression_size_counts_the_printed_tree_in_linear_time() -> None:
+    from gradflow.symbolic.jacobian import expression_size
+
+    x, g = sp.Symbol("x"), sp.Function("g")
+    e = x
+    for _ in range(200):  # printed size ~2^200: only ~600 distinct sub-expressions
+        e = g(sp.Mul(e, sp.Add(e, 1, evaluate=False), evaluate=False))
+    size, depth = expression_size(e, limit=10**6)
+    assert size > 10**6  # stopped counting past the limit, did not walk 2^200 nodes
+    assert expression_size(sp.tanh(x * x + 1)) == (6, 4)  # tanh(Add(Mul(x, x)... as stored
+
+
+# -- derivation-size fuzzer ------------------------------------------------------------------
+_FUNCS = ["tanh", "sigmoid", "softplus", "sin", ""]
+
+
+@st.composite
+def _chained_cells(draw: st.DrawFn) -> list[str]:
+    """Random chains of elementwise equations, each using one or two earlier vectors."""
+    k = draw(st.integers(2, 40))
+    lines = ['a = "W @ x + U @ h + b"']
+    names = ["h", "a"]
+    for i in range(k):
+        f = draw(st.sampled_from(_FUNCS))
+        u = draw(st.sampled_from(names[-4:]))
+        v = draw(st.sampled_from(names[-4:]))
+        op = draw(st.sampled_from(["*", "+", "-"]))
+        body = f"{u} {op} {v}"
+        lines.append(f'e_{i} = "{f}({body})"' if f else f'e_{i} = "{body}"')
+        names.append(f"e_{i}")
+    return lines
+
+
+@settings(max_examples=25, deadline=None)
+@given(lines=_chained_cells())
+def test_derivation_size_fuzz(tmp_path_factory: pytest.TempPathFactory, lines: list[str]) -> None:
+    """Every random chain either derives, with every node's derivative within the documented
+    bounds, or is refused with one line naming the equation and its line in the file."""
+    from gradflow.errors import CellError
+    from gradflow.symbolic.jacobian import (
+        MAX_DERIVATIVE_DEPTH,
+        MAX_DERIVATIVE_OPS,
+        expression_size,
+        state_jacobian,
+    )
+
+    path = _chain_file(tmp_path_factory.mktemp("fuzz"), lines, lines[-1].split(" ")[0])
+    cell = load_cell_file(path)
+    try:
+        jac = state_jacobian.__wrapped__(cell)  # uncached: every example derives afresh
+    except CellError as err:
+        msg = str(err)
+        assert re.match(rf"{re.escape(str(path))}:\d+: equation 'e_\d+': its derivative ", msg)
+        assert "\n" not in msg
+        return
+    for _, _, term in jac.terms():
+        for dg in term.diags:
+            ops, depth = expression_size(dg)
+            assert ops <= MAX_DERIVATIVE_OPS and depth <= MAX_DERIVATIVE_DEPTH

@@ -185,45 +185,45 @@ class Cell:
         self._validate()
 
     # -- validation: the one place of the cell invariants --------------------------------
-    def _fail(self, problem: str, key: str | None = None, label: str | None = None) -> CellError:
-        """The error for ``problem``, located at ``key`` (a node or top-level key) when the
-        cell came from a file, and labelled e.g. ``equation 'a'``."""
+    def error_at(self, problem: str, key: str | None = None, label: str | None = None) -> CellError:
+        """The error for ``problem``, located at ``key`` (a node or top-level key: the file and
+        line when the cell came from a file), and labelled e.g. ``equation 'a'``."""
         where = self.origin.at(key) if self.origin is not None else f"cell {self.name!r}"
         return CellError(f"{where}: {label}: {problem}" if label else f"{where}: {problem}")
 
     def _fail_update(self, problem: str, key: str, label: str) -> CellUpdateError:
-        return CellUpdateError(str(self._fail(problem, key, label)))
+        return CellUpdateError(str(self.error_at(problem, key, label)))
 
     def _validate(self) -> None:
         try:
             check_cell_name(self.name)
         except CellError as err:
-            raise self._fail(str(err), "name") from None
+            raise self.error_at(str(err), "name") from None
         if not self.state:
-            raise self._fail(f"cell {self.name!r} has no state vectors", "state")
+            raise self.error_at(f"cell {self.name!r} has no state vectors", "state")
         try:
             check_name(self.input, "input")
         except CellError as err:
-            raise self._fail(str(err), "input", "input") from None
+            raise self.error_at(str(err), "input", "input") from None
         defined: dict[str, str] = {self.input: "input"}
         for s in self.state:
             try:
                 check_name(s, "state")
             except CellError as err:
-                raise self._fail(str(err), "state", "state") from None
+                raise self.error_at(str(err), "state", "state") from None
             if s in defined:
-                raise self._fail(f"{s!r} is defined twice", "state", "state")
+                raise self.error_at(f"{s!r} is defined twice", "state", "state")
             defined[s] = "state"
         node_names = {nd.name for nd in self.nodes if isinstance(nd, Affine | Elementwise)}
         params: dict[str, str] = {}
         weight_cols: dict[str, str] = {}
         for node in self.nodes:
             if not isinstance(node, Affine | Elementwise):
-                raise self._fail(f"unknown node type {type(node).__name__}")
+                raise self.error_at(f"unknown node type {type(node).__name__}")
             label = f"equation {_short(node.name)}"
 
             def fail(problem: str, node: Node = node, label: str = label) -> CellError:
-                return self._fail(problem, node.name, label)
+                return self.error_at(problem, node.name, label)
 
             try:
                 check_name(node.name, "node")
@@ -320,7 +320,7 @@ class Cell:
         if self.torch_layout is not None:
             listed = [p for _, ps in self.torch_layout for p in ps]
             if sorted(listed) != sorted(params):
-                raise self._fail("torch_layout does not list every parameter")
+                raise self.error_at("torch_layout does not list every parameter")
 
     # -- structure ------------------------------------------------------------------------
     @cached_property
