@@ -22,7 +22,6 @@ from functools import lru_cache
 import sympy as sp
 
 from ..cells.graph import Affine, Cell, Elementwise
-from ..errors import CellError
 from .render import jacobian_latex, jacobian_mathml
 
 ONE = sp.S.One
