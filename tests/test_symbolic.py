@@ -321,3 +321,61 @@ def test_derivation_size_fuzz(tmp_path_factory: pytest.TempPathFactory, lines: l
         for dg in term.diags:
             ops, depth = expression_size(dg)
             assert ops <= MAX_DERIVATIVE_OPS and depth <= MAX_DERIVATIVE_DEPTH
+
+
+# -- rendering (issue 12): complete MathML, text forms, short reprs ---------------------------
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_mathml_is_a_complete_valid_xml_math_element(name: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    from gradflow.symbolic.render import jacobian_latex
+
+    jac = CATALOGUE[name].jacobian()
+    text = jac.mathml()
+    # numeric character references only, besides XML's own (&amp; &lt; &gt; in the LaTeX)
+    assert not set(re.findall(r"&([A-Za-z]+);", text)) - {"amp", "lt", "gt"}
+    math = ET.fromstring(text)  # raises on invalid XML, e.g. &InvisibleTimes;
+    ns = "{http://www.w3.org/1998/Math/MathML}"
+    assert math.tag == f"{ns}math" and math.get("display") == "block"
+    (sem,) = math.findall(f"{ns}semantics")
+    row, note = list(sem)
+    assert note.get("encoding") == "application/x-tex" and note.text == jacobian_latex(jac)
+    # the left-hand side: a fraction of partials, then "="
+    assert row[0].tag == f"{ns}mfrac" and "\u2202" in "".join(row[0].itertext())
+    assert row[1].text == "="
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_repr_is_short_and_jupyter_gets_every_form(name: str) -> None:
+    jac = CATALOGUE[name].jacobian()
+    text = repr(jac)
+    assert len(text) < 200 and "\n" not in text and repr(name) in text
+    bundle = jac._repr_mimebundle_()
+    assert bundle["text/plain"] == str(jac)
+    assert bundle["text/latex"].startswith("$\\displaystyle \\frac{\\partial")
+    assert bundle["text/html"].startswith("<math")
+    assert len(repr(jac.paths())) < 100
+
+
+def test_equations_text_is_text_not_latex() -> None:
+    from gradflow.symbolic.render import equations_text
+
+    lines = equations_text(CATALOGUE["lstm"])
+    assert lines[4] == "i = sigmoid(a_i)"
+    assert lines[-2:] == ["c_t = c_{t-1}*f + g*i", "h_t = o*tanh(c_t)"]
+    assert lines[0] == "a_i = W_ii @ x_t + W_hi @ h_{t-1} + b_ii + b_hi"
+    assert not any("\\" in line for line in lines)
+
+
+def test_explicit_text_is_one_entry_per_line() -> None:
+    from gradflow.symbolic.render import explicit_text
+
+    J = CATALOGUE["lstm"].jacobian(n=2)
+    text = explicit_text(J)
+    lines = text.splitlines()
+    nonzero = sum(1 for e in J if e != 0)
+    assert len(lines) == nonzero + 1 and lines[-1] == f"(4x4; {16 - nonzero} entries are 0)"
+    # each line holds exactly one entry
+    entries = [(i, j) for i in range(4) for j in range(4) if J[i, j] != 0]
+    for line, (i, j) in zip(lines, entries, strict=False):
+        assert line == f"J[{i + 1},{j + 1}] = {sp.sstr(J[i, j], order='none')}"

@@ -22,7 +22,7 @@ from functools import lru_cache
 import sympy as sp
 
 from ..cells.graph import Affine, Cell, Elementwise
-from .render import jacobian_latex, jacobian_mathml
+from .render import jacobian_latex, jacobian_mathml_element, text_names
 
 ONE = sp.S.One
 #: A derivation with more terms than this is refused (chained affine nodes multiply terms).
@@ -125,15 +125,7 @@ def own_value_rules(cell: Cell) -> dict[sp.Expr, sp.Symbol]:
     }
 
 
-def text_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
-    """Plain-text names: the node updating ``h`` shows as ``h_t``, the previous state as
-    ``h_{t-1}``."""
-    names = {cell.symbol(s): sp.Symbol(f"{s}_{{t-1}}") for s in cell.state}
-    names.update({cell.symbol(node): sp.Symbol(f"{s}_t") for s, node in cell.update})
-    return names
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BlockJacobian:
     """The state Jacobian as blocks of :class:`Term` sums.
 
@@ -199,14 +191,33 @@ class BlockJacobian:
         return jacobian_latex(self)
 
     def mathml(self) -> str:
-        """Presentation MathML (a fragment, without the ``<math>`` element)."""
-        return jacobian_mathml(self)
+        """A complete ``<math display="block">`` element: left-hand side, presentation MathML,
+        and the LaTeX as a ``<semantics>`` annotation; valid XML (numeric character
+        references only)."""
+        return jacobian_mathml_element(self)
+
+    def __repr__(self) -> str:
+        n_terms = sum(1 for _ in self.terms())
+        m = len(self.state)
+        weights = ", ".join(sorted(self.weights)) or "none"
+        return (
+            f"<BlockJacobian of {self.cell.name!r} ({self.path}): {m}x{m} blocks over "
+            f"({', '.join(self.state)}), {n_terms} terms; weights: {weights}>"
+        )
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.latex()}$"
 
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """Jupyter: plain text, LaTeX (MathJax) and MathML (rendered natively in HTML)."""
+        return {
+            "text/plain": str(self),
+            "text/latex": self._repr_latex_(),
+            "text/html": self.mathml(),
+        }
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class JacobianPaths:
     """A Jacobian split into its additive and multiplicative parts."""
 
@@ -226,8 +237,15 @@ class JacobianPaths:
             + jacobian_latex(self.multiplicative, bare=True)
         )
 
+    def __repr__(self) -> str:
+        return f"<JacobianPaths of {self.additive.cell.name!r}: additive + multiplicative>"
+
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.latex()}$"
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """Jupyter: plain text and LaTeX."""
+        return {"text/plain": str(self), "text/latex": self._repr_latex_()}
 
 
 @lru_cache(maxsize=256)
