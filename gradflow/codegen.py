@@ -56,7 +56,7 @@ from .errors import CellError, NumericalError
 from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
 
 
-class sech2(sp.Function):  # noqa: N801 - named like the SymPy functions it stands beside
+class sech2(sp.Function):  # type: ignore[misc]  # noqa: N801 - SymPy ships no types
     r"""``sech(x)^2 = 1 - tanh(x)^2``, the derivative of tanh, in a form exact in both tails.
 
     Used only by the code generator (see :func:`tail_exact`); printed as ``_sech2(x)``.
@@ -367,7 +367,7 @@ def _gen_apply(
                     folded.add(i)
                 parts.append(f"P{i} @ G{i}{j}")
         else:
-            groups: dict[tuple, list[tuple[int, Term]]] = {}
+            groups: dict[tuple[object, ...], list[tuple[int, Term]]] = {}
             for i, t in weighted:
                 groups.setdefault((t.weights, t.diags[1:]), []).append((i, t))
             for members in groups.values():
@@ -446,7 +446,10 @@ class Kernels:
                     if src == cell.input:
                         d = int(np.shape(params[w])[1])
         q: dict[str, Any] = {"n": n, "d": d}
-        conv = lambda a: xp.asarray(np.asarray(a, dtype=dtype))  # noqa: E731
+
+        def conv(a: Any) -> Any:
+            return xp.asarray(np.asarray(a, dtype=dtype))
+
         ux = np.zeros((d, len(self.layout.affine) * n), dtype=dtype)
         bx = np.zeros(len(self.layout.affine) * n, dtype=dtype)
         for k, name in enumerate(self.layout.affine):

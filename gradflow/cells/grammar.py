@@ -184,8 +184,8 @@ def constant_value(expr: sp.Expr, memo: dict[sp.Expr, float] | None = None) -> f
         ) from None
     if not math.isfinite(value) or abs(value) > MAX_CONSTANT_VALUE:
         raise too_large
-    memo[expr] = value
-    return value
+    memo[expr] = float(value)
+    return float(value)
 
 
 def check_numbers(expr: sp.Expr, memo: dict[sp.Expr, float] | None = None) -> sp.Expr:

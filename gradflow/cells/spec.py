@@ -226,7 +226,9 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             update=update,
             input=input_name,
             origin=src.origin(),
-            **texts,
+            reference=texts["reference"],
+            description=texts["description"],
+            convention=texts["convention"],
         )
     except CellUpdateError as err:  # the file's own words for it, if it has them
         raise update_problem or EquationError(str(err)) from None

@@ -14,6 +14,7 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
@@ -35,7 +36,7 @@ class ExplicitStep:
         jacobian: ``new_state.jacobian(state)``.
     """
 
-    symbols: dict[str, list]
+    symbols: dict[str, list[Any]]
     state: sp.Matrix
     new_state: sp.Matrix
     jacobian: sp.Matrix
@@ -45,7 +46,7 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     """Unroll one step of ``cell`` with hidden size ``n`` and input size ``d``."""
     if not isinstance(n, int) or not 1 <= n <= MAX_EXPLICIT_N:
         raise CellError(f"explicit Jacobian needs 1 <= n <= {MAX_EXPLICIT_N}, got {n!r}")
-    syms: dict[str, list] = {}
+    syms: dict[str, list[Any]] = {}
     values: dict[str, list[sp.Expr]] = {}
 
     def vec(name: str, size: int) -> list[sp.Symbol]:

@@ -19,7 +19,7 @@ Examples:
 
 from __future__ import annotations
 
-import html
+import html.entities
 import re
 from typing import TYPE_CHECKING, Any
 from xml.sax.saxutils import escape
