@@ -863,3 +863,22 @@ def test_bounded_constants_are_kept_exact() -> None:
     cell = define_cell("t", ["h"], {"h_new": "h * exp(exp(3)) + sqrt(2) * sin(10)"})
     expr = cell.node_map["h_new"].expr
     assert expr.has(sp.exp(sp.exp(3))) and expr.has(sp.sqrt(2))  # exact, not a float
+
+
+def test_total_equation_size_is_bounded_with_the_line(tmp_path: Path) -> None:
+    # issue 13: SymPy builds about a thousand syntax nodes a second; a cell file of under 1 MB
+    # with hundreds of 2,000-character equations would take minutes to read.
+    from gradflow.cells.spec import MAX_SYNTAX_NODES
+
+    big = " + ".join(f"tanh(h*{k})" for k in range(2, 150))  # ~1,900 characters
+    eqs = "\n".join(f'e_{k} = "{big}"' for k in range(40))
+    text = f'name = "big"\nstate = ["h"]\n[equations]\n{eqs}\n[update]\nh = "e_39"\n'
+    with pytest.raises(EquationError) as info:
+        load_cell_file(write(tmp_path, text))
+    msg = str(info.value)
+    assert re.search(
+        rf"cell.toml:\d+: equation 'e_\d+': the equations up to this one hold more "
+        rf"than {MAX_SYNTAX_NODES} syntax nodes",
+        msg,
+    )
+    assert "\n" not in msg

@@ -363,6 +363,20 @@ def _affine(tree: ast.expr, source: str) -> AffineLine:
     return AffineLine(tuple(terms), tuple(biases))
 
 
+def syntax_size(value: object) -> int:
+    """Nodes in the syntax tree of an equation's text (0 if it is no valid text: the parser
+    says why when it reads it). Building SymPy objects costs about a millisecond per node, so
+    a cell bounds their total (:data:`gradflow.cells.spec.MAX_SYNTAX_NODES`)."""
+    if not isinstance(value, str) or len(value) > MAX_TEXT or not value.isascii():
+        return 0
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            return sum(1 for _ in ast.walk(ast.parse(value.strip(), mode="eval")))
+    except (SyntaxError, ValueError, RecursionError, MemoryError):
+        return 0
+
+
 def parse_line(value: object) -> AffineLine | sp.Expr:
     """An equation's right-hand side: an :class:`AffineLine` or an elementwise expression.
 

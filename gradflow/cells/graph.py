@@ -130,7 +130,10 @@ def _short(name: str, limit: int = 40) -> str:
 def _real_symbols(expr: sp.Expr) -> sp.Expr:
     if not isinstance(expr, sp.Basic):
         return expr
-    return expr.xreplace({s: sp.Symbol(str(s), real=True) for s in expr.free_symbols})
+    # Only rebuild when needed: rebuilding re-runs SymPy's constructors over the whole tree.
+    swap = {s: sp.Symbol(str(s), real=True) for s in expr.free_symbols}
+    swap = {s: r for s, r in swap.items() if s is not r and s != r}
+    return expr.xreplace(swap) if swap else expr
 
 
 @dataclass(frozen=True)

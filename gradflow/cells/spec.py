@@ -54,12 +54,14 @@ import sympy as sp
 
 from ..errors import CellError, CellUpdateError, EquationError
 from .catalogue import CATALOGUE
-from .grammar import MAX_TEXT, AffineLine, GrammarError, parse_line, show
+from .grammar import MAX_TEXT, AffineLine, GrammarError, parse_line, show, syntax_size
 from .graph import RESERVED_PARAMETER_NAMES, Affine, Cell, Elementwise, Origin, check_name
 
 MAX_EQUATIONS = 200  #: equations in one cell
 MAX_STATES = 8  #: state vectors in one cell
 MAX_FILE_BYTES = 1_000_000  #: size of a cell file
+#: syntax-tree nodes in all equations together: SymPy builds about a thousand a second
+MAX_SYNTAX_NODES = 10_000
 TOP_KEYS = (
     "name",
     "state",
@@ -193,6 +195,17 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             f"{src.at(None, 'equations')}: equations must define 1 to "
             f"{MAX_EQUATIONS} nodes, got {len(equations)}"
         )
+    total = 0
+    for key, value in equations:
+        total += syntax_size(value)
+        if total > MAX_SYNTAX_NODES:
+            raise src.error(
+                "equations",
+                str(key),
+                f"equation {show(str(key), 40)}",
+                f"the equations up to this one hold more than {MAX_SYNTAX_NODES} syntax nodes "
+                "in all; a cell is a few dozen short equations",
+            )
     for k, nm in enumerate(declared):
         try:
             check_name(nm, "parameter")
