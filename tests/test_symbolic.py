@@ -379,3 +379,15 @@ def test_explicit_text_is_one_entry_per_line() -> None:
     entries = [(i, j) for i in range(4) for j in range(4) if J[i, j] != 0]
     for line, (i, j) in zip(lines, entries, strict=False):
         assert line == f"J[{i + 1},{j + 1}] = {sp.sstr(J[i, j], order='none')}"
+
+
+def test_explicit_jacobian_work_is_bounded(tmp_path: Path) -> None:
+    from gradflow.errors import CellError
+    from gradflow.symbolic.explicit import MAX_EXPLICIT_WORK, explicit_jacobian
+
+    lines = ['a = "W @ x + U @ h + b"', 'e_1 = "tanh(a)"', 'e_2 = "tanh(e_1 * h)"']
+    lines += [f'e_{k} = "tanh(e_{k - 1}*e_{k - 2})"' for k in range(3, 12)]
+    cell = load_cell_file(_chain_file(tmp_path, lines, "e_11"))
+    with pytest.raises(CellError, match=rf"at n = 8 would take more than {MAX_EXPLICIT_WORK}"):
+        explicit_jacobian(cell, 8)
+    assert explicit_jacobian(CATALOGUE["lstm-peephole"], 8).shape == (16, 16)  # the largest
