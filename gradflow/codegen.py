@@ -34,6 +34,7 @@ Examples:
 
 from __future__ import annotations
 
+import contextlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import lru_cache
@@ -49,12 +50,38 @@ from sympy.printing.numpy import (
 )
 
 from .backend import array_namespace
-from .cells.graph import Affine, Cell
-from .errors import CellError
+from .cells.functions import sigmoid
+from .cells.graph import Affine, Cell, Elementwise
+from .errors import CellError, NumericalError
 from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
 
 
-class XpPrinter(NumPyPrinter):
+class sech2(sp.Function):  # type: ignore[misc]  # noqa: N801 - SymPy ships no types
+    r"""``sech(x)^2 = 1 - tanh(x)^2``, the derivative of tanh, in a form exact in both tails.
+
+    Used only by the code generator (see :func:`tail_exact`); printed as ``_sech2(x)``.
+    """
+
+    nargs = 1
+
+
+#: Helpers every generated module defines before its kernels. Both are exact in the tails:
+#: ``0.5*(1 + tanh(x/2))`` is exactly 0 below x = -37 and ``1/(1 + exp(-x))`` overflows below
+#: -709, while ``exp(-|x|)`` is evaluated once and never overflows; ``1 - tanh(x)**2`` is 0 as
+#: soon as tanh(x) rounds to +-1 (|x| > 19), ``4 e/(1 + e)^2`` with ``e = exp(-2|x|)`` is not.
+HELPERS = """def _sigmoid(x):
+    e = xp.exp(-xp.abs(x))
+    return xp.where(x >= 0, 1.0, e) / (1.0 + e)
+
+
+def _sech2(x):
+    e = xp.exp(-2.0 * xp.abs(x))
+    return 4.0 * e / (1.0 + e) ** 2
+
+"""
+
+
+class XpPrinter(NumPyPrinter):  # type: ignore[misc]  # SymPy ships no type information
     """NumPy printer that names the array namespace ``xp`` (NumPy or CuPy)."""
 
     _module = "xp"
@@ -62,8 +89,10 @@ class XpPrinter(NumPyPrinter):
     _kc = {k: "xp." + v for k, v in _known_constants_numpy.items()}
 
     def _print_sigmoid(self, expr: sp.Expr) -> str:
-        # 0.5 (1 + tanh(x/2)) never overflows, unlike 1/(1 + exp(-x)) for x < -709.
-        return f"(0.5*(1 + xp.tanh(0.5*({self._print(expr.args[0])}))))"
+        return f"_sigmoid({self._print(expr.args[0])})"  # see HELPERS
+
+    def _print_sech2(self, expr: sp.Expr) -> str:
+        return f"_sech2({self._print(expr.args[0])})"  # see HELPERS
 
     def _print_relu(self, expr: sp.Expr) -> str:
         return f"xp.maximum({self._print(expr.args[0])}, 0.0)"
@@ -79,6 +108,49 @@ class XpPrinter(NumPyPrinter):
 def print_expr(expr: sp.Expr) -> str:
     """Python source of a scalar expression, in the ``xp`` namespace."""
     return str(XpPrinter().doprint(expr))
+
+
+def tail_exact(cell: Cell, expr: sp.Expr) -> sp.Expr:
+    """``expr`` with complements of gate values written so that they stay exact in the tails.
+
+    The derivation writes derivatives in the cell's own values (``f (1 - f)``, ``1 - g^2``);
+    once ``f`` rounds to 1, ``1 - f`` is 0 although ``sigmoid(-a_f)`` is, say, 1e-30. This
+    rewrites, by the identities ``1 - sigmoid(a) = sigmoid(-a)`` and
+    ``1 - tanh(a)^2 = sech(a)^2``, every ``1 - f`` of a sigmoid node ``f = sigmoid(a)`` and every
+    ``1 - g^2`` of a tanh node ``g = tanh(a)`` (or a literal ``tanh(a)``) in terms of the
+    pre-activation ``a``.
+
+    Examples:
+        >>> from gradflow.cells import get_cell
+        >>> tail_exact(get_cell("gru"), sp.Symbol("z", real=True) * (1 - sp.Symbol("z", real=True)))
+        z*sigmoid(-a_z)
+    """
+    gates: dict[sp.Expr, sp.Expr] = {}
+    tanhs: dict[sp.Expr, sp.Expr] = {}
+    for nd in cell.nodes:
+        if isinstance(nd, Elementwise) and isinstance(nd.expr, sigmoid | sp.tanh):
+            table = gates if isinstance(nd.expr, sigmoid) else tanhs
+            table[cell.symbol(nd.name)] = nd.expr.args[0]
+
+    def rewrite(e: sp.Expr) -> sp.Expr:
+        if not isinstance(e, sp.Add) or len(e.args) != 2 or sp.S.One not in e.args:
+            return e
+        (rest,) = (a for a in e.args if a != 1)
+        neg = -rest
+        if neg in gates:
+            return sigmoid(-gates[neg])
+        if isinstance(neg, sp.Pow) and neg.exp == 2:
+            if neg.base in tanhs:
+                return sech2(tanhs[neg.base])
+            if isinstance(neg.base, sp.tanh):
+                return sech2(neg.base.args[0])
+        return e
+
+    return expr.replace(lambda e: isinstance(e, sp.Add), rewrite)
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
 
 
 @dataclass(frozen=True)
@@ -109,7 +181,8 @@ def _layout(cell: Cell, jac: BlockJacobian) -> Layout:
             if dg != 1 and dg not in diags:
                 diags.append(dg)
     vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
-    needed = sorted({str(s) for dg in diags for s in dg.free_symbols} & vectors)
+    shown = [tail_exact(cell, dg) for dg in diags]
+    needed = sorted({str(s) for dg in shown for s in dg.free_symbols} & vectors)
     return Layout(affine, {k: tuple(v) for k, v in sources.items()}, tuple(needed), tuple(diags))
 
 
@@ -123,7 +196,7 @@ def _rename(cell: Cell, expr: sp.Expr) -> sp.Expr:
 def _param_lines(cell: Cell, exprs: list[sp.Expr], indent: str) -> list[str]:
     vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
     names = sorted({str(s) for e in exprs for s in e.free_symbols} - vectors)
-    return [f'{indent}p_{nm} = q["{nm}"]' for nm in names]
+    return [f'{indent}p_{nm} = q["V:{nm}"]' for nm in names]
 
 
 def _gen_step(cell: Cell, lay: Layout) -> list[str]:
@@ -160,14 +233,52 @@ def _gen_factors(cell: Cell, lay: Layout) -> list[str]:
     L = ["def factors(V, q, shape):"]
     if lay.needed:
         L.append("    " + "".join(f"{_var(v)}, " for v in lay.needed) + "= V")
-    exprs = [_rename(cell, d) for d in lay.diags]
-    L += _param_lines(cell, list(lay.diags), "    ")
+    exact = [tail_exact(cell, d) for d in lay.diags]
+    exprs = [_rename(cell, d) for d in exact]
+    L += _param_lines(cell, exact, "    ")
     # Common subexpressions (tanh(c_t) appears in four LSTM factors) are computed once.
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t_"), order="none")
     L += [f"    {sym} = {print_expr(val)}" for sym, val in temps]
     body = "".join(f"xp.broadcast_to({print_expr(e)}, shape), " for e in reduced)
-    L.append(f"    return ({body})")
+    if any(_may_be_unbounded(d) for d in exact):
+        # 0/0 at a kink is refused by _finite with one line, not warned about first
+        L.append(f"    return _finite(({body}))")
+        L = L[:1] + ["    with _quiet():"] + ["    " + line for line in L[1:]]
+    else:
+        L.append(f"    return ({body})")
     return L
+
+
+def _may_be_unbounded(expr: sp.Expr) -> bool:
+    """Whether a factor can be infinite or NaN at a finite state (``1/(2 sqrt(a))`` at a = 0,
+    ``1/a`` from ``log(a)``): a negative power or a log. Factors of smooth cells never are."""
+    return any(
+        (isinstance(e, sp.Pow) and e.exp.is_negative) or isinstance(e, sp.log)
+        for e in sp.preorder_traversal(expr)
+    )
+
+
+def _finite_factors(xp: ModuleType, texts: tuple[str, ...], F: tuple[Any, ...]) -> tuple[Any, ...]:
+    """``F`` if every factor is finite; else a one-line :class:`NumericalError`.
+
+    Subgradient convention: at a kink the derivative takes a value of the subdifferential,
+    ``Heaviside(0) = 0`` for relu and ``sign(0) = 0`` for abs. A derivative that is unbounded
+    at a point (``sqrt`` or ``log`` at 0, a division by a value that reached 0) has no such
+    value: it is refused here, naming the factor and where in the chunk it happened.
+    """
+    for text, f in zip(texts, F, strict=True):
+        bad = ~xp.isfinite(f)
+        if bool(bad.any()):
+            where = tuple(int(i) for i in np.argwhere(np.asarray(_to_numpy(bad)))[0])
+            raise NumericalError(
+                f"the Jacobian factor diag({text}) is not finite at (step in chunk, sequence, "
+                f"unit) = {where}: the cell's derivative is unbounded there (sqrt or log at 0?)"
+            )
+    return F
+
+
+def _to_numpy(a: Any) -> Any:
+    return a.get() if hasattr(a, "get") else a
 
 
 def _chain(term: Term, lay: Layout, start: str, memo: dict[str, str], lines: list[str]) -> str:
@@ -256,7 +367,7 @@ def _gen_apply(
                     folded.add(i)
                 parts.append(f"P{i} @ G{i}{j}")
         else:
-            groups: dict[tuple, list[tuple[int, Term]]] = {}
+            groups: dict[tuple[object, ...], list[tuple[int, Term]]] = {}
             for i, t in weighted:
                 groups.setdefault((t.weights, t.diags[1:]), []).append((i, t))
             for members in groups.values():
@@ -335,7 +446,10 @@ class Kernels:
                     if src == cell.input:
                         d = int(np.shape(params[w])[1])
         q: dict[str, Any] = {"n": n, "d": d}
-        conv = lambda a: xp.asarray(np.asarray(a, dtype=dtype))  # noqa: E731
+
+        def conv(a: Any) -> Any:
+            return xp.asarray(np.asarray(a, dtype=dtype))
+
         ux = np.zeros((d, len(self.layout.affine) * n), dtype=dtype)
         bx = np.zeros(len(self.layout.affine) * n, dtype=dtype)
         for k, name in enumerate(self.layout.affine):
@@ -359,7 +473,7 @@ class Kernels:
             if p.kind == "weight":
                 q[f"W:{p.name}"] = conv(params[p.name])
             elif p.kind == "vector":
-                q[p.name] = conv(params[p.name])
+                q[f"V:{p.name}"] = conv(params[p.name])
         return q
 
     def input_projection(self, x: Any, q: Mapping[str, Any]) -> Any:
@@ -375,10 +489,12 @@ class Kernels:
 def generate_source(cell: Cell, jac: BlockJacobian) -> tuple[str, Layout]:
     """The Python source of every kernel for ``cell`` and Jacobian ``jac``."""
     lay = _layout(cell, jac)
+    # No user text goes into the source, docstrings included: names reach it only as
+    # validated identifiers behind a prefix (v_, p_, r_) or inside q["..."] keys.
     header = [
-        f'"""Kernels for cell {cell.name!r}, {jac.path} Jacobian; '
-        'generated by gradflow.codegen."""',
+        f'"""Kernels, {PATHS_SHOWN[jac.path]} Jacobian; generated by gradflow.codegen."""',
         "",
+        HELPERS,
     ]
     parts = [
         _gen_step(cell, lay),
@@ -391,6 +507,7 @@ def generate_source(cell: Cell, jac: BlockJacobian) -> tuple[str, Layout]:
 
 
 PATHS = ("full", "additive", "multiplicative")
+PATHS_SHOWN = {p: p for p in PATHS}
 
 
 @lru_cache(maxsize=128)
@@ -404,10 +521,15 @@ def _compile(cell: Cell, path: str, backend: str) -> Kernels:
     elif path != "full":
         raise CellError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
     source, lay = generate_source(cell, jac)
-    namespace: dict[str, Any] = {"xp": xp}
+    texts = tuple(_short(sp.sstr(tail_exact(cell, d))) for d in lay.diags)
+    namespace: dict[str, Any] = {
+        "xp": xp,
+        "_finite": lambda F: _finite_factors(xp, texts, F),
+        "_quiet": (lambda: np.errstate(all="ignore")) if xp is np else contextlib.nullcontext,
+    }
     # The source is built from validated identifiers and SymPy's printer, never from raw
     # user text (SymPy issue #24990), so executing it is safe.
-    exec(compile(source, f"<gradflow kernels {cell.name}/{path}>", "exec"), namespace)
+    exec(compile(source, f"<gradflow kernels/{path}>", "exec"), namespace)
     return Kernels(
         cell=cell,
         path=path,

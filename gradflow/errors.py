@@ -69,3 +69,7 @@ def did_you_mean(
     """
     close = difflib.get_close_matches(str(name), list(choices), n=1, cutoff=cutoff)
     return f"; did you mean {prefix + close[0]!r}?" if close else ""
+
+
+class CellUpdateError(CellError):
+    """A cell's update does not give exactly one earlier node for each state vector."""

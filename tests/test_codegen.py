@@ -35,14 +35,29 @@ def test_source_names_only_xp_and_broadcasts_diagonals(name):
     compile(src, "<check>", "exec")
 
 
-def test_printer_prints_sigmoid_overflow_free():
+def test_printer_prints_sigmoid_and_sech2_through_tail_exact_helpers():
     import sympy as sp
 
     from gradflow.cells import sigmoid
+    from gradflow.codegen import sech2
 
     x = sp.Symbol("x")
-    assert XpPrinter().doprint(sigmoid(x)) == "(0.5*(1 + xp.tanh(0.5*(x))))"
+    assert XpPrinter().doprint(sigmoid(x)) == "_sigmoid(x)"
+    assert XpPrinter().doprint(sech2(x)) == "_sech2(x)"
     assert XpPrinter().doprint(sp.tanh(x)) == "xp.tanh(x)"
+    src = compile_cell(get_cell("lstm")).source
+    assert "def _sigmoid(x):" in src and "def _sech2(x):" in src  # printed source is complete
+
+
+def test_complements_of_gates_are_rewritten_from_the_derivation():
+    # 1 - f -> sigmoid(-a_f), 1 - g**2 -> sech2(a_g), 1 - tanh(c_new)**2 -> sech2(c_new)
+    kern = compile_cell(get_cell("lstm"))
+    src = kern.source.split("def factors", 1)[1].split("def apply", 1)[0]
+    assert "_sigmoid(-v_a_f)" in src and "_sigmoid(-v_a_i)" in src and "_sigmoid(-v_a_o)" in src
+    assert "_sech2(v_a_g)" in src and "_sech2(v_c_new)" in src
+    assert "1 - " not in src
+    gru = compile_cell(get_cell("gru")).source.split("def factors", 1)[1]
+    assert "_sigmoid(-v_a_z)" in gru.split("def apply", 1)[0]
 
 
 def test_kernels_are_cached_per_cell_and_path():
@@ -104,9 +119,13 @@ def test_rnn_jacobian_is_diag_times_weight():
     states = rollout(cell, params, x)
     J = state_jacobians(cell, params, x)
     for t in range(5):
-        h = states[t + 1, 0]
-        # Published form (Pascanu et al. 2013): diag(1 - h_t^2) W_hh.
-        np.testing.assert_allclose(J[t, 0], (1 - h**2)[:, None] * params["W_hh"], rtol=1e-14)
+        a = params["W_ih"] @ x[t, 0] + params["W_hh"] @ states[t, 0]
+        a += params["b_ih"] + params["b_hh"]
+        # Published form (Pascanu et al. 2013): diag(1 - h_t^2) W_hh, with 1 - tanh(a)^2
+        # evaluated as 1/cosh(a)^2: no cancellation when |h_t| is near 1. rtol: rounding of a.
+        np.testing.assert_allclose(
+            J[t, 0], (1 / np.cosh(a) ** 2)[:, None] * params["W_hh"], rtol=1e-14
+        )
 
 
 def test_step_matches_pytorch_equations_for_gru():
@@ -160,3 +179,241 @@ def test_materialised_blocks_of_user_cells(h_new, path):
     J = kern.jacobian(F, q, (3,))
     P = rng.standard_normal((3, 5, 4))
     np.testing.assert_allclose(kern.apply(P, F, q), P @ J, rtol=1e-12, atol=1e-12)
+
+
+# -- names are data (issue 13) -------------------------------------------------------------
+def test_cell_name_with_code_is_refused_and_never_reaches_generated_source():
+    from gradflow.cells import Cell, Elementwise
+    from gradflow.errors import CellError
+
+    rnn = get_cell("rnn")
+    payload = 'x"""; import os; os.system("touch /tmp/gradflow-pwned"); """'
+    with pytest.raises(CellError, match="is not kebab-case"):
+        Cell(name=payload, state=rnn.state, nodes=rnn.nodes, update=rnn.update)
+    # A valid cell's source carries none of the user's text, docstrings included.
+    cell = define_cell(
+        "evil-name-1",
+        ["h"],
+        {"a": "W @ x + U @ h + b", "h_new": "tanh(a)"},
+        description='"""; import os',
+        reference='"""',
+    )
+    src = compile_cell(cell).source
+    assert "evil" not in src and "import" not in src
+    with pytest.raises(CellError, match="not a plain identifier"):
+        Cell(
+            name="t",
+            state=("h",),
+            nodes=(Elementwise('h_new"]; import os; q["', rnn.nodes[-1].expr),),
+            update=(("h", 'h_new"]; import os; q["'),),
+        )
+
+
+@pytest.mark.parametrize("reserved", ["n", "d"])
+def test_parameters_named_like_the_sizes_are_refused_in_one_line(reserved):
+    import sympy as sp
+
+    from gradflow.cells import Cell, Elementwise
+    from gradflow.errors import CellError, EquationError
+
+    with pytest.raises(EquationError, match=f"parameter '{reserved}' is reserved") as info:
+        define_cell("t", ["h"], {"h_new": f"{reserved} * h"}, parameters=[reserved])
+    assert "\n" not in str(info.value)
+    h, p = sp.Symbol("h", real=True), sp.Symbol(reserved, real=True)
+    with pytest.raises(CellError, match=f"parameter '{reserved}' is reserved"):
+        Cell(name="t", state=("h",), nodes=(Elementwise("h_new", p * h),), update=(("h", "h_new"),))
+
+
+def test_vector_parameters_named_like_kernel_variables_do_not_collide():
+    # q, s, u, P, F, shape, eye and the helpers' names are kernel variables; every user name
+    # reaches the kernels behind a prefix (v_, p_) or a "V:" key, so these are ordinary names.
+    names = ["q", "s", "u", "P", "F", "shape", "eye", "e", "t0", "G00", "o0", "sigmoid_"]
+    expr = " + ".join(f"{nm} * h" for nm in names)
+    cell = define_cell(
+        "clash", ["h"], {"a": "W @ x + U @ h", "h_new": f"tanh(a) + {expr}"}, parameters=names
+    )
+    rng = np.random.default_rng(3)
+    n, d, B = 3, 2, 4
+    params = _params(cell, n, d, rng)
+    x = rng.standard_normal((B, d))
+    kern = compile_cell(cell)
+    q = kern.pack(params)
+    h = rng.uniform(-0.9, 0.9, (B, n))
+    h_new, V = kern.step(h, kern.input_projection(x, q), q)
+    # reference: the equations in NumPy, written here by hand
+    a = x @ params["W"].T + h @ params["U"].T
+    want = np.tanh(a) + sum(params[nm] * h for nm in names)
+    np.testing.assert_allclose(h_new, want, rtol=1e-13)  # rounding only
+    J = kern.jacobian(kern.factors(V, q, (B, n)), q, (B,))
+    want_J = (1 - np.tanh(a) ** 2)[:, :, None] * params["U"] + np.eye(n) * sum(
+        params[nm] for nm in names
+    )
+    np.testing.assert_allclose(J, want_J, rtol=1e-12, atol=1e-14)  # rounding only
+
+
+# -- gate tails: every elementwise function at its extremes against mpmath (issue 13) -------
+mp = pytest.importorskip("mpmath")
+mp.mp.dps = 50
+
+
+def _mp_sigmoid(x):
+    return 1 / (1 + mp.exp(-x))
+
+
+# f and f' written in mpmath from their definitions, independent of SymPy and the printer.
+EXTREMES = {
+    "sigmoid": (
+        _mp_sigmoid,
+        lambda x: _mp_sigmoid(x) * _mp_sigmoid(-x),
+        [-700.0, -100.0, -40.0, -37.5, -1e-9, 0.0, 3.0, 20.0, 40.0, 100.0, 700.0],
+    ),
+    "tanh": (
+        mp.tanh,
+        lambda x: mp.sech(x) ** 2,
+        [-300.0, -40.0, -19.5, -1e-9, 0.0, 0.5, 19.5, 40.0, 300.0],
+    ),
+    "softplus": (
+        lambda x: mp.log1p(mp.exp(x)),
+        _mp_sigmoid,
+        [-700.0, -40.0, -1e-9, 0.0, 2.0, 40.0, 700.0, 1e300],
+    ),
+    "exp": (mp.exp, mp.exp, [-700.0, -40.0, 0.0, 1e-9, 40.0, 700.0]),
+    "log": (mp.log, lambda x: 1 / x, [1e-300, 1e-9, 0.5, 1.0 + 2**-40, 1e9, 1e300]),
+    "sqrt": (mp.sqrt, lambda x: 1 / (2 * mp.sqrt(x)), [1e-300, 1e-9, 2.0, 1e300]),
+    "abs": (abs, mp.sign, [-1e300, -1e-300, 0.0, 1e-300, 1e300]),
+    "relu": (
+        lambda x: max(x, 0),
+        lambda x: 1 if x > 0 else 0,  # relu'(0) = 0 by convention
+        [-1e300, -1e-300, 0.0, 1e-300, 1e300],
+    ),
+    "sin": (mp.sin, mp.cos, [-1e6 - 0.5, -3.0, 1e-9, 1.0, 100.0, 1e6 + 0.25]),
+    "cos": (mp.cos, lambda x: -mp.sin(x), [-1e6 - 0.5, -3.0, 1e-9, 1.0, 100.0, 1e6 + 0.25]),
+}
+
+
+def test_every_grammar_function_is_checked_at_its_extremes():
+    from gradflow.cells import FUNCTIONS
+
+    assert set(EXTREMES) == set(FUNCTIONS)
+
+
+def _close(got, want, what):
+    want = float(want)  # the float64 nearest the 50-digit value
+    if want == 0.0:
+        assert got == 0.0, what
+    else:
+        # 8 ulp: the tail-exact forms lose a few roundings, never the value itself
+        assert abs(got - want) <= 8 * np.spacing(abs(want)) + 1e-300, (what, got, want)
+
+
+@pytest.mark.parametrize("fname", sorted(EXTREMES))
+def test_values_and_derivatives_at_the_extremes_match_mpmath(fname):
+    f, df, points = EXTREMES[fname]
+    cell = define_cell("one", ["h"], {"h_new": f"{fname}(h)"})
+    kern = compile_cell(cell)
+    x = np.array(points)
+    B = len(points)
+    q = {"n": 1, "d": 0}
+    h_new, V = kern.step(x[:, None], np.zeros((B, 0)), q)
+    J = kern.jacobian(kern.factors(V, q, (B, 1)), q, (B,))
+    for k, p in enumerate(points):
+        xm = mp.mpf(p)  # exactly the float input
+        _close(float(h_new[k, 0]), f(xm), f"{fname}({p})")
+        _close(float(J[k, 0, 0]), df(xm), f"{fname}'({p})")
+
+
+def test_sqrt_abs_at_zero_is_a_one_line_error_not_nan():
+    from gradflow.errors import NumericalError
+
+    cell = define_cell("kink", ["h"], {"h_new": "sqrt(abs(h))"})
+    kern = compile_cell(cell)
+    q = {"n": 1, "d": 0}
+    _, V = kern.step(np.array([[0.5], [0.0]]), np.zeros((2, 0)), q)
+    with pytest.raises(NumericalError, match=r"not finite at .* = \(1, 0\)") as info:
+        kern.factors(V, q, (2, 1))
+    assert "\n" not in str(info.value)
+    # abs alone has the subgradient sign(0) = 0 at its kink: finite
+    kern = compile_cell(define_cell("kink2", ["h"], {"h_new": "abs(h)"}))
+    _, V = kern.step(np.array([[0.0]]), np.zeros((1, 0)), q)
+    assert float(kern.jacobian(kern.factors(V, q, (1, 1)), q, (1,))[0, 0, 0]) == 0.0
+
+
+def _mp_lstm_step(s, x, P, n):
+    """One nn.LSTM step in mpmath (PyTorch's documented equations, gate order i, f, g, o)."""
+    h, c = s[:n], s[n:]
+
+    def affine(g):
+        return [
+            sum(P[f"W_i{g}"][r][k] * x[k] for k in range(len(x)))
+            + sum(P[f"W_h{g}"][r][k] * h[k] for k in range(n))
+            + P[f"b_i{g}"][r]
+            + P[f"b_h{g}"][r]
+            for r in range(n)
+        ]
+
+    i = [_mp_sigmoid(a) for a in affine("i")]
+    f = [_mp_sigmoid(a) for a in affine("f")]
+    g = [mp.tanh(a) for a in affine("g")]
+    o = [_mp_sigmoid(a) for a in affine("o")]
+    c_new = [f[r] * c[r] + i[r] * g[r] for r in range(n)]
+    h_new = [o[r] * mp.tanh(c_new[r]) for r in range(n)]
+    return h_new + c_new
+
+
+def test_lstm_with_gate_biases_of_minus_40_matches_mpmath_through_analyze():
+    """Issue 13: input and forget biases of -40 gave an exactly-zero product; the truth is
+    about -17.4 decades per step. Reference: mpmath at 50 digits, the step written from
+    PyTorch's equations and its Jacobian by mpmath's numerical differentiation (independent of
+    the SymPy derivation and the code generator); tolerance 1e-9 in log10 (issue 13)."""
+    from gradflow.engine import analyze
+
+    rng = np.random.default_rng(40)
+    cell = get_cell("lstm")
+    n, d, T = 2, 1, 4
+    params = _params(cell, n, d, rng)
+    for b in ("b_ii", "b_if"):
+        params[b] = np.full(n, -40.0)
+    for b in ("b_hi", "b_hf"):
+        params[b] = np.zeros(n)
+    x = rng.standard_normal((T, 1, d))
+    res = analyze(cell, params, x)
+    got = np.asarray(res.log10_spectral_norm)[:, 0]
+
+    P = {
+        k: mp.matrix(v.tolist()) if v.ndim == 2 else [mp.mpf(e) for e in v]
+        for k, v in params.items()
+    }
+    P = {
+        k: (
+            [[v[r, c] for c in range(v.cols)] for r in range(v.rows)]
+            if isinstance(v, mp.matrix)
+            else v
+        )
+        for k, v in P.items()
+    }
+    s = [mp.mpf(0)] * (2 * n)
+    jacobians = []
+    for t in range(T):
+        xt = [mp.mpf(float(e)) for e in x[t, 0]]
+        J = mp.matrix(2 * n, 2 * n)
+        for col in range(2 * n):
+
+            def component(v, col=col, xt=xt, s=s):
+                moved = list(s)
+                moved[col] = v
+                return _mp_lstm_step(moved, xt, P, n)
+
+            for row in range(2 * n):
+                J[row, col] = mp.diff(
+                    lambda v, row=row, component=component: component(v)[row], s[col]
+                )
+        jacobians.append(J)
+        s = _mp_lstm_step(s, xt, P, n)
+    prod = mp.eye(2 * n)
+    want = [mp.mpf(0)]
+    for k in range(1, T + 1):
+        prod = prod * jacobians[T - k]  # ds_T/ds_{T-k} = J_T ... J_{T-k+1}
+        want.append(mp.log10(max(mp.svd_r(prod, compute_uv=False))))
+    want = np.array([float(w) for w in want])
+    assert want[-1] < -17 * T  # the regime of the issue: about -17.4 decades per step
+    np.testing.assert_allclose(got, want, rtol=0, atol=1e-9)

@@ -17,12 +17,15 @@ lambdify at n = 5); d alternates 2 / 3. The whole file runs in well under a minu
 
 from __future__ import annotations
 
+import re
 import zlib
 from pathlib import Path
 
 import numpy as np
 import pytest
 import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from scipy.special import expit
 
 from gradflow.cells import CATALOGUE, Affine, Cell, load_cell_file
@@ -194,3 +197,197 @@ def test_every_cell_is_covered() -> None:
     assert set(USER_CELLS) == {"leaky-rnn", "janet"}
     for name, cell in USER_CELLS.items():
         assert cell.name == name  # file stem and declared name agree
+
+
+# -- bounded work (issue 13): the derivation refuses compounding chains, naming the line ------
+def _chain_file(tmp_path: Path, lines: list[str], last: str) -> Path:
+    text = "\n".join(['name = "chain"', 'state = ["h"]', "[equations]", *lines])
+    path = tmp_path / "chain.toml"
+    path.write_text(text + f'\n[update]\nh = "{last}"\n', "utf-8")
+    return path
+
+
+def test_fibonacci_chain_of_products_is_refused_at_its_line(tmp_path: Path) -> None:
+    # The 625-byte file of issue 13: e_k = tanh(e_{k-1} e_{k-2}), k = 3..24; the derivative
+    # doubles (Fibonacci) with each equation.
+    from gradflow.errors import CellError
+    from gradflow.symbolic.jacobian import MAX_DERIVATIVE_OPS, state_jacobian
+
+    lines = ['a = "W @ x + U @ h + b"', 'e_1 = "tanh(a)"', 'e_2 = "tanh(e_1 * h)"']
+    lines += [f'e_{k} = "tanh(e_{k - 1}*e_{k - 2})"' for k in range(3, 25)]
+    path = _chain_file(tmp_path, lines, "e_24")
+    assert path.stat().st_size < 1000
+    cell = load_cell_file(path)
+    with pytest.raises(CellError) as info:
+        state_jacobian(cell)
+    msg = str(info.value)
+    # e_12 is line 16 of the file (3 header lines, then a, e_1, e_2, e_3 ... e_12)
+    assert msg.startswith(f"{path}:16: equation 'e_12': its derivative has more than ")
+    assert str(MAX_DERIVATIVE_OPS) in msg and "\n" not in msg
+
+
+def test_long_chain_of_sums_is_refused_at_its_line(tmp_path: Path) -> None:
+    # 200 equations a_k = tanh(a_{k-1}) + h: the derivative nests one level deeper each line.
+    from gradflow.errors import CellError
+    from gradflow.symbolic.jacobian import MAX_DERIVATIVE_DEPTH, state_jacobian
+
+    lines = ['a_1 = "tanh(h)"'] + [f'a_{k} = "tanh(a_{k - 1}) + h"' for k in range(2, 201)]
+    cell = load_cell_file(_chain_file(tmp_path, lines, "a_200"))
+    with pytest.raises(
+        CellError,
+        match=rf"chain.toml:\d+: equation 'a_\d+': its derivative is "
+        rf"nested more than {MAX_DERIVATIVE_DEPTH} levels deep",
+    ):
+        state_jacobian(cell)
+
+
+def test_chains_within_the_limits_still_derive_correctly(tmp_path: Path) -> None:
+    # 30 chained sums: below the limits, and the matrix form equals the explicit Jacobian.
+    from gradflow.symbolic.jacobian import state_jacobian
+
+    lines = ['a_1 = "tanh(h)"'] + [f'a_{k} = "tanh(a_{k - 1}) + h"' for k in range(2, 31)]
+    cell = load_cell_file(_chain_file(tmp_path, lines, "a_30"))
+    state_jacobian(cell)
+    rng = np.random.default_rng(7)
+    _check_against_explicit(cell, 2, 1, rng)
+
+
+def _check_against_explicit(cell: Cell, n: int, d: int, rng: np.random.Generator) -> None:
+    step = explicit_step(cell, n, d)
+    ev = Evaluator(cell)
+    params, x, s = random_point(cell, n, d, rng)
+    syms, vals = explicit_values(step, cell, params, x, s)
+    want = np.asarray(sp.lambdify(syms, step.jacobian, modules=MODULES)(*vals), float)
+    # both exact formulas in float64: rounding only (as in the test above)
+    np.testing.assert_allclose(ev.matrix_jacobian(params, x, s), want, rtol=1e-10, atol=1e-12)
+
+
+def test_expression_size_counts_the_printed_tree_in_linear_time() -> None:
+    from gradflow.symbolic.jacobian import expression_size
+
+    x, g = sp.Symbol("x"), sp.Function("g")
+    e = x
+    for _ in range(200):  # printed size ~2^200: only ~600 distinct sub-expressions
+        e = g(sp.Mul(e, sp.Add(e, 1, evaluate=False), evaluate=False))
+    size, depth = expression_size(e, limit=10**6)
+    assert size > 10**6  # stopped counting past the limit, did not walk 2^200 nodes
+    assert expression_size(sp.tanh(x * x + 1)) == (6, 4)  # tanh(Add(Mul(x, x)... as stored
+
+
+# -- derivation-size fuzzer ------------------------------------------------------------------
+_FUNCS = ["tanh", "sigmoid", "softplus", "sin", ""]
+
+
+@st.composite
+def _chained_cells(draw: st.DrawFn) -> list[str]:
+    """Random chains of elementwise equations, each using one or two earlier vectors."""
+    k = draw(st.integers(2, 40))
+    lines = ['a = "W @ x + U @ h + b"']
+    names = ["h", "a"]
+    for i in range(k):
+        f = draw(st.sampled_from(_FUNCS))
+        u = draw(st.sampled_from(names[-4:]))
+        v = draw(st.sampled_from(names[-4:]))
+        op = draw(st.sampled_from(["*", "+", "-"]))
+        body = f"{u} {op} {v}"
+        lines.append(f'e_{i} = "{f}({body})"' if f else f'e_{i} = "{body}"')
+        names.append(f"e_{i}")
+    return lines
+
+
+@settings(max_examples=25, deadline=None)
+@given(lines=_chained_cells())
+def test_derivation_size_fuzz(tmp_path_factory: pytest.TempPathFactory, lines: list[str]) -> None:
+    """Every random chain either derives, with every node's derivative within the documented
+    bounds, or is refused with one line naming the equation and its line in the file."""
+    from gradflow.errors import CellError
+    from gradflow.symbolic.jacobian import (
+        MAX_DERIVATIVE_DEPTH,
+        MAX_DERIVATIVE_OPS,
+        expression_size,
+        state_jacobian,
+    )
+
+    path = _chain_file(tmp_path_factory.mktemp("fuzz"), lines, lines[-1].split(" ")[0])
+    cell = load_cell_file(path)
+    try:
+        jac = state_jacobian.__wrapped__(cell)  # uncached: every example derives afresh
+    except CellError as err:
+        msg = str(err)
+        assert re.match(rf"{re.escape(str(path))}:\d+: equation 'e_\d+': its derivative ", msg)
+        assert "\n" not in msg
+        return
+    for _, _, term in jac.terms():
+        for dg in term.diags:
+            ops, depth = expression_size(dg)
+            assert ops <= MAX_DERIVATIVE_OPS and depth <= MAX_DERIVATIVE_DEPTH
+
+
+# -- rendering (issue 12): complete MathML, text forms, short reprs ---------------------------
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_mathml_is_a_complete_valid_xml_math_element(name: str) -> None:
+    import xml.etree.ElementTree as ET
+
+    from gradflow.symbolic.render import jacobian_latex
+
+    jac = CATALOGUE[name].jacobian()
+    text = jac.mathml()
+    # numeric character references only, besides XML's own (&amp; &lt; &gt; in the LaTeX)
+    assert not set(re.findall(r"&([A-Za-z]+);", text)) - {"amp", "lt", "gt"}
+    math = ET.fromstring(text)  # raises on invalid XML, e.g. &InvisibleTimes;
+    ns = "{http://www.w3.org/1998/Math/MathML}"
+    assert math.tag == f"{ns}math" and math.get("display") == "block"
+    (sem,) = math.findall(f"{ns}semantics")
+    row, note = list(sem)
+    assert note.get("encoding") == "application/x-tex" and note.text == jacobian_latex(jac)
+    # the left-hand side: a fraction of partials, then "="
+    assert row[0].tag == f"{ns}mfrac" and "\u2202" in "".join(row[0].itertext())
+    assert row[1].text == "="
+
+
+@pytest.mark.parametrize("name", sorted(CATALOGUE))
+def test_repr_is_short_and_jupyter_gets_every_form(name: str) -> None:
+    jac = CATALOGUE[name].jacobian()
+    text = repr(jac)
+    assert len(text) < 200 and "\n" not in text and repr(name) in text
+    bundle = jac._repr_mimebundle_()
+    assert bundle["text/plain"] == str(jac)
+    assert bundle["text/latex"].startswith("$\\displaystyle \\frac{\\partial")
+    assert bundle["text/html"].startswith("<math")
+    assert len(repr(jac.paths())) < 100
+
+
+def test_equations_text_is_text_not_latex() -> None:
+    from gradflow.symbolic.render import equations_text
+
+    lines = equations_text(CATALOGUE["lstm"])
+    assert lines[4] == "i = sigmoid(a_i)"
+    assert lines[-2:] == ["c_t = c_{t-1}*f + g*i", "h_t = o*tanh(c_t)"]
+    assert lines[0] == "a_i = W_ii @ x_t + W_hi @ h_{t-1} + b_ii + b_hi"
+    assert not any("\\" in line for line in lines)
+
+
+def test_explicit_text_is_one_entry_per_line() -> None:
+    from gradflow.symbolic.render import explicit_text
+
+    J = CATALOGUE["lstm"].jacobian(n=2)
+    text = explicit_text(J)
+    lines = text.splitlines()
+    nonzero = sum(1 for e in J if e != 0)
+    assert len(lines) == nonzero + 1 and lines[-1] == f"(4x4; {16 - nonzero} entries are 0)"
+    # each line holds exactly one entry
+    entries = [(i, j) for i in range(4) for j in range(4) if J[i, j] != 0]
+    for line, (i, j) in zip(lines, entries, strict=False):
+        assert line == f"J[{i + 1},{j + 1}] = {sp.sstr(J[i, j], order='none')}"
+
+
+def test_explicit_jacobian_work_is_bounded(tmp_path: Path) -> None:
+    from gradflow.errors import CellError
+    from gradflow.symbolic.explicit import MAX_EXPLICIT_WORK, explicit_jacobian
+
+    lines = ['a = "W @ x + U @ h + b"', 'e_1 = "tanh(a)"', 'e_2 = "tanh(e_1 * h)"']
+    lines += [f'e_{k} = "tanh(e_{k - 1}*e_{k - 2})"' for k in range(3, 12)]
+    cell = load_cell_file(_chain_file(tmp_path, lines, "e_11"))
+    with pytest.raises(CellError, match=rf"at n = 8 would take more than {MAX_EXPLICIT_WORK}"):
+        explicit_jacobian(cell, 8)
+    assert explicit_jacobian(CATALOGUE["lstm-peephole"], 8).shape == (16, 16)  # the largest

@@ -20,7 +20,7 @@ from typing import Any
 import sympy as sp
 
 
-class sigmoid(sp.Function):  # noqa: N801 - named like the SymPy functions it sits beside
+class sigmoid(sp.Function):  # type: ignore[misc]  # noqa: N801 - SymPy ships no types
     r"""The logistic function :math:`\sigma(x) = 1 / (1 + e^{-x})`."""
 
     nargs = 1
@@ -42,7 +42,7 @@ class sigmoid(sp.Function):  # noqa: N801 - named like the SymPy functions it si
         return rf"\sigma\left({printer._print(self.args[0])}\right)"
 
 
-class relu(sp.Function):  # noqa: N801
+class relu(sp.Function):  # type: ignore[misc]  # noqa: N801
     r"""The rectifier :math:`\max(0, x)`; its derivative is the Heaviside step (0 at 0)."""
 
     nargs = 1
@@ -63,7 +63,7 @@ class relu(sp.Function):  # noqa: N801
         return rf"\operatorname{{relu}}\left({printer._print(self.args[0])}\right)"
 
 
-class softplus(sp.Function):  # noqa: N801
+class softplus(sp.Function):  # type: ignore[misc]  # noqa: N801
     r"""Softplus :math:`\log(1 + e^{x})`, derivative :math:`\sigma(x)`."""
 
     nargs = 1

@@ -16,42 +16,84 @@ PyTorch module stacks them (tensor name -> row blocks in gate order).
 
 from __future__ import annotations
 
+import difflib
 import keyword
-from collections.abc import Iterator, Mapping
+import re
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
 from typing import TYPE_CHECKING, Literal
 
 import sympy as sp
 
-from ..errors import CellError
+from ..errors import CellError, CellUpdateError
+from .functions import FUNCTIONS
 
 if TYPE_CHECKING:
     from ..symbolic.jacobian import BlockJacobian
 
 MAX_NAME_LENGTH = 32
+MAX_CELL_NAME_LENGTH = 64
+#: Cell names are kebab-case: lower-case letters and digits in words joined by ``-``.
+CELL_NAME = re.compile(r"[a-z][a-z0-9]*(?:-[a-z0-9]+)*\Z")
+#: Names of the array namespaces in generated code; no vector or parameter may take them.
+RESERVED_NAMES = frozenset({"xp", "np"})
+#: The hidden and input sizes: parameter shapes are written in them, so no parameter may take
+#: them (nodes may: the GRU's new gate is ``n``, as PyTorch calls it).
+RESERVED_PARAMETER_NAMES = frozenset({"n", "d"})
+
+
+def check_cell_name(name: object) -> str:
+    """Return ``name`` if it is a kebab-case cell name (``lstm-peephole``), else raise."""
+    if not isinstance(name, str) or len(name) > MAX_CELL_NAME_LENGTH or not CELL_NAME.match(name):
+        shown = repr(name[:40] + "...") if isinstance(name, str) and len(name) > 40 else repr(name)
+        raise CellError(
+            f"cell name {shown} is not kebab-case (lower-case letters and digits in words "
+            f"joined by '-', starting with a letter, at most {MAX_CELL_NAME_LENGTH} characters)"
+        )
+    return name
 
 
 def check_name(name: str, what: str = "name") -> str:
     """Return ``name`` if it is a safe identifier for a vector or parameter, else raise.
 
-    Names become SymPy symbols and, through code generation, Python identifiers; refusing
-    anything but plain identifiers closes the door SymPy issue #24990 describes.
+    Names become SymPy symbols and, through code generation, parts of Python identifiers
+    (always behind a prefix such as ``v_``); refusing anything but plain identifiers closes the
+    door SymPy issue #24990 describes.
     """
     if not isinstance(name, str) or not name.isidentifier() or not name.isascii():
         raise CellError(f"{what} {name!r} is not a plain identifier (letters, digits, _)")
-    if keyword.iskeyword(name) or name.startswith("_") or len(name) > MAX_NAME_LENGTH:
+    if name.startswith("_"):
+        raise CellError(f"name {name!r} is not allowed (names may not start with '_')")
+    if name in FUNCTIONS:
+        hint = "call it like {name}(a)" if what == "symbol" else f"it cannot name a {what}"
+        raise CellError(f"{name!r} is a function; {hint.format(name=name)}")
+    if keyword.iskeyword(name) or len(name) > MAX_NAME_LENGTH:
         raise CellError(
-            f"{what} {name!r} is not allowed (keyword, leading underscore, or longer than "
-            f"{MAX_NAME_LENGTH} characters)"
+            f"{what} {name!r} is not allowed (keyword, or longer than {MAX_NAME_LENGTH} characters)"
         )
     if name in RESERVED_NAMES:
         raise CellError(f"{what} {name!r} is reserved for generated code; choose another name")
     return name
 
 
-#: Names the generated kernels use themselves.
-RESERVED_NAMES = frozenset({"xp"})
+@dataclass(frozen=True)
+class Origin:
+    """Where a cell's definition came from, so that errors can name the file and line.
+
+    Args:
+        label: the file name (or ``cell 'NAME'`` for the Python API).
+        lines: ``(key, line)`` pairs: the 1-based line of each equation (by node name) and of
+            top-level keys (``state``, ``update``, ...) in the file, where known.
+    """
+
+    label: str
+    lines: tuple[tuple[str, int], ...] = ()
+
+    def at(self, key: str | None = None) -> str:
+        """``label:line`` for ``key`` when its line is known, else ``label``."""
+        line = dict(self.lines).get(key) if key is not None else None
+        return f"{self.label}:{line}" if line else self.label
 
 
 @dataclass(frozen=True)
@@ -81,10 +123,17 @@ class Elementwise:
 Node = Affine | Elementwise
 
 
+def _short(name: str, limit: int = 40) -> str:
+    return repr(name if len(name) <= limit else name[: limit - 3] + "...")
+
+
 def _real_symbols(expr: sp.Expr) -> sp.Expr:
     if not isinstance(expr, sp.Basic):
         return expr
-    return expr.xreplace({s: sp.Symbol(str(s), real=True) for s in expr.free_symbols})
+    # Only rebuild when needed: rebuilding re-runs SymPy's constructors over the whole tree.
+    swap = {s: sp.Symbol(str(s), real=True) for s in expr.free_symbols}
+    swap = {s: r for s, r in swap.items() if s is not r and s != r}
+    return expr.xreplace(swap) if swap else expr
 
 
 @dataclass(frozen=True)
@@ -127,6 +176,7 @@ class Cell:
     convention: str = ""
     description: str = ""
     citations: tuple[str, ...] = field(default=())
+    origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # One symbol per name: user expressions may carry symbols with other assumptions.
@@ -137,87 +187,143 @@ class Cell:
         object.__setattr__(self, "nodes", nodes)
         self._validate()
 
-    # -- validation ---------------------------------------------------------------------
+    # -- validation: the one place of the cell invariants --------------------------------
+    def error_at(self, problem: str, key: str | None = None, label: str | None = None) -> CellError:
+        """The error for ``problem``, located at ``key`` (a node or top-level key: the file and
+        line when the cell came from a file), and labelled e.g. ``equation 'a'``."""
+        where = self.origin.at(key) if self.origin is not None else f"cell {self.name!r}"
+        return CellError(f"{where}: {label}: {problem}" if label else f"{where}: {problem}")
+
+    def _fail_update(self, problem: str, key: str, label: str) -> CellUpdateError:
+        return CellUpdateError(str(self.error_at(problem, key, label)))
+
     def _validate(self) -> None:
+        try:
+            check_cell_name(self.name)
+        except CellError as err:
+            raise self.error_at(str(err), "name") from None
         if not self.state:
-            raise CellError(f"cell {self.name!r} has no state vectors")
-        check_name(self.input, "input")
+            raise self.error_at(f"cell {self.name!r} has no state vectors", "state")
+        try:
+            check_name(self.input, "input")
+        except CellError as err:
+            raise self.error_at(str(err), "input", "input") from None
         defined: dict[str, str] = {self.input: "input"}
         for s in self.state:
-            check_name(s, "state vector")
+            try:
+                check_name(s, "state")
+            except CellError as err:
+                raise self.error_at(str(err), "state", "state") from None
             if s in defined:
-                raise CellError(f"cell {self.name!r}: {s!r} is defined twice")
+                raise self.error_at(f"{s!r} is defined twice", "state", "state")
             defined[s] = "state"
+        node_names = {nd.name for nd in self.nodes if isinstance(nd, Affine | Elementwise)}
         params: dict[str, str] = {}
         weight_cols: dict[str, str] = {}
-
-        def use_param(pname: str, kind: str) -> None:
-            check_name(pname, "parameter")
-            if pname in defined:
-                raise CellError(f"cell {self.name!r}: parameter {pname!r} clashes with a vector")
-            if params.setdefault(pname, kind) != kind:
-                raise CellError(
-                    f"cell {self.name!r}: {pname!r} is used both as {params[pname]} and {kind}"
-                )
-
         for node in self.nodes:
-            check_name(node.name, "node")
+            if not isinstance(node, Affine | Elementwise):
+                raise self.error_at(f"unknown node type {type(node).__name__}")
+            label = f"equation {_short(node.name)}"
+
+            def fail(problem: str, node: Node = node, label: str = label) -> CellError:
+                return self.error_at(problem, node.name, label)
+
+            try:
+                check_name(node.name, "node")
+            except CellError as err:
+                raise fail(str(err)) from None
             if node.name in defined or node.name in params:
-                raise CellError(f"cell {self.name!r}: {node.name!r} is defined twice")
+                raise fail(f"{node.name!r} is defined twice")
+
+            def use_param(pname: str, kind: str, fail: Callable[[str], CellError] = fail) -> None:
+                try:
+                    check_name(pname, kind if kind != "vector" else "symbol")
+                except CellError as err:
+                    raise fail(str(err)) from None
+                if pname in RESERVED_PARAMETER_NAMES:
+                    raise fail(
+                        f"parameter {pname!r} is reserved (n and d are the hidden and input "
+                        "sizes); choose another name"
+                    )
+                if pname in defined:
+                    raise fail(f"{pname!r} is a vector, not a {kind}")
+                if pname in node_names:
+                    raise fail(f"{pname!r} names an equation, so it cannot also be a {kind}")
+                if params.setdefault(pname, kind) != kind:
+                    raise fail(f"{pname!r} is used both as {params[pname]} and {kind}")
+
+            def missing(name: str, fail: Callable[[str], CellError] = fail) -> CellError:
+                if name in node_names:
+                    return fail(
+                        f"{name!r} is used before it is defined (equations run in order; "
+                        f"move {name!r} above this line)"
+                    )
+                close = difflib.get_close_matches(name, sorted(defined), n=1)
+                hint = f"; did you mean {close[0]!r}?" if close else ""
+                return fail(f"undefined symbol {name!r}{hint}")
+
             if isinstance(node, Affine):
                 if not node.terms and not node.biases:
-                    raise CellError(f"cell {self.name!r}: affine node {node.name!r} is empty")
+                    raise fail(f"affine node {node.name!r} is empty")
                 for w, src in node.terms:
                     if src not in defined:
-                        raise CellError(
-                            f"cell {self.name!r}: node {node.name!r} uses {src!r} before it "
-                            "is defined"
-                        )
+                        if src in params:
+                            raise fail(
+                                f"{src!r} is a parameter; the right side of '@' must be the "
+                                "input, a state or an earlier node"
+                            )
+                        raise missing(src)
                     use_param(w, "weight")
                     cols = "d" if src == self.input else "n"
                     if weight_cols.setdefault(w, cols) != cols:
-                        raise CellError(
-                            f"cell {self.name!r}: weight {w!r} multiplies vectors of size n and "
-                            "d; use two weights"
+                        raise fail(
+                            f"weight {w!r} multiplies vectors of size n and d; use two weights"
                         )
                 for b in node.biases:
+                    if b in defined:
+                        raise fail(
+                            f"{b!r} is a vector; an affine line adds only WEIGHT @ VECTOR terms "
+                            "and bias names (add vectors in an elementwise line)"
+                        )
                     use_param(b, "bias")
-            elif isinstance(node, Elementwise):
+            else:
                 if not isinstance(node.expr, sp.Expr):
-                    raise CellError(f"cell {self.name!r}: {node.name!r} is not a SymPy expression")
+                    raise fail("not a SymPy expression")
                 for sym in sorted(node.expr.free_symbols, key=str):
                     nm = str(sym)
                     if nm == self.input:
-                        raise CellError(
-                            f"cell {self.name!r}: the input {nm!r} has size d; it may only enter "
-                            f"an affine node as WEIGHT @ {nm} (elementwise node {node.name!r})"
+                        raise fail(
+                            f"the input {nm!r} has size d; it may only enter an affine line "
+                            f"as WEIGHT @ {nm}"
                         )
                     if nm in defined:
                         continue
-                    if nm in params and params[nm] != "vector":
-                        raise CellError(
-                            f"cell {self.name!r}: {nm!r} is a {params[nm]} and cannot appear "
-                            f"in the elementwise node {node.name!r}"
+                    if nm in node_names:
+                        raise missing(nm)
+                    if params.get(nm, "vector") != "vector":
+                        raise fail(
+                            f"{nm!r} is a {params[nm]} of an affine line and cannot appear in "
+                            "an elementwise line"
                         )
                     use_param(nm, "vector")
-            else:
-                raise CellError(f"cell {self.name!r}: unknown node type {type(node).__name__}")
             defined[node.name] = "node"
         upd = dict(self.update)
         if set(upd) != set(self.state) or len(upd) != len(self.update):
-            raise CellError(
-                f"cell {self.name!r}: update must give one node for each state vector "
-                f"{list(self.state)}, got {[s for s, _ in self.update]}"
+            raise self._fail_update(
+                f"update must give one node for each state vector {list(self.state)}, got "
+                f"{[s for s, _ in self.update]}",
+                "update",
+                "update",
             )
         for s, node_name in self.update:
             if defined.get(node_name) != "node":
-                raise CellError(
-                    f"cell {self.name!r}: update of {s!r} names unknown node {node_name!r}"
+                raise self._fail_update(
+                    f"{node_name!r} is not an equation", "update", f"update {s!r}"
                 )
         if self.torch_layout is not None:
             listed = [p for _, ps in self.torch_layout for p in ps]
             if sorted(listed) != sorted(params):
-                raise CellError(f"cell {self.name!r}: torch_layout does not list every parameter")
+                raise self.error_at("torch_layout does not list every parameter")
 
     # -- structure ------------------------------------------------------------------------
     @cached_property

@@ -14,13 +14,18 @@ Examples:
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import sympy as sp
 
 from ..cells.graph import Affine, Cell
 from ..errors import CellError
+from .jacobian import expression_size
 
 MAX_EXPLICIT_N = 8
+#: The work an explicit Jacobian may take, in SymPy operations built or differentiated
+#: (an LSTM at n = 8 about 30,000: a few seconds); past it the cell is refused.
+MAX_EXPLICIT_WORK = 50_000
 
 
 @dataclass(frozen=True)
@@ -35,7 +40,7 @@ class ExplicitStep:
         jacobian: ``new_state.jacobian(state)``.
     """
 
-    symbols: dict[str, list]
+    symbols: dict[str, list[Any]]
     state: sp.Matrix
     new_state: sp.Matrix
     jacobian: sp.Matrix
@@ -45,7 +50,7 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     """Unroll one step of ``cell`` with hidden size ``n`` and input size ``d``."""
     if not isinstance(n, int) or not 1 <= n <= MAX_EXPLICIT_N:
         raise CellError(f"explicit Jacobian needs 1 <= n <= {MAX_EXPLICIT_N}, got {n!r}")
-    syms: dict[str, list] = {}
+    syms: dict[str, list[Any]] = {}
     values: dict[str, list[sp.Expr]] = {}
 
     def vec(name: str, size: int) -> list[sp.Symbol]:
@@ -63,8 +68,21 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             ]
         else:
             syms[p.name] = vec(p.name, n)
+    work = 0
+
+    def spend(ops: int) -> None:
+        nonlocal work
+        work += ops
+        if work > MAX_EXPLICIT_WORK:
+            raise CellError(
+                f"cell {cell.name!r}: the explicit Jacobian at n = {n} would take more than "
+                f"{MAX_EXPLICIT_WORK} symbolic operations; use a smaller n or the matrix form "
+                "(valid for every n)"
+            )
+
     for node in cell.nodes:
         if isinstance(node, Affine):
+            spend(n * n * len(node.terms) + n * len(node.biases))
             total = sp.zeros(n, 1)
             for w, src in node.terms:
                 total += sp.Matrix(syms[w]) * sp.Matrix(values[src])
@@ -72,6 +90,7 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
                 total += sp.Matrix(syms[b])
             values[node.name] = list(total)
         else:
+            spend(n * expression_size(node.expr)[0])
             free = sorted(node.expr.free_symbols, key=str)
             values[node.name] = [
                 node.expr.xreplace(
@@ -85,6 +104,10 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     updates = dict(cell.update)
     state = sp.Matrix([v for s in cell.state for v in syms[s]])
     new_state = sp.Matrix([v for s in cell.state for v in values[updates[s]]])
+    # differentiating every entry by every state unit: the unrolled step's size times m n,
+    # and deeper nesting costs more (the chain rule multiplies through every level)
+    size, depth = expression_size(sp.Tuple(*new_state), MAX_EXPLICIT_WORK)
+    spend(size * len(state) * max(1, depth // 8))
     return ExplicitStep(syms, state, new_state, new_state.jacobian(state))
 
 

@@ -22,11 +22,41 @@ from functools import lru_cache
 import sympy as sp
 
 from ..cells.graph import Affine, Cell, Elementwise
-from ..errors import CellError
+from .render import jacobian_latex, jacobian_mathml_element, text_names
 
 ONE = sp.S.One
 #: A derivation with more terms than this is refused (chained affine nodes multiply terms).
 MAX_TERMS = 2000
+#: The derivative of one node (all its terms, every state) may hold at most this many
+#: operations, counted as printed (a shared sub-expression counts each time it appears).
+#: Chains of equations such as ``e_k = tanh(e_{k-1} e_{k-2})`` grow it exponentially; the
+#: derivation refuses them at the first equation past the limit, naming it.
+MAX_DERIVATIVE_OPS = 4000
+#: ... and be nested at most this deep (printers and code generation recurse over it).
+MAX_DERIVATIVE_DEPTH = 80
+#: Sums up to this size are tidied with ``factor_terms`` (which walks the printed tree).
+_TIDY_OPS = 200
+
+
+def expression_size(expr: sp.Basic, limit: int | None = None) -> tuple[int, int]:
+    """``(operations, depth)`` of ``expr`` as printed (a leaf counts 1 and has depth 1), in
+    time linear in its distinct sub-expressions (a DAG walk with a memo: the printed size can
+    be exponential in them). Stops counting once the size passes ``limit``."""
+    sizes: dict[sp.Basic, tuple[int, int]] = {}
+    stack: list[tuple[sp.Basic, bool]] = [(expr, False)]
+    while stack:
+        node, done = stack.pop()
+        if node in sizes:
+            continue
+        if done or not node.args:
+            parts = [sizes[a] for a in node.args]
+            sizes[node] = (1 + sum(p[0] for p in parts), 1 + max((p[1] for p in parts), default=0))
+            if limit is not None and sizes[node][0] > limit:
+                return sizes[node]
+            continue
+        stack.append((node, True))
+        stack.extend((a, False) for a in node.args if a not in sizes)
+    return sizes[expr]
 
 
 @dataclass(frozen=True)
@@ -79,7 +109,8 @@ def _merge(terms: list[Term]) -> Block:
         merged[key] = merged.get(key, sp.S.Zero) + t.diags[0]
     out = []
     for (weights, rest), lead in sorted(merged.items(), key=lambda kv: (len(kv[0][0]), kv[0][0])):
-        lead = sp.factor_terms(lead)
+        if expression_size(lead, _TIDY_OPS)[0] <= _TIDY_OPS:
+            lead = sp.factor_terms(lead)
         if lead != 0:
             out.append(Term((lead,) + rest, weights))
     return tuple(out)
@@ -94,15 +125,7 @@ def own_value_rules(cell: Cell) -> dict[sp.Expr, sp.Symbol]:
     }
 
 
-def text_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
-    """Plain-text names: the node updating ``h`` shows as ``h_t``, the previous state as
-    ``h_{t-1}``."""
-    names = {cell.symbol(s): sp.Symbol(f"{s}_{{t-1}}") for s in cell.state}
-    names.update({cell.symbol(node): sp.Symbol(f"{s}_t") for s, node in cell.update})
-    return names
-
-
-@dataclass(frozen=True)
+@dataclass(frozen=True, repr=False)
 class BlockJacobian:
     """The state Jacobian as blocks of :class:`Term` sums.
 
@@ -165,21 +188,36 @@ class BlockJacobian:
 
     def latex(self) -> str:
         """LaTeX as a paper writes it, e.g. ``\\operatorname{diag}(1 - h_t^2) W_{hh}``."""
-        from .render import jacobian_latex
-
         return jacobian_latex(self)
 
     def mathml(self) -> str:
-        """Presentation MathML (a fragment, without the ``<math>`` element)."""
-        from .render import jacobian_mathml
+        """A complete ``<math display="block">`` element: left-hand side, presentation MathML,
+        and the LaTeX as a ``<semantics>`` annotation; valid XML (numeric character
+        references only)."""
+        return jacobian_mathml_element(self)
 
-        return jacobian_mathml(self)
+    def __repr__(self) -> str:
+        n_terms = sum(1 for _ in self.terms())
+        m = len(self.state)
+        weights = ", ".join(sorted(self.weights)) or "none"
+        return (
+            f"<BlockJacobian of {self.cell.name!r} ({self.path}): {m}x{m} blocks over "
+            f"({', '.join(self.state)}), {n_terms} terms; weights: {weights}>"
+        )
 
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.latex()}$"
 
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """Jupyter: plain text, LaTeX (MathJax) and MathML (rendered natively in HTML)."""
+        return {
+            "text/plain": str(self),
+            "text/latex": self._repr_latex_(),
+            "text/html": self.mathml(),
+        }
 
-@dataclass(frozen=True)
+
+@dataclass(frozen=True, repr=False)
 class JacobianPaths:
     """A Jacobian split into its additive and multiplicative parts."""
 
@@ -192,8 +230,6 @@ class JacobianPaths:
         return f"additive path:\n{add}\nmultiplicative path:\n{mul}"
 
     def latex(self) -> str:
-        from .render import jacobian_latex
-
         return (
             r"J^{\mathrm{add}} = "
             + jacobian_latex(self.additive, bare=True)
@@ -201,8 +237,15 @@ class JacobianPaths:
             + jacobian_latex(self.multiplicative, bare=True)
         )
 
+    def __repr__(self) -> str:
+        return f"<JacobianPaths of {self.additive.cell.name!r}: additive + multiplicative>"
+
     def _repr_latex_(self) -> str:
         return f"$\\displaystyle {self.latex()}$"
+
+    def _repr_mimebundle_(self, include: object = None, exclude: object = None) -> dict[str, str]:
+        """Jupyter: plain text and LaTeX."""
+        return {"text/plain": str(self), "text/latex": self._repr_latex_()}
 
 
 @lru_cache(maxsize=256)
@@ -233,11 +276,35 @@ def state_jacobian(cell: Cell) -> BlockJacobian:
                     continue
                 for s, terms in upstream.items():
                     acc.setdefault(s, []).extend(t.then(partial) for t in terms)
+        label = f"equation {node.name!r}"
+        if sum(len(ts) for ts in acc.values()) > MAX_TERMS:
+            raise cell.error_at(
+                f"its derivative has more than {MAX_TERMS} terms; simplify the cell (fewer "
+                "chained affine nodes)",
+                node.name,
+                label,
+            )
         deriv[node.name] = {s: list(_merge(ts)) for s, ts in acc.items()}
-        if sum(len(ts) for ts in deriv[node.name].values()) > MAX_TERMS:
-            raise CellError(
-                f"cell {cell.name!r}: the Jacobian of node {node.name!r} has more than "
-                f"{MAX_TERMS} terms; simplify the cell (fewer chained affine nodes)"
+        size = depth = 0
+        for ts in deriv[node.name].values():
+            for t in ts:
+                for dg in t.diags:
+                    ops, nested = expression_size(dg, MAX_DERIVATIVE_OPS)
+                    size, depth = size + ops, max(depth, nested)
+        if depth > MAX_DERIVATIVE_DEPTH:
+            raise cell.error_at(
+                f"its derivative is nested more than {MAX_DERIVATIVE_DEPTH} levels deep; the "
+                "equations above it compound: give fewer equations in a chain",
+                node.name,
+                label,
+            )
+        if size > MAX_DERIVATIVE_OPS:
+            raise cell.error_at(
+                f"its derivative has more than {MAX_DERIVATIVE_OPS} operations; the equations "
+                "above it compound (each one multiplies the derivatives of those it uses): "
+                "give fewer equations in a chain",
+                node.name,
+                label,
             )
     updates = dict(cell.update)
     blocks = tuple(

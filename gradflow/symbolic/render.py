@@ -1,14 +1,28 @@
-r"""LaTeX and presentation MathML of Jacobians, written the way papers write them.
+r"""LaTeX, MathML and text of Jacobians and equations, written the way papers write them.
 
 A block Jacobian becomes a SymPy matrix whose entries are products of non-commutative factors
 ``diag(...)`` and weight symbols, so SymPy's own printers lay it out: ``sympy.latex`` for LaTeX
 and the presentation MathML printer (SymPy >= 1.14 emits MathML Core, which browsers render
 without JavaScript).
+
+For the command line and notebooks (``gradflow derive``): :func:`jacobian_mathml_element`
+(a complete ``<math display="block">`` element with the left-hand side and a LaTeX
+annotation, valid XML), :func:`equations_text` (the equations as plain text, not LaTeX source)
+and :func:`explicit_text` (an explicit small-n Jacobian one entry per line).
+
+Examples:
+    >>> from gradflow.cells import get_cell
+    >>> print("\n".join(equations_text(get_cell("rnn"))))
+    a = W_ih @ x_t + W_hh @ h_{t-1} + b_ih + b_hh
+    h_t = tanh(a)
 """
 
 from __future__ import annotations
 
+import html.entities
+import re
 from typing import TYPE_CHECKING, Any
+from xml.sax.saxutils import escape
 
 import sympy as sp
 from sympy.printing.mathml import mathml
@@ -22,7 +36,7 @@ DIAG = sp.Function("diag", commutative=False)
 IDENTITY = sp.Symbol("I", commutative=False)
 
 
-class Name(sp.Symbol):
+class Name(sp.Symbol):  # type: ignore[misc]  # SymPy ships no type information
     """A symbol whose subscript prints literally: ``W_xi`` is W with subscript ``xi``, not
     ``W_ξ`` (SymPy turns subscripts that spell Greek letters into Greek)."""
 
@@ -48,7 +62,7 @@ class Name(sp.Symbol):
         return msub
 
 
-class Indicator(sp.Function):
+class Indicator(sp.Function):  # type: ignore[misc]
     """``1[x > 0]``: how the derivative of relu, ``Heaviside(x, 0)``, is displayed."""
 
     nargs = 1
@@ -141,8 +155,10 @@ def jacobian_latex(jac: BlockJacobian, bare: bool = False) -> str:
 
 
 def jacobian_mathml(jac: BlockJacobian) -> str:
-    """Presentation MathML of the right-hand side (a fragment, no ``<math>`` element)."""
-    return str(mathml(jacobian_expr(jac), printer="presentation"))
+    """Presentation MathML of the right-hand side (a fragment, no ``<math>`` element; see
+    :func:`jacobian_mathml_element` for the whole equation), with numeric character
+    references only."""
+    return numeric_entities(str(mathml(jacobian_expr(jac), printer="presentation")))
 
 
 def state_latex(cell: Cell) -> str:
@@ -169,3 +185,101 @@ def equations_latex(cell: Cell) -> list[str]:
             rhs = " + ".join(parts)
         lines.append(f"{lhs} = {rhs}")
     return lines
+
+
+def text_names(cell: Cell) -> dict[sp.Symbol, sp.Symbol]:
+    """Plain-text names: the node updating ``h`` shows as ``h_t``, the previous state as
+    ``h_{t-1}``."""
+    names = {cell.symbol(s): sp.Symbol(f"{s}_{{t-1}}") for s in cell.state}
+    names.update({cell.symbol(node): sp.Symbol(f"{s}_t") for s, node in cell.update})
+    return names
+
+
+def _text_name(cell: Cell, name: str, names: dict[sp.Symbol, sp.Symbol]) -> str:
+    if name == cell.input:
+        return f"{name}_t"
+    return str(names.get(cell.symbol(name), sp.Symbol(name)))
+
+
+def equations_text(cell: Cell) -> list[str]:
+    """One plain-text line per node, in order: ``f = sigmoid(a_f)``, ``c_t = c_{t-1}*f + g*i``,
+    ``a_f = W_if @ x_t + W_hf @ h_{t-1} + b_if + b_hf`` (the text the terminal shows; see
+    :func:`equations_latex` for LaTeX)."""
+    names = text_names(cell)
+    names[cell.symbol(cell.input)] = sp.Symbol(f"{cell.input}_t")
+    lines = []
+    for node in cell.nodes:
+        lhs = _text_name(cell, node.name, names)
+        if hasattr(node, "expr"):
+            rhs = sp.sstr(node.expr.xreplace(names), order="none")
+        else:
+            parts = [f"{w} @ {_text_name(cell, src, names)}" for w, src in node.terms]
+            rhs = " + ".join(parts + list(node.biases))
+        lines.append(f"{lhs} = {rhs}")
+    return lines
+
+
+def explicit_text(matrix: sp.Matrix, name: str = "J") -> str:
+    """An explicit Jacobian one entry per line, ``J[1,2] = ...`` (1-based, zeros left out),
+    so that an ``n = 2`` LSTM reads as 64 short lines instead of a 3,000-character row."""
+    lines = []
+    for i in range(matrix.rows):
+        for j in range(matrix.cols):
+            entry = matrix[i, j]
+            if entry != 0:
+                lines.append(f"{name}[{i + 1},{j + 1}] = {sp.sstr(entry, order='none')}")
+    zeros = matrix.rows * matrix.cols - len(lines)
+    lines.append(f"({matrix.rows}x{matrix.cols}; {zeros} entries are 0)")
+    return "\n".join(lines)
+
+
+_ENTITY = re.compile(r"&([A-Za-z][A-Za-z0-9]*);")
+_XML_ENTITIES = {"amp", "lt", "gt", "quot", "apos"}
+
+
+def numeric_entities(markup: str) -> str:
+    """``markup`` with named character entities (``&InvisibleTimes;``, which XML parsers
+    reject without a DTD) written as numeric references (``&#x2062;``)."""
+
+    def numeric(match: re.Match[str]) -> str:
+        name = match.group(1)
+        if name in _XML_ENTITIES:
+            return match.group(0)
+        chars = html.entities.html5.get(name + ";")
+        if chars is None:
+            raise ValueError(f"unknown character entity &{name};")  # pragma: no cover
+        return "".join(f"&#x{ord(c):X};" for c in chars)
+
+    return _ENTITY.sub(numeric, markup)
+
+
+_PARTIAL = "<mo>&#x2202;</mo>"
+
+
+def _lhs_mathml(jac: BlockJacobian) -> str:
+    s = jac.state[0] if len(jac.state) == 1 else "s"
+    return (
+        f"<mfrac><mrow>{_PARTIAL}<msub><mi>{s}</mi><mi>t</mi></msub></mrow>"
+        f"<mrow>{_PARTIAL}<msub><mi>{s}</mi><mrow><mi>t</mi><mo>&#x2212;</mo><mn>1</mn></mrow>"
+        "</msub></mrow></mfrac>"
+    )
+
+
+def jacobian_mathml_element(jac: BlockJacobian) -> str:
+    """A complete ``<math display="block">`` element: ``d s_t / d s_{t-1} = ...`` in
+    presentation MathML, with the LaTeX as a ``<semantics>`` annotation; valid XML.
+
+    Examples:
+        >>> import xml.etree.ElementTree as ET
+        >>> from gradflow.cells import get_cell
+        >>> math = ET.fromstring(jacobian_mathml_element(get_cell("rnn").jacobian()))
+        >>> math.tag, math.get("display")
+        ('{http://www.w3.org/1998/Math/MathML}math', 'block')
+    """
+    body = f"{_lhs_mathml(jac)}<mo>=</mo>{jacobian_mathml(jac)}"
+    return (
+        '<math xmlns="http://www.w3.org/1998/Math/MathML" display="block"><semantics>'
+        f"<mrow>{body}</mrow>"
+        f'<annotation encoding="application/x-tex">{escape(jacobian_latex(jac))}</annotation>'
+        "</semantics></math>"
+    )

@@ -1,0 +1,40 @@
+"""The catalogue: every built-in cell by name, and the lookup with a did-you-mean."""
+
+from __future__ import annotations
+
+import difflib
+
+from ..errors import CellError
+from .graph import Cell
+from .gru import GRU, GRU_RESET_BEFORE
+from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
+from .minimal import INDRNN, MGU, MINIMALRNN
+from .rnn import RNN, RNN_RELU
+
+#: Every built-in cell by name, in the order ``gradflow cells`` lists them.
+CATALOGUE: dict[str, Cell] = {
+    c.name: c
+    for c in (
+        RNN,
+        RNN_RELU,
+        LSTM,
+        LSTM_NOFG,
+        LSTM_PEEPHOLE,
+        LSTM_CIFG,
+        GRU,
+        GRU_RESET_BEFORE,
+        MGU,
+        INDRNN,
+        MINIMALRNN,
+    )
+}
+
+
+def get_cell(name: str) -> Cell:
+    """The catalogue cell called ``name``; an unknown name gets a did-you-mean suggestion."""
+    try:
+        return CATALOGUE[name]
+    except (KeyError, TypeError):
+        close = difflib.get_close_matches(str(name), list(CATALOGUE), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise CellError(f"unknown cell {name!r}{hint} (known: {', '.join(CATALOGUE)})") from None
