@@ -20,7 +20,7 @@ from typing import Any, ClassVar, TypeVar
 import numpy as np
 
 from ..errors import UsageError
-from .io import PathLike, dumps, load_json, save_json
+from .io import PathLike, dumps, load_json, loads, save_json
 
 R = TypeVar("R", bound="Result")
 
@@ -151,8 +151,6 @@ class Result:
 
     def comparable(self) -> dict[str, Any]:
         """The saved data as plain JSON values (equal for equal results)."""
-        from .io import loads
-
         return dict(loads(dumps(self.to_dict())))
 
     @classmethod
