@@ -439,8 +439,8 @@ class _Unidirectional:
                     new_rows.append(row)
                 P = new_rows  # type: ignore[assignment]
                 if input_sens:
-                    top = _top(*(l for _, l in Ys))
-                    Yj = xp.concatenate([Y * _factor(xp, l, top, 3, dt) for Y, l in Ys], axis=-2)
+                    top = _top(*(lg for _, lg in Ys))
+                    Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
                     with np.errstate(divide="ignore"):
                         in_s[lag] = (
                             np.log10(to_numpy(xp.linalg.svd(Yj, compute_uv=False)[..., 0])) + top
@@ -586,6 +586,10 @@ class _VectorPass:
         run, xp = self.run, self.run.xp
         Q = run._backsub(self.g, data, idx)
         q0 = Q[0]
+        if self.given is None:
+            for j, qj in enumerate(Q):  # the total derivative dL/ds^j_t (what autograd gives)
+                if qj is not None:
+                    self.layer[j, lag] = _log_norm(xp, qj.a) + qj.l
         if self.given is None and q0 is not None:
             self.inputs[lag] = _log_norm(xp, q0.a @ data[0]["K"][idx]) + q0.l
         if self.lag_split:
@@ -623,8 +627,9 @@ class _VectorPass:
         self.g = new
         if self.given is None:
             logs = [np.full(run.B, -np.inf) if b is None else _log_norm(xp, b.a) + b.l for b in new]
-            for j, lg in enumerate(logs):
-                self.layer[j, lag + 1] = lg
+            if lag + 1 == run.T:  # s_0: no layer above reads it, total = partial
+                for j, lg in enumerate(logs):
+                    self.layer[j, lag + 1] = lg
             with np.errstate(divide="ignore", invalid="ignore"):
                 top = _top(*logs)
                 self.joint[lag + 1] = top + 0.5 * np.log10(

@@ -69,7 +69,9 @@ class StackResult:
         layer_log10_input_spectral_norm: ``(L, T, B)``, ``||ds^l_T/dx_{T-k}||_2``.
         gradient_loss: ``last`` (``L = sum h^L_T``) or ``sum`` (``L = sum_t sum h^L_t``).
         log10_gradient_norm: ``(T + 1, B)``, ``||dL/dS_{T-k}||`` (joint state).
-        layer_log10_gradient_norm: ``(L, T + 1, B)``, ``||dL/ds^l_{T-k}||``.
+        layer_log10_gradient_norm: ``(L, T + 1, B)``, ``||dL/ds^l_{T-k}||``, the total
+            derivative (through the layers above at the same step too: autograd's gradient
+            of the state tensor); for a reverse direction row ``k`` is its state at ``T-k``.
         log10_input_gradient_norm: ``(T, B)``, ``||dL/dx_{T-k}||``.
         parameter_gradient: ``{"l0.W_hh": (B,) + shape}``, ``dL/dθ`` per sequence.
         log10_lag_gradient_norm: ``{"l0.W_hh": (T, B)}``, ``log10 ||G_k||``: the contribution
