@@ -169,7 +169,7 @@ def unidirectional(name: str) -> dict:
                 states.append(step(states[-1], xb[t]))
         final.append(states[-1][(layers - 1) * m : (layers - 1) * m + N].tolist())
 
-        def run(S, t0, t1):
+        def run(S, t0, t1, xb=xb):
             for t in range(t0, t1):
                 S = step(S, xb[t])
             return S
@@ -194,7 +194,7 @@ def unidirectional(name: str) -> dict:
         for k in range(T):
             t = T - k  # x_t is xb[t - 1]
             K = torch.autograd.functional.jacobian(
-                lambda xt, t=t: run(step(states[t - 1], xt), t, T), xb[t - 1]
+                lambda xt, t=t, states=states: run(step(states[t - 1], xt), t, T), xb[t - 1]
             )
             a, f = _norms(torch, K)
             ins.append(a), inf_.append(f)
@@ -233,6 +233,7 @@ def unidirectional(name: str) -> dict:
             xl = xb.clone().requires_grad_(True)
             S = torch.zeros(M, dtype=torch.float64)
             per = [[None] * (T + 1) for _ in range(layers)]
+            S_parts: list = []
             lossv = 0.0
             hs = []
             for t in range(T + 1):
