@@ -41,8 +41,14 @@ _ARRAYS = (
 _DICTS = ("parameter_gradient", "log10_lag_gradient_norm", "lag_tail_fraction")
 
 
-def _arr(value: Any) -> np.ndarray:
-    return np.array(value, dtype=float)  # JSON null (a non-finite value) becomes NaN
+def _arr(value: Any, log: bool = False) -> np.ndarray:
+    """JSON lists back to arrays: null (strict JSON's non-finite value) becomes ``-inf`` in a
+    log10 field (the log of an exact zero, e.g. a structurally zero block at lag 0), else NaN.
+    """
+    a = np.array(value, dtype=float)
+    if log:
+        a[np.isnan(a)] = -np.inf
+    return a
 
 
 @dataclass(frozen=True)
@@ -150,9 +156,11 @@ class StackResult:
             }
             for name in _ARRAYS:
                 if data.get(name) is not None:
-                    kwargs[name] = _arr(data[name])
+                    kwargs[name] = _arr(data[name], log="log10" in name)
             for name in _DICTS:
-                kwargs[name] = {k: _arr(v) for k, v in data.get(name, {}).items()}
+                kwargs[name] = {
+                    k: _arr(v, log="log10" in name) for k, v in data.get(name, {}).items()
+                }
             return cls(**kwargs)
         except (KeyError, TypeError, ValueError) as exc:
             raise GradflowError(
