@@ -415,7 +415,7 @@ class _Unidirectional:
             logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
             for jj in range(Kc):
                 idx, lag = Kc - 1 - jj, k0 + jj  # the step at time t0+idx+1; lag before it
-                new_rows = []
+                new_rows: list[list[_Scaled | None]] = []
                 for i in range(L):
                     Q = self._backsub(P[i], data, idx)
                     if input_sens:
@@ -437,8 +437,9 @@ class _Unidirectional:
                         out = rts[j].kern.apply(qj.a, tuple(f[idx] for f in data[j]["F"]), rts[j].q)
                         row.append(_normalise(xp, out, qj.l))
                     new_rows.append(row)
-                P = new_rows  # type: ignore[assignment]
+                P = new_rows
                 if input_sens:
+                    assert in_s is not None and in_f is not None
                     top = _top(*(lg for _, lg in Ys))
                     Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
                     with np.errstate(divide="ignore"):
@@ -505,7 +506,7 @@ class _Unidirectional:
 
     def _record(
         self,
-        P: list[list[_Scaled]],
+        rows: list[list[_Scaled | None]],
         lag: int,
         jj: int,
         spec: dict[str, Spectral],
@@ -516,6 +517,7 @@ class _Unidirectional:
         hrows: np.ndarray,
     ) -> None:
         xp, L, B, dt = self.xp, len(self.rts), self.B, self.dtype
+        P = [[b for b in row if b is not None] for row in rows]  # after a step: all j <= i
         for i in range(L):
             lay_f[i, lag] = P[i][i].l
         for j in range(L):
