@@ -321,8 +321,11 @@ class _Unidirectional:
                 states[i], h, _, _ = r.run(states[i], h, keep=False)
         return checkpoints, states
 
-    def chunk_data(self, ckpt: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
-        """Factors, values and input Jacobians of every layer over steps t0+1..t1."""
+    def chunk_data(
+        self, ckpt: list[Any], t0: int, t1: int, first_k: bool = True
+    ) -> list[dict[str, Any]]:
+        """Factors, values and input Jacobians of every layer over steps t0+1..t1 (the first
+        layer's input Jacobian only with ``first_k``: it couples to nothing below)."""
         out = []
         h = self.x[t0:t1]
         K = t1 - t0
@@ -330,7 +333,8 @@ class _Unidirectional:
             _, h_next, prev, V = r.run(ckpt[i], h, keep=True)
             F = r.kern.factors(V, r.q, (K, self.B, r.n))
             E = r.sk.values(prev, h, r.qs)
-            out.append({"F": F, "E": E, "K": r.sk.input_jacobian(E, r.qs)})
+            Kin = r.sk.input_jacobian(E, r.qs) if (i > 0 or first_k) else None
+            out.append({"F": F, "E": E, "K": Kin})
             h = h_next
         return out
 
@@ -409,7 +413,7 @@ class _Unidirectional:
         for c in range(len(checkpoints) - 1, -1, -1):
             t0, t1 = c * K, min(T, (c + 1) * K)
             Kc = t1 - t0
-            data = self.chunk_data(checkpoints[c], t0, t1)
+            data = self.chunk_data(checkpoints[c], t0, t1, input_sens or vec is not None)
             for s in spec.values():
                 s.start_chunk(Kc, B, dt)
             logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
