@@ -308,6 +308,8 @@ class _Unidirectional:
         per_step *= self.B * 8
         self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
         self.offsets = np.cumsum([0] + [r.m for r in rts])
+        self._buf: Any = None
+        self._hbuf: Any = None
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self) -> tuple[list[list[Any]], list[Any]]:
@@ -531,15 +533,21 @@ class _Unidirectional:
             joint_f[lag] = top
         else:
             top = _top(*(b.l for row in P for b in row))
-            M = int(self.offsets[-1])
-            Pj = xp.zeros((B, M, M), dtype=dt)
-            o = self.offsets
+            if self._buf is None:  # blocks above the diagonal stay zero
+                M = int(self.offsets[-1])
+                self._buf = xp.zeros((B, M, M), dtype=dt)
+            Pj, o = self._buf, self.offsets
+            mass = np.zeros(B)
             for i in range(L):
                 for j in range(i + 1):
                     blk = P[i][j]
-                    Pj[:, o[i] : o[i + 1], o[j] : o[j + 1]] = blk.a * _factor(xp, blk.l, top, 3, dt)
-            fro_l = _log_norm(xp, Pj)
-            fro = xp.asarray(np.power(10.0, fro_l).astype(dt))
+                    f = _factor(xp, blk.l, top, 3, dt)
+                    xp.multiply(blk.a, f, out=Pj[:, o[i] : o[i + 1], o[j] : o[j + 1]])
+                    # every block has unit Frobenius norm (or is exactly zero)
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        mass += np.where(np.isfinite(blk.l), np.power(10.0, 2 * (blk.l - top)), 0.0)
+            fro_l = 0.5 * np.log10(mass)
+            fro = xp.asarray(np.sqrt(mass).astype(dt))
             joint_f[lag] = fro_l + top
             for i in range(L):
                 spec[f"layer{i}"].step(jj, P[i][i].a, lag)
@@ -550,11 +558,20 @@ class _Unidirectional:
         spec["joint"].step(jj, Pj, lag, fro)
         logs["joint"][jj] = top
         if "hidden" in spec:
-            Ph = (
-                Pj[:, hrows][:, :, hrows]
-                if L > 1
-                else Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
-            )
+            if L == 1:
+                Ph = Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
+            else:
+                if self._hbuf is None:
+                    self._hbuf = xp.zeros((B, len(hrows), len(hrows)), dtype=dt)
+                Ph, hoff = self._hbuf, np.cumsum([0] + [r.n for r in self.rts])
+                for i in range(L):
+                    for j in range(i + 1):
+                        blk, ci, cj = P[i][j], self.rts[i].hcols, self.rts[j].hcols
+                        xp.multiply(
+                            blk.a[:, ci, cj],
+                            _factor(xp, blk.l, top, 3, dt),
+                            out=Ph[:, hoff[i] : hoff[i + 1], hoff[j] : hoff[j + 1]],
+                        )
             spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
             logs["hidden"][jj] = top
 
