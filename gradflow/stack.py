@@ -248,6 +248,7 @@ def analyze_stack(
     gradient: str | None = "last",
     input_sensitivity: bool = True,
     lag_split: bool = True,
+    hidden: bool = True,
     backend: str = "numpy",
     dtype: str = "float64",
 ) -> StackResult:
@@ -262,6 +263,9 @@ def analyze_stack(
         input_sensitivity: record the memory curves ``||dS_T/dx_{T-k}||``.
         lag_split: with ``gradient="last"``, split ``dL/dθ`` by lag (a second, vector-only
             backward pass gives the tail fractions).
+        hidden: record the spectral norm of the joint product's block on every layer's ``h``
+            (for cells with several state vectors; else it is the joint norm). Without it,
+            ``log10_spectral_norm_hidden`` is absent.
         backend, dtype: as for :func:`gradflow.engine.analyze`.
 
     Returns:
@@ -290,7 +294,19 @@ def analyze_stack(
 
         return analyze_bidirectional(depths, xp.asarray(x.astype(dt)), gradient, meta, started)
     run = _Unidirectional([g[0] for g in depths], xp.asarray(x.astype(dt)), dt)
-    return run.analyze(gradient, input_sensitivity, lag_split and gradient == "last", meta, started)
+    return run.analyze(
+        gradient, input_sensitivity, lag_split and gradient == "last", hidden, meta, started
+    )
+
+
+def _kin(r: _Rt, data: dict[str, Any], idx: int) -> Any:
+    """The materialised input Jacobian ``K_t`` (``(B, m, d)``) of one step of a chunk, formed
+    once per step (small enough to stay in cache; a whole chunk's would not)."""
+    cached = data.get("K")
+    if cached is None or cached[0] != idx:
+        E = {k: v[idx] for k, v in data["E"].items()}
+        cached = data["K"] = (idx, r.sk.input_jacobian(E, r.qs))
+    return cached[1]
 
 
 class _Unidirectional:
@@ -323,11 +339,9 @@ class _Unidirectional:
                 states[i], h, _, _ = r.run(states[i], h, keep=False)
         return checkpoints, states
 
-    def chunk_data(
-        self, ckpt: list[Any], t0: int, t1: int, first_k: bool = True
-    ) -> list[dict[str, Any]]:
-        """Factors, values and input Jacobians of every layer over steps t0+1..t1 (the first
-        layer's input Jacobian only with ``first_k``: it couples to nothing below)."""
+    def chunk_data(self, ckpt: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
+        """Factors and unit values of every layer over steps t0+1..t1 (input Jacobians are
+        formed per step, from the values, by :func:`_kin`)."""
         out = []
         h = self.x[t0:t1]
         K = t1 - t0
@@ -335,8 +349,7 @@ class _Unidirectional:
             _, h_next, prev, V = r.run(ckpt[i], h, keep=True)
             F = r.kern.factors(V, r.q, (K, self.B, r.n))
             E = r.sk.values(prev, h, r.qs)
-            Kin = r.sk.input_jacobian(E, r.qs) if (i > 0 or first_k) else None
-            out.append({"F": F, "E": E, "K": Kin})
+            out.append({"F": F, "E": E})
             h = h_next
         return out
 
@@ -352,7 +365,7 @@ class _Unidirectional:
             cur = row[j]
             if above is not None:
                 r = self.rts[j]
-                into = above.a @ data[j + 1]["K"][idx]  # (B, rows, n_j)
+                into = above.a @ _kin(self.rts[j + 1], data[j + 1], idx)  # (B, rows, n_j)
                 if cur is None:
                     full = xp.zeros(into.shape[:-1] + (r.m,), dtype=into.dtype)
                     full[..., r.hcols] = into
@@ -372,6 +385,7 @@ class _Unidirectional:
         gradient: str | None,
         input_sens: bool,
         lag_split: bool,
+        hidden: bool,
         meta: dict[str, Any],
         started: float,
     ) -> StackResult:
@@ -386,15 +400,16 @@ class _Unidirectional:
             for i, r in enumerate(rts)
         ]
         inf = np.full((T + 1, B), -np.inf)
-        joint_f, joint_s, joint_h = inf.copy(), inf.copy(), inf.copy()
-        joint_f[0], joint_s[0], joint_h[0] = 0.5 * np.log10(M), 0.0, 0.0
+        joint_f, joint_s = inf.copy(), inf.copy()
+        joint_hh = inf.copy()
+        joint_f[0], joint_s[0], joint_hh[0] = 0.5 * np.log10(M), 0.0, 0.0
         lay_f = np.stack([inf.copy() for _ in rts])
         lay_s = lay_f.copy()
         cross_f, cross_s = lay_f.copy(), lay_f.copy()
         for i, r in enumerate(rts):
             lay_f[i, 0], lay_s[i, 0] = 0.5 * np.log10(r.m), 0.0
         cross_f[L - 1, 0], cross_s[L - 1, 0] = 0.5 * np.log10(rts[-1].m), 0.0
-        multi = any(len(r.cell.state) > 1 for r in rts)
+        multi = hidden and any(len(r.cell.state) > 1 for r in rts)
         hrows = np.concatenate(
             [np.arange(self.offsets[i], self.offsets[i + 1])[r.hcols] for i, r in enumerate(rts)]
         )
@@ -415,7 +430,7 @@ class _Unidirectional:
         for c in range(len(checkpoints) - 1, -1, -1):
             t0, t1 = c * K, min(T, (c + 1) * K)
             Kc = t1 - t0
-            data = self.chunk_data(checkpoints[c], t0, t1, input_sens or vec is not None)
+            data = self.chunk_data(checkpoints[c], t0, t1)
             for s in spec.values():
                 s.start_chunk(Kc, B, dt)
             logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
@@ -428,7 +443,7 @@ class _Unidirectional:
                         assert in_s is not None and in_f is not None and lay_in is not None
                         q0 = Q[0]
                         assert q0 is not None
-                        Y = q0.a @ data[0]["K"][idx]
+                        Y = q0.a @ _kin(rts[0], data[0], idx)
                         sv = to_numpy(xp.linalg.svd(Y, compute_uv=False)[..., 0])
                         with np.errstate(divide="ignore"):
                             lay_in[i, lag] = np.log10(sv) + q0.l
@@ -459,7 +474,7 @@ class _Unidirectional:
             for name, s in spec.items():
                 with np.errstate(divide="ignore"):
                     vals = np.log10(s.finish(Kc)) + logs[name]
-                target = {"joint": joint_s, "hidden": joint_h}.get(name)
+                target = {"joint": joint_s, "hidden": joint_hh}.get(name)
                 if target is None:
                     kind, num = name[:5], int(name[5:])
                     target = lay_s[num] if kind == "layer" else cross_s[num]
@@ -469,8 +484,7 @@ class _Unidirectional:
             lay_s[0], cross_s[0] = joint_s, joint_s
         else:
             cross_s[L - 1] = lay_s[L - 1]
-        if not multi:
-            joint_h = joint_s
+        joint_h = None if not hidden else (joint_hh if multi else joint_s)
         meta["chunk_steps"] = K
         meta["spectral"] = {
             "method": "gradflow.spectral.Spectral on every chain (joint, each layer, each "
@@ -614,7 +628,7 @@ class _VectorPass:
                 if qj is not None:
                     self.layer[j, lag] = _log_norm(xp, qj.a) + qj.l
         if self.given is None and q0 is not None:
-            self.inputs[lag] = _log_norm(xp, q0.a @ data[0]["K"][idx]) + q0.l
+            self.inputs[lag] = _log_norm(xp, q0.a @ _kin(run.rts[0], data[0], idx)) + q0.l
         if self.lag_split:
             for j, r in enumerate(run.rts):
                 qj = Q[j]

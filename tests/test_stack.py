@@ -240,6 +240,11 @@ def test_result_round_trips_through_json(tmp_path: Path) -> None:
         np.testing.assert_array_equal(getattr(back, key), getattr(res, key))
     for key, value in res.parameter_gradient.items():
         np.testing.assert_array_equal(back.parameter_gradient[key], value)
+    bare = analyze_stack(layers, x, gradient=None, input_sensitivity=False, hidden=False)
+    keys = bare.to_dict()
+    for absent in ("log10_spectral_norm_hidden", "log10_gradient_norm", "parameter_gradient"):
+        assert absent not in keys
+    np.testing.assert_array_equal(keys["log10_spectral_norm"], res.log10_spectral_norm)
     with pytest.raises(GradflowError, match="not a stack analysis"):
         StackResult.from_dict({"kind": "analysis"})
 
