@@ -370,3 +370,24 @@ def test_any_catalogue_stack_matches_a_dense_joint_product(cells, n, T, seed) ->
                 np.log10(np.linalg.norm(cross, "fro", axis=(1, 2))),
                 atol=1e-6,
             )
+
+
+def test_docs_example_runs_on_the_lstm2_fixture(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The Python example of docs/stacks.md runs as written (on the lstm2 fixture) and gives
+    the numbers of the torch reference (1e-8 in log10, as above)."""
+    import re
+    import shutil
+
+    text = (Path(__file__).parents[1] / "docs" / "stacks.md").read_text()
+    match = re.search(r"```python\n(.*?)```", text, re.S)
+    assert match is not None
+    shutil.copy(DATA / "lstm2.safetensors", tmp_path / "lstm2.safetensors")
+    shutil.copy(DATA / "lstm2_inputs.npy", tmp_path / "inputs.npy")
+    monkeypatch.chdir(tmp_path)
+    exec(compile(match.group(1), "docs/stacks.md", "exec"), {})  # our own documentation
+    res = StackResult.load(tmp_path / "stack.json")
+    ref = json.loads((DATA / "lstm2.json").read_text())
+    assert res.log10_spectral_norm is not None
+    _close_log(res.log10_spectral_norm, _arr(ref["joint_spectral"]))
