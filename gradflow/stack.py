@@ -1,7 +1,9 @@
 r"""Stacked models as one joint state: per-layer, cross-layer and joint chains, sensitivities.
 
-One concept, so one module (it exceeds the usual length): the numeric analysis of a stack of
-recurrent layers (DESIGN decision 9). Layer ``l+1`` reads layer ``l``'s output ``h^l_t`` at
+One concept, the joint-state chain of a stack, in one module (a little over the usual
+length; the gradient vectors live in :mod:`gradflow.stack_vectors`, the log-scale
+bookkeeping in :mod:`gradflow.logscaled`, reverse directions in :mod:`gradflow.stack_bidir`;
+DESIGN decision 9). Layer ``l+1`` reads layer ``l``'s output ``h^l_t`` at
 the same step, so the joint state ``S_t = [s^1_t; ...; s^L_t]`` has the one-step Jacobian
 
 .. math:: \mathcal{J}_t = A_t D_t,\quad D_t = \operatorname{blockdiag}(J^l_t),\quad
@@ -49,9 +51,16 @@ from .backend import array_namespace, resolve_dtype, to_numpy
 from .cells import Cell, get_cell
 from .codegen import Kernels, compile_cell
 from .errors import InputsError, NumericalError, UsageError, WeightsError
+from .logscaled import Scaled as _Scaled
+from .logscaled import factor as _factor
+from .logscaled import log_norm as _log_norm
+from .logscaled import normalise as _normalise
+from .logscaled import top_scale as _top
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
 from .spectral import Spectral
 from .stack_result import StackResult
+from .stack_vectors import VectorPass as _VectorPass
+from .stack_vectors import _kin
 
 #: Bytes of chunk buffers (factors, values, input Jacobians) the backward pass may hold.
 MEMORY_BUDGET = 96 * 2**20
@@ -76,56 +85,6 @@ class Layer:
 
 #: One depth of a model: a layer, or a (forward, reverse) pair of a bidirectional layer.
 Depth = Layer | tuple[Layer, Layer]
-
-
-class _Scaled:
-    """``a * 10**l`` with ``l`` a log10 scale per sequence (first axis of ``a``)."""
-
-    __slots__ = ("a", "l")
-
-    def __init__(self, a: Any, l: np.ndarray) -> None:  # noqa: E741
-        self.a = a
-        self.l = l
-
-
-def _factor(xp: Any, logs: np.ndarray, top: np.ndarray, ndim: int, dtype: Any) -> Any:
-    with np.errstate(invalid="ignore", over="ignore"):
-        f = np.where(np.isfinite(logs), np.power(10.0, logs - top), 0.0)
-    return xp.asarray(f.reshape((-1,) + (1,) * (ndim - 1)).astype(dtype))
-
-
-def _top(*logs: np.ndarray) -> np.ndarray:
-    top = np.max(np.stack(logs), axis=0)
-    return np.where(np.isfinite(top), top, 0.0)
-
-
-def _add(xp: Any, x: _Scaled | None, y: _Scaled | None, sign: float = 1.0) -> _Scaled | None:
-    """``x + sign * y`` on a common scale (either may be None: zero)."""
-    if y is None:
-        return x
-    if x is None:
-        return _Scaled(sign * y.a, y.l.copy())
-    top = _top(x.l, y.l)
-    a = x.a * _factor(xp, x.l, top, x.a.ndim, x.a.dtype)
-    a = a + sign * (y.a * _factor(xp, y.l, top, y.a.ndim, y.a.dtype))
-    return _Scaled(a, top)
-
-
-def _log_norm(xp: Any, a: Any) -> np.ndarray:
-    """log10 of the Frobenius norm over every axis but the first."""
-    flat = a.reshape(a.shape[0], -1)
-    with np.errstate(divide="ignore"):
-        return np.log10(to_numpy(xp.sqrt(xp.sum(flat * flat, axis=-1))).astype(np.float64))
-
-
-def _normalise(xp: Any, P: Any, l: np.ndarray) -> _Scaled:  # noqa: E741
-    """Scale ``P`` (a fresh array) to unit Frobenius norm in place, as the engine does."""
-    B = P.shape[0]
-    flat = P.reshape(B, 1, -1)
-    s = xp.sqrt((flat @ xp.swapaxes(flat, -1, -2))[:, 0, 0])
-    P *= (1.0 / xp.where(s > 0, s, 1.0))[(slice(None),) + (None,) * (P.ndim - 1)]
-    with np.errstate(divide="ignore"):
-        return _Scaled(P, l + np.log10(to_numpy(s).astype(np.float64)))
 
 
 class _Rt:
@@ -297,16 +256,6 @@ def analyze_stack(
     return run.analyze(
         gradient, input_sensitivity, lag_split and gradient == "last", hidden, meta, started
     )
-
-
-def _kin(r: _Rt, data: dict[str, Any], idx: int) -> Any:
-    """The materialised input Jacobian ``K_t`` (``(B, m, d)``) of one step of a chunk, formed
-    once per step (small enough to stay in cache; a whole chunk's would not)."""
-    cached = data.get("K")
-    if cached is None or cached[0] != idx:
-        E = {k: v[idx] for k, v in data["E"].items()}
-        cached = data["K"] = (idx, r.sk.input_jacobian(E, r.qs))
-    return cached[1]
 
 
 class _Unidirectional:
@@ -588,118 +537,3 @@ class _Unidirectional:
                         )
             spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
             logs["hidden"][jj] = top
-
-
-class _VectorPass:
-    """Gradient vectors ``dL/dS_{T-k}`` through the stack, input gradients, the lag split."""
-
-    def __init__(
-        self,
-        run: _Unidirectional,
-        loss: str | None,
-        lag_split: bool,
-        totals: dict[str, _Scaled | None] | None = None,
-    ) -> None:
-        self.run, self.loss, self.lag_split = run, loss, lag_split
-        xp, B, T, dt = run.xp, run.B, run.T, run.dtype
-        top = run.rts[-1]
-        e = np.zeros((B, 1, top.m))
-        e[..., top.hcols] = 1.0
-        self.e = xp.asarray(e.astype(dt))
-        L = len(run.rts)
-        self.g: list[_Scaled | None] = [None] * (L - 1) + [_Scaled(self.e.copy(), np.zeros(B))]
-        self.joint = np.full((T + 1, B), -np.inf)
-        self.layer = np.full((L, T + 1, B), -np.inf)
-        self.joint[0] = self.layer[L - 1, 0] = 0.5 * np.log10(top.n)
-        self.inputs = np.full((T, B), -np.inf)
-        self.keys = [f"{r.name}.{p.name}" for r in run.rts for p in r.cell.parameters]
-        self.lag_norm = {k: np.full((T, B), -np.inf) for k in self.keys}
-        self.totals: dict[str, _Scaled | None] = {k: None for k in self.keys}
-        self.given = totals
-        self.cum: dict[str, _Scaled | None] = {k: None for k in self.keys}
-        self.tail = {k: np.full((T, B), np.nan) for k in self.keys}
-
-    def step(self, data: list[dict[str, Any]], idx: int, lag: int) -> None:
-        run, xp = self.run, self.run.xp
-        Q = run._backsub(self.g, data, idx)
-        q0 = Q[0]
-        if self.given is None:
-            for j, qj in enumerate(Q):  # the total derivative dL/ds^j_t (what autograd gives)
-                if qj is not None:
-                    self.layer[j, lag] = _log_norm(xp, qj.a) + qj.l
-        if self.given is None and q0 is not None:
-            self.inputs[lag] = _log_norm(xp, q0.a @ _kin(run.rts[0], data[0], idx)) + q0.l
-        if self.lag_split:
-            for j, r in enumerate(run.rts):
-                qj = Q[j]
-                if qj is None:
-                    continue
-                E = {k: v[idx] for k, v in data[j]["E"].items()}
-                grads = r.sk.param_vjp(qj.a[:, 0, :], E, r.qs)
-                for p, gval in grads.items():
-                    key = f"{r.name}.{p}"
-                    contrib = _Scaled(gval, qj.l)
-                    if self.given is None:
-                        self.lag_norm[key][lag] = _log_norm(xp, gval) + qj.l
-                        self.totals[key] = _add(xp, self.totals[key], contrib)
-                    else:
-                        self.cum[key] = _add(xp, self.cum[key], contrib)
-                        rest = _add(xp, self.given[key], self.cum[key], -1.0)
-                        tot = self.given[key]
-                        assert rest is not None and tot is not None
-                        with np.errstate(invalid="ignore", over="ignore"):
-                            self.tail[key][lag] = np.power(
-                                10.0, _log_norm(xp, rest.a) + rest.l - _log_norm(xp, tot.a) - tot.l
-                            )
-        new: list[_Scaled | None] = []
-        for j, r in enumerate(run.rts):
-            qj = Q[j]
-            if qj is None:
-                new.append(None)
-                continue
-            out = r.kern.apply_vec(qj.a, tuple(f[idx] for f in data[j]["F"]), r.q)
-            new.append(_normalise(xp, out, qj.l))
-        if self.loss == "sum" and lag + 1 < run.T:
-            new[-1] = _add(xp, new[-1], _Scaled(self.e, np.zeros(run.B)))
-        self.g = new
-        if self.given is None:
-            logs = [np.full(run.B, -np.inf) if b is None else _log_norm(xp, b.a) + b.l for b in new]
-            if lag + 1 == run.T:  # s_0: no layer above reads it, total = partial
-                for j, lg in enumerate(logs):
-                    self.layer[j, lag + 1] = lg
-            with np.errstate(divide="ignore", invalid="ignore"):
-                top = _top(*logs)
-                self.joint[lag + 1] = top + 0.5 * np.log10(
-                    sum(
-                        np.where(np.isfinite(lg), np.power(10.0, 2 * (lg - top)), 0.0)
-                        for lg in logs
-                    )
-                )
-
-    def results(self) -> dict[str, Any]:
-        out: dict[str, Any] = {
-            "log10_gradient_norm": self.joint,
-            "layer_log10_gradient_norm": self.layer,
-            "log10_input_gradient_norm": self.inputs,
-        }
-        if self.lag_split:
-            out["log10_lag_gradient_norm"] = self.lag_norm
-            grads = {}
-            for k, tot in self.totals.items():
-                assert tot is not None
-                with np.errstate(over="ignore"):
-                    f = np.power(10.0, tot.l).reshape((-1,) + (1,) * (tot.a.ndim - 1))
-                grads[k] = to_numpy(tot.a).astype(np.float64) * f
-            out["parameter_gradient"] = grads
-        return out
-
-    def tails(self, checkpoints: list[list[Any]]) -> dict[str, np.ndarray]:
-        run = self.run
-        K, k0 = run.chunk, 0
-        for c in range(len(checkpoints) - 1, -1, -1):
-            t0, t1 = c * K, min(run.T, (c + 1) * K)
-            data = run.chunk_data(checkpoints[c], t0, t1)
-            for jj in range(t1 - t0):
-                self.step(data, t1 - t0 - 1 - jj, k0 + jj)
-            k0 += t1 - t0
-        return self.tail

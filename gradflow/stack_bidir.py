@@ -30,10 +30,14 @@ import numpy as np
 
 from .backend import to_numpy
 from .engine import analyze
+from .logscaled import Scaled as _Scaled
+from .logscaled import add as _add
+from .logscaled import log_norm as _log_norm
+from .logscaled import normalise as _normalise
 from .stack_result import StackResult
 
 if TYPE_CHECKING:
-    from .stack import _Rt, _Scaled
+    from .stack import _Rt
 
 
 def _outputs(depths: list[list[_Rt]], x: Any) -> list[Any]:
@@ -59,7 +63,6 @@ def analyze_bidirectional(
     started: float,
 ) -> StackResult:
     """The well-defined quantities of a stack with reverse directions (module docstring)."""
-    from .stack import _add, _log_norm, _normalise, _Scaled
 
     xp = depths[0][0].kern.xp
     T, B = int(x.shape[0]), int(x.shape[1])

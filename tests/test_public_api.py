@@ -31,8 +31,8 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral",
-    "engine|weights|initialisers|results",
+    "codegen|spectral|sensitivity_codegen",
+    "engine|weights|initialisers|results|stack|stack_bidir|stack_vectors|stack_result|logscaled",
     "analysis",
     "plots|report",
     "cli",
