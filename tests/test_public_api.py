@@ -31,8 +31,9 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral",
-    "engine|weights|formats|initialisers|results|measure",
+    "codegen|spectral|sensitivity_codegen",
+    "engine|weights|formats|initialisers|results|measure|stack|stack_bidir|stack_vectors"
+    "|stack_result|logscaled",
     "analysis",
     "plots|report",
     "cli",

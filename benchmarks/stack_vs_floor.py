@@ -1,0 +1,92 @@
+"""Stack analysis cost against its floor, depth 1 to 4, with peak memory.
+
+The joint Jacobian of an L-layer stack is block lower-triangular, so the product
+``dS_T/dS_{T-k}`` has ``L(L+1)/2`` non-zero blocks. The floor is the bare renormalised chain
+of the block products that cannot be avoided: per step, every block ``(i, j)``, ``j <= i``,
+times its layer's dense state Jacobian ``(B, m_i, m_j) @ (B, m_j, m_j)``, plus the
+input-coupling products ``(B, m_i, m_{j+1}) @ (B, m_{j+1}, n_j)`` of the back-substitution,
+with one Frobenius norm and scaling per block, and no Jacobian evaluation. ``analyze_stack``
+does everything for the joint state (rollout with chunk checkpoints, recompute, generated
+factors and input Jacobians, the chain, Frobenius and spectral norms of the joint product,
+each layer's chain and the top row's cross-layer blocks); sensitivities are off
+(``gradient=None``, ``input_sensitivity=False``), as they are not part of the floor.
+
+Peak RSS (``resource.getrusage``) is printed after each depth; it must not grow with ``T``.
+
+Run: ``python benchmarks/stack_vs_floor.py`` (small sizes), or the issue's case
+``python benchmarks/stack_vs_floor.py --n 256 --steps 10000 --batch 4`` (hours on 2 cores).
+"""
+
+from __future__ import annotations
+
+import argparse
+import resource
+import time
+
+import numpy as np
+
+from gradflow.cells import get_cell
+from gradflow.stack import Layer, analyze_stack
+
+
+def _params(n: int, d: int, rng: np.random.Generator) -> dict[str, np.ndarray]:
+    cell = get_cell("lstm")
+    out = {}
+    for p in cell.parameters:
+        shape = p.numeric_shape(n, d)
+        out[p.name] = rng.standard_normal(shape) / (
+            np.sqrt(shape[-1]) if p.kind == "weight" else 10.0
+        )
+    return out
+
+
+def floor(depth: int, n: int, steps: int, batch: int, rng: np.random.Generator) -> float:
+    m = 2 * n
+    J = rng.standard_normal((batch, m, m)) / np.sqrt(m)
+    K = rng.standard_normal((batch, m, n)) / np.sqrt(n)
+    P = [[np.eye(m)[None].repeat(batch, 0) for _ in range(i + 1)] for i in range(depth)]
+    t = time.perf_counter()
+    for _ in range(steps):
+        for i in range(depth):
+            above = None
+            for j in range(i, -1, -1):
+                Q = P[i][j]
+                if above is not None:
+                    Q = Q.copy()
+                    Q[..., :n] += above @ K
+                above = Q
+                R = Q @ J
+                s = np.sqrt(np.einsum("bij,bij->b", R, R))
+                R /= s[:, None, None]
+                P[i][j] = R
+    return time.perf_counter() - t
+
+
+def stack(depth: int, n: int, steps: int, batch: int, rng: np.random.Generator) -> float:
+    d = n
+    layers = [Layer("lstm", _params(n, d, rng)) for _ in range(depth)]
+    x = rng.standard_normal((steps, batch, d))
+    t = time.perf_counter()
+    analyze_stack(layers, x, gradient=None, input_sensitivity=False, lag_split=False)
+    return time.perf_counter() - t
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--n", type=int, default=64)
+    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument("--batch", type=int, default=4)
+    ap.add_argument("--max-depth", type=int, default=4)
+    args = ap.parse_args()
+    rng = np.random.default_rng(0)
+    print(f"LSTM stack, n = {args.n}, T = {args.steps}, B = {args.batch}")
+    print("depth  analyze_s  floor_s  ratio  peak_rss_MB")
+    for depth in range(1, args.max_depth + 1):
+        a = stack(depth, args.n, args.steps, args.batch, rng)
+        f = floor(depth, args.n, args.steps, args.batch, rng)
+        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+        print(f"{depth:5d}  {a:9.2f}  {f:7.2f}  {a / f:5.2f}  {rss:11.0f}")
+
+
+if __name__ == "__main__":
+    main()

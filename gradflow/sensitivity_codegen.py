@@ -1,0 +1,227 @@
+r"""Kernels for the input Jacobian and the parameter vector-Jacobian products of a cell.
+
+Generated from :mod:`gradflow.symbolic.sensitivity` with the code generator's printer
+(:func:`gradflow.codegen.print_expr`, names in the array namespace ``xp``), never from
+hand-written derivative formulas. Three functions per cell and backend:
+
+``values(s, x, q)``
+    one step for a batch, returning every vector of the cell graph by name (the input, the
+    previous state, every node): what the derivatives below are evaluated at.
+``input_jacobian(E, q)``
+    the materialised ``ds_t/dx_t``, shape ``(..., m, d)``, from the values ``E``.
+``param_vjp(G, E, q)``
+    ``G ds_t/dθ`` for row vectors ``G`` of shape ``(..., m)``, as a dict from parameter name to
+    an array of shape ``(...,) + shape(θ)``: a weight gets ``g_a u^T`` (an outer product per
+    use ``W @ u`` in affine node ``a``, with ``g_a = G ds_t/da``), a bias ``g_a``.
+
+``print(compile_sensitivity(get_cell("lstm")).source)`` shows what runs.
+
+Examples:
+    >>> from gradflow.cells import get_cell
+    >>> "def param_vjp" in compile_sensitivity(get_cell("gru")).source
+    True
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from functools import lru_cache
+from types import ModuleType
+from typing import Any
+
+import numpy as np
+import sympy as sp
+
+from .backend import array_namespace
+from .cells.graph import Affine, Cell
+from .codegen import print_expr
+from .symbolic.jacobian import Block, Term
+from .symbolic.sensitivity import input_jacobian, parameter_derivatives
+
+
+def _vectors(cell: Cell) -> set[str]:
+    return {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
+
+
+def _rename(cell: Cell, expr: sp.Expr) -> sp.Expr:
+    vec = _vectors(cell)
+    return expr.xreplace(
+        {s: sp.Symbol(f"v_{s}" if str(s) in vec else f"p_{s}") for s in expr.free_symbols}
+    )
+
+
+def _gen_values(cell: Cell) -> list[str]:
+    L = ["def values(s, x, q):", '    n = q["n"]', f"    v_{cell.input} = x"]
+    for k, st in enumerate(cell.state):
+        L.append(f"    v_{st} = s[..., {k}*n:{k + 1}*n]")
+    vec = _vectors(cell)
+    for p in cell.iter_params("vector"):
+        L.append(f'    p_{p.name} = q["{p.name}"]')
+    shape_of = f"v_{cell.state[0]}.shape"
+    for nd in cell.nodes:
+        if isinstance(nd, Affine):
+            parts = [f'v_{src} @ q["T:{w}"]' for w, src in nd.terms]
+            parts += [f'q["{b}"]' for b in nd.biases]
+            L.append(f"    v_{nd.name} = " + " + ".join(parts))
+        else:
+            code = print_expr(_rename(cell, nd.expr))
+            if not {str(s) for s in nd.expr.free_symbols} & vec:
+                code = f"xp.broadcast_to({code}, {shape_of})"
+            L.append(f"    v_{nd.name} = {code}")
+    names = [cell.input, *cell.state, *(nd.name for nd in cell.nodes)]
+    L.append("    return {" + ", ".join(f'"{v}": v_{v}' for v in names) + "}")
+    return L
+
+
+class _Diags:
+    """Distinct diagonal expressions of a set of terms, bound once to ``F0, F1, ...``."""
+
+    def __init__(self, cell: Cell, blocks: list[Block]) -> None:
+        self.cell = cell
+        self.exprs: list[sp.Expr] = []
+        for blk in blocks:
+            for t in blk:
+                for dg in t.diags:
+                    if dg != 1 and dg not in self.exprs:
+                        self.exprs.append(dg)
+
+    def name(self, dg: sp.Expr) -> str:
+        return f"F{self.exprs.index(dg)}"
+
+    def lines(self) -> list[str]:
+        cell, vec = self.cell, _vectors(self.cell)
+        used = {str(s) for e in self.exprs for s in e.free_symbols}
+        L = [f'    v_{v} = E["{v}"]' for v in sorted(used & vec)]
+        L += [f'    p_{p} = q["{p}"]' for p in sorted(used - vec)]
+        L.append(f'    _shape = E["{cell.state[0]}"].shape')
+        temps, reduced = sp.cse(
+            [_rename(cell, e) for e in self.exprs], symbols=sp.numbered_symbols("t_"), order="none"
+        )
+        L += [f"    {sym} = {print_expr(val)}" for sym, val in temps]
+        L += [f"    F{k} = xp.broadcast_to({print_expr(e)}, _shape)" for k, e in enumerate(reduced)]
+        return L
+
+
+def _materialised(t: Term, dg: _Diags) -> str:
+    """``diag(d0) W1 diag(d1) ... Wk diag(dk)`` as a batched matrix expression."""
+    code = f'q["{t.weights[0]}"]'
+    for k in range(1, len(t.weights) + 1):
+        d = t.diags[k]
+        if d != 1:
+            code = f"({code} * {dg.name(d)}[..., None, :])"
+        if k < len(t.weights):
+            code = f'({code} @ q["{t.weights[k]}"])'
+    if t.diags[0] != 1:
+        code = f"({dg.name(t.diags[0])}[..., :, None] * {code})"
+    return code
+
+
+def _row_chain(start: str, t: Term, dg: _Diags) -> str:
+    """``start^T diag(d0) W1 diag(d1) ...``: a row vector through one term."""
+    code = start if t.diags[0] == 1 else f"({start} * {dg.name(t.diags[0])})"
+    for k, w in enumerate(t.weights):
+        code = f'({code} @ q["{w}"])'
+        d = t.diags[k + 1]
+        if d != 1:
+            code = f"({code} * {dg.name(d)})"
+    return code
+
+
+def _gen_input_jacobian(cell: Cell) -> list[str]:
+    jac = input_jacobian(cell)
+    dg = _Diags(cell, list(jac.blocks))
+    L = ["def input_jacobian(E, q):", '    n = q["n"]', '    d = q["d"]', *dg.lines()]
+    outs = []
+    for i, blk in enumerate(jac.blocks):
+        body = " + ".join(_materialised(t, dg) for t in blk)
+        zero = "xp.zeros(_shape[:-1] + (n, d))"
+        L.append(
+            f"    K{i} = xp.broadcast_to({body}, _shape[:-1] + (n, d))"
+            if blk
+            else f"    K{i} = {zero}"
+        )
+        outs.append(f"K{i}")
+    L.append(
+        f"    return {outs[0]}"
+        if len(outs) == 1
+        else f"    return xp.concatenate(({', '.join(outs)}), axis=-2)"
+    )
+    return L
+
+
+def _gen_param_vjp(cell: Cell) -> list[str]:
+    pd = parameter_derivatives(cell)
+    blocks = [b for bs in (*pd.nodes.values(), *pd.vectors.values()) for b in bs]
+    dg = _Diags(cell, blocks)
+    L = ["def param_vjp(G, E, q):", '    n = q["n"]', *dg.lines()]
+    for i in range(len(cell.state)):
+        L.append(f"    G{i} = G[..., {i}*n:{i + 1}*n]")
+
+    def gradient(var: str, bs: tuple[Block, ...]) -> None:
+        parts = [_row_chain(f"G{i}", t, dg) for i, blk in enumerate(bs) for t in blk]
+        L.append(f"    {var} = " + (" + ".join(parts) if parts else "xp.zeros_like(G0)"))
+
+    for a, bs in pd.nodes.items():
+        gradient(f"g_{a}", bs)
+    for p, bs in pd.vectors.items():
+        gradient(f"g_{p}", bs)
+    out = []
+    for use in pd.params:
+        if use.kind == "weight":
+            parts = [f'g_{a}[..., :, None] * E["{u}"][..., None, :]' for a, u in use.uses]
+        elif use.kind == "bias":
+            parts = [f"g_{a}" for a, _ in use.uses]
+        else:
+            parts = [f"g_{use.name}"]
+        out.append(f'"{use.name}": ' + " + ".join(parts))
+    L.append("    return {" + ", ".join(out) + "}")
+    return L
+
+
+@dataclass(frozen=True)
+class SensitivityKernels:
+    """Compiled sensitivity kernels of one cell on one array namespace."""
+
+    cell: Cell
+    xp: ModuleType
+    source: str
+    values: Callable[..., Any]
+    input_jacobian: Callable[..., Any]
+    param_vjp: Callable[..., Any]
+
+    def pack(self, params: Mapping[str, Any], dtype: Any = np.float64) -> dict[str, Any]:
+        """Parameters by name on the kernels' backend, with ``T:W`` the transposed weights."""
+        xp = self.xp
+        q: dict[str, Any] = {}
+        n = d = 0
+        for p in self.cell.parameters:
+            a = np.asarray(params[p.name], dtype=dtype)
+            n = int(a.shape[0])
+            if p.kind == "weight" and p.shape[1] == "d":
+                d = int(a.shape[1])
+            q[p.name] = xp.asarray(a)
+            if p.kind == "weight":
+                q[f"T:{p.name}"] = xp.asarray(np.ascontiguousarray(a.T))
+        q["n"], q["d"] = n, d
+        return q
+
+
+@lru_cache(maxsize=128)
+def compile_sensitivity(cell: Cell, backend: str = "numpy") -> SensitivityKernels:
+    """Sensitivity kernels for ``cell`` (cached per cell and backend)."""
+    xp = array_namespace(backend)
+    parts = [_gen_values(cell), _gen_input_jacobian(cell), _gen_param_vjp(cell)]
+    header = [f'"""Sensitivity kernels for cell {cell.name!r}; generated by gradflow."""', ""]
+    source = "\n".join(header + ["\n\n".join("\n".join(p) for p in parts)]) + "\n"
+    namespace: dict[str, Any] = {"xp": xp}
+    # Built from validated identifiers and SymPy's printer only (never raw user text).
+    exec(compile(source, f"<gradflow sensitivity {cell.name}>", "exec"), namespace)
+    return SensitivityKernels(
+        cell,
+        xp,
+        source,
+        namespace["values"],
+        namespace["input_jacobian"],
+        namespace["param_vjp"],
+    )

@@ -1,0 +1,539 @@
+r"""Stacked models as one joint state: per-layer, cross-layer and joint chains, sensitivities.
+
+One concept, the joint-state chain of a stack, in one module (a little over the usual
+length; the gradient vectors live in :mod:`gradflow.stack_vectors`, the log-scale
+bookkeeping in :mod:`gradflow.logscaled`, reverse directions in :mod:`gradflow.stack_bidir`;
+DESIGN decision 9). Layer ``l+1`` reads layer ``l``'s output ``h^l_t`` at
+the same step, so the joint state ``S_t = [s^1_t; ...; s^L_t]`` has the one-step Jacobian
+
+.. math:: \mathcal{J}_t = A_t D_t,\quad D_t = \operatorname{blockdiag}(J^l_t),\quad
+          A_t = (I - N_t)^{-1},\ (N_t)_{l+1,l} = K^{l+1}_t E^l,
+
+with ``J^l_t = ds^l_t/ds^l_{t-1}`` (the state Jacobian), ``K^l_t = ds^l_t/dx^l_t`` (the input
+Jacobian, :mod:`gradflow.symbolic.sensitivity`) and ``E^l = dh^l/ds^l`` (the selection of
+``h`` in ``s``). ``\mathcal{J}_t`` is block lower-triangular. The backward product
+``P_k = dS_T/dS_{T-k}`` is multiplied row block by row block: row block ``i`` of
+``P_{k+1} = P_k A_t D_t`` depends only on row block ``i`` of ``P_k``, and ``P_k A_t`` is a
+back-substitution from the top layer down (``Q_j = P_{ij} + Q_{j+1} K^{j+1}_t E^j``), after
+which each column block goes through its own layer's generated ``apply`` kernel. Every block
+``(i, j)``, ``j <= i``, carries its own log10 scale (DESIGN decision 4): a layer's own chain,
+the diagonal block, stays exact however much faster or slower it decays than the blocks
+beside it. The same back-substitution gives the input sensitivities
+``dS_T/dx_{T-k} = Q_1 K^1_{T-k}`` and, for one row vector, the gradient vectors of a loss and
+the parameter gradient split by lag (Pascanu et al. 2013, sec. 2): the contribution of step
+``T-k`` to ``dL/dθ^j`` is ``G_k = Q_j ds^j_t/dθ^j`` (generated vector-Jacobian products).
+
+Memory is constant in ``T``: the forward pass keeps the states at chunk boundaries, the
+backward pass recomputes one chunk at a time (as :mod:`gradflow.engine` does). Spectral norms
+come from :class:`gradflow.spectral.Spectral` on each chain (joint, each layer, each
+cross-layer block of the top row); the input-sensitivity matrices (``m x d``) get an exact SVD.
+
+Bidirectional layers (a pair at one depth, outputs concatenated forward-then-reverse, as
+PyTorch does) make the joint state non-causal; docs/stacks.md defines what is reported then
+(:mod:`gradflow.stack_bidir`).
+
+References:
+    Pascanu, Mikolov & Bengio (2013), On the difficulty of training recurrent neural
+    networks, ICML, sec. 2 (the gradient as a sum of temporal contributions).
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ._version import __version__
+from .backend import array_namespace, resolve_dtype, to_numpy
+from .cells import Cell, get_cell
+from .codegen import Kernels, compile_cell
+from .errors import InputsError, NumericalError, UsageError, WeightsError
+from .logscaled import Scaled as _Scaled
+from .logscaled import factor as _factor
+from .logscaled import log_norm as _log_norm
+from .logscaled import normalise as _normalise
+from .logscaled import top_scale as _top
+from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
+from .spectral import Spectral
+from .stack_result import StackResult
+from .stack_vectors import VectorPass as _VectorPass
+from .stack_vectors import _kin
+
+#: Bytes of chunk buffers (factors, values, input Jacobians) the backward pass may hold.
+MEMORY_BUDGET = 96 * 2**20
+DIRECTIONS = ("forward", "reverse")
+
+
+@dataclass(frozen=True)
+class Layer:
+    """One recurrent layer of a model.
+
+    Args:
+        cell: a :class:`~gradflow.cells.Cell` or a catalogue name.
+        params: parameters by the cell's names (as :func:`gradflow.weights.load_weights`
+            returns them).
+        direction: ``forward``, or ``reverse`` (the layer reads its input sequence backwards).
+    """
+
+    cell: Cell | str
+    params: Mapping[str, Any]
+    direction: str = "forward"
+
+
+#: One depth of a model: a layer, or a (forward, reverse) pair of a bidirectional layer.
+Depth = Layer | tuple[Layer, Layer]
+
+
+class _Rt:
+    """One layer at run time: kernels, packed parameters, sizes."""
+
+    def __init__(self, layer: Layer, depth: int, d: int, B: int, backend: str, dtype: Any) -> None:
+        cell = get_cell(layer.cell) if isinstance(layer.cell, str) else layer.cell
+        if layer.direction not in DIRECTIONS:
+            raise UsageError(
+                f"layer {depth}: unknown direction {layer.direction!r}; choose forward or reverse"
+            )
+        self.cell, self.depth, self.reverse = cell, depth, layer.direction == "reverse"
+        self.name = f"l{depth}" + ("_reverse" if self.reverse else "")
+        missing = [p.name for p in cell.parameters if p.name not in layer.params]
+        if missing:
+            raise WeightsError(f"layer {self.name} ({cell.name}): missing {', '.join(missing)}")
+        if not cell.parameters:
+            raise WeightsError(f"layer {self.name}: cell {cell.name!r} has no parameters")
+        n = int(np.shape(layer.params[cell.parameters[0].name])[0])
+        for p in cell.parameters:
+            a = np.asarray(layer.params[p.name])
+            if a.shape != p.numeric_shape(n, d):
+                raise WeightsError(
+                    f"layer {self.name} ({cell.name}): {p.name} has shape {a.shape}; expected "
+                    f"{p.numeric_shape(n, d)} (hidden size {n}, input size {d} = "
+                    + ("the model's input size)" if depth == 0 else "the layer below's output)")
+                )
+            if not np.isfinite(a).all():
+                raise WeightsError(f"layer {self.name}: {p.name} contains NaN or inf")
+        if n < 1:
+            raise WeightsError(f"layer {self.name}: hidden size must be at least 1")
+        self.n, self.d, self.m = n, d, cell.state_size(n)
+        self.kern: Kernels = compile_cell(cell, backend)
+        self.sk: SensitivityKernels = compile_sensitivity(cell, backend)
+        self.q = self.kern.pack(layer.params, dtype)
+        self.qs = self.sk.pack(layer.params, dtype)
+        k = cell.state.index("h") if "h" in cell.state else 0
+        self.hcols = slice(k * n, (k + 1) * n)
+        self.info = {
+            "name": self.name,
+            "cell": cell.name,
+            "hidden_size": n,
+            "input_size": d,
+            "state_size": self.m,
+            "direction": layer.direction,
+            "depth": depth,
+        }
+
+    def run(self, s: Any, x: Any, keep: bool) -> tuple[Any, Any, Any, list[Any]]:
+        """Steps over a chunk ``x (K, B, d)`` from state ``s``: final state, outputs
+        ``(K, B, n)``, and (``keep``) the previous states ``(K, B, m)`` and needed values."""
+        xp, K = self.kern.xp, x.shape[0]
+        u = self.kern.input_projection(x, self.q)
+        outs, prev = [], []
+        cols: list[list[Any]] = [[] for _ in self.kern.layout.needed]
+        with np.errstate(over="ignore", invalid="ignore"):
+            for k in range(K):
+                if keep:
+                    prev.append(s)
+                s, vals = self.kern.step(s, u[k], self.q)
+                outs.append(s[..., self.hcols])
+                if keep:
+                    for col, v in zip(cols, vals, strict=True):
+                        col.append(v)
+        if not bool(xp.isfinite(s).all()):
+            raise NumericalError(
+                f"the rollout of layer {self.name} ({self.cell.name}) produced NaN or inf: "
+                "reduce the weight scale or the inputs"
+            )
+        V = [xp.stack(c) for c in cols] if keep else []
+        return s, xp.stack(outs), (xp.stack(prev) if keep else None), V
+
+
+def _check_inputs(inputs: Any) -> np.ndarray:
+    x = np.asarray(inputs)
+    if x.ndim != 3:
+        raise InputsError(f"inputs must have shape (T, B, d); got shape {x.shape}")
+    if not np.issubdtype(x.dtype, np.floating):
+        raise InputsError(f"inputs must be floating point; got dtype {x.dtype}")
+    if x.shape[0] < 1 or x.shape[1] < 1 or x.shape[2] < 1:
+        raise InputsError(f"inputs need T, B, d >= 1; got shape {x.shape}")
+    if not np.isfinite(x).all():
+        t, b = np.argwhere(~np.isfinite(x))[0][:2]
+        raise InputsError(f"inputs contain NaN or inf (first at step {t + 1}, sequence {b})")
+    return x
+
+
+def _build(layers: Sequence[Depth], d: int, B: int, backend: str, dtype: Any) -> list[list[_Rt]]:
+    if not layers:
+        raise UsageError("a model needs at least one layer")
+    depths: list[list[_Rt]] = []
+    for depth, entry in enumerate(layers):
+        if isinstance(entry, Layer):
+            group = [entry]
+        elif (
+            isinstance(entry, tuple)
+            and len(entry) == 2
+            and all(isinstance(e, Layer) for e in entry)
+        ):
+            if (entry[0].direction, entry[1].direction) != ("forward", "reverse"):
+                raise UsageError(
+                    f"layer {depth}: a bidirectional pair is (forward, reverse); got "
+                    f"({entry[0].direction}, {entry[1].direction})"
+                )
+            group = list(entry)
+        else:
+            raise UsageError(
+                f"layer {depth}: expected a Layer or a (forward, reverse) pair of Layers"
+            )
+        rts = [_Rt(e, depth, d, B, backend, dtype) for e in group]
+        depths.append(rts)
+        d = sum(r.n for r in rts)
+    return depths
+
+
+def analyze_stack(
+    layers: Sequence[Depth],
+    inputs: Any,
+    *,
+    gradient: str | None = "last",
+    input_sensitivity: bool = True,
+    lag_split: bool = True,
+    hidden: bool = True,
+    backend: str = "numpy",
+    dtype: str = "float64",
+) -> StackResult:
+    """Analyse a whole model: joint, per-layer and cross-layer chains and sensitivities.
+
+    Args:
+        layers: the model from the input up: each entry a :class:`Layer`, or a
+            ``(forward, reverse)`` pair of layers (a bidirectional layer; the next layer reads
+            their outputs concatenated, forward first).
+        inputs: float array ``(T, B, d)``; every initial state is zero.
+        gradient: ``"last"`` (``L = sum h^L_T``), ``"sum"`` (``L = sum_t sum h^L_t``) or None.
+        input_sensitivity: record the memory curves ``||dS_T/dx_{T-k}||``.
+        lag_split: with ``gradient="last"``, split ``dL/dθ`` by lag (a second, vector-only
+            backward pass gives the tail fractions).
+        hidden: record the spectral norm of the joint product's block on every layer's ``h``
+            (for cells with several state vectors; else it is the joint norm). Without it,
+            ``log10_spectral_norm_hidden`` is absent.
+        backend, dtype: as for :func:`gradflow.engine.analyze`.
+
+    Returns:
+        One :class:`~gradflow.stack_result.StackResult`; keys in docs/stacks.md.
+
+    Raises:
+        WeightsError: a layer's parameters are missing, misshapen (including an input size
+            that is not the layer below's output size) or non-finite.
+        InputsError: inputs of the wrong rank or with NaN/inf.
+        UsageError: an unknown option value.
+        NumericalError: a rollout produced NaN or inf.
+    """
+    started = time.perf_counter()
+    if gradient not in (None, "last", "sum"):
+        raise UsageError(f"unknown gradient loss {gradient!r}; choose 'last' or 'sum'")
+    if lag_split and gradient == "sum":
+        raise UsageError("the lag split is defined for gradient='last' (see docs/stacks.md)")
+    x = _check_inputs(inputs)
+    T, B, d = x.shape
+    dt = resolve_dtype(dtype)
+    depths = _build(layers, d, B, backend, dt)
+    xp = array_namespace(backend)
+    meta: dict[str, Any] = {"backend": backend, "dtype": dtype, "gradflow_version": __version__}
+    if any(len(g) > 1 or g[0].reverse for g in depths):
+        from .stack_bidir import analyze_bidirectional
+
+        return analyze_bidirectional(depths, xp.asarray(x.astype(dt)), gradient, meta, started)
+    run = _Unidirectional([g[0] for g in depths], xp.asarray(x.astype(dt)), dt)
+    return run.analyze(
+        gradient, input_sensitivity, lag_split and gradient == "last", hidden, meta, started
+    )
+
+
+class _Unidirectional:
+    """The joint-state analysis of a stack of forward layers."""
+
+    def __init__(self, rts: list[_Rt], x: Any, dtype: Any) -> None:
+        self.rts, self.x, self.dtype = rts, x, dtype
+        self.xp = rts[0].kern.xp
+        self.T, self.B = int(x.shape[0]), int(x.shape[1])
+        per_step = 0
+        for r in rts:
+            lay = r.kern.layout
+            per_step += r.n * (len(lay.needed) + len(lay.diags) + len(lay.affine))
+            per_step += r.n * (len(r.cell.nodes) + 2 * len(r.cell.state)) + r.m * r.d
+        per_step *= self.B * 8
+        self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
+        self.offsets = np.cumsum([0] + [r.m for r in rts])
+        self._buf: Any = None
+        self._hbuf: Any = None
+
+    # -- forward ----------------------------------------------------------------------------
+    def forward(self) -> tuple[list[list[Any]], list[Any]]:
+        xp = self.xp
+        states = [xp.zeros((self.B, r.m), dtype=self.dtype) for r in self.rts]
+        checkpoints = []
+        for t0 in range(0, self.T, self.chunk):
+            checkpoints.append(list(states))
+            h = self.x[t0 : t0 + self.chunk]
+            for i, r in enumerate(self.rts):
+                states[i], h, _, _ = r.run(states[i], h, keep=False)
+        return checkpoints, states
+
+    def chunk_data(self, ckpt: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
+        """Factors and unit values of every layer over steps t0+1..t1 (input Jacobians are
+        formed per step, from the values, by :func:`_kin`)."""
+        out = []
+        h = self.x[t0:t1]
+        K = t1 - t0
+        for i, r in enumerate(self.rts):
+            _, h_next, prev, V = r.run(ckpt[i], h, keep=True)
+            F = r.kern.factors(V, r.q, (K, self.B, r.n))
+            E = r.sk.values(prev, h, r.qs)
+            out.append({"F": F, "E": E})
+            h = h_next
+        return out
+
+    # -- one step of the back-substitution ----------------------------------------------------
+    def _backsub(
+        self, row: list[_Scaled | None], data: list[dict[str, Any]], idx: int
+    ) -> list[_Scaled | None]:
+        """``Q = row A_t``: ``Q_j = row_j + (Q_{j+1} K^{j+1}_t) E^j`` from the top block down."""
+        xp = self.xp
+        Q: list[_Scaled | None] = [None] * len(row)
+        above: _Scaled | None = None
+        for j in range(len(row) - 1, -1, -1):
+            cur = row[j]
+            if above is not None:
+                r = self.rts[j]
+                into = above.a @ _kin(self.rts[j + 1], data[j + 1], idx)  # (B, rows, n_j)
+                if cur is None:
+                    full = xp.zeros(into.shape[:-1] + (r.m,), dtype=into.dtype)
+                    full[..., r.hcols] = into
+                    cur = _Scaled(full, above.l.copy())
+                else:
+                    top = _top(cur.l, above.l)
+                    full = cur.a * _factor(xp, cur.l, top, cur.a.ndim, cur.a.dtype)
+                    full[..., r.hcols] += into * _factor(xp, above.l, top, into.ndim, into.dtype)
+                    cur = _Scaled(full, top)
+            Q[j] = cur
+            above = cur
+        return Q
+
+    # -- the analysis ---------------------------------------------------------------------------
+    def analyze(
+        self,
+        gradient: str | None,
+        input_sens: bool,
+        lag_split: bool,
+        hidden: bool,
+        meta: dict[str, Any],
+        started: float,
+    ) -> StackResult:
+        xp, rts, T, B, dt = self.xp, self.rts, self.T, self.B, self.dtype
+        L = len(rts)
+        M = int(self.offsets[-1])
+        checkpoints, final = self.forward()
+        # Row block i of P = dS_T/dS_{T-k}: blocks j <= i; lag 0 is the identity.
+        P: list[list[_Scaled | None]] = [
+            [None] * i
+            + [_Scaled(xp.broadcast_to(xp.eye(r.m, dtype=dt), (B, r.m, r.m)).copy(), np.zeros(B))]
+            for i, r in enumerate(rts)
+        ]
+        inf = np.full((T + 1, B), -np.inf)
+        joint_f, joint_s = inf.copy(), inf.copy()
+        joint_hh = inf.copy()
+        joint_f[0], joint_s[0], joint_hh[0] = 0.5 * np.log10(M), 0.0, 0.0
+        lay_f = np.stack([inf.copy() for _ in rts])
+        lay_s = lay_f.copy()
+        cross_f, cross_s = lay_f.copy(), lay_f.copy()
+        for i, r in enumerate(rts):
+            lay_f[i, 0], lay_s[i, 0] = 0.5 * np.log10(r.m), 0.0
+        cross_f[L - 1, 0], cross_s[L - 1, 0] = 0.5 * np.log10(rts[-1].m), 0.0
+        multi = hidden and any(len(r.cell.state) > 1 for r in rts)
+        hrows = np.concatenate(
+            [np.arange(self.offsets[i], self.offsets[i + 1])[r.hcols] for i, r in enumerate(rts)]
+        )
+        K = self.chunk
+        spec = {"joint": Spectral(xp, B, M, M, dt, K)}
+        if multi:
+            spec["hidden"] = Spectral(xp, B, len(hrows), len(hrows), dt, K)
+        if L > 1:
+            for i, r in enumerate(rts):
+                spec[f"layer{i}"] = Spectral(xp, B, r.m, r.m, dt, K)
+            for j, r in enumerate(rts[:-1]):
+                spec[f"cross{j}"] = Spectral(xp, B, rts[-1].m, r.m, dt, K)
+        in_s = np.full((T, B), -np.inf) if input_sens else None
+        in_f = np.full((T, B), -np.inf) if input_sens else None
+        lay_in = np.full((L, T, B), -np.inf) if input_sens else None
+        vec = _VectorPass(self, gradient, lag_split) if gradient else None
+        k0 = 0
+        for c in range(len(checkpoints) - 1, -1, -1):
+            t0, t1 = c * K, min(T, (c + 1) * K)
+            Kc = t1 - t0
+            data = self.chunk_data(checkpoints[c], t0, t1)
+            for s in spec.values():
+                s.start_chunk(Kc, B, dt)
+            logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
+            for jj in range(Kc):
+                idx, lag = Kc - 1 - jj, k0 + jj  # the step at time t0+idx+1; lag before it
+                new_rows: list[list[_Scaled | None]] = []
+                for i in range(L):
+                    Q = self._backsub(P[i], data, idx)
+                    if input_sens:
+                        assert in_s is not None and in_f is not None and lay_in is not None
+                        q0 = Q[0]
+                        assert q0 is not None
+                        Y = q0.a @ _kin(rts[0], data[0], idx)
+                        sv = to_numpy(xp.linalg.svd(Y, compute_uv=False)[..., 0])
+                        with np.errstate(divide="ignore"):
+                            lay_in[i, lag] = np.log10(sv) + q0.l
+                        if i == 0:
+                            Ys = [(Y, q0.l)]
+                        else:
+                            Ys.append((Y, q0.l))
+                    row: list[_Scaled | None] = []
+                    for j in range(i + 1):
+                        qj = Q[j]
+                        assert qj is not None
+                        out = rts[j].kern.apply(qj.a, tuple(f[idx] for f in data[j]["F"]), rts[j].q)
+                        row.append(_normalise(xp, out, qj.l))
+                    new_rows.append(row)
+                P = new_rows
+                if input_sens:
+                    assert in_s is not None and in_f is not None
+                    top = _top(*(lg for _, lg in Ys))
+                    Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
+                    with np.errstate(divide="ignore"):
+                        in_s[lag] = (
+                            np.log10(to_numpy(xp.linalg.svd(Yj, compute_uv=False)[..., 0])) + top
+                        )
+                        in_f[lag] = _log_norm(xp, Yj) + top
+                if vec is not None:
+                    vec.step(data, idx, lag)
+                self._record(P, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
+            for name, s in spec.items():
+                with np.errstate(divide="ignore"):
+                    vals = np.log10(s.finish(Kc)) + logs[name]
+                target = {"joint": joint_s, "hidden": joint_hh}.get(name)
+                if target is None:
+                    kind, num = name[:5], int(name[5:])
+                    target = lay_s[num] if kind == "layer" else cross_s[num]
+                target[k0 + 1 : k0 + Kc + 1] = vals
+            k0 += Kc
+        if L == 1:
+            lay_s[0], cross_s[0] = joint_s, joint_s
+        else:
+            cross_s[L - 1] = lay_s[L - 1]
+        joint_h = None if not hidden else (joint_hh if multi else joint_s)
+        meta["chunk_steps"] = K
+        meta["spectral"] = {
+            "method": "gradflow.spectral.Spectral on every chain (joint, each layer, each "
+            "cross-layer block); exact SVD of the input-sensitivity matrices",
+            "svd_fallbacks": {k: s.fallbacks for k, s in spec.items()},
+        }
+        extra: dict[str, Any] = {}
+        if vec is not None:
+            extra = vec.results()
+            if lag_split:
+                extra["lag_tail_fraction"] = _VectorPass(self, gradient, True, vec.totals).tails(
+                    checkpoints
+                )
+        meta["seconds"] = time.perf_counter() - started
+        top_rt = rts[-1]
+        cells = [r.cell.name for r in rts]
+        return StackResult(
+            cell=cells[0] if len(set(cells)) == 1 else "+".join(cells),
+            layers=tuple(r.info for r in rts),
+            hidden_size=top_rt.n,
+            input_size=rts[0].d,
+            steps=T,
+            batch=B,
+            final_hidden=to_numpy(final[-1][:, top_rt.hcols]).astype(np.float64),
+            log10_spectral_norm=joint_s,
+            log10_frobenius_norm=joint_f,
+            log10_spectral_norm_hidden=joint_h,
+            layer_log10_spectral_norm=lay_s,
+            layer_log10_frobenius_norm=lay_f,
+            cross_log10_spectral_norm=cross_s,
+            cross_log10_frobenius_norm=cross_f,
+            log10_input_spectral_norm=in_s,
+            log10_input_frobenius_norm=in_f,
+            layer_log10_input_spectral_norm=lay_in,
+            gradient_loss=gradient,
+            meta=meta,
+            **extra,
+        )
+
+    def _record(
+        self,
+        rows: list[list[_Scaled | None]],
+        lag: int,
+        jj: int,
+        spec: dict[str, Spectral],
+        logs: dict[str, np.ndarray],
+        joint_f: np.ndarray,
+        lay_f: np.ndarray,
+        cross_f: np.ndarray,
+        hrows: np.ndarray,
+    ) -> None:
+        xp, L, B, dt = self.xp, len(self.rts), self.B, self.dtype
+        P = [[b for b in row if b is not None] for row in rows]  # after a step: all j <= i
+        for i in range(L):
+            lay_f[i, lag] = P[i][i].l
+        for j in range(L):
+            cross_f[j, lag] = P[L - 1][j].l
+        if L == 1:
+            Pj, top, fro = P[0][0].a, P[0][0].l, None
+            joint_f[lag] = top
+        else:
+            top = _top(*(b.l for row in P for b in row))
+            if self._buf is None:  # blocks above the diagonal stay zero
+                M = int(self.offsets[-1])
+                self._buf = xp.zeros((B, M, M), dtype=dt)
+            Pj, o = self._buf, self.offsets
+            mass = np.zeros(B)
+            for i in range(L):
+                for j in range(i + 1):
+                    blk = P[i][j]
+                    f = _factor(xp, blk.l, top, 3, dt)
+                    xp.multiply(blk.a, f, out=Pj[:, o[i] : o[i + 1], o[j] : o[j + 1]])
+                    # every block has unit Frobenius norm (or is exactly zero)
+                    with np.errstate(invalid="ignore", over="ignore"):
+                        mass += np.where(np.isfinite(blk.l), np.power(10.0, 2 * (blk.l - top)), 0.0)
+            fro_l = 0.5 * np.log10(mass)
+            fro = xp.asarray(np.sqrt(mass).astype(dt))
+            joint_f[lag] = fro_l + top
+            for i in range(L):
+                spec[f"layer{i}"].step(jj, P[i][i].a, lag)
+                logs[f"layer{i}"][jj] = P[i][i].l
+            for j in range(L - 1):
+                spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
+                logs[f"cross{j}"][jj] = P[L - 1][j].l
+        spec["joint"].step(jj, Pj, lag, fro)
+        logs["joint"][jj] = top
+        if "hidden" in spec:
+            if L == 1:
+                Ph = Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
+            else:
+                if self._hbuf is None:
+                    self._hbuf = xp.zeros((B, len(hrows), len(hrows)), dtype=dt)
+                Ph, hoff = self._hbuf, np.cumsum([0] + [r.n for r in self.rts])
+                for i in range(L):
+                    for j in range(i + 1):
+                        blk, ci, cj = P[i][j], self.rts[i].hcols, self.rts[j].hcols
+                        xp.multiply(
+                            blk.a[:, ci, cj],
+                            _factor(xp, blk.l, top, 3, dt),
+                            out=Ph[:, hoff[i] : hoff[i + 1], hoff[j] : hoff[j + 1]],
+                        )
+            spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+            logs["hidden"][jj] = top

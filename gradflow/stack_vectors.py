@@ -1,0 +1,153 @@
+"""Gradient vectors of a loss through a unidirectional stack, and the weight gradient by lag.
+
+The row vector ``dL/dS_t`` goes through the same back-substitution and generated kernels as the
+joint product (:mod:`gradflow.stack`): ``Q_j`` is the total derivative ``dL/ds^j_t``, ``Q_1 K^1_t``
+is ``dL/dx_t``, and the generated parameter VJP of ``Q_j`` is the contribution ``G_k`` of the
+step ``t = T - k`` to ``dL/dθ^j`` (Pascanu et al. 2013, sec. 2). A second pass, given the
+totals, gives the tail fractions ``||sum_{j>k} G_j|| / ||dL/dθ||``.
+
+References:
+    Pascanu, Mikolov & Bengio (2013), On the difficulty of training recurrent neural
+    networks, ICML, sec. 2.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from .backend import to_numpy
+from .logscaled import Scaled as _Scaled
+from .logscaled import add as _add
+from .logscaled import log_norm as _log_norm
+from .logscaled import normalise as _normalise
+from .logscaled import top_scale as _top
+
+if TYPE_CHECKING:
+    from .stack import _Unidirectional
+
+
+def _kin(r: Any, data: dict[str, Any], idx: int) -> Any:
+    """The materialised input Jacobian ``K_t`` (``(B, m, d)``) of one step of a chunk, formed
+    once per step (small enough to stay in cache; a whole chunk's would not)."""
+    cached = data.get("K")
+    if cached is None or cached[0] != idx:
+        E = {k: v[idx] for k, v in data["E"].items()}
+        cached = data["K"] = (idx, r.sk.input_jacobian(E, r.qs))
+    return cached[1]
+
+
+class VectorPass:
+    """Gradient vectors ``dL/dS_{T-k}`` through the stack, input gradients, the lag split."""
+
+    def __init__(
+        self,
+        run: _Unidirectional,
+        loss: str | None,
+        lag_split: bool,
+        totals: dict[str, _Scaled | None] | None = None,
+    ) -> None:
+        self.run, self.loss, self.lag_split = run, loss, lag_split
+        xp, B, T, dt = run.xp, run.B, run.T, run.dtype
+        top = run.rts[-1]
+        e = np.zeros((B, 1, top.m))
+        e[..., top.hcols] = 1.0
+        self.e = xp.asarray(e.astype(dt))
+        L = len(run.rts)
+        self.g: list[_Scaled | None] = [None] * (L - 1) + [_Scaled(self.e.copy(), np.zeros(B))]
+        self.joint = np.full((T + 1, B), -np.inf)
+        self.layer = np.full((L, T + 1, B), -np.inf)
+        self.joint[0] = self.layer[L - 1, 0] = 0.5 * np.log10(top.n)
+        self.inputs = np.full((T, B), -np.inf)
+        self.keys = [f"{r.name}.{p.name}" for r in run.rts for p in r.cell.parameters]
+        self.lag_norm = {k: np.full((T, B), -np.inf) for k in self.keys}
+        self.totals: dict[str, _Scaled | None] = {k: None for k in self.keys}
+        self.given = totals
+        self.cum: dict[str, _Scaled | None] = {k: None for k in self.keys}
+        self.tail = {k: np.full((T, B), np.nan) for k in self.keys}
+
+    def step(self, data: list[dict[str, Any]], idx: int, lag: int) -> None:
+        run, xp = self.run, self.run.xp
+        Q = run._backsub(self.g, data, idx)
+        q0 = Q[0]
+        if self.given is None:
+            for j, qj in enumerate(Q):  # the total derivative dL/ds^j_t (what autograd gives)
+                if qj is not None:
+                    self.layer[j, lag] = _log_norm(xp, qj.a) + qj.l
+        if self.given is None and q0 is not None:
+            self.inputs[lag] = _log_norm(xp, q0.a @ _kin(run.rts[0], data[0], idx)) + q0.l
+        if self.lag_split:
+            for j, r in enumerate(run.rts):
+                qj = Q[j]
+                if qj is None:
+                    continue
+                E = {k: v[idx] for k, v in data[j]["E"].items()}
+                grads = r.sk.param_vjp(qj.a[:, 0, :], E, r.qs)
+                for p, gval in grads.items():
+                    key = f"{r.name}.{p}"
+                    contrib = _Scaled(gval, qj.l)
+                    if self.given is None:
+                        self.lag_norm[key][lag] = _log_norm(xp, gval) + qj.l
+                        self.totals[key] = _add(xp, self.totals[key], contrib)
+                    else:
+                        self.cum[key] = _add(xp, self.cum[key], contrib)
+                        rest = _add(xp, self.given[key], self.cum[key], -1.0)
+                        tot = self.given[key]
+                        assert rest is not None and tot is not None
+                        with np.errstate(invalid="ignore", over="ignore"):
+                            self.tail[key][lag] = np.power(
+                                10.0, _log_norm(xp, rest.a) + rest.l - _log_norm(xp, tot.a) - tot.l
+                            )
+        new: list[_Scaled | None] = []
+        for j, r in enumerate(run.rts):
+            qj = Q[j]
+            if qj is None:
+                new.append(None)
+                continue
+            out = r.kern.apply_vec(qj.a, tuple(f[idx] for f in data[j]["F"]), r.q)
+            new.append(_normalise(xp, out, qj.l))
+        if self.loss == "sum" and lag + 1 < run.T:
+            new[-1] = _add(xp, new[-1], _Scaled(self.e, np.zeros(run.B)))
+        self.g = new
+        if self.given is None:
+            logs = [np.full(run.B, -np.inf) if b is None else _log_norm(xp, b.a) + b.l for b in new]
+            if lag + 1 == run.T:  # s_0: no layer above reads it, total = partial
+                for j, lg in enumerate(logs):
+                    self.layer[j, lag + 1] = lg
+            with np.errstate(divide="ignore", invalid="ignore"):
+                top = _top(*logs)
+                self.joint[lag + 1] = top + 0.5 * np.log10(
+                    sum(
+                        np.where(np.isfinite(lg), np.power(10.0, 2 * (lg - top)), 0.0)
+                        for lg in logs
+                    )
+                )
+
+    def results(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "log10_gradient_norm": self.joint,
+            "layer_log10_gradient_norm": self.layer,
+            "log10_input_gradient_norm": self.inputs,
+        }
+        if self.lag_split:
+            out["log10_lag_gradient_norm"] = self.lag_norm
+            grads = {}
+            for k, tot in self.totals.items():
+                assert tot is not None
+                with np.errstate(over="ignore"):
+                    f = np.power(10.0, tot.l).reshape((-1,) + (1,) * (tot.a.ndim - 1))
+                grads[k] = to_numpy(tot.a).astype(np.float64) * f
+            out["parameter_gradient"] = grads
+        return out
+
+    def tails(self, checkpoints: list[list[Any]]) -> dict[str, np.ndarray]:
+        run = self.run
+        K, k0 = run.chunk, 0
+        for c in range(len(checkpoints) - 1, -1, -1):
+            t0, t1 = c * K, min(run.T, (c + 1) * K)
+            data = run.chunk_data(checkpoints[c], t0, t1)
+            for jj in range(t1 - t0):
+                self.step(data, t1 - t0 - 1 - jj, k0 + jj)
+            k0 += t1 - t0
+        return self.tail
