@@ -24,8 +24,8 @@ def test_orthogonal_times_diagonal(logs: list[float], seed: int) -> None:
     # J = O diag(10^l) constant: the exponents are log10 of the moduli of J's eigenvalues
     # (reference: numpy.linalg.eigvals).
     m = len(logs)
-    O, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((m, m)))
-    J = O @ np.diag(10.0 ** np.array(logs))
+    orth, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((m, m)))
+    J = orth @ np.diag(10.0 ** np.array(logs))
     ev = np.linalg.eigvals(J)
     want = np.sort(np.log10(np.abs(ev)))[::-1]
     real = np.sort(np.log10(np.abs(ev[np.abs(ev.imag) < 1e-12])))[::-1]
