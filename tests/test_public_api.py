@@ -31,7 +31,7 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral",
+    "codegen|spectral|prodsvd|decomposition",
     "engine|weights|initialisers|results",
     "analysis",
     "plots|report",
