@@ -265,12 +265,17 @@ class MeanFieldPrediction:
         cell: cell name.
         predicted_slope: decades per step. For Elman cells: of ``log10 ||ds_T/ds_{T-k}||_F``;
             for gated cells: of the geometric mean over units of the additive-path product.
-        chi: per-step mean squared gain (Elman), or ``10**(2 * predicted_slope)`` (gated).
+        chi: per-step mean squared gain ``sigma_w^2 E[phi'^2]`` of the Jacobian (Elman);
+            ``nan`` for gated cells, where no such gain is computed here (the gated number
+            is a gate mean, ``gate_factor``; the full Jacobian's gain is
+            :func:`gradflow.analysis.annealed.cell_meanfield`).
         q_star: fixed-point pre-activation variance (Elman) or hidden second moment ``Q_h``.
         quantity: ``"frobenius"`` or ``"additive"``.
         gate: the memory gate's affine node (gated cells), else None.
         gate_mean: ``mu`` of the gate pre-activation (gated cells).
         gate_var: ``q_gate`` (gated cells).
+        gate_factor: ``10**(2 * predicted_slope)``, the squared geometric-mean gate factor
+            per step (gated cells).
     """
 
     cell: str
@@ -281,6 +286,7 @@ class MeanFieldPrediction:
     gate: str | None = None
     gate_mean: float = 0.0
     gate_var: float = 0.0
+    gate_factor: float | None = None
 
 
 def _elman(cell: Cell, ens: Ensemble, input_var: float) -> MeanFieldPrediction:
@@ -420,5 +426,5 @@ def meanfield_prediction(
     qg = fmap(qh)[1]
     slope = gate_log10_slope(mu, qg, mg.keeps)
     return MeanFieldPrediction(
-        cell.name, slope, 10.0 ** (2 * slope), qh, "additive", mg.node, mu, qg
+        cell.name, slope, math.nan, qh, "additive", mg.node, mu, qg, 10.0 ** (2 * slope)
     )
