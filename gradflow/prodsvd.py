@@ -35,7 +35,10 @@ orthogonal ``Z`` (a different sequence of QR factorisations, hence different rou
 A value is *certified* when it is finite and nonzero, the two runs agree to within ``tol``
 (default ``1e-9``) in log10, and the Jacobi bound ``m eps kappa(B) / ln 10`` of both runs is
 below ``tol``. ``log10_error`` reports ``max(|difference|, bound)``. Values that fail are
-returned but flagged; plots and claims must use only certified values.
+returned but flagged; plots and claims must use only certified values. Singular values that
+exact zeros in the factors force to be 0 (beyond a structural rank bound: nonzero rows and
+columns of each factor and of the boolean product of their patterns, e.g. dead ReLU units)
+are certified as exactly 0 (``-inf``).
 
 Cost: two QR factorisations and two ``(m x m)(m x m)`` products per step and run, plus one
 Jacobi SVD per requested lag (round-robin ordering: ``m/2`` disjoint rotations at once).
@@ -101,7 +104,8 @@ class ProductSpectrum:
         return np.asarray(self.certified.reshape(len(self.lags), -1).mean(axis=1))
 
     def to_dict(self) -> dict[str, Any]:
-        """JSON-ready: ``None`` stands for a value that is not certified."""
+        """JSON-ready: ``None`` stands for a value that is not certified or is exactly 0
+        (``certified`` tells which)."""
         vals = np.where(self.certified, self.log10_singular_values, np.nan)
         return {
             "lags": list(self.lags),
@@ -109,6 +113,7 @@ class ProductSpectrum:
                 [[None if not math.isfinite(v) else float(v) for v in row] for row in lag]
                 for lag in vals
             ],
+            "certified": self.certified.tolist(),
             "certified_fraction": self.certified_fraction().tolist(),
             "tol": self.tol,
             "method": self.method,
@@ -290,4 +295,35 @@ def product_singular_values(
     diff = np.where(np.isfinite(vals) & np.isfinite(other), diff, np.inf)
     err = np.maximum(diff, jb[..., None])
     certified = np.isfinite(vals) & (err <= tol)
+    # exact zeros: the structural rank bound makes the smallest values exactly 0
+    rank = _rank_bound(J, ks)
+    zero = np.arange(m)[None, None, :] >= rank[..., None]
+    vals = np.where(zero, -np.inf, vals)
+    err = np.where(zero, 0.0, err)
+    certified = certified | zero
     return ProductSpectrum(tuple(ks), vals, certified, err, jb, float(tol))
+
+
+def _rank_bound(J: np.ndarray, lags: Sequence[int]) -> np.ndarray:
+    """``(len(lags), B)`` upper bounds on ``rank(P_k)`` from exact zeros alone.
+
+    ``rank(P_k) <= min_t rank(J_t) <= min_t`` (nonzero rows, nonzero columns of ``J_t``), and
+    ``rank(P_k) <=`` the nonzero rows and columns of the boolean product of the factors'
+    nonzero patterns (an entry with no path of nonzeros is exactly 0). Singular values beyond
+    the bound are exactly zero: certified as ``-inf``.
+    """
+    T, B, m, _ = J.shape
+    out = np.empty((len(lags), B), dtype=int)
+    want = {k: i for i, k in enumerate(lags)}
+    nz = J != 0
+    pat = np.broadcast_to(np.eye(m), (B, m, m)).copy()
+    per_step = np.full(B, m)
+    for k in range(1, max(lags) + 1):
+        f = nz[T - k]
+        per_step = np.minimum(per_step, np.minimum(f.any(-1).sum(-1), f.any(-2).sum(-1)))
+        pat = np.minimum(pat @ f.astype(float), 1.0)
+        if k in want:
+            rows = (pat > 0).any(-1).sum(-1)
+            cols = (pat > 0).any(-2).sum(-1)
+            out[want[k]] = np.minimum(per_step, np.minimum(rows, cols))
+    return out

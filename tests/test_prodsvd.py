@@ -116,12 +116,23 @@ def test_log_jacobi_vs_mpmath_svd() -> None:
             assert np.abs(got[b] - np.sort(want)[::-1]).max() < 1e-12
 
 
-def test_zero_singular_value_is_not_certified() -> None:
+def test_exact_zero_singular_value_is_certified_as_zero() -> None:
     J = np.broadcast_to(np.diag([0.5, 0.0]), (5, 1, 2, 2))
     r = product_singular_values(J, [5])
     assert r.log10_singular_values[0, 0, 1] == -math.inf
+    assert r.certified[0, 0].tolist() == [True, True]
+    d = r.to_dict()
+    assert d["log10_singular_values"][0][0][1] is None and d["certified"][0][0][1]
+
+
+def test_rounding_noise_is_not_certified() -> None:
+    # a rank-1 product that no zero pattern reveals: u v^T repeated has singular values
+    # (|v.u|^(k-1) |u||v|, 0) in exact arithmetic; the computed second value is rounding
+    # noise and must not be certified
+    u, v = np.array([1.0, 2.0]), np.array([0.3, -0.1])
+    J = np.broadcast_to(np.outer(u, v), (6, 1, 2, 2))
+    r = product_singular_values(J, [6])
     assert r.certified[0, 0].tolist() == [True, False]
-    assert r.to_dict()["log10_singular_values"][0][0][1] is None
 
 
 @pytest.mark.parametrize(
@@ -135,3 +146,33 @@ def test_zero_singular_value_is_not_certified() -> None:
 def test_bad_input(J: np.ndarray, lags: list[int]) -> None:
     with pytest.raises(UsageError):
         product_singular_values(J, lags)
+
+
+def test_structural_zeros_are_certified_exact() -> None:
+    # diagonal Jacobians whose zeros fall on different units: the product is exactly
+    # diag(0, 0, 0.5^k) -- two exact zeros (boolean pattern bound) and one value 10^(k log 0.5)
+    d = np.array([[0.0, 1.0, 0.5], [1.0, 0.0, 0.5]] * 5)
+    J = np.stack([np.diag(v) for v in d])[:, None]
+    r = product_singular_values(J, [10])
+    assert r.certified[0, 0].all()
+    assert r.log10_singular_values[0, 0, 0] == pytest.approx(10 * math.log10(0.5), abs=1e-13)
+    assert np.all(r.log10_singular_values[0, 0, 1:] == -math.inf)
+
+
+def test_relu_rnn_dead_units_are_exact_zeros() -> None:
+    # a ReLU RNN's Jacobian diag(1[a > 0]) W has a zero row per inactive unit: at least
+    # (inactive units of the worst step) singular values of the product are exactly 0; the
+    # others are checked against mpmath as for every cell (reference and tolerance above)
+    c = get_cell("rnn-relu")
+    rng = np.random.default_rng(4)
+    p = initialise(c, 5, 2, Init(scheme="gaussian", sigma_w=1.0, sigma_b=0.5), rng)
+    J = state_jacobians(c, p, make_inputs("gaussian", 30, 1, 2, rng))
+    r = product_singular_values(J, [30])
+    got = r.log10_singular_values[0, 0]
+    dead = int(5 - min((np.abs(J[t, 0]).sum(-1) > 0).sum() for t in range(30)))
+    assert (
+        dead >= 1 and np.all(got[5 - dead :] == -math.inf) and r.certified[0, 0, 5 - dead :].all()
+    )
+    live = np.isfinite(got) & r.certified[0, 0]
+    ref = _mp_log10_sv(J, 30, 400.0)
+    assert np.abs(got[live] - ref[live]).max() < 1e-8
