@@ -418,7 +418,7 @@ def test_pascanu_tightness_dtype_tolerance_and_slack() -> None:
     t32 = pascanu_tightness(c, p, r32.log10_spectral_norm, "float32")
     assert t32.holds and t32.violations == 0
     assert np.abs(t32.log10_slack).max() < t32.tolerance.max()  # at the bound, to rounding
-    assert not old or np.abs(t32.log10_slack).max() < 1e-10
+    assert not old  # the float64 slack of pascanu_check flags float32 rounding (6e-7 here)
     # a real violation is still caught: norms 1e-3 decades above the bound
     bad = pascanu_tightness(c, p, np.asarray(r32.log10_spectral_norm) + 1e-3, "float32")
     assert not bad.holds and bad.violations > 0
