@@ -37,6 +37,9 @@ def test_relu_rnn_below_and_above_critical_gain() -> None:
     # above it the state diverges: no prediction, a warning
     r = cell_meanfield("rnn-relu", Init(scheme="gaussian", sigma_w=2.0), 64, 4, 1.0, **_SMALL)
     assert not r.applies and r.warnings and math.isnan(r.growth_rate)
+    # just above: the second moment grows by (1.5^2 / 2) per step, slowly, but it grows
+    r = cell_meanfield("rnn-relu", Init(scheme="gaussian", sigma_w=1.5), 64, 4, 1.0, **_SMALL)
+    assert not r.applies and "diverges" in r.warnings[0]
 
 
 @pytest.mark.parametrize("cell", ["gru", "minimalrnn"])

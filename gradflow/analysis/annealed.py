@@ -266,6 +266,7 @@ def cell_meanfield(
     chains = {p: _chains(c, p) for p in ("full", "additive", "multiplicative")}
     grams = {p: np.eye(b) for p in chains}
     logs = {p: np.zeros(steps) for p in chains}
+    moments = np.zeros(steps)  # log10 of the largest state second moment, measured steps
     qsum = {nd.name: 0.0 for nd in c.nodes if isinstance(nd, Affine)}
     warnings: list[str] = []
     for t in range(burn_in + steps):
@@ -291,12 +292,23 @@ def cell_meanfield(
             grams[p] = g / (tr if tr > 0 and math.isfinite(tr) else 1.0)
         state = {s: vals[upd[s]] for s in c.state}
         big = max(float(np.mean(v * v)) for v in state.values())
+        if t >= burn_in:
+            moments[t - burn_in] = math.log10(big) if big > 0 else -300.0
         if not math.isfinite(big) or big > DIVERGED:
             warnings.append(
                 f"the state diverges (E[s^2] > {DIVERGED:g} at step {t + 1}): no fixed point, "
                 "the active set freezes and the independent-steps mean field does not apply"
             )
             break
+    if not warnings:
+        # a second moment still growing geometrically has no fixed point either
+        rise = float(np.polyfit(np.arange(steps), moments, 1)[0]) * steps
+        if rise > 1.0:
+            warnings.append(
+                f"the state diverges (E[s^2] rose {rise:.1f} decades over the last {steps} "
+                "steps): no fixed point, the active set freezes and the independent-steps mean "
+                "field does not apply"
+            )
     if warnings:
         nan = float("nan")
         return CellMeanField(c.name, nan, nan, nan, nan, {}, {}, {}, {}, False, tuple(warnings))
