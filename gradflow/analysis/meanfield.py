@@ -116,11 +116,11 @@ def _graded_expectation(f: Callable[[np.ndarray], np.ndarray], mean: float, s: f
 
 
 def _tanh2(u: np.ndarray) -> np.ndarray:
-    return np.tanh(u) ** 2
+    return np.asarray(np.tanh(u) ** 2)
 
 
 def _dtanh2(u: np.ndarray) -> np.ndarray:
-    return (1.0 - np.tanh(u) ** 2) ** 2
+    return np.asarray((1.0 - np.tanh(u) ** 2) ** 2)
 
 
 def _sig(u: np.ndarray) -> np.ndarray:
