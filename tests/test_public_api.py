@@ -31,7 +31,7 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral|sensitivity_codegen",
+    "codegen|spectral|sensitivity_codegen|prodsvd|decomposition",
     "engine|weights|formats|initialisers|results|measure|stack|stack_bidir|stack_vectors"
     "|stack_result|logscaled",
     "analysis",

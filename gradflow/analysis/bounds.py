@@ -27,6 +27,7 @@ References:
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 import sympy as sp
@@ -154,3 +155,70 @@ def pascanu_check(
     bound = pascanu_log10_bound(cell, params, np.arange(norms.shape[0]))
     excess = norms - (bound if norms.ndim == 1 else bound[:, None])
     return bound, bool(np.all(excess <= atol))
+
+
+@dataclass(frozen=True)
+class PascanuTightness:
+    """The Pascanu bound beside the measured norms: how far above them it lies.
+
+    Attributes:
+        log10_bound: ``(T + 1,)`` the bound ``k log10(gamma sigma_max)``.
+        log10_slack: ``(T + 1, B)`` bound minus measured ``log10 ||ds_T/ds_{T-k}||_2``
+            (decades; ``>= 0`` where the bound holds).
+        slack_growth: decades per step by which the slack grows (least squares over
+            ``k >= T // 10``, median over the batch): a positive value means the bound says
+            less and less about the norm as the lag grows.
+        tolerance: ``(T + 1,)`` the allowance for rounding in the measured norms,
+            ``atol + 8 k eps_dtype / ln 10`` decades.
+        holds: every slack is ``>= -tolerance``.
+        violations: the number of (lag, sequence) pairs beyond the tolerance.
+    """
+
+    log10_bound: np.ndarray
+    log10_slack: np.ndarray
+    slack_growth: float
+    tolerance: np.ndarray
+    holds: bool
+    violations: int
+
+
+def pascanu_tightness(
+    cell: Cell | str,
+    params: dict[str, np.ndarray],
+    log10_spectral_norm: ArrayLike,
+    dtype: str = "float64",
+    atol: float = 1e-10,
+) -> PascanuTightness:
+    """The Pascanu bound with its tightness, checked with a tolerance that fits ``dtype``.
+
+    The measured norm at lag ``k`` comes from ``k`` rounded products; its log10 carries an
+    error of a few ``k eps / ln 10`` (``eps`` of the dtype the engine ran in), so the check
+    allows ``atol + 8 k eps / ln 10``: ``1.2e-5`` decades at lag 30 in float32 instead of
+    flagging rounding as a violation.
+
+    Raises:
+        UsageError: as :func:`pascanu_log10_bound`; an unknown dtype.
+
+    References:
+        [pascanu2013].
+    """
+    if dtype not in ("float64", "float32", "bfloat16", "float16"):
+        raise UsageError(f"unknown dtype {dtype!r}")
+    eps = {"float64": 2.0**-52, "float32": 2.0**-23, "bfloat16": 2.0**-7, "float16": 2.0**-10}
+    norms = np.asarray(log10_spectral_norm, dtype=np.float64)
+    if norms.ndim == 1:
+        norms = norms[:, None]
+    T1 = norms.shape[0]
+    k = np.arange(T1)
+    bound = pascanu_log10_bound(cell, params, k)
+    slack = bound[:, None] - norms
+    tol = atol + 8.0 * k * eps[dtype] / math.log(10.0)
+    bad = slack < -tol[:, None]
+    lo = max(1, (T1 - 1) // 10)
+    growth = 0.0
+    if T1 - lo >= 2:
+        fin = np.isfinite(slack[lo:]).all(axis=0)
+        if fin.any():
+            slopes = np.polyfit(k[lo:], slack[lo:, fin], 1)[0]
+            growth = float(np.median(np.atleast_1d(slopes)))
+    return PascanuTightness(bound, slack, growth, tol, not bool(bad.any()), int(bad.sum()))

@@ -62,6 +62,8 @@ from .bounds import elman_structure
 _H_U = 0.2  # grid step in the integration variable itself: resolves poles at distance pi/2
 _Z_MAX = 13.0  # N(0,1) tail beyond 13 is below 1e-37
 _LN10 = math.log(10.0)
+#: Beyond this many trapezoid points (``sqrt(var) > 154``) Gauss-Legendre panels take over.
+_TRAPEZOID_MAX = 20001
 
 
 def gaussian_expectation(
@@ -83,17 +85,42 @@ def gaussian_expectation(
     s = math.sqrt(var)
     h = min(_H_U / s, 0.5)
     m = math.ceil(_Z_MAX / h)
+    if 2 * m + 1 > _TRAPEZOID_MAX:
+        return _graded_expectation(f, mean, s)
     z = np.arange(-m, m + 1) * h
     w = h * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
     return float(np.sum(w * f(mean + s * z)))
 
 
+def _graded_expectation(f: Callable[[np.ndarray], np.ndarray], mean: float, s: float) -> float:
+    """``E[f(mean + s z)]`` for a large ``s``, on Gauss-Legendre panels (issue 13).
+
+    The trapezoid rule would need ``O(s)`` points to resolve ``f``'s poles at distance
+    ``pi/2`` from the real axis. Instead: 16 panels of width 5 in the argument
+    ``y = mean + s z`` over ``|y| <= 40`` (where ``tanh``/``sigmoid`` bend; 48 nodes per
+    panel converge like ``1.8^-96``), then panels in ``z`` as wide as their distance from the
+    feature ``z_f = -mean/s`` (the nearest singularity stays a panel width away), out to
+    ``|z| = 13``. About 2,000 evaluations whatever ``s``.
+    """
+    zf = -mean / s
+    near = [zf + k * 5.0 / s for k in range(-8, 9)]
+    far = [zf + sign * (40.0 / s) * 2.0**j for j in range(0, 64) for sign in (-1.0, 1.0)]
+    pts = np.unique(np.clip(np.array(near + far + [-_Z_MAX, _Z_MAX]), -_Z_MAX, _Z_MAX))
+    x, w = np.polynomial.legendre.leggauss(48)
+    a, b = pts[:-1], pts[1:]
+    keep = b > a
+    a, b = a[keep], b[keep]
+    z = (0.5 * (b - a))[:, None] * x[None, :] + (0.5 * (a + b))[:, None]
+    wz = (0.5 * (b - a))[:, None] * w[None, :] * np.exp(-0.5 * z * z) / math.sqrt(2.0 * math.pi)
+    return float(np.sum(wz * f(mean + s * z)))
+
+
 def _tanh2(u: np.ndarray) -> np.ndarray:
-    return np.tanh(u) ** 2
+    return np.asarray(np.tanh(u) ** 2)
 
 
 def _dtanh2(u: np.ndarray) -> np.ndarray:
-    return (1.0 - np.tanh(u) ** 2) ** 2
+    return np.asarray((1.0 - np.tanh(u) ** 2) ** 2)
 
 
 def _sig(u: np.ndarray) -> np.ndarray:
@@ -238,12 +265,17 @@ class MeanFieldPrediction:
         cell: cell name.
         predicted_slope: decades per step. For Elman cells: of ``log10 ||ds_T/ds_{T-k}||_F``;
             for gated cells: of the geometric mean over units of the additive-path product.
-        chi: per-step mean squared gain (Elman), or ``10**(2 * predicted_slope)`` (gated).
+        chi: per-step mean squared gain ``sigma_w^2 E[phi'^2]`` of the Jacobian (Elman);
+            ``nan`` for gated cells, where no such gain is computed here (the gated number
+            is a gate mean, ``gate_factor``; the full Jacobian's gain is
+            :func:`gradflow.analysis.annealed.cell_meanfield`).
         q_star: fixed-point pre-activation variance (Elman) or hidden second moment ``Q_h``.
         quantity: ``"frobenius"`` or ``"additive"``.
         gate: the memory gate's affine node (gated cells), else None.
         gate_mean: ``mu`` of the gate pre-activation (gated cells).
         gate_var: ``q_gate`` (gated cells).
+        gate_factor: ``10**(2 * predicted_slope)``, the squared geometric-mean gate factor
+            per step (gated cells).
     """
 
     cell: str
@@ -254,6 +286,7 @@ class MeanFieldPrediction:
     gate: str | None = None
     gate_mean: float = 0.0
     gate_var: float = 0.0
+    gate_factor: float | None = None
 
 
 def _elman(cell: Cell, ens: Ensemble, input_var: float) -> MeanFieldPrediction:
@@ -393,5 +426,5 @@ def meanfield_prediction(
     qg = fmap(qh)[1]
     slope = gate_log10_slope(mu, qg, mg.keeps)
     return MeanFieldPrediction(
-        cell.name, slope, 10.0 ** (2 * slope), qh, "additive", mg.node, mu, qg
+        cell.name, slope, math.nan, qh, "additive", mg.node, mu, qg, 10.0 ** (2 * slope)
     )

@@ -1,0 +1,232 @@
+r"""Lyapunov diagnostics with error bars: exponents, Kaplan-Yorke dimension, entropy rate.
+
+The Lyapunov exponents of the forward dynamics ``s_t = F(s_{t-1}, x_t)`` are the growth rates
+of the singular values of ``J_t \cdots J_1`` ([benettin1980], [eckmann1985]). They are
+obtained by QR re-orthonormalisation, ``J_t Q_{t-1} = Q_t R_t``:
+
+.. math:: \lambda_i = \frac{1}{T - t_0} \sum_{t > t_0} \log_{10} |R_t[i, i]|
+   \quad\text{decades per step},
+
+after a transient of ``t_0`` steps (the frame ``Q`` aligns with the Oseledets directions).
+
+**Error bars** by batch means ([flyvbjerg1989]): the steps after the transient are cut into
+``blocks`` contiguous blocks per sequence; each block gives an estimate of every exponent, and
+the standard error is the standard deviation of the ``B x blocks`` block estimates over the
+square root of their number. This is valid when a block is longer than the correlation time
+of ``log|R_t[i, i]|``; ``block_steps`` is reported so a reader can judge.
+
+**Kaplan-Yorke dimension** ([kaplan1979]): with ``j`` the largest index whose partial sum
+``sum_{i<=j} lambda_i`` is ``>= 0``, ``D_KY = j + sum_{i<=j} lambda_i / |lambda_{j+1}|``
+(0 when ``lambda_1 < 0``). When only ``p < m`` exponents are computed and all their partial
+sums are ``>= 0``, ``D_KY >= p`` is a lower bound and is flagged.
+
+**Entropy rate**: the sum of the positive exponents (Pesin's formula, an upper bound on the
+Kolmogorov-Sinai entropy, [eckmann1985]); in decades per step, and in nats per step where the
+formula is usually quoted (``ln 10`` times the former).
+
+**The determinant identity**: with all ``m`` exponents, ``sum_i lambda_i`` equals the time
+average of ``log10 |det J_t|`` (per step, ``sum_i log|R_t[i, i]| = log|det J_t|``, since
+``Q_{t-1}`` is orthogonal); ``det_residual`` reports the difference, a check of the whole
+computation.
+
+Examples:
+    >>> import numpy as np
+    >>> J = np.broadcast_to(np.diag([10**0.1, 10**-0.05, 10**-0.2]), (200, 1, 3, 3))
+    >>> d = lyapunov_diagnostics(J)
+    >>> np.round(d.exponents, 12).tolist(), round(d.kaplan_yorke, 12)
+    ([0.1, -0.05, -0.2], 2.25)
+
+References:
+    [benettin1980], [eckmann1985], [kaplan1979], [flyvbjerg1989].
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from ..errors import UsageError
+
+_LN10 = math.log(10.0)
+
+
+@dataclass(frozen=True)
+class LyapunovDiagnostics:
+    """Lyapunov exponents with error bars and what follows from them.
+
+    Attributes:
+        exponents: ``(p,)`` decades per step, descending (mean over sequences and steps).
+        stderr: ``(p,)`` batch-means standard error of each exponent.
+        per_sequence: ``(B, p)`` the exponents of each sequence.
+        kaplan_yorke: Kaplan-Yorke dimension.
+        kaplan_yorke_stderr: its standard error over the block estimates.
+        kaplan_yorke_lower_bound: True when ``D_KY`` is only a lower bound (``p < m``).
+        entropy_rate: sum of the positive exponents, decades per step.
+        entropy_rate_nats: the same in nats per step.
+        log10_det_mean: time average of ``log10 |det J_t|`` (None when ``p < m``).
+        det_residual: ``sum(exponents) - log10_det_mean`` (None when ``p < m``).
+        steps: steps used (after the transient).
+        transient: steps discarded.
+        blocks: blocks per sequence.
+        block_steps: steps per block.
+    """
+
+    exponents: np.ndarray
+    stderr: np.ndarray
+    per_sequence: np.ndarray
+    kaplan_yorke: float
+    kaplan_yorke_stderr: float
+    kaplan_yorke_lower_bound: bool
+    entropy_rate: float
+    entropy_rate_nats: float
+    log10_det_mean: float | None
+    det_residual: float | None
+    steps: int
+    transient: int
+    blocks: int
+    block_steps: int
+
+    def to_dict(self) -> dict[str, Any]:
+        """JSON-ready, units in the keys' documentation (decades per step)."""
+        return {
+            "exponents": self.exponents.tolist(),
+            "stderr": self.stderr.tolist(),
+            "kaplan_yorke": self.kaplan_yorke,
+            "kaplan_yorke_stderr": self.kaplan_yorke_stderr,
+            "kaplan_yorke_lower_bound": self.kaplan_yorke_lower_bound,
+            "entropy_rate": self.entropy_rate,
+            "entropy_rate_nats": self.entropy_rate_nats,
+            "log10_det_mean": self.log10_det_mean,
+            "det_residual": self.det_residual,
+            "steps": self.steps,
+            "transient": self.transient,
+            "blocks": self.blocks,
+            "block_steps": self.block_steps,
+            "units": "decades per step",
+        }
+
+
+def kaplan_yorke(exponents: Any, complete: bool = True) -> tuple[float, bool]:
+    """``(D_KY, lower_bound)`` from exponents sorted descending ([kaplan1979]).
+
+    Examples:
+        >>> kaplan_yorke([0.1, -0.05, -0.2])
+        (2.25, False)
+        >>> kaplan_yorke([-0.1, -0.2])
+        (0.0, False)
+    """
+    lam = np.sort(np.asarray(exponents, dtype=float))[::-1]
+    partial = np.cumsum(lam)
+    if lam.size == 0 or partial[0] < 0:
+        return 0.0, False
+    j = int(np.nonzero(partial >= 0)[0][-1]) + 1  # number of exponents in the sum
+    if j == lam.size:
+        return float(j), not complete
+    return float(j + partial[j - 1] / abs(lam[j])), False
+
+
+def lyapunov_diagnostics(
+    jacobians: Any,
+    count: int | None = None,
+    *,
+    transient: int = 0,
+    blocks: int = 10,
+    seed: int = 0,
+) -> LyapunovDiagnostics:
+    """Lyapunov exponents of ``s_t = F(s_{t-1})`` from its Jacobians, with error bars.
+
+    Args:
+        jacobians: ``(T, B, m, m)`` the per-step ``J_t = ds_t/ds_{t-1}``, ``t = 1..T``.
+        count: number of exponents ``p`` (all ``m`` by default).
+        transient: steps discarded at the start.
+        blocks: blocks per sequence for the batch-means error bars (at least 2).
+        seed: seed of the random orthonormal start when ``p < m``.
+
+    Raises:
+        UsageError: bad shapes, too few steps for the blocks, non-finite Jacobians.
+
+    References:
+        [benettin1980], [kaplan1979], [flyvbjerg1989].
+    """
+    J = np.asarray(jacobians, dtype=np.float64)
+    if J.ndim != 4 or J.shape[-1] != J.shape[-2]:
+        raise UsageError(f"jacobians must have shape (T, B, m, m); got {J.shape}")
+    if not np.isfinite(J).all():
+        raise UsageError("jacobians contain NaN or inf")
+    T, B, m, _ = J.shape
+    p = m if count is None else int(count)
+    if not 1 <= p <= m:
+        raise UsageError(f"count must lie in 1..{m}; got {count!r}")
+    if blocks < 2 or transient < 0 or T - transient < blocks:
+        raise UsageError(
+            f"need at least {blocks} steps after a transient of {transient} (T = {T}) and "
+            "blocks >= 2"
+        )
+    if p == m:
+        Q = np.broadcast_to(np.eye(m), (B, m, m)).copy()
+    else:
+        q0, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((m, p)))
+        Q = np.broadcast_to(q0, (B, m, p)).copy()
+    logr = np.empty((T, B, p))
+    for t in range(T):
+        Q, R = np.linalg.qr(J[t] @ Q)
+        with np.errstate(divide="ignore"):
+            logr[t] = np.log10(np.abs(np.diagonal(R, axis1=-2, axis2=-1)))
+    used = logr[transient:]
+    n = used.shape[0]
+    bs = n // blocks
+    per_seq = np.sort(used.mean(axis=0), axis=-1)[:, ::-1]
+    # batch means: blocks x sequences independent estimates of every exponent
+    bm = used[: bs * blocks].reshape(blocks, bs, B, p).mean(axis=1).reshape(blocks * B, p)
+    bm = np.sort(bm, axis=-1)[:, ::-1]
+    lam = per_seq.mean(axis=0)
+    with np.errstate(invalid="ignore"):
+        se = bm.std(axis=0, ddof=1) / math.sqrt(bm.shape[0])
+    dky, lower = kaplan_yorke(lam, complete=p == m)
+    dky_blocks = np.array([kaplan_yorke(b, complete=p == m)[0] for b in bm])
+    dky_se = float(dky_blocks.std(ddof=1) / math.sqrt(len(dky_blocks)))
+    pos = float(np.sum(np.where(lam > 0, lam, 0.0)))
+    det_mean: float | None = None
+    resid: float | None = None
+    if p == m:
+        _, logdet = np.linalg.slogdet(J[transient:])
+        det_mean = float(np.mean(logdet) / _LN10)
+        resid = float(np.sum(lam) - det_mean)
+    return LyapunovDiagnostics(
+        exponents=lam,
+        stderr=se,
+        per_sequence=per_seq,
+        kaplan_yorke=dky,
+        kaplan_yorke_stderr=dky_se,
+        kaplan_yorke_lower_bound=lower,
+        entropy_rate=pos,
+        entropy_rate_nats=pos * _LN10,
+        log10_det_mean=det_mean,
+        det_residual=resid,
+        steps=n,
+        transient=int(transient),
+        blocks=int(blocks),
+        block_steps=bs,
+    )
+
+
+def cell_lyapunov(
+    cell: Any,
+    params: Mapping[str, Any],
+    inputs: Any,
+    count: int | None = None,
+    *,
+    s0: Any = None,
+    transient: int = 0,
+    blocks: int = 10,
+) -> LyapunovDiagnostics:
+    """:func:`lyapunov_diagnostics` of a cell's own Jacobians (through the generated kernels,
+    :func:`gradflow.engine.state_jacobians`; materialised, ``T B m^2`` floats)."""
+    from ..engine import state_jacobians
+
+    J = state_jacobians(cell, params, inputs, s0=s0)
+    return lyapunov_diagnostics(J, count, transient=transient, blocks=blocks)
