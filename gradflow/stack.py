@@ -58,6 +58,7 @@ from .logscaled import normalise as _normalise
 from .logscaled import top_scale as _top
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
 from .spectral import Spectral
+from .stack_bidir import analyze_bidirectional
 from .stack_result import StackResult
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
@@ -249,8 +250,6 @@ def analyze_stack(
     xp = array_namespace(backend)
     meta: dict[str, Any] = {"backend": backend, "dtype": dtype, "gradflow_version": __version__}
     if any(len(g) > 1 or g[0].reverse for g in depths):
-        from .stack_bidir import analyze_bidirectional
-
         return analyze_bidirectional(depths, xp.asarray(x.astype(dt)), gradient, meta, started)
     run = _Unidirectional([g[0] for g in depths], xp.asarray(x.astype(dt)), dt)
     return run.analyze(

@@ -49,6 +49,7 @@ from typing import Any
 
 import numpy as np
 
+from ..engine import state_jacobians
 from ..errors import UsageError
 
 _LN10 = math.log(10.0)
@@ -226,7 +227,5 @@ def cell_lyapunov(
 ) -> LyapunovDiagnostics:
     """:func:`lyapunov_diagnostics` of a cell's own Jacobians (through the generated kernels,
     :func:`gradflow.engine.state_jacobians`; materialised, ``T B m^2`` floats)."""
-    from ..engine import state_jacobians
-
     J = state_jacobians(cell, params, inputs, s0=s0)
     return lyapunov_diagnostics(J, count, transient=transient, blocks=blocks)
