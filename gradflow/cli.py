@@ -143,16 +143,16 @@ def derive_cmd(
     import sympy as sp
 
     from .symbolic.jacobian import state_jacobian
-    from .symbolic.render import equations_latex
+    from .symbolic.render import equations_latex, equations_text, explicit_text
 
     c = resolve_cell(cell, cell_file)
     if equations:
-        for line in equations_latex(c):
+        for line in equations_latex(c) if latex else equations_text(c):
             click.echo(line)
         click.echo()
     if explicit_n is not None:
         J = c.jacobian(n=explicit_n)
-        click.echo(sp.latex(J) if latex else sp.pretty(J, use_unicode=False, wrap_line=False))
+        click.echo(sp.latex(J) if latex else explicit_text(J))
         return
     jac = state_jacobian(c)
     obj: Any = jac.paths() if paths else jac
@@ -284,6 +284,18 @@ def codegen_cmd(cell: str | None, cell_file: str | None, path: str) -> None:
     from .codegen import compile_cell
 
     click.echo(compile_cell(resolve_cell(cell, cell_file), "numpy", path).source, nl=False)
+
+
+@cli.command("inspect")
+@click.argument("path", type=click.Path(dir_okay=False))
+@click.option("--prefix", default=None, help="The recurrent module to describe, by name prefix.")
+def inspect_cmd(path: str, prefix: str | None) -> None:
+    """List what a weights file holds (PyTorch .safetensors/.npz, Keras .keras/.weights.h5,
+    ONNX): format, layers, directions, cell, sizes, unrelated tensors, and the `gradflow
+    analyze` command line that would analyse it."""
+    from .formats import describe_weights
+
+    click.echo(str(describe_weights(path, prefix=prefix)))
 
 
 # ---- experiment commands (run, sweep) -----------------------------------------------------------

@@ -435,7 +435,7 @@ def save_weights(
     # One atomic writer for both formats: the same checks and the same file mode.
     with atomic_open(p, "wb") as fh:
         if fmt == "npz":
-            np.savez(fh, **tensors)
+            np.savez(fh, **tensors)  # type: ignore[arg-type]  # numpy's stub types allow_pickle
         else:
             from safetensors.numpy import save
 

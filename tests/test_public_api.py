@@ -72,6 +72,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
             "codegen",
             "dataclasses",
             "engine",
+            "formats",
             "measure",
             "pathlib",
             "plots",
