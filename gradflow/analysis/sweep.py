@@ -333,7 +333,8 @@ CONNECT_TIMEOUT = 5.0
 
 def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """Refuse, within ``timeout`` seconds, a scheduler address that is malformed or that
-    nothing listens at, before a :class:`distributed.Client` is made (a Client that fails
+    nothing listens at (a ``tcp://``, ``tls://`` or ``ws://`` address; a bare ``host:port``
+    is TCP), before a :class:`distributed.Client` is made (a Client that fails
     to connect waits 60 s at exit and prints a traceback).
 
     Raises:
@@ -342,10 +343,16 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
     """
     import socket
 
-    from distributed.comm.addressing import get_address_host_port
+    from distributed.comm.addressing import get_address_host_port, parse_address
 
     if not isinstance(address, str) or not address.strip():
         raise BackendError(f"cannot reach the Dask scheduler at {address!r} (empty address)")
+    try:
+        scheme = parse_address(address)[0]
+    except (ValueError, TypeError) as exc:
+        raise BackendError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return  # in-process (inproc://) and other transports: the Client's timeout applies
     try:
         host, port = get_address_host_port(address)
     except (ValueError, TypeError) as exc:
