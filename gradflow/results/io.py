@@ -8,7 +8,8 @@ one string, so saving an analysis of ``T = 10^6`` steps needs memory for a block
 whole 175 MB text (issue 13); the bytes are exactly those of :func:`dumps`.
 
 Reading: only regular files, at most :data:`MAX_JSON_BYTES`, and every failure (not JSON,
-nested too deep, an integer too long to convert, not UTF-8) is one :class:`~gradflow.errors.UsageError` line naming the file.
+nested too deep, an integer too long to convert, not UTF-8) is one
+:class:`~gradflow.errors.UsageError` line naming the file.
 """
 
 from __future__ import annotations
