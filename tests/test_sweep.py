@@ -9,6 +9,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -426,3 +427,17 @@ def test_check_scheduler_leaves_other_transports_to_the_client():
     sweep.check_scheduler("inproc://10.0.0.1/1/1")  # no host:port to try; no error here
     with pytest.raises(BackendError, match="missing port number"):
         sweep.check_scheduler("tcp://host-without-port")
+
+
+def test_an_interrupted_dask_sweep_closes_its_client(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(
+                small_sweep(), tmp_path, scheduler=lc.scheduler_address, progress=Interrupt(2)
+            )
+        deadline = time.monotonic() + 10  # the scheduler hears of the close asynchronously
+        while set(lc.scheduler.clients) != {"fire-and-forget"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(lc.scheduler.clients) == {"fire-and-forget"}  # the scheduler's own only
+    assert 2 <= len(list((tmp_path / "points").glob("*.json"))) < 8
