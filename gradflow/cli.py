@@ -2,7 +2,8 @@
 
 Every :class:`~gradflow.errors.GradflowError` becomes one line on stderr and a non-zero exit
 (2 for usage errors, 1 for runtime faults); ``--debug`` (anywhere on the command line) shows
-the traceback instead, and Ctrl-C exits 130 with one line.
+the traceback instead, and Ctrl-C (SIGINT) exits 130, SIGTERM 143, each with one line after
+worker processes and temporary folders are cleaned up (:mod:`gradflow.shutdown`).
 
 One concept: the command line (about 480 lines, one short function per command).
 """
@@ -17,6 +18,12 @@ import click
 
 from ._version import __version__
 from .errors import GradflowError, UsageError
+from .shutdown import Terminated, exit_code, handle_signals
+
+
+def _stopped(exc: BaseException) -> str:
+    """The one line a stopped command prints: ``interrupted`` (SIGINT) or ``terminated``."""
+    return "terminated" if isinstance(exc, Terminated) else "interrupted"
 
 
 class GradflowClickError(click.ClickException):
@@ -43,11 +50,11 @@ class Group(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
-        except KeyboardInterrupt:
+        except KeyboardInterrupt as exc:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
-            click.echo("interrupted", err=True)
-            raise click.exceptions.Exit(130) from None
+            click.echo(_stopped(exc), err=True)
+            raise click.exceptions.Exit(exit_code(exc)) from None
         except GradflowError as err:
             if ctx.obj and ctx.obj.get("debug"):
                 raise
@@ -77,6 +84,21 @@ def cli(ctx: click.Context, debug: bool) -> None:
     ctx.obj["debug"] = debug
 
 
+def _check_not_special(path: str) -> None:
+    """Refuse a FIFO or a device before it is opened (reading one blocks or never ends)."""
+    import os
+    import stat
+
+    from .errors import EquationError
+
+    try:
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        return  # missing or unreadable: the reader says so
+    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise EquationError(f"{path}: not a regular file (a cell file must be a TOML file)")
+
+
 def resolve_cell(name: str | None, cell_file: str | None) -> Any:
     """The cell named on the command line, from the catalogue or an equation file."""
     from .cells import get_cell
@@ -86,6 +108,7 @@ def resolve_cell(name: str | None, cell_file: str | None) -> Any:
             raise UsageError("give either a cell name or --cell-file, not both")
         from .cells.parse import load_cell_file
 
+        _check_not_special(cell_file)
         return load_cell_file(cell_file)
     if name is None:
         raise UsageError("name a cell (see `gradflow cells`) or give --cell-file")
@@ -325,9 +348,9 @@ def run_cmd(ctx: click.Context, config: str, out: str | None, quiet: bool) -> No
     check_target(path, inputs=[config])
     try:
         result = run_experiment(cfg, progress=not quiet)
-    except KeyboardInterrupt:
-        click.echo("interrupted; nothing written", err=True)
-        ctx.exit(130)
+    except KeyboardInterrupt as exc:
+        click.echo(f"{_stopped(exc)}; nothing written", err=True)
+        ctx.exit(exit_code(exc))
     result.save(path, inputs=[config])
     result.save_run(run_path(path))
     if not quiet:
@@ -376,9 +399,9 @@ def sweep_cmd(
     out_dir = out or f"{cfg.name}-sweep"
     try:
         result = run_sweep(cfg, out_dir, jobs=jobs, scheduler=scheduler, progress=not quiet)
-    except KeyboardInterrupt:
-        click.echo(f"interrupted; finished points kept in {out_dir}", err=True)
-        ctx.exit(130)
+    except KeyboardInterrupt as exc:
+        click.echo(f"{_stopped(exc)}; finished points kept in {out_dir}", err=True)
+        ctx.exit(exit_code(exc))
     if not quiet:
         click.echo(result.table())
         click.echo(
@@ -493,9 +516,10 @@ def report_cmd(
 
 
 def main(argv: list[str] | None = None) -> Callable[..., Any] | None:
-    """Console-script entry point."""
+    """Console-script entry point: SIGINT and SIGTERM stop the run cleanly (exit 130, 143)."""
     try:
-        return cli.main(args=argv, prog_name="gradflow", standalone_mode=True)
-    except KeyboardInterrupt:  # pragma: no cover - interactive only
-        click.echo("interrupted", err=True)
-        sys.exit(130)
+        with handle_signals():
+            return cli.main(args=argv, prog_name="gradflow", standalone_mode=True)
+    except KeyboardInterrupt as exc:  # outside a command (while parsing, say)
+        click.echo(_stopped(exc), err=True)
+        sys.exit(exit_code(exc))

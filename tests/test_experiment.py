@@ -4,6 +4,8 @@ the ``gradflow run`` command."""
 from __future__ import annotations
 
 import json
+import os
+import re
 import zlib
 from pathlib import Path
 
@@ -396,3 +398,76 @@ def test_cli_run_interrupted(tmp_path, monkeypatch):
     res = CliRunner().invoke(cli, ["run", str(_write_config(tmp_path / "e.toml"))])
     assert res.exit_code == 130
     assert "interrupted" in res.output
+
+
+# ---- bounded config reading (issue 13): one line, never a hang or a traceback ----------------
+
+
+def _fifo(path: Path) -> Path:
+    os.mkfifo(path)  # nothing ever writes to it: opening it for reading would block
+    return path
+
+
+@pytest.mark.parametrize("command", ["run", "sweep", "report"])
+@pytest.mark.parametrize("special", ["fifo", "/dev/zero"])
+def test_a_config_that_is_no_regular_file_is_refused_before_it_is_opened(
+    tmp_path, command, special
+):
+    path = _fifo(tmp_path / "c.toml") if special == "fifo" else Path(special)
+    args = [command, "--config", str(path)] if command == "report" else [command, str(path)]
+    res = CliRunner().invoke(cli, [*args, "--out", str(tmp_path / "out")])
+    assert res.exit_code == 2
+    assert res.output == f"Error: {path}: not a regular file (a config must be a TOML file)\n"
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize(
+    "text",
+    [
+        "a = " + "[" * 5000 + "]" * 5000,  # deeper than tomllib recurses
+        "a = " + "{b = " * 5000 + "1" + "}" * 5000,
+        "cells = " + "[" * 11 + '"rnn"' + "]" * 11,  # parsed, but deeper than a config is
+        "[sweep.axes]\nhidden_size = [[[[[[[[[[[4]]]]]]]]]]]",
+    ],
+)
+def test_deeply_nested_configs_are_one_line(tmp_path, text):
+    path = tmp_path / "deep.toml"
+    path.write_text(text)
+    for command in ("run", "sweep"):
+        res = CliRunner().invoke(cli, [command, str(path), "--out", str(tmp_path / "out")])
+        assert res.exit_code == 2, res.output
+        assert res.output.startswith(f"Error: {path}: TOML nested too deeply to be a config")
+        assert res.output.count("\n") == 1
+
+
+def test_a_config_larger_than_the_bound_is_refused_unread(tmp_path):
+    path = tmp_path / "big.toml"
+    path.write_text("# padding\n" * 110_000)  # 1.1 MB of comments: valid TOML
+    with pytest.raises(ConfigError, match=r"big.toml: 1100000 bytes is larger than a config"):
+        load_config(path)
+
+
+def test_cell_file_and_inputs_path_fifos_are_refused(tmp_path):
+    fifo = _fifo(tmp_path / "cell.toml")
+    res = CliRunner().invoke(cli, ["derive", "--cell-file", str(fifo)])
+    assert res.exit_code == 2
+    assert res.output == f"Error: {fifo}: not a regular file (a cell file must be a TOML file)\n"
+    inputs = _fifo(tmp_path / "x.npy")
+    cfg = _write_config(tmp_path / "e.toml", '[inputs]\nkind = "file"\npath = "x.npy"\n')
+    res = CliRunner().invoke(cli, ["run", str(cfg), "--out", str(tmp_path / "r.json")])
+    assert res.exit_code == 2
+    assert res.output == f"Error: {inputs}: not a regular file\n"
+
+
+def test_the_issue_13_table_names_tests_that_exist():
+    # docs/bad-inputs.md: every row fixed on this branch names the test that checks it.
+    root = Path(__file__).resolve().parents[1]
+    doc = (root / "docs" / "bad-inputs.md").read_text()
+    section = doc[doc.index("### Shutdown, schedulers") : doc.index("### Rows fixed elsewhere")]
+    rows = [ln for ln in section.splitlines() if ln.startswith("| ") and "---" not in ln][1:]
+    assert len(rows) >= 14
+    named = re.findall(r"`(test_\w+\.py)(?:::(\w+))?", section)
+    assert len(named) >= 10
+    for file, name in named:
+        text = (root / "tests" / file).read_text()
+        assert not name or f"def {name}(" in text, f"{file}::{name} does not exist"

@@ -4,7 +4,12 @@ an interruption, and the ``gradflow sweep`` command."""
 from __future__ import annotations
 
 import json
+import os
+import socket
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import pytest
@@ -337,3 +342,102 @@ def test_cell_files_on_the_cell_axis_resolve_against_the_config(tmp_path, monkey
     monkeypatch.chdir(tmp_path)  # not the config's folder
     cfg = load_sweep_config(folder / "s.toml")
     assert dict(cfg.axes)["cell"] == ("rnn", str(folder / "cells" / "leaky.toml"))
+
+
+# ---- a scheduler address that cannot work fails fast, with one line (issue 13) ---------------
+
+
+def _sweep_cli(tmp_path: Path, *args: str) -> subprocess.CompletedProcess[str]:
+    """``gradflow sweep`` in a real process: a Dask Client that failed to start used to wait
+    60 s at exit and print a traceback there, which only a real exit shows. ``timeout`` only
+    turns such a hang into a failure."""
+    cfg = _write(tmp_path / "s.toml")
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[1])}
+    return subprocess.run(
+        [sys.executable, "-c", "from gradflow.cli import main; main()", "sweep", str(cfg)]
+        + ["-o", str(tmp_path / "o"), "-q", *args],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=50,
+        check=False,
+    )
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize(
+    ("address", "message"),
+    [
+        (
+            "not a url",
+            "(missing port number in address 'not a url'); give an address like tcp://host:8786",
+        ),
+        ("tcp://127.0.0.1:PORT", "(Connection refused within 5 s)"),
+    ],
+)
+def test_bad_scheduler_address_is_one_line_at_once(tmp_path, address, message):
+    pytest.importorskip("distributed")
+    address = address.replace("PORT", str(_free_port()))  # nothing listens there
+    res = _sweep_cli(tmp_path, "--scheduler", address)
+    assert res.returncode == 1
+    assert res.stderr == f"Error: cannot reach the Dask scheduler at {address!r} {message}\n"
+    assert not (tmp_path / "o").exists()
+
+
+def test_a_peer_that_is_no_dask_scheduler_is_one_line(tmp_path):
+    # Something listens, but answers with bytes that are no Dask message (an HTTP server,
+    # say): the Client's own failure becomes one line, and its exit does not wait.
+    pytest.importorskip("distributed")
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen()
+    stop = threading.Event()
+
+    def serve() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                conn, _ = server.accept()
+            except OSError:
+                continue
+            with conn:
+                conn.sendall(b"HTTP/1.1 400 Bad Request\r\n\r\n" + b"\xff" * 64)
+
+    thread = threading.Thread(target=serve, daemon=True)
+    thread.start()
+    try:
+        address = f"tcp://127.0.0.1:{server.getsockname()[1]}"
+        res = _sweep_cli(tmp_path, "--scheduler", address)
+    finally:
+        stop.set()
+        thread.join()
+        server.close()
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith(f"Error: cannot reach the Dask scheduler at {address!r} (")
+    assert res.stderr.count("\n") == 1 and "Traceback" not in res.stderr
+
+
+def test_check_scheduler_leaves_other_transports_to_the_client():
+    pytest.importorskip("distributed")
+    sweep.check_scheduler("inproc://10.0.0.1/1/1")  # no host:port to try; no error here
+    with pytest.raises(BackendError, match="missing port number"):
+        sweep.check_scheduler("tcp://host-without-port")
+
+
+def test_an_interrupted_dask_sweep_closes_its_client(tmp_path):
+    distributed = pytest.importorskip("distributed")
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc:
+        with pytest.raises(KeyboardInterrupt):
+            run_sweep(
+                small_sweep(), tmp_path, scheduler=lc.scheduler_address, progress=Interrupt(2)
+            )
+        deadline = time.monotonic() + 10  # the scheduler hears of the close asynchronously
+        while set(lc.scheduler.clients) != {"fire-and-forget"} and time.monotonic() < deadline:
+            time.sleep(0.05)
+        assert set(lc.scheduler.clients) == {"fire-and-forget"}  # the scheduler's own only
+    assert 2 <= len(list((tmp_path / "points").glob("*.json"))) < 8

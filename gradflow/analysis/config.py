@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -356,17 +357,64 @@ class ExperimentConfig:
         return cls(**kw)
 
 
+#: The largest config file :func:`read_toml` reads (bytes); configs are a few hundred.
+MAX_CONFIG_BYTES = 1 << 20
+#: The deepest nesting of tables and lists a config may have (a sweep axis list in a table
+#: in a table is 3).
+MAX_CONFIG_DEPTH = 10
+
+
+def _depth(value: Any, limit: int) -> int:
+    """Nesting depth of ``value`` (a scalar is 0), counted only up to ``limit + 1``."""
+    stack = [(value, 0)]
+    deepest = 0
+    while stack:
+        item, d = stack.pop()
+        deepest = max(deepest, d)
+        if deepest > limit:
+            break
+        if isinstance(item, Mapping):
+            stack.extend((v, d + 1) for v in item.values())
+        elif isinstance(item, list):
+            stack.extend((v, d + 1) for v in item)
+    return deepest
+
+
 def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
-    """A TOML file as a dict; unreadable or malformed files raise :class:`ConfigError`."""
+    """A TOML file as a dict; unreadable or malformed files raise :class:`ConfigError`.
+
+    Only a regular file of at most :data:`MAX_CONFIG_BYTES` is opened (a FIFO would block and
+    ``/dev/zero`` would read forever), and tables and lists nested deeper than
+    :data:`MAX_CONFIG_DEPTH` are refused, each with one line naming the file.
+    """
     try:
-        with open(path, "rb") as fh:
-            return tomllib.load(fh)
+        st = os.stat(path)
     except FileNotFoundError:
         raise ConfigError(f"{path}: no such config file") from None
+    except (OSError, ValueError) as exc:  # a symlink loop, a NUL in the name
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
+    if not stat.S_ISREG(st.st_mode):
+        raise ConfigError(f"{path}: not a regular file (a config must be a TOML file)")
+    if st.st_size > MAX_CONFIG_BYTES:
+        raise ConfigError(
+            f"{path}: {st.st_size} bytes is larger than a config can be "
+            f"(at most {MAX_CONFIG_BYTES} bytes)"
+        )
+    try:
+        with open(path, "rb") as fh:
+            raw = fh.read(MAX_CONFIG_BYTES + 1)
+        data = tomllib.loads(raw[:MAX_CONFIG_BYTES].decode("utf-8"))
     except (OSError, tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
         raise ConfigError(f"{path}: not a valid TOML file ({exc})") from None
     except RecursionError:
         raise ConfigError(f"{path}: TOML nested too deeply to be a config") from None
+    if _depth(data, MAX_CONFIG_DEPTH) > MAX_CONFIG_DEPTH:
+        raise ConfigError(
+            f"{path}: TOML nested too deeply to be a config (more than {MAX_CONFIG_DEPTH} "
+            "levels of tables and lists)"
+        )
+    return data
 
 
 def load_config(path: str | os.PathLike[str]) -> ExperimentConfig:

@@ -112,6 +112,8 @@ def progress_bar(progress: Progress, total: int, desc: str) -> Callable[[], None
             progress(done[0], total)
 
         return tick
+    if not progress:  # no tqdm at all: its first bar makes a multiprocessing lock, which a
+        return lambda: None  # sweep worker stopped by a signal would leave to the tracker
     from tqdm import tqdm
 
     bar = tqdm(

@@ -52,6 +52,7 @@ import numpy as np
 from .._version import __version__
 from ..errors import BackendError, ConfigError, GradflowError, NumericalError, UsageError
 from ..results import SweepPoint, SweepResult, load_json, save_json
+from ..shutdown import Terminated, interrupted, worker_init
 from .config import (
     CONFIG_KEYS,
     INIT_KEYS,
@@ -219,8 +220,9 @@ class SweepConfig:
 
 def load_sweep_config(path: str | os.PathLike[str]) -> SweepConfig:
     """Read a sweep config from TOML (an experiment config with a ``[sweep]`` table)."""
+    data = read_toml(path)  # its errors already name the file
     try:
-        return SweepConfig.from_dict(read_toml(path), base_dir=Path(path).parent)
+        return SweepConfig.from_dict(data, base_dir=Path(path).parent)
     except ConfigError as err:
         raise ConfigError(f"{path}: {err}") from None
 
@@ -325,9 +327,57 @@ def _mp_context() -> Any:
     return multiprocessing.get_context("spawn")
 
 
+#: Seconds to wait for a Dask scheduler to answer before giving up with one line.
+CONNECT_TIMEOUT = 5.0
+
+
+def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
+    """Refuse, within ``timeout`` seconds, a scheduler address that is malformed or that
+    nothing listens at (a ``tcp://``, ``tls://`` or ``ws://`` address; a bare ``host:port``
+    is TCP), before a :class:`distributed.Client` is made (a Client that fails
+    to connect waits 60 s at exit and prints a traceback).
+
+    Raises:
+        BackendError: the address has no host and port, or the connection is refused or
+            times out.
+    """
+    import socket
+
+    from distributed.comm.addressing import get_address_host_port, parse_address
+
+    if not isinstance(address, str) or not address.strip():
+        raise BackendError(f"cannot reach the Dask scheduler at {address!r} (empty address)")
+    try:
+        scheme = parse_address(address)[0]
+    except (ValueError, TypeError) as exc:
+        raise BackendError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
+    if scheme not in ("tcp", "tls", "ws", "wss"):
+        return  # in-process (inproc://) and other transports: the Client's timeout applies
+    try:
+        host, port = get_address_host_port(address)
+    except (ValueError, TypeError) as exc:
+        raise BackendError(
+            f"cannot reach the Dask scheduler at {address!r} ({exc}); "
+            "give an address like tcp://host:8786"
+        ) from None
+    if not 0 < int(port) < 65536:
+        raise BackendError(f"cannot reach the Dask scheduler at {address!r} (port {port})")
+    try:
+        with socket.create_connection((host, int(port)), timeout=timeout):
+            pass
+    except OSError as exc:
+        reason = "no answer" if isinstance(exc, TimeoutError) else (exc.strerror or str(exc))
+        raise BackendError(
+            f"cannot reach the Dask scheduler at {address!r} ({reason} within {timeout:g} s)"
+        ) from None
+
+
 @contextlib.contextmanager
 def dask_executor(address: str) -> Iterator[Executor]:
     """A :class:`concurrent.futures.Executor` on the Dask scheduler at ``address``.
+
+    The address is checked first (:func:`check_scheduler`), so a bad one fails in seconds
+    with one line; the client is closed on the way out, interrupted or not.
 
     Raises:
         BackendError: ``distributed`` is not installed, or the scheduler cannot be reached.
@@ -338,14 +388,61 @@ def dask_executor(address: str) -> Iterator[Executor]:
         raise BackendError(
             "running on a Dask scheduler needs the dask extra: pip install 'gradflow[dask]'"
         ) from None
+    check_scheduler(address)
+
+    class Client(distributed.Client):
+        """A Client whose failed start is closed at once, not retried for 60 s at exit."""
+
+        failed = False
+
+        def __init__(self, *args: Any, **kwargs: Any) -> None:
+            try:
+                super().__init__(*args, **kwargs)  # type: ignore[no-untyped-call]
+            except BaseException:
+                self.failed = True
+                with contextlib.suppress(BaseException):
+                    super().close(timeout=1)  # type: ignore[no-untyped-call]
+                raise
+
+        def __del__(self) -> None:
+            if not self.failed:
+                super().__del__()  # type: ignore[no-untyped-call]
+
     try:
-        client = distributed.Client(address, set_as_default=False)  # type: ignore[no-untyped-call]
-    except (OSError, TimeoutError, ValueError) as exc:
-        raise BackendError(f"cannot reach the Dask scheduler at {address!r} ({exc})") from None
+        client = Client(address, set_as_default=False, timeout=2 * CONNECT_TIMEOUT)
+    except (KeyboardInterrupt, SystemExit):
+        raise
+    except BaseException as exc:  # a peer that is not a Dask scheduler fails in odd ways
+        detail = " ".join(str(exc).split())[:160] or type(exc).__name__
+        raise BackendError(
+            f"cannot reach the Dask scheduler at {address!r} ({detail}); is it a Dask scheduler?"
+        ) from None
     try:
         yield client.get_executor()  # type: ignore[no-untyped-call]
     finally:
-        client.close()  # type: ignore[no-untyped-call]
+        client.close(timeout=2 * CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
+
+
+def stop_workers(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
+    """Terminate ``pool``'s worker processes now (SIGTERM, then SIGKILL after ``grace`` s).
+
+    :meth:`~concurrent.futures.Executor.shutdown` waits for running tasks to finish; after an
+    interruption nobody wants their result, and a long point would keep the user waiting.
+    """
+    procs = list((getattr(pool, "_processes", None) or {}).values())
+    # Shut down first: the pool's manager thread then forgets the cancelled points, and only
+    # then learns that the workers are gone (Python 3.11 fails on a cancelled future there).
+    pool.shutdown(wait=False, cancel_futures=True)
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.terminate()
+    deadline = time.monotonic() + grace
+    for proc in procs:
+        with contextlib.suppress(Exception):
+            proc.join(max(0.0, deadline - time.monotonic()))
+            if proc.is_alive():
+                proc.kill()
+                proc.join(grace)
 
 
 def _run_futures(
@@ -432,10 +529,17 @@ def run_sweep(
             for item in todo:
                 finish(item, evaluate_point(item.config.to_dict()), True)
         else:
-            pool = ProcessPoolExecutor(max_workers=jobs, mp_context=_mp_context())
+            pool = ProcessPoolExecutor(
+                max_workers=jobs, mp_context=_mp_context(), initializer=worker_init
+            )
             try:
                 _run_futures(pool, todo, finish)
+            except KeyboardInterrupt:
+                stop_workers(pool)  # do not wait for the points that are running
+                raise
             except BrokenProcessPool as exc:
+                if (signum := interrupted()) is not None:  # killed with us (process group)
+                    raise Terminated(signum) from None
                 raise GradflowError(
                     f"a sweep worker process died ({exc}); finished points are kept in "
                     f"{out}. From a script, call run_sweep under if __name__ == '__main__':"

@@ -112,8 +112,9 @@ def build_report(
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
         raise OutputError(f"{out}: cannot create its folder ({exc.strerror or exc})") from None
-    tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
-    try:
+    tmp: Path | None = None
+    try:  # created inside the try: an interruption right after it still removes it
+        tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         figures = []
         for fig in report_figures(exp, swp):
             if progress:
@@ -153,8 +154,9 @@ def build_report(
         atomic_write(tmp / "run.json", dumps(run_metadata(exp, swp, clm)))
         _permissions(tmp)
         _swap_into_place(tmp, out)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
+    except BaseException:  # an error, Ctrl-C or SIGTERM (gradflow.shutdown): leave nothing
+        if tmp is not None:
+            shutil.rmtree(tmp, ignore_errors=True)
         raise
     return out
 
@@ -164,13 +166,18 @@ def _swap_into_place(new: Path, out: Path) -> None:
     if not out.exists():
         os.replace(new, out)
         return
-    old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
-    os.replace(out, old / out.name)
+    old: Path | None = None
+    moved = False
     try:
+        old = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".old", dir=out.parent))
+        os.replace(out, old / out.name)
+        moved = True
         os.replace(new, out)
     except BaseException:
-        os.replace(old / out.name, out)
+        if moved and old is not None and not out.exists():
+            os.replace(old / out.name, out)  # put the previous report back
         raise
     finally:
-        with contextlib.suppress(OSError):
-            shutil.rmtree(old)
+        if old is not None:
+            with contextlib.suppress(OSError):
+                shutil.rmtree(old)

@@ -2,9 +2,14 @@
 
 Writing: strict JSON (non-finite numbers become ``null``), keys in the order the result builds
 them (so the order cells were run in survives), one space of indentation, a final newline; the
-same data always gives the same bytes. Reading: only regular files, at most
-:data:`MAX_JSON_BYTES`, and every failure (not JSON, nested too deep, an integer too long to
-convert, not UTF-8) is one :class:`~gradflow.errors.UsageError` line naming the file.
+same data always gives the same bytes. :func:`save_json` streams: large arrays (at least
+:data:`STREAM_MIN_SIZE` numbers) are written a block of rows at a time, never as one list or
+one string, so saving an analysis of ``T = 10^6`` steps needs memory for a block, not for the
+whole 175 MB text (issue 13); the bytes are exactly those of :func:`dumps`.
+
+Reading: only regular files, at most :data:`MAX_JSON_BYTES`, and every failure (not JSON,
+nested too deep, an integer too long to convert, not UTF-8) is one
+:class:`~gradflow.errors.UsageError` line naming the file.
 """
 
 from __future__ import annotations
@@ -12,18 +17,23 @@ from __future__ import annotations
 import json
 import math
 import os
+import secrets
 import stat
-from collections.abc import Iterable
+from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from ..atomic import atomic_write
+from ..atomic import atomic_open
 from ..errors import UsageError
 
 #: The largest result file :func:`load_json` reads.
 MAX_JSON_BYTES = 1 << 30
+#: Arrays with at least this many numbers are streamed by :func:`save_json`.
+STREAM_MIN_SIZE = 1 << 14
+#: Rows of a streamed array formatted at once.
+STREAM_BLOCK_ROWS = 1 << 12
 
 PathLike = str | os.PathLike[str]
 
@@ -53,11 +63,67 @@ def dumps(data: Any, *, compact: bool = False) -> str:
     return json.dumps(clean(data), allow_nan=False, indent=1) + "\n"
 
 
+def iter_json(data: Any) -> Iterator[str]:
+    """The text of :func:`dumps` (indented form) in pieces, large arrays a block at a time.
+
+    The data is first written with every array of at least :data:`STREAM_MIN_SIZE` numbers
+    replaced by a placeholder string (a random token, which no JSON text of the data can
+    contain); the pieces are that skeleton's text with each placeholder replaced by its
+    array's text, made by :func:`json.dumps` of a block of rows and indented to the
+    placeholder's depth. Joined, the pieces are exactly ``dumps(data)``.
+    """
+    token = f"\0gradflow-array-{secrets.token_hex(8)}-"
+    arrays: list[np.ndarray] = []
+
+    def skeleton(value: Any) -> Any:
+        if isinstance(value, np.ndarray) and value.ndim >= 1 and value.size >= STREAM_MIN_SIZE:
+            arrays.append(value)
+            return f"{token}{len(arrays) - 1}"
+        if isinstance(value, dict):
+            return {str(k): skeleton(v) for k, v in value.items()}
+        if isinstance(value, (list, tuple)):
+            return [skeleton(v) for v in value]
+        return clean(value)
+
+    text = json.dumps(skeleton(data), allow_nan=False, indent=1) + "\n"
+    if not arrays:
+        yield text
+        return
+    marker = json.dumps(token)[:-1]  # the token as JSON writes it, without the closing quote
+    pos = 0
+    while (start := text.find(marker, pos)) >= 0:
+        end = text.index('"', start + len(marker))
+        index = int(text[start + len(marker) : end])
+        yield text[pos:start]
+        line_start = text.rfind("\n", 0, start) + 1
+        depth = len(text[line_start:start]) - len(text[line_start:start].lstrip(" "))
+        yield from _iter_array(arrays[index], depth)
+        pos = end + 1
+    yield text[pos:]
+
+
+def _iter_array(arr: np.ndarray, depth: int) -> Iterator[str]:
+    """``arr`` as :func:`dumps` writes it at indentation ``depth``, a block of rows at a time."""
+    pad = " " * depth
+    yield "["
+    for first in range(0, len(arr), STREAM_BLOCK_ROWS):
+        block = json.dumps(
+            clean(arr[first : first + STREAM_BLOCK_ROWS].tolist()), allow_nan=False, indent=1
+        )
+        # "[\n row,\n row\n]" at depth 0: keep the rows, indent them to this depth
+        inner = block[1:-2].replace("\n", "\n" + pad)
+        yield ("," if first else "") + inner
+    yield "\n" + pad + "]"
+
+
 def save_json(
     path: PathLike, data: Any, *, inputs: Iterable[PathLike] = (), parents: bool = False
 ) -> None:
-    """Write ``data`` as JSON atomically (:func:`gradflow.atomic.atomic_write`)."""
-    atomic_write(path, dumps(data), inputs=inputs, parents=parents)
+    """Write ``data`` as JSON atomically (:func:`gradflow.atomic.atomic_open`), streaming large
+    arrays (:func:`iter_json`); the bytes are those of :func:`dumps`."""
+    with atomic_open(path, "w", inputs=inputs, parents=parents) as fh:
+        for piece in iter_json(data):
+            fh.write(piece)
 
 
 def load_json(path: PathLike) -> Any:
