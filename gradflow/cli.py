@@ -10,6 +10,8 @@ One concept: the command line (about 480 lines, one short function per command).
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -17,7 +19,7 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .errors import GradflowError, UsageError
+from .errors import EquationError, GradflowError, UsageError
 from .shutdown import Terminated, exit_code, handle_signals
 
 
@@ -86,11 +88,6 @@ def cli(ctx: click.Context, debug: bool) -> None:
 
 def _check_not_special(path: str) -> None:
     """Refuse a FIFO or a device before it is opened (reading one blocks or never ends)."""
-    import os
-    import stat
-
-    from .errors import EquationError
-
     try:
         mode = os.stat(path).st_mode
     except (OSError, ValueError):

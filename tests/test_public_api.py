@@ -38,7 +38,7 @@ LAYERS = [
     "plots|report",
     "cli",
 ]
-LEAVES = {"errors", "backend", "atomic", "citations", "_version", "tensorfile"}
+LEAVES = {"errors", "backend", "atomic", "citations", "_version", "tensorfile", "shutdown"}
 # Every import that is not at the top of a module (inside a function, a method or an
 # ``if TYPE_CHECKING:`` block), by (module, imported module), with the reason it is there.
 # Anything else must be imported at module level, where the layering below checks it.
@@ -50,6 +50,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("cells.graph", "symbolic.explicit"): "Cell.jacobian(n) convenience (symbolic sits above)",
     # optional dependencies
     ("analysis.sweep", "distributed"): OPTIONAL + " (dask extra)",
+    ("analysis.sweep", "distributed.comm.addressing"): OPTIONAL + " (dask extra)",
     ("analysis.run", "tqdm"): OPTIONAL + " (progress bars)",
     ("report", "tqdm"): OPTIONAL + " (progress bars)",
     ("tensorfile", "safetensors"): OPTIONAL + " (safetensors files)",

@@ -38,6 +38,7 @@ import itertools
 import json
 import multiprocessing
 import os
+import socket
 import time
 import zlib
 from collections.abc import Callable, Iterator, Mapping
@@ -341,8 +342,6 @@ def check_scheduler(address: str, timeout: float = CONNECT_TIMEOUT) -> None:
         BackendError: the address has no host and port, or the connection is refused or
             times out.
     """
-    import socket
-
     from distributed.comm.addressing import get_address_host_port, parse_address
 
     if not isinstance(address, str) or not address.strip():
