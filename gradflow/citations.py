@@ -1,5 +1,7 @@
 """The references gradflow implements, by citation key.
 
+One concept, the bibliography: its length is the BibTeX entries themselves.
+
 Docstrings cite papers by key (``[pascanu2013]``); this module maps every key to a BibTeX
 entry (:data:`BIBTEX`) and a one-line text form, so a report or ``--cite`` can list them.
 

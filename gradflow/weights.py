@@ -1,5 +1,8 @@
 r"""Weight and input files: PyTorch-named ``.safetensors``/``.npz`` in, checked float64 out.
 
+One concept, the boundary check of one layer's weights and of the inputs (a little over the
+usual length: the per-format readers of whole models live in :mod:`gradflow.formats`).
+
 A trained ``nn.RNN``, ``nn.LSTM`` or ``nn.GRU`` stores its layer-0 parameters as four stacked
 tensors, ``weight_ih_l0 (G*n, d)``, ``weight_hh_l0 (G*n, n)``, ``bias_ih_l0 (G*n,)`` and
 ``bias_hh_l0 (G*n,)``, whose ``G`` row blocks are the gates in PyTorch's order (LSTM ``i, f, g,

@@ -1,5 +1,8 @@
 r"""Sweeps: a grid over config fields, each point a small experiment reduced to a decay rate.
 
+One concept, the sweep (grid, resumable points, executors and their clean shutdown), a little
+over the usual length.
+
 A sweep is an experiment config (the *base*) plus a ``[sweep]`` table whose ``axes`` name
 config fields (``cell``, ``hidden_size``, ``steps``, ``init.sigma_w``, ``init.forget_bias``,
 ``inputs.scale`` ...) and give each a list of values, or ``{start, stop, num}`` (evenly spaced;
