@@ -32,6 +32,7 @@ References:
 from .curves import plot_decay_rates as plot_decay_rates
 from .curves import plot_norms as plot_norms
 from .curves import plot_paths as plot_paths
+from .curves import series_count as series_count
 from .curves import thin as thin
 from .data import Band as Band
 from .data import cell_order as cell_order
@@ -50,10 +51,14 @@ from .spectra import plot_lyapunov as plot_lyapunov
 from .spectra import plot_singular_values as plot_singular_values
 from .style import DPI as DPI
 from .style import FORMATS as FORMATS
+from .style import DASHES as DASHES
 from .style import MARKERS as MARKERS
 from .style import PATH_STYLES as PATH_STYLES
 from .style import QUANTITIES as QUANTITIES
 from .style import SVG_HASHSALT as SVG_HASHSALT
+from .style import VENUE_WIDTHS as VENUE_WIDTHS
 from .style import VENUES as VENUES
+from .style import SeriesStyle as SeriesStyle
 from .style import palette as palette
+from .style import series_style as series_style
 from .style import style as style
