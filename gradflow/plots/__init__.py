@@ -49,9 +49,9 @@ from .save import compact_svg as compact_svg
 from .save import save_figure as save_figure
 from .spectra import plot_lyapunov as plot_lyapunov
 from .spectra import plot_singular_values as plot_singular_values
+from .style import DASHES as DASHES
 from .style import DPI as DPI
 from .style import FORMATS as FORMATS
-from .style import DASHES as DASHES
 from .style import MARKERS as MARKERS
 from .style import PATH_STYLES as PATH_STYLES
 from .style import QUANTITIES as QUANTITIES
