@@ -33,6 +33,7 @@ from gradflow.symbolic.render import equations_latex, jacobian_latex
 DATA = Path(__file__).parent / "baseline" / "data"
 FIGURE_STEMS = [
     "decay_rates",
+    "headline",
     "lyapunov",
     "norms",
     "norms_frobenius",

@@ -119,12 +119,10 @@ def build_report(
             if progress:
                 progress(f"figure {fig.stem}")
             rc = plots.style(venue, "full")
-            if fig.panels > 1:  # small multiples: panels of about 2 x 1.6 in, venue fonts
+            if fig.panels > 1:  # small multiples within the text width, venue fonts
                 nrows, ncols = grid(fig.panels)
-                rc["figure.figsize"] = (
-                    max(rc["figure.figsize"][0], 2.0 * ncols),
-                    1.75 * nrows + 0.3,
-                )
+                width = rc["figure.figsize"][0]
+                rc["figure.figsize"] = (width, nrows * min(2.2, 0.85 * width / ncols) + 0.3)
             with mpl.rc_context(cast(Any, rc)):
                 figure = Figure()
                 fig.draw(figure)

@@ -16,6 +16,7 @@ from matplotlib.ticker import MaxNLocator
 
 from .. import plots
 from ..results import ExperimentResult, SweepResult
+from .summary import by_family, headline_cells, init_text
 
 
 @dataclass(frozen=True)
@@ -29,9 +30,13 @@ class ReportFigure:
     panels: int = 1
 
 
+#: Most curves one Axes holds; more are split into panels by cell family.
+MAX_CURVES = 6
+
+
 def grid(panels: int) -> tuple[int, int]:
-    """Rows and columns of a small-multiples figure: at most four panels a row."""
-    ncols = min(panels, 4)
+    """Rows and columns of a small-multiples figure: at most three panels a row."""
+    ncols = min(panels, 3)
     return -(-panels // ncols), ncols
 
 
@@ -64,6 +69,22 @@ def _small_multiples(
     return drawer
 
 
+def _headline(experiment: ExperimentResult, names: list[str], path_cell: str | None) -> Any:
+    """Left: the headline cells' norms; right: one gated cell's full product against its
+    additive and multiplicative paths."""
+
+    def drawer(fig: Figure) -> None:
+        axes = fig.subplots(1, 2 if path_cell else 1, squeeze=False).ravel()
+        plots.plot_norms(experiment, axes[0], cells=names, overlays=False)
+        axes[0].set_title("full product")
+        if path_cell:
+            plots.plot_paths(experiment, axes[1], cells=[path_cell])
+            axes[1].set_title(f"{path_cell}: paths")
+            axes[1].set_ylabel("")
+
+    return drawer
+
+
 def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> list[ReportFigure]:
     """The figures of a report, in order, for the data the results carry."""
     cells = experiment.cells
@@ -75,19 +96,66 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
         overlays.append("dashed: the Pascanu bound (for the cells it applies to)")
     if any(c.meanfield for c in cells.values()):
         overlays.append("dotted: the mean-field slope, drawn from the start of the fitted window")
-    figs = [
-        ReportFigure(
-            "norms",
-            "Gradient flow through time",
-            f"log10 of the spectral norm of the Jacobian product against the lag k: median over "
-            f"{runs} runs per cell (line) and the {band} band"
-            + ("; " + "; ".join(overlays) if overlays else "")
-            + ". Curves are thinned for "
-            "display to about 25 points per inch (the band is the envelope of the lags left "
-            "out); the data files hold every lag.",
-            lambda f: plots.plot_norms(experiment, f.add_subplot()),
-        )
+    figs = []
+    names = headline_cells(experiment)
+    additive = plots.norm_bands(experiment, path="additive")
+    # Cells whose additive path carries anything: for the RNN it is zero (log10 = -inf).
+    path_cells = [
+        c
+        for c in plots.cell_order(cells)
+        if c in additive and np.isfinite(additive[c].median[1:]).any()
     ]
+    path_cell = next((c for c in (*names, *path_cells) if c in path_cells), None)
+    figs.append(
+        ReportFigure(
+            "headline",
+            "Gradient flow in " + ", ".join(names),
+            f"Left: log10 of the spectral norm of the Jacobian product against the lag k for "
+            f"{', '.join(names)} (median over {runs} runs, line; {band} band, shaded) under "
+            f"{init_text(experiment.config)}."
+            + (
+                f" Right: {path_cell}'s full product (solid) against the product of its "
+                "additive path alone (dashed: no weight matrix) and of its multiplicative path "
+                "alone (dash-dotted), medians."
+                if path_cell
+                else ""
+            ),
+            _headline(experiment, names, path_cell),
+            panels=2 if path_cell else 1,
+        )
+    )
+    families = by_family(plots.cell_order(cells))
+    norms_caption = (
+        f"log10 of the spectral norm of the Jacobian product against the lag k: median over "
+        f"{runs} runs per cell (line) and the {band} band"
+        + ("; " + "; ".join(overlays) if overlays else "")
+        + ". Curves are thinned for display to about 25 points per inch (the band is the "
+        "envelope of the lags left out); the data files hold every lag."
+    )
+    if len(cells) > MAX_CURVES and len(families) > 1:
+        groups = dict(families)
+        figs.append(
+            ReportFigure(
+                "norms",
+                "Gradient flow through time, by cell family",
+                norms_caption + " One panel per family; a cell keeps its colour and marker in "
+                "every figure.",
+                _small_multiples(
+                    list(groups),
+                    lambda ax, fam, first: _family_panel(ax, experiment, fam, groups[fam]),
+                ),
+                panels=len(groups),
+            )
+        )
+    else:
+        figs.append(
+            ReportFigure(
+                "norms",
+                "Gradient flow through time",
+                norms_caption,
+                lambda f: plots.plot_norms(experiment, f.add_subplot()),
+            )
+        )
     if any(c.meanfield for c in cells.values()) and plots.norm_bands(
         experiment, "log10_frobenius_norm"
     ):
@@ -102,13 +170,6 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
                 ),
             )
         )
-    additive = plots.norm_bands(experiment, path="additive")
-    # Cells whose additive path carries anything: for the RNN it is zero (log10 = -inf).
-    path_cells = [
-        c
-        for c in plots.cell_order(cells)
-        if c in additive and np.isfinite(additive[c].median[1:]).any()
-    ]
     if path_cells:
         figs.append(
             ReportFigure(
@@ -162,8 +223,9 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
             ReportFigure(
                 "lyapunov",
                 "Lyapunov spectra",
-                f"Leading Lyapunov exponents of the state dynamics, nats per step (median and "
-                f"{band} band over runs). Below zero, perturbations and gradients shrink.",
+                f"Leading Lyapunov exponents of the state dynamics in decades per step "
+                f"(lambda_i / ln 10; the data files keep nats), median and {band} band over "
+                "runs. Below zero, perturbations and gradients shrink.",
                 lambda f: plots.plot_lyapunov(experiment, f.add_subplot()),
             )
         )
@@ -173,9 +235,16 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
                 "phase_diagram",
                 "Phase diagram",
                 "Median decay rate over the sweep grid: blue cells vanish, red ones explode, grey "
-                "ones overflowed (no finite rate); letters give each cell's regime. On numeric "
-                "axes the black line is where the rate crosses zero.",
+                "ones overflowed (no finite rate); letters give each cell's regime. The black "
+                "line marks where the rate crosses zero: the zero contour on two numeric axes, "
+                "or per row, interpolated along the numeric axis, when the other is the cell.",
                 lambda f: plots.plot_phase_diagram(sweep, f.add_subplot()),
             )
         )
     return figs
+
+
+def _family_panel(ax: Any, experiment: ExperimentResult, family: str, names: list[str]) -> None:
+    """One family's curves, in the styles the cells have in every other figure."""
+    plots.plot_norms(experiment, ax, cells=names)
+    ax.set_title(family)
