@@ -103,16 +103,16 @@ def summary_sentences(experiment: ExperimentResult) -> list[str]:
     out.append("Median decay rate of ‖∂s_T/∂s_{T−k}‖₂: " + "; ".join(parts) + ".")
     rates = {n: cells[n].decay_rate.median for n in names}
     base = rates.get("rnn")
-    fast = [
-        n
-        for n in names
-        if n != "rnn" and base is not None and rates[n] is not None and base < 0 and rates[n] < 0
-    ]
-    if base is not None and fast:
-        slower = ", ".join(
-            f"the {_FAMILY_NAMES.get(n, n)}'s {base / rates[n]:.1f} times" for n in fast
+    ratios = {
+        n: base / r
+        for n, r in rates.items()
+        if n != "rnn" and base is not None and r is not None and base < 0 and r < 0
+    }
+    if ratios:
+        slower = " and ".join(
+            f"{q:.1f} times more slowly in the {_FAMILY_NAMES.get(n, n)}" for n, q in ratios.items()
         )
-        sentence = f"Gradients fade more slowly than in the vanilla RNN: {slower} more slowly."
+        sentence = f"Relative to the vanilla RNN, gradients fade {slower}."
         lstm = cells.get("lstm")
         add = lstm.quantity("log10_spectral_norm", "additive") if lstm is not None else None
         if lstm is not None and add is not None:
