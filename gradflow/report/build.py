@@ -2,8 +2,8 @@ r"""Build a report folder from saved results: HTML, Markdown, figures and data, 
 
 :func:`build_report` draws every figure from the results (never recomputing them), writes
 ``index.html``, ``report.md``, ``run.json`` (timings, the one file that differs between two runs
-with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON and
-CSV tables) into a temporary sibling folder, and renames it into place only when everything is
+with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON,
+CSV tables and ``references.bib``, the BibTeX of every method used) into a temporary sibling folder, and renames it into place only when everything is
 written. An existing report is replaced only then; an interrupted or failed build leaves it
 untouched and removes its own temporary folder.
 
@@ -32,6 +32,7 @@ from matplotlib.figure import Figure
 
 from .. import plots
 from ..atomic import atomic_write
+from ..citations import BIBTEX, cite
 from ..errors import OutputError, UsageError
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
 from .context import citation_keys as citation_keys
@@ -141,6 +142,10 @@ def build_report(
         if progress:
             progress("tables")
         data = write_tables(exp, swp, clm, tmp / "data")
+        cards = [s.card for s in exp.cells.values() if s.card is not None]
+        keys = [k for k in citation_keys(exp, swp, clm, cards) if k in BIBTEX]
+        atomic_write(tmp / "data" / "references.bib", cite(keys))
+        data.append(tmp / "data" / "references.bib")
         context = report_context(
             exp, swp, clm, figures, [f"data/{p.name}" for p in data], config_source
         )
