@@ -2,10 +2,10 @@ r"""Build a report folder from saved results: HTML, Markdown, figures and data, 
 
 :func:`build_report` draws every figure from the results (never recomputing them), writes
 ``index.html``, ``report.md``, ``run.json`` (timings, the one file that differs between two runs
-with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON,
-CSV tables and ``references.bib``, the BibTeX of every method used) into a temporary sibling folder, and renames it into place only when everything is
-written. An existing report is replaced only then; an interrupted or failed build leaves it
-untouched and removes its own temporary folder.
+with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON, CSV tables and
+``references.bib``, the BibTeX of every method used) into a temporary sibling folder, and
+renames it into place only when everything is written. An existing report is replaced only
+then; an interrupted or failed build leaves it untouched and removes its own temporary folder.
 
 The report is split by concept: :mod:`.figures` (which figures, their captions),
 :mod:`.context` (what the pages show), :mod:`.tables` (the data folder), :mod:`.html` and
