@@ -136,7 +136,7 @@ def summary_sentences(experiment: ExperimentResult) -> list[str]:
 
 def natural_key(key: str) -> tuple[tuple[int, float, str], ...]:
     """Sort key that orders numbers inside names by value: ``_2`` before ``_12``."""
-    parts = re.split(r"(\d+(?:\.\d+)?)", key)
+    parts = re.split(r"(-?\d+(?:\.\d+)?)", key)
     return tuple((1, float(p), "") if i % 2 else (0, 0.0, p) for i, p in enumerate(parts) if p)
 
 
