@@ -537,6 +537,7 @@ def test_first_screen_has_title_summary_and_headline_figure(report):
     assert "RNN −0.050 decades per step (10–90 % band −0.055 to −0.045)" in summary
     assert "times more slowly in the LSTM" in summary
     assert "neutral: within ±0.01 decades per step" in summary
+    assert "Of the 3 cells, 2 vanish, 1 is neutral" in summary  # synthetic: GRU within 0.01
     # The summary comes before every other section.
     assert text.index('<section id="summary">') < text.index('<section id="decay-rates">')
     assert "Figure 2. " in text and text.count("Figure 1. ") == 1

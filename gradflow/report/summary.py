@@ -24,6 +24,7 @@ _SCHEMES = {
     "orthogonal": "orthogonal recurrent weights",
     "identity": "identity recurrent weights (IRNN)",
 }
+_INPUTS = {"gaussian": "Gaussian", "zeros": "zero", "constant": "constant", "file": "recorded"}
 _FAMILY_NAMES = {"rnn": "RNN", "lstm": "LSTM", "gru": "GRU"}
 
 
@@ -86,10 +87,11 @@ def summary_sentences(experiment: ExperimentResult) -> list[str]:
     band_text = f"{round(100 * band[0])}–{round(100 * band[2])} %"
     cfg = experiment.config
     inputs = cfg.get("inputs") or {}
+    kind = _INPUTS.get(str(inputs.get("kind", "gaussian")), "user")
     out = [
         f"{len(cells)} cells, n = {first.hidden_size} hidden units, T = {first.steps} steps of "
-        f"{inputs.get('kind', 'gaussian')} inputs (d = {first.input_size}), {first.runs} runs per "
-        f"cell; {init_text(cfg)}."
+        f"{kind} inputs (d = {first.input_size}), {first.runs} runs per cell; "
+        f"{init_text(cfg)}."
     ]
     parts = []
     for name in names:
@@ -100,7 +102,9 @@ def summary_sentences(experiment: ExperimentResult) -> list[str]:
             f"({band_text} band {_rate(r.low)} to {_rate(r.high)}), norm "
             f"{power10(final)} at k = {cells[name].steps}"
         )
-    out.append("Median decay rate of ‖∂s_T/∂s_{T−k}‖₂: " + "; ".join(parts) + ".")
+    out.append(
+        "Median decay rate of the spectral norm of the Jacobian product: " + "; ".join(parts) + "."
+    )
     rates = {n: cells[n].decay_rate.median for n in names}
     base = rates.get("rnn")
     ratios = {
@@ -125,10 +129,15 @@ def summary_sentences(experiment: ExperimentResult) -> list[str]:
     counts: dict[str, int] = {}
     for s in cells.values():
         counts[regime(s.decay_rate.median)] = counts.get(regime(s.decay_rate.median), 0) + 1
-    order = ("vanishing", "neutral", "exploding", "no finite rate")
+    verbs = {
+        "vanishing": ("vanishes", "vanish"),
+        "neutral": ("is neutral", "are neutral"),
+        "exploding": ("explodes", "explode"),
+        "no finite rate": ("has no finite rate", "have no finite rate"),
+    }
     out.append(
         f"Of the {len(cells)} cells, "
-        + ", ".join(f"{counts[k]} {k}" for k in order if counts.get(k))
+        + ", ".join(f"{n} {verbs[k][n != 1]}" for k in verbs if (n := counts.get(k, 0)))
         + f" (neutral: within ±{NEUTRAL_TOL:g} decades per step)."
     )
     return out
