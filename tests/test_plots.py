@@ -414,3 +414,34 @@ def test_cli_plot_redraws_saved_results(tmp_path):
     res = runner.invoke(cli, ["plot", str(bad)])
     assert res.exit_code == 2
     assert "unknown result kind 'mystery'" in res.output
+
+
+def _catalogue_like(experiment: dict) -> dict:
+    """The synthetic experiment with its three cells copied under eight catalogue names."""
+    big = json.loads(json.dumps(experiment))
+    source = big["cells"]
+    copies = {"rnn": "rnn", "rnn-relu": "rnn", "indrnn": "rnn", "lstm": "lstm",
+              "lstm-cifg": "lstm", "lstm-peephole": "lstm", "gru": "gru", "mgu": "gru"}  # fmt: skip
+    big["cells"] = {new: json.loads(json.dumps(source[old])) for new, old in copies.items()}
+    for c in big["cells"].values():
+        c.pop("card", None)
+    return big
+
+
+def test_more_than_six_cells_are_drawn_as_one_panel_per_family(experiment):
+    big = _catalogue_like(experiment)
+    for plot in ("plot_norms", "plot_lyapunov"):
+        fig = plots.draw(big, plot, venue="neurips", column="full")
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in axes] == ["vanilla RNNs", "LSTM family", "GRU family"]
+        assert fig.get_figwidth() == pytest.approx(5.5)  # NeurIPS text width, never wider
+        colours = {}
+        for ax in axes:
+            series = [ln for ln in ax.get_lines() if ln.get_gid() == "gradflow-series"]
+            assert 1 <= len(series) <= 6
+            for ln in series:
+                colours[ln.get_label()] = (ln.get_color(), ln.get_marker(), ln.get_linestyle())
+        assert len(colours) == 8 and len(set(colours.values())) == 8
+        # A cell keeps the style of its position in the result (series_style(i)).
+        st = plots.series_style(list(big["cells"]).index("mgu"))
+        assert mpl.colors.to_rgb(colours["mgu"][0]) == st.colour and colours["mgu"][1] == st.marker

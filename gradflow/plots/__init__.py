@@ -21,8 +21,9 @@ Examples:
 
 Modules, one concept each: :mod:`.style` (venues, palettes, markers), :mod:`.data` (reading
 results into bands), :mod:`.curves` (curves over lags), :mod:`.spectra` (singular values,
-Lyapunov exponents), :mod:`.phase` (phase diagrams), :mod:`.save` (byte-identical files) and
-:mod:`.figures` (which figures a result supports; ``gradflow plot``).
+Lyapunov exponents), :mod:`.phase` (phase diagrams), :mod:`.panels` (small multiples by cell
+family), :mod:`.save` (byte-identical files) and :mod:`.figures` (which figures a result
+supports; ``gradflow plot``).
 
 References:
     [tueplots] Kraemer et al., tueplots: figure sizes and fonts for ML venues (2022).
@@ -44,6 +45,9 @@ from .figures import PLOTS as PLOTS
 from .figures import draw as draw
 from .figures import figure_set as figure_set
 from .figures import plot_result as plot_result
+from .panels import MAX_CURVES as MAX_CURVES
+from .panels import by_family as by_family
+from .panels import family as family
 from .phase import plot_phase_diagram as plot_phase_diagram
 from .save import compact_svg as compact_svg
 from .save import save_figure as save_figure

@@ -34,11 +34,12 @@ from .. import plots
 from ..atomic import atomic_write
 from ..citations import BIBTEX, cite
 from ..errors import OutputError, UsageError
+from ..plots.panels import panel_size
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
 from .context import citation_keys as citation_keys
 from .context import report_context as report_context
 from .figures import ReportFigure as ReportFigure
-from .figures import grid, report_figures
+from .figures import report_figures
 from .html import render_html, svg_data_uri
 from .markdown import render_markdown
 from .tables import run_metadata, write_tables
@@ -121,9 +122,7 @@ def build_report(
                 progress(f"figure {fig.stem}")
             rc = plots.style(venue, "full")
             if fig.panels > 1:  # small multiples within the text width, venue fonts
-                nrows, ncols = grid(fig.panels)
-                width = rc["figure.figsize"][0]
-                rc["figure.figsize"] = (width, nrows * min(2.2, 0.85 * width / ncols) + 0.3)
+                rc["figure.figsize"] = panel_size(rc["figure.figsize"][0], fig.panels)
             with mpl.rc_context(cast(Any, rc)):
                 figure = Figure()
                 fig.draw(figure)

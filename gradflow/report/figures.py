@@ -12,11 +12,11 @@ from typing import Any
 
 import numpy as np
 from matplotlib.figure import Figure
-from matplotlib.ticker import MaxNLocator
 
 from .. import plots
+from ..plots.panels import by_family, needs_panels, small_multiples
 from ..results import ExperimentResult, SweepResult
-from .summary import by_family, headline_cells, init_text
+from .summary import headline_cells, init_text
 
 
 @dataclass(frozen=True)
@@ -30,43 +30,11 @@ class ReportFigure:
     panels: int = 1
 
 
-#: Most curves one Axes holds; more are split into panels by cell family.
-MAX_CURVES = 6
-
-
-def grid(panels: int) -> tuple[int, int]:
-    """Rows and columns of a small-multiples figure: at most three panels a row."""
-    ncols = min(panels, 3)
-    return -(-panels // ncols), ncols
-
-
 def _small_multiples(
     names: list[str], draw: Callable[[Any, str, bool], Any]
 ) -> Callable[[Figure], None]:
-    """A drawer with one panel per name; axis labels on the outer panels only."""
-
-    def drawer(fig: Figure) -> None:
-        nrows, ncols = grid(len(names))
-        # Shared axes: panels compare at a glance, and inner panels carry no tick labels.
-        axes = fig.subplots(nrows, ncols, squeeze=False, sharex=True, sharey=True).ravel()
-        limits = []
-        for k, ax in enumerate(axes):
-            if k >= len(names):
-                ax.set_visible(False)
-                continue
-            draw(ax, names[k], k == 0)
-            limits.append(ax.get_ylim())  # each panel sets the shared limits to its own
-            ax.xaxis.set_major_locator(MaxNLocator(4))
-            ax.yaxis.set_major_locator(MaxNLocator(4))
-            left, bottom = k % ncols == 0, k + ncols >= len(names)
-            ax.tick_params(labelleft=left, labelbottom=bottom)
-            if not left:
-                ax.set_ylabel("")
-            if not bottom:
-                ax.set_xlabel("")
-        axes[0].set_ylim(min(lo for lo, _ in limits), max(hi for _, hi in limits))
-
-    return drawer
+    """A drawer with one panel per name (:func:`gradflow.plots.panels.small_multiples`)."""
+    return lambda fig: small_multiples(fig, names, draw)
 
 
 def _headline(experiment: ExperimentResult, names: list[str], path_cell: str | None) -> Any:
@@ -132,7 +100,7 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
         + ". Curves are thinned for display to about 25 points per inch (the band is the "
         "envelope of the lags left out); the data files hold every lag."
     )
-    if len(cells) > MAX_CURVES and len(families) > 1:
+    if needs_panels(list(cells)):
         groups = dict(families)
         figs.append(
             ReportFigure(
@@ -218,17 +186,38 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
                 panels=len(sv_cells),
             )
         )
-    if any(c.lyapunov_exponents is not None for c in cells.values()):
-        figs.append(
-            ReportFigure(
-                "lyapunov",
-                "Lyapunov spectra",
-                f"Leading Lyapunov exponents of the state dynamics in decades per step "
-                f"(lambda_i / ln 10; the data files keep nats), median and {band} band over "
-                "runs. Below zero, perturbations and gradients shrink.",
-                lambda f: plots.plot_lyapunov(experiment, f.add_subplot()),
-            )
+    lyap_cells = [c for c in plots.cell_order(cells) if cells[c].lyapunov_exponents is not None]
+    if lyap_cells:
+        lyap_caption = (
+            f"Leading Lyapunov exponents of the state dynamics in decades per step "
+            f"(lambda_i / ln 10; the data files keep nats), median and {band} band over "
+            "runs. Below zero, perturbations and gradients shrink."
         )
+        if needs_panels(lyap_cells):
+            lyap_groups = dict(by_family(lyap_cells))
+            figs.append(
+                ReportFigure(
+                    "lyapunov",
+                    "Lyapunov spectra, by cell family",
+                    lyap_caption + " One panel per family.",
+                    _small_multiples(
+                        list(lyap_groups),
+                        lambda ax, fam, first: _titled(
+                            plots.plot_lyapunov(experiment, ax, cells=lyap_groups[fam]), fam
+                        ),
+                    ),
+                    panels=len(lyap_groups),
+                )
+            )
+        else:
+            figs.append(
+                ReportFigure(
+                    "lyapunov",
+                    "Lyapunov spectra",
+                    lyap_caption,
+                    lambda f: plots.plot_lyapunov(experiment, f.add_subplot()),
+                )
+            )
     if sweep is not None:
         figs.append(
             ReportFigure(
@@ -248,3 +237,8 @@ def _family_panel(ax: Any, experiment: ExperimentResult, family: str, names: lis
     """One family's curves, in the styles the cells have in every other figure."""
     plots.plot_norms(experiment, ax, cells=names)
     ax.set_title(family)
+
+
+def _titled(ax: Any, title: str) -> Any:
+    ax.set_title(title)
+    return ax

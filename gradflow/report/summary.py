@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping, Sequence
+from collections.abc import Mapping
 from typing import Any
 
 from ..results import ExperimentResult
@@ -175,25 +175,6 @@ def format_measured(key: str, value: Any) -> str:
 def measured_rows(measured: Mapping[str, Any]) -> list[tuple[str, str]]:
     """``(key, formatted value)`` in natural order of the keys."""
     return [(k, format_measured(k, measured[k])) for k in sorted(measured, key=natural_key)]
-
-
-def family(name: str) -> str:
-    """The family a catalogue cell belongs to, for grouping curves into panels."""
-    if name.startswith("lstm"):
-        return "LSTM family"
-    if name.startswith("gru") or name in ("mgu", "minimalrnn"):
-        return "GRU family"
-    if name in ("rnn", "rnn-relu", "indrnn") or name.startswith("rnn"):
-        return "vanilla RNNs"
-    return "other cells"
-
-
-def by_family(names: Sequence[str]) -> list[tuple[str, list[str]]]:
-    """``names`` grouped by :func:`family`, families in order of first appearance."""
-    groups: dict[str, list[str]] = {}
-    for n in names:
-        groups.setdefault(family(n), []).append(n)
-    return list(groups.items())
 
 
 def cli_lines(experiment: ExperimentResult, index: str, seconds: float) -> list[str]:
