@@ -76,9 +76,25 @@ class Group(click.Group):
             ) from None
 
 
+def _cite_all(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
+    if value and not ctx.resilient_parsing:
+        from .citations import BIBTEX, cite
+
+        click.echo(cite(BIBTEX), nl=False)
+        ctx.exit()
+
+
 @click.group(cls=Group, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(__version__, prog_name="gradflow")
 @click.option("--debug", is_flag=True, help="Show tracebacks instead of one-line errors.")
+@click.option(
+    "--cite",
+    is_flag=True,
+    is_eager=True,
+    expose_value=False,
+    callback=_cite_all,
+    help="Print BibTeX for every method gradflow implements and exit.",
+)
 @click.pass_context
 def cli(ctx: click.Context, debug: bool) -> None:
     """Exact symbolic Jacobians and gradient-flow measurements for recurrent cells."""
@@ -489,18 +505,29 @@ def plot_cmd(
     help="Figure files to write (repeat; default pdf, svg, png). SVG is always "
     "written: the HTML embeds it.",
 )
-@click.option("-q", "--quiet", is_flag=True, help="No progress bar.")
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.option("--cite", is_flag=True, help="Print BibTeX for every method the report used.")
 def report_cmd(
-    out_dir: str, config: str | None, venue: str, jobs: int, formats: tuple[str, ...], quiet: bool
+    out_dir: str,
+    config: str | None,
+    venue: str,
+    jobs: int,
+    formats: tuple[str, ...],
+    quiet: bool,
+    cite: bool,
 ) -> None:
     """Run the built-in comparison (or --config) and write an HTML + Markdown report.
 
     Without --config: the comparison of every catalogue cell, the claims (quick) and a
     phase-diagram sweep. With --config FILE: that experiment, and its [sweep] table if it has
-    one; no claims. The folder is replaced only once the new report is complete.
+    one; no claims. The folder is replaced only once the new report is complete. Prints the
+    report's path; on stderr, unless --quiet, the headline decay rates and the time taken.
     """
-    from .report import run_report
+    import time
 
+    from .report import run_report, summary_lines
+
+    start = time.perf_counter()
     out = run_report(
         out_dir,
         config=config,
@@ -509,7 +536,12 @@ def report_cmd(
         formats=formats or _FIGURE_FORMATS,
         progress=not quiet,
     )
+    if not quiet:  # for people, on stderr; stdout keeps the one path scripts read
+        for line in summary_lines(out, time.perf_counter() - start):
+            click.echo(line, err=True)
     click.echo(str(out / "index.html"))
+    if cite:
+        click.echo((out / "data" / "references.bib").read_text(encoding="utf-8"), nl=False)
 
 
 def main(argv: list[str] | None = None) -> Callable[..., Any] | None:

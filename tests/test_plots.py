@@ -109,22 +109,114 @@ GOLDEN = [
     ("paths", "plot_paths", "experiment", {}),
     ("singular_values", "plot_singular_values", "experiment", {"cell": "rnn"}),
     ("lyapunov", "plot_lyapunov", "experiment", {}),
+    ("decay_rates", "plot_decay_rates", "experiment", {}),
     ("phase_diagram", "plot_phase_diagram", "sweep", {}),
 ]
+# Two venue sizes: a NeurIPS text width (5.5 in) and an ICML column (3.25 in).
+SIZES = [("neurips", "full"), ("icml", "half")]
 
 
+@pytest.mark.parametrize(("venue", "column"), SIZES, ids=[f"{v}-{c}" for v, c in SIZES])
 @pytest.mark.parametrize(("stem", "fn", "data", "kwargs"), GOLDEN, ids=[g[0] for g in GOLDEN])
-def test_golden_image(tmp_path, stem, fn, data, kwargs):
+def test_golden_image(tmp_path, stem, fn, data, kwargs, venue, column):
     result = load_json(DATA / f"{data}.json")
-    fig = draw(fn, result, **kwargs)
-    actual = plots.save_figure(fig, tmp_path / stem, formats=("png",), dpi=100)[0]
-    expected = BASELINE / f"{stem}.png"
+    fig = plots.draw(result, fn, venue=venue, column=column, **kwargs)
+    name = f"{stem}_{venue}_{column}"
+    actual = plots.save_figure(fig, tmp_path / name, formats=("png",), dpi=100)[0]
+    expected = BASELINE / f"{name}.png"
     if os.environ.get("GRADFLOW_REGEN"):
         expected.write_bytes(actual.read_bytes())
     assert expected.exists(), f"no baseline {expected}; run with GRADFLOW_REGEN=1 to make it"
-    assert mpl.image.imread(actual).shape[:2] == (200, 300)
+    width = plots.VENUE_WIDTHS[plots.VENUES[venue]][0 if column == "full" else 1] or 0
+    # The PNG is the figure at 100 dpi: exactly the venue's width (text or column), in pixels.
+    assert mpl.image.imread(actual).shape[1] == round(100 * width)
     diff = compare_images(str(expected), str(actual), tol=TOLERANCE)
     assert diff is None, diff
+
+
+@pytest.mark.parametrize("venue", ["neurips", "icml", "iclr", "neurips2026", "icml2026"])
+@pytest.mark.parametrize("column", ["half", "full"])
+def test_no_figure_is_wider_than_the_venue_text(venue, column, experiment):
+    text, col = plots.VENUE_WIDTHS[plots.VENUES.get(venue, venue)]
+    fig = plots.draw(experiment, "plot_norms", venue=venue, column=column)
+    # Widths from the style files (VENUE_WIDTHS); a half figure is a column or half the text.
+    expected = text if column == "full" else (col or text / 2)
+    assert fig.get_figwidth() == pytest.approx(expected, abs=1e-9)
+    assert fig.get_figwidth() <= text
+
+
+def test_24_series_differ_in_colour_marker_and_line_style():
+    styles = [plots.series_style(i) for i in range(24)]
+    assert len(set(styles)) == 24
+    # Greyscale keeps marker and dash only: those pairs are unique too.
+    assert len({(s.marker, s.linestyle) for s in styles}) == 24
+    # Colour-blind safe: every colour is from Okabe-Ito or petroff10, and none is yellow
+    # (Okabe-Ito yellow (0.94, 0.89, 0.26): contrast ratio 1.3 on white, WCAG asks 3 for lines).
+    yellow = mpl.colors.to_rgb(mpl.color_sequences["okabe_ito"][4])
+    assert yellow not in {s.colour for s in styles}
+    # Draw them: 24 curves on one Axes show 24 distinct (colour, marker, dash) triples.
+    with mpl.rc_context(plots.style("neurips", "full")):
+        fig = Figure()
+        ax = fig.add_subplot()
+        for i in range(24):
+            st = plots.series_style(i)
+            ax.plot([0, 1], [i, i], color=st.colour, marker=st.marker, linestyle=st.linestyle)
+    drawn = {
+        (
+            mpl.colors.to_rgb(ln.get_color()),
+            ln.get_marker(),
+            str(ln.get_linestyle()),
+            tuple(ln._unscaled_dash_pattern[1] or ()),
+        )  # fmt: skip
+        for ln in ax.get_lines()
+    }
+    assert len(drawn) == 24
+
+
+def test_two_calls_on_one_axes_keep_styles_and_limits(analysis):
+    other = AnalysisResult.from_dict({**analysis.to_dict(), "cell": "rnn"})
+    other = AnalysisResult.from_dict(
+        {**other.to_dict(), "log10_spectral_norm": (analysis.log10_spectral_norm * 3.0).tolist()}
+    )
+    with mpl.rc_context(plots.style("icml")):
+        fig = Figure()
+        ax = fig.add_subplot()
+        plots.plot_norms(other, ax)
+        plots.plot_norms(analysis, ax)
+    lines = [ln for ln in ax.get_lines() if ln.get_gid() == "gradflow-series"]
+    assert [ln.get_label() for ln in lines] == ["rnn", "lstm"]
+    assert lines[0].get_color() != lines[1].get_color()
+    assert lines[0].get_marker() != lines[1].get_marker()
+    lo, hi = ax.get_ylim()
+    for ln in lines:  # every drawn point inside the final limits, the first curve included
+        y = np.asarray(ln.get_ydata(), float)
+        assert lo <= y.min() and y.max() <= hi
+    # Several results in one call give the same picture.
+    with mpl.rc_context(plots.style("icml")):
+        ax2 = Figure().add_subplot()
+        plots.plot_norms([other, analysis], ax2)
+    assert ax2.get_ylim() == pytest.approx((lo, hi))
+    assert [ln.get_color() for ln in ax2.get_lines() if ln.get_gid()] == [
+        ln.get_color() for ln in lines
+    ]
+
+
+def test_phase_diagram_draws_the_zero_line_it_promises(sweep):
+    ax = plots.draw(sweep, "plot_phase_diagram").axes[0]
+    black = [ln for ln in ax.get_lines() if mpl.colors.to_rgb(ln.get_color()) == (0, 0, 0)]
+    contours = [c for c in ax.collections if type(c).__name__ == "QuadContourSet"]
+    assert black or contours
+
+
+def test_lyapunov_is_drawn_in_decades_per_step(experiment):
+    ax = plots.draw(experiment, "plot_lyapunov").axes[0]
+    assert "decades/step" in ax.get_ylabel()
+    res = plots.load_result(experiment)
+    name = next(c for c in res.cells if res.cells[c].lyapunov_exponents is not None)
+    line = next(ln for ln in ax.get_lines() if ln.get_label() == name)
+    nats = np.median(np.atleast_2d(res.cells[name].lyapunov_exponents), axis=0)
+    # Exact unit change: lambda / ln 10 (the median is taken before or after: a linear map).
+    assert np.asarray(line.get_ydata(), float)[0] == pytest.approx(nats[0] / np.log(10), rel=1e-12)
 
 
 # ---- what is drawn ----------------------------------------------------------------------------
@@ -322,3 +414,34 @@ def test_cli_plot_redraws_saved_results(tmp_path):
     res = runner.invoke(cli, ["plot", str(bad)])
     assert res.exit_code == 2
     assert "unknown result kind 'mystery'" in res.output
+
+
+def _catalogue_like(experiment: dict) -> dict:
+    """The synthetic experiment with its three cells copied under eight catalogue names."""
+    big = json.loads(json.dumps(experiment))
+    source = big["cells"]
+    copies = {"rnn": "rnn", "rnn-relu": "rnn", "indrnn": "rnn", "lstm": "lstm",
+              "lstm-cifg": "lstm", "lstm-peephole": "lstm", "gru": "gru", "mgu": "gru"}  # fmt: skip
+    big["cells"] = {new: json.loads(json.dumps(source[old])) for new, old in copies.items()}
+    for c in big["cells"].values():
+        c.pop("card", None)
+    return big
+
+
+def test_more_than_six_cells_are_drawn_as_one_panel_per_family(experiment):
+    big = _catalogue_like(experiment)
+    for plot in ("plot_norms", "plot_lyapunov"):
+        fig = plots.draw(big, plot, venue="neurips", column="full")
+        axes = [ax for ax in fig.axes if ax.get_visible()]
+        assert [ax.get_title() for ax in axes] == ["vanilla RNNs", "LSTM family", "GRU family"]
+        assert fig.get_figwidth() == pytest.approx(5.5)  # NeurIPS text width, never wider
+        colours = {}
+        for ax in axes:
+            series = [ln for ln in ax.get_lines() if ln.get_gid() == "gradflow-series"]
+            assert 1 <= len(series) <= 6
+            for ln in series:
+                colours[ln.get_label()] = (ln.get_color(), ln.get_marker(), ln.get_linestyle())
+        assert len(colours) == 8 and len(set(colours.values())) == 8
+        # A cell keeps the style of its position in the result (series_style(i)).
+        st = plots.series_style(list(big["cells"]).index("mgu"))
+        assert mpl.colors.to_rgb(colours["mgu"][0]) == st.colour and colours["mgu"][1] == st.marker

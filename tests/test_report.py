@@ -33,6 +33,7 @@ from gradflow.symbolic.render import equations_latex, jacobian_latex
 DATA = Path(__file__).parent / "baseline" / "data"
 FIGURE_STEMS = [
     "decay_rates",
+    "headline",
     "lyapunov",
     "norms",
     "norms_frobenius",
@@ -123,6 +124,7 @@ def test_report_folder_layout(report):
         "claims.json",
         "decay_rates.csv",
         "experiment.json",
+        "references.bib",
         "sweep.json",
         "sweep_points.csv",
     ]
@@ -365,10 +367,15 @@ def test_cli_report_with_config_runs_the_real_pipeline(tmp_path):
             "png",
             "--jobs",
             "1",
+            "--cite",
         ],
     )
     assert res.exit_code == 0, res.output
-    assert res.output.strip() == str(out / "index.html")
+    path, bib = res.output.split("\n", 1)
+    assert path == str(out / "index.html")
+    # --cite: the BibTeX of what this run used (two cells, the sweep's mean-field theory).
+    assert bib == (out / "data" / "references.bib").read_text(encoding="utf-8")
+    assert "@article{elman1990," in bib and "@article{hochreiter1997," in bib
     experiment = load_json(out / "data" / "experiment.json")
     assert experiment["kind"] == "experiment" and set(experiment["cells"]) == {"rnn", "lstm"}
     sweep = load_json(out / "data" / "sweep.json")
@@ -514,3 +521,87 @@ def test_report_from_copied_results_needs_no_cell_file(tmp_path):
     assert card is not None and card.source is not None and 'h_new = "(1 - alpha)' in card.source
     md = (out / "report.md").read_text(encoding="utf-8")
     assert card.equations[-1][1].split(" = ", 1)[1] in md  # LaTeX of h_new, from the card
+
+
+# ---- the story: title, summary, people's numbers ---------------------------------------------
+
+
+def test_first_screen_has_title_summary_and_headline_figure(report):
+    experiment, _, _ = results()
+    text = (report / "index.html").read_text(encoding="utf-8")
+    assert f"<h1>{experiment['name']}</h1>" in text and "gradflow report: " not in text
+    summary = text[text.index('<section id="summary">') : text.index('<section id="claims">')]
+    assert 'id="fig-headline"' in summary and "Figure 1. Gradient flow in rnn, lstm, gru" in summary
+    # The synthetic RNN decays at -0.05 [-0.055, -0.045] decades per step (make_data.py); the
+    # summary rounds to 3 decimals with a true minus sign.
+    assert "RNN −0.050 decades per step (10–90 % band −0.055 to −0.045)" in summary
+    assert "times more slowly in the LSTM" in summary
+    assert "neutral: within ±0.01 decades per step" in summary
+    assert "Of the 3 cells, 2 vanish, 1 is neutral" in summary  # synthetic: GRU within 0.01
+    # The summary comes before every other section.
+    assert text.index('<section id="summary">') < text.index('<section id="decay-rates">')
+    assert "Figure 2. " in text and text.count("Figure 1. ") == 1
+
+
+def test_claims_numbers_are_rounded_with_units_in_natural_order(report):
+    text = (report / "index.html").read_text(encoding="utf-8")
+    claims = load_json(DATA / "claims.json")
+    for c in claims["claims"]:
+        keys = list(c["measured"])
+        row = text[text.index(f"<strong>{c['title']}</strong>") :]
+        row = row[: row.index("</tr>")]
+        shown = re.findall(r"<code>([^<]+)</code> = ", row)
+        assert sorted(shown) == sorted(keys)
+        numbers = [[float(x) for x in re.findall(r"\d+(?:\.\d+)?", k)] for k in shown]
+        # natural order: rate_sigma_w_2 before rate_sigma_w_12 (text order puts 12 first)
+        prefix = [re.sub(r"\d+(?:\.\d+)?", "#", k) for k in shown]
+        for i in range(len(shown) - 1):
+            if prefix[i] == prefix[i + 1]:
+                assert numbers[i] <= numbers[i + 1], (shown[i], shown[i + 1])
+        assert not re.search(r"= -?\d+\.\d{5,}", row)  # no raw 16-digit dumps
+
+
+def test_measured_formatting_rules():
+    from gradflow.report.summary import format_measured, natural_key, power10, regime
+
+    keys = ["rate_sigma_w_1", "rate_sigma_w_12", "rate_sigma_w_16", "rate_sigma_w_2"]
+    assert sorted(keys, key=natural_key) == [keys[0], keys[3], keys[1], keys[2]]
+    assert format_measured("rate_sigma_w_2", -0.0421234) == "−0.042 decades/step"
+    # 10**-27.0 = 1.0e-27; 10**-26.1 = 7.94e-27 (exact powers of ten, rounded to 0.1).
+    assert power10(-27.0) == "1.0 × 10⁻²⁷" and power10(-26.1) == "7.9 × 10⁻²⁷"
+    assert format_measured("rnn_lag100", -26.1) == "7.9 × 10⁻²⁷"
+    assert format_measured("relative_error", 0.0312) == "3.1 %"
+    assert format_measured("gru_n64_d16", 37248) == "37\u2009248"
+    assert format_measured("threshold_sigma_w", None) == "–"
+    # lstm-nofg at +0.005 decades per step is neutral, not exploding (tolerance 0.01).
+    assert regime(0.005) == "neutral" and regime(0.02) == "exploding"
+    assert regime(-0.011) == "vanishing" and regime(None) == "no finite rate"
+
+
+def test_references_bib_holds_every_cited_method(report):
+    from gradflow.citations import BIBTEX
+
+    bib = (report / "data" / "references.bib").read_text(encoding="utf-8")
+    keys = re.findall(r"^@\w+\{([^,]+),", bib, flags=re.M)
+    assert keys and set(keys) <= set(BIBTEX)
+    assert {"elman1990", "hochreiter1997", "pascanu2013", "okabeito2008"} <= set(keys)
+    for key in keys:
+        assert BIBTEX[key] in bib  # the citations module's own entry, not a copy
+
+
+def test_cli_cite_prints_bibtex():
+    from gradflow.citations import BIBTEX
+
+    res = CliRunner().invoke(cli, ["--cite"])
+    assert res.exit_code == 0, res.output
+    assert res.output.count("@") == len(BIBTEX)
+    assert BIBTEX["pascanu2013"] in res.output
+
+
+def test_summary_lines_say_numbers_place_and_time(report):
+    from gradflow.report import summary_lines
+
+    lines = summary_lines(report, 83.4)
+    # The synthetic rates (make_data.py): rnn -0.05 [-0.055, -0.045].
+    assert lines[0].startswith("decay rates, decades per step (median [band]): rnn −0.050 [")
+    assert lines[1] == f"report written in 1 min 23 s: {report / 'index.html'}"

@@ -53,13 +53,23 @@ def _max_points(ax: Axes) -> int:
     return max(80, int(25 * width))
 
 
+#: The ``gid`` of every series line gradflow draws: a later call on the same Axes counts them
+#: to continue the styles (colour, marker, line style) instead of starting over.
+SERIES_GID = "gradflow-series"
+
+
+def series_count(ax: Axes) -> int:
+    """How many gradflow series (lines with a label) the Axes already holds."""
+    return sum(1 for ln in ax.get_lines() if ln.get_gid() == SERIES_GID)
+
+
 def _line(
     ax: Axes,
     band: Band,
     colour: Any,
     marker: str,
     label: str | None,
-    linestyle: str = "-",
+    linestyle: Any = "-",
     fill: bool = True,
     alpha: float = 0.22,
 ) -> None:
@@ -73,6 +83,7 @@ def _line(
         markevery=(every // 2, every),
         linestyle=linestyle,
         label=label,
+        gid=SERIES_GID if label else None,
     )
     if fill and np.any(band.high > band.low):
         ax.fill_between(band.x, band.low, band.high, color=colour, alpha=alpha, linewidth=0)
@@ -96,6 +107,25 @@ def _legend(ax: Axes, extra: Iterable[tuple[str, str]] = ()) -> None:
         ax.legend(handles, labels, loc="best", handlelength=2.2)
 
 
+def _merge_limits(
+    ax: Axes, new: tuple[float, float], keep: bool, axis: str = "y"
+) -> tuple[float, float]:
+    """``new``, widened to the Axes' current limits when ``keep`` (it already held series)."""
+    if not keep:
+        return new
+    lo, hi = ax.get_ylim() if axis == "y" else ax.get_xlim()
+    return min(lo, new[0]), max(hi, new[1])
+
+
+def _label(ax: Axes, name: str) -> str:
+    """``name``, or ``name (2)`` ... when the Axes already has a series of that name."""
+    taken = {ln.get_label() for ln in ax.get_lines() if ln.get_gid() == SERIES_GID}
+    label, k = name, 2
+    while label in taken:
+        label, k = f"{name} ({k})", k + 1
+    return label
+
+
 def _finite_limits(values: Iterable[np.ndarray]) -> tuple[float, float] | None:
     finite = [v[np.isfinite(v)] for v in values]
     finite = [v for v in finite if v.size]
@@ -117,16 +147,20 @@ def plot_norms(
 ) -> Axes:
     r"""``log10`` of the Jacobian-product norm against the lag: median line and quantile band.
 
-    One colour and marker per cell. For experiments, the Pascanu bound (dashed) and the
-    mean-field slope (dotted, anchored at the start of the decay-rate window) are drawn where
-    the result carries them.
+    One style (colour, marker, line style: :func:`~gradflow.plots.style.series_style`) per
+    series. ``result`` may be a list of results, drawn in order; a call on an Axes that already
+    holds gradflow series continues their styles and widens, never narrows, the limits, so
+    ``plot_norms(rnn, ax); plot_norms(lstm, ax)`` draws two distinct curves that both fit. For
+    experiments, the Pascanu bound (dashed) and the mean-field slope (dotted, anchored at the
+    start of the decay-rate window) are drawn where the result carries them.
 
     Args:
-        result: AnalysisResult (the band spans its batch) or experiment result (its quantiles).
+        result: AnalysisResult (the band spans its batch) or experiment result (its
+            quantiles), or a list of them.
         ax: the Axes to draw on (default: the current Axes).
         quantity: one of :data:`QUANTITIES`.
         cells: which cells to draw (default: all).
-        band: shade the 10-90 % band.
+        band: shade the quantile band.
         overlays: draw the bound and the mean-field prediction.
 
     Returns:
@@ -139,49 +173,61 @@ def plot_norms(
     if quantity not in QUANTITIES:
         raise UsageError(f"unknown quantity {quantity!r}; choose one of {', '.join(QUANTITIES)}")
     ax = _axes(ax)
-    res = load_result(result)
-    bands = norm_bands(res, quantity)
-    if not bands:
-        raise UsageError(f"the result has no {quantity}")
-    styles = cell_styles(res)
+    results = list(result) if isinstance(result, (list, tuple)) else [result]
+    if not results:
+        raise UsageError("no result to plot")
+    keep = series_count(ax) > 0
     extra: dict[str, str] = {}
     seen: list[np.ndarray] = []
-    for name, b in bands.items():
-        if cells is not None and name not in cells:
-            continue
-        colour, marker = styles[name]
-        _line(ax, b, colour, marker, name, fill=band)
-        seen += [b.low, b.high, b.median]
-        info = res.cells[name] if isinstance(res, ExperimentResult) else None
-        if not overlays or info is None:
-            continue
-        bound = info.pascanu
-        if bound and quantity in ("log10_spectral_norm", "log10_spectral_norm_hidden"):
-            ax.plot(b.x, bound.log10_bound, color=colour, linestyle="--", linewidth=0.9)
-            extra["Pascanu bound"] = "--"
-        slope = info.meanfield.predicted_slope if info.meanfield else None
-        if slope is not None and math.isfinite(slope) and quantity != "log10_gradient_norm":
-            k0 = int(info.decay_rate.window[0])
-            k0 = min(max(k0, 0), len(b.x) - 1)
-            ax.plot(
-                b.x,
-                b.median[k0] + slope * (b.x - b.x[k0]),
-                color=colour,
-                linestyle=":",
-                linewidth=1.0,
-            )
-            extra["mean-field slope"] = ":"
+    xs: list[float] = []
+    for one in results:
+        res = load_result(one)
+        bands = norm_bands(res, quantity)
+        if not bands:
+            raise UsageError(f"the result has no {quantity}")
+        styles = cell_styles(res, offset=series_count(ax))
+        for name, b in bands.items():
+            if cells is not None and name not in cells:
+                continue
+            st = styles[name]
+            _line(ax, b, st.colour, st.marker, _label(ax, name), st.linestyle, fill=band)
+            seen += [b.low, b.high, b.median]
+            xs += [float(b.x[0]), float(b.x[-1])]
+            info = res.cells[name] if isinstance(res, ExperimentResult) else None
+            if overlays and info is not None:
+                _overlays(ax, b, info, st.colour, quantity, extra)
     limits = _finite_limits(seen)
     if limits is not None:
         lo, hi = limits
-        ax.set_ylim(lo, hi + 0.12 * (hi - lo) if extra else hi)  # room for a rising bound
-    ax.set_xlim(
-        float(min(b.x[0] for b in bands.values())), float(max(b.x[-1] for b in bands.values()))
-    )
+        ax.set_ylim(*_merge_limits(ax, (lo, hi + 0.12 * (hi - lo) if extra else hi), keep))
+    if xs:
+        ax.set_xlim(*_merge_limits(ax, (min(xs), max(xs)), keep, "x"))
     ax.set_xlabel(r"lag $k$")
     ax.set_ylabel(QUANTITIES[quantity])
     _legend(ax, extra.items())
     return ax
+
+
+def _overlays(
+    ax: Axes, b: Band, info: Any, colour: Any, quantity: str, extra: dict[str, str]
+) -> None:
+    """The Pascanu bound (dashed) and the mean-field slope (dotted) of one experiment cell."""
+    bound = info.pascanu
+    if bound and quantity in ("log10_spectral_norm", "log10_spectral_norm_hidden"):
+        ax.plot(b.x, bound.log10_bound, color=colour, linestyle="--", linewidth=0.9)
+        extra["Pascanu bound"] = "--"
+    slope = info.meanfield.predicted_slope if info.meanfield else None
+    if slope is not None and math.isfinite(slope) and quantity != "log10_gradient_norm":
+        k0 = int(info.decay_rate.window[0])
+        k0 = min(max(k0, 0), len(b.x) - 1)
+        ax.plot(
+            b.x,
+            b.median[k0] + slope * (b.x - b.x[k0]),
+            color=colour,
+            linestyle=":",
+            linewidth=1.0,
+        )
+        extra["mean-field slope"] = ":"
 
 
 def plot_paths(
@@ -207,10 +253,11 @@ def plot_paths(
     names = [c for c in full if (cells is None or c in cells) and any(c in parts[p] for p in parts)]
     if not names:
         raise UsageError("the result has no path data: analyse with paths=True")
-    styles = cell_styles(res)
+    keep = series_count(ax) > 0
+    styles = cell_styles(res, offset=series_count(ax))
     seen: list[np.ndarray] = []
     for name in names:
-        colour, marker = styles[name]
+        colour, marker, _ = styles[name]
         for path, ls in PATH_STYLES.items():
             b = full[name] if path == "full" else parts[path].get(name)
             if b is None:
@@ -221,17 +268,17 @@ def plot_paths(
                 b,
                 colour,
                 marker if full_path else "",
-                name if full_path else None,
+                _label(ax, name) if full_path else None,
                 linestyle=ls,
                 fill=full_path,
             )
             seen += [b.median]
     limits = _finite_limits(seen)
     if limits is not None:
-        ax.set_ylim(*limits)
+        ax.set_ylim(*_merge_limits(ax, limits, keep))
     ax.set_xlabel(r"lag $k$")
     ax.set_ylabel(QUANTITIES[quantity])
-    if len(names) == 1:
+    if len(names) == 1 and not keep:
         ax.set_title(names[0])
     if legend:
         _legend(ax, PATH_STYLES.items())
@@ -257,7 +304,7 @@ def plot_decay_rates(result: Any, ax: Axes | None = None) -> Axes:
             continue
         lo = med if rate.low is None else rate.low
         hi = med if rate.high is None else rate.high
-        colour, marker = styles[name]
+        colour, marker, _ = styles[name]
         ax.errorbar(
             [i],
             [med],
@@ -268,6 +315,7 @@ def plot_decay_rates(result: Any, ax: Axes | None = None) -> Axes:
             linestyle="none",
         )
     ax.axhline(0.0, color="0.3", linewidth=0.6)
+    ax.set_xlim(-0.6, len(names) - 0.4)
     ax.set_xticks(
         range(len(names)),
         names,

@@ -18,7 +18,7 @@ import numpy as np
 from ..errors import UsageError
 from ..results import AnalysisResult, ExperimentResult, Result
 from ..results import load_result as _load_typed
-from .style import MARKERS, palette
+from .style import SeriesStyle, series_style
 
 
 @dataclass(frozen=True)
@@ -123,9 +123,9 @@ def _lag_key(label: str) -> float:
         return math.inf
 
 
-def cell_styles(result: Any) -> dict[str, tuple[tuple[float, ...], str]]:
-    """``{cell: (colour, marker)}``, by position in :func:`cell_order`, the same in every
-    figure of one result."""
+def cell_styles(result: Any, offset: int = 0) -> dict[str, SeriesStyle]:
+    """``{cell: SeriesStyle(colour, marker, linestyle)}`` by position in :func:`cell_order`
+    (from ``offset``), the same in every figure of one result."""
     res = load_result(result)
     names = (
         [res.cell]
@@ -134,5 +134,4 @@ def cell_styles(result: Any) -> dict[str, tuple[tuple[float, ...], str]]:
         if isinstance(res, ExperimentResult)
         else []
     )
-    colours = palette()
-    return {c: (colours[i % len(colours)], MARKERS[i % len(MARKERS)]) for i, c in enumerate(names)}
+    return {c: series_style(offset + i) for i, c in enumerate(names)}

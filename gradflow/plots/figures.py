@@ -13,6 +13,7 @@ from matplotlib.figure import Figure
 from ..errors import UsageError
 from .curves import plot_decay_rates, plot_norms, plot_paths
 from .data import _spectrum_bands, load_result, norm_bands, result_kind
+from .panels import by_family, needs_panels, panel_size, small_multiples
 from .phase import plot_phase_diagram
 from .save import save_figure
 from .spectra import plot_lyapunov, plot_singular_values
@@ -56,14 +57,33 @@ def figure_set(result: Any) -> list[tuple[str, str, dict[str, Any]]]:
 def draw(
     result: Any, plot: str, *, venue: str = "neurips", column: str = "full", **kwargs: Any
 ) -> Figure:
-    """A new Figure (not registered with pyplot) with one panel drawn by ``plot``."""
+    """A new Figure (not registered with pyplot) drawn by ``plot``: one panel, or, for norms
+    and Lyapunov spectra of more than six cells, one panel per cell family
+    (:mod:`gradflow.plots.panels`); never wider than the venue's text."""
     fn = PLOTS.get(plot)
     if fn is None:
         raise UsageError(f"unknown plot {plot!r}")
-    with mpl.rc_context(cast(Any, style(venue, column))):
+    res = load_result(result)
+    names = list(getattr(res, "cells", None) or [])
+    rc = style(venue, column)
+    if plot in ("plot_norms", "plot_lyapunov") and "cells" not in kwargs and needs_panels(names):
+        groups = dict(by_family(names))  # more than six curves: one panel per cell family
+        rc["figure.figsize"] = panel_size(rc["figure.figsize"][0], len(groups))
+        with mpl.rc_context(cast(Any, rc)):
+            fig = Figure()
+            small_multiples(fig, list(groups), lambda ax, fam, _: _panel(fn, res, ax, fam, groups))
+        return fig
+    with mpl.rc_context(cast(Any, rc)):
         fig = Figure()
-        fn(result, fig.add_subplot(), **kwargs)
+        fn(res, fig.add_subplot(), **kwargs)
     return fig
+
+
+def _panel(
+    fn: Callable[..., Any], res: Any, ax: Any, fam: str, groups: dict[str, list[str]]
+) -> None:
+    fn(res, ax, cells=groups[fam])
+    ax.set_title(fam)
 
 
 def plot_result(

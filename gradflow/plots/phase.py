@@ -49,8 +49,9 @@ def plot_phase_diagram(
     cmap: str = "RdBu_r",
     colorbar: bool = True,
 ) -> Axes:
-    """Decay rate over two sweep axes: diverging colours centred at 0, the 0 contour, and
-    each regime labelled at the centre of its points. Further axes are reduced by the median.
+    """Decay rate over two sweep axes: diverging colours centred at 0, a black line where the
+    rate crosses 0 (the contour on two numeric axes; a segment per row where one axis is
+    categorical) and each regime labelled. Further axes are reduced by the median.
 
     Args:
         sweep: a sweep result (dict or JSON path).
@@ -113,6 +114,8 @@ def plot_phase_diagram(
         and "category" not in (xscale, yscale)
     ):
         ax.contour(xc, yc, Z, levels=[0.0], colors="k", linewidths=1.0)
+    elif xscale != "category":  # one row per category: mark each row's zero crossings
+        _row_crossings(ax, Z, xc, ye, xscale)
     _label_regimes(ax, where, xc, yc, xscale, yscale, Z, half)
     for scale, axis_values, setter, ticks in (
         (xscale, xs, ax.set_xscale, ax.set_xticks),
@@ -137,6 +140,20 @@ def plot_phase_diagram(
             else value.replace("_", " "),
         )
     return ax
+
+
+def _row_crossings(ax: Axes, Z: np.ndarray, xc: np.ndarray, ye: np.ndarray, xscale: str) -> None:
+    """A black vertical segment across each row where its rate changes sign, placed by linear
+    interpolation between the two grid points (in log x on a log axis)."""
+    t = np.log(xc) if xscale == "log" else np.asarray(xc, dtype=float)
+    for i, row in enumerate(Z):
+        for j in range(len(row) - 1):
+            a, b = row[j], row[j + 1]
+            if not (np.isfinite(a) and np.isfinite(b)) or (a < 0) == (b < 0) or a == b:
+                continue
+            tz = t[j] + (t[j + 1] - t[j]) * (-a) / (b - a)
+            xz = float(np.exp(tz)) if xscale == "log" else float(tz)
+            ax.plot([xz, xz], [ye[i], ye[i + 1]], color="k", linewidth=1.2)
 
 
 def _label_regimes(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from typing import Any
 
@@ -11,7 +12,7 @@ from matplotlib.axes import Axes
 from ..errors import UsageError
 from .curves import _axes, _legend, _line
 from .data import Band, _quantiles, _spectrum_bands, cell_styles
-from .style import MARKERS, palette
+from .style import series_style
 
 
 def plot_singular_values(
@@ -40,7 +41,6 @@ def plot_singular_values(
     name = cell if cell is not None else next(iter(spectra))
     if name not in spectra:
         raise UsageError(f"no singular values for cell {name!r}; have {', '.join(spectra)}")
-    colours = palette()
     chosen = [
         (k, v) for k, v in spectra[name].items() if lags is None or int(float(k)) in set(lags)
     ]
@@ -48,7 +48,8 @@ def plot_singular_values(
         values = np.atleast_2d(values)
         idx = np.arange(1, values.shape[1] + 1, dtype=float)
         b = Band(idx, *_quantiles(values, axis=0))
-        _line(ax, b, colours[i % len(colours)], MARKERS[i % len(MARKERS)], f"$k={lag}$")
+        st = series_style(i)
+        _line(ax, b, st.colour, st.marker, f"$k={lag}$", st.linestyle)
     ax.set_xlabel(r"index $i$")
     ax.set_ylabel(r"$\log_{10}\sigma_i(\partial s_T/\partial s_{T-k})$")
     ax.set_title(name)
@@ -60,7 +61,8 @@ def plot_singular_values(
 def plot_lyapunov(
     result: Any, ax: Axes | None = None, *, cells: Sequence[str] | None = None
 ) -> Axes:
-    r"""Lyapunov spectra (nats per step), median and band over runs, one marker per cell.
+    r"""Lyapunov spectra in decades per step (``lambda_i / ln 10``, the unit of every rate in
+    gradflow; results store nats), median and band over runs, one style per cell.
 
     Returns:
         The Axes.
@@ -77,11 +79,12 @@ def plot_lyapunov(
     for name, by_label in spectra.items():
         if cells is not None and name not in cells:
             continue
-        values = np.atleast_2d(by_label[""])
+        values = np.atleast_2d(by_label[""]) / math.log(10.0)  # nats -> decades
         idx = np.arange(1, values.shape[1] + 1, dtype=float)
-        _line(ax, Band(idx, *_quantiles(values, axis=0)), *styles[name], name)
+        st = styles[name]
+        _line(ax, Band(idx, *_quantiles(values, axis=0)), st.colour, st.marker, name, st.linestyle)
     ax.axhline(0.0, color="0.3", linewidth=0.6)
     ax.set_xlabel(r"index $i$")
-    ax.set_ylabel(r"$\lambda_i$ (nats/step)")
+    ax.set_ylabel(r"$\lambda_i/\ln 10$ (decades/step)")
     _legend(ax)
     return ax

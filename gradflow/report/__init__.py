@@ -120,4 +120,14 @@ def run_report(
         bar.close()
 
 
-__all__ = ["build_report", "report_context", "run_report"]
+def summary_lines(out_dir: str | os.PathLike[str], seconds: float) -> list[str]:
+    """What ``gradflow report`` prints when it ends: the headline decay rates of the report in
+    ``out_dir`` (read from its data files), where it is and how long it took."""
+    from ..results import ExperimentResult
+    from .summary import cli_lines
+
+    experiment = ExperimentResult.load(Path(out_dir) / "data" / "experiment.json")
+    return cli_lines(experiment, str(Path(out_dir) / "index.html"), seconds)
+
+
+__all__ = ["build_report", "report_context", "run_report", "summary_lines"]

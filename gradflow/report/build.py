@@ -2,10 +2,10 @@ r"""Build a report folder from saved results: HTML, Markdown, figures and data, 
 
 :func:`build_report` draws every figure from the results (never recomputing them), writes
 ``index.html``, ``report.md``, ``run.json`` (timings, the one file that differs between two runs
-with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON and
-CSV tables) into a temporary sibling folder, and renames it into place only when everything is
-written. An existing report is replaced only then; an interrupted or failed build leaves it
-untouched and removes its own temporary folder.
+with one seed), ``figures/`` (SVG, PDF, PNG) and ``data/`` (the result JSON, CSV tables and
+``references.bib``, the BibTeX of every method used) into a temporary sibling folder, and
+renames it into place only when everything is written. An existing report is replaced only
+then; an interrupted or failed build leaves it untouched and removes its own temporary folder.
 
 The report is split by concept: :mod:`.figures` (which figures, their captions),
 :mod:`.context` (what the pages show), :mod:`.tables` (the data folder), :mod:`.html` and
@@ -32,12 +32,14 @@ from matplotlib.figure import Figure
 
 from .. import plots
 from ..atomic import atomic_write
+from ..citations import BIBTEX, cite
 from ..errors import OutputError, UsageError
+from ..plots.panels import panel_size
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
 from .context import citation_keys as citation_keys
 from .context import report_context as report_context
 from .figures import ReportFigure as ReportFigure
-from .figures import grid, report_figures
+from .figures import report_figures
 from .html import render_html, svg_data_uri
 from .markdown import render_markdown
 from .tables import run_metadata, write_tables
@@ -120,12 +122,8 @@ def build_report(
             if progress:
                 progress(f"figure {fig.stem}")
             rc = plots.style(venue, "full")
-            if fig.panels > 1:  # small multiples: panels of about 2 x 1.6 in, venue fonts
-                nrows, ncols = grid(fig.panels)
-                rc["figure.figsize"] = (
-                    max(rc["figure.figsize"][0], 2.0 * ncols),
-                    1.75 * nrows + 0.3,
-                )
+            if fig.panels > 1:  # small multiples within the text width, venue fonts
+                rc["figure.figsize"] = panel_size(rc["figure.figsize"][0], fig.panels)
             with mpl.rc_context(cast(Any, rc)):
                 figure = Figure()
                 fig.draw(figure)
@@ -144,6 +142,10 @@ def build_report(
         if progress:
             progress("tables")
         data = write_tables(exp, swp, clm, tmp / "data")
+        cards = [s.card for s in exp.cells.values() if s.card is not None]
+        keys = [k for k in citation_keys(exp, swp, clm, cards) if k in BIBTEX]
+        atomic_write(tmp / "data" / "references.bib", cite(keys))
+        data.append(tmp / "data" / "references.bib")
         context = report_context(
             exp, swp, clm, figures, [f"data/{p.name}" for p in data], config_source
         )

@@ -14,6 +14,7 @@ from .. import plots
 from .._version import __version__
 from ..results import ClaimsResult, ExperimentResult, SweepResult
 from .html import card_math, slug
+from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
 
 _INIT_CITATIONS = {
     "torch": "paszke2019",
@@ -129,6 +130,7 @@ def report_context(
                 "high": rate.high,
                 "window": "\u2013".join(str(k) for k in rate.window),
                 "final": float(s.log10_spectral_norm.median[-1]),
+                "regime": regime(rate.median),
                 "pascanu": s.pascanu.holds if s.pascanu else None,
                 "meanfield": s.meanfield.predicted_slope if s.meanfield else None,
             }
@@ -164,10 +166,14 @@ def report_context(
         }
     claim_rows = None
     if claims is not None:
-        claim_rows = [{**c.to_dict(), "measured": list(c.measured.items())} for c in claims.claims]
+        claim_rows = [{**c.to_dict(), "measured": measured_rows(c.measured)} for c in claims.claims]
     band = first.log10_spectral_norm
+    headline = next((f for f in figures if f["id"] == "headline"), None)
     return {
         "title": experiment.name,
+        "summary": summary_sentences(experiment),
+        "headline": headline,
+        "neutral_tol": f"{NEUTRAL_TOL:g}",
         "version": __version__,
         "result_version": experiment.gradflow_version,
         "seeds": list(experiment.seeds),
@@ -177,7 +183,8 @@ def report_context(
         "decay_rows": rows,
         "claims": claim_rows,
         "sweep": sweep_ctx,
-        "figures": figures,
+        "figures": [f for f in figures if f["id"] != "headline"],
+        "first_figure": 2 if headline else 1,
         "references": _references(citation_keys(experiment, sweep, claims, cards), cards),
         "configs": configs,
         "data_files": data_files,
