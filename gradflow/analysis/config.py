@@ -23,9 +23,11 @@ from typing import Any
 
 import numpy as np
 
+from ..cells import CATALOGUE
 from ..errors import ConfigError, did_you_mean
 from ..initialisers import INPUT_KINDS, SCHEMES, Init
 from ..measure import Measure
+from .decay import default_window
 
 Progress = bool | Callable[[int, int], None] | None
 Quantities = Measure  # the experiment's [quantities] table is a Measure
@@ -116,8 +118,6 @@ def _tuple(value: Any, key: str) -> tuple[Any, ...]:
 
 
 def _checked_cells(cells: Any) -> tuple[str, ...]:
-    from ..cells import CATALOGUE
-
     cells = _tuple(cells, "cells")
     if not cells:
         raise ConfigError("cells must name at least one cell")
@@ -294,8 +294,6 @@ class ExperimentConfig:
     @property
     def window(self) -> tuple[int, int]:
         """The lag window decay rates are fitted over, with the default resolved."""
-        from .decay import default_window
-
         return self.lag_window if self.lag_window is not None else default_window(self.steps)
 
     def replace(self, **changes: Any) -> ExperimentConfig:

@@ -17,9 +17,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from ..analysis.claims import run_claims
+from ..analysis.defaults import default_report_config, default_sweep_config
+from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
+from ..analysis.sweep import SweepConfig, run_sweep
 from ..plots import FORMATS
+from ..results import ExperimentResult
 from .build import build_report as build_report
 from .build import report_context as report_context
+from .summary import cli_lines
 
 
 class _Progress:
@@ -73,17 +79,12 @@ def run_report(
     Returns:
         ``out_dir`` as a Path.
     """
-    from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
-    from ..analysis.sweep import SweepConfig, run_sweep
 
     bar = _Progress(progress)
     try:
         claims: Any = None
         source = None
         if config is None:
-            from ..analysis.claims import run_claims
-            from ..analysis.defaults import default_report_config, default_sweep_config
-
             exp_cfg = default_report_config()
             sweep_cfg: SweepConfig | None = default_sweep_config()
         else:
@@ -123,8 +124,6 @@ def run_report(
 def summary_lines(out_dir: str | os.PathLike[str], seconds: float) -> list[str]:
     """What ``gradflow report`` prints when it ends: the headline decay rates of the report in
     ``out_dir`` (read from its data files), where it is and how long it took."""
-    from ..results import ExperimentResult
-    from .summary import cli_lines
 
     experiment = ExperimentResult.load(Path(out_dir) / "data" / "experiment.json")
     return cli_lines(experiment, str(Path(out_dir) / "index.html"), seconds)

@@ -12,6 +12,8 @@ from typing import Any
 
 from .. import plots
 from .._version import __version__
+from ..citations import text
+from ..errors import GradflowError
 from ..results import ClaimsResult, ExperimentResult, SweepResult
 from .html import card_math, slug
 from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
@@ -61,9 +63,6 @@ def citation_keys(
 
 def _references(keys: Sequence[str], cells: Sequence[Any]) -> list[str]:
     """One line per reference; a user cell without citation keys contributes its text."""
-    from ..citations import text
-    from ..errors import GradflowError
-
     lines = []
     for key in keys:
         try:
