@@ -21,7 +21,7 @@ any lag that does not converge. No product is stored.
 from __future__ import annotations
 
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -29,11 +29,14 @@ import numpy as np
 
 from ._version import __version__
 from .backend import resolve_dtype, to_numpy
-from .cells import Cell, get_cell
+from .cells import Cell
 from .codegen import Kernels, compile_cell
+from .cost import check_cost, estimate_cost
 from .errors import InputsError, NumericalError, UsageError, WeightsError
+from .norms import frobenius, normalise
 from .results import AnalysisResult
-from .spectral import SPECTRAL_RTOL, Spectral
+from .spectral import CERTIFICATES, SPECTRAL_RTOL, Spectral
+from .threads import blas_threads, compute_region
 
 #: Bytes of chunk buffers (Jacobian factors) the backward pass may hold.
 MEMORY_BUDGET = 96 * 2**20
@@ -56,16 +59,23 @@ class _Setup:
 
 
 def _setup(
-    cell: Cell | str,
+    cell: Cell,
     params: Mapping[str, Any],
     inputs: Any,
     s0: Any,
     backend: str,
     dtype: str,
+    before_compile: Callable[[int, int, int, int], None] | None = None,
 ) -> _Setup:
-    c = get_cell(cell) if isinstance(cell, str) else cell
-    kern = compile_cell(c, backend)
-    xp = kern.xp
+    """Validate everything, call ``before_compile(T, B, n, m)`` (the cost check), then compile
+    the kernels and pack the parameters. Inputs already in the working dtype and C order are
+    used as they are, not copied."""
+    if not isinstance(cell, Cell):
+        raise UsageError(
+            f"the engine takes a Cell, not {type(cell).__name__}; resolve a catalogue name "
+            "with gradflow.get_cell(name)"
+        )
+    c = cell
     dt = resolve_dtype(dtype)
     missing = [p.name for p in c.parameters if p.name not in params]
     if missing:
@@ -96,10 +106,13 @@ def _setup(
             )
         if not np.isfinite(a).all():
             raise WeightsError(f"parameter {p.name!r} contains NaN or inf")
-    assert n is not None
-    if n < 1:
+    if n is None or n < 1:
         raise WeightsError("hidden size must be at least 1")
     m = c.state_size(n)
+    if before_compile is not None:
+        before_compile(T, B, n, m)
+    kern = compile_cell(c, backend)
+    xp = kern.xp
     q = kern.pack(params, dt)
     if s0 is None:
         s = xp.zeros((B, m), dtype=dt)
@@ -108,7 +121,8 @@ def _setup(
         if s0a.shape != (B, m):
             raise InputsError(f"initial state must have shape (B, m) = {(B, m)}; got {s0a.shape}")
         s = xp.asarray(s0a)
-    return _Setup(c, kern, xp, q, xp.asarray(x.astype(dt)), s, T, B, n, d, m, dt)
+    xs = xp.asarray(np.ascontiguousarray(x, dtype=dt))  # no copy when already in shape
+    return _Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt)
 
 
 def _chunk_steps(su: _Setup, extra_per_lag: int) -> int:
@@ -126,6 +140,20 @@ def _check_finite(su: _Setup, s: Any, t: int) -> None:
             f"the rollout of {su.cell.name!r} produced NaN or inf at step {t}, sequence {b}: "
             "reduce the weight scale or the inputs"
         )
+
+
+def _check_factors(su: _Setup, F: Sequence[Any], t0: int) -> None:
+    """One line naming the step and sequence where a Jacobian factor is NaN or inf (a
+    derivative undefined at the state reached, e.g. ``sqrt(abs(a))`` at ``a = 0``)."""
+    xp = su.xp
+    for f in F:
+        if not bool(xp.isfinite(f).all()):
+            k, b = (int(i) for i in np.argwhere(~np.isfinite(to_numpy(f)))[0][:2])
+            raise NumericalError(
+                f"the Jacobian of {su.cell.name!r} is NaN or inf at step {t0 + k + 1}, "
+                f"sequence {b}: a derivative is undefined at the state reached there "
+                "(e.g. sqrt or log at 0)"
+            )
 
 
 def _forward(su: _Setup, chunk: int) -> tuple[list[Any], Any]:
@@ -157,29 +185,37 @@ def _chunk_values(su: _Setup, s: Any, t0: int, t1: int) -> list[Any]:
 
 
 def rollout(
-    cell: Cell | str,
+    cell: Cell,
     params: Mapping[str, Any],
     inputs: Any,
     s0: Any = None,
     backend: str = "numpy",
     dtype: str = "float64",
+    threads: int | None = None,
 ) -> np.ndarray:
     """All states ``s_0..s_T`` as a ``(T + 1, B, m)`` NumPy array (``s_0`` zero by default)."""
     su = _setup(cell, params, inputs, s0, backend, dtype)
-    states, s_final = _forward(su, 1)  # a checkpoint at every step: all of s_0..s_{T-1}
-    return to_numpy(su.xp.stack([*states, s_final]))
+    with compute_region(blas_threads(su.m, threads)):
+        states, s_final = _forward(su, 1)  # a checkpoint at every step: all of s_0..s_{T-1}
+        return to_numpy(su.xp.stack([*states, s_final]))
 
 
 def state_jacobians(
-    cell: Cell | str,
+    cell: Cell,
     params: Mapping[str, Any],
     inputs: Any,
     s0: Any = None,
     backend: str = "numpy",
     path: str = "full",
+    threads: int | None = None,
 ) -> np.ndarray:
     """The materialised ``J_t = ds_t/ds_{t-1}`` for ``t = 1..T``: shape ``(T, B, m, m)``."""
     su = _setup(cell, params, inputs, s0, backend, "float64")
+    with compute_region(blas_threads(su.m, threads)):
+        return _state_jacobians(su, backend, path)
+
+
+def _state_jacobians(su: _Setup, backend: str, path: str) -> np.ndarray:
     V = _chunk_values(su, su.s0, 0, su.steps)
     F = su.kernels.factors(V, su.q, (su.steps, su.batch, su.n))
     kern = compile_cell(su.cell, backend, path)
@@ -188,7 +224,9 @@ def state_jacobians(
     return to_numpy(kern.jacobian(F, su.q, (su.steps, su.batch)))
 
 
-def _path_factors(full: Kernels, kern: Kernels, V: list[Any], q: Any, shape: tuple) -> Any:
+def _path_factors(
+    full: Kernels, kern: Kernels, V: list[Any], q: Any, shape: tuple[int, ...]
+) -> Any:
     by_name = dict(zip(full.layout.needed, V, strict=True))
     return kern.factors([by_name[v] for v in kern.layout.needed], q, shape)
 
@@ -211,6 +249,9 @@ class _Chain:
         self.spectral_h = (
             Spectral(xp, su.batch, su.n, su.n, su.dtype, chunk) if self.hidden else None
         )
+        # Below this Frobenius norm the h block is rescaled before its estimator sees it: the
+        # estimator's residuals are fourth powers of the block's scale.
+        self.h_low = float(np.finfo(su.dtype).tiny) ** 0.125
 
     def run_chunk(
         self,
@@ -223,11 +264,14 @@ class _Chain:
     ) -> None:
         """Multiply through one chunk of steps (latest first); lags k0+1..k0+K.
 
-        Each lag's product is normalised in place and handed to the spectral-norm estimators
-        while it is in cache; no product is stored."""
+        Each lag's product is normalised in place (:func:`gradflow.norms.normalise`: no
+        overflow or underflow, a zero product stays zero and its log10 norms are ``-inf`` from
+        that lag on) and handed to the spectral-norm estimators while it is in cache; no
+        product is stored."""
         xp = su.xp
         K = F[0].shape[0] if F else 0
         scales = xp.empty((K, su.batch), dtype=su.dtype)
+        h_scales = None
         apply, spectral, spectral_h, n = self.kern.apply, self.spectral, self.spectral_h, self.n
         P = self.P
         spectral.start_chunk(K, su.batch, su.dtype)
@@ -236,14 +280,27 @@ class _Chain:
         sv: dict[int, Any] = {}
         for j in range(K):
             P = apply(P, tuple(f[K - 1 - j] for f in F), su.q)  # a fresh array: scaled in place
-            flat = P.reshape(su.batch, 1, -1)
-            s = xp.sqrt((flat @ xp.swapaxes(flat, -1, -2))[:, 0, 0])  # a BLAS dot per sequence
+            s, finite = normalise(xp, P)
+            if not finite:
+                b = int(np.argwhere(~np.isfinite(to_numpy(s)))[0][0])
+                raise NumericalError(
+                    f"the Jacobian product of {su.cell.name!r} overflowed or became NaN at "
+                    f"step {su.steps - k0 - j}, sequence {b}: a Jacobian there is not finite "
+                    "or beyond the floating-point range"
+                )
             scales[j] = s
-            P *= (1.0 / xp.where(s > 0, s, 1.0))[:, None, None]
             spectral.step(j, P, k0 + j + 1)
             if spectral_h is not None:
                 Ph = P[:, :n, :n]
-                spectral_h.step(j, Ph, k0 + j + 1, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+                fh = frobenius(xp, Ph)
+                low = fh < self.h_low
+                if bool(low.any()):  # a tiny h block: its own unit scale for the estimator
+                    f = xp.where(low & (fh > 0), fh, 1.0)
+                    Ph, fh = Ph / f[:, None, None], fh / f
+                    if h_scales is None:
+                        h_scales = xp.ones((K, su.batch), dtype=su.dtype)
+                    h_scales[j] = f
+                spectral_h.step(j, Ph, k0 + j + 1, fh)
             if k0 + j + 1 in sv_lags:
                 sv[j] = xp.linalg.svd(P, compute_uv=False)[:, :n_sv]
         self.P = P
@@ -252,13 +309,20 @@ class _Chain:
         cum = self.log_scale[None, :] + np.cumsum(log_s, axis=0)
         self.frob[k0 + 1 : k0 + K + 1] = cum
         self.log_scale = cum[-1]
-        with np.errstate(divide="ignore"):
+        with np.errstate(divide="ignore", invalid="ignore"):
             self.spec[k0 + 1 : k0 + K + 1] = np.log10(spectral.finish(K)) + cum
             if spectral_h is not None:
                 assert self.spec_h is not None
-                self.spec_h[k0 + 1 : k0 + K + 1] = np.log10(spectral_h.finish(K)) + cum
+                spec_h = np.log10(spectral_h.finish(K)) + cum
+                if h_scales is not None:
+                    spec_h += np.log10(to_numpy(h_scales).astype(np.float64))
+                self.spec_h[k0 + 1 : k0 + K + 1] = spec_h
             for j, values in sv.items():
                 sv_out[k0 + j + 1] = np.log10(to_numpy(values)) + cum[j][:, None]
+        # A product that died out (exactly zero) stays zero: -inf, never NaN (-inf + -inf).
+
+    def spectrals(self) -> list[Spectral]:
+        return [self.spectral] + ([self.spectral_h] if self.spectral_h is not None else [])
 
 
 class _VectorChain:
@@ -287,12 +351,18 @@ class _VectorChain:
             # ||G|| >= O(1) apart from cancellation, so the clip never binds in practice.
             add = np.power(10.0, np.clip(-self.log_scale, -300.0, 300.0))
             g = g + self.e * xp.asarray(add, dtype=su.dtype)[:, None, None]
-        s = xp.sqrt(xp.sum(g * g, axis=(-1, -2)))
-        self.g = g / xp.where(s > 0, s, 1.0)[:, None, None]
+        s, finite = normalise(xp, g)
+        if not finite:
+            b = int(np.argwhere(~np.isfinite(to_numpy(s)))[0][0])
+            raise NumericalError(
+                f"the gradient of {su.cell.name!r} overflowed or became NaN at step "
+                f"{self.steps - k + 1}, sequence {b}"
+            )
+        self.g = g
         with np.errstate(divide="ignore"):
             self.log_scale = self.log_scale + np.log10(to_numpy(s).astype(np.float64))
         with np.errstate(divide="ignore"):
-            norm = np.linalg.norm(to_numpy(self.g)[:, 0], axis=-1)
+            norm = to_numpy(frobenius(xp, self.g)).astype(np.float64)
             self.out[k] = self.log_scale + np.log10(norm)
 
 
@@ -323,7 +393,7 @@ class _Lyapunov:
 
 
 def analyze(
-    cell: Cell | str,
+    cell: Cell,
     params: Mapping[str, Any],
     inputs: Any,
     *,
@@ -336,13 +406,22 @@ def analyze(
     lyapunov: int = 0,
     gradient: str | None = None,
     hidden: bool = True,
+    threads: int | None = None,
+    force: bool = False,
 ) -> AnalysisResult:
     """Exact log10 norms of ``ds_T/ds_{T-k}`` for every lag ``k = 0..T``.
 
+    Norms are carried in the log domain and computed without overflow or underflow: a
+    product of norm ``1e-1000`` is reported as ``-1000``. A product that is exactly zero
+    (e.g. every ReLU unit dead at some step) is reported as exactly zero, ``log10 = -inf``
+    (``null`` in JSON), from the lag where it becomes zero on; nothing is NaN. Every spectral
+    norm carries a certificate (:mod:`gradflow.spectral`); ``meta["spectral"]`` counts them.
+
     Args:
-        cell: a :class:`~gradflow.cells.Cell` or a catalogue name.
+        cell: a :class:`~gradflow.cells.Cell` (resolve a name with ``gradflow.get_cell``).
         params: parameters by the cell's names (see ``Cell.parameters``).
-        inputs: float array of shape ``(T, B, d)``.
+        inputs: float array of shape ``(T, B, d)``; used without a copy when it is already
+            C-contiguous in ``dtype``.
         s0: initial state ``(B, m)``; zeros by default.
         backend: ``numpy`` or ``cupy``.
         dtype: ``float64`` (default) or ``float32``.
@@ -353,17 +432,56 @@ def analyze(
         gradient: ``"last"`` or ``"sum"``: also record ``log10 ||dL/ds_{T-k}||`` for
             ``L = sum(h_T)`` or ``L = sum_t sum(h_t)``.
         hidden: record the ``h`` block's spectral norm (for cells with several state vectors).
+        threads: BLAS threads inside the computation (default: the policy of
+            :mod:`gradflow.threads`, ``GRADFLOW_THREADS`` or one thread for small states).
+        force: run even when the cost estimate (:mod:`gradflow.cost`) is above its limits.
 
     Returns:
         An :class:`~gradflow.results.AnalysisResult`.
 
     Raises:
+        UsageError: not a Cell, bad options, or a cost above the limits without ``force``.
         WeightsError: missing, misshapen or non-finite parameters.
         InputsError: inputs of the wrong rank or with NaN/inf.
-        NumericalError: the rollout produced NaN or inf (with the step and sequence).
+        NumericalError: the rollout, a Jacobian or the product is NaN or inf (with the step
+            and sequence).
     """
     started = time.perf_counter()
-    su = _setup(cell, params, inputs, s0, backend, dtype)
+    n_paths = 3 if paths else 1
+    per_lag = 3 + 2 * (n_paths - 1) + (1 if gradient else 0)
+
+    def check(T: int, B: int, n: int, m: int) -> None:
+        n_sv = m if n_singular is None else max(1, min(int(n_singular), m))
+        cost = estimate_cost(
+            T,
+            B,
+            m,
+            n,
+            chains=n_paths,
+            per_lag_quantities=per_lag,
+            singular_values=len(set(singular_lags)) * B * n_sv,
+        )
+        check_cost(cost, force)
+
+    su = _setup(cell, params, inputs, s0, backend, dtype, check)
+    nthreads = blas_threads(su.m, threads)
+    with compute_region(nthreads):
+        result = _analyze(su, backend, paths, singular_lags, n_singular, lyapunov, gradient, hidden)
+    result.meta["threads"] = nthreads
+    result.meta["seconds"] = time.perf_counter() - started
+    return result
+
+
+def _analyze(
+    su: _Setup,
+    backend: str,
+    paths: bool,
+    singular_lags: Sequence[int],
+    n_singular: int | None,
+    lyapunov: int,
+    gradient: str | None,
+    hidden: bool,
+) -> AnalysisResult:
     T = su.steps
     lags = sorted({int(k) for k in singular_lags})
     if lags and (lags[0] < 1 or lags[-1] > T):
@@ -392,6 +510,7 @@ def analyze(
         V = _chunk_values(su, checkpoints[c], t0, t1)
         shape = (t1 - t0, su.batch, su.n)
         F = su.kernels.factors(V, su.q, shape)
+        _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)
             ch.run_chunk(su, Fp, k0, set(lags) if name == "full" else set(), sv[name], n_sv)
@@ -406,23 +525,23 @@ def analyze(
     full = chains["full"]
     spec_h = full.spec_h if full.spec_h is not None else full.spec
     n = su.n
-    meta = {
+    spectrals = [sp for ch in chains.values() for sp in ch.spectrals()]
+    meta: dict[str, Any] = {
         "backend": backend,
-        "dtype": dtype,
+        "dtype": np.dtype(su.dtype).name,
         "gradflow_version": __version__,
         "chunk_steps": chunk,
         "spectral": {
             "method": "block Krylov Rayleigh-Ritz on the chain's own product at every lag, "
             "started from the previous lag's block (pushed once more) and a fresh random "
-            "vector; accepted by a certified Frobenius bracket, a Kato-Temple residual "
-            "estimate or an Aitken tail test; a settled block is certified with one product "
-            "per lag; batched iteration, then exact SVD, for any lag not accepted",
-            "rtol": SPECTRAL_RTOL,
+            "vector; every value certified: a Frobenius bracket, a residual bound with a "
+            "proven gap, a basis spanning the space, a Cholesky test of u^2 I - P^T P, or an "
+            "exact eigenvalue of P^T P; Kato-Temple and Aitken estimates only guide",
+            "rtol": max(SPECTRAL_RTOL, 100 * float(np.finfo(su.dtype).eps)),
             "krylov_depths": full.spectral.depth,
-            "iterated_lags": full.spectral.iterated,
-            "svd_fallbacks": full.spectral.fallbacks,
+            "certificates": {k: sum(sp.counts[k] for sp in spectrals) for k in CERTIFICATES},
+            "worst_relative_gap": max(sp.worst_gap for sp in spectrals),
         },
-        "seconds": time.perf_counter() - started,
     }
     if zero_paths:
         meta["zero_paths"] = zero_paths
