@@ -509,7 +509,8 @@ def _analyze(
         t1 = min(T, t0 + chunk)
         V = _chunk_values(su, checkpoints[c], t0, t1)
         shape = (t1 - t0, su.batch, su.n)
-        F = su.kernels.factors(V, su.q, shape)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            F = su.kernels.factors(V, su.q, shape)  # NaN/inf are found and reported next
         _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)

@@ -437,3 +437,157 @@ def test_cupy_backend_matches_numpy(name):
     # Same float64 arithmetic on another BLAS: agreement to 1e-9 in log10.
     np.testing.assert_allclose(gpu.log10_spectral_norm, ref.log10_spectral_norm, atol=1e-9)
     np.testing.assert_allclose(gpu.log10_gradient_norm, ref.log10_gradient_norm, atol=1e-9)
+
+
+# --- Norms that cannot overflow or underflow (issue 13 item 1) ---------------------------
+
+
+def _scaled_identity_rnn(scale, n=3, dtype=np.float64):
+    """A tanh RNN whose state stays at 0 (zero inputs and biases): J_t = scale * I exactly."""
+    return {
+        "W_ih": np.zeros((n, 1)),
+        "W_hh": np.asarray(scale, dtype=dtype).item() * np.eye(n),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+
+
+@pytest.mark.parametrize(
+    ("scale", "dtype", "decades", "atol"),
+    [
+        # float64: 1e160 squared overflows, 1e-170 squared underflows.
+        (1e160, "float64", 160.0, 1e-9),
+        (1e-170, "float64", -170.0, 1e-9),
+        # float32 (scaled): 1e30 squared overflows near 3e38, 1e-30 squared underflows.
+        (1e30, "float32", 30.0, 1e-5),
+        (1e-30, "float32", -30.0, 1e-5),
+    ],
+)
+def test_extreme_per_step_norms_are_exact_against_mpmath(scale, dtype, decades, atol):
+    cell = get_cell("rnn")
+    n, T = 3, 8
+    # The reference uses the weight as the dtype stores it (1e30 is not a float32 number).
+    params = _scaled_identity_rnn(scale, n, np.float32 if dtype == "float32" else np.float64)
+    x = np.zeros((T, 2, 1))
+    res = analyze(cell, params, x, dtype=dtype)
+    spec, frob = _mp_reference(cell, params, x[:, 0, :])
+    # The product is scale^k I: log10 ||P_k||_2 = k log10(scale), ||P_k||_F = sqrt(n) of it.
+    assert abs(spec[T] - decades * T) < 1e-3 * T
+    # 1e-9 in log10 against 50-digit mpmath in float64 (the issue's bar); float32 rounds the
+    # weight once per step: 1e-5 in log10 is ~ 30 float32 ulps over 8 steps.
+    for b in range(2):
+        np.testing.assert_allclose(res.log10_spectral_norm[:, b], spec, atol=atol, rtol=0)
+        np.testing.assert_allclose(res.log10_frobenius_norm[:, b], frob, atol=atol, rtol=0)
+        np.testing.assert_allclose(res.log10_spectral_norm_hidden[:, b], spec, atol=atol, rtol=0)
+    assert np.isfinite(res.log10_spectral_norm).all()
+
+
+def test_a_product_that_dies_out_is_exactly_zero_from_that_lag():
+    # rnn-relu: every unit is dead at one step (input -100), so J at that step is exactly 0
+    # and so is every product that contains it; the products before it are merely small.
+    cell = get_cell("rnn-relu")
+    rng = np.random.default_rng(21)
+    n, T, dead = 4, 20, 6  # the step t = dead + 1 (1-based) has every unit dead
+    params = {
+        "W_ih": np.ones((n, 1)),
+        "W_hh": 0.3 * rng.standard_normal((n, n)) / np.sqrt(n),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+    x = np.ones((T, 2, 1))
+    x[dead, :, 0] = -100.0
+    res = analyze(cell, params, x)
+    first_zero = T - dead  # lag k contains J_{T-k+1}, ..., J_T; J_{dead+1} from k = T - dead
+    for arr in (res.log10_spectral_norm, res.log10_frobenius_norm, res.log10_spectral_norm_hidden):
+        assert not np.isnan(arr).any()
+        assert np.isneginf(arr[first_zero:]).all()
+        assert np.isfinite(arr[:first_zero]).all()
+    # The live lags against dense products and exact SVDs (to 1e-10 in log10).
+    spec, frob, _ = _dense_reference(state_jacobians(cell, params, x)[dead + 1 :])
+    np.testing.assert_allclose(res.log10_spectral_norm[:first_zero], spec, atol=1e-10)
+    np.testing.assert_allclose(res.log10_frobenius_norm[:first_zero], frob, atol=1e-11)
+
+
+def test_nan_in_the_jacobian_names_the_step_and_sequence():
+    # sqrt(abs(a)) has finite values everywhere but no derivative at a = 0: the state stays
+    # finite while the Jacobian is NaN (issue 13: it used to surface as a LinAlgError).
+    from gradflow.cells.parse import define_cell
+
+    cell = define_cell("rooted", ["h"], {"a": "W @ x + U @ h + b", "h_new": "sqrt(abs(a))"})
+    n = 2
+    params = {"W": np.ones((n, 1)), "U": np.zeros((n, n)), "b": np.zeros(n)}
+    x = np.ones((10, 3, 1))
+    x[4, 2, 0] = 0.0  # a = 0 at step 5 for sequence 2 only
+    with pytest.raises(NumericalError, match=r"Jacobian of 'rooted' is NaN or inf at step 5, "):
+        analyze(cell, params, x)
+    with pytest.raises(NumericalError, match=r"sequence 2"):
+        analyze(cell, params, x)
+
+
+def test_cost_check_refuses_quickly_and_force_lifts_it():
+    import time
+
+    from gradflow.cost import MAX_FLOPS, estimate_cost
+    from gradflow.errors import UsageError
+
+    cell = get_cell("rnn")
+    n = 3000
+    params = {
+        "W_ih": np.zeros((n, 1)),
+        "W_hh": np.zeros((n, n)),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+    x = np.broadcast_to(np.zeros(1), (10**6, 1, 1))  # 10^6 steps without 8 MB per step
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match=r"5\.4e\+16 floating-point operations .*force=True"):
+        analyze(cell, params, x)
+    # "Quickly" is a usability bar, not a timing test: the refusal happens before any kernel
+    # is compiled or step taken (10^6 steps at n = 3000 would run for days).
+    assert time.perf_counter() - started < 60
+    # The estimate: 2 T B m^3 for the chain (hand count for T = 10^6, B = 1, m = 3000).
+    assert estimate_cost(10**6, 1, 3000, 3000).flops == pytest.approx(2 * 10**6 * 3000.0**3)
+    assert estimate_cost(100, 2, 64, 64).flops < MAX_FLOPS
+    # Too much output: 3 numbers per lag and sequence at 30 bytes each, above 1 GiB.
+    small = get_cell("rnn")
+    p = _params(small, 2, 1, np.random.default_rng(0))
+    big_x = np.broadcast_to(np.zeros(1), (4 * 10**6, 4, 1))
+    with pytest.raises(UsageError, match=r"GiB of results"):
+        analyze(small, p, big_x)
+    # force lifts the limit (a small run, with the output limit lowered to refuse it first).
+    import gradflow.cost as cost
+
+    x_small = np.zeros((5, 1, 1))
+    old = cost.MAX_OUTPUT_BYTES
+    try:
+        cost.MAX_OUTPUT_BYTES = 10
+        with pytest.raises(UsageError, match="force"):
+            analyze(small, p, x_small)
+        assert analyze(small, p, x_small, force=True).steps == 5
+    finally:
+        cost.MAX_OUTPUT_BYTES = old
+
+
+def test_engine_takes_a_cell_and_uses_contiguous_inputs_without_a_copy(monkeypatch):
+    from gradflow import engine
+    from gradflow.errors import UsageError
+
+    cell = get_cell("gru")
+    rng = np.random.default_rng(3)
+    params = _params(cell, 3, 2, rng)
+    x = rng.standard_normal((6, 2, 2))
+    with pytest.raises(UsageError, match="takes a Cell"):
+        analyze("gru", params, x)
+    seen = {}
+    real = engine._setup
+
+    def spy(*args, **kwargs):
+        su = real(*args, **kwargs)
+        seen["inputs"] = su.inputs
+        return su
+
+    monkeypatch.setattr(engine, "_setup", spy)
+    analyze(cell, params, x)
+    assert np.shares_memory(seen["inputs"], x)
+    analyze(cell, params, np.asfortranarray(x))  # other layouts are converted, and work
+    assert not np.shares_memory(seen["inputs"], x)
