@@ -117,7 +117,7 @@ def _setup(
     if s0 is None:
         s = xp.zeros((B, m), dtype=dt)
     else:
-        s0a = np.asarray(s0, dtype=dt)
+        s0a: np.ndarray = np.asarray(s0, dtype=dt)
         if s0a.shape != (B, m):
             raise InputsError(f"initial state must have shape (B, m) = {(B, m)}; got {s0a.shape}")
         s = xp.asarray(s0a)

@@ -23,7 +23,7 @@ accepted only with a *certificate*, an upper bound ``u`` proven from quantities 
 ``full_basis``
     the Krylov basis spans the whole space: the Ritz value is the norm.
 ``cholesky``
-    ``u^2 I - P^T P`` with ``u^2 = theta_1 (1 + 2 rtol)`` has a Cholesky factorisation, so
+    ``u^2 I - P^T P`` with ``u^2 = theta_1 (1 + rtol)^2`` has a Cholesky factorisation, so
     every eigenvalue of ``P^T P`` is below ``u^2``.
 ``exact``
     where that fails (the candidate was not yet within ``rtol``), the largest eigenvalue of
@@ -305,14 +305,14 @@ class Spectral:
     def _certify(self, A: Any, t1: Any) -> tuple[Any, Any]:
         """Certify or replace candidates ``sqrt(t1)`` for the matrices ``A`` (``(k, r, c)``).
 
-        ``u^2 I - A^T A`` with ``u^2 = t1 (1 + 2 rtol)`` positive definite (a Cholesky
+        ``u^2 I - A^T A`` with ``u^2 = t1 (1 + rtol)^2`` positive definite (a Cholesky
         factorisation exists; Cholesky is backward stable, so this holds up to ``O(m eps)``)
         proves ``||A||_2 < u``; where it fails, the largest eigenvalue of ``A^T A`` itself.
         Returns the values and their certified relative gaps."""
         xp = self.xp
         G = xp.swapaxes(A, -1, -2) @ A
         m = G.shape[-1]
-        u2 = t1 * (1.0 + 2.0 * self.rtol)
+        u2 = t1 * (1.0 + self.rtol) ** 2
         M = xp.eye(m, dtype=G.dtype) * u2[:, None, None] - G
         ok = np.zeros(len(t1), dtype=bool)
         try:
@@ -324,7 +324,7 @@ class Spectral:
                 except np.linalg.LinAlgError:
                     ok[i] = False
         value = xp.sqrt(t1)
-        gap = xp.full(t1.shape, float(np.sqrt(1.0 + 2.0 * self.rtol) - 1.0), dtype=t1.dtype)
+        gap = xp.full(t1.shape, self.rtol, dtype=t1.dtype)
         self.counts["cholesky"] += int(ok.sum())
         if not ok.all():
             bad = np.flatnonzero(~ok)
