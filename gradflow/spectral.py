@@ -282,23 +282,21 @@ class Spectral:
         slack = 4 * eps
         c = xp.maximum(rest, 0.0) + slack * fro2
         safe_t1 = xp.maximum(t1, tiny)
-        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):
-            g_bracket = xp.where(fro2 > 0, xp.sqrt(1.0 + c / safe_t1) - 1.0, 0.0)
-            if p > 1:
-                t2 = theta[..., -2]
-                yy = xp.einsum("bij,bij->b", Y, Y)
-                e2 = xp.maximum(yy - xp.einsum("bij,bij->b", H, H) - rr, 0.0) + slack * yy
-                half = 0.5 * (t2 - c)
-                mu = 0.5 * (t2 + c) + xp.sqrt(half * half + e2)
-                sep = t1 - mu
-                g_res = xp.where(
-                    sep > 0, xp.sqrt(1.0 + rr / xp.maximum(sep * safe_t1, tiny)) - 1.0, xp.inf
-                )
-            else:
-                g_res = xp.full(t1.shape, xp.inf, dtype=t1.dtype)
-        kind = xp.full(t1.shape, -1, dtype=np.int8)
-        kind = xp.where(g_res <= rtol, np.int8(1), kind)
-        kind = xp.where(g_bracket <= rtol, np.int8(0), kind)
+        g_bracket = xp.sqrt(1.0 + c / safe_t1) - 1.0  # 0 for a zero product (c = 0)
+        bracketed = g_bracket <= rtol
+        if bool(bracketed.all()) or p < 2:
+            kind = xp.where(bracketed, np.int8(0), np.int8(-1))
+            return kind, xp.where(bracketed, g_bracket, 0.0)
+        # No overflow below: rr <= ||L||^2 <= fro2^2 <= 1, and the divisor is at least tiny.
+        t2 = theta[..., -2]
+        yy = xp.einsum("bij,bij->b", Y, Y)
+        e2 = xp.maximum(yy - xp.einsum("bij,bij->b", H, H) - rr, 0.0) + slack * yy
+        half = 0.5 * (t2 - c)
+        mu = 0.5 * (t2 + c) + xp.sqrt(half * half + e2)
+        sep = t1 - mu
+        g_res = xp.sqrt(1.0 + rr / xp.maximum(sep * safe_t1, tiny)) - 1.0
+        g_res = xp.where(sep > 0, g_res, xp.inf)
+        kind = xp.where(bracketed, np.int8(0), xp.where(g_res <= rtol, np.int8(1), np.int8(-1)))
         gap = xp.where(kind == 0, g_bracket, xp.where(kind == 1, g_res, 0.0))
         return kind, gap
 

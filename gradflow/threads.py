@@ -31,7 +31,7 @@ import os
 from collections.abc import Iterator
 from contextlib import contextmanager
 
-from threadpoolctl import threadpool_limits
+from threadpoolctl import ThreadpoolController
 
 from .errors import UsageError
 
@@ -41,6 +41,7 @@ ENV = "GRADFLOW_THREADS"
 PARALLEL_FROM = 512
 
 _override: int | None = None
+_controller: ThreadpoolController | None = None
 
 
 def cores() -> int:
@@ -100,5 +101,8 @@ def threads_per_worker(workers: int) -> int:
 def compute_region(threads: int) -> Iterator[None]:
     """Run the body with ``threads`` BLAS threads; the caller's setting is restored after,
     also when the body raises."""
-    with threadpool_limits(limits=_check(threads, "threads"), user_api="blas"):
+    global _controller
+    if _controller is None:  # inspecting the loaded libraries takes a millisecond: once
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=_check(threads, "threads"), user_api="blas"):
         yield
