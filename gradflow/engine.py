@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
@@ -34,35 +33,18 @@ import numpy as np
 from ._version import __version__
 from .backend import resolve_dtype, to_numpy
 from .cells import Cell
+from .chains import Chain, Lyapunov, Setup, VectorChain
 from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
 from .errors import InputsError, NumericalError, UsageError, WeightsError
-from .fused import fused_apply
-from .norms import frobenius, normalise
 from .results import AnalysisResult
-from .spectral import CERTIFICATES, SPECTRAL_RTOL, Spectral
+from .spectral import CERTIFICATES, SPECTRAL_RTOL
 from .threads import blas_threads, compute_region
 
 #: Bytes of chunk buffers (Jacobian factors) the backward pass may hold.
 MEMORY_BUDGET = 96 * 2**20
 #: Bytes of the rollout's unit values kept in memory instead of recomputed chunk by chunk.
 ROLLOUT_BUDGET = 64 * 2**20
-
-
-@dataclass
-class _Setup:
-    cell: Cell
-    kernels: Kernels
-    xp: Any
-    q: dict[str, Any]
-    inputs: Any
-    s0: Any
-    steps: int
-    batch: int
-    n: int
-    d: int
-    m: int
-    dtype: Any
 
 
 def _setup(
@@ -73,7 +55,7 @@ def _setup(
     backend: str,
     dtype: str,
     before_compile: Callable[[int, int, int, int], None] | None = None,
-) -> _Setup:
+) -> Setup:
     """Validate everything, call ``before_compile(T, B, n, m)`` (the cost check), then compile
     the kernels and pack the parameters. Inputs already in the working dtype and C order are
     used as they are, not copied."""
@@ -129,17 +111,17 @@ def _setup(
             raise InputsError(f"initial state must have shape (B, m) = {(B, m)}; got {s0a.shape}")
         s = xp.asarray(s0a)
     xs = xp.asarray(np.ascontiguousarray(x, dtype=dt))  # no copy when already in shape
-    return _Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt)
+    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt)
 
 
-def _chunk_steps(su: _Setup, extra_per_lag: int) -> int:
+def _chunk_steps(su: Setup, extra_per_lag: int) -> int:
     per_step = su.batch * su.n * (len(su.kernels.layout.needed) + len(su.kernels.layout.diags))
     per_step += su.batch * len(su.kernels.layout.affine) * su.n + extra_per_lag
     k = MEMORY_BUDGET // max(1, 8 * per_step)
     return int(max(1, min(256, k)))
 
 
-def _check_finite(su: _Setup, s: Any, t: int) -> None:
+def _check_finite(su: Setup, s: Any, t: int) -> None:
     xp = su.xp
     if not bool(xp.isfinite(s).all()):
         b = int(np.argwhere(~np.isfinite(to_numpy(s)))[0][0])
@@ -149,7 +131,7 @@ def _check_finite(su: _Setup, s: Any, t: int) -> None:
         )
 
 
-def _check_factors(su: _Setup, F: Sequence[Any], t0: int) -> None:
+def _check_factors(su: Setup, F: Sequence[Any], t0: int) -> None:
     """One line naming the step and sequence where a Jacobian factor is NaN or inf (a
     derivative undefined at the state reached, e.g. ``sqrt(abs(a))`` at ``a = 0``)."""
     xp = su.xp
@@ -164,7 +146,7 @@ def _check_factors(su: _Setup, F: Sequence[Any], t0: int) -> None:
 
 
 def _forward(
-    su: _Setup, chunk: int, keep: bool = False
+    su: Setup, chunk: int, keep: bool = False
 ) -> tuple[list[Any], Any, list[list[Any]] | None]:
     """Run the rollout, keeping the state at every chunk boundary; returns them, s_T and,
     with ``keep``, every chunk's unit values (as :func:`_chunk_values` would recompute them)."""
@@ -189,7 +171,7 @@ def _forward(
     return checkpoints, s, kept
 
 
-def _chunk_values(su: _Setup, s: Any, t0: int, t1: int) -> list[Any]:
+def _chunk_values(su: Setup, s: Any, t0: int, t1: int) -> list[Any]:
     """Unit values of steps t0+1..t1 (stacked over steps), recomputed from the state at t0."""
     step, q = su.kernels.step, su.q
     u = su.kernels.input_projection(su.inputs[t0:t1], q)
@@ -232,7 +214,7 @@ def state_jacobians(
         return _state_jacobians(su, backend, path)
 
 
-def _state_jacobians(su: _Setup, backend: str, path: str) -> np.ndarray:
+def _state_jacobians(su: Setup, backend: str, path: str) -> np.ndarray:
     V = _chunk_values(su, su.s0, 0, su.steps)
     F = su.kernels.factors(V, su.q, (su.steps, su.batch, su.n))
     kern = compile_cell(su.cell, backend, path)
@@ -246,178 +228,6 @@ def _path_factors(
 ) -> Any:
     by_name = dict(zip(full.layout.needed, V, strict=True))
     return kern.factors([by_name[v] for v in kern.layout.needed], q, shape)
-
-
-class _Chain:
-    """One renormalised backward product (full, or one path), with its norms per lag."""
-
-    def __init__(self, su: _Setup, kern: Kernels, steps: int, hidden: bool, chunk: int) -> None:
-        xp = su.xp
-        self.kern = kern
-        self.P = xp.broadcast_to(xp.eye(su.m, dtype=su.dtype), (su.batch, su.m, su.m)).copy()
-        # Cells with several state vectors: the fused kernel writes into two alternating
-        # buffers (no concatenate, no allocation per step; measured 2x faster for the LSTM's
-        # apply at n = 128, B = 8). One state vector: apply's own form is as fast.
-        self.fused = fused_apply(kern).apply_into if len(su.cell.state) > 1 else None
-        self.buffers = (xp.empty_like(self.P), xp.empty_like(self.P))
-        self.ws: dict[str, Any] = {}
-        self.log_scale = np.zeros(su.batch)
-        self.frob = np.zeros((steps + 1, su.batch))
-        self.spec = np.zeros((steps + 1, su.batch))
-        self.frob[0] = 0.5 * np.log10(su.m)
-        self.hidden = hidden and len(su.cell.state) > 1
-        self.spec_h = np.zeros((steps + 1, su.batch)) if self.hidden else None
-        self.n = su.n
-        self.spectral = Spectral(xp, su.batch, su.m, su.m, su.dtype, chunk)
-        self.spectral_h = (
-            Spectral(xp, su.batch, su.n, su.n, su.dtype, chunk) if self.hidden else None
-        )
-        # Below this Frobenius norm the h block is rescaled before its estimator sees it: the
-        # estimator's residuals are fourth powers of the block's scale.
-        self.h_low = float(np.finfo(su.dtype).tiny) ** 0.125
-
-    def run_chunk(
-        self,
-        su: _Setup,
-        F: Any,
-        k0: int,
-        sv_lags: set[int],
-        sv_out: dict[int, np.ndarray],
-        n_sv: int,
-    ) -> None:
-        """Multiply through one chunk of steps (latest first); lags k0+1..k0+K.
-
-        Each lag's product is normalised in place (:func:`gradflow.norms.normalise`: no
-        overflow or underflow, a zero product stays zero and its log10 norms are ``-inf`` from
-        that lag on) and handed to the spectral-norm estimators while it is in cache; no
-        product is stored."""
-        xp = su.xp
-        K = F[0].shape[0] if F else 0
-        scales = xp.empty((K, su.batch), dtype=su.dtype)
-        h_scales = None
-        apply, spectral, spectral_h, n = self.kern.apply, self.spectral, self.spectral_h, self.n
-        P = self.P
-        spectral.start_chunk(K, su.batch, su.dtype)
-        if spectral_h is not None:
-            spectral_h.start_chunk(K, su.batch, su.dtype)
-        sv: dict[int, Any] = {}
-        for j in range(K):
-            Fj = tuple(f[K - 1 - j] for f in F)
-            if self.fused is not None:
-                out = self.buffers[0] if P is not self.buffers[0] else self.buffers[1]
-                P = self.fused(P, Fj, su.q, out, self.ws)
-            else:
-                P = apply(P, Fj, su.q)  # a fresh array: scaled in place
-            s, finite = normalise(xp, P)
-            if not finite:
-                b = int(np.argwhere(~np.isfinite(to_numpy(s)))[0][0])
-                raise NumericalError(
-                    f"the Jacobian product of {su.cell.name!r} overflowed or became NaN at "
-                    f"step {su.steps - k0 - j}, sequence {b}: a Jacobian there is not finite "
-                    "or beyond the floating-point range"
-                )
-            scales[j] = s
-            spectral.step(j, P, k0 + j + 1)
-            if spectral_h is not None:
-                Ph = P[:, :n, :n]
-                fh = frobenius(xp, Ph)
-                low = fh < self.h_low
-                if bool(low.any()):  # a tiny h block: its own unit scale for the estimator
-                    f = xp.where(low & (fh > 0), fh, 1.0)
-                    Ph, fh = Ph / f[:, None, None], fh / f
-                    if h_scales is None:
-                        h_scales = xp.ones((K, su.batch), dtype=su.dtype)
-                    h_scales[j] = f
-                spectral_h.step(j, Ph, k0 + j + 1, fh)
-            if k0 + j + 1 in sv_lags:
-                sv[j] = xp.linalg.svd(P, compute_uv=False)[:, :n_sv]
-        self.P = P
-        with np.errstate(divide="ignore"):
-            log_s = np.log10(to_numpy(scales).astype(np.float64))
-        cum = self.log_scale[None, :] + np.cumsum(log_s, axis=0)
-        self.frob[k0 + 1 : k0 + K + 1] = cum
-        self.log_scale = cum[-1]
-        with np.errstate(divide="ignore", invalid="ignore"):
-            self.spec[k0 + 1 : k0 + K + 1] = np.log10(spectral.finish(K)) + cum
-            if spectral_h is not None:
-                assert self.spec_h is not None
-                spec_h = np.log10(spectral_h.finish(K)) + cum
-                if h_scales is not None:
-                    spec_h += np.log10(to_numpy(h_scales).astype(np.float64))
-                self.spec_h[k0 + 1 : k0 + K + 1] = spec_h
-            for j, values in sv.items():
-                sv_out[k0 + j + 1] = np.log10(to_numpy(values)) + cum[j][:, None]
-        # A product that died out (exactly zero) stays zero: -inf, never NaN (-inf + -inf).
-
-    def spectrals(self) -> list[Spectral]:
-        return [self.spectral] + ([self.spectral_h] if self.spectral_h is not None else [])
-
-
-class _VectorChain:
-    """Gradient vectors ``dL/ds_{T-k}`` (VJPs, O(n^2) per step), renormalised."""
-
-    def __init__(self, su: _Setup, steps: int, loss: str) -> None:
-        xp = su.xp
-        if loss not in ("last", "sum"):
-            raise UsageError(f"unknown gradient loss {loss!r}; choose 'last' or 'sum'")
-        self.loss = loss
-        self.steps = steps
-        # L = sum of h_T ("last") or of every h_t ("sum"): dL/dh is a vector of ones.
-        e = np.zeros(su.m)
-        e[: su.n] = 1.0
-        self.e = xp.asarray(np.broadcast_to(e, (su.batch, 1, su.m)).astype(su.dtype))
-        self.g = self.e.copy()
-        self.log_scale = np.zeros(su.batch)
-        self.out = np.zeros((steps + 1, su.batch))
-        self.out[0] = 0.5 * np.log10(su.n)
-
-    def step(self, su: _Setup, F: Any, k: int) -> None:
-        xp = su.xp
-        g = su.kernels.apply_vec(self.g, F, su.q)
-        if self.loss == "sum" and k < self.steps:
-            # G_k = G_{k-1} J + e with G carried as g~ 10^L: add e 10^-L. The direct term keeps
-            # ||G|| >= O(1) apart from cancellation, so the clip never binds in practice.
-            add = np.power(10.0, np.clip(-self.log_scale, -300.0, 300.0))
-            g = g + self.e * xp.asarray(add, dtype=su.dtype)[:, None, None]
-        s, finite = normalise(xp, g)
-        if not finite:
-            b = int(np.argwhere(~np.isfinite(to_numpy(s)))[0][0])
-            raise NumericalError(
-                f"the gradient of {su.cell.name!r} overflowed or became NaN at step "
-                f"{self.steps - k + 1}, sequence {b}"
-            )
-        self.g = g
-        with np.errstate(divide="ignore"):
-            self.log_scale = self.log_scale + np.log10(to_numpy(s).astype(np.float64))
-        with np.errstate(divide="ignore"):
-            norm = to_numpy(frobenius(xp, self.g)).astype(np.float64)
-            self.out[k] = self.log_scale + np.log10(norm)
-
-
-class _Lyapunov:
-    """QR re-orthonormalisation along the chain: the Lyapunov spectrum.
-
-    The singular values of ``J_T ... J_1`` and of its transpose coincide, so their growth
-    rates (the Lyapunov exponents of the forward dynamics, Benettin et al. 1980) are obtained
-    by re-orthonormalising ``Q^T J_t`` while the backward chain runs.
-    """
-
-    def __init__(self, su: _Setup, count: int) -> None:
-        xp = su.xp
-        p = min(count, su.m)
-        rng = np.random.default_rng(0)
-        q0, _ = np.linalg.qr(rng.standard_normal((su.m, p)))
-        self.Qt = xp.asarray(np.broadcast_to(q0.T, (su.batch, p, su.m)).astype(su.dtype))
-        self.total = np.zeros((su.batch, p))
-
-    def step(self, su: _Setup, F: Any) -> None:
-        xp = su.xp
-        Y = su.kernels.apply_vec(self.Qt, F, su.q)
-        Q, R = xp.linalg.qr(xp.swapaxes(Y, -1, -2))
-        d = xp.diagonal(R, axis1=-2, axis2=-1)
-        with np.errstate(divide="ignore"):
-            self.total += np.log(np.abs(to_numpy(d).astype(np.float64)))
-        self.Qt = xp.swapaxes(Q, -1, -2)
 
 
 def analyze(
@@ -501,7 +311,7 @@ def analyze(
 
 
 def _analyze(
-    su: _Setup,
+    su: Setup,
     backend: str,
     paths: bool,
     singular_lags: Sequence[int],
@@ -516,7 +326,7 @@ def _analyze(
         raise UsageError(f"singular_lags must lie in 1..{T}; got {lags}")
     n_sv = su.m if n_singular is None else max(1, min(int(n_singular), su.m))
     chunk = _chunk_steps(su, 0)  # products are not stored: only the Jacobian factors count
-    chains = {"full": _Chain(su, su.kernels, T, hidden, chunk)}
+    chains = {"full": Chain(su, su.kernels, T, hidden, chunk)}
     zero_paths = []
     if paths:
         from .symbolic.jacobian import state_jacobian
@@ -526,14 +336,14 @@ def _analyze(
             if part.is_zero():
                 zero_paths.append(name)
             else:
-                chains[name] = _Chain(su, compile_cell(su.cell, backend, name), T, False, chunk)
+                chains[name] = Chain(su, compile_cell(su.cell, backend, name), T, False, chunk)
     # The rollout's unit values are kept when they fit (no second pass over the steps);
     # otherwise each chunk is recomputed from its checkpoint (memory constant in T).
     item = np.dtype(su.dtype).itemsize
     keep = T * su.batch * su.n * len(su.kernels.layout.needed) * item <= ROLLOUT_BUDGET
     checkpoints, s_final, kept = _forward(su, chunk, keep)
-    grad = _VectorChain(su, T, gradient) if gradient else None
-    lyap = _Lyapunov(su, lyapunov) if lyapunov else None
+    grad = VectorChain(su, T, gradient) if gradient else None
+    lyap = Lyapunov(su, lyapunov) if lyapunov else None
     sv: dict[str, dict[int, np.ndarray]] = {name: {} for name in chains}
     k0 = 0
     for c in range(len(checkpoints) - 1, -1, -1):

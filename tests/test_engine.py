@@ -157,12 +157,12 @@ def _mp_reference(cell, params, x, digits=50):
     ("name", "scale", "steps"),
     [("rnn", 1e-7, 60), ("rnn", 2.0, 60), ("gru", 1.0, 60), ("lstm", 1.0, 40)],
 )
-def test_norms_match_mpmath_at_50_digits(name, scale, steps):
+def test_norms_match_mpmath_at_50_digits(xp, name, scale, steps):
     rng = np.random.default_rng(7)
     cell = get_cell(name)
     params = _params(cell, 2, 1, rng, scale=scale)
     x = rng.standard_normal((steps, 1, 1))
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     spec, frob = _mp_reference(cell, params, x[:, 0, :])
     if scale < 1e-3:
         assert spec[-1] < -400  # the vanishing case goes far below double precision's range
@@ -179,12 +179,12 @@ def test_norms_match_mpmath_at_50_digits(name, scale, steps):
     scale=st.floats(0.3, 3.0),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_spectral_norms_match_exact_svd(name, n, scale, seed):
+def test_spectral_norms_match_exact_svd(xp, name, n, scale, seed):
     rng = np.random.default_rng(seed)
     cell = get_cell(name)
     params = _params(cell, n, 2, rng, scale=scale)
     x = rng.standard_normal((80, 2, 2))
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     spec, frob, _ = _dense_reference(state_jacobians(cell, params, x))
     # Spectral norms to 1e-10 relative (4.3e-11 in log10) plus accumulated rounding.
     np.testing.assert_allclose(res.log10_spectral_norm, spec, atol=1e-10)
@@ -223,7 +223,7 @@ def test_spectral_norms_match_exact_svd_beyond_the_block(name, n, scale, path):
     scale=st.floats(0.5, 3.0),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_spectral_norms_of_rank_deficient_products(name, n, bias, scale, seed):
+def test_spectral_norms_of_rank_deficient_products(xp, name, n, bias, scale, seed):
     # Dead ReLU units and saturated gates make products of low rank: the Krylov block then
     # meets null directions, and a basis that is not orthonormal gives Ritz values above the
     # norm (found by test_pascanu_bound_holds: rnn-relu n = 9, a lag-2 product of rank 3).
@@ -231,7 +231,7 @@ def test_spectral_norms_of_rank_deficient_products(name, n, bias, scale, seed):
     cell = get_cell(name)
     params = _params(cell, n, 2, rng, scale=scale, bias=bias)
     x = rng.standard_normal((12, 3, 2))
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     J = state_jacobians(cell, params, x)
     P = np.broadcast_to(np.eye(J.shape[-1]), J.shape[1:]).copy()
     top = [np.ones(3)]
@@ -463,13 +463,13 @@ def _scaled_identity_rnn(scale, n=3, dtype=np.float64):
         (1e-30, "float32", -30.0, 1e-5),
     ],
 )
-def test_extreme_per_step_norms_are_exact_against_mpmath(scale, dtype, decades, atol):
+def test_extreme_per_step_norms_are_exact_against_mpmath(xp, scale, dtype, decades, atol):
     cell = get_cell("rnn")
     n, T = 3, 8
     # The reference uses the weight as the dtype stores it (1e30 is not a float32 number).
     params = _scaled_identity_rnn(scale, n, np.float32 if dtype == "float32" else np.float64)
     x = np.zeros((T, 2, 1))
-    res = analyze(cell, params, x, dtype=dtype)
+    res = analyze(cell, params, x, dtype=dtype, backend=xp.__name__)
     spec, frob = _mp_reference(cell, params, x[:, 0, :])
     # The product is scale^k I: log10 ||P_k||_2 = k log10(scale), ||P_k||_F = sqrt(n) of it.
     assert abs(spec[T] - decades * T) < 1e-3 * T
@@ -482,7 +482,7 @@ def test_extreme_per_step_norms_are_exact_against_mpmath(scale, dtype, decades, 
     assert np.isfinite(res.log10_spectral_norm).all()
 
 
-def test_a_product_that_dies_out_is_exactly_zero_from_that_lag():
+def test_a_product_that_dies_out_is_exactly_zero_from_that_lag(xp):
     # rnn-relu: every unit is dead at one step (input -100), so J at that step is exactly 0
     # and so is every product that contains it; the products before it are merely small.
     cell = get_cell("rnn-relu")
@@ -496,7 +496,7 @@ def test_a_product_that_dies_out_is_exactly_zero_from_that_lag():
     }
     x = np.ones((T, 2, 1))
     x[dead, :, 0] = -100.0
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     first_zero = T - dead  # lag k contains J_{T-k+1}, ..., J_T; J_{dead+1} from k = T - dead
     for arr in (res.log10_spectral_norm, res.log10_frobenius_norm, res.log10_spectral_norm_hidden):
         assert not np.isnan(arr).any()
