@@ -32,7 +32,7 @@ import numpy as np
 
 from ._version import __version__
 from .backend import resolve_dtype, to_numpy
-from .cells import Cell
+from .cells import Cell, get_cell
 from .chains import Chain, Lyapunov, Setup, VectorChain
 from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
@@ -47,8 +47,21 @@ MEMORY_BUDGET = 96 * 2**20
 ROLLOUT_BUDGET = 64 * 2**20
 
 
+def resolve(cell: Cell | str) -> Cell:
+    """The boundary: a catalogue name becomes its :class:`Cell` here, once; below this point
+    the engine works on the Cell only. Anything else is refused with one line."""
+    if isinstance(cell, Cell):
+        return cell
+    if isinstance(cell, str):
+        return get_cell(cell)
+    raise UsageError(
+        f"the engine takes a Cell or a catalogue name, not {type(cell).__name__}; "
+        "see gradflow.get_cell and gradflow.define_cell"
+    )
+
+
 def _setup(
-    cell: Cell,
+    cell: Cell | str,
     params: Mapping[str, Any],
     inputs: Any,
     s0: Any,
@@ -59,12 +72,7 @@ def _setup(
     """Validate everything, call ``before_compile(T, B, n, m)`` (the cost check), then compile
     the kernels and pack the parameters. Inputs already in the working dtype and C order are
     used as they are, not copied."""
-    if not isinstance(cell, Cell):
-        raise UsageError(
-            f"the engine takes a Cell, not {type(cell).__name__}; resolve a catalogue name "
-            "with gradflow.get_cell(name)"
-        )
-    c = cell
+    c = resolve(cell)
     dt = resolve_dtype(dtype)
     missing = [p.name for p in c.parameters if p.name not in params]
     if missing:
@@ -184,7 +192,7 @@ def _chunk_values(su: Setup, s: Any, t0: int, t1: int) -> list[Any]:
 
 
 def rollout(
-    cell: Cell,
+    cell: Cell | str,
     params: Mapping[str, Any],
     inputs: Any,
     s0: Any = None,
@@ -200,7 +208,7 @@ def rollout(
 
 
 def state_jacobians(
-    cell: Cell,
+    cell: Cell | str,
     params: Mapping[str, Any],
     inputs: Any,
     s0: Any = None,
@@ -231,7 +239,7 @@ def _path_factors(
 
 
 def analyze(
-    cell: Cell,
+    cell: Cell | str,
     params: Mapping[str, Any],
     inputs: Any,
     *,
@@ -256,7 +264,7 @@ def analyze(
     norm carries a certificate (:mod:`gradflow.spectral`); ``meta["spectral"]`` counts them.
 
     Args:
-        cell: a :class:`~gradflow.cells.Cell` (resolve a name with ``gradflow.get_cell``).
+        cell: a :class:`~gradflow.cells.Cell`, or a catalogue name (resolved once, here).
         params: parameters by the cell's names (see ``Cell.parameters``).
         inputs: float array of shape ``(T, B, d)``; used without a copy when it is already
             C-contiguous in ``dtype``.
@@ -279,6 +287,7 @@ def analyze(
 
     Raises:
         UsageError: not a Cell, bad options, or a cost above the limits without ``force``.
+        CellError: an unknown catalogue name.
         WeightsError: missing, misshapen or non-finite parameters.
         InputsError: inputs of the wrong rank or with NaN/inf.
         NumericalError: the rollout, a Jacobian or the product is NaN or inf (with the step

@@ -207,7 +207,7 @@ def test_bound_is_tight_at_zero_state() -> None:
     # no input, no bias: h stays 0, tanh'(0) = 1, J_t = W_hh, so lag 1 attains the bound exactly
     rng = np.random.default_rng(3)
     params = initialise(get_cell("rnn"), 12, 2, Init("gaussian", sigma_w=1.4), rng)
-    res = analyze(get_cell("rnn"), params, np.zeros((6, 1, 2)))
+    res = analyze("rnn", params, np.zeros((6, 1, 2)))
     bound = pascanu_log10_bound("rnn", params, res.lags)
     # reference: ||W_hh||_2 by numpy's SVD. The engine's subspace iteration stops at a relative
     # 1e-11 (gradflow.engine.SPECTRAL_RTOL), about 4e-12 in log10: tolerance 1e-10.
@@ -230,7 +230,7 @@ def test_meanfield_slope_tanh(sigma_w: float) -> None:
     rng = np.random.default_rng(2024)
     params = initialise(get_cell("rnn"), MF_N, MF_D, init, rng)
     x = make_inputs("gaussian", MF_T, MF_B, MF_D, rng)
-    res = analyze(get_cell("rnn"), params, x, hidden=False)
+    res = analyze("rnn", params, x, hidden=False)
     measured = float(np.median(decay_rate(res.log10_frobenius_norm)))
     pred = meanfield_prediction("rnn", init, MF_N, MF_D, 1.0).predicted_slope
     assert abs(measured - pred) <= MF_REL * abs(pred), (measured, pred)
@@ -245,7 +245,7 @@ def test_meanfield_slope_relu(sigma_w: float) -> None:
     rng = np.random.default_rng(7)
     params = initialise(get_cell("rnn-relu"), 128, 8, init, rng)
     x = make_inputs("gaussian", 40, 2, 8, rng)
-    res = analyze(get_cell("rnn-relu"), params, x, hidden=False)
+    res = analyze("rnn-relu", params, x, hidden=False)
     measured = float(np.median(decay_rate(res.log10_frobenius_norm)))
     pred = meanfield_prediction("rnn-relu", init, 128, 8, 1.0).predicted_slope
     assert pred == pytest.approx(0.5 * math.log10(sigma_w**2 / 2), abs=1e-15)

@@ -568,7 +568,7 @@ def test_cost_check_refuses_quickly_and_force_lifts_it():
         cost.MAX_OUTPUT_BYTES = old
 
 
-def test_engine_takes_a_cell_and_uses_contiguous_inputs_without_a_copy(monkeypatch):
+def test_engine_resolves_a_name_once_and_uses_contiguous_inputs_without_a_copy(monkeypatch):
     from gradflow import engine
     from gradflow.errors import UsageError
 
@@ -576,8 +576,13 @@ def test_engine_takes_a_cell_and_uses_contiguous_inputs_without_a_copy(monkeypat
     rng = np.random.default_rng(3)
     params = _params(cell, 3, 2, rng)
     x = rng.standard_normal((6, 2, 2))
-    with pytest.raises(UsageError, match="takes a Cell"):
-        analyze("gru", params, x)
+    with pytest.raises(UsageError, match="takes a Cell or a catalogue name, not dict"):
+        analyze({"name": "gru"}, params, x)
+    # A name is resolved at the boundary to the very Cell the catalogue holds.
+    by_name = analyze("gru", params, x)
+    np.testing.assert_array_equal(
+        by_name.log10_spectral_norm, analyze(cell, params, x).log10_spectral_norm
+    )
     seen = {}
     real = engine._setup
 
