@@ -170,7 +170,9 @@ class VectorChain:
         g = su.kernels.apply_vec(self.g, F, su.q)
         if self.loss == "sum" and k < self.steps:
             # G_k = G_{k-1} J + e with G carried as g~ 10^L: add e 10^-L. The direct term keeps
-            # ||G|| >= O(1) apart from cancellation, so the clip never binds in practice.
+            # ||G|| >= O(1) apart from cancellation, so the clip never binds in practice. Where
+            # G_{k-1} J is exactly zero (a dead product), G_k = e: restart the scale at 0.
+            self.log_scale = np.where(np.isneginf(self.log_scale), 0.0, self.log_scale)
             add = np.power(10.0, np.clip(-self.log_scale, -300.0, 300.0))
             g = g + self.e * xp.asarray(add, dtype=su.dtype)[:, None, None]
         s, finite = normalise(xp, g)

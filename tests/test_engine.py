@@ -508,6 +508,39 @@ def test_a_product_that_dies_out_is_exactly_zero_from_that_lag(xp):
     np.testing.assert_allclose(res.log10_frobenius_norm[:first_zero], frob, atol=1e-11)
 
 
+def test_gradient_of_a_dead_product_against_explicit_vjps():
+    # L = sum_t sum(h_t) through a step where every ReLU unit is dead: dL/ds_{T-k} is exactly
+    # the direct term e past that step (the chain through it is exactly zero), never -inf.
+    cell = get_cell("rnn-relu")
+    rng = np.random.default_rng(22)
+    n, T, dead = 3, 12, 4
+    params = {
+        "W_ih": np.ones((n, 1)),
+        "W_hh": 0.4 * rng.standard_normal((n, n)) / np.sqrt(n),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+    x = np.ones((T, 2, 1))
+    x[dead, :, 0] = -100.0
+    res = analyze(cell, params, x, gradient="sum")
+    J = state_jacobians(cell, params, x)
+    e = np.ones((2, n))
+    g = e.copy()
+    ref = [np.log10(np.linalg.norm(g, axis=1))]
+    for k in range(1, T + 1):
+        g = np.einsum("bi,bij->bj", g, J[T - k])
+        if k < T:
+            g = g + e
+        with np.errstate(divide="ignore"):
+            ref.append(np.log10(np.linalg.norm(g, axis=1)))
+    ref = np.array(ref)
+    # At lag T - dead the chain through the dead step is exactly zero and G = e exactly.
+    np.testing.assert_allclose(ref[T - dead], 0.5 * np.log10(n), atol=1e-15)
+    assert np.isfinite(res.log10_gradient_norm).all()
+    # Explicit VJPs with numpy: 1e-11 in log10 (as for the live case above).
+    np.testing.assert_allclose(res.log10_gradient_norm, ref, atol=1e-11)
+
+
 def test_nan_in_the_jacobian_names_the_step_and_sequence():
     # sqrt(abs(a)) has finite values everywhere but no derivative at a = 0: the state stays
     # finite while the Jacobian is NaN (issue 13: it used to surface as a LinAlgError).
