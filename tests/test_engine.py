@@ -541,6 +541,39 @@ def test_gradient_of_a_dead_product_against_explicit_vjps():
     np.testing.assert_allclose(res.log10_gradient_norm, ref, atol=1e-11)
 
 
+def test_a_tiny_hidden_block_keeps_its_own_scale():
+    # h_new = 1e-100 tanh(c_new), U ~ 1e80: the h block is ~1e-100 of the whole (normalised)
+    # product, below the estimator's floor (tiny**(1/8) ~ 1e-39): its residuals, fourth powers
+    # of that scale, would underflow to 0 and certify a wrong value (measured: 2.5e-3 off in
+    # log10 without the rescaling). It is rescaled for the estimator, its scale added back.
+    from gradflow.cells.parse import define_cell
+
+    cell = define_cell(
+        "tinyh",
+        ["h", "c"],
+        {"a": "W @ x + U @ h + b", "c_new": "0.9 * c + tanh(a)", "h_new": "1e-100 * tanh(c_new)"},
+    )
+    rng = np.random.default_rng(0)
+    n, T = 12, 3
+    params = {
+        "W": rng.standard_normal((n, 1)),
+        "U": 1e80 * rng.standard_normal((n, n)),
+        "b": np.zeros(n),
+    }
+    x = rng.standard_normal((T, 2, 1))
+    res = analyze(cell, params, x)
+    J = state_jacobians(cell, params, x)
+    P = np.broadcast_to(np.eye(2 * n), (2, 2 * n, 2 * n)).copy()
+    ref = [np.zeros(2)]
+    for t in range(T - 1, -1, -1):
+        P = P @ J[t]  # 1e80 per step at most: no overflow within 3 steps
+        ref.append(np.log10(np.linalg.svd(P[:, :n, :n], compute_uv=False)[:, 0]))
+    ref = np.array(ref)
+    assert np.all(ref[1:] - res.log10_spectral_norm[1:] < -100)  # the h block is that tiny
+    # Dense products and an exact SVD of the h block: 1e-10 in log10.
+    np.testing.assert_allclose(res.log10_spectral_norm_hidden, ref, atol=1e-10)
+
+
 def test_nan_in_the_jacobian_names_the_step_and_sequence():
     # sqrt(abs(a)) has finite values everywhere but no derivative at a = 0: the state stays
     # finite while the Jacobian is NaN (issue 13: it used to surface as a LinAlgError).
