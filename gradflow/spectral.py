@@ -261,7 +261,7 @@ class Spectral:
         bad = kind_h < 0
         if bad.any():
             s, gap = s.copy(), gap.copy()
-            idx = np.flatnonzero(bad)
+            idx = xp.asarray(np.flatnonzero(bad))  # a device index for CuPy
             s[idx], gap[idx] = self._certify(P[idx], t1[idx])
         self.value[j] = s
         self.gap[j] = gap
@@ -325,11 +325,11 @@ class Spectral:
         gap = xp.full(t1.shape, self.rtol, dtype=t1.dtype)
         self.counts["cholesky"] += int(ok.sum())
         if not ok.all():
-            bad = np.flatnonzero(~ok)
+            bad = xp.asarray(np.flatnonzero(~ok))
             top = xp.linalg.eigvalsh(G[bad])[..., -1]
             value[bad] = xp.sqrt(xp.maximum(top, 0.0))
             gap[bad] = 0.0
-            self.counts["exact"] += len(bad)
+            self.counts["exact"] += int(bad.shape[0])
         return value, gap
 
     def finish(self, K: int) -> np.ndarray:
