@@ -7,7 +7,9 @@ spectral norms for every lag, and the h-block spectral norms.
 
 Everything runs with ONE BLAS thread, set explicitly (threadpoolctl, and ``threads=1`` where
 ``analyze`` takes it); the table says so. Each time is the best of ``--repeat`` runs; ``spread``
-is (worst - best) / best of those runs, a measure of how busy the machine was.
+is (worst - best) / best of those runs, a measure of how busy the machine was. ``--cpu``
+reports the process's CPU time instead of wall-clock time: with one thread that is the work
+done, far less disturbed by other processes on a shared machine (cache sharing still shows).
 
 ``--baseline DIR`` also times the ``analyze`` of another gradflow tree (a directory holding a
 ``gradflow`` package, e.g. ``git archive <commit> gradflow | tar -x -C DIR``) in the same run,
@@ -37,18 +39,21 @@ CELLS = ["rnn", "lstm", "gru"]
 ROOT = Path(__file__).resolve().parent.parent
 
 
+CLOCK = time.perf_counter
+
+
 def floor(m: int, steps: int, batch: int, rng: np.random.Generator) -> float:
     pool = rng.standard_normal((4, batch, m, m)) / np.sqrt(m)
     P = np.broadcast_to(np.eye(m), (batch, m, m)).copy()
     scales = np.empty((steps, batch))
-    t = time.perf_counter()
+    t = CLOCK()
     for k in range(steps):
         P = P @ pool[k % 4]
         s = np.sqrt(np.einsum("bij,bij->b", P, P))
         scales[k] = s
         P = P / s[:, None, None]
     np.cumsum(np.log10(scales), axis=0)
-    return time.perf_counter() - t
+    return CLOCK() - t
 
 
 def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[float]:
@@ -72,14 +77,15 @@ def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[f
     with threadpool_limits(limits=1, user_api="blas"):
         analyze(cell, params, x[: min(steps, 20)], **kw)  # compile kernels once
         for _ in range(repeat):
-            t = time.perf_counter()
+            t = CLOCK()
             analyze(cell, params, x, **kw)
-            times.append(time.perf_counter() - t)
+            times.append(CLOCK() - t)
     return times
 
 
 def _timed(tree: Path, name: str, n: int, steps: int, batch: int, repeat: int) -> list[float]:
     env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1")
+    env["ENGINE_VS_FLOOR_CPU"] = "1" if CLOCK is time.process_time else ""
     cmd = [sys.executable, __file__, "--child", name, str(n), str(steps), str(batch)]
     out = subprocess.run(
         [*cmd, str(repeat)], env=env, capture_output=True, text=True, check=True
@@ -99,8 +105,12 @@ def main() -> None:
     ap.add_argument("--baseline", type=Path, help="another gradflow tree, timed side by side")
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--configs", help="n:T:B,... instead of the default sizes")
+    ap.add_argument("--cpu", action="store_true", help="CPU time instead of wall-clock time")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu or os.environ.get("ENGINE_VS_FLOOR_CPU"):
+        CLOCK = time.process_time
     if args.child:
         name, *nums = args.child
         print(json.dumps(child(name, *(int(v) for v in nums))))
@@ -109,7 +119,8 @@ def main() -> None:
     configs = [(16, 50, 2)] if args.quick else CONFIGS + (LARGE if args.large else [])
     if args.configs:
         configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
-    print("one BLAS thread (threadpoolctl limit 1; analyze(threads=1) where supported)")
+    clock = "CPU" if CLOCK is time.process_time else "wall-clock"
+    print(f"one BLAS thread (threadpoolctl limit 1; analyze(threads=1) where supported); {clock} s")
     head = f"{'cell':<6} {'n':>5} {'T':>6} {'B':>4} {'floor s':>9} {'analyze s':>10} {'ratio':>6}"
     head += f" {'spread':>7}"
     if args.baseline:

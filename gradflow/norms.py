@@ -20,11 +20,13 @@ References:
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
 
 
+@lru_cache(maxsize=64)
 def _threshold(dtype: Any, count: int) -> float:
     """Smallest sum of squares trusted as computed: every square that underflowed to a
     subnormal or zero then changes the sum by less than one rounding error."""
@@ -32,8 +34,10 @@ def _threshold(dtype: Any, count: int) -> float:
     return float(info.tiny) / float(info.eps) * max(1, count)
 
 
-def _sum_squares(xp: Any, A: Any) -> tuple[Any, Any]:
-    """Plain sums of squares per matrix, and where they are exact (finite, not underflowed)."""
+def _sum_squares(xp: Any, A: Any) -> tuple[Any, float]:
+    """Plain sums of squares per matrix, and the smallest one trusted as computed (a finite
+    sum at or above it is exact to rounding: no square overflowed, none that underflowed
+    mattered)."""
     B = A.shape[0]
     count = int(np.prod(A.shape[1:]))
     with np.errstate(over="ignore", under="ignore", invalid="ignore"):
@@ -42,7 +46,7 @@ def _sum_squares(xp: Any, A: Any) -> tuple[Any, Any]:
             ss = (flat @ xp.swapaxes(flat, -1, -2))[:, 0, 0]  # one BLAS dot per matrix
         else:
             ss = xp.einsum("bij,bij->b", A, A)
-    return ss, xp.isfinite(ss) & (ss >= _threshold(A.dtype, count))
+    return ss, _threshold(A.dtype, count)
 
 
 def frobenius(xp: Any, A: Any) -> Any:
@@ -57,9 +61,10 @@ def frobenius(xp: Any, A: Any) -> Any:
         ``A`` whose norm is representable; 0 for a zero matrix; ``inf``/NaN where ``A`` holds
         ``inf``/NaN.
     """
-    ss, ok = _sum_squares(xp, A)
-    if bool(ok.all()):
+    ss, thr = _sum_squares(xp, A)
+    if float(ss.min()) >= thr and float(ss.max()) < np.inf:
         return xp.sqrt(ss)
+    ok = xp.isfinite(ss) & (ss >= thr)
     return xp.where(ok, xp.sqrt(xp.where(ok, ss, 1.0)), _scaled(xp, A))
 
 
@@ -82,11 +87,12 @@ def normalise(xp: Any, A: Any) -> tuple[Any, bool]:
     scaling multiplies by ``1 / s`` where the fast form was exact (``s`` is then far from
     under- and overflow) and divides by ``s`` otherwise.
     """
-    ss, ok = _sum_squares(xp, A)
-    if bool(ok.all()):
+    ss, thr = _sum_squares(xp, A)
+    if float(ss.min()) >= thr and float(ss.max()) < np.inf:  # NaN fails both: no fast path
         s = xp.sqrt(ss)
         A *= (1.0 / s)[:, None, None]
         return s, True
+    ok = xp.isfinite(ss) & (ss >= thr)
     s = xp.where(ok, xp.sqrt(xp.where(ok, ss, 1.0)), _scaled(xp, A))
     if not bool(xp.isfinite(s).all()):
         return s, False

@@ -118,6 +118,8 @@ class Spectral:
         self.fixed = False
         self.rtol = max(SPECTRAL_RTOL, 100 * float(np.finfo(dtype).eps))
         self.eps = float(np.finfo(dtype).eps)
+        self.tiny = float(np.finfo(dtype).tiny)
+        self.ones = xp.ones(batch, dtype=dtype)
         self.R: Any = None
         self.depth = 0
         self.counts = dict.fromkeys(CERTIFICATES, 0)
@@ -138,10 +140,8 @@ class Spectral:
         """
         xp = self.xp
         rest = xp.maximum(frob * frob - xp.einsum("...ij,...ij->...", W, W), 0.0)
-        tiny = float(np.finfo(W.dtype).tiny)
-        with np.errstate(over="ignore"):
-            ratio = xp.where(frob > 0, rest / xp.maximum(s1 * s1, tiny), 0.0)
-        return xp.sqrt(1.0 + ratio) - 1.0
+        # No overflow: rest <= frob^2 <= 1 (a normalised product or a block of one).
+        return xp.sqrt(1.0 + rest / xp.maximum(s1 * s1, self.tiny)) - 1.0
 
     def start_chunk(self, K: int, batch: int, dtype: Any) -> None:
         """Draw this chunk's fresh vectors (one stream per chain: results are reproducible)."""
@@ -152,7 +152,7 @@ class Spectral:
         """Norm of ``P`` (``(B, rows, cols)``, Frobenius norm ``frob``, 1 by default), the
         ``j``-th lag of the chunk: a settled block's certified bracket, else block Krylov."""
         xp = self.xp
-        frob = xp.ones(P.shape[0], dtype=P.dtype) if frob is None else frob
+        frob = self.ones if frob is None else frob
         Pt = xp.swapaxes(P, -1, -2)
         if self.fixed:
             W = Pt @ self.U
@@ -192,7 +192,7 @@ class Spectral:
         """
         xp = self.xp
         b, rows = self.block, self.rows
-        tiny = float(np.finfo(P.dtype).tiny)
+        tiny = self.tiny
         rtol = self.rtol
         Q, _ = xp.linalg.qr(xp.concatenate((self.Y[..., : b - 1], self.R[j]), axis=-1))
         Z = Pt @ Q  # P^T Q
@@ -207,7 +207,7 @@ class Spectral:
             p = Q.shape[-1]
             if depth == 0 and p < rows:
                 lower = xp.max(xp.einsum("...ii->...i", H), axis=-1)  # theta_1 >= max diag H
-                solve = bool((rest <= lower).all())
+                solve = bool((rest <= 2.0 * rtol * lower).all())
             else:
                 solve = True
             if solve:
@@ -275,8 +275,7 @@ class Spectral:
         The subtractions that give ``c`` and ``e^2`` carry a slack of ``4 eps`` times the
         quantity subtracted from (the rounding of the subtraction itself)."""
         xp = self.xp
-        rtol, eps = self.rtol, self.eps
-        tiny = float(np.finfo(theta.dtype).tiny)
+        rtol, eps, tiny = self.rtol, self.eps, self.tiny
         p = theta.shape[-1]
         t1 = xp.maximum(theta[..., -1], 0.0)
         slack = 4 * eps
