@@ -186,9 +186,9 @@ class Spectral:
         else an exact eigenvalue). Krylov convergence depends on the square root of the gap,
         where plain subspace iteration depends on the gap itself: crowded short lags need a
         few depths, not dozens of iterations. At the first depth the Ritz problem is solved
-        only when the Frobenius mass outside the basis is below the largest diagonal of
-        ``H`` (a lower bound of ``theta_1``) for the whole batch: otherwise neither the
-        bracket nor the residual bound can hold.
+        only when the bracket's sufficient form holds for the whole batch (the largest
+        diagonal of ``H``, a lower bound of ``theta_1``, standing in for it): solving it
+        there for the residual bound as well cost more small LAPACK calls than it saved.
         """
         xp = self.xp
         b, rows = self.block, self.rows
