@@ -15,11 +15,12 @@ The policy, in order:
    products that dominate, where a second thread costs more in synchronisation than it
    gains), every available core from there on.
 
-Measured while choosing ``PARALLEL_FROM`` (``benchmarks/threads.py``, 2-core machine shared
-with other work, one ``(2, m, m) @ (2, m, m)`` product, speed-up of 2 threads over 1):
-m = 128: 1.5, 256: 2.0, 512: 1.1, 1024: 1.1, 2048: 2.0 on a quiet second core; the whole
-``analyze`` loop at m <= 256 is dominated by NumPy's per-call cost and the ``(m, m) @ (m, 8)``
-Krylov products, which do not gain, and beside a busy process any second thread loses.
+Measured while choosing ``PARALLEL_FROM`` (one ``(2, m, m) @ (2, m, m)`` product, speed-up of
+2 threads over 1 on a 2-core machine shared with other work, so noisy): m = 128: 1.5,
+256: 2.0, 512: 1.1, 1024: 1.1, 2048: 2.0. A bare product gains from m = 128 on a quiet
+second core, but ``analyze`` at m <= 256 is dominated by NumPy's per-call cost and by thin
+``(m, m) @ (m, 8)`` Krylov products, which do not gain, and beside a busy process any second
+thread loses (``benchmarks/threads.py`` repeats the measurement for ``analyze`` itself).
 
 Worker pools (reports, sweeps) share one budget: :func:`threads_per_worker` gives each of
 ``w`` workers ``cores // w`` threads, so that workers x threads never exceeds the cores.
