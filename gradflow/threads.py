@@ -13,14 +13,17 @@ The policy, in order:
 3. the environment variable ``GRADFLOW_THREADS``;
 4. by size: one thread for products of state size ``m < PARALLEL_FROM`` (the batched small
    products that dominate, where a second thread costs more in synchronisation than it
-   gains), every available core from there on.
+   gains), every available core from there on, but never more than a BLAS thread variable
+   the user set (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``).
 
 Measured while choosing ``PARALLEL_FROM`` (one ``(2, m, m) @ (2, m, m)`` product, speed-up of
 2 threads over 1 on a 2-core machine shared with other work, so noisy): m = 128: 1.5,
 256: 2.0, 512: 1.1, 1024: 1.1, 2048: 2.0. A bare product gains from m = 128 on a quiet
 second core, but ``analyze`` at m <= 256 is dominated by NumPy's per-call cost and by thin
 ``(m, m) @ (m, 8)`` Krylov products, which do not gain, and beside a busy process any second
-thread loses (``benchmarks/threads.py`` repeats the measurement for ``analyze`` itself).
+thread loses: an LSTM at n = 256 (m = 512, T = 40, B = 4) took 18 s of CPU with two threads
+on the loaded machine against 1.6 s with one. Hence the conservative 1024
+(``benchmarks/threads.py`` repeats the measurement for ``analyze`` itself).
 
 Worker pools (reports, sweeps) share one budget: :func:`threads_per_worker` gives each of
 ``w`` workers ``cores // w`` threads, so that workers x threads never exceeds the cores.
@@ -39,7 +42,9 @@ from .errors import UsageError
 #: The environment variable that overrides the policy.
 ENV = "GRADFLOW_THREADS"
 #: From this state size on, BLAS gets every available core.
-PARALLEL_FROM = 512
+PARALLEL_FROM = 1024
+#: Thread variables of the BLAS libraries: when set, they cap the size rule.
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _override: int | None = None
 _controller: ThreadpoolController | None = None
@@ -89,7 +94,12 @@ def blas_threads(m: int, threads: int | None = None) -> int:
     env = env_threads()
     if env is not None:
         return env
-    return 1 if m < PARALLEL_FROM else cores()
+    by_size = 1 if m < PARALLEL_FROM else cores()
+    for var in BLAS_VARS:
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            by_size = min(by_size, int(raw))
+    return by_size
 
 
 def threads_per_worker(workers: int) -> int:

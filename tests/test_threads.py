@@ -19,6 +19,8 @@ def _blas_threads() -> set[int]:
 @pytest.fixture(autouse=True)
 def _clean(monkeypatch):
     monkeypatch.delenv(threads.ENV, raising=False)
+    for var in threads.BLAS_VARS:
+        monkeypatch.delenv(var, raising=False)
     threads.set_threads(None)
     yield
     threads.set_threads(None)
@@ -50,6 +52,14 @@ def test_bad_thread_counts_are_refused(bad):
         threads.set_threads(bad)
     with pytest.raises(UsageError, match="threads must be a whole number"):
         threads.blas_threads(8, threads=bad)
+
+
+def test_a_blas_thread_variable_caps_the_size_rule(monkeypatch):
+    monkeypatch.setenv("OPENBLAS_NUM_THREADS", "1")
+    assert threads.blas_threads(threads.PARALLEL_FROM) == 1
+    assert threads.blas_threads(threads.PARALLEL_FROM, threads=2) == 2  # explicit still wins
+    monkeypatch.setenv(threads.ENV, "2")
+    assert threads.blas_threads(8) == 2  # and so does GRADFLOW_THREADS
 
 
 def test_threads_per_worker_shares_the_cores():
