@@ -662,3 +662,25 @@ def test_engine_resolves_a_name_once_and_uses_contiguous_inputs_without_a_copy(m
     assert np.shares_memory(seen["inputs"], x)
     analyze(cell, params, np.asfortranarray(x))  # other layouts are converted, and work
     assert not np.shares_memory(seen["inputs"], x)
+
+
+def test_fused_chain_at_n_128_matches_dense_products(xp):
+    # From n = 128 (gradflow.chains.FUSED_FROM) the LSTM's chain runs the fused apply kernel
+    # into alternating buffers: the same numbers as dense products with exact SVDs.
+    from gradflow.chains import FUSED_FROM
+
+    rng = np.random.default_rng(31)
+    cell = get_cell("lstm")
+    n = FUSED_FROM
+    params = _params(cell, n, 2, rng, scale=1.2)
+    x = rng.standard_normal((12, 2, 2))
+    res = analyze(cell, params, x, paths=True, backend=xp.__name__)
+    for path, got in [("full", res.log10_spectral_norm), ("additive", None)]:
+        spec, frob, _ = _dense_reference(state_jacobians(cell, params, x, path=path))
+        if got is None:
+            got = res.paths[path]["log10_spectral_norm"]
+            np.testing.assert_allclose(res.paths[path]["log10_frobenius_norm"], frob, atol=1e-11)
+        else:
+            np.testing.assert_allclose(res.log10_frobenius_norm, frob, atol=1e-11)
+        # Certified to 1e-11 relative: 1e-10 in log10 with rounding to spare.
+        np.testing.assert_allclose(got, spec, atol=1e-10)
