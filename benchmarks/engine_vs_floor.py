@@ -2,42 +2,68 @@
 
 The floor is T products ``P @ J`` of the state Jacobian's shape ``(B, m, m) @ (B, m, m)`` with
 renormalisation (one Frobenius norm and one scaling per step), and no Jacobian evaluation at
-all. ``analyze`` does everything: rollout, Jacobian factors, the chain, Frobenius and spectral
-norms for every lag, and the h-block spectral norms. Both run side by side in this process;
-the ratio is reported as the best of ``--repeat`` runs of each.
+all. ``analyze`` does everything: rollout, Jacobian factors, the chain, Frobenius and certified
+spectral norms for every lag, and the h-block spectral norms.
 
-Run: ``python benchmarks/engine_vs_floor.py`` (add ``--quick`` for a smoke run).
+Everything runs with ONE BLAS thread, set explicitly (threadpoolctl, and ``threads=1`` where
+``analyze`` takes it); the table says so. Each time is the best of ``--repeat`` runs; ``spread``
+is (worst - best) / best of those runs, a measure of how busy the machine was. ``--cpu``
+reports the process's CPU time instead of wall-clock time: with one thread that is the work
+done, far less disturbed by other processes on a shared machine (cache sharing still shows).
+
+``--baseline DIR`` also times the ``analyze`` of another gradflow tree (a directory holding a
+``gradflow`` package, e.g. ``git archive <commit> gradflow | tar -x -C DIR``) in the same run,
+interleaved with the current one, so that before/after ratios share the machine's state. Each
+``analyze`` is timed in a child process (``--child``) whose ``PYTHONPATH`` selects the tree.
+
+Run: ``python benchmarks/engine_vs_floor.py`` (``--quick`` for a smoke run, ``--large`` adds
+n = 1024 and 2048).
 """
 
 from __future__ import annotations
 
 import argparse
+import json
+import os
+import subprocess
+import sys
 import time
+from pathlib import Path
 
 import numpy as np
-
-from gradflow.cells import get_cell
-from gradflow.engine import analyze
+from threadpoolctl import threadpool_limits
 
 CONFIGS = [(32, 1000, 16), (128, 500, 8), (512, 100, 2)]
+LARGE = [(1024, 20, 2), (2048, 10, 1)]
 CELLS = ["rnn", "lstm", "gru"]
+ROOT = Path(__file__).resolve().parent.parent
+
+
+CLOCK = time.perf_counter
 
 
 def floor(m: int, steps: int, batch: int, rng: np.random.Generator) -> float:
     pool = rng.standard_normal((4, batch, m, m)) / np.sqrt(m)
     P = np.broadcast_to(np.eye(m), (batch, m, m)).copy()
     scales = np.empty((steps, batch))
-    t = time.perf_counter()
+    t = CLOCK()
     for k in range(steps):
         P = P @ pool[k % 4]
         s = np.sqrt(np.einsum("bij,bij->b", P, P))
         scales[k] = s
         P = P / s[:, None, None]
     np.cumsum(np.log10(scales), axis=0)
-    return time.perf_counter() - t
+    return CLOCK() - t
 
 
-def engine(cell_name: str, n: int, steps: int, batch: int, rng: np.random.Generator) -> float:
+def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[float]:
+    """Time ``analyze`` of whichever gradflow is first on the path, one BLAS thread."""
+    import inspect
+
+    from gradflow.cells import get_cell
+    from gradflow.engine import analyze
+
+    rng = np.random.default_rng(0)
     cell = get_cell(cell_name)
     d = 16
     params = {
@@ -46,26 +72,80 @@ def engine(cell_name: str, n: int, steps: int, batch: int, rng: np.random.Genera
         for p in cell.parameters
     }
     x = rng.standard_normal((steps, batch, d))
-    t = time.perf_counter()
-    analyze(cell, params, x)
-    return time.perf_counter() - t
+    kw = {"threads": 1} if "threads" in inspect.signature(analyze).parameters else {}
+    times = []
+    with threadpool_limits(limits=1, user_api="blas"):
+        analyze(cell, params, x[: min(steps, 20)], **kw)  # compile kernels once
+        for _ in range(repeat):
+            t = CLOCK()
+            analyze(cell, params, x, **kw)
+            times.append(CLOCK() - t)
+    return times
+
+
+def _timed(tree: Path, name: str, n: int, steps: int, batch: int, repeat: int) -> list[float]:
+    env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1")
+    env["ENGINE_VS_FLOOR_CPU"] = "1" if CLOCK is time.process_time else ""
+    cmd = [sys.executable, __file__, "--child", name, str(n), str(steps), str(batch)]
+    out = subprocess.run(
+        [*cmd, str(repeat)], env=env, capture_output=True, text=True, check=True
+    ).stdout
+    return list(json.loads(out.strip().splitlines()[-1]))
+
+
+def _spread(times: list[float]) -> float:
+    return (max(times) - min(times)) / min(times)
 
 
 def main() -> None:
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--quick", action="store_true", help="one small configuration")
+    ap.add_argument("--large", action="store_true", help="add n = 1024 and 2048")
+    ap.add_argument("--baseline", type=Path, help="another gradflow tree, timed side by side")
+    ap.add_argument("--cells", default=",".join(CELLS))
+    ap.add_argument("--configs", help="n:T:B,... instead of the default sizes")
+    ap.add_argument("--cpu", action="store_true", help="CPU time instead of wall-clock time")
+    ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
+    global CLOCK
+    if args.cpu or os.environ.get("ENGINE_VS_FLOOR_CPU"):
+        CLOCK = time.process_time
+    if args.child:
+        name, *nums = args.child
+        print(json.dumps(child(name, *(int(v) for v in nums))))
+        return
     rng = np.random.default_rng(0)
-    configs = [(16, 50, 2)] if args.quick else CONFIGS
-    print(f"{'cell':<6} {'n':>5} {'T':>6} {'B':>4} {'floor s':>9} {'analyze s':>10} {'ratio':>6}")
+    configs = [(16, 50, 2)] if args.quick else CONFIGS + (LARGE if args.large else [])
+    if args.configs:
+        configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
+    clock = "CPU" if CLOCK is time.process_time else "wall-clock"
+    print(f"one BLAS thread (threadpoolctl limit 1; analyze(threads=1) where supported); {clock} s")
+    head = f"{'cell':<6} {'n':>5} {'T':>6} {'B':>4} {'floor s':>9} {'analyze s':>10} {'ratio':>6}"
+    head += f" {'spread':>7}"
+    if args.baseline:
+        head += f" {'before s':>9} {'before':>7} {'spread':>7}"
+    print(head, flush=True)
+    from gradflow.cells import get_cell
+
     for n, steps, batch in configs:
-        for name in CELLS:
+        for name in args.cells.split(","):
             m = get_cell(name).state_size(n)
-            engine(name, n, min(steps, 20), batch, rng)  # compile kernels once
-            fl = min(floor(m, steps, batch, rng) for _ in range(args.repeat))
-            en = min(engine(name, n, steps, batch, rng) for _ in range(args.repeat))
-            print(f"{name:<6} {n:>5} {steps:>6} {batch:>4} {fl:>9.3f} {en:>10.3f} {en / fl:>6.2f}")
+            with threadpool_limits(limits=1, user_api="blas"):
+                fl = [floor(m, steps, batch, rng) for _ in range(args.repeat)]
+            now: list[float] = []
+            before: list[float] = []
+            for _ in range(args.repeat):  # interleaved: both see the same machine
+                now += _timed(ROOT, name, n, steps, batch, 1)
+                if args.baseline:
+                    before += _timed(args.baseline.resolve(), name, n, steps, batch, 1)
+            f, e = min(fl), min(now)
+            row = f"{name:<6} {n:>5} {steps:>6} {batch:>4} {f:>9.3f} {e:>10.3f} {e / f:>6.2f}"
+            row += f" {_spread(now):>7.2f}"
+            if before:
+                b = min(before)
+                row += f" {b:>9.3f} {b / f:>7.2f} {_spread(before):>7.2f}"
+            print(row, flush=True)
 
 
 if __name__ == "__main__":

@@ -1,11 +1,40 @@
-r"""Spectral norms of every lag's product, taken from the backward chain itself.
+r"""Certified spectral norms of every lag's product, taken from the backward chain itself.
 
 The engine hands :class:`Spectral` each normalised product ``P_k = ds_T/ds_{T-k}`` (scaled to
 unit Frobenius norm) while it is in cache; nothing is stored. No SVD is taken per lag: block
-Krylov Rayleigh-Ritz on ``P P^T``, started from the previous lag's block and a fresh random
-vector, with a certified bracket, a Kato-Temple residual estimate and an Aitken tail test
-deciding each lag; a settled block is certified with one product per lag; a lag that none of
-them accepts is iterated further and, failing that, gets an exact SVD (DESIGN decision 5).
+Krylov Rayleigh-Ritz on ``L = P P^T``, started from the previous lag's block and a fresh random
+vector, finds a candidate ``s`` (a Ritz value: a lower bound of ``||P||_2``), and a lag is
+accepted only with a *certificate*, an upper bound ``u`` proven from quantities in hand with
+``u / s - 1 <= rtol`` (``SPECTRAL_RTOL``; ``100 eps`` in float32). The kinds, cheapest first:
+
+``bracket``
+    ``||P||_2^2 <= s_1^2 + (||P||_F^2 - ||U^T P||_F^2)`` for an orthonormal ``U`` (the Krylov
+    basis, or a settled block): closes when the basis holds all but ``2 rtol`` of the
+    Frobenius mass.
+``residual``
+    a rigorous form of the Kato-Temple bound for the projected problem: with ``H = Q^T L Q``,
+    Ritz values ``theta_1 >= theta_2``, the top Ritz vector's residual ``r`` and the block
+    residual ``E = (I - Q Q^T) L Q``, every eigenvalue of ``L`` on the complement of the top
+    Ritz vector is at most ``mu = (theta_2 + c)/2 + sqrt(((theta_2 - c)/2)^2 + e^2)`` with
+    ``c = ||P||_F^2 - tr H >= ||Q_perp^T L Q_perp||_2`` and ``e^2 = ||E||_F^2 - ||r||^2``, so
+    ``||P||_2^2 <= theta_1 + ||r||^2 / (theta_1 - mu)`` where ``mu < theta_1`` (the bound of
+    a symmetric 2 x 2 block matrix by the matrix of its blocks' norms, applied twice). The
+    gap is proven, not estimated from the next Ritz value.
+``full_basis``
+    the Krylov basis spans the whole space: the Ritz value is the norm.
+``cholesky``
+    ``u^2 I - P^T P`` with ``u^2 = theta_1 (1 + rtol)^2`` has a Cholesky factorisation, so
+    every eigenvalue of ``P^T P`` is below ``u^2``.
+``exact``
+    where that fails (the candidate was not yet within ``rtol``), the largest eigenvalue of
+    the Gram matrix just formed, by a symmetric eigensolver.
+
+The Kato-Temple estimate (with the next Ritz value as the gap) and an Aitken tail test only
+*guide* the iteration (when to stop extending the basis and try a Cholesky certificate); they
+never accept. Every certificate holds up to rounding errors of order ``m eps`` relative. The
+counts per kind and the worst certified relative gap ``max(u / s - 1)`` are in
+:attr:`Spectral.counts` and :attr:`Spectral.worst_gap` (the engine puts them in the result's
+metadata). This module holds one concept, the certified spectral norm, hence its length.
 """
 
 from __future__ import annotations
@@ -24,14 +53,19 @@ WIDE_FROM = 256
 EARLY_LAGS = 32
 #: Every SETTLE_CHECK lags the Krylov start block is tested: once certified, U is fixed.
 SETTLE_CHECK = 16
-#: Most Krylov depths per lag (a lag not accepted by then goes to :func:`_power_norms`).
+#: Most Krylov depths per lag (a lag not certified by then gets a Cholesky test).
 MAX_DEPTH = 40
+#: Krylov depths past the guide's convergence spent on a cheap (residual) certificate before
+#: paying for a Cholesky factorisation.
+EXTRA_DEPTHS = 2
+#: Relative accuracy every certificate proves (float64; float32 uses ``100 eps``).
 SPECTRAL_RTOL = 1e-11
-MAX_ITER = 60
+#: The certificate kinds, as counted in :attr:`Spectral.counts`.
+CERTIFICATES = ("bracket", "residual", "full_basis", "cholesky", "exact")
 
 
 def _aitken(s1: Any, s2: Any, s3: Any, xp: Any) -> tuple[Any, Any]:
-    """Accept ``s3`` as ``||A||_2`` where three successive power-iteration estimates
+    """Guide: ``s3`` looks converged to ``||A||_2`` where three successive estimates
     ``s1 <= s2 <= s3`` show geometric convergence whose remaining tail is below
     ``SPECTRAL_RTOL``: the increments shrink by ``rho = (sigma_2/sigma_1)^2 < 0.5`` per
     half-step and the tail is ``i2 rho / (1 - rho)``. Returns ``(accepted, tail estimate)``."""
@@ -48,7 +82,7 @@ def _aitken(s1: Any, s2: Any, s3: Any, xp: Any) -> tuple[Any, Any]:
 
 
 class Spectral:
-    """Largest singular value of ``ds_T/ds_{T-k}`` for every lag, from the chain itself.
+    """Certified largest singular value of ``ds_T/ds_{T-k}`` for every lag, from the chain.
 
     Two modes, per lag, while the chain's product ``P`` is in cache:
 
@@ -62,6 +96,11 @@ class Spectral:
       ``W = P^T U`` with the settled ``U`` is formed, one product per lag, and the bracket
       certifies the lag on the spot. A lag that fails goes to Krylov mode, and so do the
       lags after it until the block has settled again.
+
+    Attributes:
+        counts: accepted (lag, sequence) pairs per certificate kind (:data:`CERTIFICATES`).
+        worst_gap: the largest certified relative gap ``u / s - 1`` so far.
+        depth: Krylov depths taken, summed over lags.
     """
 
     def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> None:
@@ -75,30 +114,34 @@ class Spectral:
         self.U = xp.asarray(np.broadcast_to(u0, (batch, rows, b)).astype(dtype))
         self.Y = self.U  # the next Krylov start: the last block pushed through P P^T
         self.value = xp.zeros((max(1, steps), batch), dtype=dtype)
+        self.gap = xp.zeros((max(1, steps), batch), dtype=dtype)
         self.fixed = False
         self.rtol = max(SPECTRAL_RTOL, 100 * float(np.finfo(dtype).eps))
+        self.eps = float(np.finfo(dtype).eps)
+        self.tiny = float(np.finfo(dtype).tiny)
+        self.ones = xp.ones(batch, dtype=dtype)
         self.R: Any = None
         self.depth = 0
-        self.iterated = 0
-        self.fallbacks = 0
+        self.counts = dict.fromkeys(CERTIFICATES, 0)
+        self.worst_gap = 0.0
 
     def _top(self, M: Any) -> Any:
         xp = self.xp
         g = xp.linalg.eigvalsh(xp.swapaxes(M, -1, -2) @ M)[..., -1]
         return xp.sqrt(xp.maximum(g, 0.0))
 
-    def _bracketed(self, W: Any, s1: Any, frob: Any) -> Any:
-        """Where ``||P||_2`` is pinned to ``SPECTRAL_RTOL`` by the block ``W = P^T U``.
+    def _bracket_gap(self, W: Any, s1: Any, frob: Any) -> Any:
+        """The bracket's certified relative gap ``u / s1 - 1`` for the block ``W = P^T U``.
 
         For orthonormal ``U``, ``s1 = ||U^T P||_2 <= ||P||_2`` and, splitting any ``P v`` into
         its parts in and outside ``span(U)``,
-        ``||P||_2^2 <= s1^2 + ||(I - U U^T) P||_F^2 = s1^2 + ||P||_F^2 - ||W||_F^2``.
-        When the block captures all but ``2 rtol s1^2`` of the Frobenius mass, the Ritz values
-        (all between ``s1`` and ``||P||_2``) are within ``rtol`` of the norm.
+        ``||P||_2^2 <= s1^2 + ||(I - U U^T) P||_F^2 = s1^2 + ||P||_F^2 - ||W||_F^2 = u^2``.
+        A zero product (``frob = 0``) has gap 0: its norm is exactly 0.
         """
         xp = self.xp
-        rest = frob * frob - xp.einsum("...ij,...ij->...", W, W)
-        return rest <= 2.0 * self.rtol * s1 * s1
+        rest = xp.maximum(frob * frob - xp.einsum("...ij,...ij->...", W, W), 0.0)
+        # No overflow: rest <= frob^2 <= 1 (a normalised product or a block of one).
+        return xp.sqrt(1.0 + rest / xp.maximum(s1 * s1, self.tiny)) - 1.0
 
     def start_chunk(self, K: int, batch: int, dtype: Any) -> None:
         """Draw this chunk's fresh vectors (one stream per chain: results are reproducible)."""
@@ -109,13 +152,16 @@ class Spectral:
         """Norm of ``P`` (``(B, rows, cols)``, Frobenius norm ``frob``, 1 by default), the
         ``j``-th lag of the chunk: a settled block's certified bracket, else block Krylov."""
         xp = self.xp
-        frob = xp.ones(P.shape[0], dtype=P.dtype) if frob is None else frob
+        frob = self.ones if frob is None else frob
         Pt = xp.swapaxes(P, -1, -2)
         if self.fixed:
             W = Pt @ self.U
             s1 = self._top(W)
-            if bool(self._bracketed(W, s1, frob).all()):
+            gap = self._bracket_gap(W, s1, frob)
+            if bool((gap <= self.rtol).all()):
                 self.value[j] = s1
+                self.gap[j] = gap
+                self.counts["bracket"] += P.shape[0]
                 return
             self.fixed = False  # the subspace moved: back to Krylov mode, from the block
             self.Y = self.U
@@ -124,40 +170,44 @@ class Spectral:
             # Has the left singular subspace settled? Then fix U from the next lag on.
             self.U, _ = xp.linalg.qr(self.Y)
             W = Pt @ self.U
-            self.fixed = bool(self._bracketed(W, self._top(W), frob).all())
+            self.fixed = bool((self._bracket_gap(W, self._top(W), frob) <= self.rtol).all())
 
     def _krylov(self, j: int, P: Any, Pt: Any, frob: Any) -> None:
         """Block Krylov Rayleigh-Ritz for ``||P||_2`` on ``L = P P^T``, in the chain's cache.
 
         The start block is the previous lag's block pushed once through ``L`` (its first
         ``BLOCK - 1`` columns) and one fresh random vector; each depth adds ``L`` applied to
-        the newest block, orthogonalised against the basis (:func:`_extend`). A lag is
-        accepted, for every sequence of the batch, by the first of: the certified bracket
-        (:meth:`_bracketed` on the whole Krylov basis); the Kato-Temple estimate
-        ``||r||^2 / (theta_1 - theta_2) <= rtol theta_1`` for the top Ritz pair with residual
-        ``r = L y - theta_1 y``, from the second depth on; an Aitken tail test on the Ritz
-        values (:func:`_aitken`); or a basis that spans the whole space (the Ritz value is then
-        exact). Krylov convergence depends on the square root of the gap, where plain subspace
-        iteration depends on the gap itself: crowded short lags need a few depths, not dozens
-        of iterations. At the first depth only the bracket can accept, so the Ritz problem is
-        solved there only when the bracket's sufficient form (largest diagonal of ``H``
-        standing in for ``theta_1``) holds for the whole batch.
+        the newest block, orthogonalised against the basis (:func:`_extend`). A sequence is
+        certified by the bracket, the residual bound or a full basis (module docstring);
+        the basis grows until every sequence is certified, or the guides (Kato-Temple with
+        the next Ritz value as the gap, from the second depth on; Aitken on the Ritz values)
+        say the top Ritz value has converged and ``EXTRA_DEPTHS`` more depths did not certify
+        it, or ``MAX_DEPTH``. Sequences still uncertified go to :meth:`_certify` (Cholesky,
+        else an exact eigenvalue). Krylov convergence depends on the square root of the gap,
+        where plain subspace iteration depends on the gap itself: crowded short lags need a
+        few depths, not dozens of iterations. At the first depth the Ritz problem is solved
+        only when the bracket's sufficient form holds for the whole batch (the largest
+        diagonal of ``H``, a lower bound of ``theta_1``, standing in for it): solving it
+        there for the residual bound as well cost more small LAPACK calls than it saved.
         """
         xp = self.xp
         b, rows = self.block, self.rows
-        tiny = float(np.finfo(P.dtype).tiny)
+        tiny = self.tiny
+        rtol = self.rtol
         Q, _ = xp.linalg.qr(xp.concatenate((self.Y[..., : b - 1], self.R[j]), axis=-1))
         Z = Pt @ Q  # P^T Q
         Y = P @ Z  # L Q: also gives the residuals, and the next block before orthogonalising
         hist: list[Any] = []
         depth = 0
+        guided_at = -1
         while True:
             H = xp.swapaxes(Z, -1, -2) @ Z
-            rest = frob * frob - xp.einsum("...ii->...", H)
+            fro2 = frob * frob
+            rest = fro2 - xp.einsum("...ii->...", H)
             p = Q.shape[-1]
             if depth == 0 and p < rows:
                 lower = xp.max(xp.einsum("...ii->...i", H), axis=-1)  # theta_1 >= max diag H
-                solve = bool((rest <= 2.0 * self.rtol * lower).all())
+                solve = bool((rest <= 2.0 * rtol * lower).all())
             else:
                 solve = True
             if solve:
@@ -166,17 +216,26 @@ class Spectral:
                 s = xp.sqrt(t1)
                 c = C[..., -1:]
                 r = Y @ c - t1[:, None, None] * (Q @ c)  # L y - theta y for y = Q c
-                gap = t1 - theta[..., -2] if theta.shape[-1] > 1 else t1
-                ok = xp.einsum("bij,bij->b", r, r) <= self.rtol * t1 * xp.maximum(gap, tiny)
-                # The residual test is blind to a leading direction missing from the start
-                # block (a warm vector can be an exact, but overtaken, eigenvector): it counts
-                # only once the fresh vector has been through L.
-                ok &= depth >= 1
-                ok |= rest <= 2.0 * self.rtol * t1
+                rr = xp.einsum("bij,bij->b", r, r)
+                if p >= rows:
+                    kind = xp.full(t1.shape, 2, dtype=np.int8)  # full_basis
+                    gap = xp.zeros_like(t1)
+                else:
+                    kind, gap = self._cheap_certificates(theta, rr, rest, fro2, Y, H)
+                done = kind >= 0
+                if p >= rows or bool(done.all()) or depth >= MAX_DEPTH:
+                    break
+                # Guides, never certificates: Kato-Temple with the next Ritz value as gap,
+                # counted only once the fresh vector has been through L (a warm vector can be
+                # an exact, but overtaken, eigenvector), and Aitken on the Ritz values.
+                ritz_gap = t1 - theta[..., -2] if theta.shape[-1] > 1 else t1
+                guide = (rr <= rtol * t1 * xp.maximum(ritz_gap, tiny)) & (depth >= 1)
                 hist.append(s)
                 if len(hist) >= 3:
-                    ok |= _aitken(hist[-3], hist[-2], hist[-1], xp)[0]
-                if p >= rows or bool(ok.all()) or depth >= MAX_DEPTH:
+                    guide |= _aitken(hist[-3], hist[-2], hist[-1], xp)[0]
+                if guided_at < 0 and bool((done | guide).all()):
+                    guided_at = depth
+                if guided_at >= 0 and depth >= guided_at + EXTRA_DEPTHS:
                     break
             # Extend by L applied to the newest block.
             N = _extend(xp, Q, Y[..., -b:][..., : rows - p])
@@ -185,7 +244,6 @@ class Spectral:
             Z = xp.concatenate((Z, Zn), axis=-1)
             Y = xp.concatenate((Y, P @ Zn), axis=-1)
             depth += 1
-        z = Z @ c  # P^T y: the start of a retry by _power_norms
         # The next start: the start block pushed once through L (its image is Y's first
         # block), orthonormalised in column order. Column order matters: the first column then
         # runs a plain power iteration along the chain, so a direction that is overtaking the
@@ -196,17 +254,86 @@ class Spectral:
         # start's QR orthonormalises it (in column order, so the span of each leading set of
         # columns is kept).
         self.Y = Y[..., :b]
-        self.value[j] = s
         self.depth += depth + 1
-        bad = ~ok
-        if bool(bad.any()):  # not accepted within MAX_DEPTH: batched iteration, then SVD
-            self.iterated += int(bad.sum())
-            norms, failed = _power_norms(xp, P[bad], z[bad][..., 0], s[bad])
-            self.fallbacks += failed
-            self.value[j][bad] = norms
+        kind_h = to_numpy(kind)
+        for k, name in enumerate(CERTIFICATES[:3]):
+            self.counts[name] += int((kind_h == k).sum())
+        bad = kind_h < 0
+        if bad.any():
+            s, gap = s.copy(), gap.copy()
+            idx = xp.asarray(np.flatnonzero(bad))  # a device index for CuPy
+            s[idx], gap[idx] = self._certify(P[idx], t1[idx])
+        self.value[j] = s
+        self.gap[j] = gap
+
+    def _cheap_certificates(
+        self, theta: Any, rr: Any, rest: Any, fro2: Any, Y: Any, H: Any
+    ) -> tuple[Any, Any]:
+        """Per sequence: the certificate kind (0 bracket, 1 residual, -1 none) and its
+        certified relative gap ``u / s - 1``, from the projected problem (module docstring).
+
+        The subtractions that give ``c`` and ``e^2`` carry a slack of ``4 eps`` times the
+        quantity subtracted from (the rounding of the subtraction itself)."""
+        xp = self.xp
+        rtol, eps, tiny = self.rtol, self.eps, self.tiny
+        p = theta.shape[-1]
+        t1 = xp.maximum(theta[..., -1], 0.0)
+        slack = 4 * eps
+        c = xp.maximum(rest, 0.0) + slack * fro2
+        safe_t1 = xp.maximum(t1, tiny)
+        g_bracket = xp.sqrt(1.0 + c / safe_t1) - 1.0  # 0 for a zero product (c = 0)
+        bracketed = g_bracket <= rtol
+        if bool(bracketed.all()) or p < 2:
+            kind = xp.where(bracketed, np.int8(0), np.int8(-1))
+            return kind, xp.where(bracketed, g_bracket, 0.0)
+        # No overflow below: rr <= ||L||^2 <= fro2^2 <= 1, and the divisor is at least tiny.
+        t2 = theta[..., -2]
+        yy = xp.einsum("bij,bij->b", Y, Y)
+        e2 = xp.maximum(yy - xp.einsum("bij,bij->b", H, H) - rr, 0.0) + slack * yy
+        half = 0.5 * (t2 - c)
+        mu = 0.5 * (t2 + c) + xp.sqrt(half * half + e2)
+        sep = t1 - mu
+        g_res = xp.sqrt(1.0 + rr / xp.maximum(sep * safe_t1, tiny)) - 1.0
+        g_res = xp.where(sep > 0, g_res, xp.inf)
+        kind = xp.where(bracketed, np.int8(0), xp.where(g_res <= rtol, np.int8(1), np.int8(-1)))
+        gap = xp.where(kind == 0, g_bracket, xp.where(kind == 1, g_res, 0.0))
+        return kind, gap
+
+    def _certify(self, A: Any, t1: Any) -> tuple[Any, Any]:
+        """Certify or replace candidates ``sqrt(t1)`` for the matrices ``A`` (``(k, r, c)``).
+
+        ``u^2 I - A^T A`` with ``u^2 = t1 (1 + rtol)^2`` positive definite (a Cholesky
+        factorisation exists; Cholesky is backward stable, so this holds up to ``O(m eps)``)
+        proves ``||A||_2 < u``; where it fails, the largest eigenvalue of ``A^T A`` itself.
+        Returns the values and their certified relative gaps."""
+        xp = self.xp
+        G = xp.swapaxes(A, -1, -2) @ A
+        m = G.shape[-1]
+        u2 = t1 * (1.0 + self.rtol) ** 2
+        M = xp.eye(m, dtype=G.dtype) * u2[:, None, None] - G
+        ok = np.zeros(len(t1), dtype=bool)
+        try:
+            ok[:] = to_numpy(xp.isfinite(xp.linalg.cholesky(M)).all(axis=(-2, -1)))
+        except np.linalg.LinAlgError:  # numpy refuses the whole batch: one at a time
+            for i in range(len(t1)):
+                try:
+                    ok[i] = bool(xp.isfinite(xp.linalg.cholesky(M[i])).all())
+                except np.linalg.LinAlgError:
+                    ok[i] = False
+        value = xp.sqrt(t1)
+        gap = xp.full(t1.shape, self.rtol, dtype=t1.dtype)
+        self.counts["cholesky"] += int(ok.sum())
+        if not ok.all():
+            bad = xp.asarray(np.flatnonzero(~ok))
+            top = xp.linalg.eigvalsh(G[bad])[..., -1]
+            value[bad] = xp.sqrt(xp.maximum(top, 0.0))
+            gap[bad] = 0.0
+            self.counts["exact"] += int(bad.shape[0])
+        return value, gap
 
     def finish(self, K: int) -> np.ndarray:
         """Norms of the ``K`` lags of the chunk just stepped through."""
+        self.worst_gap = max(self.worst_gap, float(to_numpy(self.gap[:K]).max()))
         return to_numpy(self.value[:K]).astype(np.float64)
 
 
@@ -231,36 +358,3 @@ def _extend(xp: Any, Q: Any, N: Any) -> Any:
     if float(xp.abs(Qt @ N).max()) <= max(ORTHO_TOL, 64 * float(np.finfo(N.dtype).eps)):
         return N
     return xp.linalg.qr(xp.concatenate((Q, N), axis=-1))[0][..., Q.shape[-1] :]
-
-
-def _power_norms(xp: Any, A: Any, v: Any, s: Any) -> tuple[Any, int]:
-    """``||A[i]||_2`` by block subspace iteration batched over ``i``, from right vectors ``v``
-    (the in-chain estimate, with value ``s``) and ``BLOCK - 1`` random vectors, so that a start
-    with no component on the leading direction (exact zeros survive products of diagonal
-    matrices) cannot stall. Ritz values are accepted by :func:`_aitken`; a matrix not accepted
-    within ``MAX_ITER`` iterations gets an exact SVD. Returns the norms and the SVD count."""
-    N, r, c = A.shape
-    b = min(3 * BLOCK, r, c)  # a wider block: these are the lags whose top values crowd
-    rng = np.random.default_rng(19940301)
-    extra = xp.asarray(rng.standard_normal((N, c, b - 1)).astype(A.dtype))
-    U, _ = xp.linalg.qr(xp.concatenate((v[..., None], extra), axis=-1))
-    out = xp.zeros(N, dtype=A.dtype)
-    active = np.arange(N)
-    hist = [s, s]  # no history yet: the first iteration can never be accepted
-    At = xp.swapaxes(A, -1, -2)
-    for _ in range(MAX_ITER):
-        Q, _ = xp.linalg.qr(A @ U)
-        Z = At @ Q
-        g = xp.linalg.eigvalsh(xp.swapaxes(Z, -1, -2) @ Z)[..., -1]
-        s3 = xp.sqrt(xp.maximum(g, 0.0))
-        ok, _ = _aitken(hist[0], hist[1], s3, xp)
-        ok_h = to_numpy(ok)
-        out[active[ok_h]] = s3[ok]
-        keep = ~ok_h
-        active, A, At = active[keep], A[keep], At[keep]
-        hist = [hist[1][keep], s3[keep]]
-        U, _ = xp.linalg.qr(Z[keep])
-        if not len(active):
-            return out, 0
-    out[active] = xp.linalg.svd(A, compute_uv=False)[..., 0]
-    return out, len(active)

@@ -157,12 +157,12 @@ def _mp_reference(cell, params, x, digits=50):
     ("name", "scale", "steps"),
     [("rnn", 1e-7, 60), ("rnn", 2.0, 60), ("gru", 1.0, 60), ("lstm", 1.0, 40)],
 )
-def test_norms_match_mpmath_at_50_digits(name, scale, steps):
+def test_norms_match_mpmath_at_50_digits(xp, name, scale, steps):
     rng = np.random.default_rng(7)
     cell = get_cell(name)
     params = _params(cell, 2, 1, rng, scale=scale)
     x = rng.standard_normal((steps, 1, 1))
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     spec, frob = _mp_reference(cell, params, x[:, 0, :])
     if scale < 1e-3:
         assert spec[-1] < -400  # the vanishing case goes far below double precision's range
@@ -179,12 +179,12 @@ def test_norms_match_mpmath_at_50_digits(name, scale, steps):
     scale=st.floats(0.3, 3.0),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_spectral_norms_match_exact_svd(name, n, scale, seed):
+def test_spectral_norms_match_exact_svd(xp, name, n, scale, seed):
     rng = np.random.default_rng(seed)
     cell = get_cell(name)
     params = _params(cell, n, 2, rng, scale=scale)
     x = rng.standard_normal((80, 2, 2))
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     spec, frob, _ = _dense_reference(state_jacobians(cell, params, x))
     # Spectral norms to 1e-10 relative (4.3e-11 in log10) plus accumulated rounding.
     np.testing.assert_allclose(res.log10_spectral_norm, spec, atol=1e-10)
@@ -223,7 +223,7 @@ def test_spectral_norms_match_exact_svd_beyond_the_block(name, n, scale, path):
     scale=st.floats(0.5, 3.0),
     seed=st.integers(0, 2**32 - 1),
 )
-def test_spectral_norms_of_rank_deficient_products(name, n, bias, scale, seed):
+def test_spectral_norms_of_rank_deficient_products(xp, name, n, bias, scale, seed):
     # Dead ReLU units and saturated gates make products of low rank: the Krylov block then
     # meets null directions, and a basis that is not orthonormal gives Ritz values above the
     # norm (found by test_pascanu_bound_holds: rnn-relu n = 9, a lag-2 product of rank 3).
@@ -231,7 +231,7 @@ def test_spectral_norms_of_rank_deficient_products(name, n, bias, scale, seed):
     cell = get_cell(name)
     params = _params(cell, n, 2, rng, scale=scale, bias=bias)
     x = rng.standard_normal((12, 3, 2))
-    res = analyze(cell, params, x)
+    res = analyze(cell, params, x, backend=xp.__name__)
     J = state_jacobians(cell, params, x)
     P = np.broadcast_to(np.eye(J.shape[-1]), J.shape[1:]).copy()
     top = [np.ones(3)]
@@ -437,3 +437,250 @@ def test_cupy_backend_matches_numpy(name):
     # Same float64 arithmetic on another BLAS: agreement to 1e-9 in log10.
     np.testing.assert_allclose(gpu.log10_spectral_norm, ref.log10_spectral_norm, atol=1e-9)
     np.testing.assert_allclose(gpu.log10_gradient_norm, ref.log10_gradient_norm, atol=1e-9)
+
+
+# --- Norms that cannot overflow or underflow (issue 13 item 1) ---------------------------
+
+
+def _scaled_identity_rnn(scale, n=3, dtype=np.float64):
+    """A tanh RNN whose state stays at 0 (zero inputs and biases): J_t = scale * I exactly."""
+    return {
+        "W_ih": np.zeros((n, 1)),
+        "W_hh": np.asarray(scale, dtype=dtype).item() * np.eye(n),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+
+
+@pytest.mark.parametrize(
+    ("scale", "dtype", "decades", "atol"),
+    [
+        # float64: 1e160 squared overflows, 1e-170 squared underflows.
+        (1e160, "float64", 160.0, 1e-9),
+        (1e-170, "float64", -170.0, 1e-9),
+        # float32 (scaled): 1e30 squared overflows near 3e38, 1e-30 squared underflows.
+        (1e30, "float32", 30.0, 1e-5),
+        (1e-30, "float32", -30.0, 1e-5),
+    ],
+)
+def test_extreme_per_step_norms_are_exact_against_mpmath(xp, scale, dtype, decades, atol):
+    cell = get_cell("rnn")
+    n, T = 3, 8
+    # The reference uses the weight as the dtype stores it (1e30 is not a float32 number).
+    params = _scaled_identity_rnn(scale, n, np.float32 if dtype == "float32" else np.float64)
+    x = np.zeros((T, 2, 1))
+    res = analyze(cell, params, x, dtype=dtype, backend=xp.__name__)
+    spec, frob = _mp_reference(cell, params, x[:, 0, :])
+    # The product is scale^k I: log10 ||P_k||_2 = k log10(scale), ||P_k||_F = sqrt(n) of it.
+    assert abs(spec[T] - decades * T) < 1e-3 * T
+    # 1e-9 in log10 against 50-digit mpmath in float64 (the issue's bar); float32 rounds the
+    # weight once per step: 1e-5 in log10 is ~ 30 float32 ulps over 8 steps.
+    for b in range(2):
+        np.testing.assert_allclose(res.log10_spectral_norm[:, b], spec, atol=atol, rtol=0)
+        np.testing.assert_allclose(res.log10_frobenius_norm[:, b], frob, atol=atol, rtol=0)
+        np.testing.assert_allclose(res.log10_spectral_norm_hidden[:, b], spec, atol=atol, rtol=0)
+    assert np.isfinite(res.log10_spectral_norm).all()
+
+
+def test_a_product_that_dies_out_is_exactly_zero_from_that_lag(xp):
+    # rnn-relu: every unit is dead at one step (input -100), so J at that step is exactly 0
+    # and so is every product that contains it; the products before it are merely small.
+    cell = get_cell("rnn-relu")
+    rng = np.random.default_rng(21)
+    n, T, dead = 4, 20, 6  # the step t = dead + 1 (1-based) has every unit dead
+    params = {
+        "W_ih": np.ones((n, 1)),
+        "W_hh": 0.3 * rng.standard_normal((n, n)) / np.sqrt(n),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+    x = np.ones((T, 2, 1))
+    x[dead, :, 0] = -100.0
+    res = analyze(cell, params, x, backend=xp.__name__)
+    first_zero = T - dead  # lag k contains J_{T-k+1}, ..., J_T; J_{dead+1} from k = T - dead
+    for arr in (res.log10_spectral_norm, res.log10_frobenius_norm, res.log10_spectral_norm_hidden):
+        assert not np.isnan(arr).any()
+        assert np.isneginf(arr[first_zero:]).all()
+        assert np.isfinite(arr[:first_zero]).all()
+    # The live lags against dense products and exact SVDs (to 1e-10 in log10).
+    spec, frob, _ = _dense_reference(state_jacobians(cell, params, x)[dead + 1 :])
+    np.testing.assert_allclose(res.log10_spectral_norm[:first_zero], spec, atol=1e-10)
+    np.testing.assert_allclose(res.log10_frobenius_norm[:first_zero], frob, atol=1e-11)
+
+
+def test_gradient_of_a_dead_product_against_explicit_vjps():
+    # L = sum_t sum(h_t) through a step where every ReLU unit is dead: dL/ds_{T-k} is exactly
+    # the direct term e past that step (the chain through it is exactly zero), never -inf.
+    cell = get_cell("rnn-relu")
+    rng = np.random.default_rng(22)
+    n, T, dead = 3, 12, 4
+    params = {
+        "W_ih": np.ones((n, 1)),
+        "W_hh": 0.4 * rng.standard_normal((n, n)) / np.sqrt(n),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+    x = np.ones((T, 2, 1))
+    x[dead, :, 0] = -100.0
+    res = analyze(cell, params, x, gradient="sum")
+    J = state_jacobians(cell, params, x)
+    e = np.ones((2, n))
+    g = e.copy()
+    ref = [np.log10(np.linalg.norm(g, axis=1))]
+    for k in range(1, T + 1):
+        g = np.einsum("bi,bij->bj", g, J[T - k])
+        if k < T:
+            g = g + e
+        with np.errstate(divide="ignore"):
+            ref.append(np.log10(np.linalg.norm(g, axis=1)))
+    ref = np.array(ref)
+    # At lag T - dead the chain through the dead step is exactly zero and G = e exactly.
+    np.testing.assert_allclose(ref[T - dead], 0.5 * np.log10(n), atol=1e-15)
+    assert np.isfinite(res.log10_gradient_norm).all()
+    # Explicit VJPs with numpy: 1e-11 in log10 (as for the live case above).
+    np.testing.assert_allclose(res.log10_gradient_norm, ref, atol=1e-11)
+
+
+def test_a_tiny_hidden_block_keeps_its_own_scale():
+    # h_new = 1e-100 tanh(c_new), U ~ 1e80: the h block is ~1e-100 of the whole (normalised)
+    # product, below the estimator's floor (tiny**(1/8) ~ 1e-39): its residuals, fourth powers
+    # of that scale, would underflow to 0 and certify a wrong value (measured: 2.5e-3 off in
+    # log10 without the rescaling). It is rescaled for the estimator, its scale added back.
+    from gradflow.cells.parse import define_cell
+
+    cell = define_cell(
+        "tinyh",
+        ["h", "c"],
+        {"a": "W @ x + U @ h + b", "c_new": "0.9 * c + tanh(a)", "h_new": "1e-100 * tanh(c_new)"},
+    )
+    rng = np.random.default_rng(0)
+    n, T = 12, 3
+    params = {
+        "W": rng.standard_normal((n, 1)),
+        "U": 1e80 * rng.standard_normal((n, n)),
+        "b": np.zeros(n),
+    }
+    x = rng.standard_normal((T, 2, 1))
+    res = analyze(cell, params, x)
+    J = state_jacobians(cell, params, x)
+    P = np.broadcast_to(np.eye(2 * n), (2, 2 * n, 2 * n)).copy()
+    ref = [np.zeros(2)]
+    for t in range(T - 1, -1, -1):
+        P = P @ J[t]  # 1e80 per step at most: no overflow within 3 steps
+        ref.append(np.log10(np.linalg.svd(P[:, :n, :n], compute_uv=False)[:, 0]))
+    ref = np.array(ref)
+    assert np.all(ref[1:] - res.log10_spectral_norm[1:] < -100)  # the h block is that tiny
+    # Dense products and an exact SVD of the h block: 1e-10 in log10.
+    np.testing.assert_allclose(res.log10_spectral_norm_hidden, ref, atol=1e-10)
+
+
+def test_nan_in_the_jacobian_names_the_step_and_sequence():
+    # sqrt(abs(a)) has finite values everywhere but no derivative at a = 0: the state stays
+    # finite while the Jacobian is NaN (issue 13: it used to surface as a LinAlgError).
+    from gradflow.cells.parse import define_cell
+
+    cell = define_cell("rooted", ["h"], {"a": "W @ x + U @ h + b", "h_new": "sqrt(abs(a))"})
+    n = 2
+    params = {"W": np.ones((n, 1)), "U": np.zeros((n, n)), "b": np.zeros(n)}
+    x = np.ones((10, 3, 1))
+    x[4, 2, 0] = 0.0  # a = 0 at step 5 for sequence 2 only
+    with pytest.raises(NumericalError, match=r"Jacobian of 'rooted' is NaN or inf at step 5, "):
+        analyze(cell, params, x)
+    with pytest.raises(NumericalError, match=r"sequence 2"):
+        analyze(cell, params, x)
+
+
+def test_cost_check_refuses_quickly_and_force_lifts_it():
+    import time
+
+    from gradflow.cost import MAX_FLOPS, estimate_cost
+    from gradflow.errors import UsageError
+
+    cell = get_cell("rnn")
+    n = 3000
+    params = {
+        "W_ih": np.zeros((n, 1)),
+        "W_hh": np.zeros((n, n)),
+        "b_ih": np.zeros(n),
+        "b_hh": np.zeros(n),
+    }
+    x = np.broadcast_to(np.zeros(1), (10**6, 1, 1))  # 10^6 steps without 8 MB per step
+    started = time.perf_counter()
+    with pytest.raises(UsageError, match=r"5\.4e\+16 floating-point operations .*force=True"):
+        analyze(cell, params, x)
+    # "Quickly" is a usability bar, not a timing test: the refusal happens before any kernel
+    # is compiled or step taken (10^6 steps at n = 3000 would run for days).
+    assert time.perf_counter() - started < 60
+    # The estimate: 2 T B m^3 for the chain (hand count for T = 10^6, B = 1, m = 3000).
+    assert estimate_cost(10**6, 1, 3000, 3000).flops == pytest.approx(2 * 10**6 * 3000.0**3)
+    assert estimate_cost(100, 2, 64, 64).flops < MAX_FLOPS
+    # Too much output: 3 numbers per lag and sequence at 30 bytes each, above 1 GiB.
+    small = get_cell("rnn")
+    p = _params(small, 2, 1, np.random.default_rng(0))
+    big_x = np.broadcast_to(np.zeros(1), (4 * 10**6, 4, 1))
+    with pytest.raises(UsageError, match=r"GiB of results"):
+        analyze(small, p, big_x)
+    # force lifts the limit (a small run, with the output limit lowered to refuse it first).
+    import gradflow.cost as cost
+
+    x_small = np.zeros((5, 1, 1))
+    old = cost.MAX_OUTPUT_BYTES
+    try:
+        cost.MAX_OUTPUT_BYTES = 10
+        with pytest.raises(UsageError, match="force"):
+            analyze(small, p, x_small)
+        assert analyze(small, p, x_small, force=True).steps == 5
+    finally:
+        cost.MAX_OUTPUT_BYTES = old
+
+
+def test_engine_resolves_a_name_once_and_uses_contiguous_inputs_without_a_copy(monkeypatch):
+    from gradflow import engine
+    from gradflow.errors import UsageError
+
+    cell = get_cell("gru")
+    rng = np.random.default_rng(3)
+    params = _params(cell, 3, 2, rng)
+    x = rng.standard_normal((6, 2, 2))
+    with pytest.raises(UsageError, match="takes a Cell or a catalogue name, not dict"):
+        analyze({"name": "gru"}, params, x)
+    # A name is resolved at the boundary to the very Cell the catalogue holds.
+    by_name = analyze("gru", params, x)
+    np.testing.assert_array_equal(
+        by_name.log10_spectral_norm, analyze(cell, params, x).log10_spectral_norm
+    )
+    seen = {}
+    real = engine._setup
+
+    def spy(*args, **kwargs):
+        su = real(*args, **kwargs)
+        seen["inputs"] = su.inputs
+        return su
+
+    monkeypatch.setattr(engine, "_setup", spy)
+    analyze(cell, params, x)
+    assert np.shares_memory(seen["inputs"], x)
+    analyze(cell, params, np.asfortranarray(x))  # other layouts are converted, and work
+    assert not np.shares_memory(seen["inputs"], x)
+
+
+def test_fused_chain_at_n_128_matches_dense_products(xp):
+    # From n = 128 (gradflow.chains.FUSED_FROM) the LSTM's chain runs the fused apply kernel
+    # into alternating buffers: the same numbers as dense products with exact SVDs.
+    from gradflow.chains import FUSED_FROM
+
+    rng = np.random.default_rng(31)
+    cell = get_cell("lstm")
+    n = FUSED_FROM
+    params = _params(cell, n, 2, rng, scale=1.2)
+    x = rng.standard_normal((12, 2, 2))
+    res = analyze(cell, params, x, paths=True, backend=xp.__name__)
+    for path, got in [("full", res.log10_spectral_norm), ("additive", None)]:
+        spec, frob, _ = _dense_reference(state_jacobians(cell, params, x, path=path))
+        if got is None:
+            got = res.paths[path]["log10_spectral_norm"]
+            np.testing.assert_allclose(res.paths[path]["log10_frobenius_norm"], frob, atol=1e-11)
+        else:
+            np.testing.assert_allclose(res.log10_frobenius_norm, frob, atol=1e-11)
+        # Certified to 1e-11 relative: 1e-10 in log10 with rounding to spare.
+        np.testing.assert_allclose(got, spec, atol=1e-10)

@@ -1,0 +1,159 @@
+r"""Fused apply kernels: ``P @ J_t`` written into a caller's buffer, with no allocation per step.
+
+:func:`gradflow.codegen.compile_cell`'s ``apply`` returns fresh arrays: each column block of
+``P @ J_t`` is a new array, the LSTM's two blocks are joined by a fresh ``concatenate`` (a full
+copy of the product, and page faults for every new block when the allocator hands large blocks
+back to the system), and a materialised Jacobian block ``sum_k diag(v_k) W_k`` is built from
+fresh temporaries. :func:`apply_into` generates, from the same SymPy derivation and the same
+layout, a kernel
+
+``apply_into(P, F, q, out, ws)``
+    that writes ``P @ J_t`` into ``out`` (same shape as ``P``, not overlapping it) and takes
+    every intermediate from the workspace dict ``ws`` (created on first use, reused after):
+    each column block's row blocks of the materialised Jacobian are built in one buffer and,
+    when they are adjacent row blocks, multiplied in ONE product (``[P_0 P_1] @ [G_0; G_1]``
+    for the LSTM's ``h`` column: one ``(r x 2n)(2n x n)`` product instead of two and a sum),
+    straight into ``out``'s column block.
+
+Columns whose terms chain several weights (e.g. the reset-before GRU) keep ``apply``'s
+expression and assign it into ``out``. The kernel's source is in :attr:`FusedApply.source`;
+tests check it against ``apply`` for every catalogue cell and path.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import lru_cache
+from typing import Any
+
+from .cells.graph import Cell
+from .codegen import Kernels, Layout, _chain, _scaled, compile_cell
+from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
+
+
+def _buf(ws: dict[str, Any], key: str, shape: tuple[int, ...], like: Any, xp: Any) -> Any:
+    """The workspace array ``key`` of this shape and dtype (allocated on first use)."""
+    a = ws.get(key)
+    if a is None or a.shape != shape or a.dtype != like.dtype:
+        a = ws[key] = xp.empty(shape, dtype=like.dtype)
+    return a
+
+
+def _f(lay: Layout, dg: Any, axis: str) -> str:
+    return f"F[{lay.diags.index(dg)}]{axis}"
+
+
+def _gen_block(
+    i: int, j: int, k: int, terms: list[Term], diag: list[Term], lay: Layout
+) -> list[str]:
+    """Lines building ``G_ij = sum diag(d) W (+ diagonal terms)`` in the slice ``k`` of
+    ``G{j}``, without temporaries beyond the workspace's ``W2``."""
+    g = f"G{j}[..., {k}*n:{k + 1}*n, :]"
+    L = [f"    g = {g}"]
+    for idx, t in enumerate(terms):
+        w = f'q["W:{t.weights[0]}"]'
+        if t.diags[0] == 1:
+            L.append(f"    g[...] = {w}" if idx == 0 else f"    g += {w}")
+        elif idx == 0:
+            L.append(f"    xp.multiply({_f(lay, t.diags[0], '[..., :, None]')}, {w}, out=g)")
+        else:
+            L.append(f"    xp.multiply({_f(lay, t.diags[0], '[..., :, None]')}, {w}, out=W2)")
+            L.append("    g += W2")
+    for t in diag:
+        d = "1.0" if t.diags[0] == 1 else _f(lay, t.diags[0], "")
+        L.append(f"    g[..., d, d] += {d}")
+    return L
+
+
+def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
+    L = ["def apply_into(P, F, q, out, ws):", '    n = q["n"]', "    d = xp.arange(n)"]
+    L.append("    batch = P.shape[:-2]")
+    L.append("    T = _buf(ws, 'T', P.shape[:-1] + (n,), P, xp)")
+    L.append("    W2 = _buf(ws, 'W2', batch + (n, n), P, xp)")
+    for i in range(m):
+        L.append(f"    P{i} = P[..., {i}*n:{i + 1}*n]")
+    memo: dict[str, str] = {}
+    for j in range(m):
+        o = f"out[..., {j}*n:{j + 1}*n]"
+        column = [(i, t) for i in range(m) for t in jac.blocks[i][j]]
+        weighted = [(i, t) for i, t in column if t.weights]
+        single = all(len(t.weights) == 1 and t.diags[1] == 1 for _, t in weighted)
+        rows = sorted({i for i, _ in weighted})
+        extra: list[tuple[int, Term]] = []  # diagonal terms added after the product
+        if weighted and single:
+            L.append(f"    G{j} = _buf(ws, 'G{j}', batch + ({len(rows)}*n, n), P, xp)")
+            for k, i in enumerate(rows):
+                terms = sorted((t for r, t in weighted if r == i), key=lambda t: t.diags[0] == 1)
+                diag = [t for r, t in column if r == i and not t.weights]
+                L += _gen_block(i, j, k, terms, diag, lay)
+            if rows == list(range(rows[0], rows[-1] + 1)):
+                lo, hi = rows[0], rows[-1] + 1
+                L.append(f"    xp.matmul(P[..., {lo}*n:{hi}*n], G{j}, out={o})")
+            else:
+                for k, i in enumerate(rows):
+                    g = f"G{j}[..., {k}*n:{k + 1}*n, :]"
+                    if k == 0:
+                        L.append(f"    xp.matmul(P{i}, {g}, out={o})")
+                    else:
+                        L.append(f"    xp.matmul(P{i}, {g}, out=T)")
+                        L.append(f"    {o} += T")
+            extra = [(i, t) for i, t in column if not t.weights and i not in rows]
+            first = False
+        elif weighted:  # chains of several weights: apply's own expression, assigned
+            groups: dict[tuple[Any, ...], list[tuple[int, Term]]] = {}
+            for i, t in weighted:
+                groups.setdefault((t.weights, t.diags[1:]), []).append((i, t))
+            parts = []
+            for members in groups.values():
+                lead = " + ".join(_scaled(f"P{i}", t.diags[0], lay) for i, t in members)
+                parts.append(_chain(members[0][1], lay, lead, memo, L))
+            L.append(f"    {o}[...] = " + " + ".join(parts))
+            extra = [(i, t) for i, t in column if not t.weights]
+            first = False
+        else:
+            extra = [(i, t) for i, t in column if not t.weights]
+            first = True
+        for i, t in extra:
+            target = o if first else "T"
+            if t.diags[0] == 1:
+                L.append(f"    {target}[...] = P{i}")
+            else:
+                L.append(
+                    f"    xp.multiply(P{i}, {_f(lay, t.diags[0], '[..., None, :]')}, out={target})"
+                )
+            if not first:
+                L.append(f"    {o} += T")
+            first = False
+        if first:  # an empty column block
+            L.append(f"    {o}[...] = 0.0")
+    L.append("    return out")
+    return L
+
+
+@dataclass(frozen=True)
+class FusedApply:
+    """The fused kernel of one compiled cell and path, and its source."""
+
+    source: str
+    apply_into: Callable[..., Any]
+
+
+def fused_apply(kern: Kernels) -> FusedApply:
+    """:class:`FusedApply` for the kernels ``kern`` (cached per cell, path and backend)."""
+    return _fused(kern.cell, kern.path, kern.xp.__name__)
+
+
+@lru_cache(maxsize=128)
+def _fused(cell: Cell, path: str, backend: str) -> FusedApply:
+    kern = compile_cell(cell, backend, path)
+    jac = state_jacobian(kern.cell)
+    if kern.path == "additive":
+        jac = jac.additive()
+    elif kern.path == "multiplicative":
+        jac = jac.multiplicative()
+    source = "\n".join(_gen_apply_into(len(kern.cell.state), jac, kern.layout)) + "\n"
+    namespace: dict[str, Any] = {"xp": kern.xp, "_buf": _buf}
+    # Built from validated identifiers and the layout's indices only, like codegen's kernels.
+    exec(compile(source, f"<gradflow fused {kern.cell.name}/{kern.path}>", "exec"), namespace)
+    return FusedApply(source=source, apply_into=namespace["apply_into"])

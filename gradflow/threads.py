@@ -1,0 +1,119 @@
+r"""The BLAS thread policy of gradflow's compute regions (DESIGN decision 12).
+
+Left alone, OpenBLAS starts one thread per core, and its threads spin and yield whenever
+another process holds a core: on a busy 2-core machine ``analyze`` ran 4-16x slower than with
+one thread (issue 14), with identical output. gradflow therefore sets the BLAS thread count
+itself, with :mod:`threadpoolctl`, inside every compute region of the engine, and restores
+the caller's setting afterwards.
+
+The policy, in order:
+
+1. ``threads=`` passed to :func:`gradflow.engine.analyze` (or :func:`compute_region`);
+2. the process-wide setting :func:`set_threads` (what the CLI's ``--threads`` calls);
+3. the environment variable ``GRADFLOW_THREADS``;
+4. by size: one thread for products of state size ``m < PARALLEL_FROM`` (the batched small
+   products that dominate, where a second thread costs more in synchronisation than it
+   gains), every available core from there on, but never more than a BLAS thread variable
+   the user set (``OPENBLAS_NUM_THREADS``, ``OMP_NUM_THREADS``, ``MKL_NUM_THREADS``).
+
+Measured while choosing ``PARALLEL_FROM`` (one ``(2, m, m) @ (2, m, m)`` product, speed-up of
+2 threads over 1 on a 2-core machine shared with other work, so noisy): m = 128: 1.5,
+256: 2.0, 512: 1.1, 1024: 1.1, 2048: 2.0. A bare product gains from m = 128 on a quiet
+second core, but ``analyze`` at m <= 256 is dominated by NumPy's per-call cost and by thin
+``(m, m) @ (m, 8)`` Krylov products, which do not gain, and beside a busy process any second
+thread loses: an LSTM at n = 256 (m = 512, T = 40, B = 4) took 18 s of CPU with two threads
+on the loaded machine against 1.6 s with one. Hence the conservative 1024
+(``benchmarks/threads.py`` repeats the measurement for ``analyze`` itself).
+
+Worker pools (reports, sweeps) share one budget: :func:`threads_per_worker` gives each of
+``w`` workers ``cores // w`` threads, so that workers x threads never exceeds the cores.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from threadpoolctl import ThreadpoolController
+
+from .errors import UsageError
+
+#: The environment variable that overrides the policy.
+ENV = "GRADFLOW_THREADS"
+#: From this state size on, BLAS gets every available core.
+PARALLEL_FROM = 1024
+#: Thread variables of the BLAS libraries: when set, they cap the size rule.
+BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
+
+_override: int | None = None
+_controller: ThreadpoolController | None = None
+
+
+def cores() -> int:
+    """CPU cores this process may run on."""
+    try:
+        return max(1, len(os.sched_getaffinity(0)))
+    except AttributeError:  # not on Linux
+        return max(1, os.cpu_count() or 1)
+
+
+def _check(value: object, source: str) -> int:
+    if isinstance(value, bool) or not isinstance(value, int) or value < 1:
+        raise UsageError(f"{source} must be a whole number of threads >= 1; got {value!r}")
+    return value
+
+
+def set_threads(threads: int | None) -> None:
+    """Set (or, with ``None``, clear) the process-wide BLAS thread count of compute regions.
+
+    This is what the command line's ``--threads N`` calls; ``analyze(threads=...)`` still
+    takes precedence for one call."""
+    global _override
+    _override = None if threads is None else _check(threads, "threads")
+
+
+def env_threads() -> int | None:
+    """The thread count from ``GRADFLOW_THREADS``, or ``None`` when unset or empty."""
+    raw = os.environ.get(ENV, "").strip()
+    if not raw:
+        return None
+    try:
+        value = int(raw)
+    except ValueError:
+        raise UsageError(f"{ENV} must be a whole number of threads >= 1; got {raw!r}") from None
+    return _check(value, ENV)
+
+
+def blas_threads(m: int, threads: int | None = None) -> int:
+    """The BLAS thread count for products of state size ``m`` under the policy above."""
+    if threads is not None:
+        return _check(threads, "threads")
+    if _override is not None:
+        return _override
+    env = env_threads()
+    if env is not None:
+        return env
+    by_size = 1 if m < PARALLEL_FROM else cores()
+    for var in BLAS_VARS:
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            by_size = min(by_size, int(raw))
+    return by_size
+
+
+def threads_per_worker(workers: int) -> int:
+    """BLAS threads for each of ``workers`` parallel workers: the cores shared out, at
+    least one each (a pool of more workers than cores gets one thread per worker)."""
+    return max(1, cores() // max(1, int(workers)))
+
+
+@contextmanager
+def compute_region(threads: int) -> Iterator[None]:
+    """Run the body with ``threads`` BLAS threads; the caller's setting is restored after,
+    also when the body raises."""
+    global _controller
+    if _controller is None:  # inspecting the loaded libraries takes a millisecond: once
+        _controller = ThreadpoolController()
+    with _controller.limit(limits=_check(threads, "threads"), user_api="blas"):
+        yield
