@@ -95,11 +95,29 @@ def _cite_all(ctx: click.Context, _param: click.Parameter, value: bool) -> None:
     callback=_cite_all,
     help="Print BibTeX for every method gradflow implements and exit.",
 )
+@click.option(
+    "--threads",
+    type=click.IntRange(1),
+    default=None,
+    envvar="GRADFLOW_THREADS",
+    help="BLAS threads for the compute regions (default: a size rule, one thread below "
+    "n = 1024; sweep and report workers share the cores).",
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="Run analyses above the cost limits (about 1e14 operations or 1 GiB of results).",
+)
 @click.pass_context
-def cli(ctx: click.Context, debug: bool) -> None:
+def cli(ctx: click.Context, debug: bool, threads: int | None, force: bool) -> None:
     """Exact symbolic Jacobians and gradient-flow measurements for recurrent cells."""
+    from .cost import set_force
+    from .threads import set_threads
+
     ctx.ensure_object(dict)
     ctx.obj["debug"] = debug
+    set_threads(threads)
+    set_force(force)
 
 
 def _check_not_special(path: str) -> None:

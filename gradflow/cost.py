@@ -56,13 +56,28 @@ def estimate_cost(
     return Cost(flops, values)
 
 
+_force_all = False
+
+
+def set_force(force: bool) -> None:
+    """Lift (or restore) the limits for every analysis in this process: the command line's
+    ``--force``, which also reaches sweep workers through :func:`worker_settings`."""
+    global _force_all
+    _force_all = bool(force)
+
+
+def forced() -> bool:
+    """Whether :func:`set_force` lifted the limits in this process."""
+    return _force_all
+
+
 def check_cost(cost: Cost, force: bool = False) -> None:
     """Refuse an analysis above the documented limits, unless ``force``.
 
     Raises:
         UsageError: one line with the estimate, the limit and how to lift it.
     """
-    if force:
+    if force or _force_all:
         return
     if cost.flops > MAX_FLOPS:
         raise UsageError(

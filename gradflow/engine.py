@@ -26,6 +26,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping, Sequence
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
@@ -314,9 +315,12 @@ def analyze(
     nthreads = blas_threads(su.m, threads)
     with compute_region(nthreads):
         result = _analyze(su, backend, paths, singular_lags, n_singular, lyapunov, gradient, hidden)
-    result.meta["threads"] = nthreads
-    result.meta["seconds"] = time.perf_counter() - started
-    return result
+    # the thread count is configuration (data); timings are volatile and kept apart (run.json)
+    return replace(
+        result,
+        meta={**result.meta, "threads": nthreads},
+        run={"seconds": time.perf_counter() - started},
+    )
 
 
 def _analyze(
@@ -417,6 +421,5 @@ def _analyze(
         log10_gradient_norm=grad.out if grad is not None else None,
         gradient_loss=gradient,
         meta=meta,
-        run={"seconds": time.perf_counter() - started},  # volatile: kept apart from the data
     )
     return result

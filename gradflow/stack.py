@@ -437,7 +437,8 @@ class _Unidirectional:
         meta["spectral"] = {
             "method": "gradflow.spectral.Spectral on every chain (joint, each layer, each "
             "cross-layer block); exact SVD of the input-sensitivity matrices",
-            "svd_fallbacks": {k: s.fallbacks for k, s in spec.items()},
+            "certificates": {k: dict(s.counts) for k, s in spec.items()},
+            "worst_relative_gap": max((s.worst_gap for s in spec.values()), default=0.0),
         }
         extra: dict[str, Any] = {}
         if vec is not None:

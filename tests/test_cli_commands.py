@@ -66,3 +66,62 @@ def test_inspect_refuses_a_missing_file_in_one_line(tmp_path):
     result = CliRunner().invoke(cli, ["inspect", str(tmp_path / "nope.safetensors")])
     assert result.exit_code == 2
     assert len(result.output.strip().splitlines()) == 1 and "Traceback" not in result.output
+
+
+@pytest.fixture
+def lstm_files(tmp_path):
+    import numpy as np
+
+    from gradflow.cells import get_cell
+    from gradflow.weights import save_weights
+
+    rng = np.random.default_rng(0)
+    cell = get_cell("lstm")
+    params = {p.name: rng.standard_normal(p.numeric_shape(4, 3)) / 2 for p in cell.parameters}
+    save_weights(tmp_path / "w.safetensors", cell, params)
+    np.save(tmp_path / "x.npy", rng.standard_normal((6, 2, 3)))
+    return tmp_path
+
+
+def _analyze(tmp: Path, *pre: str) -> tuple[int, str]:
+    argv = [*pre, "analyze", "--cell", "lstm", "--weights", str(tmp / "w.safetensors")]
+    argv += ["--inputs", str(tmp / "x.npy"), "--output", str(tmp / "out.json")]
+    result = CliRunner().invoke(cli, argv)
+    return result.exit_code, result.output
+
+
+def test_threads_option_sets_the_blas_threads_of_the_run(lstm_files):
+    import json
+
+    code, out = _analyze(lstm_files, "--threads", "2")
+    assert code == 0, out
+    assert json.loads((lstm_files / "out.json").read_text())["meta"]["threads"] == 2
+    code, out = _analyze(lstm_files)  # the next invocation falls back to the size rule
+    assert code == 0, out
+    assert json.loads((lstm_files / "out.json").read_text())["meta"]["threads"] == 1
+
+
+def test_force_lifts_the_cost_limit(lstm_files, monkeypatch):
+    import gradflow.cost
+
+    monkeypatch.setattr(gradflow.cost, "MAX_FLOPS", 10.0)  # this tiny run is now "too big"
+    code, out = _analyze(lstm_files)
+    assert code == 2 and "--force" in out and len(out.strip().splitlines()) == 1
+    assert not (lstm_files / "out.json").exists()
+    code, out = _analyze(lstm_files, "--force")
+    assert code == 0, out
+    assert (lstm_files / "out.json").is_file()
+    assert not gradflow.cost.forced() or _analyze(lstm_files)[0] == 2  # reset per invocation
+
+
+def test_sweep_workers_share_the_cores_and_inherit_force():
+    from gradflow import cost, threads
+    from gradflow.analysis.sweep import _init_worker
+
+    try:
+        _init_worker(threads.threads_per_worker(2), True)
+        assert threads.blas_threads(4096) == max(1, threads.cores() // 2)
+        assert cost.forced()
+    finally:
+        threads.set_threads(None)
+        cost.set_force(False)

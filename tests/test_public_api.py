@@ -31,8 +31,9 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral|sensitivity_codegen|prodsvd|decomposition",
-    "engine|weights|formats|initialisers|results|measure|stack|stack_bidir|stack_vectors"
+    "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused",
+    "engine|chains|cost|threads|weights|formats|initialisers|results|measure|stack|stack_bidir"
+    "|stack_vectors"
     "|stack_result|logscaled",
     "analysis",
     "plots|report",
@@ -72,6 +73,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
             "citations",
             "cells.parse",
             "codegen",
+            "cost",
             "dataclasses",
             "engine",
             "formats",
@@ -83,6 +85,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
             "symbolic.jacobian",
             "symbolic.render",
             "sympy",
+            "threads",
             "time",
             "weights",
             "analysis.experiment",

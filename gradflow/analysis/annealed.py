@@ -64,7 +64,7 @@ import sympy as sp
 
 from ..cells import Cell, get_cell
 from ..cells.graph import Affine, Elementwise
-from ..codegen import print_expr
+from ..codegen import HELPERS, print_expr
 from ..errors import UsageError
 from ..initialisers import Init, initialise
 from ..symbolic.jacobian import Term, state_jacobian
@@ -123,7 +123,8 @@ class CellMeanField:
 def _function(expr: sp.Expr) -> tuple[Callable[..., Any], tuple[str, ...]]:
     """``expr`` as a NumPy function of its symbols' names (the kernels' own printer)."""
     names = tuple(sorted(str(s) for s in expr.free_symbols))
-    src = f"def f({', '.join(names)}):\n    return {print_expr(expr)}\n"
+    # the printer calls the tail-exact helpers (_sigmoid, _sech2) the kernels define
+    src = f"{HELPERS}\ndef f({', '.join(names)}):\n    return {print_expr(expr)}\n"
     ns: dict[str, Any] = {"xp": np}
     # built from validated identifiers and SymPy's printer, never from raw user text
     exec(compile(src, "<gradflow mean field>", "exec"), ns)

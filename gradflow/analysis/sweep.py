@@ -54,9 +54,11 @@ from typing import Any
 import numpy as np
 
 from .._version import __version__
+from ..cost import forced, set_force
 from ..errors import BackendError, ConfigError, GradflowError, NumericalError, UsageError
 from ..results import SweepPoint, SweepResult, load_json, save_json
 from ..shutdown import Terminated, interrupted, worker_init
+from ..threads import set_threads, threads_per_worker
 from .config import (
     CONFIG_KEYS,
     INIT_KEYS,
@@ -425,6 +427,14 @@ def dask_executor(address: str) -> Iterator[Executor]:
         client.close(timeout=2 * CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
 
 
+def _init_worker(threads: int, force: bool) -> None:
+    """Initializer of sweep worker processes: signals (:func:`gradflow.shutdown.worker_init`),
+    the share of the BLAS threads of each worker, and the parent's ``--force``."""
+    worker_init()
+    set_threads(threads)
+    set_force(force)
+
+
 def stop_workers(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
     """Terminate ``pool``'s worker processes now (SIGTERM, then SIGKILL after ``grace`` s).
 
@@ -531,8 +541,12 @@ def run_sweep(
             for item in todo:
                 finish(item, evaluate_point(item.config.to_dict()), True)
         else:
+            # workers x BLAS threads never exceeds the cores; --force reaches the workers
             pool = ProcessPoolExecutor(
-                max_workers=jobs, mp_context=_mp_context(), initializer=worker_init
+                max_workers=jobs,
+                mp_context=_mp_context(),
+                initializer=_init_worker,
+                initargs=(threads_per_worker(jobs), forced()),
             )
             try:
                 _run_futures(pool, todo, finish)
