@@ -56,10 +56,10 @@ from .logscaled import factor as _factor
 from .logscaled import log_norm as _log_norm
 from .logscaled import normalise as _normalise
 from .logscaled import top_scale as _top
+from .results.stack import StackResult
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
 from .spectral import Spectral
 from .stack_bidir import analyze_bidirectional
-from .results.stack import StackResult
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
