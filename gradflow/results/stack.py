@@ -188,7 +188,8 @@ class StackResult(Result):
                 layer[key] = as_str(value, w.at(key)) if typ is str else as_int(value, w.at(key))
             layers.append(layer)
         L = len(layers)
-        sizes = {"L": (L,), "lag": (steps + 1,), "step": (steps,), "B": (batch,)}
+        sizes: dict[str, tuple[int, ...]] = {"L": (L,), "lag": (steps + 1,), "B": (batch,)}
+        sizes["step"] = (steps,)
         sizes["lag|step"] = (steps + 1, steps)
         kwargs: dict[str, Any] = {}
         for name, dims in _SHAPES.items():
