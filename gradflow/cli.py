@@ -291,7 +291,6 @@ def analyze_cmd(
     )
     run_inputs = [p for p in (weights, inputs, cell_file, keras_config) if p]
     check_target(output, inputs=run_inputs)  # refuse before the work, not after it
-    cell = resolve_cell(cell_name, cell_file) if cell_name or cell_file else None
     model_opts = {
         "--prefix": prefix,
         "--nonlinearity": nonlinearity,
@@ -299,6 +298,13 @@ def analyze_cmd(
         "--layers": None if n_layers == "all" else n_layers,
         "--direction": direction,
     }
+    given = [k for k, v in model_opts.items() if v is not None]
+    if cell_file is not None and given:
+        raise UsageError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to model files "
+            "(PyTorch, Keras, ONNX), not to weights for a --cell-file cell (one layer)"
+        )
+    cell = resolve_cell(cell_name, cell_file) if cell_name or cell_file else None
     native = cell_file is not None or (
         cell is not None
         and cell.torch_layout is None
@@ -306,7 +312,6 @@ def analyze_cmd(
     )
     if native:  # one layer in the cell's own parameter names (or a cell file)
         assert cell is not None
-        given = [k for k, v in model_opts.items() if v is not None]
         if given:
             raise UsageError(
                 f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to model files "
@@ -327,7 +332,10 @@ def analyze_cmd(
             if model.format == "pytorch" and cells == {"rnn"}:  # --cell rnn-relu names it
                 model = load_model(weights, prefix=prefix, nonlinearity="relu")
                 cells = {"rnn-relu"}
-        if cell is not None and cells != {cell.name}:
+        named = cell.name if cell is not None else ""
+        if named == "rnn" and nonlinearity == "relu":  # --cell rnn names nn.RNN's class
+            named = "rnn-relu"
+        if cell is not None and cells != {named}:
             held = ", ".join(f"layer {k}: {la.cell}" for k, la in enumerate(model.layers))
             raise UsageError(
                 f"{weights}: --cell {cell.name} does not match the file ({held}); leave "
