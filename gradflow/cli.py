@@ -549,15 +549,16 @@ _FIGURE_FORMATS = ("pdf", "svg", "png")
 def plot_cmd(
     result: str, out_dir: str | None, venue: str, column: str, formats: tuple[str, ...]
 ) -> None:
-    """Redraw the figures of a saved RESULT (analysis, experiment or sweep JSON)."""
+    """Redraw the figures of a saved RESULT (analysis, stack analysis, experiment or sweep JSON)."""
     from pathlib import Path
 
-    from .plots import plot_result
+    from .plots import plot_result, plot_stack_result
+    from .results import load_result
 
+    res = load_result(result)
+    draw_all = plot_stack_result if res.kind == "stack_analysis" else plot_result
     out = Path(out_dir) if out_dir else Path(result).with_name(Path(result).stem + "-figures")
-    for path in plot_result(
-        result, out, venue=venue, column=column, formats=formats or _FIGURE_FORMATS
-    ):
+    for path in draw_all(res, out, venue=venue, column=column, formats=formats or _FIGURE_FORMATS):
         click.echo(str(path))
 
 
