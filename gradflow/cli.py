@@ -304,6 +304,11 @@ def analyze_cmd(
             f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to model files "
             "(PyTorch, Keras, ONNX), not to weights for a --cell-file cell (one layer)"
         )
+    if keras_config is not None and not weights.lower().endswith(".h5"):
+        raise UsageError(
+            "--config is the Keras config.json of a bare .weights.h5 file; "
+            f"{weights} does not take one"
+        )
     cell = resolve_cell(cell_name, cell_file) if cell_name or cell_file else None
     native = cell_file is not None or (
         cell is not None

@@ -290,6 +290,7 @@ REFUSALS = [
     ("paths on a stack", "lstm2", ("--paths",), "apply to one-layer models"),
     ("nonlinearity on an lstm", "lstm2", ("--nonlinearity", "relu"), "applies to nn.RNN only"),
     ("model options with a cell file", "cellfile", ("--layers", "2"), "applies to model files"),
+    ("--config on a state_dict", "lstm2", ("--config", "c.json"), "does not take one"),
 ]
 
 
@@ -319,3 +320,41 @@ def test_refusals_are_one_line(
     assert len(lines) == 1 and lines[0].startswith("Error: "), res.output
     assert message in lines[0]
     assert not out.exists()
+
+
+@pytest.mark.parametrize("name", ["lstm2", "lstm3", "gru2", "rnn_nobias", "gru_bi"])
+def test_printed_command_matches_the_second_torch_reference(name: str, tmp_path: Path) -> None:
+    """``tests/data/stacks/stack_*``: a second, independent set of torch autograd references
+    (``tests/reference/make_stack_reference.py``, float64). Through the command ``inspect``
+    prints: torch's outputs (1e-10 absolute), the joint, per-layer and cross-layer chains and
+    the joint memory curve (1e-8 in log10), and for unidirectional stacks the weight
+    gradient of ``L = sum(h_T)`` over the batch, mapped back to PyTorch's tensors with
+    ``to_torch_tensors`` (1e-10 relative)."""
+    from gradflow.weights import to_torch_tensors
+
+    ref = dict(np.load(STACKS / f"stack_{name}_ref.npz"))
+    x = np.load(STACKS / f"stack_{name}_inputs.npy")
+    res = _run_printed(STACKS / f"stack_{name}.safetensors", x, tmp_path)
+    assert isinstance(res, StackResult)
+    np.testing.assert_allclose(res.final_hidden, ref["outputs"][-1], rtol=0, atol=1e-10)
+    assert res.layer_log10_spectral_norm is not None
+    for i, layer in enumerate(res.layer_names):
+        _close_log(res.layer_log10_spectral_norm[i], ref[f"chain_log10_spectral_{layer}"])
+    if res.log10_spectral_norm is None:  # bidirectional: chains only (docs/stacks.md)
+        return
+    _close_log(res.log10_spectral_norm, ref["joint_log10_spectral"])
+    _close_log(res.log10_input_spectral_norm, ref["input_log10_spectral_joint"])
+    assert res.cross_log10_spectral_norm is not None
+    for i, layer in enumerate(res.layer_names):
+        _close_log(res.cross_log10_spectral_norm[i], ref[f"cross_log10_spectral_{layer}"])
+        cell = str(res.layers[i]["cell"])
+        own = {
+            key.split(".", 1)[1]: value.sum(axis=0)  # the fixture's loss sums the batch
+            for key, value in res.parameter_gradient.items()
+            if key.split(".", 1)[0] == layer
+        }
+        for tensor, got in to_torch_tensors(cell, own).items():
+            key = "grad/" + tensor.replace("_l0", f"_{layer}")
+            if key in ref:  # bias=False: the module has no bias tensors
+                scale = np.abs(ref[key]).max()
+                np.testing.assert_allclose(got, ref[key], rtol=0, atol=REL_TOL * scale)
