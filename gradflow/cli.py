@@ -329,23 +329,14 @@ def analyze_cmd(
         input_size = params.input_size
     else:
         from .formats import load_model
-        from .formats.select import select, single_forward_layer
+        from .formats.select import check_cell, select, single_forward_layer
 
         model = load_model(weights, prefix=prefix, nonlinearity=nonlinearity, config=keras_config)
-        cells = {la.cell for la in model.layers}
         if cell is not None and cell.name == "rnn-relu" and nonlinearity is None:
-            if model.format == "pytorch" and cells == {"rnn"}:  # --cell rnn-relu names it
-                model = load_model(weights, prefix=prefix, nonlinearity="relu")
-                cells = {"rnn-relu"}
-        named = cell.name if cell is not None else ""
-        if named == "rnn" and nonlinearity == "relu":  # --cell rnn names nn.RNN's class
-            named = "rnn-relu"
-        if cell is not None and cells != {named}:
-            held = ", ".join(f"layer {k}: {la.cell}" for k, la in enumerate(model.layers))
-            raise UsageError(
-                f"{weights}: --cell {cell.name} does not match the file ({held}); leave "
-                "--cell out to take the cells from the file"
-            )
+            if model.format == "pytorch" and {la.cell for la in model.layers} == {"rnn"}:
+                model = load_model(weights, prefix=prefix, nonlinearity="relu")  # as named
+        if cell is not None:
+            check_cell(model, cell.name, nonlinearity)
         depths = select(model, layers=n_layers, direction=direction)
         layer = single_forward_layer(depths)
         params, input_size = None, model.input_size

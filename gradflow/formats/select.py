@@ -46,6 +46,25 @@ def parse_layers(value: str | int | None, available: int) -> int:
     return k
 
 
+def check_cell(model: Model, cell: str, nonlinearity: str | None = None) -> None:
+    """Refuse, in one line, a cell name (``--cell``) that is not every layer's cell.
+
+    ``rnn`` with ``nonlinearity="relu"`` names ``nn.RNN(nonlinearity='relu')``, which is
+    ``rnn-relu``.
+
+    Raises:
+        UsageError: the model's layers are of another cell (each layer's cell is listed).
+    """
+    named = "rnn-relu" if cell == "rnn" and nonlinearity == "relu" else cell
+    if {layer.cell for layer in model.layers} != {named}:
+        held = ", ".join(f"layer {k}: {layer.cell}" for k, layer in enumerate(model.layers))
+        where = f"{model.source}: " if model.source else ""
+        raise UsageError(
+            f"{where}--cell {cell} does not match the file ({held}); leave --cell out to take "
+            "the cells from the file"
+        )
+
+
 def select(
     model: Model, *, layers: str | int | None = None, direction: str | None = None
 ) -> list[Depth]:
