@@ -358,3 +358,19 @@ def test_printed_command_matches_the_second_torch_reference(name: str, tmp_path:
             if key in ref:  # bias=False: the module has no bias tensors
                 scale = np.abs(ref[key]).max()
                 np.testing.assert_allclose(got, ref[key], rtol=0, atol=REL_TOL * scale)
+
+
+def test_analyze_model_is_the_python_entry_point() -> None:
+    """``analyze_model(load_model(FILE), x)`` is what the command computes: the torch
+    reference of the 3-layer LSTM to 1e-8 in log10 (as above)."""
+    from gradflow.formats import load_model
+    from gradflow.formats.select import analyze_model
+
+    ref = json.loads((STACKS / "lstm3.json").read_text())
+    x = np.load(STACKS / "lstm3_inputs.npy")
+    res = analyze_model(load_model(STACKS / "lstm3.safetensors"), x, gradient="last")
+    _close_log(res.log10_spectral_norm, ref["joint_spectral"])
+    _close_log(res.cross_log10_spectral_norm, ref["cross_spectral"])
+    two = analyze_model(load_model(STACKS / "lstm3.safetensors"), x, layers=2, gradient=None)
+    assert two.layer_names == ["l0", "l1"]
+    _close_log(two.layer_log10_spectral_norm, ref["layer_spectral"][:2])

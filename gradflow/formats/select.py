@@ -4,7 +4,8 @@ as the stack engine's layers (``gradflow analyze --layers K --direction D``).
 A model read from a file is a stack of :class:`~gradflow.formats.model.Layer` objects with one
 or two directions each; :func:`gradflow.stack.analyze_stack` takes a list of
 :class:`gradflow.stack.Layer` (one direction) or ``(forward, reverse)`` pairs. :func:`select`
-turns one into the other, and refuses in one line what the stack engine cannot analyse.
+turns one into the other, and refuses in one line what the stack engine cannot analyse;
+:func:`analyze_model` does both steps and returns one typed result.
 
 Examples:
     >>> import numpy as np
@@ -18,8 +19,11 @@ Examples:
 
 from __future__ import annotations
 
+from typing import Any
+
 from ..errors import UsageError, WeightsError
-from ..stack import Depth
+from ..results.stack import StackResult
+from ..stack import Depth, analyze_stack
 from ..stack import Layer as StackLayer
 from .model import Model
 
@@ -126,3 +130,27 @@ def single_forward_layer(depths: list[Depth]) -> StackLayer | None:
     if len(depths) == 1 and isinstance(depths[0], StackLayer):
         return depths[0] if depths[0].direction == "forward" else None
     return None
+
+
+def analyze_model(
+    model: Model,
+    inputs: Any,
+    *,
+    layers: str | int | None = None,
+    direction: str | None = None,
+    **options: Any,
+) -> StackResult:
+    """Analyse a loaded model as one stack: :func:`select`, then
+    :func:`gradflow.stack.analyze_stack` (``options``: its keyword arguments).
+
+    Examples:
+        >>> import numpy as np
+        >>> from gradflow.formats.model import single_layer_model
+        >>> rng = np.random.default_rng(0)
+        >>> p = {"W_ih": rng.normal(size=(4, 3)), "W_hh": rng.normal(size=(4, 4)) / 4,
+        ...      "b_ih": np.zeros(4), "b_hh": np.zeros(4)}
+        >>> res = analyze_model(single_layer_model("rnn", p), rng.normal(size=(6, 2, 3)))
+        >>> res.kind, res.log10_spectral_norm.shape
+        ('stack_analysis', (7, 2))
+    """
+    return analyze_stack(select(model, layers=layers, direction=direction), inputs, **options)
