@@ -279,6 +279,34 @@ def _lags(value: str | None) -> tuple[int, ...]:
     default=None,
     help="Also record ||dL/ds_t|| for L = sum(h_T) or sum_t sum(h_t).",
 )
+@click.option("--prefix", default=None, help="The recurrent module to analyse, by name prefix.")
+@click.option(
+    "--nonlinearity",
+    type=click.Choice(["tanh", "relu"]),
+    default=None,
+    help="nn.RNN's nonlinearity (a state_dict does not store it; default tanh).",
+)
+@click.option(
+    "--config",
+    "keras_config",
+    type=click.Path(dir_okay=False),
+    default=None,
+    help="The Keras config.json that goes with a bare .weights.h5.",
+)
+@click.option(
+    "--layers",
+    "n_layers",
+    default="all",
+    show_default=True,
+    metavar="all|K",
+    help="Analyse every layer of the model, or the bottom K.",
+)
+@click.option(
+    "--direction",
+    type=click.Choice(["forward", "reverse", "both"]),
+    default=None,
+    help="Which directions of a bidirectional model (default: those the file holds).",
+)
 def analyze_cmd(
     cell_name: str | None,
     cell_file: str | None,
@@ -291,8 +319,19 @@ def analyze_cmd(
     singular_lags: str | None,
     lyapunov: int,
     gradient: str | None,
+    prefix: str | None,
+    nonlinearity: str | None,
+    keras_config: str | None,
+    n_layers: str,
+    direction: str | None,
 ) -> None:
-    """Exact log10 norms of ds_T/ds_{T-k} for every lag of a trained network."""
+    """Exact log10 norms of ds_T/ds_{T-k} for every lag of a trained network.
+
+    A whole model (PyTorch, Keras 3 or ONNX file; `gradflow inspect FILE` prints the command
+    line) is analysed as one stack: joint, per-layer and cross-layer chains, memory curves and
+    the weight gradient split by lag (docs/stacks.md). A one-layer, forward-only model keeps
+    the single-layer result and its JSON keys.
+    """
     from dataclasses import replace
 
     from .atomic import check_target
@@ -304,20 +343,101 @@ def analyze_cmd(
     measure = Measure.of(
         paths=paths, singular_lags=_lags(singular_lags), lyapunov=lyapunov, gradient=gradient
     )
-    run_inputs = [p for p in (weights, inputs, cell_file) if p]
+    run_inputs = [p for p in (weights, inputs, cell_file, keras_config) if p]
     check_target(output, inputs=run_inputs)  # refuse before the work, not after it
-    cell = resolve_cell(cell_name, cell_file)
-    params = load_weights(weights, cell)
-    x = load_inputs(inputs, input_size=params.input_size)
-    result = analyze(cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs())
-    result = replace(result, meta={**result.meta, "weights": str(weights), "inputs": str(inputs)})
+    model_opts = {
+        "--prefix": prefix,
+        "--nonlinearity": nonlinearity,
+        "--config": keras_config,
+        "--layers": None if n_layers == "all" else n_layers,
+        "--direction": direction,
+    }
+    given = [k for k, v in model_opts.items() if v is not None]
+    if cell_file is not None and given:
+        raise UsageError(
+            f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to model files "
+            "(PyTorch, Keras, ONNX), not to weights for a --cell-file cell (one layer)"
+        )
+    if keras_config is not None and not weights.lower().endswith(".h5"):
+        raise UsageError(
+            "--config is the Keras config.json of a bare .weights.h5 file; "
+            f"{weights} does not take one"
+        )
+    cell = resolve_cell(cell_name, cell_file) if cell_name or cell_file else None
+    native = cell_file is not None or (
+        cell is not None
+        and cell.torch_layout is None
+        and weights.lower().endswith((".safetensors", ".npz"))
+    )
+    if native:  # one layer in the cell's own parameter names (or a cell file)
+        assert cell is not None
+        if given:
+            raise UsageError(
+                f"{', '.join(given)} appl{'ies' if len(given) == 1 else 'y'} to model files "
+                f"(PyTorch, Keras, ONNX); {cell.name} weights in its own names are one layer"
+            )
+        params: Any = load_weights(weights, cell)
+        depths: list[Any] = []
+        layer: Any = None
+        meta_extra: dict[str, Any] = {}
+        input_size = params.input_size
+    else:
+        from .formats import load_model
+        from .formats.select import check_cell, select, single_forward_layer
+
+        model = load_model(weights, prefix=prefix, nonlinearity=nonlinearity, config=keras_config)
+        if cell is not None and cell.name == "rnn-relu" and nonlinearity is None:
+            if model.format == "pytorch" and {la.cell for la in model.layers} == {"rnn"}:
+                model = load_model(weights, prefix=prefix, nonlinearity="relu")  # as named
+        if cell is not None:
+            check_cell(model, cell.name, nonlinearity)
+        depths = select(model, layers=n_layers, direction=direction)
+        layer = single_forward_layer(depths)
+        params, input_size = None, model.input_size
+        meta_extra = {"format": model.format, "prefix": model.prefix}
+        if model.notes:
+            meta_extra["notes"] = list(model.notes)
+    if params is None and layer is not None:  # one forward layer: the analyze contract
+        from .cells import get_cell
+
+        cell = get_cell(layer.cell) if isinstance(layer.cell, str) else layer.cell
+        params, meta_extra = layer.params, {}
+    if params is not None:
+        assert cell is not None
+        x = load_inputs(inputs, input_size=params.input_size)
+        result: Any = analyze(
+            cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs()
+        )
+        final = result.log10_spectral_norm[-1]
+        summary = f"{result.cell}: n={result.hidden_size}"
+        what = "log10 ||ds_T/ds_0||_2"
+    else:
+        from .stack import analyze_stack
+
+        if paths or singular_lags or lyapunov:
+            raise UsageError(
+                "--paths, --singular-lags and --lyapunov apply to one-layer models; a stack "
+                "reports per-layer and cross-layer chains instead (or analyse one layer: "
+                "--layers 1)"
+            )
+        x = load_inputs(inputs, input_size=input_size)
+        grad = gradient or "last"  # a stack always records its sensitivities
+        result = analyze_stack(
+            depths, x, gradient=grad, lag_split=grad == "last", backend=backend, dtype=dtype
+        )
+        if result.log10_spectral_norm is not None:
+            final, what = result.log10_spectral_norm[-1], "log10 ||dS_T/dS_0||_2 (joint)"
+        else:  # no joint product for a bidirectional stack (docs/stacks.md)
+            final = result.layer_log10_spectral_norm[-1][-1]
+            what = f"log10 ||ds_T/ds_0||_2 ({result.layers[-1]['name']})"
+        summary = f"{result.cell}: {len(result.layers)} layer(s), n={result.hidden_size}"
+    meta = {**result.meta, **meta_extra, "weights": str(weights), "inputs": str(inputs)}
+    result = replace(result, meta=meta)
     result.save(output, inputs=run_inputs)
     result.save_run(run_path(output))  # timings, apart from the data
-    final = result.log10_spectral_norm[-1]
     click.echo(
-        f"{result.cell}: n={result.hidden_size}, T={result.steps}, B={result.batch}; "
-        f"log10 ||ds_T/ds_0||_2 median {float(sorted(final)[len(final) // 2]):.3f}; "
-        f"wrote {output}",
+        f"{summary}, T={result.steps}, B={result.batch}; "
+        f"{what} median {float(sorted(final)[len(final) // 2]):.3f}; wrote {output}",
         err=True,
     )
 
@@ -479,15 +599,16 @@ _FIGURE_FORMATS = ("pdf", "svg", "png")
 def plot_cmd(
     result: str, out_dir: str | None, venue: str, column: str, formats: tuple[str, ...]
 ) -> None:
-    """Redraw the figures of a saved RESULT (analysis, experiment or sweep JSON)."""
+    """Redraw the figures of a saved RESULT (analysis, stack analysis, experiment or sweep JSON)."""
     from pathlib import Path
 
-    from .plots import plot_result
+    from .plots import plot_result, plot_stack_result
+    from .results import load_result
 
+    res = load_result(result)
+    draw_all = plot_stack_result if res.kind == "stack_analysis" else plot_result
     out = Path(out_dir) if out_dir else Path(result).with_name(Path(result).stem + "-figures")
-    for path in plot_result(
-        result, out, venue=venue, column=column, formats=formats or _FIGURE_FORMATS
-    ):
+    for path in draw_all(res, out, venue=venue, column=column, formats=formats or _FIGURE_FORMATS):
         click.echo(str(path))
 
 

@@ -56,10 +56,10 @@ from .logscaled import factor as _factor
 from .logscaled import log_norm as _log_norm
 from .logscaled import normalise as _normalise
 from .logscaled import top_scale as _top
+from .results.stack import StackResult
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
 from .spectral import Spectral
 from .stack_bidir import analyze_bidirectional
-from .stack_result import StackResult
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -447,7 +447,6 @@ class _Unidirectional:
                 extra["lag_tail_fraction"] = _VectorPass(self, gradient, True, vec.totals).tails(
                     checkpoints
                 )
-        meta["seconds"] = time.perf_counter() - started
         top_rt = rts[-1]
         cells = [r.cell.name for r in rts]
         return StackResult(
@@ -470,6 +469,7 @@ class _Unidirectional:
             layer_log10_input_spectral_norm=lay_in,
             gradient_loss=gradient,
             meta=meta,
+            run={"seconds": time.perf_counter() - started},  # volatile: apart from the data
             **extra,
         )
 

@@ -34,7 +34,7 @@ from .logscaled import Scaled as _Scaled
 from .logscaled import add as _add
 from .logscaled import log_norm as _log_norm
 from .logscaled import normalise as _normalise
-from .stack_result import StackResult
+from .results.stack import StackResult
 
 if TYPE_CHECKING:
     from .stack import _Rt
@@ -134,7 +134,6 @@ def analyze_bidirectional(
         "joint products are not defined (docs/stacks.md); layer chains are in each "
         "direction's own time; gradient rows are positions T-k, k = 0..T-1"
     )
-    meta["seconds"] = time.perf_counter() - started
     cells = [r.cell.name for r in rts]
     return StackResult(
         cell=cells[0] if len(set(cells)) == 1 else "+".join(cells),
@@ -148,5 +147,6 @@ def analyze_bidirectional(
         layer_log10_frobenius_norm=np.stack(frob),
         gradient_loss=gradient,
         meta=meta,
+        run={"seconds": time.perf_counter() - started},  # volatile: apart from the data
         **extra,
     )

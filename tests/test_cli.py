@@ -68,7 +68,7 @@ CASES = [
             "{d}/o.json",
         ],
         2,
-        "has shape (16, 3); expected (G*n, d) = (12, 3) for gru",
+        "--cell gru does not match the file (layer 0: lstm)",
     ),
     (
         "inputs of rank 2",

@@ -245,8 +245,64 @@ def test_result_round_trips_through_json(tmp_path: Path) -> None:
     for absent in ("log10_spectral_norm_hidden", "log10_gradient_norm", "parameter_gradient"):
         assert absent not in keys
     np.testing.assert_array_equal(keys["log10_spectral_norm"], res.log10_spectral_norm)
-    with pytest.raises(GradflowError, match="not a stack analysis"):
+    with pytest.raises(GradflowError, match="not a stack_analysis result"):
         StackResult.from_dict({"kind": "analysis"})
+
+
+def test_stack_result_is_a_typed_result(tmp_path: Path) -> None:
+    """load_result dispatches on kind "stack_analysis"; every array (including -inf, the log
+    of a structurally zero block) round-trips exactly; timings are in ``run``, not the data,
+    so two runs write byte-identical files."""
+    from gradflow.results import Result, load_result, run_path
+
+    _, layers, x = _model("lstm2")
+    res = analyze_stack(layers, x, gradient="last")
+    assert isinstance(res, Result) and res.kind == "stack_analysis"
+    assert res.run["seconds"] > 0 and "seconds" not in res.meta
+    assert res.cross_log10_spectral_norm is not None
+    assert np.isneginf(res.cross_log10_spectral_norm[0, 0]).all()  # block (L, 0) at lag 0
+    res.save(tmp_path / "a.json")
+    res.save_run(run_path(tmp_path / "a.json"))
+    assert "seconds" in json.loads((tmp_path / "a.run.json").read_text())
+    back = load_result(tmp_path / "a.json")
+    assert isinstance(back, StackResult) and back.layers == res.layers
+    for key in ("log10_spectral_norm", "layer_log10_gradient_norm", "final_hidden"):
+        np.testing.assert_array_equal(getattr(back, key), getattr(res, key))
+    np.testing.assert_array_equal(back.cross_log10_spectral_norm, res.cross_log10_spectral_norm)
+    for table in ("parameter_gradient", "log10_lag_gradient_norm", "lag_tail_fraction"):
+        for key, value in getattr(res, table).items():
+            np.testing.assert_array_equal(getattr(back, table)[key], value)
+    assert back.comparable() == res.comparable()
+    again = analyze_stack(layers, x, gradient="last")
+    again.save(tmp_path / "b.json")
+    assert (tmp_path / "a.json").read_bytes() == (tmp_path / "b.json").read_bytes()
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        ({"steps": "ten"}, "steps: expected an integer"),
+        ({"layers": {}}, "layers: expected a list"),
+        ({"log10_spectral_norm": [[0.0, 0.0]]}, r"log10_spectral_norm: expected shape"),
+        ({"layer_log10_spectral_norm": [[[0.0]]]}, "layer_log10_spectral_norm: expected"),
+        ({"final_hidden": [[0.0]]}, "final_hidden: expected 2 rows"),
+        ({"gradient_loss": "max"}, "gradient_loss: expected 'last' or 'sum'"),
+        ({"parameter_gradient": {"l0.W_ii": [1.0]}}, r"parameter_gradient.l0.W_ii"),
+        ({"lag_tail_fraction": {"l0.W_ii": "x"}}, r"lag_tail_fraction.l0.W_ii"),
+    ],
+)
+def test_malformed_stack_results_give_one_line(
+    tmp_path: Path, change: dict[str, Any], message: str
+) -> None:
+    from gradflow.results import ResultError, load_result
+
+    _, layers, x = _model("gru2")
+    data = analyze_stack(layers, x, gradient="last").comparable()
+    bad = tmp_path / "bad.json"
+    bad.write_text(json.dumps({**data, **change}))
+    with pytest.raises(ResultError, match=message) as err:
+        load_result(bad)
+    assert "\n" not in str(err.value) and str(bad) in str(err.value)
 
 
 def test_bad_models_are_refused_with_one_line_errors() -> None:

@@ -53,6 +53,7 @@ from .save import compact_svg as compact_svg
 from .save import save_figure as save_figure
 from .spectra import plot_lyapunov as plot_lyapunov
 from .spectra import plot_singular_values as plot_singular_values
+from .stack import plot_stack_result as plot_stack_result
 from .style import DASHES as DASHES
 from .style import DPI as DPI
 from .style import FORMATS as FORMATS

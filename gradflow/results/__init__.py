@@ -6,7 +6,7 @@ dispatches on the JSON's ``kind``. Volatile run metadata (timings) lives in ``re
 saved apart (``run.json``), so data files are byte-identical for a fixed seed.
 
 Modules: :mod:`.io` (strict JSON), :mod:`.base`, :mod:`.band`, :mod:`.analysis`,
-:mod:`.experiment`, :mod:`.sweep`, :mod:`.claims`.
+:mod:`.experiment`, :mod:`.sweep`, :mod:`.claims`, :mod:`.stack`.
 """
 
 from .analysis import AnalysisResult as AnalysisResult
@@ -27,6 +27,7 @@ from .experiment import PascanuBound as PascanuBound
 from .io import dumps as dumps
 from .io import load_json as load_json
 from .io import save_json as save_json
+from .stack import StackResult as StackResult
 from .sweep import SweepPoint as SweepPoint
 from .sweep import SweepResult as SweepResult
 
@@ -47,6 +48,7 @@ __all__ = [
     "PascanuBound",
     "Result",
     "ResultError",
+    "StackResult",
     "SweepPoint",
     "SweepResult",
     "dumps",
