@@ -5,7 +5,8 @@ Every :class:`~gradflow.errors.GradflowError` becomes one line on stderr and a n
 the traceback instead, and Ctrl-C (SIGINT) exits 130, SIGTERM 143, each with one line after
 worker processes and temporary folders are cleaned up (:mod:`gradflow.shutdown`).
 
-One concept: the command line (about 480 lines, one short function per command).
+One concept: the command line (about 700 lines: one short function per command, and the
+options of `analyze` for whole models).
 """
 
 from __future__ import annotations

@@ -471,3 +471,14 @@ def test_the_issue_13_table_names_tests_that_exist():
     for file, name in named:
         text = (root / "tests" / file).read_text()
         assert not name or f"def {name}(" in text, f"{file}::{name} does not exist"
+    # the rows fixed elsewhere name tests too: `tests/test_x.py::name`, `::other` (same file)
+    elsewhere = doc[doc.index("### Rows fixed elsewhere") :].split("\n## ")[0]
+    checked = 0
+    for cell in re.findall(r"\|([^|]*)\|\s*$", elsewhere, re.M):
+        file = None
+        for f, name in re.findall(r"`(?:tests/(test_\w+\.py))?(?:::(\w+))?`", cell):
+            file = f or file
+            if file and name:
+                assert f"def {name}(" in (root / "tests" / file).read_text(), (file, name)
+                checked += 1
+    assert checked >= 12
