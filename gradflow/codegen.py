@@ -52,7 +52,7 @@ from sympy.printing.numpy import (
 from .backend import array_namespace
 from .cells.functions import sigmoid
 from .cells.graph import Affine, Cell, Elementwise
-from .errors import CellError, NumericalError
+from .errors import CellError, FactorError
 from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
 
 
@@ -270,9 +270,11 @@ def _finite_factors(xp: ModuleType, texts: tuple[str, ...], F: tuple[Any, ...]) 
         bad = ~xp.isfinite(f)
         if bool(bad.any()):
             where = tuple(int(i) for i in np.argwhere(np.asarray(_to_numpy(bad)))[0])
-            raise NumericalError(
+            raise FactorError(
                 f"the Jacobian factor diag({text}) is not finite at (step in chunk, sequence, "
-                f"unit) = {where}: the cell's derivative is unbounded there (sqrt or log at 0?)"
+                f"unit) = {where}: the cell's derivative is unbounded there (sqrt or log at 0?)",
+                text,
+                where,
             )
     return F
 

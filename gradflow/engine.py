@@ -37,7 +37,7 @@ from .cells import Cell, get_cell
 from .chains import Chain, Lyapunov, Setup, VectorChain
 from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
-from .errors import InputsError, NumericalError, UsageError, WeightsError
+from .errors import FactorError, InputsError, NumericalError, UsageError, WeightsError
 from .results import AnalysisResult
 from .spectral import CERTIFICATES, SPECTRAL_RTOL
 from .threads import blas_threads, compute_region
@@ -365,7 +365,15 @@ def _analyze(
         V = kept[c] if kept is not None else _chunk_values(su, checkpoints[c], t0, t1)
         shape = (t1 - t0, su.batch, su.n)
         with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-            F = su.kernels.factors(V, su.q, shape)  # NaN/inf are found and reported next
+            try:
+                F = su.kernels.factors(V, su.q, shape)  # NaN/inf are found and reported next
+            except FactorError as err:  # the kernel knows the factor, the engine the step
+                k, b = err.where[:2]
+                raise NumericalError(
+                    f"the Jacobian of {su.cell.name!r} is NaN or inf at step {t0 + k + 1}, "
+                    f"sequence {b}: its factor diag({err.factor}) is unbounded at the state "
+                    "reached there (sqrt or log at 0?)"
+                ) from None
         _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)

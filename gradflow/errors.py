@@ -51,6 +51,16 @@ class NumericalError(GradflowError):
     """A rollout produced NaN or inf (reported with the step and sequence)."""
 
 
+class FactorError(NumericalError):
+    """A Jacobian factor is not finite: ``factor`` is its text, ``where`` its index
+    ``(step in chunk, sequence, unit)``; the engine adds the absolute step."""
+
+    def __init__(self, message: str, factor: str, where: tuple[int, ...]) -> None:
+        super().__init__(message)
+        self.factor = factor
+        self.where = where
+
+
 class OutputError(GradflowError):
     """An output file cannot be written there (a device, an input of the run, no folder)."""
 

@@ -191,7 +191,7 @@ def test_one_layer_equals_engine_analyze(cell: str, loss: str) -> None:
     np.testing.assert_allclose(res.final_hidden, ref.final_hidden, rtol=0, atol=1e-14)
     d, want = res.to_dict(), ref.to_dict()
     for key in ("cell", "hidden_size", "input_size", "steps", "batch", "lags"):
-        assert d[key] == want[key]
+        assert np.array_equal(np.asarray(d[key]), np.asarray(want[key])), key
 
 
 def test_layer_chains_stay_exact_when_layers_decay_at_different_rates() -> None:
