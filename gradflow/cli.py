@@ -34,7 +34,8 @@ class GradflowClickError(click.ClickException):
 
     def __init__(self, err: GradflowError) -> None:
         super().__init__(str(err))
-        self.exit_code = err.exit_code
+        # click 8.5 declares exit_code a ClassVar; this instance carries the error's own code
+        setattr(self, "exit_code", err.exit_code)  # noqa: B010
 
 
 class Group(click.Group):
