@@ -9,6 +9,7 @@ from .graph import Cell
 from .gru import GRU, GRU_RESET_BEFORE
 from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
 from .minimal import INDRNN, MGU, MINIMALRNN
+from .modern import MODERN_CELLS
 from .rnn import RNN, RNN_RELU
 
 #: Every built-in cell by name, in the order ``gradflow cells`` lists them.
@@ -26,6 +27,7 @@ CATALOGUE: dict[str, Cell] = {
         MGU,
         INDRNN,
         MINIMALRNN,
+        *MODERN_CELLS,
     )
 }
 
