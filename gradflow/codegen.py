@@ -205,6 +205,7 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
         L.append(f"    {_var(st)} = s[..., {k}*n:{k + 1}*n]")
     exprs = [nd.expr for nd in cell.nodes if not isinstance(nd, Affine)]
     L += _param_lines(cell, exprs, "    ")
+    vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
     projected: set[str] = set()
     for nd in cell.nodes:
         if isinstance(nd, Affine):
@@ -219,8 +220,13 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
                 j = lay.sources[src].index(nd.name)
                 parts.append(f"r_{src}[..., {j}*n:{j + 1}*n]")
             L.append(f"    {_var(nd.name)} = " + " + ".join(parts))
-        else:
+        elif {str(x) for x in nd.expr.free_symbols} & vectors:
             L.append(f"    {_var(nd.name)} = {print_expr(_rename(cell, nd.expr))}")
+        else:  # parameters and numbers alone: give the value the batch axis of the state
+            L.append(
+                f"    {_var(nd.name)} = xp.broadcast_to({print_expr(_rename(cell, nd.expr))}, "
+                "s.shape[:-1] + (n,))"
+            )
     upd = dict(cell.update)
     new = ", ".join(_var(upd[st]) for st in cell.state)
     vals = "".join(f"{_var(v)}, " for v in lay.needed)

@@ -1,0 +1,136 @@
+"""Graph features of issue 11 (docs/cells-2018-2026.md §1): nodes computed from parameters alone.
+
+F1: an elementwise node whose symbols are all vector parameters (``beta = sigmoid(alpha)``,
+``tau = 1 + softplus(rho)``, a parameter transform such as ``exp(-exp(nu))``) has no batch
+axis of its own; every node must still be evaluated with one. Issue 11's repro crashed
+``analyze`` with a broadcast ValueError: the regression tests below run it through the Python
+API and a TOML cell file. The hypothesis test draws random cells with such nodes and checks the
+generated Jacobian against central finite differences of the generated step (tolerance: FD step
+1e-6 on smooth functions of O(1) values, truncation O(1e-12) and rounding O(1e-10): 1e-7).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradflow.cells import define_cell, load_cell_file
+from gradflow.engine import analyze, rollout, state_jacobians
+from gradflow.initialisers import Init, initialise
+
+ISSUE_EQUATIONS = {
+    "beta": "sigmoid(alpha)",
+    "tau": "1 + softplus(rho)",
+    "a": "W @ x + U @ h + b",
+    "h_new": "beta * h + (1 - beta) * tanh(a) / tau",
+}
+
+
+def _check_against_direct_numpy(p: dict[str, np.ndarray], x: np.ndarray, states: np.ndarray):
+    # the cell of ISSUE_EQUATIONS in plain numpy (independent of the code generator)
+    beta = 1 / (1 + np.exp(-p["alpha"]))
+    tau = 1 + np.logaddexp(0, p["rho"])
+    h = np.zeros((x.shape[1], p["U"].shape[0]))
+    for t in range(x.shape[0]):
+        a = x[t] @ p["W"].T + h @ p["U"].T + p["b"]
+        h = beta * h + (1 - beta) * np.tanh(a) / tau
+        # 1e-14: the same float64 formula, evaluated in another order
+        np.testing.assert_allclose(states[t + 1], h, rtol=0, atol=1e-14)
+
+
+def _issue_run(cell) -> None:  # type: ignore[no-untyped-def]
+    p = initialise(cell, 4, 3, Init(scheme="gaussian", sigma_b=0.5), np.random.default_rng(0))
+    x = np.random.default_rng(1).standard_normal((7, 3, 3))
+    res = analyze(cell, p, x)  # crashed: ValueError (broadcast (T, n) to (T, B, n))
+    assert res.log10_spectral_norm.shape == (8, 3)
+    _check_against_direct_numpy(p, x, rollout(cell, p, x))
+    # lag 1 of analyze is the norm of the last step Jacobian (1e-12 in log10: same numbers)
+    J = state_jacobians(cell, p, x)
+    want = np.log10(np.linalg.norm(J[-1], ord=2, axis=(-2, -1)))
+    np.testing.assert_allclose(res.log10_spectral_norm[1], want, rtol=0, atol=1e-12)
+
+
+def test_issue11_parameter_nodes_python_api() -> None:
+    _issue_run(define_cell("param-nodes", "h", ISSUE_EQUATIONS, parameters=["alpha", "rho"]))
+
+
+def test_issue11_parameter_nodes_cell_file(tmp_path: Path) -> None:
+    lines = "\n".join(f'{k} = "{v}"' for k, v in ISSUE_EQUATIONS.items())
+    path = tmp_path / "param-nodes.toml"
+    path.write_text(
+        f'state = ["h"]\nparameters = ["alpha", "rho"]\n[equations]\n{lines}\n', "utf-8"
+    )
+    _issue_run(load_cell_file(path))
+
+
+#: parameter-only node expressions (a symbol ``{p}``) and where they enter the update
+TRANSFORMS = [
+    "sigmoid({p})",
+    "1 + softplus({p})",
+    "exp(-exp({p}))",  # a decay rate in (0, 1), a parameter transform (issue 11 item 1)
+    "tanh({p}) ** 2",
+    "0.5 * cos({p}) + 0.5 * sin({p}) ** 2",
+]
+USES = [
+    "{v} * h + (1 - {v}) * tanh(a)",
+    "h + tanh(a) * {v}",
+    "tanh(a + {v} * h)",
+    "{v} * tanh(a) + (1 - {v}) * sigmoid(a) * h",
+]
+
+
+@given(
+    transform=st.sampled_from(TRANSFORMS),
+    use=st.sampled_from(USES),
+    chained=st.booleans(),
+    n=st.integers(1, 5),
+    batch=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=25, deadline=None)
+def test_random_parameter_node_cells_jacobian_vs_finite_differences(
+    transform: str, use: str, chained: bool, n: int, batch: int, seed: int
+) -> None:
+    eqs = {"v0": transform.format(p="pv")}
+    last = "v0"
+    if chained:  # a parameter-only node built from another one
+        eqs["v1"] = "sigmoid(v0 - q)"
+        last = "v1"
+    eqs["a"] = "W @ x + U @ h + b"
+    eqs["h_new"] = use.format(v=last)
+    vectors = ["pv", "q"] if chained else ["pv"]
+    cell = define_cell("random-param-node", "h", eqs, parameters=vectors)
+    rng = np.random.default_rng(seed)
+    d = 2
+    p = initialise(cell, n, d, Init(scheme="gaussian", sigma_b=0.3), rng)
+    x = rng.standard_normal((3, batch, d))
+    states = rollout(cell, p, x)
+    assert states.shape == (4, batch, n)
+    J = state_jacobians(cell, p, x)
+    eps = 1e-6
+    for t in range(3):
+        for j in range(n):
+            s_plus, s_minus = states[t].copy(), states[t].copy()
+            s_plus[:, j] += eps
+            s_minus[:, j] -= eps
+            f_plus = rollout(cell, p, x[t : t + 1], s0=s_plus)[1]
+            f_minus = rollout(cell, p, x[t : t + 1], s0=s_minus)[1]
+            fd = (f_plus - f_minus) / (2 * eps)
+            np.testing.assert_allclose(J[t][:, :, j], fd, rtol=0, atol=1e-7)
+    res = analyze(cell, p, x)
+    assert np.all(np.isfinite(res.log10_frobenius_norm))
+
+
+@pytest.mark.parametrize("backend_dtype", ["float32"])
+def test_parameter_nodes_in_float32(backend_dtype: str) -> None:
+    cell = define_cell("param-nodes", "h", ISSUE_EQUATIONS, parameters=["alpha", "rho"])
+    p = initialise(cell, 3, 2, Init(), np.random.default_rng(2))
+    x = np.random.default_rng(3).standard_normal((4, 2, 2))
+    r64 = analyze(cell, p, x)
+    r32 = analyze(cell, p, x, dtype=backend_dtype)
+    # float32 rounding over 4 steps of O(1) values: 1e-5 in log10
+    np.testing.assert_allclose(r32.log10_spectral_norm, r64.log10_spectral_norm, atol=1e-5)
