@@ -236,6 +236,22 @@ _REFS: dict[str, _Ref] = {
         "Rusch, Mishra, Erichson & Mahoney",
         "ICLR 2022, arXiv:2110.04744",
     ),
+    "beck2024xlstm": (
+        "inproceedings",
+        'Beck, Maximilian and P{\\"o}ppel, Korbinian and Spanring, Markus and Auer, Andreas and '
+        'Prudnikova, Oleksandra and Kopp, Michael and Klambauer, G{\\"u}nter and Brandstetter, '
+        "Johannes and Hochreiter, Sepp",
+        "2024",
+        "{xLSTM}: extended long short-term memory",
+        {
+            "booktitle": "Advances in Neural Information Processing Systems (NeurIPS)",
+            "volume": "37",
+            "eprint": "2405.04517",
+            "archiveprefix": "arXiv",
+        },
+        "Beck et al.",
+        "NeurIPS 2024, arXiv:2405.04517",
+    ),
     # ---- methods and theory -------------------------------------------------------------------
     "pascanu2013": (
         "inproceedings",

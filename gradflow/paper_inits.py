@@ -7,7 +7,8 @@ default" is PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for weights and bia
 
 References:
     [li2018indrnn], [westhuizen2018janet], [tallec2018chrono], [gu2020urlstm],
-    [feng2024minrnn], [rusch2021cornn], [rusch2022lem], [chung2014], [paszke2019].
+    [feng2024minrnn], [rusch2021cornn], [rusch2022lem], [chung2014], [beck2024xlstm],
+    [paszke2019].
 """
 
 from __future__ import annotations
@@ -93,6 +94,24 @@ def _indrnn(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float |
     }
 
 
+def _slstm(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | None) -> Arrays:
+    """sLSTM (``sLSTMCellBase.reset_parameters`` at the ``sLSTMCellConfig`` defaults, one head
+    and one block): recurrent weights zero (``recurrent_weight_init = "zeros"``, so ``J_t`` is
+    purely additive at initialisation), the ``powerlaw_blockdependent`` forget bias
+    ``b_f[j] = 5 - 12 (j / (n - 1))^0.3`` (from +5 down to -7 across the units), the other
+    biases 0; input weights the ``nn.Linear(d, n)`` default (they belong to the xLSTM block,
+    not to the cell) [beck2024xlstm]."""
+    bound = 1.0 / math.sqrt(d)
+    out: Arrays = {}
+    for g in "ifzo":
+        out[f"W_{g}"] = rng.uniform(-bound, bound, size=(n, d))
+        out[f"R_{g}"] = np.zeros((n, n))
+        out[f"b_{g}"] = np.zeros(n)
+    ratio = np.arange(n) / (n - 1) if n > 1 else np.zeros(1)
+    out["b_f"] = 5.0 - 12.0 * ratio**0.3
+    return out
+
+
 #: Cell name -> its paper initialisation (cells not listed get the ``torch`` scheme).
 PAPER_INITS: dict[str, PaperInit] = {
     "gru-chung": _torch_rnn,
@@ -104,6 +123,7 @@ PAPER_INITS: dict[str, PaperInit] = {
     "cornn-explicit": _cornn,
     "lem": _torch_rnn,
     "indrnn": _indrnn,
+    "slstm": _slstm,
 }
 
 

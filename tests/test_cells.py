@@ -35,6 +35,7 @@ EXPECTED = [
     "cornn",
     "cornn-explicit",
     "lem",
+    "slstm",
 ]
 SIZES = [(1, 1), (3, 2), (8, 5), (64, 32), (128, 17)]
 
@@ -197,10 +198,13 @@ def test_minimalrnn_additive_path_is_update_gate() -> None:
     assert same(term.diags[0], sym("u"))
 
 
-def test_indrnn_jacobian_is_diagonal() -> None:
+def test_indrnn_jacobian_is_diagonal_and_multiplicative() -> None:
+    # diagonal (no weight matrix), yet every path goes through relu' at the pre-activation
+    # a + u*h: purely multiplicative (docs/cells-2018-2026.md §2, Li et al. 2018)
     jac = get_cell("indrnn").jacobian()
-    assert jac.multiplicative().is_zero()
+    assert jac.additive().is_zero()
     (term,) = jac.block("h", "h")
+    assert not term.weights and term.multiplicative
     a, u, h = sym("a"), sym("u"), sym("h")
     assert same(term.diags[0], u * sp.Heaviside(a + u * h, 0))
 

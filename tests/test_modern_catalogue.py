@@ -51,6 +51,20 @@ def _cornn_params(p: Arrays, n: int, d: int) -> Arrays:
     return {"V": w[:, :d], "W_z": w[:, d : d + n], "W": w[:, d + n :], "b": p["i2h.bias"]}
 
 
+def heads_to_dense(kernel: np.ndarray) -> np.ndarray:
+    """xLSTM's head-wise ``recurrent_kernel (H, hd, 4 hd)`` (row vectors, gate-major columns) as
+    the catalogue's ``recurrent_weight (4n, n)``: per gate the block-diagonal column-convention
+    matrix, block ``k`` = ``kernel[k, :, g hd:(g+1) hd]^T`` (docs §3.12)."""
+    heads, hd = kernel.shape[0], kernel.shape[1]
+    n = heads * hd
+    out = np.zeros((4 * n, n))
+    for g in range(4):
+        for k in range(heads):
+            rows = slice(g * n + k * hd, g * n + (k + 1) * hd)
+            out[rows, k * hd : (k + 1) * hd] = kernel[k, :, g * hd : (g + 1) * hd].T
+    return out
+
+
 def _cell_and_params(fixture: str) -> tuple[Cell, Arrays, Arrays, np.ndarray, dict[str, object]]:
     from gradflow.weights import from_torch_tensors
 
@@ -65,13 +79,27 @@ def _cell_and_params(fixture: str) -> tuple[Cell, Arrays, Arrays, np.ndarray, di
         cell = lem(**hyper)
     elif fixture == "janet":
         cell = janet(**hyper)
+    elif fixture == "slstm":
+        assert hyper == {"heads": 2}
+        cell = get_cell("slstm")
+        p = {**p, "recurrent_weight": heads_to_dense(p.pop("recurrent_kernel"))}
     else:
         assert not hyper, hyper
         cell = get_cell(fixture)
     return cell, from_torch_tensors(cell, p), ref, x, record
 
 
-FIXTURES = ["gru-chung", "janet", "ur-lstm", "mingru", "minlstm", "cornn", "cornn-explicit", "lem"]
+FIXTURES = [
+    "gru-chung",
+    "janet",
+    "ur-lstm",
+    "mingru",
+    "minlstm",
+    "cornn",
+    "cornn-explicit",
+    "lem",
+    "slstm",
+]
 
 
 @pytest.mark.parametrize("fixture", FIXTURES)

@@ -114,3 +114,21 @@ def test_t_max_is_validated() -> None:
         Init(scheme="paper", t_max=0.5)
     with pytest.raises(UsageError, match="finite"):
         Init(scheme="paper", t_max=math.inf)
+
+
+def test_slstm_powerlaw_forget_bias_and_zero_recurrence() -> None:
+    p = _init("slstm")
+    # b_f[j] = 5 - 12 (j / (n - 1))^0.3 (xLSTM powerlaw_blockdependent, one block): +5 .. -7
+    assert p["b_f"][0] == 5.0 and abs(p["b_f"][-1] + 7.0) < 1e-12
+    assert np.all(np.diff(p["b_f"]) < 0)
+    assert all(np.all(p[f"R_{g}"] == 0) for g in "ifzo")
+    assert np.all(p["b_i"] == 0) and np.all(p["b_o"] == 0)
+    # R = 0: the sLSTM step Jacobian is purely additive at initialisation (docs §3.12)
+    from gradflow.engine import state_jacobians
+
+    x = np.random.default_rng(0).standard_normal((3, 2, D))
+    cell = get_cell("slstm")
+    full = state_jacobians(cell, p, x)
+    # 1e-15: the same sums in another order (entries O(1)); R != 0 would differ by O(0.1)
+    add = state_jacobians(cell, p, x, path="additive")
+    np.testing.assert_allclose(full, add, rtol=0, atol=1e-15)

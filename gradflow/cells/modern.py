@@ -1,4 +1,4 @@
-r"""Recurrent cells of 2014-2022 that the graph expresses as it is (docs/cells-2018-2026.md).
+r"""Recurrent cells of 2014-2024 that the graph expresses as it is (docs/cells-2018-2026.md).
 
 Each cell is written with the equations of its section in ``docs/cells-2018-2026.md`` (the
 equation grammar of :mod:`gradflow.cells.grammar`), its update convention, its citation and,
@@ -11,7 +11,7 @@ numbers (they are constants of the cell, never parameters of the weight file).
 References:
     [chung2014] GRU with ``h_t = (1 - z_t) h_{t-1} + z_t h~_t``; [westhuizen2018janet] JANET;
     [gu2020urlstm] UR-LSTM; [feng2024minrnn] minGRU, minLSTM; [rusch2021cornn] coRNN;
-    [rusch2022lem] LEM.
+    [rusch2022lem] LEM; [beck2024xlstm] sLSTM.
 """
 
 from __future__ import annotations
@@ -316,6 +316,41 @@ def lem(dt: float = LEM_DT) -> Cell:
     )
 
 
+SLSTM = Cell(
+    name="slstm",
+    state=("h", "c", "n"),
+    nodes=_nodes(
+        (
+            *((f"a_{g}", f"W_{g} @ x + R_{g} @ h + b_{g}") for g in "ifzo"),
+            ("i", "exp(a_i)"),
+            ("f", "sigmoid(a_f)"),
+            ("z", "tanh(a_z)"),
+            ("o", "sigmoid(a_o)"),
+            ("c_new", "f * c + i * z"),
+            ("n_new", "f * n + i"),
+            ("h_new", "o * c_new / n_new"),
+        )
+    ),
+    update=(("h", "h_new"), ("c", "c_new"), ("n", "n_new")),
+    torch_layout=_layout(
+        ("weight_ih", ("W_i", "W_f", "W_z", "W_o")),
+        ("recurrent_weight", ("R_i", "R_f", "R_z", "R_o")),
+        ("bias", ("b_i", "b_f", "b_z", "b_o")),
+    ),
+    reference=(
+        "Beck, Pöppel, Spanring, Auer, Prudnikova, Kopp, Klambauer, Brandstetter & Hochreiter "
+        "(2024), xLSTM: extended long short-term memory, arXiv:2405.04517, Sec. 2.2: "
+        "i = exp(ĩ), f = σ(f̃), c_t = f c + i z, n_t = f n + i, h_t = o c_t / n_t. The chain "
+        "is taken over the paper's unstabilised state [h; c; n] (the stabiliser m rescales c "
+        "and n by exp(-m) and leaves h and every dh/dh block unchanged; docs §3.12). R is one "
+        "dense matrix per gate: xLSTM's head-wise kernel (H, n/H, 4 n/H) is its block-diagonal "
+        "special case (recurrent_weight = the blocks' transposes on the diagonal)."
+    ),
+    convention="f keeps the old c and n: c_t = f_t c_{t-1} + i_t z_t, n_t = f_t n_{t-1} + i_t",
+    citations=("beck2024xlstm",),
+    description="sLSTM: exponential input gate with normaliser (xLSTM)",
+)
+
 JANET = janet()
 CORNN = cornn()
 CORNN_EXPLICIT = cornn(explicit=True)
@@ -331,4 +366,5 @@ MODERN_CELLS: tuple[Cell, ...] = (
     CORNN,
     CORNN_EXPLICIT,
     LEM,
+    SLSTM,
 )
