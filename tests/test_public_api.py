@@ -32,7 +32,7 @@ LAYERS = [
     "cells",
     "symbolic",
     "codegen|spectral|sensitivity_codegen|prodsvd|decomposition",
-    "engine|weights|formats|initialisers|paper_inits|results|measure|stack|stack_bidir"
+    "engine|diagonal|weights|formats|initialisers|paper_inits|results|measure|stack|stack_bidir"
     "|stack_vectors|stack_result|logscaled",
     "analysis",
     "plots|report",
