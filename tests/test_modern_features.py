@@ -134,3 +134,83 @@ def test_parameter_nodes_in_float32(backend_dtype: str) -> None:
     r32 = analyze(cell, p, x, dtype=backend_dtype)
     # float32 rounding over 4 steps of O(1) values: 1e-5 in log10
     np.testing.assert_allclose(r32.log10_spectral_norm, r64.log10_spectral_norm, atol=1e-5)
+
+
+# -- F8: named constants (hyperparameters) ------------------------------------------------------
+LEAKY = {"a": "W @ x + U @ h + b", "h_new": "h + dt * (tanh(a) - gamma * h)"}
+
+
+def test_constants_from_python_and_toml_are_the_same_cell(tmp_path: Path) -> None:
+    py = define_cell("leaky-const", "h", LEAKY, constants={"dt": 0.25, "gamma": 2})
+    path = tmp_path / "leaky-const.toml"
+    path.write_text(
+        'state = ["h"]\nconstants = {dt = 0.25, gamma = 2}\n[equations]\n'
+        + "\n".join(f'{k} = "{v}"' for k, v in LEAKY.items())
+        + "\n",
+        "utf-8",
+    )
+    toml = load_cell_file(path)
+    assert py.nodes == toml.nodes and py.constants == toml.constants
+    assert py.constants == (("dt", 0.25), ("gamma", 2.0))
+    assert {p.name for p in py.parameters} == {"W", "U", "b"}  # never weight-file parameters
+    # the Jacobian is I (1 - dt gamma) + dt diag(1 - tanh^2) U: the additive part is the number
+    (add,) = py.jacobian().additive().block("h", "h")
+    assert float(add.diags[0]) == 1 - 0.25 * 2
+
+
+@pytest.mark.parametrize(
+    ("constants", "match"),
+    [
+        ({"dt": 0.1}, "undefined symbol 'gamma'"),  # neither a constant nor a declared vector
+        ({"dt": 0.1, "gamma": 1, "eta": 3}, "'eta' is given but not used"),
+        ({"dt": float("nan"), "gamma": 1}, "finite"),
+        ({"dt": "0.1", "gamma": 1}, "int or float"),
+        ({"dt": True, "gamma": 1}, "int or float"),
+        ({"h": 0.1, "dt": 1, "gamma": 1}, "defined twice"),
+        ({"dt": 0.1, "gamma": 1, "tanh": 2}, "function"),
+    ],
+)
+def test_bad_constants_are_one_line_errors(constants: dict[str, object], match: str) -> None:
+    from gradflow.errors import EquationError
+
+    with pytest.raises(EquationError, match=match):
+        define_cell("leaky-const", "h", LEAKY, constants=constants)  # type: ignore[arg-type]
+
+
+def test_constant_in_an_affine_line_is_refused() -> None:
+    from gradflow.errors import EquationError
+
+    with pytest.raises(EquationError, match="'b' is a constant"):
+        define_cell("c", "h", {"h_new": "W @ h + b"}, constants={"b": 1.0})
+
+
+@given(
+    dt=st.floats(0.01, 1.0),
+    gamma=st.floats(-3.0, 3.0),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=20, deadline=None)
+def test_random_constants_jacobian_vs_finite_differences(
+    dt: float, gamma: float, n: int, seed: int
+) -> None:
+    cell = define_cell("leaky-const", "h", LEAKY, constants={"dt": dt, "gamma": gamma})
+    rng = np.random.default_rng(seed)
+    p = initialise(cell, n, 2, Init(scheme="gaussian", sigma_b=0.3), rng)
+    x = rng.standard_normal((2, 2, 2))
+    states = rollout(cell, p, x)
+    J = state_jacobians(cell, p, x)
+    eps = 1e-6
+    for j in range(n):
+        s_plus, s_minus = states[1].copy(), states[1].copy()
+        s_plus[:, j] += eps
+        s_minus[:, j] -= eps
+        fd = (rollout(cell, p, x[1:], s0=s_plus)[1] - rollout(cell, p, x[1:], s0=s_minus)[1]) / (
+            2 * eps
+        )
+        # central differences, step 1e-6, O(1) values: 1e-7 (as above)
+        np.testing.assert_allclose(J[1][:, :, j], fd, rtol=0, atol=1e-7)
+    # and the closed form: J = (1 - dt gamma) I + dt diag(1 - tanh(a)^2) U (1e-13: rounding)
+    a = x[1] @ p["W"].T + states[1] @ p["U"].T + p["b"]
+    closed = (1 - dt * gamma) * np.eye(n) + dt * (1 - np.tanh(a) ** 2)[:, :, None] * p["U"]
+    np.testing.assert_allclose(J[1], closed, rtol=0, atol=1e-13)

@@ -116,6 +116,7 @@ def janet(beta: float = JANET_BETA) -> Cell:
             f"beta = {beta:g}."
         ),
         convention="f keeps the old state: h_t = f_t h_{t-1} + (1 - k_t) g_t, k_t = σ(s_t - β)",
+        constants=(("beta", float(beta)),),
         citations=("westhuizen2018janet",),
         description="JANET: forget gate only, input gate 1 - σ(s - β)",
     )
@@ -263,6 +264,7 @@ def cornn(
             + f"{values}. The code's i2h.weight (n, d + 2n) holds the columns [V | W_z | W]."
         ),
         convention="z first, then y from the new z: y_t = y_{t-1} + dt z_t",
+        constants=(("dt", float(dt)), ("gamma", float(gamma)), ("epsilon", float(epsilon))),
         citations=("rusch2021cornn",),
         description=(
             "coRNN, explicit damping as the authors' code"
@@ -311,6 +313,7 @@ def lem(dt: float = LEM_DT) -> Cell:
             f"y_n = (1 - dt_bar) y + dt_bar tanh(W_y z_n + V_y u); dt = {dt:g}."
         ),
         convention="z first, then y from the new z; dt_n, dt_bar keep the old state",
+        constants=(("dt", float(dt)),),
         citations=("rusch2022lem",),
         description="LEM: multiscale gated oscillator (z, then y)",
     )
