@@ -158,3 +158,28 @@ def test_modern_cells_carry_citations_and_conventions() -> None:
         cell = CATALOGUE[name]
         assert cell.citations and cell.convention and cell.description
         text(cell.citations)  # every key resolves (raises on an unknown key)
+
+
+def test_derive_paths_shows_the_new_split() -> None:
+    # docs/cells-2018-2026.md §2: IndRNN's chain passes through relu' at a + u h (all
+    # multiplicative); minGRU's is the gate alone (all additive)
+    from click.testing import CliRunner
+
+    from gradflow.cli import cli
+
+    out = CliRunner().invoke(cli, ["derive", "indrnn", "--paths"])
+    assert out.exit_code == 0, out.output
+    add, mul = out.output.split("multiplicative path:")
+    assert add.strip() == "additive path:\n0"
+    assert "Heaviside(a + h_{t-1}*u, 0)" in mul
+    out = CliRunner().invoke(cli, ["derive", "mingru", "--paths"])
+    assert out.output.strip().endswith("multiplicative path:\n0")
+    assert "dh_t/dh_{t-1} = diag(1 - z)" in out.output
+
+
+def test_families_partition_the_catalogue() -> None:
+    from gradflow.cells.catalogue import CLASSIC, FAMILIES
+
+    listed = [c for cells in FAMILIES.values() for c in cells]
+    assert sorted(listed) == sorted(CATALOGUE) and len(listed) == len(set(listed))
+    assert set(CLASSIC) <= set(CATALOGUE) and len(CLASSIC) == 11

@@ -13,7 +13,7 @@ Examples:
 
 from __future__ import annotations
 
-from ..cells import CATALOGUE
+from ..cells.catalogue import CLASSIC
 from ..initialisers import Init
 from .experiment import ExperimentConfig, InputsConfig, Quantities
 from .sweep import SweepConfig
@@ -40,7 +40,7 @@ def default_report_config() -> ExperimentConfig:
     """
     return ExperimentConfig(
         name="report",
-        cells=tuple(CATALOGUE),
+        cells=CLASSIC,  # the new families: grouped report pending (issue 11)
         hidden_size=32,
         input_size=8,
         steps=300,

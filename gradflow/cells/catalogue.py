@@ -32,6 +32,31 @@ CATALOGUE: dict[str, Cell] = {
 }
 
 
+#: The cells of the seeds' era (before issue 11), which the default report shows.
+CLASSIC: tuple[str, ...] = (
+    "rnn",
+    "rnn-relu",
+    "lstm",
+    "lstm-nofg",
+    "lstm-peephole",
+    "lstm-cifg",
+    "gru",
+    "gru-reset-before",
+    "mgu",
+    "indrnn",
+    "minimalrnn",
+)
+
+#: Every catalogue cell by family, for listings and reports that group them.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "Elman": ("rnn", "rnn-relu"),
+    "LSTM": ("lstm", "lstm-nofg", "lstm-peephole", "lstm-cifg", "ur-lstm", "janet", "slstm"),
+    "GRU": ("gru", "gru-reset-before", "gru-chung", "mgu", "minimalrnn"),
+    "diagonal": ("indrnn", "mingru", "minlstm"),
+    "oscillator": ("cornn", "cornn-explicit", "lem"),
+}
+
+
 def get_cell(name: str) -> Cell:
     """The catalogue cell called ``name``; an unknown name gets a did-you-mean suggestion."""
     try:
