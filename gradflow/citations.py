@@ -252,6 +252,18 @@ _REFS: dict[str, _Ref] = {
         "Beck et al.",
         "NeurIPS 2024, arXiv:2405.04517",
     ),
+    "de2024griffin": (
+        "misc",
+        "De, Soham and Smith, Samuel L. and Fernando, Anushan and Botev, Aleksandar and "
+        "Cristian-Muraru, George and Gu, Albert and Haroun, Ruba and Berrada, Leonard and "
+        "Chen, Yutian and Srinivasan, Srivatsan and others",
+        "2024",
+        "Griffin: mixing gated linear recurrences with local attention for efficient language "
+        "models",
+        {"eprint": "2402.19427", "archiveprefix": "arXiv"},
+        "De, Smith, Fernando et al.",
+        "arXiv:2402.19427",
+    ),
     # ---- methods and theory -------------------------------------------------------------------
     "pascanu2013": (
         "inproceedings",

@@ -8,7 +8,7 @@ default" is PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for weights and bia
 References:
     [li2018indrnn], [westhuizen2018janet], [tallec2018chrono], [gu2020urlstm],
     [feng2024minrnn], [rusch2021cornn], [rusch2022lem], [chung2014], [beck2024xlstm],
-    [paszke2019].
+    [de2024griffin], [paszke2019].
 """
 
 from __future__ import annotations
@@ -112,6 +112,25 @@ def _slstm(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | 
     return out
 
 
+def _rglru(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | None) -> Arrays:
+    """RG-LRU (recurrentgemma ``rnn_param_init``): ``a = sigma(-a_param)`` uniform in area on the
+    ring ``[0.9, 0.999]``, i.e. ``a_param = softplus^{-1}(-0.5 log U(0.9^2, 0.999^2))``; gate
+    weights ``N(0, 1/n)`` (``BlockDiagonalLinear`` with one head, ``w_init_variance_scale = 1``),
+    biases 0; ``W_in = I`` (the bare RG-LRU; for ``d != n`` the ``nn.Linear`` default)
+    [de2024griffin]."""
+    a_real = 0.5 * np.log(rng.uniform(0.9**2, 0.999**2, size=n))
+    bound = 1.0 / math.sqrt(d)
+    w_in = np.eye(n) if d == n else rng.uniform(-bound, bound, size=(n, d))
+    return {
+        "W_in": w_in,
+        "W_a": rng.standard_normal((n, n)) / math.sqrt(n),
+        "b_a": np.zeros(n),
+        "W_x": rng.standard_normal((n, n)) / math.sqrt(n),
+        "b_x": np.zeros(n),
+        "a_param": np.log(np.expm1(-a_real)),
+    }
+
+
 #: Cell name -> its paper initialisation (cells not listed get the ``torch`` scheme).
 PAPER_INITS: dict[str, PaperInit] = {
     "gru-chung": _torch_rnn,
@@ -124,6 +143,7 @@ PAPER_INITS: dict[str, PaperInit] = {
     "lem": _torch_rnn,
     "indrnn": _indrnn,
     "slstm": _slstm,
+    "rglru": _rglru,
 }
 
 

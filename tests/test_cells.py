@@ -36,6 +36,7 @@ EXPECTED = [
     "cornn-explicit",
     "lem",
     "slstm",
+    "rglru",
 ]
 SIZES = [(1, 1), (3, 2), (8, 5), (64, 32), (128, 17)]
 

@@ -65,6 +65,15 @@ def heads_to_dense(kernel: np.ndarray) -> np.ndarray:
     return out
 
 
+def _block_diagonal(w: np.ndarray) -> np.ndarray:
+    # recurrentgemma's BlockDiagonalLinear (H, i, j), y_k = x_k @ w[k]: blocks w[k]^T (docs §3.6)
+    heads, bw = w.shape[0], w.shape[1]
+    out = np.zeros((heads * bw, heads * bw))
+    for k in range(heads):
+        out[k * bw : (k + 1) * bw, k * bw : (k + 1) * bw] = w[k].T
+    return out
+
+
 def _cell_and_params(fixture: str) -> tuple[Cell, Arrays, Arrays, np.ndarray, dict[str, object]]:
     from gradflow.weights import from_torch_tensors
 
@@ -79,6 +88,18 @@ def _cell_and_params(fixture: str) -> tuple[Cell, Arrays, Arrays, np.ndarray, di
         cell = lem(**hyper)
     elif fixture == "janet":
         cell = janet(**hyper)
+    elif fixture == "rglru":
+        assert hyper == {"c": 8.0, "heads": 2}
+        cell = get_cell("rglru")
+        p = {
+            "a_param": p["a_param"],
+            "W_in": np.eye(n),  # the bare RG-LRU: d = n, x enters unit by unit
+            "W_a": _block_diagonal(p["a_gate.w"]),
+            "b_a": p["a_gate.b"].reshape(-1),
+            "W_x": _block_diagonal(p["input_gate.w"]),
+            "b_x": p["input_gate.b"].reshape(-1),
+        }
+        return cell, p, ref, x, record
     elif fixture == "slstm":
         assert hyper == {"heads": 2}
         cell = get_cell("slstm")
@@ -99,6 +120,7 @@ FIXTURES = [
     "cornn-explicit",
     "lem",
     "slstm",
+    "rglru",
 ]
 
 

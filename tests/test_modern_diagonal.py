@@ -36,6 +36,7 @@ def test_structure_is_read_from_the_symbolic_jacobian() -> None:
         "indrnn": (True, False),
         "mingru": (True, True),
         "minlstm": (True, True),
+        "rglru": (True, True),
     }
     leaky = define_cell(
         "leaky-param",
@@ -54,7 +55,7 @@ def _same(a: np.ndarray, b: np.ndarray) -> None:
 
 
 @given(
-    name=st.sampled_from(["mingru", "minlstm", "indrnn"]),
+    name=st.sampled_from(["mingru", "minlstm", "indrnn", "rglru"]),
     n=st.integers(1, 6),
     steps=st.integers(1, 40),
     batch=st.integers(1, 3),
@@ -67,8 +68,9 @@ def test_diagonal_chain_equals_the_dense_path(
 ) -> None:
     cell = get_cell(name)
     rng = np.random.default_rng(seed)
-    p = initialise(cell, n, 3, Init(scheme="paper", t_max=float(steps)), rng)
-    x = rng.standard_normal((steps, batch, 3))
+    d = n if name == "rglru" else 3  # the paper RG-LRU: W_in = I needs d = n
+    p = initialise(cell, n, d, Init(scheme="paper", t_max=float(steps)), rng)
+    x = rng.standard_normal((steps, batch, d))
     dense = analyze(cell, p, x, singular_lags=[steps])
     fast = diagonal_chain(cell, p, x, chunk=chunk)
     _same(fast.log10_spectral_norm, dense.log10_spectral_norm)

@@ -132,3 +132,13 @@ def test_slstm_powerlaw_forget_bias_and_zero_recurrence() -> None:
     # 1e-15: the same sums in another order (entries O(1)); R != 0 would differ by O(0.1)
     add = state_jacobians(cell, p, x, path="additive")
     np.testing.assert_allclose(full, add, rtol=0, atol=1e-15)
+
+
+def test_rglru_ring_initialisation() -> None:
+    p = initialise(get_cell("rglru"), N, N, Init(scheme="paper"), np.random.default_rng(4))
+    # a = sigma(-a_param) = exp(-softplus(a_param)) on the ring [0.9, 0.999] (recurrentgemma)
+    a = np.exp(-np.logaddexp(0.0, p["a_param"]))
+    assert a.min() >= 0.9 - 1e-12 and a.max() <= 0.999 + 1e-12
+    assert np.array_equal(p["W_in"], np.eye(N)) and np.all(p["b_a"] == 0)
+    # N(0, 1/n) gate weights: sample variance of 4096 draws within 10 % of 1/n
+    assert abs(np.var(p["W_a"]) * N - 1) < 0.1

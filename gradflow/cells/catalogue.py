@@ -52,7 +52,7 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "Elman": ("rnn", "rnn-relu"),
     "LSTM": ("lstm", "lstm-nofg", "lstm-peephole", "lstm-cifg", "ur-lstm", "janet", "slstm"),
     "GRU": ("gru", "gru-reset-before", "gru-chung", "mgu", "minimalrnn"),
-    "diagonal": ("indrnn", "mingru", "minlstm"),
+    "diagonal": ("indrnn", "mingru", "minlstm", "rglru"),
     "oscillator": ("cornn", "cornn-explicit", "lem"),
 }
 

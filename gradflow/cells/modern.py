@@ -11,7 +11,7 @@ numbers (they are constants of the cell, never parameters of the weight file).
 References:
     [chung2014] GRU with ``h_t = (1 - z_t) h_{t-1} + z_t h~_t``; [westhuizen2018janet] JANET;
     [gu2020urlstm] UR-LSTM; [feng2024minrnn] minGRU, minLSTM; [rusch2021cornn] coRNN;
-    [rusch2022lem] LEM; [beck2024xlstm] sLSTM.
+    [rusch2022lem] LEM; [beck2024xlstm] sLSTM; [de2024griffin] RG-LRU.
 """
 
 from __future__ import annotations
@@ -354,6 +354,56 @@ SLSTM = Cell(
     description="sLSTM: exponential input gate with normaliser (xLSTM)",
 )
 
+#: RG-LRU's gate exponent ``c`` (De et al. 2024, eq. (4) and recurrentgemma).
+RGLRU_C = 8.0
+
+
+def rglru(c: float = RGLRU_C) -> Cell:
+    """The real-gated linear recurrent unit of Griffin/Hawk with gate exponent ``c``.
+
+    The RG-LRU multiplies its own input unit by unit (``i_t * x_t``, ``d = n``); gradflow feeds a
+    cell through weights, so the catalogue cell starts with its block's input projection
+    ``xin = W_in @ x`` (Griffin's ``linear_x``, temporal convolution omitted): ``W_in = I``
+    (``d = n``) is the bare RG-LRU, as the paper initialisation sets it. The gates are dense
+    ``(n, n)`` weights: recurrentgemma's ``BlockDiagonalLinear`` (``H`` heads) is their
+    block-diagonal special case. ``J_t = diag(a_t)`` depends on the inputs only.
+
+    References:
+        [de2024griffin] De, Smith, Fernando et al. (2024), arXiv:2402.19427, Sec. 2.4.
+    """
+    return Cell(
+        name="rglru",
+        state=("h",),
+        nodes=_nodes(
+            (
+                ("xin", "W_in @ x"),
+                ("a_r", "W_a @ xin + b_a"),
+                ("a_i", "W_x @ xin + b_x"),
+                ("r", "sigmoid(a_r)"),
+                ("i", "sigmoid(a_i)"),
+                ("log_a", "-c * r * softplus(a_param)"),  # a^(c r), a = sigmoid(-a_param)
+                ("a", "exp(log_a)"),
+                ("h_new", "a * h + sqrt(1 - a**2) * i * xin"),
+            ),
+            {"c": c},
+        ),
+        update=(("h", "h_new"),),
+        reference=(
+            "De, Smith, Fernando et al. (2024), Griffin: mixing gated linear recurrences with "
+            "local attention for efficient language models, arXiv:2402.19427, Sec. 2.4: "
+            "r = σ(W_a x + b_a), i = σ(W_x x + b_x), a_t = σ(Λ)^(c r_t), "
+            f"h_t = a_t h_{{t-1}} + sqrt(1 - a_t^2) (i_t x_t), c = {c:g}; as recurrentgemma "
+            "computes it, log a_t = -c r_t softplus(a_param) with a_param = -Λ. Here x_t is "
+            "W_in x (the block's input projection; W_in = I for the bare RG-LRU)."
+        ),
+        convention="a keeps the old state: h_t = a_t h_{t-1} + sqrt(1 - a_t^2) i_t x_t",
+        citations=("de2024griffin",),
+        description="RG-LRU (Griffin/Hawk): gated diagonal linear recurrence",
+        constants=(("c", float(c)),),
+    )
+
+
+RGLRU = rglru()
 JANET = janet()
 CORNN = cornn()
 CORNN_EXPLICIT = cornn(explicit=True)
@@ -370,4 +420,5 @@ MODERN_CELLS: tuple[Cell, ...] = (
     CORNN_EXPLICIT,
     LEM,
     SLSTM,
+    RGLRU,
 )
