@@ -214,3 +214,72 @@ def test_random_constants_jacobian_vs_finite_differences(
     a = x[1] @ p["W"].T + states[1] @ p["U"].T + p["b"]
     closed = (1 - dt * gamma) * np.eye(n) + dt * (1 - np.tanh(a) ** 2)[:, :, None] * p["U"]
     np.testing.assert_allclose(J[1], closed, rtol=0, atol=1e-13)
+
+
+# -- §2: the additive/multiplicative split ------------------------------------------------------
+def _sig(v: np.ndarray) -> np.ndarray:
+    out: np.ndarray = 1 / (1 + np.exp(-v))
+    return out
+
+
+OUTER = {
+    "tanh": np.tanh,
+    "sigmoid": _sig,
+    "exp": np.exp,
+    "softplus": lambda v: np.logaddexp(0.0, v),
+    "sqrt": lambda v: np.sqrt(1 + v**2),
+}
+#: argument -> (numpy value from a, u, h, c = tanh(h); is it a pre-activation under §2?)
+ARGS = {
+    "a": (lambda a, u, h, c: a, True),  # a state-dependent affine node
+    "a + u * h": (lambda a, u, h, c: a + u * h, True),
+    "u * h": (lambda a, u, h, c: u * h, True),  # a vector parameter times the state
+    "h * h": (lambda a, u, h, c: h * h, False),  # arithmetic of the state only
+    "c * h": (lambda a, u, h, c: c * h, False),  # c = tanh(h): no parameter
+    "h + c": (lambda a, u, h, c: h + c, False),
+}
+
+
+@given(
+    f=st.sampled_from(sorted(OUTER)),
+    arg=st.sampled_from(sorted(ARGS)),
+    mix=st.sampled_from(["h * {call}", "{call} + h", "(1 - z) * h + z * {call}"]),
+    n=st.integers(1, 3),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=40, deadline=None)
+def test_split_follows_the_pre_activation_rule(
+    f: str, arg: str, mix: str, n: int, seed: int
+) -> None:
+    call = f"sqrt(1 + ({arg}) ** 2)" if f == "sqrt" else f"{f}({arg})"
+    eqs = {"a": "W @ x + U @ h + b", "c": "tanh(h)", "z": "sigmoid(a)"}
+    eqs["h_new"] = mix.format(call=call)
+    cell = define_cell("split-cell", "h", eqs, parameters=["u"] if "u" in arg else [])
+    rng = np.random.default_rng(seed)
+    p = initialise(cell, n, 2, Init(scheme="gaussian", sigma_b=0.3), rng)
+    if "u" not in p:
+        p["u"] = np.zeros(n)  # unused by the cell; keeps the evaluation below uniform
+    x = rng.standard_normal((3, 2, 2))
+    h = rollout(cell, p, x)[1]  # the state the second step starts from
+    full = state_jacobians(cell, p, x)[1]
+    add = state_jacobians(cell, p, x, path="additive")[1]
+    mul = state_jacobians(cell, p, x, path="multiplicative")[1]
+    a = x[1] @ p["W"].T + h @ p["U"].T + p["b"]
+    value_fn, pre = ARGS[arg]
+    value = OUTER[f](value_fn(a, p["u"], h, np.tanh(h)))
+    z = _sig(a)
+    eye = np.eye(n)
+    # A_t is the Jacobian with every pre-activation (a, and the call's argument when it is
+    # one) held fixed (docs §2); 1e-12: float64 rounding of O(1..10) entries
+    if pre:
+        want = {
+            "h * {call}": value[:, :, None] * eye,
+            "{call} + h": np.broadcast_to(eye, full.shape),
+            "(1 - z) * h + z * {call}": (1 - z)[:, :, None] * eye,
+        }[mix]
+    elif "z" in mix:  # only the gate z = sigmoid(a) is a pre-activation: M_t is its path
+        want = full - (z * (1 - z) * (value - h))[:, :, None] * p["U"]
+    else:  # no pre-activation on any path: all of J_t is additive
+        want = full
+    np.testing.assert_allclose(add, want, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(add + mul, full, rtol=0, atol=1e-12)
