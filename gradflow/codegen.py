@@ -100,6 +100,17 @@ class XpPrinter(NumPyPrinter):  # type: ignore[misc]  # SymPy ships no type info
     def _print_softplus(self, expr: sp.Expr) -> str:
         return f"xp.logaddexp(0.0, {self._print(expr.args[0])})"
 
+    def _print_maximum(self, expr: sp.Expr) -> str:
+        a, b = (self._print(x) for x in expr.args)
+        return f"xp.maximum({a}, {b})"
+
+    def _print_clip(self, expr: sp.Expr) -> str:
+        x, lo, hi = (self._print(v) for v in expr.args)
+        return f"xp.clip({x}, {lo}, {hi})"
+
+    def _print_hard_sigmoid(self, expr: sp.Expr) -> str:
+        return f"xp.clip({self._print(expr.args[0])} / 6.0 + 0.5, 0.0, 1.0)"
+
     def _print_Heaviside(self, expr: sp.Expr) -> str:
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"xp.heaviside({self._print(expr.args[0])}, {float(h0)!r})"

@@ -284,3 +284,85 @@ def test_split_follows_the_pre_activation_rule(
         want = full
     np.testing.assert_allclose(add, want, rtol=0, atol=1e-12)
     np.testing.assert_allclose(add + mul, full, rtol=0, atol=1e-12)
+
+
+# -- F6: non-smooth functions -------------------------------------------------------------------
+NONSMOOTH = [
+    ("max(a, h)", lambda a, h: np.maximum(a, h)),
+    ("max(0.5 * h, tanh(a))", lambda a, h: np.maximum(0.5 * h, np.tanh(a))),
+    ("clip(a + h, -0.5, 0.5)", lambda a, h: np.clip(a + h, -0.5, 0.5)),
+    ("hard_sigmoid(3 * a) * h", lambda a, h: np.clip(a / 2 + 0.5, 0, 1) * h),
+    (
+        "clip(h, -1, 1) + hard_sigmoid(a)",
+        lambda a, h: np.clip(h, -1, 1) + np.clip(a / 6 + 0.5, 0, 1),
+    ),
+]
+
+
+@given(
+    k=st.integers(0, len(NONSMOOTH) - 1),
+    n=st.integers(1, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=30, deadline=None)
+def test_non_smooth_cells_jacobian_vs_finite_differences(k: int, n: int, seed: int) -> None:
+    text, ref = NONSMOOTH[k]
+    cell = define_cell("kinked", "h", {"a": "W @ x + U @ h + b", "h_new": text})
+    rng = np.random.default_rng(seed)
+    p = initialise(cell, n, 2, Init(scheme="gaussian", sigma_b=0.3), rng)
+    x = rng.standard_normal((2, 3, 2))
+    states = rollout(cell, p, x)
+    h = states[1]
+    a = x[1] @ p["W"].T + h @ p["U"].T + p["b"]
+    # the rollout against the same equations in numpy (1e-14: rounding)
+    np.testing.assert_allclose(states[2], ref(a, h), rtol=0, atol=1e-14)
+    J = state_jacobians(cell, p, x)[1]
+    eps = 1e-7
+    for j in range(n):
+        s_plus, s_minus = h.copy(), h.copy()
+        s_plus[:, j] += eps
+        s_minus[:, j] -= eps
+        a_p = x[1] @ p["W"].T + s_plus @ p["U"].T + p["b"]
+        a_m = x[1] @ p["W"].T + s_minus @ p["U"].T + p["b"]
+        fd = (ref(a_p, s_plus) - ref(a_m, s_minus)) / (2 * eps)
+        # central differences are exact for piecewise-linear parts and O(eps^2) for tanh, as
+        # long as no kink lies within eps: rows with a kink that close are skipped
+        far = np.ones_like(fd, dtype=bool)
+        for lhs, rhs in (
+            (a, h),
+            (a, 0.5 * h),
+            (a + h, -0.5),
+            (a + h, 0.5),
+            (3 * a, -3.0),
+            (3 * a, 3.0),
+            (h, -1.0),
+            (h, 1.0),
+            (a, -3.0),
+            (a, 3.0),
+        ):
+            far &= np.abs(lhs - rhs) > 1e-4
+        np.testing.assert_allclose(J[:, :, j][far], fd[far], rtol=0, atol=1e-6)
+
+
+def test_non_smooth_grammar_errors() -> None:
+    from gradflow.errors import EquationError
+
+    bad = {
+        "max(h)": "max takes exactly 2 positional arguments",
+        "clip(h, 0)": "clip takes exactly 3 positional arguments",
+        "clip(h, h, 1)": "constant bounds",
+        "clip(h, 1, 0)": "lo <= hi",
+        "hard_sigmoid(h, 1)": "exactly one positional argument",
+    }
+    for text, match in bad.items():
+        with pytest.raises(EquationError, match=match):
+            define_cell("kinked", "h", {"h_new": text})
+
+
+def test_non_smooth_functions_hold_the_pre_activation_rule() -> None:
+    # max(a, h): the argument a is a pre-activation, h is not; at a > h the derivative flows
+    # through a (multiplicative), at a < h through h (additive), with H(0) = 1/2 at a tie
+    cell = define_cell("kinked", "h", {"a": "W @ x + U @ h + b", "h_new": "max(a, h)"})
+    paths = cell.jacobian().paths()
+    assert str(paths.additive) == "dh_t/dh_{t-1} = diag(Heaviside(h_{t-1} - a))"
+    assert str(paths.multiplicative) == "dh_t/dh_{t-1} = diag(Heaviside(a - h_{t-1})) @ U"

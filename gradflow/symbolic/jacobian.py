@@ -135,47 +135,60 @@ def _is_call(expr: sp.Basic) -> bool:
 
 def pre_activations(
     expr: sp.Expr, state_dependent: frozenset[str], affine: frozenset[str], vectors: frozenset[str]
-) -> list[sp.Expr]:
-    """The function calls of ``expr`` whose argument is a *pre-activation* (docs §2).
+) -> list[tuple[sp.Expr, int]]:
+    """The ``(function call, argument index)`` pairs of ``expr`` whose argument is a
+    *pre-activation* (docs cells-2018-2026.md §2).
 
     An argument is a pre-activation when it depends on ``s_{t-1}`` through a parameter: it
     holds a state-dependent affine node (``sigmoid(a_f + b)``), or a vector parameter
     multiplies a state-dependent term in it (IndRNN's ``relu(a + u*h)``, a peephole
     ``p*c``). ``state_dependent`` names the vectors that depend on ``s_{t-1}``.
     """
-    out: list[sp.Expr] = []
+    out: list[tuple[sp.Expr, int]] = []
+    seen: set[sp.Expr] = set()
     for call in sp.preorder_traversal(expr):
-        if not _is_call(call) or call in out:
+        if not _is_call(call) or call in seen:
             continue
-        arg = call.args[0]
-        names = {str(s) for s in arg.free_symbols}
-        live = names & state_dependent
-        if not live:
-            continue
-        if live & affine or any(
-            sp.diff(arg, sp.Symbol(p, real=True), sp.Symbol(v, real=True)) != 0
-            for p in names & vectors
-            for v in live
-        ):
-            out.append(call)
+        seen.add(call)
+        positions = range(len(call.args)) if isinstance(call, sp.Function) else (0,)
+        for k in positions:
+            arg = call.args[k]
+            names = {str(s) for s in arg.free_symbols}
+            live = names & state_dependent
+            if not live:
+                continue
+            if live & affine or any(
+                sp.diff(arg, sp.Symbol(p, real=True), sp.Symbol(v, real=True)) != 0
+                for p in names & vectors
+                for v in live
+            ):
+                out.append((call, k))
     return out
 
 
-def split_partial(expr: sp.Expr, sym: sp.Symbol, calls: list[sp.Expr]) -> tuple[sp.Expr, sp.Expr]:
+def split_partial(
+    expr: sp.Expr, sym: sp.Symbol, calls: list[tuple[sp.Expr, int]]
+) -> tuple[sp.Expr, sp.Expr]:
     """``d expr / d sym`` as ``(additive, multiplicative)``: the partial with every
-    pre-activation argument of ``calls`` held fixed, and the rest, the chain rule through
+    pre-activation argument in ``calls`` held fixed, and the rest, the chain rule through
     those arguments. Their sum is the whole partial derivative."""
     if not calls:
         return sp.diff(expr, sym), sp.S.Zero
     fresh = [sp.Dummy(f"pre{k}", real=True) for k in range(len(calls))]
+    by_call: dict[sp.Expr, dict[int, sp.Dummy]] = {}
+    for (call, k), p in zip(calls, fresh, strict=True):
+        by_call.setdefault(call, {})[k] = p
     frozen = expr.xreplace(
-        {call: call.func(p, *call.args[1:]) for call, p in zip(calls, fresh, strict=True)}
+        {
+            call: call.func(*(slots.get(k, a) for k, a in enumerate(call.args)))
+            for call, slots in by_call.items()
+        }
     )
-    back = {p: call.args[0] for call, p in zip(calls, fresh, strict=True)}
+    back = {p: call.args[k] for (call, k), p in zip(calls, fresh, strict=True)}
     additive = sp.diff(frozen, sym).xreplace(back)
     mult = sp.S.Zero
-    for call, p in zip(calls, fresh, strict=True):
-        inner = sp.diff(call.args[0], sym)
+    for (call, k), p in zip(calls, fresh, strict=True):
+        inner = sp.diff(call.args[k], sym)
         if inner != 0:
             mult += sp.diff(frozen, p).xreplace(back) * inner
     return additive, mult
