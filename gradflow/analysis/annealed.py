@@ -64,7 +64,7 @@ import sympy as sp
 
 from ..cells import Cell, get_cell
 from ..cells.graph import Affine, Elementwise
-from ..codegen import print_expr
+from ..codegen import HELPERS, print_expr
 from ..errors import UsageError
 from ..initialisers import Init, initialise
 from ..symbolic.jacobian import Term, state_jacobian
@@ -125,6 +125,7 @@ def _function(expr: sp.Expr) -> tuple[Callable[..., Any], tuple[str, ...]]:
     names = tuple(sorted(str(s) for s in expr.free_symbols))
     src = f"def f({', '.join(names)}):\n    return {print_expr(expr)}\n"
     ns: dict[str, Any] = {"xp": np}
+    exec(compile(HELPERS, "<gradflow helpers>", "exec"), ns)  # _sigmoid, _sech2 of the printer
     # built from validated identifiers and SymPy's printer, never from raw user text
     exec(compile(src, "<gradflow mean field>", "exec"), ns)
     return ns["f"], names
