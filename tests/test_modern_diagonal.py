@@ -1,9 +1,10 @@
 """Structure-aware chains (issue 11 item 4): gradflow.diagonal against the dense engine.
 
-References: the dense path (:func:`gradflow.engine.analyze`: materialised, renormalised products
-with exact 2-norms) and closed forms (the product of diagonal matrices is the diagonal of the
-products). Tolerances: 1e-12 in log10 between the two exact computations (different summation
-order over <= 40 steps of O(1) logs).
+References: closed forms (the product of diagonal matrices is the diagonal of the products,
+summed here from the materialised step Jacobians) and the dense path
+(:func:`gradflow.engine.analyze`: renormalised products). Tolerances: 1e-12 in log10 between
+exact computations (different summation order over <= 40 steps of O(1) logs); the dense
+spectral norms are iterative estimates (see the test).
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from hypothesis import strategies as st
 
 from gradflow.cells import CATALOGUE, define_cell, get_cell
 from gradflow.diagonal import diagonal_chain, jacobian_structure
-from gradflow.engine import analyze
+from gradflow.engine import analyze, state_jacobians
 from gradflow.errors import UsageError
 from gradflow.initialisers import Init, initialise
 
@@ -47,11 +48,11 @@ def test_structure_is_read_from_the_symbolic_jacobian() -> None:
     assert jacobian_structure(leaky).diagonal and jacobian_structure(leaky).input_only
 
 
-def _same(a: np.ndarray, b: np.ndarray) -> None:
-    # exact zeros (-inf) must agree as such; the finite part to TOL
+def _same(a: np.ndarray, b: np.ndarray, atol: float = TOL) -> None:
+    # exact zeros (-inf) must agree as such; the finite part to atol
     assert np.array_equal(np.isneginf(a), np.isneginf(b))
     fin = np.isfinite(a)
-    np.testing.assert_allclose(a[fin], b[fin], rtol=0, atol=TOL)
+    np.testing.assert_allclose(a[fin], b[fin], rtol=0, atol=atol)
 
 
 @given(
@@ -73,8 +74,17 @@ def test_diagonal_chain_equals_the_dense_path(
     x = rng.standard_normal((steps, batch, d))
     dense = analyze(cell, p, x, singular_lags=[steps])
     fast = diagonal_chain(cell, p, x, chunk=chunk)
-    _same(fast.log10_spectral_norm, dense.log10_spectral_norm)
+    # (a) the closed form: sums of log10 |D_t| from the materialised step Jacobians
+    D = np.abs(np.diagonal(state_jacobians(cell, p, x), axis1=-2, axis2=-1))  # (T, B, m)
+    with np.errstate(divide="ignore"):
+        logs = np.log10(D)[::-1].cumsum(axis=0)  # lag k = 1..T
+    want = np.concatenate([np.zeros((1, batch)), logs.max(axis=-1)])
+    _same(fast.log10_spectral_norm, want)
+    # (b) the dense path: Frobenius norms are exact there too (1e-12); its spectral norms are
+    # iterative estimates, measured 3.8e-12 in log10 from the exact value on a rank-one
+    # product (indrnn, n = 6, seed 2713), hence 1e-10 for them
     _same(fast.log10_frobenius_norm, dense.log10_frobenius_norm)
+    _same(fast.log10_spectral_norm, dense.log10_spectral_norm, atol=1e-10)
     # the exponents are the finite-time ones: ln sigma_i(ds_T/ds_0) / T, sigma sorted
     sv = np.asarray(dense.log10_singular_values[steps]) * math.log(10) / steps
     _same(fast.lyapunov_exponents, sv)

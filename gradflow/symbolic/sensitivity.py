@@ -33,7 +33,8 @@ import sympy as sp
 from ..cells.graph import Affine, Cell
 from ..errors import CellError
 from .explicit import explicit_step
-from .jacobian import Block, Term, own_value_rules, text_names
+from .jacobian import Block, Term, own_value_rules
+from .render import text_names
 
 ONE = sp.S.One
 
