@@ -175,6 +175,97 @@ _REFS: dict[str, _Ref] = {
         "Chen, Pennington & Schoenholz",
         "ICML 2018, PMLR 80:873-882",
     ),
+    "westhuizen2018janet": (
+        "misc",
+        "van der Westhuizen, Jos and Lasenby, Joan",
+        "2018",
+        "The unreasonable effectiveness of the forget gate",
+        {"eprint": "1804.04849", "archiveprefix": "arXiv"},
+        "van der Westhuizen & Lasenby",
+        "arXiv:1804.04849",
+    ),
+    "gu2020urlstm": (
+        "inproceedings",
+        "Gu, Albert and Gulcehre, Caglar and Paine, Tom Le and Hoffman, Matt and Pascanu, Razvan",
+        "2020",
+        "Improving the gating mechanism of recurrent neural networks",
+        {
+            "booktitle": "Proceedings of the 37th International Conference on Machine Learning "
+            "(ICML)",
+            "series": "PMLR",
+            "volume": "119",
+            "eprint": "1910.09890",
+            "archiveprefix": "arXiv",
+        },
+        "Gu, Gulcehre, Paine, Hoffman & Pascanu",
+        "ICML 2020, PMLR 119, arXiv:1910.09890",
+    ),
+    "feng2024minrnn": (
+        "misc",
+        "Feng, Leo and Tung, Frederick and Ahmed, Mohamed Osama and Bengio, Yoshua and "
+        "Hajimirsadeghi, Hossein",
+        "2024",
+        "Were {RNNs} all we needed?",
+        {"eprint": "2410.01201", "archiveprefix": "arXiv"},
+        "Feng, Tung, Ahmed, Bengio & Hajimirsadeghi",
+        "arXiv:2410.01201",
+    ),
+    "rusch2021cornn": (
+        "inproceedings",
+        "Rusch, T. Konstantin and Mishra, Siddhartha",
+        "2021",
+        "Coupled oscillatory recurrent neural network ({coRNN}): an accurate and (gradient) "
+        "stable architecture for learning long time dependencies",
+        {
+            "booktitle": "International Conference on Learning Representations (ICLR)",
+            "eprint": "2010.00951",
+            "archiveprefix": "arXiv",
+        },
+        "Rusch & Mishra",
+        "ICLR 2021, arXiv:2010.00951",
+    ),
+    "rusch2022lem": (
+        "inproceedings",
+        "Rusch, T. Konstantin and Mishra, Siddhartha and Erichson, N. Benjamin and Mahoney, "
+        "Michael W.",
+        "2022",
+        "Long expressive memory for sequence modeling",
+        {
+            "booktitle": "International Conference on Learning Representations (ICLR)",
+            "eprint": "2110.04744",
+            "archiveprefix": "arXiv",
+        },
+        "Rusch, Mishra, Erichson & Mahoney",
+        "ICLR 2022, arXiv:2110.04744",
+    ),
+    "beck2024xlstm": (
+        "inproceedings",
+        'Beck, Maximilian and P{\\"o}ppel, Korbinian and Spanring, Markus and Auer, Andreas and '
+        'Prudnikova, Oleksandra and Kopp, Michael and Klambauer, G{\\"u}nter and Brandstetter, '
+        "Johannes and Hochreiter, Sepp",
+        "2024",
+        "{xLSTM}: extended long short-term memory",
+        {
+            "booktitle": "Advances in Neural Information Processing Systems (NeurIPS)",
+            "volume": "37",
+            "eprint": "2405.04517",
+            "archiveprefix": "arXiv",
+        },
+        "Beck et al.",
+        "NeurIPS 2024, arXiv:2405.04517",
+    ),
+    "de2024griffin": (
+        "misc",
+        "De, Soham and Smith, Samuel L. and Fernando, Anushan and Botev, Aleksandar and "
+        "Cristian-Muraru, George and Gu, Albert and Haroun, Ruba and Berrada, Leonard and "
+        "Chen, Yutian and Srinivasan, Srivatsan and others",
+        "2024",
+        "Griffin: mixing gated linear recurrences with local attention for efficient language "
+        "models",
+        {"eprint": "2402.19427", "archiveprefix": "arXiv"},
+        "De, Smith, Fernando et al.",
+        "arXiv:2402.19427",
+    ),
     # ---- methods and theory -------------------------------------------------------------------
     "pascanu2013": (
         "inproceedings",

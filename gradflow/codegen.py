@@ -100,6 +100,17 @@ class XpPrinter(NumPyPrinter):  # type: ignore[misc]  # SymPy ships no type info
     def _print_softplus(self, expr: sp.Expr) -> str:
         return f"xp.logaddexp(0.0, {self._print(expr.args[0])})"
 
+    def _print_maximum(self, expr: sp.Expr) -> str:
+        a, b = (self._print(x) for x in expr.args)
+        return f"xp.maximum({a}, {b})"
+
+    def _print_clip(self, expr: sp.Expr) -> str:
+        x, lo, hi = (self._print(v) for v in expr.args)
+        return f"xp.clip({x}, {lo}, {hi})"
+
+    def _print_hard_sigmoid(self, expr: sp.Expr) -> str:
+        return f"xp.clip({self._print(expr.args[0])} / 6.0 + 0.5, 0.0, 1.0)"
+
     def _print_Heaviside(self, expr: sp.Expr) -> str:
         h0 = expr.args[1] if len(expr.args) > 1 else sp.S.Half
         return f"xp.heaviside({self._print(expr.args[0])}, {float(h0)!r})"
@@ -205,6 +216,7 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
         L.append(f"    {_var(st)} = s[..., {k}*n:{k + 1}*n]")
     exprs = [nd.expr for nd in cell.nodes if not isinstance(nd, Affine)]
     L += _param_lines(cell, exprs, "    ")
+    vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
     projected: set[str] = set()
     for nd in cell.nodes:
         if isinstance(nd, Affine):
@@ -219,8 +231,13 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
                 j = lay.sources[src].index(nd.name)
                 parts.append(f"r_{src}[..., {j}*n:{j + 1}*n]")
             L.append(f"    {_var(nd.name)} = " + " + ".join(parts))
-        else:
+        elif {str(x) for x in nd.expr.free_symbols} & vectors:
             L.append(f"    {_var(nd.name)} = {print_expr(_rename(cell, nd.expr))}")
+        else:  # parameters and numbers alone: give the value the batch axis of the state
+            L.append(
+                f"    {_var(nd.name)} = xp.broadcast_to({print_expr(_rename(cell, nd.expr))}, "
+                "s.shape[:-1] + (n,))"
+            )
     upd = dict(cell.update)
     new = ", ".join(_var(upd[st]) for st in cell.state)
     vals = "".join(f"{_var(v)}, " for v in lay.needed)

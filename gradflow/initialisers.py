@@ -39,8 +39,9 @@ import sympy as sp
 from .cells.functions import sigmoid
 from .cells.graph import Affine, Cell, Elementwise, Parameter
 from .errors import InputsError, UsageError
+from .paper_inits import PAPER_INITS, paper_initialisation
 
-SCHEMES = ("torch", "gaussian", "orthogonal", "identity")
+SCHEMES = ("torch", "gaussian", "orthogonal", "identity", "paper")
 INPUT_KINDS = ("gaussian", "zeros", "constant", "file")
 
 
@@ -61,7 +62,9 @@ class Init:
             weights ``sigma_w Q`` with ``Q`` Haar-orthogonal [saxe2014]. ``"identity"``:
             recurrent weights ``sigma_w I`` (IRNN, [le2015irnn]). For ``orthogonal`` and
             ``identity`` input weights and biases follow the ``gaussian`` rule (``sigma_b = 0``,
-            the default, gives the IRNN's zero biases).
+            the default, gives the IRNN's zero biases). ``"paper"``: the initialisation the
+            cell's own paper or reference code prescribes (:data:`PAPER_INITS`, see
+            :func:`paper_initialisation`); cells without one get ``"torch"``.
         sigma_w: recurrent gain (standard deviation times ``sqrt(n)`` for ``gaussian``).
         sigma_u: input-weight gain (standard deviation times ``sqrt(d)``).
         sigma_b: bias standard deviation. When an affine node has ``k`` bias vectors (PyTorch's
@@ -71,6 +74,9 @@ class Init:
         forget_bias: bias of the forget gate ``a_f`` ([jozefowicz2015] use 1.0).
         chrono_tmax: chrono initialisation [tallec2018chrono]: memory-gate bias
             ``log U(1, T_max - 1)`` and input-gate bias ``b_i = -b_f``.
+        t_max: the training sequence length ``T_max`` that the ``"paper"`` scheme of some cells
+            needs: IndRNN's recurrent bound ``|u| <= 2^(1/T_max)`` [li2018indrnn] and JANET's
+            chrono forget bias ``log U(1, T_max)`` [westhuizen2018janet].
         update_bias: bias of the update gate, the memory gate of the hidden state ``h``
             (``a_z`` for the GRU, ``a_u`` for the MinimalRNN, ``a_f`` for the MGU). The sign
             follows the cell's convention: GRU and MinimalRNN gates *keep* the old state, so a
@@ -101,6 +107,7 @@ class Init:
     forget_bias: float | None = None
     chrono_tmax: float | None = None
     update_bias: float | None = None
+    t_max: float | None = None
 
     def __post_init__(self) -> None:
         if self.scheme not in SCHEMES:
@@ -109,12 +116,14 @@ class Init:
             v = getattr(self, name)
             if not (_is_real(v) and math.isfinite(v) and v >= 0):
                 raise UsageError(f"init {name} must be a finite number >= 0, got {v!r}")
-        for name in ("spectral_radius", "forget_bias", "update_bias", "chrono_tmax"):
+        for name in ("spectral_radius", "forget_bias", "update_bias", "chrono_tmax", "t_max"):
             v = getattr(self, name)
             if v is not None and not (_is_real(v) and math.isfinite(v)):
                 raise UsageError(f"init {name} must be a finite number or None, got {v!r}")
         if self.spectral_radius is not None and self.spectral_radius <= 0:
             raise UsageError(f"init spectral_radius must be > 0, got {self.spectral_radius}")
+        if self.t_max is not None and self.t_max < 1:
+            raise UsageError(f"init t_max must be >= 1 (a sequence length), got {self.t_max}")
         if self.chrono_tmax is not None and self.chrono_tmax <= 2:
             raise UsageError(
                 f"init chrono_tmax must be > 2 (b_f ~ log U(1, Tmax - 1)), got {self.chrono_tmax}"
@@ -212,7 +221,7 @@ def _draw(
     p: Parameter, n: int, d: int, init: Init, rng: np.random.Generator, cell: Cell, k_bias: int
 ) -> np.ndarray:
     shape = p.numeric_shape(n, d)
-    if init.scheme == "torch":
+    if init.scheme in ("torch", "paper"):
         bound = 1.0 / math.sqrt(n)
         return rng.uniform(-bound, bound, size=shape)
     if p.kind == "weight":
@@ -338,13 +347,16 @@ def initialise(
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise UsageError(f"input size d must be a positive integer, got {d!r}")
     n, d = int(n), int(d)
-    counts = _bias_counts(cell)
-    params = {
-        p.name: np.ascontiguousarray(
-            _draw(p, n, d, init, rng, cell, counts.get(p.name, 1)), dtype=np.float64
-        )
-        for p in cell.parameters
-    }
+    if init.scheme == "paper" and cell.name in PAPER_INITS:
+        params = paper_initialisation(cell, n, d, rng, t_max=init.t_max)
+    else:
+        counts = _bias_counts(cell)
+        params = {
+            p.name: np.ascontiguousarray(
+                _draw(p, n, d, init, rng, cell, counts.get(p.name, 1)), dtype=np.float64
+            )
+            for p in cell.parameters
+        }
     if init.spectral_radius is not None:
         rec = recurrent_vectors(cell)
         for p in cell.parameters:

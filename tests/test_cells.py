@@ -27,6 +27,16 @@ EXPECTED = [
     "mgu",
     "indrnn",
     "minimalrnn",
+    "gru-chung",
+    "janet",
+    "ur-lstm",
+    "mingru",
+    "minlstm",
+    "cornn",
+    "cornn-explicit",
+    "lem",
+    "slstm",
+    "rglru",
 ]
 SIZES = [(1, 1), (3, 2), (8, 5), (64, 32), (128, 17)]
 
@@ -88,13 +98,19 @@ def test_parameter_shapes_are_consistent(name: str) -> None:
     assert cell.state_size(5) == 5 * len(cell.state)
 
 
+#: the catalogue cells laid out as torch.nn.RNN / LSTM / GRU: number of gates (row blocks)
+NN_MODULE_GATES = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}
+
+
 @pytest.mark.parametrize("name", [n for n in EXPECTED if CATALOGUE[n].torch_layout])
 def test_torch_layout_lists_every_parameter_once(name: str) -> None:
     cell = get_cell(name)
     listed = [p for _, ps in cell.torch_layout for p in ps]
     assert len(listed) == len(set(listed))
     assert set(listed) == {p.name for p in cell.parameters}
-    gates = {"rnn": 1, "rnn-relu": 1, "lstm": 4, "gru": 3}[name]
+    if name not in NN_MODULE_GATES:  # the layouts of newer cells: tests/test_modern_catalogue.py
+        return
+    gates = NN_MODULE_GATES[name]
     shapes = {p.name: p.shape for p in cell.parameters}
     expected = {
         "weight_ih_l0": ("n", "d"),
@@ -183,10 +199,13 @@ def test_minimalrnn_additive_path_is_update_gate() -> None:
     assert same(term.diags[0], sym("u"))
 
 
-def test_indrnn_jacobian_is_diagonal() -> None:
+def test_indrnn_jacobian_is_diagonal_and_multiplicative() -> None:
+    # diagonal (no weight matrix), yet every path goes through relu' at the pre-activation
+    # a + u*h: purely multiplicative (docs/cells-2018-2026.md §2, Li et al. 2018)
     jac = get_cell("indrnn").jacobian()
-    assert jac.multiplicative().is_zero()
+    assert jac.additive().is_zero()
     (term,) = jac.block("h", "h")
+    assert not term.weights and term.multiplicative
     a, u, h = sym("a"), sym("u"), sym("h")
     assert same(term.diags[0], u * sp.Heaviside(a + u * h, 0))
 

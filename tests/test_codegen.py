@@ -288,7 +288,27 @@ EXTREMES = {
     ),
     "sin": (mp.sin, mp.cos, [-1e6 - 0.5, -3.0, 1e-9, 1.0, 100.0, 1e6 + 0.25]),
     "cos": (mp.cos, lambda x: -mp.sin(x), [-1e6 - 0.5, -3.0, 1e-9, 1.0, 100.0, 1e6 + 0.25]),
+    # non-smooth functions: the subgradient at a kink is PyTorch's (torch 2.13 autograd:
+    # torch.maximum gives 1/2 to each side of a tie, torch.clamp 1 on the closed interval,
+    # hardsigmoid 0 at -3 and 3)
+    "max": (
+        lambda x: max(x, mp.mpf(0.25)),
+        lambda x: 1 if x > 0.25 else (mp.mpf(0.5) if x == 0.25 else 0),
+        [-1e300, -1.0, 0.25, 0.5, 1e300],
+    ),
+    "clip": (
+        lambda x: min(max(x, mp.mpf(-0.5)), mp.mpf(2)),
+        lambda x: 1 if -0.5 <= x <= 2 else 0,
+        [-1e300, -0.75, -0.5, 0.0, 2.0, 2.5, 1e300],
+    ),
+    "hard_sigmoid": (
+        lambda x: min(max(x / 6 + mp.mpf(0.5), 0), 1),
+        lambda x: mp.mpf(1) / 6 if -3 < x < 3 else 0,
+        [-1e300, -4.0, -3.0, -1.0, 0.0, 2.5, 3.0, 1e300],
+    ),
 }
+#: how a function with more arguments is called on the unit value h
+CALLS = {"max": "max(h, 0.25)", "clip": "clip(h, -0.5, 2)"}
 
 
 def test_every_grammar_function_is_checked_at_its_extremes():
@@ -309,7 +329,7 @@ def _close(got, want, what):
 @pytest.mark.parametrize("fname", sorted(EXTREMES))
 def test_values_and_derivatives_at_the_extremes_match_mpmath(fname):
     f, df, points = EXTREMES[fname]
-    cell = define_cell("one", ["h"], {"h_new": f"{fname}(h)"})
+    cell = define_cell("one", ["h"], {"h_new": CALLS.get(fname, f"{fname}(h)")})
     kern = compile_cell(cell)
     x = np.array(points)
     B = len(points)

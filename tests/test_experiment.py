@@ -112,7 +112,7 @@ def test_unknown_keys_name_the_nearest_valid_key(data, message):
         (
             {"init": {"scheme": "gausian"}},
             "init.scheme must be one of torch, gaussian, orthogonal, "
-            "identity, got 'gausian'; did you mean 'gaussian'?",
+            "identity, paper, got 'gausian'; did you mean 'gaussian'?",
         ),
         ({"init": {"chrono_tmax": 2.0}}, "init.chrono_tmax must be a finite number in (2, 1e+12]"),
         ({"quantiles": [0.1, 1.5]}, "quantiles[1] must be a finite number in [0.5, 1], got 1.5"),

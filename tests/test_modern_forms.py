@@ -9,10 +9,11 @@ with the independent PyTorch reference in ``tests/data/modern_cells/`` (made by
 (``rglru``, ``mamba-s6``, ``antisymmetric-rnn``, ``lipschitz-rnn``, ``slstm``) are not here.
 
 Tolerances: 1e-12 absolute for states and Jacobians (float64, six steps, entries O(1..10): the
-same computation in a different order). For the additive path, gradflow's current rule ("no
-weight matrix") and the document's (§2, "no pre-activation") agree on every cell tested here,
-so gradflow's additive Jacobians must equal the stored ``additive_jacobians`` too; they differ on
-``indrnn``, which is therefore not tested for that path.
+same computation in a different order). The additive path is the document's (§2: the paths
+through no function derivative at a pre-activation), so gradflow's additive Jacobians must equal
+the stored ``additive_jacobians``; the old rule ("no weight matrix") gave all of ``J_t`` for
+``indrnn`` (now 0) and would have put the Lipschitz RNN's ``I + eps A`` skip in the
+multiplicative part (now additive): both are tested below.
 """
 
 from __future__ import annotations
@@ -199,3 +200,64 @@ def test_catalogue_indrnn_matches_the_torch_reference() -> None:
         np.testing.assert_allclose(rollout("indrnn", q, inputs), ref["states"], rtol=0, atol=TOL)
         J = state_jacobians("indrnn", q, inputs)
         np.testing.assert_allclose(J, ref["step_jacobians"], rtol=0, atol=TOL)
+        # docs §2: relu' at the pre-activation a + u h on every path: A_t = 0 exactly
+        A = state_jacobians("indrnn", q, inputs, path="additive")
+        assert np.all(ref["additive_jacobians"] == 0) and np.all(A == 0)
+
+
+def _transform(M: np.ndarray, beta: float, gamma: float) -> np.ndarray:
+    # (1 - beta)(M + M^T) + beta (M - M^T) - gamma I (Erichson et al. 2021), computed here in
+    # numpy until matrix-transform nodes exist (docs §1 F4)
+    out: np.ndarray = (1 - beta) * (M + M.T) + beta * (M - M.T) - gamma * np.eye(len(M))
+    return out
+
+
+def test_lipschitz_skip_is_additive_and_matches_the_reference() -> None:
+    from gradflow.cells import define_cell
+    from gradflow.engine import rollout, state_jacobians
+
+    record, p, ref, x = _fixture("lipschitz-rnn")
+    hyper = record["hyperparameters"]
+    beta, gamma, eps = hyper["beta"], hyper["gamma"], hyper["epsilon"]  # type: ignore[index]
+    cell = define_cell(
+        "lipschitz-precomputed",
+        "h",
+        {
+            "Ah": "A @ h",
+            "a": "W @ h + U @ x + b",
+            "h_new": f"h + {eps!r} * Ah + {eps!r} * tanh(a)",
+        },
+    )
+    # the code's row-vector B, C are the paper's M_A^T, M_W^T (docs §3.11)
+    q = {
+        "A": _transform(p["B"].T, beta, gamma),
+        "W": _transform(p["C"].T, beta, gamma),
+        "U": p["E.weight"],
+        "b": p["E.bias"],
+    }
+    np.testing.assert_allclose(rollout(cell, q, x), ref["states"], rtol=0, atol=TOL)
+    for path, key in (("full", "step_jacobians"), ("additive", "additive_jacobians")):
+        J = state_jacobians(cell, q, x, path=path)
+        np.testing.assert_allclose(J, ref[key], rtol=0, atol=TOL, err_msg=path)
+    # the additive part is I + eps A: it holds a weight, yet no activation touches it
+    (add,) = cell.jacobian().additive().block("h", "h")[1:]
+    assert add.weights == ("A",) and not add.multiplicative
+
+
+def test_antisymmetric_additive_part_is_the_identity() -> None:
+    from gradflow.cells import define_cell
+    from gradflow.engine import state_jacobians
+
+    record, p, ref, x = _fixture("antisymmetric-rnn")
+    hyper = record["hyperparameters"]
+    eps, gamma = hyper["epsilon"], hyper["gamma"]  # type: ignore[index]
+    cell = define_cell(
+        "antisymmetric-precomputed",
+        "h",
+        {"a": "M @ h + V @ x + b", "h_new": f"h + {eps!r} * tanh(a)"},
+    )
+    W = p["weight_hh"]
+    q = {"M": W - W.T - gamma * np.eye(len(W)), "V": p["weight_ih"], "b": p["bias"]}
+    for path, key in (("full", "step_jacobians"), ("additive", "additive_jacobians")):
+        J = state_jacobians(cell, q, x, path=path)
+        np.testing.assert_allclose(J, ref[key], rtol=0, atol=TOL, err_msg=path)

@@ -352,7 +352,8 @@ def _dense_reference(cells: list[str], params: list[dict], x: np.ndarray):
                 hi = rollout(cell, p, inp[t : t + 1] + e, s0=S[t])[1]
                 lo = rollout(cell, p, inp[t : t + 1] - e, s0=S[t])[1]
                 K[t, :, :, k] = (hi - lo) / 2e-6
-        hcol = np.arange(c.state.index("h") * n, (c.state.index("h") + 1) * n)
+        k = c.state.index("h") if "h" in c.state else 0  # the layer output, as gradflow.stack
+        hcol = np.arange(k * n, (k + 1) * n)
         states.append(S), Js.append(J), Ks.append(K), hcols.append(hcol)
         inp = S[1:][..., hcol]
     sizes = [J.shape[-1] for J in Js]

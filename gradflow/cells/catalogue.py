@@ -9,6 +9,7 @@ from .graph import Cell
 from .gru import GRU, GRU_RESET_BEFORE
 from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
 from .minimal import INDRNN, MGU, MINIMALRNN
+from .modern import MODERN_CELLS
 from .rnn import RNN, RNN_RELU
 
 #: Every built-in cell by name, in the order ``gradflow cells`` lists them.
@@ -26,7 +27,33 @@ CATALOGUE: dict[str, Cell] = {
         MGU,
         INDRNN,
         MINIMALRNN,
+        *MODERN_CELLS,
     )
+}
+
+
+#: The cells of the seeds' era (before issue 11), which the default report shows.
+CLASSIC: tuple[str, ...] = (
+    "rnn",
+    "rnn-relu",
+    "lstm",
+    "lstm-nofg",
+    "lstm-peephole",
+    "lstm-cifg",
+    "gru",
+    "gru-reset-before",
+    "mgu",
+    "indrnn",
+    "minimalrnn",
+)
+
+#: Every catalogue cell by family, for listings and reports that group them.
+FAMILIES: dict[str, tuple[str, ...]] = {
+    "Elman": ("rnn", "rnn-relu"),
+    "LSTM": ("lstm", "lstm-nofg", "lstm-peephole", "lstm-cifg", "ur-lstm", "janet", "slstm"),
+    "GRU": ("gru", "gru-reset-before", "gru-chung", "mgu", "minimalrnn"),
+    "diagonal": ("indrnn", "mingru", "minlstm", "rglru"),
+    "oscillator": ("cornn", "cornn-explicit", "lem"),
 }
 
 

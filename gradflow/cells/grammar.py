@@ -37,7 +37,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import CellError
-from .functions import FUNCTIONS, relu, sigmoid, softplus
+from .functions import ARITY, FUNCTIONS, hard_sigmoid, relu, sigmoid, softplus
 from .graph import check_name
 
 MAX_TEXT = 2000  #: characters in one equation
@@ -128,6 +128,7 @@ _FLOAT_FUNCTIONS: dict[Any, Callable[[float], float]] = {
     sp.tanh: math.tanh,
     relu: lambda x: max(x, 0.0),
     softplus: _softplus,
+    hard_sigmoid: lambda x: min(max(x / 6.0 + 0.5, 0.0), 1.0),
     sp.exp: math.exp,
     sp.log: math.log,
     sp.Abs: abs,
@@ -308,12 +309,24 @@ class _Elementwise:
             raise GrammarError(f"name {fname!r} is not allowed (names may not start with '_')")
         if fname not in FUNCTIONS:
             raise GrammarError(f"unknown function {fname!r}; known: {KNOWN}")
-        if node.keywords or len(node.args) != 1 or isinstance(node.args[0], ast.Starred):
-            raise GrammarError(f"{fname} takes exactly one positional argument and no keywords")
-        arg = self.walk(node.args[0], depth + 1)
-        if not arg.free_symbols:  # bound the argument before SymPy's eval looks at it
-            constant_value(arg, self.memo)
-        return self.checked(FUNCTIONS[fname](arg))
+        arity = ARITY.get(fname, 1)
+        if (
+            node.keywords
+            or len(node.args) != arity
+            or any(isinstance(a, ast.Starred) for a in node.args)
+        ):
+            count = "one positional argument" if arity == 1 else f"{arity} positional arguments"
+            raise GrammarError(f"{fname} takes exactly {count} and no keywords")
+        args = [self.walk(a, depth + 1) for a in node.args]
+        for arg in args:
+            if not arg.free_symbols:  # bound the argument before SymPy's eval looks at it
+                constant_value(arg, self.memo)
+        if fname == "clip":
+            if args[1].free_symbols or args[2].free_symbols:
+                raise GrammarError("clip(x, lo, hi) takes constant bounds lo and hi")
+            if constant_value(args[1], self.memo) > constant_value(args[2], self.memo):
+                raise GrammarError("clip(x, lo, hi) needs lo <= hi")
+        return self.checked(FUNCTIONS[fname](*args))
 
 
 def check_sympy(expr: sp.Expr) -> sp.Expr:

@@ -164,6 +164,9 @@ class Cell:
         reference: the citation, as text.
         convention: how the update gate mixes old and new state (documentation).
         description: one line for listings.
+        citations: citation keys (:mod:`gradflow.citations`).
+        constants: named hyperparameters ``(name, value)`` already substituted as numbers in
+            the equations (documentation and results; never in the weight file).
     """
 
     name: str
@@ -176,6 +179,7 @@ class Cell:
     convention: str = ""
     description: str = ""
     citations: tuple[str, ...] = field(default=())
+    constants: tuple[tuple[str, float], ...] = ()
     origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:

@@ -6,6 +6,7 @@ A cell file is TOML (read with :mod:`tomllib`)::
     state = ["h"]
     input = "x"                     # optional, default "x"
     parameters = ["alpha"]          # optional: vector (diagonal) parameters
+    constants = {dt = 0.1}          # optional: named hyperparameters (numbers)
     reference = "Jaeger et al. (2007)"   # optional; also description, convention
     [equations]                     # in order; each line is affine or elementwise
     a = "W_x @ x + W_h @ h + b"
@@ -54,7 +55,15 @@ import sympy as sp
 
 from ..errors import CellError, CellUpdateError, EquationError
 from .catalogue import CATALOGUE
-from .grammar import MAX_TEXT, AffineLine, GrammarError, parse_line, show, syntax_size
+from .grammar import (
+    MAX_CONSTANT,
+    MAX_TEXT,
+    AffineLine,
+    GrammarError,
+    parse_line,
+    show,
+    syntax_size,
+)
 from .graph import RESERVED_PARAMETER_NAMES, Affine, Cell, Elementwise, Origin, check_name
 
 MAX_EQUATIONS = 200  #: equations in one cell
@@ -67,6 +76,7 @@ TOP_KEYS = (
     "state",
     "input",
     "parameters",
+    "constants",
     "reference",
     "description",
     "convention",
@@ -221,14 +231,34 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             )
         if nm in declared[:k] or nm == input_name or nm in state:
             raise src.error(None, "parameters", "parameters", f"{nm!r} is defined twice")
+    constants = _constants(spec.get("constants"), (input_name, *state, *declared), src)
+    swap = {sp.Symbol(k, real=True): sp.Float(v) for k, v in constants}
+    used: set[str] = set()
     nodes: list[Affine | Elementwise] = []
     for key, value in equations:
         try:
-            nodes.append(_node(key, value, declared))
+            node = _node(key, value, declared)
         except GrammarError as err:
             raise src.error(
                 "equations", str(key), f"equation {show(str(key), 40)}", str(err)
             ) from None
+        if swap and isinstance(node, Affine):
+            names = {w for w, _ in node.terms} | {v for _, v in node.terms} | set(node.biases)
+            if clash := sorted(names & {k for k, _ in constants}):
+                raise src.error(
+                    "equations",
+                    str(key),
+                    f"equation {show(str(key), 40)}",
+                    f"{clash[0]!r} is a constant; constants enter elementwise lines only",
+                )
+        elif swap and isinstance(node, Elementwise):
+            used |= {str(sym) for sym in node.expr.free_symbols if sym in swap}
+            node = Elementwise(node.name, node.expr.xreplace(swap))
+        nodes.append(node)
+    if unused := [k for k, _ in constants if k not in used]:
+        raise src.error(
+            None, "constants", "constants", f"{unused[0]!r} is given but not used in any line"
+        )
     keys = [k for k, _ in equations]
     update, update_problem = _update(spec.get("update"), state, keys, src)
     try:
@@ -242,6 +272,7 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             reference=texts["reference"],
             description=texts["description"],
             convention=texts["convention"],
+            constants=constants,
         )
     except CellUpdateError as err:  # the file's own words for it, if it has them
         raise update_problem or EquationError(str(err)) from None
@@ -251,6 +282,34 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
         raise update_problem
     _check_declared(cell, declared, src)
     return cell
+
+
+def _constants(
+    value: object, taken: tuple[str, ...], src: _Source
+) -> tuple[tuple[str, float], ...]:
+    """Named constants (hyperparameters) ``{name: number}``, in the order given."""
+    if value is None:
+        return ()
+    pairs = _pairs(value, "constants", src)
+    if len(pairs) > MAX_EQUATIONS:
+        raise src.error(None, "constants", "constants", f"at most {MAX_EQUATIONS} constants")
+    out: list[tuple[str, float]] = []
+    for key, number in pairs:
+        label = f"constant {show(str(key), 40)}"
+        try:
+            check_name(key, "constant")
+        except CellError as err:
+            raise src.error(None, "constants", label, str(err)) from None
+        if key in taken or key in (k for k, _ in out):
+            raise src.error(None, "constants", label, f"{key!r} is defined twice")
+        if isinstance(number, bool) or not isinstance(number, int | float):
+            raise src.error(None, "constants", label, "a constant must be an int or float")
+        if not abs(number) <= MAX_CONSTANT:  # also NaN and inf
+            raise src.error(
+                None, "constants", label, f"must be finite and at most {MAX_CONSTANT:g} in size"
+            )
+        out.append((key, float(number)))
+    return tuple(out)
 
 
 def _check_declared(cell: Cell, declared: tuple[str, ...], src: _Source) -> None:
@@ -339,6 +398,7 @@ def define_cell(
     *,
     update: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     parameters: Sequence[str] = (),
+    constants: Mapping[str, float] | None = None,
     description: str = "",
     convention: str = "",
 ) -> Cell:
@@ -355,6 +415,9 @@ def define_cell(
         update: which node becomes each state vector; by default each state ``s`` takes the
             node ``s_new``.
         parameters: the vector (diagonal) parameters elementwise lines may use.
+        constants: named hyperparameters ``{name: number}`` (``dt``, ``gamma``) that
+            elementwise lines may use; they enter the equations as numbers, are recorded in
+            ``Cell.constants`` and are never parameters of the weight file.
         description: one line for listings.
         convention: how the cell mixes old and new state (documentation).
 
@@ -375,6 +438,7 @@ def define_cell(
         "reference": reference,
         "update": update,
         "parameters": as_list(parameters),
+        "constants": constants,
         "description": description,
         "convention": convention,
     }

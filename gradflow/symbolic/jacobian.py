@@ -64,24 +64,32 @@ class Term:
     """``diag(diags[0]) @ W_1 @ diag(diags[1]) @ ... @ W_k @ diag(diags[k])``.
 
     ``weights`` names the matrices ``W_1..W_k`` (parameters); ``diags`` are scalar SymPy
-    expressions in the cell's unit values, applied elementwise. A term without weights is
-    diagonal: it belongs to the additive path.
+    expressions in the cell's unit values, applied elementwise. ``multiplicative`` is True when
+    the path passes through the derivative of a function at a *pre-activation* (docs
+    cells-2018-2026.md §2, :func:`pre_activations`); the other terms, weights or not, form the
+    additive path.
     """
 
     diags: tuple[sp.Expr, ...]
     weights: tuple[str, ...]
+    multiplicative: bool = False
 
     @property
     def is_additive(self) -> bool:
-        return not self.weights
+        return not self.multiplicative
 
-    def then(self, first: sp.Expr) -> Term:
-        """``diag(first) @ self``."""
-        return Term((first * self.diags[0],) + self.diags[1:], self.weights)
+    def then(self, first: sp.Expr, through_pre_activation: bool = False) -> Term:
+        """``diag(first) @ self``; the path becomes multiplicative when ``first`` is the
+        derivative of a function at a pre-activation."""
+        return Term(
+            (first * self.diags[0],) + self.diags[1:],
+            self.weights,
+            self.multiplicative or through_pre_activation,
+        )
 
     def through(self, weight: str) -> Term:
         """``weight @ self``."""
-        return Term((ONE,) + self.diags, (weight,) + self.weights)
+        return Term((ONE,) + self.diags, (weight,) + self.weights, self.multiplicative)
 
     def text(self, names: dict[sp.Symbol, sp.Symbol] | None = None) -> str:
         """Plain-text form; ``names`` renames symbols (e.g. ``h_new -> h_t``)."""
@@ -103,17 +111,87 @@ Block = tuple[Term, ...]
 
 def _merge(terms: list[Term]) -> Block:
     """Add terms with the same weight chain and trailing diagonals; drop zeros."""
-    merged: dict[tuple[tuple[str, ...], tuple[sp.Expr, ...]], sp.Expr] = {}
+    merged: dict[tuple[bool, tuple[str, ...], tuple[sp.Expr, ...]], sp.Expr] = {}
     for t in terms:
-        key = (t.weights, t.diags[1:])
+        key = (t.multiplicative, t.weights, t.diags[1:])
         merged[key] = merged.get(key, sp.S.Zero) + t.diags[0]
     out = []
-    for (weights, rest), lead in sorted(merged.items(), key=lambda kv: (len(kv[0][0]), kv[0][0])):
+    order = sorted(merged.items(), key=lambda kv: (kv[0][0], len(kv[0][1]), kv[0][1]))
+    for (mult, weights, rest), lead in order:
         if expression_size(lead, _TIDY_OPS)[0] <= _TIDY_OPS:
             lead = sp.factor_terms(lead)
         if lead != 0:
-            out.append(Term((lead,) + rest, weights))
+            out.append(Term((lead,) + rest, weights, mult))
     return tuple(out)
+
+
+def _is_call(expr: sp.Basic) -> bool:
+    """A function call: an applied function (``tanh``, ``sigmoid``, ``exp``, ``Abs``, ...) or a
+    power with a non-integer exponent (``sqrt``); arithmetic and integer powers are not."""
+    if isinstance(expr, sp.Function):
+        return True
+    return isinstance(expr, sp.Pow) and not expr.exp.is_Integer
+
+
+def pre_activations(
+    expr: sp.Expr, state_dependent: frozenset[str], affine: frozenset[str], vectors: frozenset[str]
+) -> list[tuple[sp.Expr, int]]:
+    """The ``(function call, argument index)`` pairs of ``expr`` whose argument is a
+    *pre-activation* (docs cells-2018-2026.md §2).
+
+    An argument is a pre-activation when it depends on ``s_{t-1}`` through a parameter: it
+    holds a state-dependent affine node (``sigmoid(a_f + b)``), or a vector parameter
+    multiplies a state-dependent term in it (IndRNN's ``relu(a + u*h)``, a peephole
+    ``p*c``). ``state_dependent`` names the vectors that depend on ``s_{t-1}``.
+    """
+    out: list[tuple[sp.Expr, int]] = []
+    seen: set[sp.Expr] = set()
+    for call in sp.preorder_traversal(expr):
+        if not _is_call(call) or call in seen:
+            continue
+        seen.add(call)
+        positions = range(len(call.args)) if isinstance(call, sp.Function) else (0,)
+        for k in positions:
+            arg = call.args[k]
+            names = {str(s) for s in arg.free_symbols}
+            live = names & state_dependent
+            if not live:
+                continue
+            if live & affine or any(
+                sp.diff(arg, sp.Symbol(p, real=True), sp.Symbol(v, real=True)) != 0
+                for p in names & vectors
+                for v in live
+            ):
+                out.append((call, k))
+    return out
+
+
+def split_partial(
+    expr: sp.Expr, sym: sp.Symbol, calls: list[tuple[sp.Expr, int]]
+) -> tuple[sp.Expr, sp.Expr]:
+    """``d expr / d sym`` as ``(additive, multiplicative)``: the partial with every
+    pre-activation argument in ``calls`` held fixed, and the rest, the chain rule through
+    those arguments. Their sum is the whole partial derivative."""
+    if not calls:
+        return sp.diff(expr, sym), sp.S.Zero
+    fresh = [sp.Dummy(f"pre{k}", real=True) for k in range(len(calls))]
+    by_call: dict[sp.Expr, dict[int, sp.Dummy]] = {}
+    for (call, k), p in zip(calls, fresh, strict=True):
+        by_call.setdefault(call, {})[k] = p
+    frozen = expr.xreplace(
+        {
+            call: call.func(*(slots.get(k, a) for k, a in enumerate(call.args)))
+            for call, slots in by_call.items()
+        }
+    )
+    back = {p: call.args[k] for (call, k), p in zip(calls, fresh, strict=True)}
+    additive = sp.diff(frozen, sym).xreplace(back)
+    mult = sp.S.Zero
+    for (call, k), p in zip(calls, fresh, strict=True):
+        inner = sp.diff(call.args[k], sym)
+        if inner != 0:
+            mult += sp.diff(frozen, p).xreplace(back) * inner
+    return additive, mult
 
 
 def own_value_rules(cell: Cell) -> dict[sp.Expr, sp.Symbol]:
@@ -163,11 +241,13 @@ class BlockJacobian:
         return BlockJacobian(self.cell, blocks, path)
 
     def additive(self) -> BlockJacobian:
-        """The terms without a weight matrix (``diag(f_t)`` in the LSTM cell block)."""
+        """The terms through no function derivative at a pre-activation (``diag(f_t)`` in the
+        LSTM cell block, ``I + eps A`` of the Lipschitz RNN; docs cells-2018-2026.md §2)."""
         return self._select(True, "additive")
 
     def multiplicative(self) -> BlockJacobian:
-        """The terms through at least one weight matrix."""
+        """The terms through at least one function derivative at a pre-activation (IndRNN's
+        whole chain ``diag(relu'(a + u h) u)``, every path through a gate's pre-activation)."""
         return self._select(False, "multiplicative")
 
     def paths(self) -> JacobianPaths:
@@ -260,6 +340,8 @@ def state_jacobian(cell: Cell) -> BlockJacobian:
     """
     rules = own_value_rules(cell)
     deriv: dict[str, dict[str, list[Term]]] = {s: {s: [Term((ONE,), ())]} for s in cell.state}
+    affine = frozenset(nd.name for nd in cell.nodes if isinstance(nd, Affine))
+    vectors = frozenset(p.name for p in cell.iter_params("vector"))
     for node in cell.nodes:
         acc: dict[str, list[Term]] = {}
         if isinstance(node, Affine):
@@ -267,15 +349,19 @@ def state_jacobian(cell: Cell) -> BlockJacobian:
                 for s, terms in deriv.get(src, {}).items():
                     acc.setdefault(s, []).extend(t.through(weight) for t in terms)
         else:
+            live = frozenset(k for k, v in deriv.items() if v)
+            calls = pre_activations(node.expr, live, affine, vectors)
             for sym in sorted(node.expr.free_symbols, key=str):
                 upstream = deriv.get(str(sym))
                 if not upstream:
                     continue
-                partial = sp.diff(node.expr, sym).xreplace(rules)
-                if partial == 0:
-                    continue
-                for s, terms in upstream.items():
-                    acc.setdefault(s, []).extend(t.then(partial) for t in terms)
+                parts = split_partial(node.expr, sym, calls)
+                for part, mult in zip(parts, (False, True), strict=True):
+                    part = part.xreplace(rules)
+                    if part == 0:
+                        continue
+                    for s, terms in upstream.items():
+                        acc.setdefault(s, []).extend(t.then(part, mult) for t in terms)
         label = f"equation {node.name!r}"
         if sum(len(ts) for ts in acc.values()) > MAX_TERMS:
             raise cell.error_at(
