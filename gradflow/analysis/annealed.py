@@ -126,7 +126,6 @@ def _function(expr: sp.Expr) -> tuple[Callable[..., Any], tuple[str, ...]]:
     # the printer calls the tail-exact helpers (_sigmoid, _sech2) the kernels define
     src = f"{HELPERS}\ndef f({', '.join(names)}):\n    return {print_expr(expr)}\n"
     ns: dict[str, Any] = {"xp": np}
-    exec(compile(HELPERS, "<gradflow helpers>", "exec"), ns)  # _sigmoid, _sech2 of the printer
     # built from validated identifiers and SymPy's printer, never from raw user text
     exec(compile(src, "<gradflow mean field>", "exec"), ns)
     return ns["f"], names
