@@ -125,3 +125,24 @@ def test_sweep_workers_share_the_cores_and_inherit_force():
     finally:
         threads.set_threads(None)
         cost.set_force(False)
+
+
+def test_long_double_weights_are_one_line_without_warnings(tmp_path):
+    import warnings
+
+    import numpy as np
+
+    n, d = 3, 2
+    big = np.full((n, d), np.longdouble("1e400"))  # overflows float64
+    zeros = {k: np.zeros(s, dtype=np.longdouble) for k, s in (("weight_hh_l0", (n, n)),)}
+    bias = {k: np.zeros(n, dtype=np.longdouble) for k in ("bias_ih_l0", "bias_hh_l0")}
+    np.savez(tmp_path / "w.npz", weight_ih_l0=big, **zeros, **bias)
+    np.save(tmp_path / "x.npy", np.ones((4, 2, d)))
+    argv = ["analyze", "--cell", "rnn", "--weights", str(tmp_path / "w.npz")]
+    argv += ["--inputs", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o.json")]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # a RuntimeWarning before the error fails the test
+        result = CliRunner().invoke(cli, argv)
+    assert result.exit_code == 2
+    assert result.output.count("\n") == 1 and "weights must be floating point" in result.output
+    assert not (tmp_path / "o.json").exists()
