@@ -14,10 +14,9 @@ Examples:
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 
-from .errors import UsageError
+from .errors import UsageError, did_you_mean
 
 # key: (entry type, authors as "Last, First and ...", year, title, venue fields, short authors,
 #       short venue for the one-line form)
@@ -579,8 +578,7 @@ def _lookup(key: str) -> _Ref:
     try:
         return _REFS[key]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(key), list(_REFS), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(key), list(_REFS))
         raise UsageError(f"unknown citation key {key!r}{hint}") from None
 
 

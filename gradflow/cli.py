@@ -11,8 +11,6 @@ options of `analyze` for whole models).
 
 from __future__ import annotations
 
-import os
-import stat
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -20,7 +18,7 @@ from typing import Any
 import click
 
 from ._version import __version__
-from .errors import EquationError, GradflowError, UsageError
+from .errors import GradflowError, UsageError
 from .shutdown import Terminated, exit_code, handle_signals
 
 
@@ -122,16 +120,6 @@ def cli(ctx: click.Context, debug: bool, threads: int | None, force: bool) -> No
     set_force(force)
 
 
-def _check_not_special(path: str) -> None:
-    """Refuse a FIFO or a device before it is opened (reading one blocks or never ends)."""
-    try:
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        return  # missing or unreadable: the reader says so
-    if not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        raise EquationError(f"{path}: not a regular file (a cell file must be a TOML file)")
-
-
 def resolve_cell(name: str | None, cell_file: str | None) -> Any:
     """The cell named on the command line, from the catalogue or an equation file."""
     from .cells import get_cell
@@ -141,7 +129,6 @@ def resolve_cell(name: str | None, cell_file: str | None) -> Any:
             raise UsageError("give either a cell name or --cell-file, not both")
         from .cells.parse import load_cell_file
 
-        _check_not_special(cell_file)
         return load_cell_file(cell_file)
     if name is None:
         raise UsageError("name a cell (see `gradflow cells`) or give --cell-file")

@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-import difflib
-
-from ..errors import CellError
+from ..errors import CellError, did_you_mean
 from .graph import Cell
 from .gru import GRU, GRU_RESET_BEFORE
 from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
@@ -62,6 +60,5 @@ def get_cell(name: str) -> Cell:
     try:
         return CATALOGUE[name]
     except (KeyError, TypeError):
-        close = difflib.get_close_matches(str(name), list(CATALOGUE), n=1)
-        hint = f"; did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(str(name), list(CATALOGUE))
         raise CellError(f"unknown cell {name!r}{hint} (known: {', '.join(CATALOGUE)})") from None

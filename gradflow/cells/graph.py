@@ -16,7 +16,6 @@ PyTorch module stacks them (tensor name -> row blocks in gate order).
 
 from __future__ import annotations
 
-import difflib
 import keyword
 import re
 from collections.abc import Callable, Iterator, Mapping
@@ -26,7 +25,7 @@ from typing import TYPE_CHECKING, Literal
 
 import sympy as sp
 
-from ..errors import CellError, CellUpdateError
+from ..errors import CellError, CellUpdateError, did_you_mean
 from .functions import FUNCTIONS
 
 if TYPE_CHECKING:
@@ -262,8 +261,7 @@ class Cell:
                         f"{name!r} is used before it is defined (equations run in order; "
                         f"move {name!r} above this line)"
                     )
-                close = difflib.get_close_matches(name, sorted(defined), n=1)
-                hint = f"; did you mean {close[0]!r}?" if close else ""
+                hint = did_you_mean(name, sorted(defined))
                 return fail(f"undefined symbol {name!r}{hint}")
 
             if isinstance(node, Affine):

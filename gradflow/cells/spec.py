@@ -43,8 +43,8 @@ References:
 
 from __future__ import annotations
 
-import difflib
 import os
+import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -53,7 +53,7 @@ from typing import Any
 
 import sympy as sp
 
-from ..errors import CellError, CellUpdateError, EquationError
+from ..errors import CellError, CellUpdateError, EquationError, did_you_mean
 from .catalogue import CATALOGUE
 from .grammar import (
     MAX_CONSTANT,
@@ -321,8 +321,7 @@ def _check_declared(cell: Cell, declared: tuple[str, ...], src: _Source) -> None
             for sym in sorted(node.expr.free_symbols, key=str):
                 nm = str(sym)
                 if nm in vectors and nm not in declared:
-                    close = difflib.get_close_matches(nm, sorted(seen), n=1)
-                    hint = f"; did you mean {close[0]!r}?" if close else ""
+                    hint = did_you_mean(nm, sorted(seen))
                     raise src.error(
                         "equations",
                         node.name,
@@ -368,8 +367,7 @@ def _resolved_update(
                 f"not a state vector (state: {', '.join(state)})",
             )
         if not isinstance(node, str) or node not in keys:
-            close = difflib.get_close_matches(str(node), [str(k) for k in keys], n=1)
-            hint = f"; did you mean {close[0]!r}?" if close else ""
+            hint = did_you_mean(str(node), [str(k) for k in keys])
             raise src.error(
                 "update", s, f"update {s!r}", f"{show(str(node), 40)} is not an equation{hint}"
             )
@@ -454,6 +452,12 @@ def load_cell_file(path: str | os.PathLike[str]) -> Cell:
     """
     shown = os.fspath(path)
     label = shown if shown.isprintable() else repr(shown)
+    try:  # a FIFO or a device blocks or never ends: refuse it before it is opened
+        mode = os.stat(path).st_mode
+    except (OSError, ValueError):
+        mode = None  # missing or unreadable: open() below says which
+    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
+        raise EquationError(f"{label}: not a regular file (a cell file must be a TOML file)")
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)
