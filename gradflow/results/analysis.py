@@ -78,7 +78,7 @@ class AnalysisResult(Result):
             "input_size": self.input_size,
             "steps": self.steps,
             "batch": self.batch,
-            "lags": np.arange(self.steps + 1),  # an array: save_json streams it
+            "lags": self.lags,  # an array: save_json streams it
             "log10_spectral_norm": self.log10_spectral_norm,
             "log10_frobenius_norm": self.log10_frobenius_norm,
             "log10_spectral_norm_hidden": self.log10_spectral_norm_hidden,
