@@ -50,6 +50,7 @@ def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--min-n", type=int, default=0, help="only the cases with n >= this")
     ap.add_argument("--threads", type=int, default=os.cpu_count() or 1)
     args = ap.parse_args()
     if not cupy_available():
@@ -64,7 +65,8 @@ def main() -> None:
     )
     print("| cell | n | T | B | numpy s (spread) | cupy s (spread) | numpy / cupy | max |dlog10| |")
     print("|---|---|---|---|---|---|---|---|")
-    for cell, n, T, B in QUICK if args.quick else CASES:
+    cases = [c for c in (QUICK if args.quick else CASES) if c[1] >= args.min_n]
+    for cell, n, T, B in cases:
         rng = np.random.default_rng(0)
         params = initialise(get_cell(cell), n, n, Init(), rng)
         x = rng.standard_normal((T, B, n))

@@ -15,6 +15,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradflow import spectral as spectral_mod
+from gradflow.backend import to_numpy
 from gradflow.cells import get_cell
 from gradflow.engine import analyze
 from gradflow.spectral import CERTIFICATES, SPECTRAL_RTOL, Spectral
@@ -31,7 +32,7 @@ def _run(xp, P, lags=1):
     for j in range(lags):
         sp.step(j, P, j + 1)
     values = sp.finish(lags)
-    return sp, values, np.asarray(sp.gap[:lags], dtype=float)
+    return sp, values, to_numpy(sp.gap[:lags]).astype(float)
 
 
 def _check(P, values, gaps):
