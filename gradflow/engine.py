@@ -37,6 +37,7 @@ from .cells import Cell, get_cell
 from .chains import Chain, Lyapunov, Setup, VectorChain
 from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
+from .diagonal import analyze_structured, structure_meta, structured_plan
 from .errors import FactorError, InputsError, NumericalError, UsageError, WeightsError
 from .results import AnalysisResult
 from .spectral import CERTIFICATES, SPECTRAL_RTOL
@@ -255,6 +256,7 @@ def analyze(
     hidden: bool = True,
     threads: int | None = None,
     force: bool = False,
+    structure: str = "auto",
 ) -> AnalysisResult:
     """Exact log10 norms of ``ds_T/ds_{T-k}`` for every lag ``k = 0..T``.
 
@@ -282,6 +284,9 @@ def analyze(
         threads: BLAS threads inside the computation (default: the policy of
             :mod:`gradflow.threads`, ``GRADFLOW_THREADS`` or one thread for small states).
         force: run even when the cost estimate (:mod:`gradflow.cost`) is above its limits.
+        structure: ``"auto"`` takes the exact ``O(m b^2)`` path of :mod:`gradflow.diagonal`
+            when the derivation shows a diagonal or block-diagonal ``J_t`` (NumPy backend);
+            ``"dense"`` forces the dense chain. ``meta["structure"]`` says which ran.
 
     Returns:
         An :class:`~gradflow.results.AnalysisResult`.
@@ -295,6 +300,13 @@ def analyze(
             and sequence).
     """
     started = time.perf_counter()
+    plan = structured_plan(resolve(cell), structure, backend)  # None: the dense chain below
+    if plan is not None:
+        return analyze_structured(
+            plan, _setup, resolve(cell), params, inputs, s0=s0, dtype=dtype, paths=paths,
+            singular_lags=singular_lags, n_singular=n_singular, lyapunov=lyapunov,
+            gradient=gradient, hidden=hidden, threads=threads, force=force, started=started,
+        )  # fmt: skip
     n_paths = 3 if paths else 1
     per_lag = 3 + 2 * (n_paths - 1) + (1 if gradient else 0)
 
@@ -318,7 +330,11 @@ def analyze(
     # the thread count is configuration (data); timings are volatile and kept apart (run.json)
     return replace(
         result,
-        meta={**result.meta, "threads": nthreads},
+        meta={
+            **result.meta,
+            "threads": nthreads,
+            "structure": structure_meta(su.cell, su.m, "dense"),
+        },
         run={"seconds": time.perf_counter() - started},
     )
 

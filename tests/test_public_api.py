@@ -32,7 +32,7 @@ LAYERS = [
     "cells",
     "symbolic",
     "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused",
-    "engine|chains|cost|threads|diagonal|weights|formats|initialisers|paper_inits|results"
+    "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_bidir|stack_vectors|stack_result|logscaled",
     "analysis",
     "plots|report",
