@@ -101,8 +101,11 @@ class DiagonalChain:
         """Lags ``k0 + 1 .. k0 + K`` from the chunk's diagonals ``D`` ``(K, B, m)`` in time
         order (the latest step is the next lag); singular values at ``sv_lags``."""
         K = D.shape[0]
-        Lk = np.cumsum(_log10_abs(D[::-1]), axis=0)  # -inf stays -inf: never NaN
-        Lk += self.L
+        Lk = _log10_abs(D)[::-1]  # the latest step first
+        prev = self.L
+        for j in range(K):  # a running sum (np.cumsum along axis 0 is ~5x slower here)
+            np.add(prev, Lk[j], out=Lk[j])  # -inf stays -inf: never NaN
+            prev = Lk[j]
         out = slice(k0 + 1, k0 + K + 1)
         self.spec[out] = Lk.max(axis=-1)
         self.frob[out] = log10_norm2_sum(Lk)

@@ -246,6 +246,10 @@ def _chunk_values(su: Setup, s: Any, t0: int, t1: int, state_free: bool) -> list
     """Unit values of steps t0+1..t1, stacked over steps. A state-free cell's factors read no
     state-dependent value, so one batched call over the chunk's steps (any state) gives them."""
     u = su.kernels.input_projection(su.inputs[t0:t1], su.q)
+    lay = su.kernels.layout
+    if state_free and set(lay.needed) <= set(lay.affine):  # the input projection itself
+        n = su.n
+        return [u[..., lay.affine.index(v) * n : (lay.affine.index(v) + 1) * n] for v in lay.needed]
     if state_free:
         with np.errstate(all="ignore"):  # state-dependent values are computed but never read
             _, vals = su.kernels.step(np.zeros((t1 - t0, su.batch, su.m)), u, su.q)

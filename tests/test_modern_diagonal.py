@@ -152,8 +152,10 @@ def _agree(fast: AnalysisResult, dense: AnalysisResult, lyapunov: bool) -> None:
         sv = np.asarray(dense.log10_singular_values[T])[:, : lyap.shape[1]] * math.log(10) / T
         _same_sv(lyap * T / math.log(10), sv * T / math.log(10))
         qr = np.asarray(dense.lyapunov_exponents)
+        # (sum = ln |det| / T, where every sigma_i is accurate: within 1e-3 of sigma_1)
         full = lyap.shape[1] == qr.shape[1] == fast.log10_singular_values[T].shape[1]  # p = m
-        if full and np.isfinite(lyap).all() and np.isfinite(qr).all():
+        finite = np.isfinite(lyap).all() and np.isfinite(qr).all()
+        if full and finite and np.ptp(lyap, axis=-1).max() * T / math.log(10) < 3:
             np.testing.assert_allclose(lyap.sum(-1), qr.sum(-1), rtol=0, atol=TOL * lyap.shape[1])
 
 
