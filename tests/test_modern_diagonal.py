@@ -25,7 +25,7 @@ from hypothesis import strategies as st
 from gradflow.cells import CATALOGUE, define_cell, get_cell
 from gradflow.diagonal import jacobian_structure
 from gradflow.engine import analyze, state_jacobians
-from gradflow.errors import UsageError
+from gradflow.errors import NumericalError, UsageError
 from gradflow.initialisers import Init, initialise
 from gradflow.results import AnalysisResult
 from gradflow.spectral import SPECTRAL_RTOL
@@ -62,6 +62,20 @@ def rotation() -> object:
             "r": "sigmoid(ar)",
             "y_new": "r*(cos(th)*y - sin(th)*z)",
             "z_new": "r*(sin(th)*y + cos(th)*z) + tanh(ar)",
+        },
+    )
+
+
+def three_states() -> object:
+    """Three state vectors coupled unit by unit: 3x3 blocks (the b > 2 kernel: small SVDs)."""
+    return define_cell(
+        "three-states",
+        ["h", "y", "z"],
+        {
+            "a": "W @ x + b",
+            "h_new": "tanh(0.9*h + 0.3*y - 0.2*z + a)",
+            "y_new": "sigmoid(a)*y + 0.5*h - 0.1*z",
+            "z_new": "0.8*z + 0.2*y*h",
         },
     )
 
@@ -199,25 +213,26 @@ def test_catalogue_diagonal_cells_equal_the_dense_path(
     _same(fast.log10_singular_values[steps], -np.sort(-logs[-1], axis=-1))
 
 
-@pytest.mark.parametrize("make", [oscillator, rotation])
-def test_block_cells_equal_the_explicit_product_and_the_dense_path(make: object) -> None:
+@pytest.mark.parametrize(("make", "b"), [(oscillator, 2), (rotation, 2), (three_states, 3)])
+def test_block_cells_equal_the_explicit_product_and_the_dense_path(make: object, b: int) -> None:
     cell = make()  # type: ignore[operator]
     rng = np.random.default_rng(5)
     n, T, B = 4, 30, 2
+    m = b * n
     p = _params(cell, n, 3, rng)
     if "g" in p:
         p["g"], p["e"] = np.abs(p["g"]), np.abs(p["e"])
     x = rng.standard_normal((T, B, 3))
     for gradient in ("last", "sum"):
-        kw = {"paths": True, "singular_lags": [1, 7, T], "lyapunov": 8, "gradient": gradient}
+        kw = {"paths": True, "singular_lags": [1, 7, T], "lyapunov": m, "gradient": gradient}
         fast, dense = _both(cell, p, x, **kw)
         assert fast.meta["structure"]["pattern"] == "block_diagonal"
-        assert fast.meta["structure"]["block"] == 2
+        assert fast.meta["structure"]["block"] == b
         assert fast.meta["spectral"]["certificates"]["block"] == T * B * (2 + len(fast.paths))
         _agree(fast, dense, lyapunov=True)
-    # the explicit product of the materialised (4n... here 2n x 2n) Jacobians, and its SVD
+    # the explicit product of the materialised (m x m) Jacobians, and its SVD
     J = state_jacobians(cell, p, x)
-    P = np.broadcast_to(np.eye(2 * n), (B, 2 * n, 2 * n))
+    P = np.broadcast_to(np.eye(m), (B, m, m))
     for k in range(1, T + 1):
         P = P @ J[T - k]
         sv = np.linalg.svd(P, compute_uv=False)
@@ -346,3 +361,16 @@ def test_dead_units_give_exact_zero_from_the_lag_where_it_happens() -> None:
         # 1e-12 in log10 against autograd (PyTorch, float64)
         np.testing.assert_allclose(res.log10_spectral_norm[:lag, b], want, rtol=0, atol=TOL)
     _agree(res, dense, lyapunov=False)
+
+
+def test_an_unbounded_factor_is_reported_as_on_the_dense_path() -> None:
+    # d sqrt|h| / dh is unbounded at h = 0, the initial state: both paths say where, in one line
+    cell = define_cell("sqrt-cell", "h", {"a": "W @ x + b", "h_new": "sqrt(abs(h)) * sigmoid(a)"})
+    p = {"W": np.ones((2, 3)), "b": np.zeros(2)}
+    x = np.ones((4, 1, 3))
+    with pytest.raises(NumericalError) as fast:
+        analyze(cell, p, x)
+    with pytest.raises(NumericalError) as dense:
+        analyze(cell, p, x, structure="dense")
+    assert str(fast.value) == str(dense.value)
+    assert "is NaN or inf at step 1, sequence 0" in str(fast.value)
