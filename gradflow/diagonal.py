@@ -44,6 +44,7 @@ import math
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, replace
+from functools import lru_cache
 from typing import Any
 
 import numpy as np
@@ -121,12 +122,13 @@ def _pattern(jac: BlockJacobian) -> tuple[str, int]:
     return "block_diagonal", len(jac.state)
 
 
+@lru_cache(maxsize=256)
 def jacobian_structure(cell: Cell) -> JacobianStructure:
     """Read the structure of ``ds_t/ds_{t-1}`` from the derivation (see the module docstring).
 
     ``state_free`` is decided on the factors as the kernels evaluate them (node values named
     by their nodes): a factor is state-dependent when it names the state or a node computed
-    from it.
+    from it. Cached per cell (``analyze`` asks for every result's ``meta["structure"]``).
     """
     jac = state_jacobian(cell)
     pattern, block = _pattern(jac)
@@ -134,7 +136,7 @@ def jacobian_structure(cell: Cell) -> JacobianStructure:
     used: set[str] = set()
     for _, _, t in jac.terms():
         for dg in t.diags:
-            used |= {str(s) for s in sp.sympify(dg).free_symbols}
+            used |= {str(s) for s in dg.free_symbols}
     return JacobianStructure(pattern, block, not (used & live), live)
 
 
