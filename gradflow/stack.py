@@ -240,7 +240,8 @@ def analyze_stack(
         WeightsError: a layer's parameters are missing, misshapen (including an input size
             that is not the layer below's output size) or non-finite.
         InputsError: inputs of the wrong rank or with NaN/inf.
-        UsageError: an unknown option value.
+        UsageError: an unknown option value, a lag split without a loss, or a lag split of
+            ``gradient="sum"`` above :data:`gradflow.stack_lagsplit.LAG_SPLIT_BUDGET`.
         NumericalError: a rollout produced NaN or inf.
     """
     started = time.perf_counter()
