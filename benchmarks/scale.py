@@ -5,6 +5,12 @@ Cases (issue "Bad input, faults and scale"): rnn n=16 with T=1,000,000; lstm n=6
 T=100,000; rnn n=64 with T=100,000, B=4; rnn n=2048 (a few steps). Prints wall time, peak
 RSS and whether every reported log norm is finite.
 
+Stacks (``--stack``): a 4-layer LSTM stack through :func:`gradflow.stack.analyze_stack`
+(joint, per-layer and cross-layer chains, memory curves, gradient vectors and the lag split
+of ``L = sum h_T``) at ``T`` and ``10 T``, each in its own process: the peak RSS must not grow
+with ``T`` beyond the ``(T + 1, B)`` result arrays. The issue's case is
+``--stack --n 256 --steps 10000`` (4 layers, ``B = 4``; hours on two cores).
+
 Run: ``python benchmarks/scale.py`` (``--quick`` divides every T by 100).
 """
 
@@ -46,10 +52,56 @@ CODE = textwrap.dedent("""
 """)
 
 
+STACK = textwrap.dedent("""
+    import sys, time
+    import numpy as np
+    from gradflow.cells import get_cell
+    from gradflow.stack import Layer, analyze_stack
+    depth, n, T, B = (int(a) for a in sys.argv[1:5])
+    rng = np.random.default_rng(0)
+    cell = get_cell("lstm")
+    def params(d):
+        return {p.name: rng.standard_normal(p.numeric_shape(n, d))
+                / (np.sqrt(p.numeric_shape(n, d)[-1]) if p.kind == "weight" else 10.0)
+                for p in cell.parameters}
+    layers = [Layer("lstm", params(n if k else 8)) for k in range(depth)]
+    x = rng.standard_normal((T, B, 8))
+    t = time.process_time()
+    r = analyze_stack(layers, x, gradient="last")
+    dt = time.process_time() - t
+    finite = bool(np.isfinite(r.log10_spectral_norm).all())
+    with open("/proc/self/status") as fh:
+        rss = next(int(ln.split()[1]) for ln in fh if ln.startswith("VmHWM:")) / 1024
+    print(f"{dt:.1f} {rss:.0f} {finite} {np.median(r.log10_spectral_norm[-1]):.1f}")
+""")
+
+
+def stacks(depth: int, n: int, steps: int, batch: int) -> None:
+    print(f"LSTM stack, {depth} layers, n = {n}, B = {batch}, d = 8; CPU seconds, peak RSS")
+    print(f"{'T':>7} {'cpu s':>8} {'peak MB':>8} {'finite':>6} {'log10 ||dS_T/dS_0||':>20}")
+    for T in (steps, 10 * steps):
+        out = subprocess.run(
+            [sys.executable, "-c", STACK, str(depth), str(n), str(T), str(batch)],
+            capture_output=True,
+            text=True,
+            check=True,
+        )
+        dt, rss, finite, last = out.stdout.split()
+        print(f"{T:>7} {dt:>8} {rss:>8} {finite:>6} {last:>20}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--stack", action="store_true", help="the stack case only (docstring)")
+    ap.add_argument("--depth", type=int, default=4)
+    ap.add_argument("--n", type=int, default=32)
+    ap.add_argument("--steps", type=int, default=1000, help="T; the second run takes 10 T")
+    ap.add_argument("--batch", type=int, default=4)
     args = ap.parse_args()
+    if args.stack:
+        stacks(args.depth, args.n, args.steps, args.batch)
+        return
     print(
         f"{'cell':<5} {'n':>5} {'T':>9} {'B':>2} {'seconds':>8} {'peak MB':>8} "
         f"{'finite':>6} {'log10 norm at T':>16}"

@@ -11,7 +11,9 @@ factors and input Jacobians, the chain, Frobenius and spectral norms of the join
 each layer's chain and the top row's cross-layer blocks); sensitivities are off
 (``gradient=None``, ``input_sensitivity=False``), as they are not part of the floor.
 
-Peak RSS (``resource.getrusage``) is printed after each depth; it must not grow with ``T``.
+Times are CPU seconds (``time.process_time``) of this process, best of ``--repeat`` (default
+3); run it with one BLAS thread (``OPENBLAS_NUM_THREADS=1``). Peak RSS
+(``resource.getrusage``) is printed after each depth; it must not grow with ``T``.
 
 Run: ``python benchmarks/stack_vs_floor.py`` (small sizes), or the issue's case
 ``python benchmarks/stack_vs_floor.py --n 256 --steps 10000 --batch 4`` (hours on 2 cores).
@@ -45,7 +47,7 @@ def floor(depth: int, n: int, steps: int, batch: int, rng: np.random.Generator) 
     J = rng.standard_normal((batch, m, m)) / np.sqrt(m)
     K = rng.standard_normal((batch, m, n)) / np.sqrt(n)
     P = [[np.eye(m)[None].repeat(batch, 0) for _ in range(i + 1)] for i in range(depth)]
-    t = time.perf_counter()
+    t = time.process_time()
     for _ in range(steps):
         for i in range(depth):
             above = None
@@ -59,16 +61,16 @@ def floor(depth: int, n: int, steps: int, batch: int, rng: np.random.Generator) 
                 s = np.sqrt(np.einsum("bij,bij->b", R, R))
                 R /= s[:, None, None]
                 P[i][j] = R
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def stack(depth: int, n: int, steps: int, batch: int, rng: np.random.Generator) -> float:
     d = n
     layers = [Layer("lstm", _params(n, d, rng)) for _ in range(depth)]
     x = rng.standard_normal((steps, batch, d))
-    t = time.perf_counter()
+    t = time.process_time()
     analyze_stack(layers, x, gradient=None, input_sensitivity=False, lag_split=False)
-    return time.perf_counter() - t
+    return time.process_time() - t
 
 
 def main() -> None:
@@ -77,13 +79,17 @@ def main() -> None:
     ap.add_argument("--steps", type=int, default=300)
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-depth", type=int, default=4)
+    ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     args = ap.parse_args()
     rng = np.random.default_rng(0)
-    print(f"LSTM stack, n = {args.n}, T = {args.steps}, B = {args.batch}")
+    print(
+        f"LSTM stack, n = {args.n}, T = {args.steps}, B = {args.batch}; CPU seconds, best of "
+        f"{args.repeat}"
+    )
     print("depth  analyze_s  floor_s  ratio  peak_rss_MB")
     for depth in range(1, args.max_depth + 1):
-        a = stack(depth, args.n, args.steps, args.batch, rng)
-        f = floor(depth, args.n, args.steps, args.batch, rng)
+        a = min(stack(depth, args.n, args.steps, args.batch, rng) for _ in range(args.repeat))
+        f = min(floor(depth, args.n, args.steps, args.batch, rng) for _ in range(args.repeat))
         rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
         print(f"{depth:5d}  {a:9.2f}  {f:7.2f}  {a / f:5.2f}  {rss:11.0f}")
 

@@ -268,6 +268,12 @@ def _lags(value: str | None) -> tuple[int, ...]:
     default=None,
     help="Also record ||dL/ds_t|| for L = sum(h_T) or sum_t sum(h_t).",
 )
+@click.option(
+    "--lag-split/--no-lag-split",
+    default=None,
+    help="Stacks: split the weight gradient by lag (default: on for --gradient last, off for "
+    "sum, whose split costs O(T^2); docs/stacks.md).",
+)
 @click.option("--prefix", default=None, help="The recurrent module to analyse, by name prefix.")
 @click.option(
     "--nonlinearity",
@@ -308,6 +314,7 @@ def analyze_cmd(
     singular_lags: str | None,
     lyapunov: int,
     gradient: str | None,
+    lag_split: bool | None,
     prefix: str | None,
     nonlinearity: str | None,
     keras_config: str | None,
@@ -393,6 +400,12 @@ def analyze_cmd(
         params, meta_extra = layer.params, {}
     if params is not None:
         assert cell is not None
+        if lag_split:
+            raise UsageError(
+                "--lag-split applies to stacks; a one-layer, forward-only model gets the "
+                "single-layer result (analyse it in Python with gradflow.stack.analyze_stack "
+                "for its lag split)"
+            )
         x = load_inputs(inputs, input_size=params.input_size)
         result: Any = analyze(
             cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs()
@@ -412,7 +425,7 @@ def analyze_cmd(
         x = load_inputs(inputs, input_size=input_size)
         grad = gradient or "last"  # a stack always records its sensitivities
         result = analyze_stack(
-            depths, x, gradient=grad, lag_split=grad == "last", backend=backend, dtype=dtype
+            depths, x, gradient=grad, lag_split=lag_split, backend=backend, dtype=dtype
         )
         if result.log10_spectral_norm is not None:
             final, what = result.log10_spectral_norm[-1], "log10 ||dS_T/dS_0||_2 (joint)"

@@ -41,7 +41,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -59,7 +59,9 @@ from .logscaled import top_scale as _top
 from .results.stack import StackResult
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
 from .spectral import Spectral
-from .stack_bidir import analyze_bidirectional
+from .stack_bidir import _outputs, analyze_bidirectional
+from .stack_lagsplit import check_budget
+from .stack_lagsplit import lag_split as _lag_split
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -207,7 +209,7 @@ def analyze_stack(
     *,
     gradient: str | None = "last",
     input_sensitivity: bool = True,
-    lag_split: bool = True,
+    lag_split: bool | None = None,
     hidden: bool = True,
     backend: str = "numpy",
     dtype: str = "float64",
@@ -221,8 +223,11 @@ def analyze_stack(
         inputs: float array ``(T, B, d)``; every initial state is zero.
         gradient: ``"last"`` (``L = sum h^L_T``), ``"sum"`` (``L = sum_t sum h^L_t``) or None.
         input_sensitivity: record the memory curves ``||dS_T/dx_{T-k}||``.
-        lag_split: with ``gradient="last"``, split ``dL/dθ`` by lag (a second, vector-only
-            backward pass gives the tail fractions).
+        lag_split: split ``dL/dθ`` by lag, ``dL/dθ = sum_k G_k`` (docs/stacks.md). None (the
+            default): on for ``gradient="last"`` (two vector-only backward passes), off for
+            ``"sum"``, whose split costs ``O(T^2)`` vector-Jacobian products and ``O(T)``
+            weight gradients of memory (:mod:`gradflow.stack_lagsplit`; refused in one line
+            above :data:`gradflow.stack_lagsplit.LAG_SPLIT_BUDGET`).
         hidden: record the spectral norm of the joint product's block on every layer's ``h``
             (for cells with several state vectors; else it is the joint norm). Without it,
             ``log10_spectral_norm_hidden`` is absent.
@@ -235,26 +240,36 @@ def analyze_stack(
         WeightsError: a layer's parameters are missing, misshapen (including an input size
             that is not the layer below's output size) or non-finite.
         InputsError: inputs of the wrong rank or with NaN/inf.
-        UsageError: an unknown option value.
+        UsageError: an unknown option value, a lag split without a loss, or a lag split of
+            ``gradient="sum"`` above :data:`gradflow.stack_lagsplit.LAG_SPLIT_BUDGET`.
         NumericalError: a rollout produced NaN or inf.
     """
     started = time.perf_counter()
     if gradient not in (None, "last", "sum"):
         raise UsageError(f"unknown gradient loss {gradient!r}; choose 'last' or 'sum'")
-    if lag_split and gradient == "sum":
-        raise UsageError("the lag split is defined for gradient='last' (see docs/stacks.md)")
+    if lag_split is None:
+        lag_split = gradient == "last"
+    if lag_split and gradient is None:
+        raise UsageError("the lag split splits a loss's gradient: choose gradient='last' or 'sum'")
     x = _check_inputs(inputs)
     T, B, d = x.shape
     dt = resolve_dtype(dtype)
     depths = _build(layers, d, B, backend, dt)
+    if lag_split and gradient == "sum":
+        check_budget(depths, T, B)
     xp = array_namespace(backend)
     meta: dict[str, Any] = {"backend": backend, "dtype": dtype, "gradflow_version": __version__}
+    xd = xp.asarray(x.astype(dt))
     if any(len(g) > 1 or g[0].reverse for g in depths):
-        return analyze_bidirectional(depths, xp.asarray(x.astype(dt)), gradient, meta, started)
-    run = _Unidirectional([g[0] for g in depths], xp.asarray(x.astype(dt)), dt)
-    return run.analyze(
+        return analyze_bidirectional(depths, xd, gradient, meta, started, lag_split)
+    run = _Unidirectional([g[0] for g in depths], xd, dt)
+    res = run.analyze(
         gradient, input_sensitivity, lag_split and gradient == "last", hidden, meta, started
     )
+    if lag_split and gradient == "sum":
+        split = _lag_split(depths, _outputs(depths, xd), "sum")
+        res = replace(res, **split, run={"seconds": time.perf_counter() - started})
+    return res
 
 
 class _Unidirectional:

@@ -35,6 +35,7 @@ from .logscaled import add as _add
 from .logscaled import log_norm as _log_norm
 from .logscaled import normalise as _normalise
 from .results.stack import StackResult
+from .stack_lagsplit import lag_split as _lag_split
 
 if TYPE_CHECKING:
     from .stack import _Rt
@@ -61,6 +62,7 @@ def analyze_bidirectional(
     gradient: str | None,
     meta: dict[str, Any],
     started: float,
+    lag_split: bool = False,
 ) -> StackResult:
     """The well-defined quantities of a stack with reverse directions (module docstring)."""
 
@@ -130,6 +132,10 @@ def analyze_bidirectional(
                 f = np.power(10.0, tot.l).reshape((-1,) + (1,) * (tot.a.ndim - 1))
             pg[key] = to_numpy(tot.a).astype(np.float64) * f
         extra["parameter_gradient"] = pg
+        if lag_split:  # the split's own sum_k G_k equals pg to rounding; pg is kept
+            split = _lag_split(depths, seqs, gradient)
+            extra["log10_lag_gradient_norm"] = split["log10_lag_gradient_norm"]
+            extra["lag_tail_fraction"] = split["lag_tail_fraction"]
     meta["bidirectional"] = (
         "joint products are not defined (docs/stacks.md); layer chains are in each "
         "direction's own time; gradient rows are positions T-k, k = 0..T-1"

@@ -184,7 +184,7 @@ def _sd(name: str) -> dict[str, np.ndarray]:
                 weight_ih_l1=np.ones((9, 5)), weight_ih_l1_reverse=np.ones((9, 5))
             ),
             "weight_ih_l1: layer 1 has input size 5, but layer 0 outputs 6 (= 3 x 2 directions); "
-            "the layers do not stack",
+            "the layers do not stack: check the file, or analyse the layers below with --layers 1",
         ),
         (
             lambda sd: sd.update(weight_hh_l0=np.ones((10, 3))),

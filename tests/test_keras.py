@@ -120,17 +120,21 @@ def _layer_cfg(config: dict, k: int) -> dict:
         (
             "gru_after",
             lambda c: _layer_cfg(c, 1).update(recurrent_activation="hard_sigmoid"),
-            "recurrent_activation='hard_sigmoid'; only the defaults",
+            "recurrent_activation='hard_sigmoid'; only the defaults 'tanh' and 'sigmoid' have a "
+            "catalogue cell (describe another cell in a cell file: gradflow analyze --cell-file)",
         ),
         (
             "gru_after",
             lambda c: _layer_cfg(c, 1).update(go_backwards=True),
-            "go_backwards=True outside Bidirectional",
+            "go_backwards=True outside Bidirectional reverses the layer's output order; not "
+            "supported (wrap the layer in Bidirectional, or analyse the layers below it with "
+            "--prefix NAME)",
         ),
         (
             "bi_gru_rnn",
             lambda c: _layer_cfg(c, 1).update(merge_mode="sum"),
-            "merge_mode='sum'; only 'concat'",
+            "merge_mode='sum'; only 'concat' keeps both directions' outputs (analyse the layers "
+            "below it with --prefix NAME)",
         ),
         (
             "lstm_stack",

@@ -99,20 +99,29 @@ def _model(tmp_path: Path, op: str = "LSTM", extra_inputs: tuple = (), **attrs: 
 @pytest.mark.parametrize(
     ("op", "extra", "attrs", "expected"),
     [
-        ("LSTM", (), {"clip": 3.0}, "node 'rnn' (LSTM): attribute clip=3.0 clips the"),
+        (
+            "LSTM",
+            (),
+            {"clip": 3.0},
+            "node 'rnn' (LSTM): attribute clip=3.0 clips the pre-activations; no catalogue cell "
+            "computes that: export the operator without clip",
+        ),
         (
             "GRU",
             (),
             {"activations": ["HardSigmoid", "Tanh"]},
-            "attribute activations=['HardSigmoid', 'Tanh']; only ['Sigmoid', 'Tanh']",
+            "attribute activations=['HardSigmoid', 'Tanh']; only ['Sigmoid', 'Tanh'] have a "
+            "catalogue cell: export the operator with those activations",
         ),
         (
             "LSTM",
             ("", "", "", "P"),
             {"input_forget": 1},
-            "input_forget=1 with peepholes P has no catalogue cell",
+            "input_forget=1 with peepholes P has no catalogue cell (lstm-cifg has no peepholes): "
+            "export it without P or without input_forget",
         ),
         ("RNN", (), {"hidden_size": 5}, "hidden_size=5 but R has 2 columns"),
+        ("RNN", (), {"direction": "sideways"}, "unknown direction 'sideways'; ONNX defines"),
     ],
 )
 def test_unsupported_attributes_are_refused(

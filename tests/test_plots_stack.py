@@ -85,7 +85,12 @@ def test_bidirectional_figures(bi: StackResult) -> None:
     _check(_drawn("plot_memory_curves", bi), {"loss: last": bi.log10_input_gradient_norm})
     with pytest.raises(UsageError, match="no cross-layer blocks"):
         sp.plot_cross_layer_reach(bi, Figure().add_subplot())
-    assert [stem for stem, _ in sp.stack_figure_set(bi)] == ["layer_decay", "memory_curves"]
+    assert [stem for stem, _ in sp.stack_figure_set(bi)] == [
+        "layer_decay",
+        "memory_curves",
+        "lag_gradient",  # a bidirectional stack has its lag split too (docs/stacks.md)
+        "tail_fraction",
+    ]
 
 
 def test_plots_refuse_other_results() -> None:

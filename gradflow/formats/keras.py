@@ -170,7 +170,8 @@ def _convert(
     if cls != "SimpleRNN" and (activation, recurrent) != ("tanh", "sigmoid"):
         raise WeightsError(
             f"{where}: activation={activation!r}, recurrent_activation={recurrent!r}; only "
-            "the defaults 'tanh' and 'sigmoid' have a catalogue cell"
+            "the defaults 'tanh' and 'sigmoid' have a catalogue cell (describe another cell "
+            "in a cell file: gradflow analyze --cell-file)"
         )
     if len(arrays) != 2 + use_bias:
         raise WeightsError(f"{where}: expected {2 + use_bias} weight arrays, found {len(arrays)}")
@@ -191,7 +192,8 @@ def _convert(
     if cls == "SimpleRNN":
         if activation not in ("tanh", "relu"):
             raise WeightsError(
-                f"{where}: SimpleRNN activation {activation!r} has no catalogue cell"
+                f"{where}: SimpleRNN activation {activation!r} has no catalogue cell (tanh and "
+                "relu do; describe another cell in a cell file: gradflow analyze --cell-file)"
             )
         b0 = bias if bias is not None else zeros
         cell = "rnn" if activation == "tanh" else "rnn-relu"
@@ -259,13 +261,14 @@ def _layer(
         if merge != "concat":
             raise WeightsError(
                 f"{where}: Bidirectional merge_mode={merge!r}; only 'concat' keeps both "
-                "directions' outputs"
+                "directions' outputs (analyse the layers below it with --prefix NAME)"
             )
     else:
         if cfg.get("go_backwards", False):
             raise WeightsError(
                 f"{where}: go_backwards=True outside Bidirectional reverses the layer's output "
-                "order; not supported"
+                "order; not supported (wrap the layer in Bidirectional, or analyse the "
+                "layers below it with --prefix NAME)"
             )
         cell, params, bias = _convert(cls, cfg, _cell_vars(group, where), where)
         dirs = [(cell, params, bias, False, where)]

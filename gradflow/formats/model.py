@@ -198,7 +198,8 @@ class Model:
                 raise WeightsError(
                     f"{tensor}: layer {k} has input size {layer.input_size}, but layer {k - 1} "
                     f"outputs {below.output_size} (= {below.proj_size or below.hidden_size} x "
-                    f"{dirs} direction{'s' if dirs > 1 else ''}); the layers do not stack"
+                    f"{dirs} direction{'s' if dirs > 1 else ''}); the layers do not stack: check "
+                    f"the file, or analyse the layers below with --layers {k}"
                 )
 
     @property

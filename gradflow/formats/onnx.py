@@ -157,7 +157,7 @@ def _convert(
         if peep:
             raise WeightsError(
                 f"{where}: input_forget=1 with peepholes P has no catalogue cell "
-                "(lstm-cifg has no peepholes)"
+                "(lstm-cifg has no peepholes): export it without P or without input_forget"
             )
         params = {"W_xf": -w["i"], "W_hf": -r["i"], "b_f": -(bw["i"] + br["i"])}
         for gate, key in (("g", "c"), ("o", "o")):
@@ -190,11 +190,14 @@ def _layer(
     if "clip" in attrs:
         raise WeightsError(
             f"{where}: attribute clip={attrs['clip']} clips the pre-activations; "
-            "no catalogue cell computes that"
+            "no catalogue cell computes that: export the operator without clip"
         )
     direction = attrs.get("direction", "forward")
     if direction not in ("forward", "reverse", "bidirectional"):
-        raise WeightsError(f"{where}: unknown direction {direction!r}")
+        raise WeightsError(
+            f"{where}: unknown direction {direction!r}; ONNX defines forward, reverse and "
+            "bidirectional"
+        )
     dirs = 2 if direction == "bidirectional" else 1
     acts = attrs.get("activations")
     if acts is not None:
@@ -205,7 +208,7 @@ def _layer(
             raise WeightsError(
                 f"{where}: attribute activations={acts}; only {DEFAULT_ACTIVATIONS[op]}"
                 + (" or ['Relu']" if op == "RNN" else "")
-                + " have a catalogue cell"
+                + " have a catalogue cell: export the operator with those activations"
             )
     inputs = list(node.input) + [""] * 8
     tensors: dict[str, np.ndarray | None] = {}
@@ -254,7 +257,10 @@ def _layer(
         cells.append(cell)
         directions.append((rev, make_params(cell, params, d, n, str(path))))
     if len(set(cells)) > 1:  # e.g. peepholes in one direction only
-        raise WeightsError(f"{where}: the two directions map to different cells {cells}")
+        raise WeightsError(
+            f"{where}: the two directions map to different cells {cells}; export both "
+            "directions with the same attributes and peepholes"
+        )
     srcs = {key: f"node {name!r}" for key in directions[0][1]}
     dirs_out = tuple(Direction(rev, p, sources=srcs) for rev, p in directions)
     return Layer(cells[0], n, d, dirs_out, bias=bias, name=name)

@@ -405,6 +405,109 @@ def bidirectional(name: str) -> dict:
     return _finish(name, res)
 
 
+def lag_split(name: str, loss: str) -> dict:
+    """The parameter gradient split by lag for ``L = sum_t L_t`` (``loss="sum"``, every
+    position) or ``L = L_T`` (``"last"``), ``L_t = sum(y_t)``, ``y_t`` the top layer's output.
+
+    Every layer, direction and position gets its own leaf copy of the weights; the gradient of
+    ``L_t`` with respect to the copy used at position ``p`` is the contribution ``g_{t,p}``,
+    and ``G_k = sum_{|t - p| = k} g_{t,p}`` (for a forward direction ``t >= p`` always: the
+    lag is how far back the contribution travelled; for a reverse direction ``p >= t``, the
+    distance in its own time). ``sum_k G_k`` is checked against the module's own gradient.
+    """
+    import torch
+    from torch.func import functional_call
+
+    kind, layers, bidir, bias = MODELS[name]
+    module, inputs = _module(name)
+    cells = _cells(module, kind, layers, bidir, bias)
+    dirs = (0, 1) if bidir else (0,)
+    x = torch.from_numpy(inputs)
+    lag_norm: dict = {}
+    tail: dict = {}
+    total_grad: dict = {}
+    for b in range(B):
+        xb = x[:, b]
+        copies = [
+            [
+                {p: t.detach().clone().requires_grad_(True) for p, t in c.named_parameters()}
+                for c in cells
+            ]
+            for _ in range(T)
+        ]
+
+        def adv(ci, s, xt, p, copies=copies):
+            cell = cells[ci]
+            if kind == "lstm":
+                h, c = functional_call(cell, copies[p][ci], (xt[None], (s[None, :N], s[None, N:])))
+                return torch.cat([h[0], c[0]])
+            return functional_call(cell, copies[p][ci], (xt[None], s[None]))[0]
+
+        inp = xb
+        for lay in range(layers):
+            outs = []
+            for direction in dirs:
+                ci = len(dirs) * lay + direction
+                m = 2 * N if kind == "lstm" else N
+                s = torch.zeros(m, dtype=torch.float64)
+                hs = [None] * T
+                for t in range(T - 1, -1, -1) if direction else range(T):
+                    s = adv(ci, s, inp[t], t)
+                    hs[t] = s[:N]
+                outs.append(torch.stack(hs))
+            inp = torch.cat(outs, dim=1)
+        terms = range(T) if loss == "sum" else (T - 1,)
+        G: dict = {}
+        for t in terms:
+            leaves = [
+                (p, ci, pn, v)
+                for p in range(T)
+                for ci in range(len(cells))
+                for pn, v in copies[p][ci].items()
+            ]
+            grads = torch.autograd.grad(
+                inp[t].sum(), [v for *_, v in leaves], retain_graph=True, allow_unused=True
+            )
+            for (p, ci, pn, _), g in zip(leaves, grads, strict=True):
+                if g is None:
+                    continue
+                lay, direction = divmod(ci, len(dirs))
+                tname = f"{pn}_l{lay}{'_reverse' if direction else ''}"
+                for gname, blk in _split(kind, f"{pn}_l{lay}", g.numpy()).items():
+                    key = f"l{lay}{'_reverse' if direction else ''}.{gname}"
+                    G.setdefault(key, np.zeros((T,) + blk.shape))[abs(t - p)] += blk
+        module.zero_grad()
+        out = module(x[:, b : b + 1])[0]
+        (out.sum() if loss == "sum" else out[-1].sum()).backward()
+        auto = {}
+        for tname, prm in module.named_parameters():
+            lay = int(tname.split("_l")[1][0])
+            for gname, g in _split(kind, tname, prm.grad.numpy()).items():
+                auto[f"l{lay}{'_reverse' if tname.endswith('_reverse') else ''}.{gname}"] = g
+        for key, Gk in G.items():
+            flat = Gk.reshape(T, -1)
+            tot = flat.sum(axis=0)
+            assert np.allclose(tot, auto[key].ravel(), rtol=1e-12, atol=1e-14), key
+            lag_norm.setdefault(key, []).append([_log10(np.linalg.norm(g)) for g in flat])
+            ntot = np.linalg.norm(tot)
+            tail.setdefault(key, []).append(
+                [
+                    float(np.linalg.norm(flat[k + 1 :].sum(axis=0)) / ntot) if ntot > 0 else None
+                    for k in range(T)
+                ]
+            )
+            total_grad.setdefault(key, []).append(tot.reshape(Gk.shape[1:]).tolist())
+
+    def batch_last(v):
+        return np.moveaxis(np.array(v, dtype=float), 0, -1).tolist()
+
+    return {
+        f"lag_norm_{loss}": {k: batch_last(v) for k, v in lag_norm.items()},
+        f"tail_fraction_{loss}": {k: batch_last(v) for k, v in tail.items()},
+        f"parameter_gradient_{loss}": total_grad,
+    }
+
+
 def _finish(name: str, res: dict) -> dict:
     import torch
 
@@ -453,6 +556,8 @@ def main() -> None:
         save_file(state, str(DATA / f"{name}.safetensors"), metadata={"format": "pt"})
         np.save(DATA / f"{name}_inputs.npy", inputs)
         ref = bidirectional(name) if bidir else unidirectional(name)
+        for loss in ("last", "sum") if bidir else ("sum",):
+            ref.update(lag_split(name, loss))
         text = json.dumps(ref, sort_keys=True).replace("-Infinity", "null")
         (DATA / f"{name}.json").write_text(text + "\n")
         print(f"{name}: written")
