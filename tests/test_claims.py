@@ -186,3 +186,27 @@ def test_f_clipping(claims, result):
     np.testing.assert_allclose(clip.tail_share_clipped_batch, clip.tail_share, rtol=1e-9)
     assert claims["f"]["holds"]
     assert np.all(clip.tail_share >= 0) and math.isfinite(float(clip.tail_share.sum()))
+
+
+def test_report_shows_conditions_intervals_and_the_clipping_figure(result, tmp_path):
+    from pathlib import Path
+
+    from gradflow.report import build_report
+    from gradflow.results import load_json
+
+    data = Path(__file__).parent / "baseline" / "data"
+    out = build_report(
+        load_json(data / "experiment.json"), None, result, tmp_path / "r", formats=("svg",)
+    )
+    html = (out / "index.html").read_text(encoding="utf-8")
+    md = (out / "report.md").read_text(encoding="utf-8")
+    claims_html = html[html.index('<section id="claims">') : html.index('id="decay-rates"')]
+    assert 'id="fig-clipping"' in claims_html and "Figure 2. Gradient clipping" in claims_html
+    assert "Figure 2. Gradient clipping" in md and "Figure 3. " in md  # numbering goes on
+    assert (out / "figures" / "clipping.svg").exists()
+    assert claims_html.count("<em>Conditions:</em>") == 6
+    assert "median of slopes" in html and "percentile-bootstrap" in html
+    # the bootstrap interval of claim (a)'s slope, rounded as in the table
+    iv = result.claim("a").intervals["measured_slope_frobenius"]
+    shown = f"[{iv['low']:+.3f}, {iv['high']:+.3f}]".replace("-", "−").replace("+", "")
+    assert shown in claims_html

@@ -98,11 +98,12 @@ def claim_configs(quick: bool = True) -> dict[str, ExperimentConfig]:
 
     Every claim runs one sequence per weight draw on ``seeds = 0..D-1`` (``D`` from
     :data:`CLAIM_DRAWS`: 10 quick, 20 full), so its intervals are over ``D`` draws. ``quick``
-    keeps every run small (``n`` 8-64, short ``T``); otherwise ``n`` 64-128. Keys: ``a``;
-    ``b-rnn`` (PyTorch's init), ``b-edge`` (Gaussian weights at the tanh RNN's mean-field
-    critical gain with these inputs), ``b-1``/``b-3`` (LSTM, forget bias 1 and, full only, 3);
-    ``c-lstm``/``c-rnn`` (``sigma_w`` and ``n`` set per point); ``d`` (update bias set per
-    value); ``f`` (the exploding LSTM of the clipping analysis, 8 sequences per draw).
+    keeps every run small (``n`` 16-64, short ``T``); otherwise ``n`` 64-128. Keys: ``a``,
+    ``a-tight`` (the Pascanu bound where it is tight); ``b-rnn`` (PyTorch's init), ``b-edge``
+    (Gaussian weights at the tanh RNN's mean-field critical gain with these inputs),
+    ``b-1``/``b-3`` (LSTM, forget bias 1 and, full only, 3); ``c-lstm``/``c-rnn`` (``sigma_w``
+    and ``n`` set per point); ``d`` (update bias set per value); ``f`` (the exploding LSTM of
+    the clipping analysis, 8 sequences per draw).
     """
     seeds = tuple(range(CLAIM_DRAWS[0] if quick else CLAIM_DRAWS[1]))
     n_big, n_small = (64, 16) if quick else (128, 64)
@@ -133,6 +134,16 @@ def claim_configs(quick: bool = True) -> dict[str, ExperimentConfig]:
             hidden_size=n_big,
             init=Init(scheme="gaussian", sigma_w=0.8),
             lag_window=(20, 200),
+        ),
+        # (a) the Pascanu bound where it is tight: orthogonal W, zero inputs and biases, so
+        # h_t = 0, J_t = W and ||W^k|| = 1 = the bound at every lag (rounding decides).
+        "a-tight": base.replace(
+            name="claim-a-pascanu-tight",
+            hidden_size=n_small,
+            steps=100,
+            init=Init(scheme="orthogonal"),
+            inputs=InputsConfig("zeros"),
+            lag_window=(10, 100),
         ),
         "b-rnn": base.replace(
             name="claim-b-rnn-torch", steps=T_b, init=Init(), lag_window=(100, T_b)
