@@ -73,3 +73,18 @@ def test_measured_numbers_carry_their_intervals():
     assert format_measured("pascanu_slack_lag200", 93.71) == "93.7 decades"
     rows = measured_rows({"b_lag100": -3.0, "a": 1.5}, {"a": {"low": 1.0, "high": 2.0}})
     assert rows == [("a", "1.5 [1, 2]"), ("b_lag100", "1.0 × 10⁻³")]
+
+
+def test_claim_b_additive_share_is_the_decompositions():
+    # Claim (b) reads the additive share log10 ||S_0||_F / ||P_k||_F from the engine's pure
+    # additive chain; it must be the j = 0 term of the exact expansion P_k = sum_j S_j
+    # (gradflow.analysis.exact.path_decomposition), to 1e-9 in log10.
+    from gradflow.analysis.exact import path_decomposition
+
+    rng = np.random.default_rng(5)
+    params = initialise(get_cell("lstm"), 4, 3, Init(forget_bias=1.0), rng)
+    x = rng.standard_normal((30, 2, 3))
+    res = analyze("lstm", params, x, paths=True)
+    ours = res.paths["additive"]["log10_frobenius_norm"] - res.log10_frobenius_norm
+    dec = path_decomposition("lstm", params, x, [10, 30])
+    np.testing.assert_allclose(ours[[10, 30]], dec.log10_additive_share, atol=1e-9)
