@@ -20,6 +20,9 @@ share ``||mean_b R_{k,b}|| / ||mean_b g_b||`` is exactly unchanged; clipped *per
 norms are scaled down most, which changes the share. :func:`tail_share` computes the share for
 ``mode`` in ``none``, ``batch``, ``sequence``.
 
+:func:`clipping_data` runs this for the exploding LSTM of claim (f) over weight draws and
+:func:`claim_f` words the claim from it (:mod:`gradflow.analysis.claims`).
+
 Accuracy: ``R_k = dL/dθ - sum_{j<=k} G_j`` is taken on a common log scale; its absolute error
 is about ``eps ||dL/dθ||`` (float64), so a long-lag share below ``1e-13`` is rounding.
 
@@ -48,8 +51,14 @@ import numpy as np
 
 from ..cells import Cell, get_cell
 from ..errors import UsageError
+from ..initialisers import initialise
 from ..logscaled import Scaled, add, log_norm, normalise
+from ..results import Claim, Clipping
 from ..stack import Layer, _Rt, _Unidirectional
+from .claimkit import Tick, add_interval, ci_text, make_claim
+from .config import ExperimentConfig
+from .defaults import CLIP_THRESHOLD
+from .run import cell_init, experiment_inputs, seed_sequence
 
 MODES = ("none", "batch", "sequence")
 
@@ -227,3 +236,92 @@ def tail_share(split: LagSplit, threshold: float, mode: str = "none") -> np.ndar
 def batch_log10_norm(split: LagSplit) -> float:
     """``log10 ||mean_b g_b||``: the norm of the unclipped batch update."""
     return _log_sum(split.direction, split.log10_norm) - float(np.log10(split.log10_norm.size))
+
+
+def clipping_data(config: ExperimentConfig, tick: Tick = lambda: None) -> Clipping:
+    """Per draw of the exploding LSTM of ``config``: each sequence's ``log10 ||dL/dθ||``, and
+    the long-lag share of the batch update unclipped and clipped (per batch, per sequence)."""
+    cell = get_cell(config.cells[0])
+    T = config.steps
+    lags = np.arange(0, T, max(1, T // 20))
+    norms, batch_norms, none, batch, seq = [], [], [], [], []
+    for seed in config.seeds:
+        ini = cell_init(config.init, cell)
+        rng = np.random.default_rng(seed_sequence(seed, cell.name))
+        params = initialise(cell, config.hidden_size, config.input_size, ini, rng)
+        split = lag_split_gradient(cell, params, experiment_inputs(config, seed), lags)
+        norms.append(split.log10_norm)
+        batch_norms.append(batch_log10_norm(split))
+        none.append(tail_share(split, CLIP_THRESHOLD, "none"))
+        batch.append(tail_share(split, CLIP_THRESHOLD, "batch"))
+        seq.append(tail_share(split, CLIP_THRESHOLD, "sequence"))
+        tick()
+    return Clipping(
+        cell=cell.name,
+        hidden_size=config.hidden_size,
+        input_size=config.input_size,
+        steps=T,
+        batch=config.batch,
+        sigma_w=config.init.sigma_w,
+        draws=len(config.seeds),
+        threshold=CLIP_THRESHOLD,
+        lags=lags.astype(float),
+        log10_gradient_norm=np.array(norms),
+        log10_batch_gradient_norm=np.array(batch_norms),
+        tail_share=np.array(none),
+        tail_share_clipped_batch=np.array(batch),
+        tail_share_clipped_sequence=np.array(seq),
+    )
+
+
+def claim_f(config: ExperimentConfig, data: Clipping) -> Claim:
+    """(f): gradient clipping of an exploding LSTM [pascanu2013]."""
+    m: dict[str, Any] = {"sigma_w": data.sigma_w, "threshold": data.threshold}
+    iv: dict[str, Any] = {}
+    c = np.log10(data.threshold)
+    add_interval(m, iv, "log10_gradient_norm", np.median(data.log10_gradient_norm, axis=1))
+    add_interval(
+        m, iv, "fraction_clipped_per_sequence", np.mean(data.log10_gradient_norm > c, axis=1)
+    )
+    m["fraction_clipped_per_batch"] = float(np.mean(data.log10_batch_gradient_norm > c))
+    ks = [int(data.lags[len(data.lags) // 4]), int(data.lags[len(data.lags) // 2])]
+    for k in ks:
+        i = int(np.searchsorted(data.lags, k))
+        add_interval(m, iv, f"tail_share_lag{k}", data.tail_share[:, i])
+        add_interval(m, iv, f"tail_share_clipped_batch_lag{k}", data.tail_share_clipped_batch[:, i])
+        add_interval(
+            m, iv, f"tail_share_clipped_sequence_lag{k}", data.tail_share_clipped_sequence[:, i]
+        )
+    batch_same = bool(
+        np.allclose(data.tail_share_clipped_batch, data.tail_share, rtol=1e-9, atol=1e-12)
+    )
+    k = ks[1]
+    moved = m[f"tail_share_clipped_sequence_lag{k}"] - m[f"tail_share_lag{k}"]
+    return make_claim(
+        "f",
+        "Gradient clipping bounds an exploding LSTM's update",
+        "Clipping the gradient by its global norm, g -> g min(1, c/||g||), keeps the update "
+        "of an exploding network bounded [pascanu2013]; it rescales the update, so it does "
+        "not change which lags the update comes from.",
+        f"LSTM with Gaussian weights of gain sigma_w = {data.sigma_w:g} (above every "
+        f"explosion threshold of claim c), n = {data.hidden_size}, T = {data.steps}, unit "
+        f"Gaussian inputs, loss L = sum h_T, {data.draws} weight draws with {data.batch} "
+        f"sequences each; threshold c = {data.threshold:g} on the global 2-norm of dL/dθ; "
+        "long-lag share: ||sum_(j>k) G_j|| / ||dL/dθ|| of the batch-mean update (G_j the "
+        "gradient's part from lag j); criterion: clipping per batch leaves the share "
+        "unchanged (to 1e-9).",
+        measured=m,
+        intervals=iv,
+        holds=batch_same,
+        summary="Per sequence, log10 ||dL/dθ|| is "
+        f"{ci_text(iv['log10_gradient_norm'], '{:.1f}')} "
+        f"(median [95 % interval] over draws), so clipping at c = {data.threshold:g} changes "
+        f"{100 * m['fraction_clipped_per_sequence']:.0f} % of per-sequence updates and "
+        f"{100 * m['fraction_clipped_per_batch']:.0f} % of batch updates. The part of the "
+        f"update from lags beyond k = {k} is {ci_text(iv[f'tail_share_lag{k}'], '{:.2f}')} of "
+        f"its norm unclipped, {'exactly ' if batch_same else ''}the same clipped per batch, "
+        f"and {ci_text(iv[f'tail_share_clipped_sequence_lag{k}'], '{:.2f}')} clipped per "
+        f"sequence ({moved:+.2f}): clipping bounds the step, but the update still comes "
+        "mostly from long lags.",
+        configs=[config],
+    )
