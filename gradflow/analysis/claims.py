@@ -18,6 +18,9 @@ percentile-bootstrap interval (:mod:`gradflow.analysis.uncertainty`). A decay ra
 least-squares slope of one draw's ``log10`` norm over the fitted window: the claims report the
 *median of the per-draw slopes*. Nothing is hard-coded: every number comes from a run.
 
+One concept per module: this one holds claims (a)-(e) and :func:`run_claims`; the shared
+parts are in :mod:`gradflow.analysis.claimkit`, claim (f) in :mod:`gradflow.analysis.clipping`.
+
 Examples:
     >>> claim = claim_e()
     >>> claim.holds, claim.measured["ratio_n64_d16"]
