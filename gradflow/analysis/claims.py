@@ -331,15 +331,14 @@ def claim_c(configs: dict[str, ExperimentConfig], quick: bool, tick: Tick = lamb
             + "no difference resolved at "
             + ", ".join(f"n = {n}" for n in undecided)
         )
-    lstm_txt = "; ".join(
-        f"n = {n}: {ci_text(iv[f'lstm_threshold_n{n}'], '{:.2f}')}"
-        for n in widths
-        if f"lstm_threshold_n{n}" in iv
-    )
-    rnn_txt = "; ".join(
-        f"n = {n}: {ci_text(iv[f'rnn_threshold_n{n}'], '{:.2f}')}"
-        for n in widths
-        if f"rnn_threshold_n{n}" in iv
+    lstm_txt, rnn_txt = (
+        " and ".join(
+            f"{ci_text(iv[f'{cell}_threshold_n{n}'], '{:.2f}')} (n = {n})"
+            for n in widths
+            if f"{cell}_threshold_n{n}" in iv
+        )
+        or "no gain on the grid"
+        for cell in ("lstm", "rnn")
     )
     cfg0 = used[0]
     return make_claim(
@@ -356,7 +355,7 @@ def claim_c(configs: dict[str, ExperimentConfig], quick: bool, tick: Tick = lamb
         measured=m,
         intervals=iv,
         holds=holds,
-        summary=f"The LSTM's decay rate crosses zero at sigma_w = {lstm_txt} (median "
+        summary=f"The LSTM's decay rate crosses zero at sigma_w {lstm_txt} (median "
         f"[95 % interval] over draws); the tanh RNN's at {rnn_txt}. Paired by draw, "
         f"{compare}.",
         configs=used,
