@@ -310,6 +310,15 @@ _REFS: dict[str, _Ref] = {
         "Poole, Lahiri, Raghu, Sohl-Dickstein & Ganguli",
         "NIPS 2016, pp. 3360-3368",
     ),
+    "efron1993": (
+        "book",
+        "Efron, Bradley and Tibshirani, Robert J.",
+        "1993",
+        "An Introduction to the Bootstrap",
+        {"publisher": "Chapman \\& Hall/CRC", "address": "New York"},
+        "Efron & Tibshirani",
+        "Chapman & Hall/CRC, New York",
+    ),
     "schoenholz2017": (
         "inproceedings",
         "Schoenholz, Samuel S. and Gilmer, Justin and Ganguli, Surya and Sohl-Dickstein, Jascha",

@@ -169,7 +169,7 @@ class PascanuTightness:
             ``k >= T // 10``, median over the batch): a positive value means the bound says
             less and less about the norm as the lag grows.
         tolerance: ``(T + 1,)`` the allowance for rounding in the measured norms,
-            ``atol + 8 k eps_dtype / ln 10`` decades.
+            ``atol + (8 k + 2 n + 64) eps_dtype / ln 10`` decades (``n`` the hidden size).
         holds: every slack is ``>= -tolerance``.
         violations: the number of (lag, sequence) pairs beyond the tolerance.
     """
@@ -191,10 +191,15 @@ def pascanu_tightness(
 ) -> PascanuTightness:
     """The Pascanu bound with its tightness, checked with a tolerance that fits ``dtype``.
 
-    The measured norm at lag ``k`` comes from ``k`` rounded products; its log10 carries an
-    error of a few ``k eps / ln 10`` (``eps`` of the dtype the engine ran in), so the check
-    allows ``atol + 8 k eps / ln 10``: ``1.2e-5`` decades at lag 30 in float32 instead of
-    flagging rounding as a violation.
+    The measured norm at lag ``k`` comes from ``k`` rounded products of ``n x n`` factors
+    (rounded to the dtype themselves) and one norm computed in the dtype; its log10 carries an
+    error of a few ``k eps / ln 10`` plus a part that does not grow with ``k`` (``eps`` of the
+    dtype the engine ran in). The check allows ``atol + (8 k + 2 n + 64) eps / ln 10``
+    decades: ``1.7e-5`` at lag 30 for ``n = 16`` in float32, instead of flagging rounding as
+    a violation. Where the bound is tight (orthogonal ``W`` and zero inputs, so
+    ``||W^k|| = 1``, the bound itself) float32 runs exceed it at lag 1 by up to
+    ``50 eps / ln 10`` (measured over 20 draws at ``n = 16`` and 64), which ``8 k eps / ln 10``
+    alone flagged.
 
     Raises:
         UsageError: as :func:`pascanu_log10_bound`; an unknown dtype.
@@ -212,7 +217,8 @@ def pascanu_tightness(
     k = np.arange(T1)
     bound = pascanu_log10_bound(cell, params, k)
     slack = bound[:, None] - norms
-    tol = atol + 8.0 * k * eps[dtype] / math.log(10.0)
+    n = int(np.shape(params[elman_structure(cell)[1]])[0])
+    tol = atol + (8.0 * k + 2.0 * n + 64.0) * eps[dtype] / math.log(10.0)
     bad = slack < -tol[:, None]
     lo = max(1, (T1 - 1) // 10)
     growth = 0.0

@@ -16,16 +16,26 @@ from __future__ import annotations
 from ..cells.catalogue import CLASSIC
 from ..initialisers import Init
 from .experiment import ExperimentConfig, InputsConfig, Quantities
+from .meanfield import tanh_fixed_point
 from .sweep import SweepConfig
 
 #: Lags the claims compare norms at (claim b).
 CLAIM_LAGS = (100, 1000)
-#: Values of sigma_w the LSTM explosion threshold is bracketed on (claim c).
-EXPLOSION_GRID = (1.0, 2.0, 3.0, 4.0, 6.0, 8.0, 12.0, 16.0)
+#: Weight draws per claim: (quick, full). Every interval is over at least 10 draws.
+CLAIM_DRAWS = (10, 20)
+#: Values of sigma_w the explosion thresholds are bracketed on (claim c), per cell.
+EXPLOSION_GRID = {"lstm": (3.0, 4.0, 5.0, 6.0), "rnn": (1.5, 2.0, 2.5, 3.0)}
+#: Hidden sizes the explosion threshold is measured at (claim c): (quick, full).
+EXPLOSION_WIDTHS = ((32, 64), (32, 128))
 #: GRU update-gate biases (claim d).
 UPDATE_BIASES = (-2.0, 0.0, 2.0, 4.0)
-#: LSTM forget-gate biases compared with the RNN (claim b); 1 is [jozefowicz2015]'s advice.
-FORGET_BIASES = (1.0, 3.0)
+#: LSTM forget-gate biases compared with the RNN (claim b): (quick, full); 1 is
+#: [jozefowicz2015]'s advice.
+FORGET_BIASES = ((1.0,), (1.0, 3.0))
+#: Gain of the exploding LSTM of the clipping analysis (claim f), above every threshold of c.
+CLIP_SIGMA_W = 8.0
+#: The clip threshold on the global 2-norm of dL/dθ (claim f): PyTorch's common max_norm.
+CLIP_THRESHOLD = 1.0
 
 
 def default_report_config() -> ExperimentConfig:
@@ -84,72 +94,101 @@ def default_sweep_config() -> SweepConfig:
 
 
 def claim_configs(quick: bool = True) -> dict[str, ExperimentConfig]:
-    """The experiments behind claims (a)-(d) (claim e needs no run).
+    """The experiments behind claims (a)-(d) and (f) (claim e needs no run).
 
-    ``quick`` keeps every run small (``n`` 32-64, one or two seeds); otherwise ``n = 128``
-    and more seeds. Keys: ``a``, ``b-1``/``b-3`` (forget bias 1 and 3), ``c`` (sigma_w is set
-    per grid point) and ``d`` (the update bias is set per value).
+    Every claim runs one sequence per weight draw on ``seeds = 0..D-1`` (``D`` from
+    :data:`CLAIM_DRAWS`: 10 quick, 20 full), so its intervals are over ``D`` draws. ``quick``
+    keeps every run small (``n`` 16-64, short ``T``); otherwise ``n`` 64-128. Keys: ``a``,
+    ``a-tight`` (the Pascanu bound where it is tight); ``b-rnn`` (PyTorch's init), ``b-edge``
+    (Gaussian weights at the tanh RNN's mean-field critical gain with these inputs),
+    ``b-1``/``b-3`` (LSTM, forget bias 1 and, full only, 3); ``c-lstm``/``c-rnn`` (``sigma_w``
+    and ``n`` set per point); ``d`` (update bias set per value); ``f`` (the exploding LSTM of
+    the clipping analysis, 8 sequences per draw).
     """
-    n_big, seeds = (64, (0, 1)) if quick else (128, (0, 1, 2, 3))
-    n_small = 32 if quick else 64
+    seeds = tuple(range(CLAIM_DRAWS[0] if quick else CLAIM_DRAWS[1]))
+    n_big, n_small = (64, 16) if quick else (128, 64)
     gauss = InputsConfig("gaussian", 1.0)
+    base = ExperimentConfig(
+        name="claim",
+        cells=("rnn",),
+        hidden_size=n_small,
+        input_size=8,
+        steps=200,
+        batch=1,
+        seeds=seeds,
+        init=Init(scheme="gaussian"),
+        inputs=gauss,
+    )
+    gaussian = Init(scheme="gaussian")
+    lo, hi = 0.5, 4.0  # chi(sigma_w) rises through 1 between these (unit-variance inputs)
+    for _ in range(60):
+        mid = 0.5 * (lo + hi)
+        chi = tanh_fixed_point(mid, gaussian.sigma_u, gaussian.sigma_b, gauss.scale**2)[1]
+        lo, hi = (mid, hi) if chi < 1.0 else (lo, mid)
+    edge = round(0.5 * (lo + hi), 4)
+    T_b = max(CLAIM_LAGS)
     out = {
         # (a) tanh RNN, Gaussian weights with sigma_w = 0.8: chi < 1, clearly vanishing.
-        "a": ExperimentConfig(
+        "a": base.replace(
             name="claim-a-meanfield",
-            cells=("rnn",),
             hidden_size=n_big,
-            input_size=8,
-            steps=200,
-            batch=4,
-            seeds=seeds,
             init=Init(scheme="gaussian", sigma_w=0.8),
-            inputs=gauss,
             lag_window=(20, 200),
         ),
-        # (c) LSTM, Gaussian weights: the gain at which the decay rate crosses zero.
-        "c": ExperimentConfig(
+        # (a) the Pascanu bound where it is tight: orthogonal W, zero inputs and biases, so
+        # h_t = 0, J_t = W and ||W^k|| = 1 = the bound at every lag (rounding decides).
+        "a-tight": base.replace(
+            name="claim-a-pascanu-tight",
+            hidden_size=n_small,
+            steps=100,
+            init=Init(scheme="orthogonal"),
+            inputs=InputsConfig("zeros"),
+            lag_window=(10, 100),
+        ),
+        "b-rnn": base.replace(
+            name="claim-b-rnn-torch", steps=T_b, init=Init(), lag_window=(100, T_b)
+        ),
+        "b-edge": base.replace(
+            name="claim-b-rnn-edge-of-chaos",
+            steps=T_b,
+            init=Init(scheme="gaussian", sigma_w=edge),
+            lag_window=(100, T_b),
+        ),
+        # (c) Gaussian weights: the gain at which the decay rate crosses zero.
+        "c-lstm": base.replace(
             name="claim-c-lstm-explodes",
             cells=("lstm",),
-            hidden_size=n_small,
-            input_size=8,
-            steps=200,
-            batch=2,
-            seeds=seeds[:1] if quick else seeds,
-            init=Init(scheme="gaussian"),
-            inputs=gauss,
-            lag_window=(20, 200),
+            steps=60 if quick else 200,
+            lag_window=(10, 60) if quick else (20, 200),
         ),
         # (d) GRU with PyTorch's init and a fixed update-gate bias; paths on.
-        "d": ExperimentConfig(
+        "d": base.replace(
             name="claim-d-gru-leak",
             cells=("gru",),
-            hidden_size=n_small,
-            input_size=8,
-            steps=500,
-            batch=2,
-            seeds=seeds[:1] if quick else seeds,
+            steps=60 if quick else 500,
             init=Init(update_bias=0.0),
-            inputs=gauss,
             quantities=Quantities(paths=True),
-            lag_window=(50, 500),
+            lag_window=(10, 60) if quick else (50, 500),
+        ),
+        # (f) an exploding LSTM (sigma_w above every threshold of claim c), clipped.
+        "f": base.replace(
+            name="claim-f-clipping",
+            cells=("lstm",),
+            steps=60 if quick else 200,
+            batch=8,
+            init=Init(scheme="gaussian", sigma_w=CLIP_SIGMA_W),
+            lag_window=(10, 60) if quick else (20, 200),
         ),
     }
-    # (b) RNN against LSTM, PyTorch's init; the forget bias applies to the LSTM only, so the
-    # RNN (the same runs for every bias) is in the first config only.
-    for fb in FORGET_BIASES:
-        cells = ("rnn", "lstm") if fb == FORGET_BIASES[0] else ("lstm",)
-        out[f"b-{fb:g}"] = ExperimentConfig(
+    out["c-rnn"] = out["c-lstm"].replace(name="claim-c-rnn-explodes", cells=("rnn",))
+    # (b) the LSTM at each forget bias (the RNNs above are the same runs for every bias).
+    for fb in FORGET_BIASES[0 if quick else 1]:
+        out[f"b-{fb:g}"] = base.replace(
             name=f"claim-b-forget-bias-{fb:g}",
-            cells=cells,
-            hidden_size=n_small,
-            input_size=8,
-            steps=max(CLAIM_LAGS),
-            batch=2,
-            seeds=seeds[:1] if quick else seeds,
+            cells=("lstm",),
+            steps=T_b,
             init=Init(forget_bias=fb),
-            inputs=gauss,
             quantities=Quantities(paths=True),
-            lag_window=(100, 1000),
+            lag_window=(100, T_b),
         )
     return out

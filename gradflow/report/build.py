@@ -36,6 +36,7 @@ from ..citations import BIBTEX, cite
 from ..errors import OutputError, UsageError
 from ..plots.panels import panel_size
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+from .claims_figure import claims_figures
 from .context import citation_keys as citation_keys
 from .context import report_context as report_context
 from .figures import ReportFigure as ReportFigure
@@ -118,7 +119,7 @@ def build_report(
     try:  # created inside the try: an interruption right after it still removes it
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         figures = []
-        for fig in report_figures(exp, swp):
+        for fig in report_figures(exp, swp) + claims_figures(clm):
             if progress:
                 progress(f"figure {fig.stem}")
             rc = plots.style(venue, "full")

@@ -15,6 +15,7 @@ from .._version import __version__
 from ..citations import text
 from ..errors import GradflowError
 from ..results import ClaimsResult, ExperimentResult, SweepResult
+from .claims_figure import CLIPPING_STEM
 from .html import card_math, slug
 from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
 
@@ -33,6 +34,7 @@ _CLAIM_CITATIONS = (
     "jozefowicz2015",
     "cho2014",
     "srivastava2015highway",
+    "efron1993",
 )
 
 
@@ -165,9 +167,13 @@ def report_context(
         }
     claim_rows = None
     if claims is not None:
-        claim_rows = [{**c.to_dict(), "measured": measured_rows(c.measured)} for c in claims.claims]
+        claim_rows = [
+            {**c.to_dict(), "measured": measured_rows(c.measured, c.intervals)}
+            for c in claims.claims
+        ]
     band = first.log10_spectral_norm
     headline = next((f for f in figures if f["id"] == "headline"), None)
+    claims_figure = next((f for f in figures if f["id"] == CLIPPING_STEM), None)
     return {
         "title": experiment.name,
         "summary": summary_sentences(experiment),
@@ -181,9 +187,11 @@ def report_context(
         "cells": cells,
         "decay_rows": rows,
         "claims": claim_rows,
+        "claims_figure": claims_figure,
+        "claims_figure_number": 2 if headline else 1,
         "sweep": sweep_ctx,
-        "figures": [f for f in figures if f["id"] != "headline"],
-        "first_figure": 2 if headline else 1,
+        "figures": [f for f in figures if f["id"] not in ("headline", CLIPPING_STEM)],
+        "first_figure": (2 if headline else 1) + (1 if claims_figure else 0),
         "references": _references(citation_keys(experiment, sweep, claims, cards), cards),
         "configs": configs,
         "data_files": data_files,

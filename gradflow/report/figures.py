@@ -157,8 +157,8 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
         ReportFigure(
             "decay_rates",
             "Decay rates",
-            f"Fitted slope of the median log10 norm, decades per step, with its {band} interval "
-            "over runs.",
+            f"Median over runs of each run's fitted slope of the log10 norm (the median of "
+            f"slopes), decades per step, with the {band} interval of the slopes over runs.",
             lambda f: plots.plot_decay_rates(experiment, f.add_subplot()),
         )
     )

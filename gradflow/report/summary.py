@@ -149,8 +149,30 @@ def natural_key(key: str) -> tuple[tuple[int, float, str], ...]:
     return tuple((1, float(p), "") if i % 2 else (0, 0.0, p) for i, p in enumerate(parts) if p)
 
 
-def format_measured(key: str, value: Any) -> str:
-    """One measured number of a claim, rounded and with its unit (inferred from its key)."""
+def _unitless(key: str, value: float) -> tuple[str, str]:
+    """``(number, unit)`` of one measured float, the unit inferred from its key."""
+    if key.startswith("rate_") or "slope" in key or key.endswith("_growth"):
+        return _rate(value), " decades/step"
+    if "slack" in key:
+        return f"{value:.1f}".replace("-", "−"), " decades"
+    if "fraction" in key:
+        return f"{100 * value:.0f}", " %"
+    if "tail_share" in key:
+        return f"{value:.3f}", ""
+    if "lag" in key or key.startswith("log10_"):
+        return power10(value), ""
+    if "relative_error" in key:
+        return f"{100 * value:.1f}", " %"
+    if key.startswith("ratio"):
+        return f"{value:.4g}", ""
+    if value.is_integer() and abs(value) < 1e9:
+        return f"{int(value):d}", ""
+    return f"{value:.3g}".replace("-", "−"), ""
+
+
+def format_measured(key: str, value: Any, interval: Mapping[str, Any] | None = None) -> str:
+    """One measured number of a claim, rounded and with its unit (inferred from its key);
+    with its bootstrap interval ``[low, high]`` when one is given."""
     if value is None or (isinstance(value, float) and not math.isfinite(value)):
         return "–"
     if isinstance(value, bool):
@@ -159,22 +181,21 @@ def format_measured(key: str, value: Any) -> str:
         return f"{value:,}".replace(",", "\u2009")
     if not isinstance(value, float):
         return str(value)
-    if key.startswith("rate_") or "slope" in key:
-        return f"{_rate(value)} decades/step"
-    if "lag" in key or key.startswith("log10_"):
-        return power10(value)
-    if "relative_error" in key:
-        return f"{100 * value:.1f} %"
-    if key.startswith("ratio"):
-        return f"{value:.4g}"
-    if value.is_integer() and abs(value) < 1e9:
-        return f"{int(value):d}"
-    return f"{value:.3g}".replace("-", "−")
+    number, unit = _unitless(key, value)
+    if interval is None:
+        return number + unit
+    lo, hi = (_unitless(key, float(interval[e]))[0] for e in ("low", "high"))
+    return f"{number} [{lo}, {hi}]{unit}"
 
 
-def measured_rows(measured: Mapping[str, Any]) -> list[tuple[str, str]]:
-    """``(key, formatted value)`` in natural order of the keys."""
-    return [(k, format_measured(k, measured[k])) for k in sorted(measured, key=natural_key)]
+def measured_rows(
+    measured: Mapping[str, Any], intervals: Mapping[str, Mapping[str, Any]] | None = None
+) -> list[tuple[str, str]]:
+    """``(key, formatted value)`` in natural order of the keys, each with its interval."""
+    iv = intervals or {}
+    return [
+        (k, format_measured(k, measured[k], iv.get(k))) for k in sorted(measured, key=natural_key)
+    ]
 
 
 def cli_lines(experiment: ExperimentResult, index: str, seconds: float) -> list[str]:

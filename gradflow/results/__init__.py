@@ -18,6 +18,7 @@ from .base import load_result as load_result
 from .base import run_path as run_path
 from .claims import Claim as Claim
 from .claims import ClaimsResult as ClaimsResult
+from .claims import Clipping as Clipping
 from .experiment import CellCard as CellCard
 from .experiment import CellSummary as CellSummary
 from .experiment import DecayRate as DecayRate
@@ -42,6 +43,7 @@ __all__ = [
     "CellSummary",
     "Claim",
     "ClaimsResult",
+    "Clipping",
     "DecayRate",
     "ExperimentResult",
     "MeanField",

@@ -1,0 +1,130 @@
+r"""Percentile-bootstrap confidence intervals over weight draws.
+
+A claim's number is a statistic (the median, the mean, a fraction) of values measured once per
+weight draw. Its uncertainty comes from resampling the draws with replacement: ``R`` bootstrap
+samples of the ``n`` values, the statistic of each, and the ``(1 - level)/2`` and
+``(1 + level)/2`` quantiles of those ``R`` statistics (the *percentile* interval, [efron1993]
+ch. 13). The resampling uses a fixed seed, so an interval is the same on every run.
+
+With few draws the percentile interval is a little too narrow: for the mean of ``n`` normal
+values it covers about ``1 - level - O(1/n)`` (93 % instead of 95 % at ``n = 10`` to 20); the
+tests check this against the t-interval and by simulation.
+
+Examples:
+    >>> ci = bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
+    >>> ci.estimate, ci.draws, ci.low < 5.5 < ci.high
+    (5.5, 10, True)
+
+References:
+    [efron1993] Efron & Tibshirani (1993), An Introduction to the Bootstrap, ch. 13.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+from numpy.typing import ArrayLike
+
+from ..errors import UsageError
+
+#: Bootstrap resamples per interval.
+RESAMPLES = 2000
+#: Confidence level of every interval.
+LEVEL = 0.95
+#: Seed of the resampling (fixed: an interval is deterministic).
+SEED = 20130
+#: The fewest draws a claim's interval is computed from.
+MIN_DRAWS = 10
+
+_STATISTICS: dict[str, Callable[..., Any]] = {"median": np.median, "mean": np.mean}
+
+
+@dataclass(frozen=True)
+class Interval:
+    """A statistic of per-draw values with its percentile-bootstrap interval.
+
+    Attributes:
+        estimate: the statistic of all draws. low, high: the interval's ends.
+        level: the confidence level. draws: the number of values (finite ones).
+        statistic: ``median`` or ``mean``. resamples: bootstrap samples drawn.
+    """
+
+    estimate: float
+    low: float
+    high: float
+    level: float = LEVEL
+    draws: int = 0
+    statistic: str = "median"
+    resamples: int = RESAMPLES
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "estimate": self.estimate,
+            "low": self.low,
+            "high": self.high,
+            "level": self.level,
+            "draws": self.draws,
+            "statistic": self.statistic,
+            "resamples": self.resamples,
+        }
+
+    def contains(self, value: float) -> bool:
+        """Whether ``low <= value <= high``."""
+        return self.low <= value <= self.high
+
+
+def bootstrap_interval(
+    values: ArrayLike,
+    statistic: str = "median",
+    *,
+    level: float = LEVEL,
+    resamples: int = RESAMPLES,
+    seed: int = SEED,
+) -> Interval:
+    """The percentile-bootstrap interval of ``statistic`` over the per-draw ``values``.
+
+    Args:
+        values: one number per weight draw; non-finite values are refused.
+        statistic: ``median`` or ``mean``.
+        level: confidence level in ``(0, 1)``.
+        resamples: bootstrap samples (at least 100).
+        seed: seed of the resampling.
+
+    Returns:
+        An :class:`Interval`.
+
+    Raises:
+        UsageError: fewer than two values, a non-finite value, an unknown statistic or a bad
+            level.
+
+    References:
+        [efron1993].
+    """
+    v = np.asarray(values, dtype=np.float64).ravel()
+    if statistic not in _STATISTICS:
+        raise UsageError(f"unknown statistic {statistic!r}; choose median or mean")
+    if not 0.0 < level < 1.0:
+        raise UsageError(f"level must lie in (0, 1), got {level}")
+    if resamples < 100:
+        raise UsageError(f"resamples must be at least 100, got {resamples}")
+    if v.size < 2:
+        raise UsageError(f"a bootstrap interval needs at least 2 values, got {v.size}")
+    if not np.all(np.isfinite(v)):
+        raise UsageError("the values of a bootstrap interval must be finite")
+    stat = _STATISTICS[statistic]
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, v.size, size=(resamples, v.size))
+    boot = stat(v[idx], axis=1)
+    lo, hi = np.quantile(boot, [(1.0 - level) / 2.0, (1.0 + level) / 2.0])
+    return Interval(
+        estimate=float(stat(v)),
+        low=float(lo),
+        high=float(hi),
+        level=level,
+        draws=int(v.size),
+        statistic=statistic,
+        resamples=resamples,
+    )
