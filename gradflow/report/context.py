@@ -16,6 +16,7 @@ from ..citations import text
 from ..errors import GradflowError
 from ..results import ClaimsResult, ExperimentResult, SweepResult
 from .html import card_math, slug
+from .models import CITATIONS as _TRAINED_CITATIONS
 from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
 
 _INIT_CITATIONS = {
@@ -84,8 +85,12 @@ def report_context(
     figures: list[dict[str, Any]],
     data_files: list[str],
     config_source: tuple[str, str] | None = None,
+    trained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the HTML and Markdown templates show, as plain data.
+
+    ``trained`` is the "Trained networks" section (:func:`gradflow.report.models.
+    trained_context`), or None to leave it out.
 
     A cell's equations and Jacobian come from the :class:`~gradflow.results.CellCard` its
     summary carries: nothing is read from a cell file or derived again.
@@ -184,7 +189,16 @@ def report_context(
         "sweep": sweep_ctx,
         "figures": [f for f in figures if f["id"] != "headline"],
         "first_figure": 2 if headline else 1,
-        "references": _references(citation_keys(experiment, sweep, claims, cards), cards),
+        "references": _references(
+            list(
+                dict.fromkeys(
+                    citation_keys(experiment, sweep, claims, cards)
+                    + (list(_TRAINED_CITATIONS) if trained else [])
+                )
+            ),
+            cards,
+        ),
+        "trained": trained,
         "configs": configs,
         "data_files": data_files,
     }
