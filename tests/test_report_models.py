@@ -71,7 +71,9 @@ def test_html_section_shows_every_table_number(report):
     page = (report / "index.html").read_text("utf-8")
     section = page[page.index('<section id="trained">') : page.index('<section id="cells">')]
     assert '<a href="#trained">Trained networks</a>' in page
-    rows = list(csv.DictReader((report / "data" / "trained_networks.csv").open()))
+    rows = list(
+        csv.DictReader((report / "data" / "trained_networks.csv").read_text("utf-8").splitlines())
+    )
     assert [r["network"] for r in rows] == ["rnn", "lstm", "gru", "lstm2", "lstm2", "lstm2"]
     assert [r["view"] for r in rows] == ["joint"] * 4 + ["l0", "l1"]
     for r in rows:  # each number in the table, as the page rounds it, from the CSV
@@ -91,7 +93,9 @@ def test_markdown_section(report):
     section = md[md.index("## Trained networks") : md.index("## Cells and their Jacobians")]
     assert "| network | cell | n | layers |" in section
     assert "](figures/trained_norms.svg)" in section
-    rows = list(csv.DictReader((report / "data" / "trained_networks.csv").open()))
+    rows = list(
+        csv.DictReader((report / "data" / "trained_networks.csv").read_text("utf-8").splitlines())
+    )
     for r in rows:
         assert format_number(float(r["trained_log10_norm_lag5"])) in section
     # every table row has as many cells as its header

@@ -33,6 +33,7 @@ import hashlib
 import json
 import time
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -123,13 +124,19 @@ def analyze_checkpoint(
     Returns:
         ``({view: log10 spectral norms (T + 1, B)}, stack result or None)``: view ``joint``
         (the whole state's product), and for a stack ``l0``, ``l1`` ... (each layer's chain).
+        The stack result keeps the lag split of the weight gradient of ``L = sum h_T``
+        (``log10_lag_gradient_norm``, ``lag_tail_fraction``) but not the gradient itself.
     """
     model = load_checkpoint(name, stage)
     if len(model.layers) == 1:
         direction = model.layers[0].directions[0]
         res = analyze(model.layers[0].cell, direction.params, inputs, hidden=False)
         return {"joint": res.log10_spectral_norm}, None
-    stack = analyze_model(model, inputs, gradient="last", hidden=False)
+    # the per-sequence parameter gradient itself (1 MB of JSON) is dropped: its lag split,
+    # which the report shows, is kept
+    stack = replace(
+        analyze_model(model, inputs, gradient="last", hidden=False), parameter_gradient={}
+    )
     assert stack.log10_spectral_norm is not None and stack.layer_log10_spectral_norm is not None
     views = {"joint": stack.log10_spectral_norm}
     views.update(zip(stack.layer_names, stack.layer_log10_spectral_norm, strict=True))

@@ -183,7 +183,7 @@ def reference(name: str, stage: str) -> dict:
         for k in REF_LAGS:
             start = ANALYSIS_STEPS - k
 
-            def run(s, start=start):
+            def run(s, start=start, b=b):
                 for t in range(start, ANALYSIS_STEPS):
                     s = step(s, xs[t, b])
                 return s
