@@ -50,7 +50,9 @@ def adding_problem(steps: int, batch: int, seed: int) -> tuple[np.ndarray, np.nd
         UsageError: ``steps < 2`` or ``batch < 1``.
     """
     if steps < 2 or batch < 1:
-        raise UsageError(f"the adding problem needs steps >= 2 and batch >= 1, got {steps}, {batch}")
+        raise UsageError(
+            f"the adding problem needs steps >= 2 and batch >= 1, got {steps}, {batch}"
+        )
     rng = np.random.default_rng(seed)
     values = rng.random((steps, batch))
     half = steps // 2

@@ -13,14 +13,12 @@ import io
 from pathlib import Path
 from typing import Any
 
-from matplotlib.figure import Figure
-
 from ..atomic import atomic_write
 from ..plots.panels import small_multiples
 from ..plots.stack import (
     plot_cross_layer_reach,
-    plot_layer_decay,
     plot_lag_gradient,
+    plot_layer_decay,
     plot_memory_curves,
     plot_tail_fraction,
 )
@@ -50,8 +48,7 @@ _STACK_VIEWS = (
         "trained_memory_curves",
         "memory curves",
         plot_memory_curves,
-        "input sensitivity by lag, log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each "
-        "layer",
+        "input sensitivity by lag, log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each layer",
     ),
     (
         "trained_lag_gradient",

@@ -128,9 +128,7 @@ class TrainedNetwork:
             hidden_size=as_int(get(d, "hidden_size", where), where.at("hidden_size"), 1),
             layers=as_int(get(d, "layers", where), where.at("layers"), 1),
             config=dict(mapping(d.get("config") or {}, where.at("config"))),
-            training_loss=as_array(
-                get(d, "training_loss", where), where.at("training_loss"), 1
-            ),
+            training_loss=as_array(get(d, "training_loss", where), where.at("training_loss"), 1),
             test_mse=float(mse["test_mse"]),  # type: ignore[arg-type]
             baseline_mse=float(mse["baseline_mse"]),  # type: ignore[arg-type]
             views=views,
