@@ -21,11 +21,7 @@ DATA = Path(__file__).parent / "baseline" / "data"
 STEMS = [
     "trained_norms",
     "trained_training",
-    "trained_layer_decay",
-    "trained_cross_layer_reach",
-    "trained_memory_curves",
-    "trained_lag_gradient",
-    "trained_tail_fraction",
+    "trained_stack",
 ]
 
 

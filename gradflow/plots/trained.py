@@ -4,13 +4,13 @@ r"""Figures of trained networks, drawn only from a :class:`~gradflow.results.Tra
   initialisation (dashed) and after training (solid), median over the batch with its band;
 * :func:`plot_training_curves`: the training loss per step of every network against the
   baseline of always predicting the target's mean;
-* :func:`plot_stack_stages`: one of the whole-model views of :mod:`gradflow.plots.stack` for a
-  stacked network, at initialisation and after training side by side (two panels).
+* :func:`plot_stack_stages`: whole-model views of :mod:`gradflow.plots.stack` for a stacked
+  network, one row per view, at initialisation and after training side by side.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -78,20 +78,28 @@ def plot_training_curves(result: Any, ax: Axes | None = None) -> Axes:
 
 
 def plot_stack_stages(
-    result: Any, fig: Figure, plot: Callable[..., Axes], *, network: str
-) -> list[Axes]:
-    """``plot`` (a :mod:`gradflow.plots.stack` function) of ``network``'s stack result at each
-    stage, one panel each, sharing the y axis."""
+    result: Any, fig: Figure, views: Sequence[Callable[..., Axes]], *, network: str
+) -> list[list[Axes]]:
+    """Whole-model views of ``network``'s stack result (each a :mod:`gradflow.plots.stack`
+    function), one row per view, one column per stage (initialisation, trained); the two
+    panels of a row share their y axis."""
     res = _trained(result)
     stacks = res.network(network).stack
     if not stacks:
         raise UsageError(f"network {network!r} is not a stack")
     stages = [s for s in STAGES if s in stacks]
-    axes = fig.subplots(1, len(stages), squeeze=False, sharey=True).ravel()
-    for i, (ax, stage) in enumerate(zip(axes, stages, strict=True)):
-        plot(stacks[stage], ax)
+    grid = fig.subplots(len(views), len(stages), squeeze=False, sharex=True)
+    for row, plot in zip(grid, views, strict=True):
+        for j, (ax, stage) in enumerate(zip(row, stages, strict=True)):
+            plot(stacks[stage], ax)
+            if j:
+                ax.sharey(row[0])
+                ax.set_ylabel("")
+                ax.tick_params(labelleft=False)
+        lows, highs = zip(*(ax.get_ylim() for ax in row), strict=True)
+        row[0].set_ylim(min(lows), max(highs))
+    for ax, stage in zip(grid[0], stages, strict=True):
         ax.set_title(STAGE_LABELS[stage])
-        if i:
-            ax.set_ylabel("")
-            ax.tick_params(labelleft=False)
-    return list(axes)
+    for ax in grid[:-1].ravel():
+        ax.set_xlabel("")
+    return [list(row) for row in grid]

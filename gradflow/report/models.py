@@ -29,40 +29,28 @@ from .figures import ReportFigure
 
 #: Citation keys of the section: the task and the lag split.
 CITATIONS = ("hochreiter1997", "le2015irnn", "pascanu2013")
-#: Stack views: (file stem, title, plot function, caption).
+#: The whole-model views of a stack, one row each: (plot function, what it shows).
 _STACK_VIEWS = (
+    (plot_layer_decay, "each layer's own chain log10 ||ds^l_T/ds^l_{T-k}||_2"),
     (
-        "trained_layer_decay",
-        "per-layer decay",
-        plot_layer_decay,
-        "each layer's own chain log10 ||ds^l_T/ds^l_{T-k}||_2",
-    ),
-    (
-        "trained_cross_layer_reach",
-        "cross-layer reach",
         plot_cross_layer_reach,
-        "log10 ||ds^L_T/ds^l_{T-k}||_2, how much of the top layer's state at T reaches layer "
-        "l's state k steps back (lag 0 of the lower layer is an exact zero, not drawn)",
+        "the cross-layer reach log10 ||ds^L_T/ds^l_{T-k}||_2, how much of the top layer's "
+        "state at T reaches layer l's state k steps back (lag 0 of the lower layer is an "
+        "exact zero, not drawn)",
     ),
     (
-        "trained_memory_curves",
-        "memory curves",
         plot_memory_curves,
-        "input sensitivity by lag, log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each layer",
+        "the memory curves log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each layer",
     ),
     (
-        "trained_lag_gradient",
-        "weight gradient by lag",
         plot_lag_gradient,
         "log10 ||G_k|| per parameter tensor, the part of the gradient of L = sum h_T that "
-        "travelled k steps (Pascanu et al. 2013, sec. 2)",
+        "travelled k steps (Pascanu et al. 2013, sec. 2; one colour per layer)",
     ),
     (
-        "trained_tail_fraction",
-        "long-lag share of the weight gradient",
         plot_tail_fraction,
-        "the fraction ||sum_{j>k} G_j|| / ||dL/dθ|| of each parameter tensor's gradient that "
-        "comes from lags beyond k",
+        "the fraction ||sum_{j>k} G_j|| / ||dL/dθ|| of each tensor's gradient that comes from "
+        "lags beyond k",
     ),
 )
 
@@ -109,22 +97,20 @@ def trained_figures(result: TrainedResult) -> list[ReportFigure]:
     ]
     stack = _stack_name(result)
     if stack is not None:
-        for stem, title, plot, what in _STACK_VIEWS:
-            figs.append(
-                ReportFigure(
-                    stem,
-                    f"{stack}: {title}",
-                    f"The stacked network {stack}: {what}; left at initialisation, right after "
-                    f"training; median over {inputs} with the 10%\u201390% band.",
-                    _stages_drawer(result, plot, stack),
-                    panels=2,
-                )
+        rows = "; ".join(f"row {i + 1}: {what}" for i, (_, what) in enumerate(_STACK_VIEWS))
+        views = [plot for plot, _ in _STACK_VIEWS]
+        figs.append(
+            ReportFigure(
+                "trained_stack",
+                f"{stack}: the whole model at initialisation and after training",
+                f"The stacked network {stack}, left at initialisation, right after training "
+                f"({rows}); median over {inputs} with the 10%\u201390% band.",
+                lambda f: plot_stack_stages(result, f, views, network=stack),
+                # sized as rows of small multiples: three panel widths a row
+                panels=3 * len(views),
             )
+        )
     return figs
-
-
-def _stages_drawer(result: TrainedResult, plot: Any, network: str) -> Any:
-    return lambda f: plot_stack_stages(result, f, plot, network=network)
 
 
 def _rows(result: TrainedResult) -> list[dict[str, Any]]:
