@@ -63,6 +63,15 @@ def batch_band(values: np.ndarray, x: np.ndarray | None = None) -> Band:
     return Band(np.arange(len(rows)) if x is None else x, low, median, high)
 
 
+def layer_text(name: str) -> str:
+    """A legend's words for a layer name: ``l0`` -> ``layer 0``, ``l1_reverse`` -> ``layer 1
+    reverse`` (in a serif font ``l0`` reads as ``10``); other names as they are."""
+    head, dot, tail = name.partition(".")
+    if len(head) > 1 and head[0] == "l" and head[1:].split("_")[0].isdigit():
+        head = "layer " + head[1:].replace("_", " ")
+    return head + (" " + tail if dot else "")
+
+
 def _curves(
     ax: Axes, curves: Sequence[tuple[str, np.ndarray]], ylabel: str, xlabel: str = r"lag $k$"
 ) -> Axes:
@@ -87,6 +96,10 @@ def _curves(
         ax.legend(handles, groups, loc="best", handlelength=2.2)
     elif len(curves) <= _MAX_LEGEND:
         _legend(ax)
+    legend = ax.get_legend()
+    if legend is not None:  # the lines keep the result's names; the legend spells them out
+        for text in legend.get_texts():
+            text.set_text(layer_text(text.get_text()))
     return ax
 
 

@@ -5,7 +5,8 @@ built-in comparison (or a user's experiment TOML) first, as ``gradflow report`` 
 
 With ``config`` (``gradflow report --config FILE``) the report shows the user's experiment; if
 the file also has a ``[sweep]`` table, that sweep runs too and the report gains its phase
-diagram. The claims are left out: they are statements about the built-in comparison.
+diagram. The claims and the trained networks (:mod:`gradflow.analysis.trained`, the section
+"Trained networks") are left out: they belong to the built-in comparison.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from ..analysis.claims import run_claims
 from ..analysis.defaults import default_report_config, default_sweep_config
 from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
 from ..analysis.sweep import SweepConfig, run_sweep
+from ..analysis.trained import analyze_trained
 from ..plots import FORMATS
 from ..results import ExperimentResult
 from .build import build_report as build_report
@@ -71,8 +73,8 @@ def run_report(
     Args:
         out_dir: the report folder (replaced only once the new report is complete).
         config: an experiment TOML; None runs the built-in comparison
-            (:func:`gradflow.analysis.defaults.default_report_config`), the quick claims and
-            the default sweep.
+            (:func:`gradflow.analysis.defaults.default_report_config`), the quick claims, the
+            default sweep and the analysis of the shipped trained networks.
         venue: figure style. jobs: worker processes for the sweep.
         formats: figure formats. progress: show a progress bar on stderr (on a terminal).
 
@@ -83,6 +85,7 @@ def run_report(
     bar = _Progress(progress)
     try:
         claims: Any = None
+        trained: Any = None
         source = None
         if config is None:
             exp_cfg = default_report_config()
@@ -102,6 +105,8 @@ def run_report(
         if config is None:
             bar.stage("claims")
             claims = run_claims(quick=True, progress=bar)
+            bar.stage("trained networks")
+            trained = analyze_trained()
         sweep = None
         if sweep_cfg is not None:
             bar.stage("sweep")
@@ -116,6 +121,7 @@ def run_report(
             formats=formats,
             config_source=source,
             progress=bar.stage,
+            trained=trained,
         )
     finally:
         bar.close()

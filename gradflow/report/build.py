@@ -35,7 +35,7 @@ from ..atomic import atomic_write
 from ..citations import BIBTEX, cite
 from ..errors import OutputError, UsageError
 from ..plots.panels import panel_size
-from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, TrainedResult, dumps
 from .claims_figure import claims_figures
 from .context import citation_keys as citation_keys
 from .context import report_context as report_context
@@ -43,6 +43,8 @@ from .figures import ReportFigure as ReportFigure
 from .figures import report_figures
 from .html import render_html, svg_data_uri
 from .markdown import render_markdown
+from .models import CITATIONS as TRAINED_CITATIONS
+from .models import trained_context, trained_figures, write_trained_tables
 from .tables import run_metadata, write_tables
 
 
@@ -80,6 +82,7 @@ def build_report(
     formats: Sequence[str] = plots.FORMATS,
     config_source: tuple[str, str] | None = None,
     progress: Callable[[str], None] | None = None,
+    trained: Any = None,
 ) -> Path:
     """Write the report for ``experiment`` (and optionally ``sweep`` and ``claims``).
 
@@ -92,6 +95,8 @@ def build_report(
         formats: figure formats; SVG is always written (the HTML embeds it).
         config_source: ``(file name, TOML text)`` of the user's config, shown verbatim.
         progress: called with a short label before each step.
+        trained: a trained-models result (:mod:`gradflow.report.models`), or None to leave
+            the "Trained networks" section out.
 
     Returns:
         ``out_dir`` as a Path.
@@ -101,6 +106,7 @@ def build_report(
     """
     exp = _typed(experiment, ExperimentResult)
     swp, clm = _typed(sweep, SweepResult), _typed(claims, ClaimsResult)
+    trn = _typed(trained, TrainedResult)
     if not exp.cells:
         raise UsageError("the experiment result has no cells to report")
     out = Path(out_dir)
@@ -119,7 +125,8 @@ def build_report(
     try:  # created inside the try: an interruption right after it still removes it
         tmp = Path(tempfile.mkdtemp(prefix=f".{out.name}.", suffix=".tmp", dir=out.parent))
         figures = []
-        for fig in report_figures(exp, swp) + claims_figures(clm):
+        main_figures = report_figures(exp, swp) + claims_figures(clm)
+        for fig in main_figures + (trained_figures(trn) if trn is not None else []):
             if progress:
                 progress(f"figure {fig.stem}")
             rc = plots.style(venue, "full")
@@ -143,18 +150,26 @@ def build_report(
         if progress:
             progress("tables")
         data = write_tables(exp, swp, clm, tmp / "data")
+        trained_ctx = None
+        if trn is not None:
+            data += write_trained_tables(trn, tmp / "data")
+            figures, trained_figs = figures[: len(main_figures)], figures[len(main_figures) :]
+            # numbered after the main figures (the headline, when there, is Figure 1)
+            trained_ctx = trained_context(trn, trained_figs, len(figures) + 1)
         cards = [s.card for s in exp.cells.values() if s.card is not None]
         keys = [k for k in citation_keys(exp, swp, clm, cards) if k in BIBTEX]
+        if trn is not None:
+            keys = list(dict.fromkeys([*keys, *TRAINED_CITATIONS]))
         atomic_write(tmp / "data" / "references.bib", cite(keys))
         data.append(tmp / "data" / "references.bib")
         context = report_context(
-            exp, swp, clm, figures, [f"data/{p.name}" for p in data], config_source
+            exp, swp, clm, figures, [f"data/{p.name}" for p in data], config_source, trained_ctx
         )
         if progress:
             progress("pages")
         atomic_write(tmp / "index.html", render_html(context))
         atomic_write(tmp / "report.md", render_markdown(context))
-        atomic_write(tmp / "run.json", dumps(run_metadata(exp, swp, clm)))
+        atomic_write(tmp / "run.json", dumps(run_metadata(exp, swp, clm, trn)))
         _permissions(tmp)
         _swap_into_place(tmp, out)
     except BaseException:  # an error, Ctrl-C or SIGTERM (gradflow.shutdown): leave nothing

@@ -17,6 +17,7 @@ from ..errors import GradflowError
 from ..results import ClaimsResult, ExperimentResult, SweepResult
 from .claims_figure import CLIPPING_STEM
 from .html import card_math, slug
+from .models import CITATIONS as _TRAINED_CITATIONS
 from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
 
 _INIT_CITATIONS = {
@@ -86,8 +87,12 @@ def report_context(
     figures: list[dict[str, Any]],
     data_files: list[str],
     config_source: tuple[str, str] | None = None,
+    trained: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """Everything the HTML and Markdown templates show, as plain data.
+
+    ``trained`` is the "Trained networks" section (:func:`gradflow.report.models.
+    trained_context`), or None to leave it out.
 
     A cell's equations and Jacobian come from the :class:`~gradflow.results.CellCard` its
     summary carries: nothing is read from a cell file or derived again.
@@ -192,7 +197,16 @@ def report_context(
         "sweep": sweep_ctx,
         "figures": [f for f in figures if f["id"] not in ("headline", CLIPPING_STEM)],
         "first_figure": (2 if headline else 1) + (1 if claims_figure else 0),
-        "references": _references(citation_keys(experiment, sweep, claims, cards), cards),
+        "references": _references(
+            list(
+                dict.fromkeys(
+                    citation_keys(experiment, sweep, claims, cards)
+                    + (list(_TRAINED_CITATIONS) if trained else [])
+                )
+            ),
+            cards,
+        ),
+        "trained": trained,
         "configs": configs,
         "data_files": data_files,
     }

@@ -6,7 +6,7 @@ dispatches on the JSON's ``kind``. Volatile run metadata (timings) lives in ``re
 saved apart (``run.json``), so data files are byte-identical for a fixed seed.
 
 Modules: :mod:`.io` (strict JSON), :mod:`.base`, :mod:`.band`, :mod:`.analysis`,
-:mod:`.experiment`, :mod:`.sweep`, :mod:`.claims`, :mod:`.stack`.
+:mod:`.experiment`, :mod:`.sweep`, :mod:`.claims`, :mod:`.stack`, :mod:`.trained`.
 """
 
 from .analysis import AnalysisResult as AnalysisResult
@@ -31,6 +31,9 @@ from .io import save_json as save_json
 from .stack import StackResult as StackResult
 from .sweep import SweepPoint as SweepPoint
 from .sweep import SweepResult as SweepResult
+from .trained import StageSummary as StageSummary
+from .trained import TrainedNetwork as TrainedNetwork
+from .trained import TrainedResult as TrainedResult
 
 #: Schema version of the analysis result (the ``analyze`` contract).
 SCHEMA_VERSION = AnalysisResult.schema_version
@@ -51,8 +54,11 @@ __all__ = [
     "Result",
     "ResultError",
     "StackResult",
+    "StageSummary",
     "SweepPoint",
     "SweepResult",
+    "TrainedNetwork",
+    "TrainedResult",
     "dumps",
     "level_name",
     "load_json",

@@ -1,0 +1,211 @@
+r"""Trained networks at initialisation and after training: the shipped checkpoints, analysed.
+
+``gradflow/data/trained/`` holds small PyTorch checkpoints trained at development time by
+``tests/reference/make_trained.py`` on the adding problem (:mod:`gradflow.analysis.adding`,
+``T = 100``): a 1-layer tanh RNN, LSTM and GRU with ``n = 64`` and a 2-layer LSTM with
+``n = 32``, each saved at initialisation and after training (float32 ``state_dict`` under the
+prefix ``rnn.``, the read-out beside it), with the training curve, the test error and the
+files' SHA-256 in ``provenance.json`` and one JSON per network. gradflow reads them with its
+own loader (:func:`gradflow.formats.load_model`) and analyses each on inputs of the task's
+distribution (:func:`~gradflow.analysis.adding.adding_problem`, NumPy, seeded): the single
+layers with :func:`gradflow.engine.analyze`, the stack with
+:func:`gradflow.stack.analyze_stack` (per-layer chains, cross-layer reach, memory curves and
+the weight gradient of ``L = sum h_T`` split by lag). The analysis is exact for the stored
+float32 numbers (carried in float64).
+
+Examples:
+    >>> sorted(CHECKPOINTS)
+    ['gru', 'lstm', 'lstm2', 'rnn']
+    >>> checkpoint_path("rnn", "init").name
+    'rnn_init.safetensors'
+
+References:
+    [hochreiter1997] Hochreiter & Schmidhuber (1997), Long short-term memory.
+    [le2015irnn] Le, Jaitly & Hinton (2015), A simple way to initialize recurrent networks of
+    rectified linear units.
+    [pascanu2013] Pascanu, Mikolov & Bengio (2013), On the difficulty of training recurrent
+    neural networks, sec. 2 (the weight gradient split by lag).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from ..engine import analyze
+from ..errors import UsageError, WeightsError
+from ..formats import load_model
+from ..formats.model import Model
+from ..formats.select import analyze_model
+from ..results import Band, StackResult
+from ..results.trained import STAGES, StageSummary, TrainedNetwork, TrainedResult
+from .adding import adding_problem
+from .decay import QUANTILES, summarise
+
+#: Where the checkpoints live (package data).
+TRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "trained"
+#: The checkpoints, in report order.
+CHECKPOINTS = ("rnn", "lstm", "gru", "lstm2")
+#: The lags a report tabulates.
+LAGS = (10, 50, 100)
+#: Defaults of the analysis: short sequences, a small batch (a few seconds in all).
+STEPS, BATCH, SEED = 100, 4, 7
+
+
+def checkpoint_path(name: str, stage: str) -> Path:
+    """The weight file of checkpoint ``name`` at ``stage`` (``init`` or ``trained``).
+
+    Raises:
+        UsageError: an unknown name or stage.
+    """
+    if name not in CHECKPOINTS:
+        raise UsageError(f"unknown checkpoint {name!r}; choose one of {', '.join(CHECKPOINTS)}")
+    if stage not in STAGES:
+        raise UsageError(f"unknown stage {stage!r}; choose init or trained")
+    return TRAINED_DIR / f"{name}_{stage}.safetensors"
+
+
+def _json(path: Path) -> dict[str, Any]:
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as exc:
+        raise WeightsError(f"{path}: cannot read the checkpoint description ({exc})") from None
+    if not isinstance(data, dict):
+        raise WeightsError(f"{path}: expected a JSON object")
+    return data
+
+
+def provenance() -> dict[str, Any]:
+    """``provenance.json``: script, torch version, seeds, task, metric and file hashes."""
+    return _json(TRAINED_DIR / "provenance.json")
+
+
+def checkpoint_config(name: str) -> dict[str, Any]:
+    """The training configuration and curve of checkpoint ``name`` (its JSON)."""
+    checkpoint_path(name, "init")  # validates the name
+    return _json(TRAINED_DIR / f"{name}.json")
+
+
+def verify_checkpoint(name: str, stage: str) -> Path:
+    """The checkpoint's path, after checking its SHA-256 against the provenance.
+
+    Raises:
+        WeightsError: the file differs from the one the training script wrote.
+    """
+    path = checkpoint_path(name, stage)
+    want = checkpoint_config(name)["files"][stage]["sha256"]
+    got = hashlib.sha256(path.read_bytes()).hexdigest()
+    if got != want:
+        raise WeightsError(f"{path}: SHA-256 {got[:12]}... differs from the provenance's")
+    return path
+
+
+def load_checkpoint(name: str, stage: str) -> Model:
+    """Checkpoint ``name`` at ``stage`` read by gradflow's own loader (hash checked)."""
+    return load_model(verify_checkpoint(name, stage), prefix="rnn")
+
+
+def _summary(norms: np.ndarray, window: tuple[int, int]) -> StageSummary:
+    return StageSummary(Band.of(norms, QUANTILES, axis=1), summarise(norms, window, QUANTILES))
+
+
+def analyze_checkpoint(
+    name: str, stage: str, inputs: np.ndarray
+) -> tuple[dict[str, np.ndarray], StackResult | None]:
+    """Analyse one checkpoint on ``inputs (T, B, 2)``.
+
+    Returns:
+        ``({view: log10 spectral norms (T + 1, B)}, stack result or None)``: view ``joint``
+        (the whole state's product), and for a stack ``l0``, ``l1`` ... (each layer's chain).
+        The stack result keeps the lag split of the weight gradient of ``L = sum h_T``
+        (``log10_lag_gradient_norm``, ``lag_tail_fraction``) but not the gradient itself.
+    """
+    model = load_checkpoint(name, stage)
+    if len(model.layers) == 1:
+        direction = model.layers[0].directions[0]
+        res = analyze(model.layers[0].cell, direction.params, inputs, hidden=False)
+        return {"joint": res.log10_spectral_norm}, None
+    # the per-sequence parameter gradient itself (1 MB of JSON) is dropped: its lag split,
+    # which the report shows, is kept
+    stack = replace(
+        analyze_model(model, inputs, gradient="last", hidden=False), parameter_gradient={}
+    )
+    assert stack.log10_spectral_norm is not None and stack.layer_log10_spectral_norm is not None
+    views = {"joint": stack.log10_spectral_norm}
+    views.update(zip(stack.layer_names, stack.layer_log10_spectral_norm, strict=True))
+    return views, stack
+
+
+def analyze_trained(
+    names: Sequence[str] = CHECKPOINTS,
+    *,
+    steps: int = STEPS,
+    batch: int = BATCH,
+    seed: int = SEED,
+    lags: Sequence[int] = LAGS,
+) -> TrainedResult:
+    """Analyse the shipped checkpoints at initialisation and after training.
+
+    Args:
+        names: which checkpoints (default all, :data:`CHECKPOINTS`).
+        steps, batch, seed: the analysis inputs, ``adding_problem(steps, batch, seed)``.
+        lags: the lags a report tabulates (each at most ``steps``).
+
+    Returns:
+        One :class:`~gradflow.results.TrainedResult`.
+
+    Raises:
+        UsageError: an unknown checkpoint, or a lag beyond ``steps``.
+        WeightsError: a checkpoint that is not the file its provenance describes.
+    """
+    started = time.perf_counter()
+    if any(not 1 <= k <= steps for k in lags):
+        raise UsageError(f"lags must lie in 1..{steps}, got {list(lags)}")
+    x, _ = adding_problem(steps, batch, seed)
+    window = (max(1, steps // 10), steps)
+    prov = provenance()
+    networks = []
+    for name in names:
+        cfg = checkpoint_config(name)
+        views: dict[str, dict[str, StageSummary]] = {}
+        stacks: dict[str, StackResult] = {}
+        for stage in STAGES:
+            norms, stack = analyze_checkpoint(name, stage, x)
+            for view, arr in norms.items():
+                views.setdefault(view, {})[stage] = _summary(arr, window)
+            if stack is not None:
+                stacks[stage] = stack
+        networks.append(
+            TrainedNetwork(
+                name=name,
+                cell=str(cfg["cell"]),
+                hidden_size=int(cfg["hidden_size"]),
+                layers=int(cfg["num_layers"]),
+                config={k: v for k, v in cfg.items() if k != "training_loss"},
+                training_loss=np.asarray(cfg["training_loss"], dtype=float),
+                test_mse=float(cfg["test_mse"]),
+                baseline_mse=float(cfg["baseline_mse"]),
+                views=views,
+                stack=stacks,
+            )
+        )
+    return TrainedResult(
+        task=dict(prov["task"]),
+        inputs={
+            "generator": "gradflow.analysis.adding.adding_problem",
+            "steps": steps,
+            "batch": batch,
+            "seed": seed,
+        },
+        lags=tuple(int(k) for k in lags),
+        networks=tuple(networks),
+        provenance={k: v for k, v in prov.items() if k != "models"},
+        run={"seconds": time.perf_counter() - started},
+    )

@@ -1,0 +1,105 @@
+r"""Figures of trained networks, drawn only from a :class:`~gradflow.results.TrainedResult`.
+
+* :func:`plot_trained_norms`: one network's ``log10 ||ds_T/ds_{T-k}||_2`` against the lag at
+  initialisation (dashed) and after training (solid), median over the batch with its band;
+* :func:`plot_training_curves`: the training loss per step of every network against the
+  baseline of always predicting the target's mean;
+* :func:`plot_stack_stages`: whole-model views of :mod:`gradflow.plots.stack` for a stacked
+  network, one row per view, at initialisation and after training side by side.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import numpy as np
+from matplotlib.axes import Axes
+from matplotlib.figure import Figure
+
+from ..errors import UsageError
+from ..results import TrainedResult
+from ..results.trained import STAGES
+from .curves import _axes, _legend, _line
+from .data import Band, load_result
+from .style import palette
+
+#: Line style per stage.
+STAGE_STYLES = {"init": "--", "trained": "-"}
+STAGE_LABELS = {"init": "initialisation", "trained": "trained"}
+
+
+def _trained(result: Any) -> TrainedResult:
+    res = load_result(result)
+    if not isinstance(res, TrainedResult):
+        raise UsageError(f"this figure needs a trained-models result, not {res.kind!r}")
+    return res
+
+
+def plot_trained_norms(
+    result: Any, ax: Axes | None = None, *, network: str, view: str = "joint", legend: bool = True
+) -> Axes:
+    """``network``'s norms at initialisation (dashed) and after training (solid), one view
+    (``joint``, or a layer ``l0``, ``l1`` ... of a stack)."""
+    res = _trained(result)
+    try:
+        stages = res.network(network).views[view]
+    except KeyError:
+        raise UsageError(f"the result has no view {view!r} of network {network!r}") from None
+    ax = _axes(ax)
+    colours = palette()
+    for i, stage in enumerate(s for s in STAGES if s in stages):
+        b = stages[stage].norms
+        band = Band(np.arange(len(b.median)), b.low, b.median, b.high, b.levels)
+        _line(ax, band, colours[i], "", STAGE_LABELS[stage], linestyle=STAGE_STYLES[stage])
+    ax.set_xlabel(r"lag $k$")
+    ax.set_ylabel(r"$\log_{10}\|\partial s_T/\partial s_{T-k}\|_2$")
+    ax.set_title(network if view == "joint" else f"{network} {view}")
+    if legend:
+        _legend(ax)
+    return ax
+
+
+def plot_training_curves(result: Any, ax: Axes | None = None) -> Axes:
+    """The training loss per optimiser step of every network, and the baseline (dotted)."""
+    res = _trained(result)
+    ax = _axes(ax)
+    colours = palette()
+    for i, net in enumerate(res.networks):
+        ax.plot(net.training_loss, color=colours[i % len(colours)], linewidth=0.6, label=net.name)
+    baseline = res.networks[0].baseline_mse if res.networks else None
+    if baseline is not None:
+        ax.axhline(baseline, color="0.3", linestyle=":", linewidth=0.9, label="baseline")
+    ax.set_yscale("log")
+    ax.set_xlabel("optimiser step")
+    ax.set_ylabel("training loss (MSE)")
+    _legend(ax)
+    return ax
+
+
+def plot_stack_stages(
+    result: Any, fig: Figure, views: Sequence[Callable[..., Axes]], *, network: str
+) -> list[list[Axes]]:
+    """Whole-model views of ``network``'s stack result (each a :mod:`gradflow.plots.stack`
+    function), one row per view, one column per stage (initialisation, trained); the two
+    panels of a row share their y axis."""
+    res = _trained(result)
+    stacks = res.network(network).stack
+    if not stacks:
+        raise UsageError(f"network {network!r} is not a stack")
+    stages = [s for s in STAGES if s in stacks]
+    grid = fig.subplots(len(views), len(stages), squeeze=False, sharex=True)
+    for row, plot in zip(grid, views, strict=True):
+        for j, (ax, stage) in enumerate(zip(row, stages, strict=True)):
+            plot(stacks[stage], ax)
+            if j:
+                ax.sharey(row[0])
+                ax.set_ylabel("")
+                ax.tick_params(labelleft=False)
+        lows, highs = zip(*(ax.get_ylim() for ax in row), strict=True)
+        row[0].set_ylim(min(lows), max(highs))
+    for ax, stage in zip(grid[0], stages, strict=True):
+        ax.set_title(STAGE_LABELS[stage])
+    for ax in grid[:-1].ravel():
+        ax.set_xlabel("")
+    return [list(row) for row in grid]

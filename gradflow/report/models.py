@@ -1,0 +1,192 @@
+"""The report's "Trained networks" section: figures, table, data files, from a TrainedResult.
+
+Everything here is drawn or copied from a :class:`~gradflow.results.TrainedResult`
+(:func:`gradflow.analysis.trained.analyze_trained`); nothing is recomputed. Every number the
+section shows is in ``data/trained.json`` (the whole result) and ``data/trained_networks.csv``
+(the table).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+from pathlib import Path
+from typing import Any
+
+from ..atomic import atomic_write
+from ..plots.panels import small_multiples
+from ..plots.stack import (
+    plot_cross_layer_reach,
+    plot_lag_gradient,
+    plot_layer_decay,
+    plot_memory_curves,
+    plot_tail_fraction,
+)
+from ..plots.trained import plot_stack_stages, plot_trained_norms, plot_training_curves
+from ..results import TrainedResult, dumps
+from ..results.trained import STAGES
+from .figures import ReportFigure
+
+#: Citation keys of the section: the task and the lag split.
+CITATIONS = ("hochreiter1997", "le2015irnn", "pascanu2013")
+#: The whole-model views of a stack, one row each: (plot function, what it shows).
+_STACK_VIEWS = (
+    (plot_layer_decay, "each layer's own chain log10 ||ds^l_T/ds^l_{T-k}||_2"),
+    (
+        plot_cross_layer_reach,
+        "the cross-layer reach log10 ||ds^L_T/ds^l_{T-k}||_2, how much of the top layer's "
+        "state at T reaches layer l's state k steps back (lag 0 of the lower layer is an "
+        "exact zero, not drawn)",
+    ),
+    (
+        plot_memory_curves,
+        "the memory curves log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each layer",
+    ),
+    (
+        plot_lag_gradient,
+        "log10 ||G_k|| per parameter tensor, the part of the gradient of L = sum h_T that "
+        "travelled k steps (Pascanu et al. 2013, sec. 2; one colour per layer)",
+    ),
+    (
+        plot_tail_fraction,
+        "the fraction ||sum_{j>k} G_j|| / ||dL/dθ|| of each tensor's gradient that comes from "
+        "lags beyond k",
+    ),
+)
+
+
+def _stack_name(result: TrainedResult) -> str | None:
+    return next((n.name for n in result.networks if n.stack), None)
+
+
+def _inputs_text(result: TrainedResult) -> str:
+    i = result.inputs
+    return (
+        f"{i.get('batch')} sequences of the {result.task.get('name', 'task')} of length "
+        f"{i.get('steps')} (seed {i.get('seed')})"
+    )
+
+
+def trained_figures(result: TrainedResult) -> list[ReportFigure]:
+    """The section's figures: norms at initialisation and after training per network, the
+    training curves, and the whole-model views of the stacked network at both stages."""
+    names = [n.name for n in result.networks]
+    inputs = _inputs_text(result)
+    figs = [
+        ReportFigure(
+            "trained_norms",
+            "Trained networks: initialisation against training",
+            "log10 of the spectral norm of the Jacobian product against the lag k, at "
+            "initialisation (dashed) and after training (solid), median over "
+            f"{inputs} with the 10%\u201390% band; one panel per network (a stack: its joint "
+            "state).",
+            lambda f: small_multiples(
+                f,
+                names,
+                lambda ax, name, first: plot_trained_norms(result, ax, network=name, legend=first),
+            ),
+            panels=len(names),
+        ),
+        ReportFigure(
+            "trained_training",
+            "Training curves",
+            "Training loss (mean squared error) per optimiser step of every network; dotted: "
+            "the baseline of always predicting the target's mean.",
+            lambda f: plot_training_curves(result, f.add_subplot()),
+        ),
+    ]
+    stack = _stack_name(result)
+    if stack is not None:
+        rows = "; ".join(f"row {i + 1}: {what}" for i, (_, what) in enumerate(_STACK_VIEWS))
+        views = [plot for plot, _ in _STACK_VIEWS]
+        figs.append(
+            ReportFigure(
+                "trained_stack",
+                f"{stack}: the whole model at initialisation and after training",
+                f"The stacked network {stack}, left at initialisation, right after training "
+                f"({rows}); median over {inputs} with the 10%\u201390% band.",
+                lambda f: plot_stack_stages(result, f, views, network=stack),
+                # sized as rows of small multiples: three panel widths a row
+                panels=3 * len(views),
+            )
+        )
+    return figs
+
+
+def _rows(result: TrainedResult) -> list[dict[str, Any]]:
+    rows = []
+    for net in result.networks:
+        for view, stages in net.views.items():
+            row: dict[str, Any] = {
+                "network": net.name,
+                "view": view,
+                "cell": net.cell,
+                "hidden_size": net.hidden_size,
+                "test_mse": net.test_mse,
+                "baseline_mse": net.baseline_mse,
+            }
+            for stage in STAGES:
+                s = stages.get(stage)
+                row[f"{stage}_rate"] = s.rate.median if s else None
+                row[f"{stage}_rate_low"] = s.rate.low if s else None
+                row[f"{stage}_rate_high"] = s.rate.high if s else None
+                row[f"{stage}_at"] = [
+                    float(s.norms.median[k]) if s and k < len(s.norms.median) else None
+                    for k in result.lags
+                ]
+            rows.append(row)
+    return rows
+
+
+def write_trained_tables(result: TrainedResult, data_dir: Path) -> list[Path]:
+    """``trained.json`` (the whole result) and ``trained_networks.csv`` (the table)."""
+    atomic_write(data_dir / "trained.json", dumps(result.to_dict(), compact=True), parents=True)
+    header = ["network", "view", "cell", "hidden_size", "test_mse", "baseline_mse"]
+    for stage in STAGES:
+        header += [f"{stage}_decay_rate", f"{stage}_decay_rate_q10", f"{stage}_decay_rate_q90"]
+        header += [f"{stage}_log10_norm_lag{k}" for k in result.lags]
+    table: list[list[Any]] = [header]
+    for r in _rows(result):
+        line = [r[k] for k in header[:6]]
+        for stage in STAGES:
+            line += [r[f"{stage}_rate"], r[f"{stage}_rate_low"], r[f"{stage}_rate_high"]]
+            line += r[f"{stage}_at"]
+        table.append(line)
+    buf = io.StringIO()
+    csv.writer(buf, lineterminator="\n").writerows(table)
+    atomic_write(data_dir / "trained_networks.csv", buf.getvalue())
+    return [data_dir / "trained.json", data_dir / "trained_networks.csv"]
+
+
+def trained_context(
+    result: TrainedResult, figures: list[dict[str, Any]], first_figure: int
+) -> dict[str, Any]:
+    """What the templates show of the section (``figures`` as drawn by the report)."""
+    prov = result.provenance
+    seeds = prov.get("seeds") or {}
+    return {
+        "task": result.task.get("name", ""),
+        "steps": result.task.get("sequence_length"),
+        "inputs": _inputs_text(result),
+        "lags": list(result.lags),
+        "script": prov.get("script", ""),
+        "torch_version": prov.get("torch_version", ""),
+        "seeds": ", ".join(f"{k} {v}" for k, v in seeds.items()),
+        "networks": [
+            {
+                "name": n.name,
+                "cell": n.cell,
+                "hidden_size": n.hidden_size,
+                "layers": n.layers,
+                "steps": n.config.get("training_steps"),
+                "test_mse": n.test_mse,
+                "baseline_mse": n.baseline_mse,
+                "ratio": n.test_mse / n.baseline_mse,
+            }
+            for n in result.networks
+        ],
+        "rows": _rows(result),
+        "figures": figures,
+        "first_figure": first_figure,
+        "stack": _stack_name(result),
+    }
