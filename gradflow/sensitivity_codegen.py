@@ -170,6 +170,10 @@ def _gen_param_vjp(cell: Cell) -> list[str]:
     for use in pd.params:
         if use.kind == "weight":
             parts = [f'g_{a}[..., :, None] * E["{u}"][..., None, :]' for a, u in use.uses]
+            for k, (c, transposed) in enumerate(use.scales):  # through a matrix definition
+                a, u = use.uses[k]
+                outer = f'E["{u}"][..., :, None] * g_{a}[..., None, :]' if transposed else parts[k]
+                parts[k] = outer if c == 1.0 else f"{float(c)!r} * ({outer})"
         elif use.kind == "bias":
             parts = [f"g_{a}" for a, _ in use.uses]
         else:
@@ -195,6 +199,10 @@ class SensitivityKernels:
         xp = self.xp
         q: dict[str, Any] = {}
         n = d = 0
+        params = self.cell.with_matrices(params)  # matrix definitions (F4), like weights
+        for mat in self.cell.matrices:
+            a = np.asarray(params[mat.name], dtype=dtype)
+            q[mat.name], q[f"T:{mat.name}"] = xp.asarray(a), xp.asarray(np.ascontiguousarray(a.T))
         for p in self.cell.parameters:
             a = np.asarray(params[p.name], dtype=dtype)
             n = int(a.shape[0])

@@ -418,3 +418,120 @@ def parse_line(value: object) -> AffineLine | sp.Expr:
     if any(isinstance(n, ast.MatMult) for n in ast.walk(tree)):
         return _affine(tree, source)
     return _Elementwise().walk(tree)
+
+
+# -- matrix definitions (F4) -----------------------------------------------------------------
+_Linear = dict[tuple[str, bool], float]  # (weight, transposed) -> coefficient; ("I", False): I
+
+
+@dataclass(frozen=True)
+class MatrixLine:
+    """A parsed matrix definition: ``(coefficient, weight, transposed)`` terms and the
+    coefficient of the identity ``I``."""
+
+    terms: tuple[tuple[float, str, bool], ...]
+    identity: float
+
+
+def parse_matrix(value: object, constants: dict[str, float] | None = None) -> MatrixLine:
+    """A matrix definition: a linear combination of weights, ``transpose(W)`` and ``I``.
+
+    Numbers and named ``constants`` may multiply or divide matrices
+    (``(1 - beta) * (M + transpose(M)) - gamma * I``); products of two matrices are refused.
+
+    Raises:
+        GrammarError: one line saying what is wrong with the text.
+    """
+    consts = dict(constants or {})
+    if not isinstance(value, str):
+        raise GrammarError(f"must be a string, got {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        raise GrammarError(f"is {len(value)} characters long (at most {MAX_TEXT})")
+    if not value.isascii():
+        raise GrammarError("only ASCII characters are allowed")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            tree = ast.parse(value.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError, Warning) as err:
+        msg = " ".join(str(getattr(err, "msg", None) or err or "too complex").split())
+        raise GrammarError(f"not a valid expression ({msg}): {show(value)}") from None
+
+    def scale(lin: _Linear, c: float) -> _Linear:
+        return {k: c * v for k, v in lin.items()}
+
+    def walk(node: ast.expr, depth: int) -> float | _Linear:
+        if depth > MAX_DEPTH:
+            raise GrammarError(f"the expression is nested too deeply (more than {MAX_DEPTH})")
+        if isinstance(node, ast.Constant):
+            return float(_number(node.value))
+        if isinstance(node, ast.Name):
+            if node.id in consts:
+                return consts[node.id]
+            if node.id == "I":
+                return {("I", False): 1.0}
+            try:
+                return {(check_name(node.id, "weight"), False): 1.0}
+            except CellError as err:
+                raise GrammarError(str(err)) from None
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            inner = walk(node.operand, depth + 1)
+            sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
+            return sign * inner if isinstance(inner, float) else scale(inner, sign)
+        if isinstance(node, ast.Call):
+            if (
+                not isinstance(node.func, ast.Name)
+                or node.func.id != "transpose"
+                or node.keywords
+                or len(node.args) != 1
+            ):
+                raise GrammarError("the only call in a matrix definition is transpose(M)")
+            inner = walk(node.args[0], depth + 1)
+            if isinstance(inner, float):
+                raise GrammarError("transpose(...) takes a matrix, not a number")
+            return {(w, t if w == "I" else not t): c for (w, t), c in inner.items()}
+        if isinstance(node, ast.BinOp):
+            left, right = walk(node.left, depth + 1), walk(node.right, depth + 1)
+            if isinstance(node.op, ast.Add | ast.Sub):
+                sign = 1.0 if isinstance(node.op, ast.Add) else -1.0
+                if isinstance(left, float) and isinstance(right, float):
+                    return left + sign * right
+                if isinstance(left, float) or isinstance(right, float):
+                    raise GrammarError(
+                        "a number cannot be added to a matrix; write it times I (gamma * I)"
+                    )
+                out = dict(left)
+                for k, v in right.items():
+                    out[k] = out.get(k, 0.0) + sign * v
+                return out
+            if isinstance(node.op, ast.Mult):
+                if isinstance(left, float) and isinstance(right, float):
+                    return left * right
+                if isinstance(left, float):
+                    return scale(right, left)  # type: ignore[arg-type]
+                if isinstance(right, float):
+                    return scale(left, right)
+                raise GrammarError(
+                    "products of two matrices are not supported (a matrix definition is a "
+                    "linear combination of weights, their transposes and I)"
+                )
+            if isinstance(node.op, ast.Div) and isinstance(right, float):
+                if right == 0:
+                    raise GrammarError("division by zero")
+                return left / right if isinstance(left, float) else scale(left, 1.0 / right)
+            if isinstance(node.op, ast.MatMult):
+                raise GrammarError(
+                    "products of two matrices ('@') are not supported in a matrix definition"
+                )
+            raise GrammarError("a matrix definition uses only + - * / by numbers and transpose")
+        raise GrammarError(f"{type(node).__name__} is not allowed in a matrix definition")
+
+    result = walk(tree, 0)
+    if isinstance(result, float):
+        raise GrammarError("a matrix definition must hold a weight or I, not only numbers")
+    for c in result.values():
+        if not (math.isfinite(c) and abs(c) <= MAX_CONSTANT_VALUE):
+            raise GrammarError("a coefficient of the matrix definition is not a finite number")
+    identity = result.pop(("I", False), 0.0)
+    terms = tuple((c, w, t) for (w, t), c in result.items() if c != 0.0)
+    return MatrixLine(terms, identity)

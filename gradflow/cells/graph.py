@@ -21,8 +21,9 @@ import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import sympy as sp
 
 from ..errors import CellError, CellUpdateError, did_you_mean
@@ -121,6 +122,52 @@ class Elementwise:
 
 Node = Affine | Elementwise
 
+#: The fixed identity matrix in a matrix definition (``W - transpose(W) - gamma * I``).
+IDENTITY = "I"
+
+
+@dataclass(frozen=True)
+class MatrixDef:
+    """A matrix built from weight parameters (F4): ``name = sum_k c_k P_k + c_I I``.
+
+    Each term ``(c, weight, transposed)`` is a number times a weight parameter or its transpose;
+    ``identity`` is the coefficient of the fixed ``n x n`` identity (F3: ``I @ x`` uses the
+    input unit by unit, so ``d = n``). Affine lines use ``name`` like a weight; the derivation
+    keeps it as one matrix symbol (``diag(v) @ M_h``), the kernels evaluate it from the
+    parameters, and parameter gradients go through it to the weights the user trained
+    (``dL/dW = sum_k c_k G`` or ``c_k G^T`` with ``G = dL/dM``).
+    """
+
+    name: str
+    terms: tuple[tuple[float, str, bool], ...]
+    identity: float = 0.0
+
+    @property
+    def weights(self) -> tuple[str, ...]:
+        """The weight parameters it reads, in order of first use."""
+        return tuple(dict.fromkeys(w for _, w, _ in self.terms))
+
+    def text(self) -> str:
+        """``W_h - transpose(W_h) - 0.05*I``: the definition as a cell file writes it."""
+        parts = [(c, f"transpose({w})" if t else w) for c, w, t in self.terms]
+        if self.identity:
+            parts.append((self.identity, IDENTITY))
+        out = ""
+        for k, (c, m) in enumerate(parts):
+            sign = "-" if c < 0 else "+"
+            size = abs(c)
+            body = m if size == 1 else f"{size:g}*{m}"
+            out += (f"-{body}" if sign == "-" else body) if k == 0 else f" {sign} {body}"
+        return out or "0"
+
+    def evaluate(self, params: Mapping[str, Any], n: int) -> Any:
+        """The numeric ``(n, n)`` matrix (NumPy) from the parameters by name."""
+        out = self.identity * np.eye(n)
+        for c, w, t in self.terms:
+            a = np.asarray(params[w], dtype=np.float64)
+            out = out + c * (a.T if t else a)
+        return out
+
 
 def _short(name: str, limit: int = 40) -> str:
     return repr(name if len(name) <= limit else name[: limit - 3] + "...")
@@ -166,6 +213,8 @@ class Cell:
         citations: citation keys (:mod:`gradflow.citations`).
         constants: named hyperparameters ``(name, value)`` already substituted as numbers in
             the equations (documentation and results; never in the weight file).
+        matrices: :class:`MatrixDef` s, matrices built from weights (``W - W^T - gamma I``)
+            that affine lines use like weights (F4).
     """
 
     name: str
@@ -179,6 +228,7 @@ class Cell:
     description: str = ""
     citations: tuple[str, ...] = field(default=())
     constants: tuple[tuple[str, float], ...] = ()
+    matrices: tuple[MatrixDef, ...] = ()
     origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +273,7 @@ class Cell:
         node_names = {nd.name for nd in self.nodes if isinstance(nd, Affine | Elementwise)}
         params: dict[str, str] = {}
         weight_cols: dict[str, str] = {}
+        self._validate_matrices(defined, node_names, params, weight_cols)
         for node in self.nodes:
             if not isinstance(node, Affine | Elementwise):
                 raise self.error_at(f"unknown node type {type(node).__name__}")
@@ -275,8 +326,10 @@ class Cell:
                                 "input, a state or an earlier node"
                             )
                         raise missing(src)
-                    use_param(w, "weight")
                     cols = "d" if src == self.input else "n"
+                    if params.get(w) == "matrix":  # square (n x n): on the input, d = n
+                        continue
+                    use_param(w, "weight")
                     if weight_cols.setdefault(w, cols) != cols:
                         raise fail(
                             f"weight {w!r} multiplies vectors of size n and d; use two weights"
@@ -309,6 +362,14 @@ class Cell:
                         )
                     use_param(nm, "vector")
             defined[node.name] = "node"
+        used = {w for nd in self.nodes if isinstance(nd, Affine) for w, _ in nd.terms}
+        for mat in self.matrices:
+            if mat.name not in used:
+                raise self.error_at(
+                    f"{mat.name!r} is defined but not used in any affine line",
+                    "matrices",
+                    f"matrix {_short(mat.name)}",
+                )
         upd = dict(self.update)
         if set(upd) != set(self.state) or len(upd) != len(self.update):
             raise self._fail_update(
@@ -324,8 +385,55 @@ class Cell:
                 )
         if self.torch_layout is not None:
             listed = [p for _, ps in self.torch_layout for p in ps]
-            if sorted(listed) != sorted(params):
+            if sorted(listed) != sorted(p for p, kind in params.items() if kind != "matrix"):
                 raise self.error_at("torch_layout does not list every parameter")
+
+    def _validate_matrices(
+        self,
+        defined: dict[str, str],
+        node_names: set[str],
+        params: dict[str, str],
+        weight_cols: dict[str, str],
+    ) -> None:
+        """Matrix definitions (F4): each reads weight parameters (square, ``n x n``) and ``I``."""
+        import math
+
+        for mat in self.matrices:
+            if not isinstance(mat, MatrixDef):
+                raise self.error_at(f"unknown matrix definition {type(mat).__name__}", "matrices")
+            label = f"matrix {_short(str(mat.name))}"
+
+            def fail(problem: str, label: str = label) -> CellError:
+                return self.error_at(problem, "matrices", label)
+
+            try:
+                check_name(mat.name, "matrix")
+            except CellError as err:
+                raise fail(str(err)) from None
+            if mat.name == IDENTITY:
+                raise fail(f"{IDENTITY!r} is the fixed identity matrix; choose another name")
+            if mat.name in RESERVED_PARAMETER_NAMES:
+                raise fail(f"{mat.name!r} is reserved (the hidden and input sizes)")
+            if mat.name in defined or mat.name in node_names or mat.name in params:
+                raise fail(f"{mat.name!r} is defined twice")
+            if not mat.terms and not mat.identity:
+                raise fail("the matrix is empty")
+            numbers = [c for c, _, _ in mat.terms] + [mat.identity]
+            if not all(isinstance(c, float | int) and math.isfinite(c) for c in numbers):
+                raise fail("coefficients must be finite numbers")
+            for _, w, transposed in mat.terms:
+                try:
+                    check_name(w, "weight")
+                except CellError as err:
+                    raise fail(str(err)) from None
+                if w == IDENTITY or w in RESERVED_PARAMETER_NAMES:
+                    raise fail(f"{w!r} cannot name a weight")
+                if w in defined or w in node_names:
+                    raise fail(f"{w!r} is a vector, not a weight")
+                if params.setdefault(w, "weight") != "weight":
+                    raise fail(f"{w!r} is a matrix, not a weight (matrices read weights only)")
+                weight_cols[w] = "n"  # transposes and I need square weights
+            params[mat.name] = "matrix"
 
     # -- structure ------------------------------------------------------------------------
     @cached_property
@@ -336,9 +444,14 @@ class Cell:
     def parameters(self) -> tuple[Parameter, ...]:
         """Every parameter with its shape, in order of first use."""
         out: dict[str, Parameter] = {}
+        matrices = self.matrix_map
         for node in self.nodes:
             if isinstance(node, Affine):
                 for w, src in node.terms:
+                    if w in matrices:
+                        for mw in matrices[w].weights:
+                            out.setdefault(mw, Parameter(mw, "weight", ("n", "n")))
+                        continue
                     cols = "d" if src == self.input else "n"
                     out.setdefault(w, Parameter(w, "weight", ("n", cols)))
                 for b in node.biases:
@@ -348,6 +461,25 @@ class Cell:
                     if str(sym) not in self._vectors:
                         out.setdefault(str(sym), Parameter(str(sym), "vector", ("n",)))
         return tuple(out.values())
+
+    @cached_property
+    def matrix_map(self) -> Mapping[str, MatrixDef]:
+        """The matrix definitions (F4) by name."""
+        return {m.name: m for m in self.matrices}
+
+    def with_matrices(self, params: Mapping[str, Any], n: int | None = None) -> dict[str, Any]:
+        """``params`` plus the numeric value of every matrix definition (NumPy ``(n, n)``)."""
+        out = dict(params)
+        if not self.matrices:
+            return out
+        if n is None:
+            first = self.parameters[0].name if self.parameters else None
+            if first is None:
+                raise CellError(f"cell {self.name!r} has no parameters to infer n from")
+            n = int(np.shape(params[first])[0])
+        for mat in self.matrices:
+            out[mat.name] = mat.evaluate(params, n)
+        return out
 
     @cached_property
     def _vectors(self) -> frozenset[str]:

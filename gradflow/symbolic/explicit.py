@@ -68,6 +68,13 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             ]
         else:
             syms[p.name] = vec(p.name, n)
+    matrices: dict[str, sp.Matrix] = {}
+    for mat in cell.matrices:  # F4: the matrix written out from its weights' symbols
+        total = sp.Float(mat.identity) * sp.eye(n)
+        for c, w, transposed in mat.terms:
+            entry = sp.Matrix(syms[w])
+            total += sp.Float(c) * (entry.T if transposed else entry)
+        matrices[mat.name] = total
     work = 0
 
     def spend(ops: int) -> None:
@@ -85,6 +92,14 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             spend(n * n * len(node.terms) + n * len(node.biases))
             total = sp.zeros(n, 1)
             for w, src in node.terms:
+                if w in matrices:
+                    if len(values[src]) != n:
+                        raise CellError(
+                            f"cell {cell.name!r}: matrix {w!r} is square, so the input size d "
+                            f"must be n = {n}; got d = {len(values[src])}"
+                        )
+                    total += matrices[w] * sp.Matrix(values[src])
+                    continue
                 total += sp.Matrix(syms[w]) * sp.Matrix(values[src])
             for b in node.biases:
                 total += sp.Matrix(syms[b])
