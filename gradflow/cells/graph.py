@@ -421,7 +421,7 @@ class Cell:
             numbers = [c for c, _, _ in mat.terms] + [mat.identity]
             if not all(isinstance(c, float | int) and math.isfinite(c) for c in numbers):
                 raise fail("coefficients must be finite numbers")
-            for _, w, transposed in mat.terms:
+            for _, w, _ in mat.terms:
                 try:
                     check_name(w, "weight")
                 except CellError as err:
