@@ -37,6 +37,9 @@ EXPECTED = [
     "lem",
     "slstm",
     "rglru",
+    "antisymmetric-rnn",
+    "lipschitz-rnn",
+    "mamba-s6",
 ]
 SIZES = [(1, 1), (3, 2), (8, 5), (64, 32), (128, 17)]
 
@@ -221,6 +224,7 @@ def test_jacobian_weights_are_recurrent(name: str) -> None:
     cell = get_cell(name)
     jac = cell.jacobian()
     recurrent = {p.name for p in cell.parameters if p.kind == "weight" and p.shape == ("n", "n")}
+    recurrent |= set(cell.matrix_map)  # matrix definitions (F4): n x n, built from weights
     assert jac.weights <= recurrent
     for _, _, t in jac.terms():
         assert len(t.diags) == len(t.weights) + 1

@@ -38,6 +38,7 @@ def test_structure_is_read_from_the_symbolic_jacobian() -> None:
         "mingru": (True, True),
         "minlstm": (True, True),
         "rglru": (True, True),
+        "mamba-s6": (True, True),
     }
     leaky = define_cell(
         "leaky-param",

@@ -74,6 +74,7 @@ class Evaluator:
 
     def nodes(self, params: dict, x: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
         n = s.size // len(self.cell.state)
+        params = self.cell.with_matrices(params, n)  # matrix definitions (F4) by value
         env: dict[str, np.ndarray] = {**params, self.cell.input: x}
         for k, name in enumerate(self.cell.state):
             env[name] = s[k * n : (k + 1) * n]
@@ -101,7 +102,7 @@ class Evaluator:
         for i, j, term in self.jac.terms():
             mat = np.diag(self._call(term.diags[0], env, n))
             for w, dgl in zip(term.weights, term.diags[1:], strict=True):
-                mat = mat @ params[w] @ np.diag(self._call(dgl, env, n))
+                mat = mat @ env[w] @ np.diag(self._call(dgl, env, n))
             out[i * n : (i + 1) * n, j * n : (j + 1) * n] += mat
         return out
 

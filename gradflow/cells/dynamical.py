@@ -41,7 +41,9 @@ def antisymmetric_rnn(
     epsilon: float = ANTISYMMETRIC_DEFAULTS["epsilon"],
     gamma: float = ANTISYMMETRIC_DEFAULTS["gamma"],
 ) -> Cell:
-    """AntisymmetricRNN (ungated): ``h_t = h + epsilon tanh((W_h - W_h^T - gamma I) h + V_h x + b_h)``.
+    """AntisymmetricRNN (ungated), ``h_t = h + epsilon tanh(M_h h + V_h x + b_h)``.
+
+    ``M_h = W_h - W_h^T - gamma I`` is built from the trained ``W_h`` (a matrix definition).
 
     ``J_t = I + epsilon diag(1 - tanh^2(a)) M_h``: the additive part is ``I``.
 

@@ -17,6 +17,7 @@ PyTorch module stacks them (tensor name -> row blocks in gate order).
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -396,8 +397,6 @@ class Cell:
         weight_cols: dict[str, str],
     ) -> None:
         """Matrix definitions (F4): each reads weight parameters (square, ``n x n``) and ``I``."""
-        import math
-
         for mat in self.matrices:
             if not isinstance(mat, MatrixDef):
                 raise self.error_at(f"unknown matrix definition {type(mat).__name__}", "matrices")

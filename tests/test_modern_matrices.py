@@ -1,0 +1,264 @@
+"""F4 matrix definitions and F3 the fixed identity (docs/cells-2018-2026.md §1, docs/cell-files.md).
+
+A matrix definition is a linear combination of weights, their transposes and the identity
+``I`` (``M = "W - transpose(W) - gamma * I"``); affine lines use it like a weight. The
+hypothesis tests draw random definitions and check, on random cells that use them:
+
+* the generated step Jacobian against central finite differences of the generated step
+  (FD step 1e-6 on smooth O(1) functions: truncation O(1e-12), rounding O(1e-10): atol 1e-7);
+* the matrix-form Jacobian against SymPy's ``Matrix.jacobian`` of the explicitly unrolled
+  step, where the matrix is written out from its weights' scalar symbols (two exact formulas
+  in float64: 1e-12);
+* the parameter gradient of the *trained* weight (through the transform) against finite
+  differences in that weight (atol 1e-7, as above).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+import sympy as sp
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from gradflow.cells import define_cell, load_cell_file
+from gradflow.engine import analyze, rollout, state_jacobians
+from gradflow.errors import EquationError, InputsError
+from gradflow.initialisers import Init, initialise
+from gradflow.symbolic.explicit import explicit_step
+
+FD = 1e-6
+
+coefficient = st.sampled_from([-2.0, -1.0, -0.5, 0.25, 0.5, 1.0, 1.5])
+
+
+@st.composite
+def matrix_text(draw: st.DrawFn) -> str:
+    """A random linear combination of W, transpose(W), P, transpose(P) and I."""
+    parts = []
+    for atom in ("W", "transpose(W)", "P", "transpose(P)", "I"):
+        if draw(st.booleans()):
+            parts.append(f"{draw(coefficient)} * {atom}")
+    if not any("W" in p or "P" in p for p in parts):
+        parts.append("W")
+    return " + ".join(parts)
+
+
+USES = [
+    # (equations, update) using matrix M: as a recurrent weight, on the additive path, chained
+    {"a": "M @ h + V @ x + b", "h_new": "h + eps * tanh(a)"},
+    {"Mh": "M @ h", "a": "U @ h + V @ x + b", "h_new": "h + eps * Mh + eps * tanh(a)"},
+    {"a": "V @ x + b", "g": "sigmoid(a) * h", "c": "M @ g + U @ h", "h_new": "eps * tanh(c)"},
+]
+
+
+def _cell(text: str, use: int):  # type: ignore[no-untyped-def]
+    return define_cell(
+        f"random-matrix-{use}",
+        "h",
+        USES[use],
+        constants={"eps": 0.3},
+        matrices={"M": text},
+    )
+
+
+def _numeric(step, cell, p, x, s):  # type: ignore[no-untyped-def]
+    from scipy.special import expit
+
+    syms, vals = [], []
+    values = {cell.input: x, "h": s, **p}
+    for name, entry in step.symbols.items():
+        flat = [v for row in entry for v in row] if isinstance(entry[0], list) else list(entry)
+        syms += flat
+        vals += list(np.ravel(values[name]))
+    fn = sp.lambdify(syms, step.jacobian, modules=[{"sigmoid": expit}, "numpy"])
+    return np.asarray(fn(*vals), dtype=float)
+
+
+@given(
+    text=matrix_text(),
+    use=st.integers(0, len(USES) - 1),
+    n=st.integers(2, 4),
+    seed=st.integers(0, 2**32 - 1),
+)
+@settings(max_examples=20, deadline=None)
+def test_random_matrix_definitions_jacobian_vs_finite_differences(
+    text: str, use: int, n: int, seed: int
+) -> None:
+    cell = _cell(text, use)
+    rng = np.random.default_rng(seed)
+    d = 2
+    p = initialise(cell, n, d, Init(scheme="gaussian", sigma_b=0.3), rng)
+    x = rng.standard_normal((2, 2, d))
+    states = rollout(cell, p, x)
+    J = state_jacobians(cell, p, x)
+    for t in range(2):
+        for j in range(n):
+            s_plus, s_minus = states[t].copy(), states[t].copy()
+            s_plus[:, j] += FD
+            s_minus[:, j] -= FD
+            fd = (
+                rollout(cell, p, x[t : t + 1], s0=s_plus)[1]
+                - rollout(cell, p, x[t : t + 1], s0=s_minus)[1]
+            ) / (2 * FD)
+            np.testing.assert_allclose(J[t][:, :, j], fd, rtol=0, atol=1e-7)
+
+
+@pytest.mark.parametrize("use", range(len(USES)))
+@pytest.mark.parametrize(
+    "text", ["W - transpose(W) - 0.05 * I", "0.5 * (W + transpose(P)) + 2 * P", "-transpose(W)"]
+)
+def test_matrix_definitions_jacobian_vs_explicit_sympy(text: str, use: int) -> None:
+    # the explicit step writes M out from the weights' scalar symbols (n = 3, d = 2)
+    cell = _cell(text, use)
+    rng = np.random.default_rng(use)
+    n, d = 3, 2
+    p = initialise(cell, n, d, Init(scheme="gaussian", sigma_b=0.3), rng)
+    x = rng.standard_normal((2, 1, d))
+    states = rollout(cell, p, x)
+    J = state_jacobians(cell, p, x)
+    step = explicit_step(cell, n, d)
+    for t in range(2):
+        explicit = _numeric(step, cell, p, x[t, 0], states[t, 0])
+        np.testing.assert_allclose(J[t, 0], explicit, rtol=0, atol=1e-12)
+
+
+@given(text=matrix_text(), n=st.integers(2, 4), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=10, deadline=None)
+def test_parameter_gradient_goes_through_the_transform(text: str, n: int, seed: int) -> None:
+    # v^T ds_t/dW for the trained W (not for M): sensitivity kernels vs central differences
+    from gradflow.sensitivity_codegen import compile_sensitivity
+
+    cell = _cell(text, 0)
+    rng = np.random.default_rng(seed)
+    d = 2
+    p = initialise(cell, n, d, Init(scheme="gaussian", sigma_b=0.3), rng)
+    x = rng.standard_normal((1, 1, d))
+    s = rng.uniform(-0.9, 0.9, (1, n))
+    v = rng.standard_normal(n)
+    kern = compile_sensitivity(cell)
+    q = kern.pack(p)
+    grads = kern.param_vjp(v[None, :], kern.values(s, x[0], q), q)
+    for name in ("W", "P"):
+        if name not in p:
+            continue
+        fd = np.zeros_like(p[name])
+        for idx in np.ndindex(*p[name].shape):
+            plus = {**p, name: p[name].copy()}
+            minus = {**p, name: p[name].copy()}
+            plus[name][idx] += FD
+            minus[name][idx] -= FD
+            f = rollout(cell, plus, x, s0=s)[1, 0] @ v - rollout(cell, minus, x, s0=s)[1, 0] @ v
+            fd[idx] = f / (2 * FD)
+        np.testing.assert_allclose(np.asarray(grads[name])[0], fd, rtol=0, atol=1e-7)
+
+
+def test_cell_file_and_python_give_the_same_cell(tmp_path: Path) -> None:
+    path = tmp_path / "asym.toml"
+    path.write_text(
+        'state = ["h"]\nconstants = {eps = 0.3, gamma = 0.05}\n'
+        '[matrices]\nM = "W - transpose(W) - gamma * I"\n'
+        '[equations]\na = "M @ h + V @ x + b"\nh_new = "h + eps * tanh(a)"\n',
+        "utf-8",
+    )
+    from_file = load_cell_file(path)
+    from_python = define_cell(
+        "asym",
+        "h",
+        {"a": "M @ h + V @ x + b", "h_new": "h + eps * tanh(a)"},
+        constants={"eps": 0.3, "gamma": 0.05},
+        matrices={"M": "W - transpose(W) - gamma * I"},
+    )
+    assert from_file == from_python
+    assert [p.name for p in from_file.parameters] == ["W", "V", "b"]
+    assert from_file.matrices[0].text() == "W - transpose(W) - 0.05*I"
+    # the additive part is I (no activation touches it), the rest goes through tanh'(a)
+    paths = from_file.jacobian().paths()
+    assert str(paths.additive) == "dh_t/dh_{t-1} = I"
+    assert "@ M" in str(paths.multiplicative)
+
+
+def test_antisymmetric_matrix_has_eigenvalues_on_minus_gamma() -> None:
+    # W - W^T - gamma I: every eigenvalue has real part -gamma (Chang et al. 2019, Sec. 3);
+    # 1e-12: eigenvalues of a 6x6 matrix in float64
+    cell = define_cell(
+        "asym",
+        "h",
+        {"a": "M @ h + V @ x + b", "h_new": "h + 0.1 * tanh(a)"},
+        matrices={"M": "W - transpose(W) - 0.05 * I"},
+    )
+    p = initialise(cell, 6, 2, Init(scheme="gaussian"), np.random.default_rng(0))
+    M = cell.with_matrices(p)["M"]
+    np.testing.assert_allclose(np.linalg.eigvals(M).real, -0.05, rtol=0, atol=1e-12)
+
+
+def test_identity_uses_the_input_unit_by_unit() -> None:
+    # F3: u = I @ x is the input itself (d = n); h_t = a h + (1 - a) x, so the rollout is an
+    # exponential moving average (1e-15: the same float64 recursion)
+    cell = define_cell(
+        "ema",
+        "h",
+        {"u": "Id @ x", "h_new": "lam * h + (1 - lam) * u"},
+        parameters=["lam"],
+        matrices={"Id": "I"},
+    )
+    assert [p.name for p in cell.parameters] == ["lam"]
+    lam = np.array([0.5, 0.9, 0.1])
+    x = np.random.default_rng(0).standard_normal((4, 2, 3))
+    states = rollout(cell, {"lam": lam}, x)
+    h = np.zeros((2, 3))
+    for t in range(4):
+        h = lam * h + (1 - lam) * x[t]
+        np.testing.assert_allclose(states[t + 1], h, rtol=0, atol=1e-15)
+    with pytest.raises(InputsError, match="input size d must be the hidden size 3"):
+        analyze(cell, {"lam": lam}, np.zeros((4, 2, 2)))
+
+
+@pytest.mark.parametrize(
+    ("matrix", "match"),
+    [
+        ("W @ P", "products of two matrices"),
+        ("W * P", "products of two matrices"),
+        ("W + 1", "a number cannot be added to a matrix"),
+        ("tanh(W)", "the only call in a matrix definition is transpose"),
+        ("transpose(2)", "takes a matrix, not a number"),
+        ("2 * 3", "must hold a weight or I"),
+        ("W.T", "not allowed in a matrix definition"),
+        ("W / 0", "division by zero"),
+    ],
+)
+def test_bad_matrix_definitions_are_one_line_errors(matrix: str, match: str) -> None:
+    with pytest.raises(EquationError, match=match) as err:
+        define_cell("bad", "h", {"a": "M @ h", "h_new": "tanh(a)"}, matrices={"M": matrix})
+    assert "\n" not in str(err.value) and "matrix 'M'" in str(err.value)
+
+
+@pytest.mark.parametrize(
+    ("equations", "matrices", "match"),
+    [
+        ({"a": "U @ h", "h_new": "tanh(a)"}, {"M": "W"}, "'M' is defined but not used"),
+        ({"a": "M @ h", "h_new": "tanh(a)"}, {"I": "W"}, "fixed identity matrix"),
+        ({"a": "M @ h + W @ x", "h_new": "tanh(a)"}, {"M": "W"}, "multiplies vectors of size"),
+        ({"a": "M @ h + M @ x", "M": "tanh(a)"}, {"M": "W"}, "defined twice"),
+        ({"a": "M @ h + b", "h_new": "tanh(a) + M"}, {"M": "W"}, "'M' is a matrix"),
+    ],
+)
+def test_matrix_definitions_follow_the_cell_rules(
+    equations: dict[str, str], matrices: dict[str, str], match: str
+) -> None:
+    with pytest.raises(EquationError, match=match) as err:
+        define_cell("bad", "h", equations, matrices=matrices)
+    assert "\n" not in str(err.value)
+
+
+def test_constants_used_only_in_matrices_count_as_used() -> None:
+    cell = define_cell(
+        "c-only",
+        "h",
+        {"a": "M @ h", "h_new": "tanh(a)"},
+        constants={"gamma": 0.5},
+        matrices={"M": "W - gamma * I"},
+    )
+    assert cell.constants == (("gamma", 0.5),) and cell.matrices[0].identity == -0.5
