@@ -34,7 +34,7 @@ MAMBA_D_STATE = 4
 
 def _matrix(name: str, text: str, constants: Mapping[str, float]) -> MatrixDef:
     line = parse_matrix(text, dict(constants))
-    return MatrixDef(name, line.terms, line.identity)
+    return MatrixDef(name, line.terms, line.identity, line.heads)
 
 
 def antisymmetric_rnn(

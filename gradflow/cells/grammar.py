@@ -47,6 +47,7 @@ MAX_CONSTANT = 1e12  #: largest number literal
 MAX_BITS = 1024  #: largest integer numerator/denominator a constant may grow to
 MAX_CONSTANT_VALUE = 1e100  #: largest size of a constant sub-expression, e.g. ``exp(230)``
 MAX_PERIODIC_ARGUMENT = 1e6  #: largest constant argument of ``sin``/``cos``
+MAX_HEADS = 4096  #: largest number of heads of a block-diagonal weight (F2)
 KNOWN = ", ".join(sorted(FUNCTIONS))
 _FUNCTION_CLASSES = tuple(f for f in FUNCTIONS.values() if isinstance(f, type))
 
@@ -431,6 +432,7 @@ class MatrixLine:
 
     terms: tuple[tuple[float, str, bool], ...]
     identity: float
+    heads: tuple[tuple[str, int], ...] = ()
 
 
 def parse_matrix(value: object, constants: dict[str, float] | None = None) -> MatrixLine:
@@ -471,13 +473,20 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
             if node.id == "I":
                 return {("I", False): 1.0}
             try:
-                return {(check_name(node.id, "weight"), False): 1.0}
+                plain.add(check_name(node.id, "weight"))
             except CellError as err:
                 raise GrammarError(str(err)) from None
+            return {(node.id, False): 1.0}
         if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
             inner = walk(node.operand, depth + 1)
             sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
             return sign * inner if isinstance(inner, float) else scale(inner, sign)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "heads"
+        ):
+            return heads_call(node)
         if isinstance(node, ast.Call):
             if (
                 not isinstance(node.func, ast.Name)
@@ -485,7 +494,9 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
                 or node.keywords
                 or len(node.args) != 1
             ):
-                raise GrammarError("the only call in a matrix definition is transpose(M)")
+                raise GrammarError(
+                    "the only calls in a matrix definition are transpose(M) and heads(K, H)"
+                )
             inner = walk(node.args[0], depth + 1)
             if isinstance(inner, float):
                 raise GrammarError("transpose(...) takes a matrix, not a number")
@@ -526,7 +537,34 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
             raise GrammarError("a matrix definition uses only + - * / by numbers and transpose")
         raise GrammarError(f"{type(node).__name__} is not allowed in a matrix definition")
 
+    found: dict[str, int] = {}
+    plain: set[str] = set()
+
+    def heads_call(node: ast.Call) -> _Linear:
+        args = node.args
+        if (
+            node.keywords
+            or len(args) != 2
+            or not isinstance(args[0], ast.Name)
+            or not isinstance(args[1], ast.Constant)
+            or isinstance(args[1].value, bool)
+            or not isinstance(args[1].value, int)
+            or not 1 <= args[1].value <= MAX_HEADS
+        ):
+            raise GrammarError(
+                f"heads(K, H) takes a weight name and a number of heads 1..{MAX_HEADS}"
+            )
+        try:
+            name = check_name(args[0].id, "weight")
+        except CellError as err:
+            raise GrammarError(str(err)) from None
+        if found.setdefault(name, args[1].value) != args[1].value:
+            raise GrammarError(f"{name!r} is given {found[name]} and {args[1].value} heads")
+        return {(name, False): 1.0}
+
     result = walk(tree, 0)
+    if both := sorted(plain & set(found)):
+        raise GrammarError(f"{both[0]!r} is used both as heads({both[0]}, H) and as a whole matrix")
     if isinstance(result, float):
         raise GrammarError("a matrix definition must hold a weight or I, not only numbers")
     for c in result.values():
@@ -534,4 +572,5 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
             raise GrammarError("a coefficient of the matrix definition is not a finite number")
     identity = result.pop(("I", False), 0.0)
     terms = tuple((c, w, t) for (w, t), c in result.items() if c != 0.0)
-    return MatrixLine(terms, identity)
+    used = {w for _, w, _ in terms}
+    return MatrixLine(terms, identity, tuple((w, h) for w, h in found.items() if w in used))

@@ -142,6 +142,9 @@ class MatrixDef:
     name: str
     terms: tuple[tuple[float, str, bool], ...]
     identity: float = 0.0
+    #: ``(weight, H)`` for weights stored as ``H`` diagonal blocks (F2, ``heads(K, H)``): the
+    #: parameter has shape ``(H, n/H, n/H)`` and stands for ``blockdiag(K[0], ..., K[H-1])``
+    heads: tuple[tuple[str, int], ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -150,7 +153,12 @@ class MatrixDef:
 
     def text(self) -> str:
         """``W_h - transpose(W_h) - 0.05*I``: the definition as a cell file writes it."""
-        parts = [(c, f"transpose({w})" if t else w) for c, w, t in self.terms]
+        blocks = dict(self.heads)
+
+        def shown(w: str) -> str:
+            return f"heads({w}, {blocks[w]})" if w in blocks else w
+
+        parts = [(c, f"transpose({shown(w)})" if t else shown(w)) for c, w, t in self.terms]
         if self.identity:
             parts.append((self.identity, IDENTITY))
         out = ""
@@ -164,10 +172,28 @@ class MatrixDef:
     def evaluate(self, params: Mapping[str, Any], n: int) -> Any:
         """The numeric ``(n, n)`` matrix (NumPy) from the parameters by name."""
         out = self.identity * np.eye(n)
+        blocks = dict(self.heads)
         for c, w, t in self.terms:
             a = np.asarray(params[w], dtype=np.float64)
+            if w in blocks:
+                a = block_diagonal(a, n, w)
             out = out + c * (a.T if t else a)
         return out
+
+
+def block_diagonal(blocks: Any, n: int, name: str = "weight") -> Any:
+    """The ``(n, n)`` block-diagonal matrix of ``H`` blocks ``(H, n/H, n/H)`` (F2, heads)."""
+    a = np.asarray(blocks, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[0] * a.shape[1] != n:
+        raise CellError(
+            f"{name}: heads blocks must have shape (H, n/H, n/H) with H n/H = n = {n}; "
+            f"got {a.shape}"
+        )
+    size = a.shape[1]
+    out = np.zeros((n, n))
+    for k in range(a.shape[0]):
+        out[k * size : (k + 1) * size, k * size : (k + 1) * size] = a[k]
+    return out
 
 
 def _short(name: str, limit: int = 40) -> str:
@@ -192,8 +218,18 @@ class Parameter:
     shape: tuple[str, ...]  # in the symbols "n" and "d"
 
     def numeric_shape(self, n: int, d: int) -> tuple[int, ...]:
+        """The shape for hidden size ``n`` and input size ``d``; a heads weight (F2) is
+        ``("H", "n/H", "n/H")`` with ``H`` a number."""
         sizes = {"n": n, "d": d}
-        return tuple(sizes[s] for s in self.shape)
+        out = []
+        for s in self.shape:
+            if s in sizes:
+                out.append(sizes[s])
+            elif s.startswith("n/"):
+                out.append(n // int(s[2:]))
+            else:
+                out.append(int(s))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -275,6 +311,7 @@ class Cell:
         params: dict[str, str] = {}
         weight_cols: dict[str, str] = {}
         self._validate_matrices(defined, node_names, params, weight_cols)
+        heads_of = {w: h for m in self.matrices for w, h in m.heads}
         for node in self.nodes:
             if not isinstance(node, Affine | Elementwise):
                 raise self.error_at(f"unknown node type {type(node).__name__}")
@@ -330,6 +367,11 @@ class Cell:
                     cols = "d" if src == self.input else "n"
                     if params.get(w) == "matrix":  # square (n x n): on the input, d = n
                         continue
+                    if w in heads_of:
+                        raise fail(
+                            f"{w!r} is stored as heads blocks; use it through a matrix "
+                            f'definition such as R = "heads({w}, {heads_of[w]})"'
+                        )
                     use_param(w, "weight")
                     if weight_cols.setdefault(w, cols) != cols:
                         raise fail(
@@ -397,6 +439,7 @@ class Cell:
         weight_cols: dict[str, str],
     ) -> None:
         """Matrix definitions (F4): each reads weight parameters (square, ``n x n``) and ``I``."""
+        heads: dict[str, int] = {}
         for mat in self.matrices:
             if not isinstance(mat, MatrixDef):
                 raise self.error_at(f"unknown matrix definition {type(mat).__name__}", "matrices")
@@ -432,7 +475,20 @@ class Cell:
                 if params.setdefault(w, "weight") != "weight":
                     raise fail(f"{w!r} is a matrix, not a weight (matrices read weights only)")
                 weight_cols[w] = "n"  # transposes and I need square weights
+            for w, h in mat.heads:
+                if not isinstance(h, int) or h < 1 or w not in mat.weights:
+                    raise fail(f"heads({w}, {h}): H must be a positive int")
+                if heads.setdefault(w, h) != h:
+                    raise fail(f"{w!r} is stored with {heads[w]} heads elsewhere, not {h}")
             params[mat.name] = "matrix"
+        plain = {w for m in self.matrices for w in m.weights if w not in dict(m.heads)}
+        if clash := sorted(plain & set(heads)):
+            raise self.error_at(
+                f"{clash[0]!r} is stored as heads blocks; write heads({clash[0]}, "
+                f"{heads[clash[0]]}) wherever it is used",
+                "matrices",
+                "matrices",
+            )
 
     # -- structure ------------------------------------------------------------------------
     @cached_property
@@ -450,6 +506,8 @@ class Cell:
                     if w in matrices:
                         for mw in matrices[w].weights:
                             out.setdefault(mw, Parameter(mw, "weight", ("n", "n")))
+                        for mw, h in matrices[w].heads:
+                            out[mw] = Parameter(mw, "weight", (str(h), f"n/{h}", f"n/{h}"))
                         continue
                     cols = "d" if src == self.input else "n"
                     out.setdefault(w, Parameter(w, "weight", ("n", cols)))
@@ -459,7 +517,13 @@ class Cell:
                 for sym in sorted(node.expr.free_symbols, key=str):
                     if str(sym) not in self._vectors:
                         out.setdefault(str(sym), Parameter(str(sym), "vector", ("n",)))
-        return tuple(out.values())
+        # heads weights (F2) last: the first parameter gives n from its rows
+        return tuple(sorted(out.values(), key=lambda p: len(p.shape) == 3))
+
+    @cached_property
+    def heads(self) -> Mapping[str, int]:
+        """Weights stored as diagonal blocks (F2) and their number of heads ``H``."""
+        return {w: h for m in self.matrices for w, h in m.heads}
 
     @cached_property
     def matrix_map(self) -> Mapping[str, MatrixDef]:

@@ -60,7 +60,16 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     for s in cell.state:
         syms[s] = values[s] = vec(s, n)
     for p in cell.parameters:
-        if p.kind == "weight":
+        if p.kind == "weight" and len(p.shape) == 3:  # heads blocks (F2): rows of all blocks
+            heads, size, _ = p.numeric_shape(n, d)
+            if heads * size != n:
+                raise CellError(f"cell {cell.name!r}: n = {n} is not a multiple of {heads} heads")
+            syms[p.name] = [
+                [sp.Symbol(f"{p.name}_{k + 1}{i + 1}{j + 1}", real=True) for j in range(size)]
+                for k in range(heads)
+                for i in range(size)
+            ]
+        elif p.kind == "weight":
             rows, cols = p.numeric_shape(n, d)
             syms[p.name] = [
                 [sp.Symbol(f"{p.name}_{i + 1}{j + 1}", real=True) for j in range(cols)]
@@ -71,8 +80,12 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     matrices: dict[str, sp.Matrix] = {}
     for mat in cell.matrices:  # F4: the matrix written out from its weights' symbols
         total = sp.Float(mat.identity) * sp.eye(n)
+        heads = dict(mat.heads)
         for c, w, transposed in mat.terms:
             entry = sp.Matrix(syms[w])
+            if w in heads:  # the blocks on the diagonal
+                size = n // heads[w]
+                entry = sp.diag(*(entry[k * size : (k + 1) * size, :] for k in range(heads[w])))
             total += sp.Float(c) * (entry.T if transposed else entry)
         matrices[mat.name] = total
     work = 0

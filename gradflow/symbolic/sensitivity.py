@@ -159,6 +159,9 @@ class ParameterUse:
     #: ``M = ... + c W (or c W^T) + ...`` (F4): its gradient is ``c G`` (``c G^T``), ``G`` that
     #: of ``M``; empty when every use is the weight itself
     scales: tuple[tuple[float, bool], ...] = ()
+    #: for a weight stored as heads blocks (F2), their number ``H``: its gradient is the
+    #: ``(H, n/H, n/H)`` diagonal blocks of the dense one
+    heads: int = 0
 
 
 @dataclass(frozen=True)
@@ -233,6 +236,7 @@ def parameter_derivatives(cell: Cell) -> ParameterDerivatives:
             p.kind,
             tuple(uses[p.name]) if p.kind != "vector" else ((p.name, None),),
             scaled(p.name) if p.kind == "weight" else (),
+            cell.heads.get(p.name, 0),
         )
         for p in cell.parameters
     )
