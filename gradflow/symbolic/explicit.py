@@ -80,12 +80,12 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     matrices: dict[str, sp.Matrix] = {}
     for mat in cell.matrices:  # F4: the matrix written out from its weights' symbols
         total = sp.Float(mat.identity) * sp.eye(n)
-        heads = dict(mat.heads)
+        blocks = dict(mat.heads)
         for c, w, transposed in mat.terms:
             entry = sp.Matrix(syms[w])
-            if w in heads:  # the blocks on the diagonal
-                size = n // heads[w]
-                entry = sp.diag(*(entry[k * size : (k + 1) * size, :] for k in range(heads[w])))
+            if w in blocks:  # the blocks on the diagonal
+                size = n // blocks[w]
+                entry = sp.diag(*(entry[k * size : (k + 1) * size, :] for k in range(blocks[w])))
             total += sp.Float(c) * (entry.T if transposed else entry)
         matrices[mat.name] = total
     work = 0
