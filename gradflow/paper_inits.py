@@ -165,7 +165,8 @@ def _mamba(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | 
     (inverse softplus), ``dt_proj.weight ~ U(-R^-1/2, R^-1/2)`` with ``R = ceil(n / 32)``
     (``dt_rank = ceil(d_model / 16)``, ``d_inner = 2 d_model``), ``x_proj`` the ``nn.Linear``
     default ``U(-1/sqrt(n), 1/sqrt(n))``; ``W_dt = dt_proj.weight @ x_proj.weight[:R]`` and
-    row-tied ``W_Bj`` as :func:`~gradflow.cells.dynamical.mamba_s6_params` builds them;
+    the rows ``w_Bj = x_proj.weight[R + j]`` as
+    :func:`~gradflow.cells.dynamical.mamba_s6_params` builds them;
     ``W_in = I`` (the bare recurrence; for ``d != n`` the ``nn.Linear`` default)
     [gu2023mamba]."""
     d_state = len(cell.state)

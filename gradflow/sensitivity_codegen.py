@@ -184,6 +184,8 @@ def _gen_param_vjp(cell: Cell) -> list[str]:
                 parts[k] = outer if c == 1.0 else f"{float(c)!r} * ({outer})"
             if use.heads:  # heads blocks (F2): the diagonal blocks of the dense gradient
                 parts = [f"_blocks({' + '.join(parts)}, {use.heads})"]
+            if use.rows:  # one row for every unit (F9): the column sums
+                parts = [f"({' + '.join(parts)}).sum(axis=-2)"]
         elif use.kind == "bias":
             parts = [f"g_{a}" for a, _ in use.uses]
         else:
@@ -216,7 +218,7 @@ class SensitivityKernels:
         for p in self.cell.parameters:
             a = np.asarray(params[p.name], dtype=dtype)
             q[p.name] = xp.asarray(a)
-            if a.ndim == 3:  # heads blocks (F2): used through their matrix definition only
+            if a.ndim == 3 or p.name in self.cell.rows:  # F2, F9: through their matrices only
                 continue
             n = int(a.shape[0])
             if p.kind == "weight" and p.shape[1] == "d":

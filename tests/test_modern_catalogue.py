@@ -86,7 +86,7 @@ def _cell_and_params(fixture: str) -> tuple[Cell, Arrays, Arrays, np.ndarray, di
         cell = cornn(**hyper, explicit=fixture == "cornn-explicit")
         return cell, _cornn_params(p, n, d), ref, x, record
     if fixture == "mamba-s6":
-        # Mamba's x_proj/dt_proj/A_log as the cell's W_dt (low-rank product), row-tied W_Bj
+        # Mamba's x_proj/dt_proj/A_log as the cell's W_dt (low-rank product), rows w_Bj
         # and A_log columns; W_in = I (the bare recurrence, d = n): docs §3.7
         cell = mamba_s6(int(hyper["d_state"]))
         return cell, mamba_s6_params(p), ref, x, record

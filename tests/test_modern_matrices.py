@@ -222,7 +222,7 @@ def test_identity_uses_the_input_unit_by_unit() -> None:
         ("W @ P", "products of two matrices"),
         ("W * P", "products of two matrices"),
         ("W + 1", "a number cannot be added to a matrix"),
-        ("tanh(W)", r"the only calls in a matrix definition are transpose\(M\) and heads"),
+        ("tanh(W)", r"the only calls in a matrix definition are transpose\(M\), heads"),
         ("transpose(2)", "takes a matrix, not a number"),
         ("2 * 3", "must hold a weight or I"),
         ("W.T", "not allowed in a matrix definition"),
@@ -425,4 +425,93 @@ def test_hidden_size_not_a_multiple_of_heads_is_one_line() -> None:
     p = {"V": np.ones((5, 2)), "K": np.ones((2, 2, 2))}
     with pytest.raises(GradflowError, match="heads blocks must have shape") as err:
         analyze(cell, p, np.zeros((2, 1, 2)))
+    assert "\n" not in str(err.value)
+
+
+# ---- F9: one row broadcast over the units ----------------------------------------------------
+
+
+@given(n=st.integers(1, 4), on_state=st.booleans(), seed=st.integers(0, 2**32 - 1))
+@settings(max_examples=15, deadline=None)
+def test_random_rows_cells_jacobian_and_gradient_vs_finite_differences(
+    n: int, on_state: bool, seed: int
+) -> None:
+    # B = rows(w) = 1_n w^T: the scalar w . v reaches every unit (Mamba's B_t[j]); J_t and
+    # v^T ds/dw vs central differences (atol 1e-7, as above)
+    from gradflow.sensitivity_codegen import compile_sensitivity
+
+    src = "h" if on_state else "u"
+    cell = define_cell(
+        "random-rows",
+        "h",
+        {
+            "u": "V @ x + c",
+            "s": f"B @ {src}",
+            "a": "U @ h + W @ x + b",
+            "h_new": "sigmoid(a) * h + s * tanh(u)",
+        },
+        matrices={"B": "rows(w)"},
+    )
+    rng = np.random.default_rng(seed)
+    d = 2
+    p = initialise(cell, n, d, Init(scheme="gaussian", sigma_b=0.3), rng)
+    assert p["w"].shape == (n,)
+    x = rng.standard_normal((2, 2, d))
+    states = rollout(cell, p, x)
+    J = state_jacobians(cell, p, x)
+    for j in range(n):
+        s_plus, s_minus = states[1].copy(), states[1].copy()
+        s_plus[:, j] += FD
+        s_minus[:, j] -= FD
+        fd = (rollout(cell, p, x[1:2], s0=s_plus)[1] - rollout(cell, p, x[1:2], s0=s_minus)[1]) / (
+            2 * FD
+        )
+        np.testing.assert_allclose(J[1][:, :, j], fd, rtol=0, atol=1e-7)
+    kern = compile_sensitivity(cell)
+    q = kern.pack(p)
+    s = states[1][:1]
+    v = rng.standard_normal(n)
+    grad = np.asarray(kern.param_vjp(v[None, :], kern.values(s, x[1, :1], q), q)["w"])[0]
+    fd_w = np.zeros(n)
+    for i in range(n):
+        plus, minus = {**p, "w": p["w"].copy()}, {**p, "w": p["w"].copy()}
+        plus["w"][i] += FD
+        minus["w"][i] -= FD
+        f_plus = rollout(cell, plus, x[1:2, :1], s0=s)[1, 0] @ v
+        fd_w[i] = (f_plus - rollout(cell, minus, x[1:2, :1], s0=s)[1, 0] @ v) / (2 * FD)
+    np.testing.assert_allclose(grad, fd_w, rtol=0, atol=1e-7)
+
+
+def test_rows_jacobian_vs_explicit_sympy() -> None:
+    cell = define_cell(
+        "rows-explicit",
+        "h",
+        {"s": "B @ h", "a": "U @ h + W @ x", "h_new": "tanh(a) * s"},
+        matrices={"B": "rows(w) - 0.5 * I"},
+    )
+    rng = np.random.default_rng(2)
+    p = initialise(cell, 3, 2, Init(scheme="gaussian"), rng)
+    x = rng.standard_normal((2, 1, 2))
+    states = rollout(cell, p, x)
+    J = state_jacobians(cell, p, x)
+    step = explicit_step(cell, 3, 2)
+    for t in range(2):
+        np.testing.assert_allclose(
+            J[t, 0], _numeric(step, cell, p, x[t, 0], states[t, 0]), rtol=0, atol=1e-12
+        )
+
+
+@pytest.mark.parametrize(
+    ("equations", "matrices", "match"),
+    [
+        ({"a": "w @ h + B @ h", "h_new": "tanh(a)"}, {"B": "rows(w)"}, "stored as one row"),
+        ({"a": "B @ h", "h_new": "tanh(a)"}, {"B": "rows(w) + w"}, "used both as rows"),
+        ({"a": "B @ h", "h_new": "tanh(a)"}, {"B": "rows(w, 2)"}, "rows\\(w\\) takes one"),
+    ],
+)
+def test_rows_errors_are_one_line(
+    equations: dict[str, str], matrices: dict[str, str], match: str
+) -> None:
+    with pytest.raises(EquationError, match=match) as err:
+        define_cell("bad", "h", equations, matrices=matrices)
     assert "\n" not in str(err.value)

@@ -5,8 +5,8 @@ recurrence applies ``W_h - W_h^T - gamma I`` or ``(1 - beta)(M + M^T) + beta (M 
 while the trained parameter is ``W_h`` or ``M``; the derivation keeps the built matrix as one
 symbol (``diag(v) @ M_h``) and the parameter gradients go through it to the trained weights.
 ``mamba_s6`` stacks the columns of Mamba's ``(d_inner, d_state)`` state as ``d_state`` state
-vectors (F5) and writes the per-step scalar ``B_t[j]`` broadcast over the channels (F9) as a
-row-tied weight (:func:`mamba_s6_params` builds it from Mamba's tensors).
+vectors (F5) and writes the per-step scalar ``B_t[j]`` broadcast over the channels (F9) as the
+matrix ``rows(w_Bj)`` (:func:`mamba_s6_params` builds the parameters from Mamba's tensors).
 
 References:
     [chang2019antisymmetric] AntisymmetricRNN; [erichson2021lipschitz] Lipschitz RNN;
@@ -34,7 +34,7 @@ MAMBA_D_STATE = 4
 
 def _matrix(name: str, text: str, constants: Mapping[str, float]) -> MatrixDef:
     line = parse_matrix(text, dict(constants))
-    return MatrixDef(name, line.terms, line.identity, line.heads)
+    return MatrixDef(name, line.terms, line.identity, line.heads, line.rows)
 
 
 def antisymmetric_rnn(
@@ -128,11 +128,12 @@ def mamba_s6(d_state: int = MAMBA_D_STATE) -> Cell:
     ``d = n = d_inner``), ``delta = softplus(W_dt u + dt_bias)``, ``B_t[j] = w_Bj . u`` and
     ``A[:, j] = -exp(A_log_j)``, column ``j`` of the state is
     ``h_j' = exp(delta * A[:, j]) * h_j + delta * u * B_t[j]``: the zero-order hold of ``A``
-    and the Euler rule ``delta B u`` of ``selective_scan_ref``. ``W_dt`` is the low-rank
-    product ``dt_proj.weight @ x_proj.weight[:R]`` and ``W_Bj`` the row-tied matrix
-    ``1_n x_proj.weight[R + j]`` (every row the same): :func:`mamba_s6_params` builds them
-    from Mamba's tensors (their gradients are in these coordinates). ``J_t`` is diagonal and
-    depends on the inputs only.
+    and the Euler rule ``delta B u`` of ``selective_scan_ref``. ``B_t[j]`` is one scalar per
+    step broadcast over the channels (F9): the matrix ``B{j} = rows(w_B{j})`` is
+    ``1_n w_Bj^T`` with ``w_Bj = x_proj.weight[R + j]`` stored as it is. ``W_dt`` is the
+    low-rank product ``dt_proj.weight @ x_proj.weight[:R]`` taken as one weight (its gradient
+    is in that coordinate). :func:`mamba_s6_params` builds the parameters from Mamba's tensors.
+    ``J_t`` is diagonal and depends on the inputs only.
 
     References:
         [gu2023mamba] Gu & Dao (2023), arXiv:2312.00752, Algorithm 2 and eq. (4).
@@ -146,7 +147,7 @@ def mamba_s6(d_state: int = MAMBA_D_STATE) -> Cell:
     ]
     for j in range(d_state):
         eqs += [
-            (f"b_{j}", f"W_B{j} @ u"),
+            (f"b_{j}", f"B{j} @ u"),
             (f"A_{j}", f"-exp(A_log{j})"),
             (f"h{j}_new", f"exp(delta * A_{j}) * h{j} + delta * u * b_{j}"),
         ]
@@ -155,6 +156,7 @@ def mamba_s6(d_state: int = MAMBA_D_STATE) -> Cell:
         state=tuple(f"h{j}" for j in range(d_state)),
         nodes=_nodes(eqs),
         update=tuple((f"h{j}", f"h{j}_new") for j in range(d_state)),
+        matrices=tuple(_matrix(f"B{j}", f"rows(w_B{j})", {}) for j in range(d_state)),
         reference=(
             "Gu & Dao (2023), Mamba: linear-time sequence modeling with selective state spaces, "
             "arXiv:2312.00752, Algorithm 2 (S6), as selective_scan_ref computes it: "
@@ -192,7 +194,7 @@ def mamba_s6_params(
         "dt_bias": np.asarray(tensors["dt_proj.bias"], dtype=np.float64),
     }
     for j in range(d_state):
-        out[f"W_B{j}"] = np.tile(x_proj[rank + j], (n, 1))
+        out[f"w_B{j}"] = x_proj[rank + j].copy()
         out[f"A_log{j}"] = a_log[:, j].copy()
     return out
 

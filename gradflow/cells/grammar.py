@@ -433,6 +433,7 @@ class MatrixLine:
     terms: tuple[tuple[float, str, bool], ...]
     identity: float
     heads: tuple[tuple[str, int], ...] = ()
+    rows: tuple[str, ...] = ()
 
 
 def parse_matrix(value: object, constants: dict[str, float] | None = None) -> MatrixLine:
@@ -487,6 +488,18 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
             and node.func.id == "heads"
         ):
             return heads_call(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "rows"
+        ):
+            if node.keywords or len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+                raise GrammarError("rows(w) takes one weight name")
+            try:
+                row_names.add(check_name(node.args[0].id, "weight"))
+            except CellError as err:
+                raise GrammarError(str(err)) from None
+            return {(node.args[0].id, False): 1.0}
         if isinstance(node, ast.Call):
             if (
                 not isinstance(node.func, ast.Name)
@@ -495,7 +508,8 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
                 or len(node.args) != 1
             ):
                 raise GrammarError(
-                    "the only calls in a matrix definition are transpose(M) and heads(K, H)"
+                    "the only calls in a matrix definition are transpose(M), heads(K, H) "
+                    "and rows(w)"
                 )
             inner = walk(node.args[0], depth + 1)
             if isinstance(inner, float):
@@ -539,6 +553,7 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
 
     found: dict[str, int] = {}
     plain: set[str] = set()
+    row_names: set[str] = set()
 
     def heads_call(node: ast.Call) -> _Linear:
         args = node.args
@@ -565,6 +580,8 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
     result = walk(tree, 0)
     if both := sorted(plain & set(found)):
         raise GrammarError(f"{both[0]!r} is used both as heads({both[0]}, H) and as a whole matrix")
+    if both := sorted((plain | set(found)) & row_names):
+        raise GrammarError(f"{both[0]!r} is used both as rows({both[0]}) and as a matrix")
     if isinstance(result, float):
         raise GrammarError("a matrix definition must hold a weight or I, not only numbers")
     for c in result.values():
@@ -573,4 +590,9 @@ def parse_matrix(value: object, constants: dict[str, float] | None = None) -> Ma
     identity = result.pop(("I", False), 0.0)
     terms = tuple((c, w, t) for (w, t), c in result.items() if c != 0.0)
     used = {w for _, w, _ in terms}
-    return MatrixLine(terms, identity, tuple((w, h) for w, h in found.items() if w in used))
+    return MatrixLine(
+        terms,
+        identity,
+        tuple((w, h) for w, h in found.items() if w in used),
+        tuple(sorted(row_names & used)),
+    )

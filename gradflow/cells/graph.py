@@ -145,6 +145,9 @@ class MatrixDef:
     #: ``(weight, H)`` for weights stored as ``H`` diagonal blocks (F2, ``heads(K, H)``): the
     #: parameter has shape ``(H, n/H, n/H)`` and stands for ``blockdiag(K[0], ..., K[H-1])``
     heads: tuple[tuple[str, int], ...] = ()
+    #: weights stored as one row ``w`` of shape ``(n,)`` and used as ``1_n w^T`` (F9,
+    #: ``rows(w)``): every unit receives the same scalar ``w . v`` per step
+    rows: tuple[str, ...] = ()
 
     @property
     def weights(self) -> tuple[str, ...]:
@@ -156,6 +159,8 @@ class MatrixDef:
         blocks = dict(self.heads)
 
         def shown(w: str) -> str:
+            if w in self.rows:
+                return f"rows({w})"
             return f"heads({w}, {blocks[w]})" if w in blocks else w
 
         parts = [(c, f"transpose({shown(w)})" if t else shown(w)) for c, w, t in self.terms]
@@ -177,6 +182,10 @@ class MatrixDef:
             a = np.asarray(params[w], dtype=np.float64)
             if w in blocks:
                 a = block_diagonal(a, n, w)
+            elif w in self.rows:
+                if a.shape != (n,):
+                    raise CellError(f"{w}: rows(w) needs w of shape (n,) = ({n},); got {a.shape}")
+                a = np.tile(a, (n, 1))
             out = out + c * (a.T if t else a)
         return out
 
@@ -312,6 +321,7 @@ class Cell:
         weight_cols: dict[str, str] = {}
         self._validate_matrices(defined, node_names, params, weight_cols)
         heads_of = {w: h for m in self.matrices for w, h in m.heads}
+        rows_of = {w for m in self.matrices for w in m.rows}
         for node in self.nodes:
             if not isinstance(node, Affine | Elementwise):
                 raise self.error_at(f"unknown node type {type(node).__name__}")
@@ -367,6 +377,11 @@ class Cell:
                     cols = "d" if src == self.input else "n"
                     if params.get(w) == "matrix":  # square (n x n): on the input, d = n
                         continue
+                    if w in rows_of:
+                        raise fail(
+                            f"{w!r} is stored as one row; use it through a matrix definition "
+                            f'such as B = "rows({w})"'
+                        )
                     if w in heads_of:
                         raise fail(
                             f"{w!r} is stored as heads blocks; use it through a matrix "
@@ -481,11 +496,18 @@ class Cell:
                 if heads.setdefault(w, h) != h:
                     raise fail(f"{w!r} is stored with {heads[w]} heads elsewhere, not {h}")
             params[mat.name] = "matrix"
-        plain = {w for m in self.matrices for w in m.weights if w not in dict(m.heads)}
+        plain = {w for m in self.matrices for w in m.weights if w not in (*dict(m.heads), *m.rows)}
         if clash := sorted(plain & set(heads)):
             raise self.error_at(
                 f"{clash[0]!r} is stored as heads blocks; write heads({clash[0]}, "
                 f"{heads[clash[0]]}) wherever it is used",
+                "matrices",
+                "matrices",
+            )
+        rows = {w for m in self.matrices for w in m.rows}
+        if clash := sorted((plain | set(heads)) & rows):
+            raise self.error_at(
+                f"{clash[0]!r} is stored as one row; write rows({clash[0]}) wherever it is used",
                 "matrices",
                 "matrices",
             )
@@ -508,6 +530,8 @@ class Cell:
                             out.setdefault(mw, Parameter(mw, "weight", ("n", "n")))
                         for mw, h in matrices[w].heads:
                             out[mw] = Parameter(mw, "weight", (str(h), f"n/{h}", f"n/{h}"))
+                        for mw in matrices[w].rows:
+                            out[mw] = Parameter(mw, "weight", ("n",))
                         continue
                     cols = "d" if src == self.input else "n"
                     out.setdefault(w, Parameter(w, "weight", ("n", cols)))
@@ -519,6 +543,11 @@ class Cell:
                         out.setdefault(str(sym), Parameter(str(sym), "vector", ("n",)))
         # heads weights (F2) last: the first parameter gives n from its rows
         return tuple(sorted(out.values(), key=lambda p: len(p.shape) == 3))
+
+    @cached_property
+    def rows(self) -> frozenset[str]:
+        """Weights stored as one row and used as ``1_n w^T`` (F9)."""
+        return frozenset(w for m in self.matrices for w in m.rows)
 
     @cached_property
     def heads(self) -> Mapping[str, int]:

@@ -350,7 +350,7 @@ def _matrices(
                 if isinstance(n, ast.Name)
             }
             used |= names & set(constants)
-        out.append(MatrixDef(str(key), line.terms, line.identity, line.heads))
+        out.append(MatrixDef(str(key), line.terms, line.identity, line.heads, line.rows))
     return tuple(out)
 
 

@@ -69,6 +69,8 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
                 for k in range(heads)
                 for i in range(size)
             ]
+        elif p.kind == "weight" and len(p.shape) == 1:  # rows(w) (F9): one row
+            syms[p.name] = vec(p.name, n)
         elif p.kind == "weight":
             rows, cols = p.numeric_shape(n, d)
             syms[p.name] = [
@@ -86,6 +88,8 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             if w in blocks:  # the blocks on the diagonal
                 size = n // blocks[w]
                 entry = sp.diag(*(entry[k * size : (k + 1) * size, :] for k in range(blocks[w])))
+            elif w in mat.rows:  # one row w^T for every unit (F9)
+                entry = sp.Matrix([list(syms[w])] * n)
             total += sp.Float(c) * (entry.T if transposed else entry)
         matrices[mat.name] = total
     work = 0

@@ -162,6 +162,9 @@ class ParameterUse:
     #: for a weight stored as heads blocks (F2), their number ``H``: its gradient is the
     #: ``(H, n/H, n/H)`` diagonal blocks of the dense one
     heads: int = 0
+    #: for a weight stored as one row ``w`` (F9, ``rows(w)`` = ``1_n w^T``): its gradient is
+    #: the column sums of the dense one
+    rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -237,6 +240,7 @@ def parameter_derivatives(cell: Cell) -> ParameterDerivatives:
             tuple(uses[p.name]) if p.kind != "vector" else ((p.name, None),),
             scaled(p.name) if p.kind == "weight" else (),
             cell.heads.get(p.name, 0),
+            p.name in cell.rows,
         )
         for p in cell.parameters
     )
