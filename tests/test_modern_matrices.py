@@ -515,3 +515,35 @@ def test_rows_errors_are_one_line(
     with pytest.raises(EquationError, match=match) as err:
         define_cell("bad", "h", equations, matrices=matrices)
     assert "\n" not in str(err.value)
+
+
+def test_gated_antisymmetric_example_matches_the_torch_reference() -> None:
+    # examples/cells/antisymmetric-gated.toml against the fixture antisymmetric-rnn-gated
+    # (tests/reference/make_modern_reference.py, torch autograd, float64): weight_ih and bias
+    # hold the rows [h; z]; states, J_t and A_t = I to 1e-12 (as the catalogue test)
+    import json
+
+    from safetensors.numpy import load_file
+
+    root = Path(__file__).resolve().parents[1]
+    cell = load_cell_file(root / "examples" / "cells" / "antisymmetric-gated.toml")
+    data = root / "tests" / "data" / "modern_cells"
+    record = json.loads((data / "antisymmetric-rnn-gated.json").read_text())
+    assert record["hyperparameters"] == {"epsilon": 0.3, "gamma": 0.05}
+    assert dict(cell.constants) == {"eps": 0.3, "gamma": 0.05}
+    t = load_file(data / "antisymmetric-rnn-gated.safetensors")
+    ref = load_file(data / "antisymmetric-rnn-gated_reference.safetensors")
+    x = np.load(data / "antisymmetric-rnn-gated_inputs.npy")
+    n = int(record["hidden_size"])
+    p = {
+        "W_h": t["weight_hh"],
+        "V_h": t["weight_ih"][:n],
+        "V_z": t["weight_ih"][n:],
+        "b_h": t["bias"][:n],
+        "b_z": t["bias"][n:],
+    }
+    np.testing.assert_allclose(rollout(cell, p, x), ref["states"], rtol=0, atol=1e-12)
+    J = state_jacobians(cell, p, x)
+    np.testing.assert_allclose(J, ref["step_jacobians"], rtol=0, atol=1e-12)
+    A = state_jacobians(cell, p, x, path="additive")
+    np.testing.assert_allclose(A, ref["additive_jacobians"], rtol=0, atol=1e-12)

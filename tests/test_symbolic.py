@@ -194,8 +194,8 @@ def test_matrix_form_matches_explicit_and_finite_differences(name: str, n: int, 
 def test_every_cell_is_covered() -> None:
     """Every catalogue cell and both example user cells are in the parametrisation."""
     covered = {name for name, _, _ in _cases()}
-    assert covered == set(CATALOGUE) | {"leaky-rnn", "janet-example"}
-    assert set(USER_CELLS) == {"leaky-rnn", "janet-example"}
+    assert covered == set(CATALOGUE) | {"leaky-rnn", "janet-example", "antisymmetric-gated"}
+    assert set(USER_CELLS) == {"leaky-rnn", "janet-example", "antisymmetric-gated"}
     for name, cell in USER_CELLS.items():
         assert cell.name == name  # file stem and declared name agree
 
