@@ -97,6 +97,8 @@ def test_parameter_shapes_are_consistent(name: str) -> None:
     assert len(names) == len(set(names))
     for p in cell.parameters:
         allowed = {"weight": [(5, 3), (5, 5)], "bias": [(5,)], "vector": [(5,)]}[p.kind]
+        if p.name in cell.rows:  # rows(w) (F9): the one stored row of 1_n w^T
+            allowed = [(5,)]
         assert p.numeric_shape(5, 3) in allowed
     assert cell.state_size(5) == 5 * len(cell.state)
 
