@@ -127,7 +127,8 @@ def random_point(cell: Cell, n: int, d: int, rng: np.random.Generator):
     for p in cell.parameters:
         shape = p.numeric_shape(n, d)
         if p.kind == "weight":
-            params[p.name] = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), shape)
+            # fan-in: the last axis (a rows(w) weight (n,) and heads blocks included)
+            params[p.name] = rng.normal(0.0, 1.0 / np.sqrt(shape[-1]), shape)
         elif p.kind == "bias":
             params[p.name] = rng.normal(0.0, 0.5, shape)
         else:
