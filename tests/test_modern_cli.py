@@ -98,3 +98,40 @@ def test_bad_matrix_in_a_cell_file_is_one_line(tmp_path: Path) -> None:
     assert out.exit_code != 0
     assert "bad.toml:3: matrix 'M': products of two matrices" in out.output
     assert "Traceback" not in out.output
+
+
+def test_heads_and_rows_cell_file_loads_its_weight_file(tmp_path: Path) -> None:
+    # F2/F9 weights in a .npz: K (H, n/H, n/H) and w (n,) as stored; the CLI's result equals
+    # the Python API's (same code path: 1e-12 in log10); n not a multiple of H is one line
+    path = tmp_path / "hc.toml"
+    path.write_text(
+        'state = ["h"]\n[matrices]\nR = "heads(K, 2)"\nB = "rows(w)"\n'
+        '[equations]\ns = "B @ h"\na = "R @ h + V @ x + b"\nh_new = "tanh(a) + 0.1 * s"\n',
+        "utf-8",
+    )
+    rng = np.random.default_rng(0)
+    params = {
+        "K": rng.standard_normal((2, 2, 2)),
+        "V": rng.standard_normal((4, 3)),
+        "b": rng.standard_normal(4),
+        "w": rng.standard_normal(4),
+    }
+    x = rng.standard_normal((10, 2, 3))
+    np.savez(tmp_path / "w.npz", **params)
+    np.save(tmp_path / "x.npy", x)
+    args = ["analyze", "--cell-file", str(path), "--inputs", str(tmp_path / "x.npy")]
+    out = CliRunner().invoke(
+        cli, [*args, "--weights", str(tmp_path / "w.npz"), "--output", str(tmp_path / "o.json")]
+    )
+    assert out.exit_code == 0, out.output
+    got = np.array(_find(json.loads((tmp_path / "o.json").read_text()), "log10_spectral_norm"))
+    want = analyze(load_cell_file(path), params, x).log10_spectral_norm
+    np.testing.assert_allclose(got.astype(float), want, rtol=0, atol=1e-12)
+    params5 = {**params, "V": rng.standard_normal((5, 3)), "b": np.zeros(5), "w": np.zeros(5)}
+    np.savez(tmp_path / "w5.npz", **params5)
+    out = CliRunner().invoke(
+        cli, [*args, "--weights", str(tmp_path / "w5.npz"), "--output", str(tmp_path / "5.json")]
+    )
+    assert out.exit_code != 0 and "Traceback" not in out.output
+    assert "heads blocks must have shape (H, n/H, n/H) with H n/H = n = 5" in out.output
+    assert not (tmp_path / "5.json").exists()
