@@ -18,6 +18,10 @@ built, and refused when its size passes :data:`MAX_CONSTANT_VALUE` or, inside ``
 are read from that float, never from SymPy's assumptions, which may evaluate a number such as
 ``exp(exp(exp(100)))`` at unbounded precision.
 
+Matrix definitions (:func:`parse_matrix`) are linear combinations of weights,
+``transpose(...)``, ``heads(K, H)``, ``rows(w)`` and ``I``. One concept (the equation grammar),
+so longer than the usual module.
+
 Examples:
     >>> print(parse_line("(1 - alpha)*h + alpha*tanh(a)"))
     alpha*tanh(a) + h*(1 - alpha)

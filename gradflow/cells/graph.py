@@ -11,7 +11,12 @@ Every quantity of a cell is a vector of the hidden size ``n`` (the input has siz
 A :class:`Cell` lists its state vectors (``("h",)`` or ``("h", "c")``), its nodes in an order
 where each node uses only what comes before it, and which node becomes each state vector at the
 next step. Parameters and their shapes follow from the nodes; ``torch_layout`` records how a
-PyTorch module stacks them (tensor name -> row blocks in gate order).
+PyTorch module stacks them (tensor name -> row blocks in gate order). :class:`MatrixDef` s are
+matrices built from weights (``W - W^T - gamma I``, ``heads(K, H)``, ``rows(w)``) that affine
+nodes use like weights.
+
+One concept (the cell graph and every invariant of it, checked in one place), so longer than
+the usual module.
 """
 
 from __future__ import annotations

@@ -23,7 +23,8 @@ format's own rules (top-level keys, declared ``parameters``, the ``[update]`` ta
 the :class:`~gradflow.cells.graph.Cell`, which checks every cell invariant in one place, can name
 the file and line of the equation at fault. Every problem is an
 :class:`~gradflow.errors.EquationError` with a one-line message; docs/cell-files.md has the
-full format.
+full format. One concept (the cell file format and ``define_cell``), so longer than the usual
+module.
 
 Examples:
     >>> cell = define_cell(
