@@ -265,6 +265,34 @@ _REFS: dict[str, _Ref] = {
         "De, Smith, Fernando et al.",
         "arXiv:2402.19427",
     ),
+    "chang2019antisymmetric": (
+        "inproceedings",
+        "Chang, Bo and Chen, Minmin and Haber, Eldad and Chi, Ed H.",
+        "2019",
+        "{AntisymmetricRNN}: a dynamical system view on recurrent neural networks",
+        {"booktitle": "International Conference on Learning Representations (ICLR)"},
+        "Chang et al.",
+        "ICLR 2019, arXiv:1902.09689",
+    ),
+    "erichson2021lipschitz": (
+        "inproceedings",
+        "Erichson, N. Benjamin and Azencot, Omri and Queiruga, Alejandro and Hodgkinson, Liam "
+        "and Mahoney, Michael W.",
+        "2021",
+        "Lipschitz recurrent neural networks",
+        {"booktitle": "International Conference on Learning Representations (ICLR)"},
+        "Erichson et al.",
+        "ICLR 2021, arXiv:2006.12070",
+    ),
+    "gu2023mamba": (
+        "misc",
+        "Gu, Albert and Dao, Tri",
+        "2023",
+        "Mamba: linear-time sequence modeling with selective state spaces",
+        {"eprint": "2312.00752", "archiveprefix": "arXiv"},
+        "Gu & Dao",
+        "arXiv:2312.00752",
+    ),
     # ---- methods and theory -------------------------------------------------------------------
     "pascanu2013": (
         "inproceedings",

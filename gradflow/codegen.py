@@ -52,7 +52,7 @@ from sympy.printing.numpy import (
 from .backend import array_namespace
 from .cells.functions import sigmoid
 from .cells.graph import Affine, Cell, Elementwise
-from .errors import CellError, FactorError
+from .errors import CellError, FactorError, InputsError
 from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
 
 
@@ -458,6 +458,7 @@ class Kernels:
         if not cell.parameters:
             raise CellError(f"cell {cell.name!r} has no parameters to infer n from")
         n = int(np.shape(params[cell.parameters[0].name])[0])  # every parameter has n rows
+        params = cell.with_matrices(params, n)  # matrix definitions (F4) by value
         d = 0
         for nd in cell.nodes:
             if isinstance(nd, Affine):
@@ -493,6 +494,8 @@ class Kernels:
                 q[f"W:{p.name}"] = conv(params[p.name])
             elif p.kind == "vector":
                 q[f"V:{p.name}"] = conv(params[p.name])
+        for mat in cell.matrices:
+            q[f"W:{mat.name}"] = conv(params[mat.name])
         return q
 
     def input_projection(self, x: Any, q: Mapping[str, Any]) -> Any:
@@ -500,6 +503,12 @@ class Kernels:
 
         The bias is added in place: a chunk's projection is megabytes, and a second fresh
         array of that size costs its page faults again."""
+        if x.shape[-1] != q["U:x"].shape[0] and self.cell.matrices:
+            raise InputsError(
+                f"cell {self.cell.name!r} applies a square matrix (I or a matrix definition) "
+                f"to its input, so the input size d must be the hidden size "
+                f"{q['U:x'].shape[0]}; got d = {x.shape[-1]}"
+            )
         u = x @ q["U:x"]
         u += q["b:x"]
         return u

@@ -224,6 +224,15 @@ def _draw(
     if init.scheme in ("torch", "paper"):
         bound = 1.0 / math.sqrt(n)
         return rng.uniform(-bound, bound, size=shape)
+    if p.kind == "weight" and len(shape) == 1:  # rows(w) (F9): one row, fan-in n
+        return rng.standard_normal(shape) * (init.sigma_w / math.sqrt(n))
+    if p.kind == "weight" and len(shape) == 3:  # heads blocks (F2): each block as an n/H cell
+        heads, size, _ = shape
+        if init.scheme == "gaussian":
+            return rng.standard_normal(shape) * (init.sigma_w / math.sqrt(size))
+        if init.scheme == "orthogonal":
+            return init.sigma_w * np.stack([haar_orthogonal(size, rng) for _ in range(heads)])
+        return init.sigma_w * np.stack([np.eye(size)] * heads)
     if p.kind == "weight":
         if p.shape == ("n", "d"):
             return rng.standard_normal(shape) * (init.sigma_u / math.sqrt(d))

@@ -8,7 +8,8 @@ default" is PyTorch's ``U(-1/sqrt(fan_in), 1/sqrt(fan_in))`` for weights and bia
 References:
     [li2018indrnn], [westhuizen2018janet], [tallec2018chrono], [gu2020urlstm],
     [feng2024minrnn], [rusch2021cornn], [rusch2022lem], [chung2014], [beck2024xlstm],
-    [de2024griffin], [paszke2019].
+    [de2024griffin], [chang2019antisymmetric], [erichson2021lipschitz], [gu2023mamba],
+    [paszke2019].
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from collections.abc import Callable
 
 import numpy as np
 
+from .cells.dynamical import mamba_s6_params
 from .cells.graph import Cell
 from .errors import UsageError
 
@@ -131,6 +133,56 @@ def _rglru(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | 
     }
 
 
+def _antisymmetric(
+    cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | None
+) -> Arrays:
+    """AntisymmetricRNN (the paper's appendix C): input-to-hidden ``V_h ~ N(0, 1/d)``,
+    hidden-to-hidden ``W_h ~ N(0, sigma_w^2/n)`` with ``sigma_w = 1`` (the paper searches
+    ``sigma_w`` in {0, 1, 2, 4, 8, 16}), biases 0 [chang2019antisymmetric]."""
+    return {
+        "W_h": rng.standard_normal((n, n)) / math.sqrt(n),
+        "V_h": rng.standard_normal((n, d)) / math.sqrt(d),
+        "b_h": np.zeros(n),
+    }
+
+
+def _lipschitz(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | None) -> Arrays:
+    """Lipschitz RNN (authors' code): ``M_A, M_W ~ N(0, (init_std/n)^2)`` (``gaussian_init_``
+    takes the standard deviation ``init_std / n``, not ``/ sqrt(n)``; ``init_std = 1``, the
+    signature's default), ``U`` Xavier-normal (standard deviation ``sqrt(2/(n + d))``),
+    ``b = 0`` [erichson2021lipschitz]."""
+    return {
+        "M_A": rng.standard_normal((n, n)) / n,
+        "M_W": rng.standard_normal((n, n)) / n,
+        "U": rng.standard_normal((n, d)) * math.sqrt(2.0 / (n + d)),
+        "b": np.zeros(n),
+    }
+
+
+def _mamba(cell: Cell, n: int, d: int, rng: np.random.Generator, t_max: float | None) -> Arrays:
+    """Mamba (``Mamba.__init__``, ``d_inner = n``): ``A_log[:, j] = log(j + 1)`` (S4D-Real),
+    ``dt = exp(U(log 0.001, log 0.1))`` floored at 1e-4 with ``dt_bias = dt + log(-expm1(-dt))``
+    (inverse softplus), ``dt_proj.weight ~ U(-R^-1/2, R^-1/2)`` with ``R = ceil(n / 32)``
+    (``dt_rank = ceil(d_model / 16)``, ``d_inner = 2 d_model``), ``x_proj`` the ``nn.Linear``
+    default ``U(-1/sqrt(n), 1/sqrt(n))``; ``W_dt = dt_proj.weight @ x_proj.weight[:R]`` and
+    the rows ``w_Bj = x_proj.weight[R + j]`` as
+    :func:`~gradflow.cells.dynamical.mamba_s6_params` builds them;
+    ``W_in = I`` (the bare recurrence; for ``d != n`` the ``nn.Linear`` default)
+    [gu2023mamba]."""
+    d_state = len(cell.state)
+    rank = math.ceil(n / 32)
+    dt = np.maximum(np.exp(rng.uniform(math.log(1e-3), math.log(0.1), size=n)), 1e-4)
+    bound = 1.0 / math.sqrt(n)
+    tensors = {
+        "A_log": np.log(np.tile(np.arange(1, d_state + 1, dtype=float), (n, 1))),
+        "x_proj.weight": rng.uniform(-bound, bound, size=(rank + 2 * d_state, n)),
+        "dt_proj.weight": rng.uniform(-(rank**-0.5), rank**-0.5, size=(n, rank)),
+        "dt_proj.bias": dt + np.log(-np.expm1(-dt)),
+    }
+    w_in = np.eye(n) if d == n else rng.uniform(-1 / math.sqrt(d), 1 / math.sqrt(d), (n, d))
+    return mamba_s6_params(tensors, w_in=w_in)
+
+
 #: Cell name -> its paper initialisation (cells not listed get the ``torch`` scheme).
 PAPER_INITS: dict[str, PaperInit] = {
     "gru-chung": _torch_rnn,
@@ -144,6 +196,9 @@ PAPER_INITS: dict[str, PaperInit] = {
     "indrnn": _indrnn,
     "slstm": _slstm,
     "rglru": _rglru,
+    "antisymmetric-rnn": _antisymmetric,
+    "lipschitz-rnn": _lipschitz,
+    "mamba-s6": _mamba,
 }
 
 

@@ -51,7 +51,7 @@ from typing import IO, Any
 import numpy as np
 
 from .atomic import atomic_open
-from .cells import Cell, get_cell
+from .cells import Cell, Parameter, get_cell
 from .errors import InputsError, UsageError, WeightsError
 from .tensorfile import READ_ERRORS, check_regular_file, open_tensor_file
 
@@ -124,6 +124,8 @@ class _Slot:
         return "(" + ", ".join((rows, *self.shape[1:])) + (",)" if len(self.shape) == 1 else ")")
 
     def numeric(self, n: int, d: int) -> tuple[int, ...]:
+        if self.gates == 1:  # one parameter: its own shape (heads blocks and rows included)
+            return Parameter(self.params[0], "weight", self.shape).numeric_shape(n, d)
         sizes = {"n": n, "d": d}
         return (self.gates * n, *(sizes[s] for s in self.shape[1:]))
 

@@ -37,6 +37,9 @@ EXPECTED = [
     "lem",
     "slstm",
     "rglru",
+    "antisymmetric-rnn",
+    "lipschitz-rnn",
+    "mamba-s6",
 ]
 SIZES = [(1, 1), (3, 2), (8, 5), (64, 32), (128, 17)]
 
@@ -94,6 +97,8 @@ def test_parameter_shapes_are_consistent(name: str) -> None:
     assert len(names) == len(set(names))
     for p in cell.parameters:
         allowed = {"weight": [(5, 3), (5, 5)], "bias": [(5,)], "vector": [(5,)]}[p.kind]
+        if p.name in cell.rows:  # rows(w) (F9): the one stored row of 1_n w^T
+            allowed = [(5,)]
         assert p.numeric_shape(5, 3) in allowed
     assert cell.state_size(5) == 5 * len(cell.state)
 
@@ -221,6 +226,7 @@ def test_jacobian_weights_are_recurrent(name: str) -> None:
     cell = get_cell(name)
     jac = cell.jacobian()
     recurrent = {p.name for p in cell.parameters if p.kind == "weight" and p.shape == ("n", "n")}
+    recurrent |= set(cell.matrix_map)  # matrix definitions (F4): n x n, built from weights
     assert jac.weights <= recurrent
     for _, _, t in jac.terms():
         assert len(t.diags) == len(t.weights) + 1

@@ -24,6 +24,7 @@ import numpy as np
 import pytest
 
 from gradflow.cells import CATALOGUE, Cell, get_cell
+from gradflow.cells.dynamical import antisymmetric_rnn, lipschitz_rnn, mamba_s6, mamba_s6_params
 from gradflow.cells.modern import cornn, janet, lem
 
 DATA = Path(__file__).parent / "data" / "modern_cells"
@@ -84,7 +85,19 @@ def _cell_and_params(fixture: str) -> tuple[Cell, Arrays, Arrays, np.ndarray, di
     if fixture.startswith("cornn"):
         cell = cornn(**hyper, explicit=fixture == "cornn-explicit")
         return cell, _cornn_params(p, n, d), ref, x, record
-    if fixture == "lem":
+    if fixture == "mamba-s6":
+        # Mamba's x_proj/dt_proj/A_log as the cell's W_dt (low-rank product), rows w_Bj
+        # and A_log columns; W_in = I (the bare recurrence, d = n): docs §3.7
+        cell = mamba_s6(int(hyper["d_state"]))
+        return cell, mamba_s6_params(p), ref, x, record
+    if fixture == "lipschitz-rnn":
+        # the authors' code multiplies row vectors: M_A = B^T, M_W = C^T, E = (U, b) (docs §3.11)
+        cell = lipschitz_rnn(**hyper)
+        q = {"M_A": p["B"].T, "M_W": p["C"].T, "U": p["E.weight"], "b": p["E.bias"]}
+        return cell, q, ref, x, record
+    if fixture == "antisymmetric-rnn":
+        cell = antisymmetric_rnn(**hyper)
+    elif fixture == "lem":
         cell = lem(**hyper)
     elif fixture == "janet":
         cell = janet(**hyper)
@@ -121,6 +134,9 @@ FIXTURES = [
     "lem",
     "slstm",
     "rglru",
+    "antisymmetric-rnn",
+    "lipschitz-rnn",
+    "mamba-s6",
 ]
 
 

@@ -101,6 +101,7 @@ def test_structure_is_read_from_the_symbolic_jacobian() -> None:
         "mingru": ("diagonal", 1, True),
         "minlstm": ("diagonal", 1, True),
         "rglru": ("diagonal", 1, True),
+        "mamba-s6": ("diagonal", 1, True),
     }
     leaky = define_cell(
         "leaky-param",

@@ -231,7 +231,7 @@ def _params(cell_name: str, n: int, d: int, rng: np.random.Generator, scale: flo
     for p in cell.parameters:
         shape = p.numeric_shape(n, d)
         if p.kind == "weight":
-            out[p.name] = rng.normal(0, scale / np.sqrt(shape[1]), shape)
+            out[p.name] = rng.normal(0, scale / np.sqrt(shape[-1]), shape)
         elif p.kind == "bias":
             out[p.name] = rng.normal(0, 0.5, shape)
         else:

@@ -74,6 +74,7 @@ class Evaluator:
 
     def nodes(self, params: dict, x: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
         n = s.size // len(self.cell.state)
+        params = self.cell.with_matrices(params, n)  # matrix definitions (F4) by value
         env: dict[str, np.ndarray] = {**params, self.cell.input: x}
         for k, name in enumerate(self.cell.state):
             env[name] = s[k * n : (k + 1) * n]
@@ -101,7 +102,7 @@ class Evaluator:
         for i, j, term in self.jac.terms():
             mat = np.diag(self._call(term.diags[0], env, n))
             for w, dgl in zip(term.weights, term.diags[1:], strict=True):
-                mat = mat @ params[w] @ np.diag(self._call(dgl, env, n))
+                mat = mat @ env[w] @ np.diag(self._call(dgl, env, n))
             out[i * n : (i + 1) * n, j * n : (j + 1) * n] += mat
         return out
 
@@ -126,7 +127,8 @@ def random_point(cell: Cell, n: int, d: int, rng: np.random.Generator):
     for p in cell.parameters:
         shape = p.numeric_shape(n, d)
         if p.kind == "weight":
-            params[p.name] = rng.normal(0.0, 1.0 / np.sqrt(shape[1]), shape)
+            # fan-in: the last axis (a rows(w) weight (n,) and heads blocks included)
+            params[p.name] = rng.normal(0.0, 1.0 / np.sqrt(shape[-1]), shape)
         elif p.kind == "bias":
             params[p.name] = rng.normal(0.0, 0.5, shape)
         else:
@@ -193,8 +195,8 @@ def test_matrix_form_matches_explicit_and_finite_differences(name: str, n: int, 
 def test_every_cell_is_covered() -> None:
     """Every catalogue cell and both example user cells are in the parametrisation."""
     covered = {name for name, _, _ in _cases()}
-    assert covered == set(CATALOGUE) | {"leaky-rnn", "janet-example"}
-    assert set(USER_CELLS) == {"leaky-rnn", "janet-example"}
+    assert covered == set(CATALOGUE) | {"leaky-rnn", "janet-example", "antisymmetric-gated"}
+    assert set(USER_CELLS) == {"leaky-rnn", "janet-example", "antisymmetric-gated"}
     for name, cell in USER_CELLS.items():
         assert cell.name == name  # file stem and declared name agree
 

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from ..errors import CellError, did_you_mean
+from .dynamical import DYNAMICAL_CELLS
 from .graph import Cell
 from .gru import GRU, GRU_RESET_BEFORE
 from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
@@ -26,6 +27,7 @@ CATALOGUE: dict[str, Cell] = {
         INDRNN,
         MINIMALRNN,
         *MODERN_CELLS,
+        *DYNAMICAL_CELLS,
     )
 }
 
@@ -50,8 +52,9 @@ FAMILIES: dict[str, tuple[str, ...]] = {
     "Elman": ("rnn", "rnn-relu"),
     "LSTM": ("lstm", "lstm-nofg", "lstm-peephole", "lstm-cifg", "ur-lstm", "janet", "slstm"),
     "GRU": ("gru", "gru-reset-before", "gru-chung", "mgu", "minimalrnn"),
-    "diagonal": ("indrnn", "mingru", "minlstm", "rglru"),
+    "diagonal": ("indrnn", "mingru", "minlstm", "rglru", "mamba-s6"),
     "oscillator": ("cornn", "cornn-explicit", "lem"),
+    "ODE": ("antisymmetric-rnn", "lipschitz-rnn"),
 }
 
 

@@ -18,6 +18,10 @@ built, and refused when its size passes :data:`MAX_CONSTANT_VALUE` or, inside ``
 are read from that float, never from SymPy's assumptions, which may evaluate a number such as
 ``exp(exp(exp(100)))`` at unbounded precision.
 
+Matrix definitions (:func:`parse_matrix`) are linear combinations of weights,
+``transpose(...)``, ``heads(K, H)``, ``rows(w)`` and ``I``. One concept (the equation grammar),
+so longer than the usual module.
+
 Examples:
     >>> print(parse_line("(1 - alpha)*h + alpha*tanh(a)"))
     alpha*tanh(a) + h*(1 - alpha)
@@ -47,6 +51,7 @@ MAX_CONSTANT = 1e12  #: largest number literal
 MAX_BITS = 1024  #: largest integer numerator/denominator a constant may grow to
 MAX_CONSTANT_VALUE = 1e100  #: largest size of a constant sub-expression, e.g. ``exp(230)``
 MAX_PERIODIC_ARGUMENT = 1e6  #: largest constant argument of ``sin``/``cos``
+MAX_HEADS = 4096  #: largest number of heads of a block-diagonal weight (F2)
 KNOWN = ", ".join(sorted(FUNCTIONS))
 _FUNCTION_CLASSES = tuple(f for f in FUNCTIONS.values() if isinstance(f, type))
 
@@ -418,3 +423,180 @@ def parse_line(value: object) -> AffineLine | sp.Expr:
     if any(isinstance(n, ast.MatMult) for n in ast.walk(tree)):
         return _affine(tree, source)
     return _Elementwise().walk(tree)
+
+
+# -- matrix definitions (F4) -----------------------------------------------------------------
+_Linear = dict[tuple[str, bool], float]  # (weight, transposed) -> coefficient; ("I", False): I
+
+
+@dataclass(frozen=True)
+class MatrixLine:
+    """A parsed matrix definition: ``(coefficient, weight, transposed)`` terms and the
+    coefficient of the identity ``I``."""
+
+    terms: tuple[tuple[float, str, bool], ...]
+    identity: float
+    heads: tuple[tuple[str, int], ...] = ()
+    rows: tuple[str, ...] = ()
+
+
+def parse_matrix(value: object, constants: dict[str, float] | None = None) -> MatrixLine:
+    """A matrix definition: a linear combination of weights, ``transpose(W)`` and ``I``.
+
+    Numbers and named ``constants`` may multiply or divide matrices
+    (``(1 - beta) * (M + transpose(M)) - gamma * I``); products of two matrices are refused.
+
+    Raises:
+        GrammarError: one line saying what is wrong with the text.
+    """
+    consts = dict(constants or {})
+    if not isinstance(value, str):
+        raise GrammarError(f"must be a string, got {type(value).__name__}")
+    if len(value) > MAX_TEXT:
+        raise GrammarError(f"is {len(value)} characters long (at most {MAX_TEXT})")
+    if not value.isascii():
+        raise GrammarError("only ASCII characters are allowed")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error")
+            tree = ast.parse(value.strip(), mode="eval").body
+    except (SyntaxError, ValueError, RecursionError, MemoryError, Warning) as err:
+        msg = " ".join(str(getattr(err, "msg", None) or err or "too complex").split())
+        raise GrammarError(f"not a valid expression ({msg}): {show(value)}") from None
+
+    def scale(lin: _Linear, c: float) -> _Linear:
+        return {k: c * v for k, v in lin.items()}
+
+    def walk(node: ast.expr, depth: int) -> float | _Linear:
+        if depth > MAX_DEPTH:
+            raise GrammarError(f"the expression is nested too deeply (more than {MAX_DEPTH})")
+        if isinstance(node, ast.Constant):
+            return float(_number(node.value))
+        if isinstance(node, ast.Name):
+            if node.id in consts:
+                return consts[node.id]
+            if node.id == "I":
+                return {("I", False): 1.0}
+            try:
+                plain.add(check_name(node.id, "weight"))
+            except CellError as err:
+                raise GrammarError(str(err)) from None
+            return {(node.id, False): 1.0}
+        if isinstance(node, ast.UnaryOp) and isinstance(node.op, ast.USub | ast.UAdd):
+            inner = walk(node.operand, depth + 1)
+            sign = -1.0 if isinstance(node.op, ast.USub) else 1.0
+            return sign * inner if isinstance(inner, float) else scale(inner, sign)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "heads"
+        ):
+            return heads_call(node)
+        if (
+            isinstance(node, ast.Call)
+            and isinstance(node.func, ast.Name)
+            and node.func.id == "rows"
+        ):
+            if node.keywords or len(node.args) != 1 or not isinstance(node.args[0], ast.Name):
+                raise GrammarError("rows(w) takes one weight name")
+            try:
+                row_names.add(check_name(node.args[0].id, "weight"))
+            except CellError as err:
+                raise GrammarError(str(err)) from None
+            return {(node.args[0].id, False): 1.0}
+        if isinstance(node, ast.Call):
+            if (
+                not isinstance(node.func, ast.Name)
+                or node.func.id != "transpose"
+                or node.keywords
+                or len(node.args) != 1
+            ):
+                raise GrammarError(
+                    "the only calls in a matrix definition are transpose(M), heads(K, H) "
+                    "and rows(w)"
+                )
+            inner = walk(node.args[0], depth + 1)
+            if isinstance(inner, float):
+                raise GrammarError("transpose(...) takes a matrix, not a number")
+            return {(w, t if w == "I" else not t): c for (w, t), c in inner.items()}
+        if isinstance(node, ast.BinOp):
+            left, right = walk(node.left, depth + 1), walk(node.right, depth + 1)
+            if isinstance(node.op, ast.Add | ast.Sub):
+                sign = 1.0 if isinstance(node.op, ast.Add) else -1.0
+                if isinstance(left, float) and isinstance(right, float):
+                    return left + sign * right
+                if isinstance(left, float) or isinstance(right, float):
+                    raise GrammarError(
+                        "a number cannot be added to a matrix; write it times I (gamma * I)"
+                    )
+                out = dict(left)
+                for k, v in right.items():
+                    out[k] = out.get(k, 0.0) + sign * v
+                return out
+            if isinstance(node.op, ast.Mult):
+                if isinstance(left, float) and isinstance(right, float):
+                    return left * right
+                if isinstance(left, float):
+                    return scale(right, left)  # type: ignore[arg-type]
+                if isinstance(right, float):
+                    return scale(left, right)
+                raise GrammarError(
+                    "products of two matrices are not supported (a matrix definition is a "
+                    "linear combination of weights, their transposes and I)"
+                )
+            if isinstance(node.op, ast.Div) and isinstance(right, float):
+                if right == 0:
+                    raise GrammarError("division by zero")
+                return left / right if isinstance(left, float) else scale(left, 1.0 / right)
+            if isinstance(node.op, ast.MatMult):
+                raise GrammarError(
+                    "products of two matrices ('@') are not supported in a matrix definition"
+                )
+            raise GrammarError("a matrix definition uses only + - * / by numbers and transpose")
+        raise GrammarError(f"{type(node).__name__} is not allowed in a matrix definition")
+
+    found: dict[str, int] = {}
+    plain: set[str] = set()
+    row_names: set[str] = set()
+
+    def heads_call(node: ast.Call) -> _Linear:
+        args = node.args
+        if (
+            node.keywords
+            or len(args) != 2
+            or not isinstance(args[0], ast.Name)
+            or not isinstance(args[1], ast.Constant)
+            or isinstance(args[1].value, bool)
+            or not isinstance(args[1].value, int)
+            or not 1 <= args[1].value <= MAX_HEADS
+        ):
+            raise GrammarError(
+                f"heads(K, H) takes a weight name and a number of heads 1..{MAX_HEADS}"
+            )
+        try:
+            name = check_name(args[0].id, "weight")
+        except CellError as err:
+            raise GrammarError(str(err)) from None
+        if found.setdefault(name, args[1].value) != args[1].value:
+            raise GrammarError(f"{name!r} is given {found[name]} and {args[1].value} heads")
+        return {(name, False): 1.0}
+
+    result = walk(tree, 0)
+    if both := sorted(plain & set(found)):
+        raise GrammarError(f"{both[0]!r} is used both as heads({both[0]}, H) and as a whole matrix")
+    if both := sorted((plain | set(found)) & row_names):
+        raise GrammarError(f"{both[0]!r} is used both as rows({both[0]}) and as a matrix")
+    if isinstance(result, float):
+        raise GrammarError("a matrix definition must hold a weight or I, not only numbers")
+    for c in result.values():
+        if not (math.isfinite(c) and abs(c) <= MAX_CONSTANT_VALUE):
+            raise GrammarError("a coefficient of the matrix definition is not a finite number")
+    identity = result.pop(("I", False), 0.0)
+    terms = tuple((c, w, t) for (w, t), c in result.items() if c != 0.0)
+    used = {w for _, w, _ in terms}
+    return MatrixLine(
+        terms,
+        identity,
+        tuple((w, h) for w, h in found.items() if w in used),
+        tuple(sorted(row_names & used)),
+    )

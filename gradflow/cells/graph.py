@@ -11,18 +11,25 @@ Every quantity of a cell is a vector of the hidden size ``n`` (the input has siz
 A :class:`Cell` lists its state vectors (``("h",)`` or ``("h", "c")``), its nodes in an order
 where each node uses only what comes before it, and which node becomes each state vector at the
 next step. Parameters and their shapes follow from the nodes; ``torch_layout`` records how a
-PyTorch module stacks them (tensor name -> row blocks in gate order).
+PyTorch module stacks them (tensor name -> row blocks in gate order). :class:`MatrixDef` s are
+matrices built from weights (``W - W^T - gamma I``, ``heads(K, H)``, ``rows(w)``) that affine
+nodes use like weights.
+
+One concept (the cell graph and every invariant of it, checked in one place), so longer than
+the usual module.
 """
 
 from __future__ import annotations
 
 import keyword
+import math
 import re
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from functools import cached_property
-from typing import TYPE_CHECKING, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
+import numpy as np
 import sympy as sp
 
 from ..errors import CellError, CellUpdateError, did_you_mean
@@ -121,6 +128,87 @@ class Elementwise:
 
 Node = Affine | Elementwise
 
+#: The fixed identity matrix in a matrix definition (``W - transpose(W) - gamma * I``).
+IDENTITY = "I"
+
+
+@dataclass(frozen=True)
+class MatrixDef:
+    """A matrix built from weight parameters (F4): ``name = sum_k c_k P_k + c_I I``.
+
+    Each term ``(c, weight, transposed)`` is a number times a weight parameter or its transpose;
+    ``identity`` is the coefficient of the fixed ``n x n`` identity (F3: ``I @ x`` uses the
+    input unit by unit, so ``d = n``). Affine lines use ``name`` like a weight; the derivation
+    keeps it as one matrix symbol (``diag(v) @ M_h``), the kernels evaluate it from the
+    parameters, and parameter gradients go through it to the weights the user trained
+    (``dL/dW = sum_k c_k G`` or ``c_k G^T`` with ``G = dL/dM``).
+    """
+
+    name: str
+    terms: tuple[tuple[float, str, bool], ...]
+    identity: float = 0.0
+    #: ``(weight, H)`` for weights stored as ``H`` diagonal blocks (F2, ``heads(K, H)``): the
+    #: parameter has shape ``(H, n/H, n/H)`` and stands for ``blockdiag(K[0], ..., K[H-1])``
+    heads: tuple[tuple[str, int], ...] = ()
+    #: weights stored as one row ``w`` of shape ``(n,)`` and used as ``1_n w^T`` (F9,
+    #: ``rows(w)``): every unit receives the same scalar ``w . v`` per step
+    rows: tuple[str, ...] = ()
+
+    @property
+    def weights(self) -> tuple[str, ...]:
+        """The weight parameters it reads, in order of first use."""
+        return tuple(dict.fromkeys(w for _, w, _ in self.terms))
+
+    def text(self) -> str:
+        """``W_h - transpose(W_h) - 0.05*I``: the definition as a cell file writes it."""
+        blocks = dict(self.heads)
+
+        def shown(w: str) -> str:
+            if w in self.rows:
+                return f"rows({w})"
+            return f"heads({w}, {blocks[w]})" if w in blocks else w
+
+        parts = [(c, f"transpose({shown(w)})" if t else shown(w)) for c, w, t in self.terms]
+        if self.identity:
+            parts.append((self.identity, IDENTITY))
+        out = ""
+        for k, (c, m) in enumerate(parts):
+            sign = "-" if c < 0 else "+"
+            size = abs(c)
+            body = m if size == 1 else f"{size:g}*{m}"
+            out += (f"-{body}" if sign == "-" else body) if k == 0 else f" {sign} {body}"
+        return out or "0"
+
+    def evaluate(self, params: Mapping[str, Any], n: int) -> Any:
+        """The numeric ``(n, n)`` matrix (NumPy) from the parameters by name."""
+        out = self.identity * np.eye(n)
+        blocks = dict(self.heads)
+        for c, w, t in self.terms:
+            a = np.asarray(params[w], dtype=np.float64)
+            if w in blocks:
+                a = block_diagonal(a, n, w)
+            elif w in self.rows:
+                if a.shape != (n,):
+                    raise CellError(f"{w}: rows(w) needs w of shape (n,) = ({n},); got {a.shape}")
+                a = np.tile(a, (n, 1))
+            out = out + c * (a.T if t else a)
+        return out
+
+
+def block_diagonal(blocks: Any, n: int, name: str = "weight") -> Any:
+    """The ``(n, n)`` block-diagonal matrix of ``H`` blocks ``(H, n/H, n/H)`` (F2, heads)."""
+    a = np.asarray(blocks, dtype=np.float64)
+    if a.ndim != 3 or a.shape[1] != a.shape[2] or a.shape[0] * a.shape[1] != n:
+        raise CellError(
+            f"{name}: heads blocks must have shape (H, n/H, n/H) with H n/H = n = {n}; "
+            f"got {a.shape}"
+        )
+    size = a.shape[1]
+    out = np.zeros((n, n))
+    for k in range(a.shape[0]):
+        out[k * size : (k + 1) * size, k * size : (k + 1) * size] = a[k]
+    return out
+
 
 def _short(name: str, limit: int = 40) -> str:
     return repr(name if len(name) <= limit else name[: limit - 3] + "...")
@@ -144,8 +232,18 @@ class Parameter:
     shape: tuple[str, ...]  # in the symbols "n" and "d"
 
     def numeric_shape(self, n: int, d: int) -> tuple[int, ...]:
+        """The shape for hidden size ``n`` and input size ``d``; a heads weight (F2) is
+        ``("H", "n/H", "n/H")`` with ``H`` a number."""
         sizes = {"n": n, "d": d}
-        return tuple(sizes[s] for s in self.shape)
+        out = []
+        for s in self.shape:
+            if s in sizes:
+                out.append(sizes[s])
+            elif s.startswith("n/"):
+                out.append(n // int(s[2:]))
+            else:
+                out.append(int(s))
+        return tuple(out)
 
 
 @dataclass(frozen=True)
@@ -166,6 +264,8 @@ class Cell:
         citations: citation keys (:mod:`gradflow.citations`).
         constants: named hyperparameters ``(name, value)`` already substituted as numbers in
             the equations (documentation and results; never in the weight file).
+        matrices: :class:`MatrixDef` s, matrices built from weights (``W - W^T - gamma I``)
+            that affine lines use like weights (F4).
     """
 
     name: str
@@ -179,6 +279,7 @@ class Cell:
     description: str = ""
     citations: tuple[str, ...] = field(default=())
     constants: tuple[tuple[str, float], ...] = ()
+    matrices: tuple[MatrixDef, ...] = ()
     origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -223,6 +324,9 @@ class Cell:
         node_names = {nd.name for nd in self.nodes if isinstance(nd, Affine | Elementwise)}
         params: dict[str, str] = {}
         weight_cols: dict[str, str] = {}
+        self._validate_matrices(defined, node_names, params, weight_cols)
+        heads_of = {w: h for m in self.matrices for w, h in m.heads}
+        rows_of = {w for m in self.matrices for w in m.rows}
         for node in self.nodes:
             if not isinstance(node, Affine | Elementwise):
                 raise self.error_at(f"unknown node type {type(node).__name__}")
@@ -275,8 +379,20 @@ class Cell:
                                 "input, a state or an earlier node"
                             )
                         raise missing(src)
-                    use_param(w, "weight")
                     cols = "d" if src == self.input else "n"
+                    if params.get(w) == "matrix":  # square (n x n): on the input, d = n
+                        continue
+                    if w in rows_of:
+                        raise fail(
+                            f"{w!r} is stored as one row; use it through a matrix definition "
+                            f'such as B = "rows({w})"'
+                        )
+                    if w in heads_of:
+                        raise fail(
+                            f"{w!r} is stored as heads blocks; use it through a matrix "
+                            f'definition such as R = "heads({w}, {heads_of[w]})"'
+                        )
+                    use_param(w, "weight")
                     if weight_cols.setdefault(w, cols) != cols:
                         raise fail(
                             f"weight {w!r} multiplies vectors of size n and d; use two weights"
@@ -309,6 +425,14 @@ class Cell:
                         )
                     use_param(nm, "vector")
             defined[node.name] = "node"
+        used = {w for nd in self.nodes if isinstance(nd, Affine) for w, _ in nd.terms}
+        for mat in self.matrices:
+            if mat.name not in used:
+                raise self.error_at(
+                    f"{mat.name!r} is defined but not used in any affine line",
+                    "matrices",
+                    f"matrix {_short(mat.name)}",
+                )
         upd = dict(self.update)
         if set(upd) != set(self.state) or len(upd) != len(self.update):
             raise self._fail_update(
@@ -324,8 +448,74 @@ class Cell:
                 )
         if self.torch_layout is not None:
             listed = [p for _, ps in self.torch_layout for p in ps]
-            if sorted(listed) != sorted(params):
+            if sorted(listed) != sorted(p for p, kind in params.items() if kind != "matrix"):
                 raise self.error_at("torch_layout does not list every parameter")
+
+    def _validate_matrices(
+        self,
+        defined: dict[str, str],
+        node_names: set[str],
+        params: dict[str, str],
+        weight_cols: dict[str, str],
+    ) -> None:
+        """Matrix definitions (F4): each reads weight parameters (square, ``n x n``) and ``I``."""
+        heads: dict[str, int] = {}
+        for mat in self.matrices:
+            if not isinstance(mat, MatrixDef):
+                raise self.error_at(f"unknown matrix definition {type(mat).__name__}", "matrices")
+            label = f"matrix {_short(str(mat.name))}"
+
+            def fail(problem: str, label: str = label) -> CellError:
+                return self.error_at(problem, "matrices", label)
+
+            try:
+                check_name(mat.name, "matrix")
+            except CellError as err:
+                raise fail(str(err)) from None
+            if mat.name == IDENTITY:
+                raise fail(f"{IDENTITY!r} is the fixed identity matrix; choose another name")
+            if mat.name in RESERVED_PARAMETER_NAMES:
+                raise fail(f"{mat.name!r} is reserved (the hidden and input sizes)")
+            if mat.name in defined or mat.name in node_names or mat.name in params:
+                raise fail(f"{mat.name!r} is defined twice")
+            if not mat.terms and not mat.identity:
+                raise fail("the matrix is empty")
+            numbers = [c for c, _, _ in mat.terms] + [mat.identity]
+            if not all(isinstance(c, float | int) and math.isfinite(c) for c in numbers):
+                raise fail("coefficients must be finite numbers")
+            for _, w, _ in mat.terms:
+                try:
+                    check_name(w, "weight")
+                except CellError as err:
+                    raise fail(str(err)) from None
+                if w == IDENTITY or w in RESERVED_PARAMETER_NAMES:
+                    raise fail(f"{w!r} cannot name a weight")
+                if w in defined or w in node_names:
+                    raise fail(f"{w!r} is a vector, not a weight")
+                if params.setdefault(w, "weight") != "weight":
+                    raise fail(f"{w!r} is a matrix, not a weight (matrices read weights only)")
+                weight_cols[w] = "n"  # transposes and I need square weights
+            for w, h in mat.heads:
+                if not isinstance(h, int) or h < 1 or w not in mat.weights:
+                    raise fail(f"heads({w}, {h}): H must be a positive int")
+                if heads.setdefault(w, h) != h:
+                    raise fail(f"{w!r} is stored with {heads[w]} heads elsewhere, not {h}")
+            params[mat.name] = "matrix"
+        plain = {w for m in self.matrices for w in m.weights if w not in (*dict(m.heads), *m.rows)}
+        if clash := sorted(plain & set(heads)):
+            raise self.error_at(
+                f"{clash[0]!r} is stored as heads blocks; write heads({clash[0]}, "
+                f"{heads[clash[0]]}) wherever it is used",
+                "matrices",
+                "matrices",
+            )
+        rows = {w for m in self.matrices for w in m.rows}
+        if clash := sorted((plain | set(heads)) & rows):
+            raise self.error_at(
+                f"{clash[0]!r} is stored as one row; write rows({clash[0]}) wherever it is used",
+                "matrices",
+                "matrices",
+            )
 
     # -- structure ------------------------------------------------------------------------
     @cached_property
@@ -336,9 +526,18 @@ class Cell:
     def parameters(self) -> tuple[Parameter, ...]:
         """Every parameter with its shape, in order of first use."""
         out: dict[str, Parameter] = {}
+        matrices = self.matrix_map
         for node in self.nodes:
             if isinstance(node, Affine):
                 for w, src in node.terms:
+                    if w in matrices:
+                        for mw in matrices[w].weights:
+                            out.setdefault(mw, Parameter(mw, "weight", ("n", "n")))
+                        for mw, h in matrices[w].heads:
+                            out[mw] = Parameter(mw, "weight", (str(h), f"n/{h}", f"n/{h}"))
+                        for mw in matrices[w].rows:
+                            out[mw] = Parameter(mw, "weight", ("n",))
+                        continue
                     cols = "d" if src == self.input else "n"
                     out.setdefault(w, Parameter(w, "weight", ("n", cols)))
                 for b in node.biases:
@@ -347,7 +546,37 @@ class Cell:
                 for sym in sorted(node.expr.free_symbols, key=str):
                     if str(sym) not in self._vectors:
                         out.setdefault(str(sym), Parameter(str(sym), "vector", ("n",)))
-        return tuple(out.values())
+        # heads weights (F2) last: the first parameter gives n from its rows
+        return tuple(sorted(out.values(), key=lambda p: len(p.shape) == 3))
+
+    @cached_property
+    def rows(self) -> frozenset[str]:
+        """Weights stored as one row and used as ``1_n w^T`` (F9)."""
+        return frozenset(w for m in self.matrices for w in m.rows)
+
+    @cached_property
+    def heads(self) -> Mapping[str, int]:
+        """Weights stored as diagonal blocks (F2) and their number of heads ``H``."""
+        return {w: h for m in self.matrices for w, h in m.heads}
+
+    @cached_property
+    def matrix_map(self) -> Mapping[str, MatrixDef]:
+        """The matrix definitions (F4) by name."""
+        return {m.name: m for m in self.matrices}
+
+    def with_matrices(self, params: Mapping[str, Any], n: int | None = None) -> dict[str, Any]:
+        """``params`` plus the numeric value of every matrix definition (NumPy ``(n, n)``)."""
+        out = dict(params)
+        if not self.matrices:
+            return out
+        if n is None:
+            first = self.parameters[0].name if self.parameters else None
+            if first is None:
+                raise CellError(f"cell {self.name!r} has no parameters to infer n from")
+            n = int(np.shape(params[first])[0])
+        for mat in self.matrices:
+            out[mat.name] = mat.evaluate(params, n)
+        return out
 
     @cached_property
     def _vectors(self) -> frozenset[str]:

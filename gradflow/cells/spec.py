@@ -7,6 +7,8 @@ A cell file is TOML (read with :mod:`tomllib`)::
     input = "x"                     # optional, default "x"
     parameters = ["alpha"]          # optional: vector (diagonal) parameters
     constants = {dt = 0.1}          # optional: named hyperparameters (numbers)
+    [matrices]                      # optional: matrices built from weights (F4)
+    M = "W - transpose(W) - dt * I" # used like a weight: a = "M @ h + ..."
     reference = "Jaeger et al. (2007)"   # optional; also description, convention
     [equations]                     # in order; each line is affine or elementwise
     a = "W_x @ x + W_h @ h + b"
@@ -21,7 +23,8 @@ format's own rules (top-level keys, declared ``parameters``, the ``[update]`` ta
 the :class:`~gradflow.cells.graph.Cell`, which checks every cell invariant in one place, can name
 the file and line of the equation at fault. Every problem is an
 :class:`~gradflow.errors.EquationError` with a one-line message; docs/cell-files.md has the
-full format.
+full format. One concept (the cell file format and ``define_cell``), so longer than the usual
+module.
 
 Examples:
     >>> cell = define_cell(
@@ -43,6 +46,7 @@ References:
 
 from __future__ import annotations
 
+import ast
 import os
 import stat
 import tomllib
@@ -61,10 +65,19 @@ from .grammar import (
     AffineLine,
     GrammarError,
     parse_line,
+    parse_matrix,
     show,
     syntax_size,
 )
-from .graph import RESERVED_PARAMETER_NAMES, Affine, Cell, Elementwise, Origin, check_name
+from .graph import (
+    RESERVED_PARAMETER_NAMES,
+    Affine,
+    Cell,
+    Elementwise,
+    MatrixDef,
+    Origin,
+    check_name,
+)
 
 MAX_EQUATIONS = 200  #: equations in one cell
 MAX_STATES = 8  #: state vectors in one cell
@@ -81,6 +94,7 @@ TOP_KEYS = (
     "description",
     "convention",
     "equations",
+    "matrices",
     "update",
 )
 
@@ -255,6 +269,7 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             used |= {str(sym) for sym in node.expr.free_symbols if sym in swap}
             node = Elementwise(node.name, node.expr.xreplace(swap))
         nodes.append(node)
+    matrices = _matrices(spec.get("matrices"), dict(constants), used, src)
     if unused := [k for k, _ in constants if k not in used]:
         raise src.error(
             None, "constants", "constants", f"{unused[0]!r} is given but not used in any line"
@@ -273,6 +288,7 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             description=texts["description"],
             convention=texts["convention"],
             constants=constants,
+            matrices=matrices,
         )
     except CellUpdateError as err:  # the file's own words for it, if it has them
         raise update_problem or EquationError(str(err)) from None
@@ -309,6 +325,33 @@ def _constants(
                 None, "constants", label, f"must be finite and at most {MAX_CONSTANT:g} in size"
             )
         out.append((key, float(number)))
+    return tuple(out)
+
+
+def _matrices(
+    value: object, constants: dict[str, float], used: set[str], src: _Source
+) -> tuple[MatrixDef, ...]:
+    """The ``[matrices]`` table (F4): ``name = "W - transpose(W) - gamma * I"``."""
+    if value is None:
+        return ()
+    pairs = _pairs(value, "matrices", src)
+    if len(pairs) > MAX_EQUATIONS:
+        raise src.error(None, "matrices", "matrices", f"at most {MAX_EQUATIONS} matrices")
+    out: list[MatrixDef] = []
+    for key, text in pairs:
+        label = f"matrix {show(str(key), 40)}"
+        try:
+            line = parse_matrix(text, constants)
+        except GrammarError as err:
+            raise src.error("matrices", str(key), label, str(err)) from None
+        if isinstance(text, str):
+            names = {
+                n.id
+                for n in ast.walk(ast.parse(text.strip(), mode="eval"))
+                if isinstance(n, ast.Name)
+            }
+            used |= names & set(constants)
+        out.append(MatrixDef(str(key), line.terms, line.identity, line.heads, line.rows))
     return tuple(out)
 
 
@@ -397,6 +440,7 @@ def define_cell(
     update: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     parameters: Sequence[str] = (),
     constants: Mapping[str, float] | None = None,
+    matrices: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     description: str = "",
     convention: str = "",
 ) -> Cell:
@@ -416,6 +460,9 @@ def define_cell(
         constants: named hyperparameters ``{name: number}`` (``dt``, ``gamma``) that
             elementwise lines may use; they enter the equations as numbers, are recorded in
             ``Cell.constants`` and are never parameters of the weight file.
+        matrices: matrices built from weights ``{name: "W - transpose(W) - gamma * I"}``
+            (linear combinations of weights, their transposes and the identity ``I``, with
+            numbers and constants as coefficients), used in affine lines like weights.
         description: one line for listings.
         convention: how the cell mixes old and new state (documentation).
 
@@ -437,6 +484,7 @@ def define_cell(
         "update": update,
         "parameters": as_list(parameters),
         "constants": constants,
+        "matrices": matrices,
         "description": description,
         "convention": convention,
     }

@@ -60,7 +60,18 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     for s in cell.state:
         syms[s] = values[s] = vec(s, n)
     for p in cell.parameters:
-        if p.kind == "weight":
+        if p.kind == "weight" and len(p.shape) == 3:  # heads blocks (F2): rows of all blocks
+            heads, size, _ = p.numeric_shape(n, d)
+            if heads * size != n:
+                raise CellError(f"cell {cell.name!r}: n = {n} is not a multiple of {heads} heads")
+            syms[p.name] = [
+                [sp.Symbol(f"{p.name}_{k + 1}{i + 1}{j + 1}", real=True) for j in range(size)]
+                for k in range(heads)
+                for i in range(size)
+            ]
+        elif p.kind == "weight" and len(p.shape) == 1:  # rows(w) (F9): one row
+            syms[p.name] = vec(p.name, n)
+        elif p.kind == "weight":
             rows, cols = p.numeric_shape(n, d)
             syms[p.name] = [
                 [sp.Symbol(f"{p.name}_{i + 1}{j + 1}", real=True) for j in range(cols)]
@@ -68,6 +79,19 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             ]
         else:
             syms[p.name] = vec(p.name, n)
+    matrices: dict[str, sp.Matrix] = {}
+    for mat in cell.matrices:  # F4: the matrix written out from its weights' symbols
+        total = sp.Float(mat.identity) * sp.eye(n)
+        blocks = dict(mat.heads)
+        for c, w, transposed in mat.terms:
+            entry = sp.Matrix(syms[w])
+            if w in blocks:  # the blocks on the diagonal
+                size = n // blocks[w]
+                entry = sp.diag(*(entry[k * size : (k + 1) * size, :] for k in range(blocks[w])))
+            elif w in mat.rows:  # one row w^T for every unit (F9)
+                entry = sp.Matrix([list(syms[w])] * n)
+            total += sp.Float(c) * (entry.T if transposed else entry)
+        matrices[mat.name] = total
     work = 0
 
     def spend(ops: int) -> None:
@@ -85,6 +109,14 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             spend(n * n * len(node.terms) + n * len(node.biases))
             total = sp.zeros(n, 1)
             for w, src in node.terms:
+                if w in matrices:
+                    if len(values[src]) != n:
+                        raise CellError(
+                            f"cell {cell.name!r}: matrix {w!r} is square, so the input size d "
+                            f"must be n = {n}; got d = {len(values[src])}"
+                        )
+                    total += matrices[w] * sp.Matrix(values[src])
+                    continue
                 total += sp.Matrix(syms[w]) * sp.Matrix(values[src])
             for b in node.biases:
                 total += sp.Matrix(syms[b])

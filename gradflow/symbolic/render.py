@@ -27,7 +27,7 @@ from xml.sax.saxutils import escape
 import sympy as sp
 from sympy.printing.mathml import mathml
 
-from ..cells.graph import Cell
+from ..cells.graph import Cell, MatrixDef
 
 if TYPE_CHECKING:
     from .jacobian import BlockJacobian, Term
@@ -166,10 +166,25 @@ def state_latex(cell: Cell) -> str:
     return "s_{t} = (" + ", ".join(f"{s}_{{t}}" for s in cell.state) + ")"
 
 
+def _matrix_latex(mat: MatrixDef) -> str:
+    """``M_{h} = W_{h} - W_{h}^{\top} - 0.05 I`` for a matrix definition."""
+    out = ""
+    parts = [
+        (c, sp.latex(Name(w, commutative=False)) + (r"^{\top}" if t else ""))
+        for c, w, t in mat.terms
+    ]
+    if mat.identity:
+        parts.append((mat.identity, "I"))
+    for k, (c, body) in enumerate(parts):
+        shown = body if abs(c) == 1 else f"{abs(c):g} {body}"
+        out += ("-" if c < 0 else "") + shown if k == 0 else (" - " if c < 0 else " + ") + shown
+    return f"{sp.latex(Name(mat.name, commutative=False))} = {out}"
+
+
 def equations_latex(cell: Cell) -> list[str]:
     """One LaTeX line per node: ``f_t = \\sigma(a_{f,t})``, ``a_{f,t} = W_{if} x_t + ...``."""
     names = display_names(cell)
-    lines = []
+    lines = [_matrix_latex(m) for m in cell.matrices]
     for node in cell.nodes:
         lhs = sp.latex(names[cell.symbol(node.name)])
         if hasattr(node, "expr"):
@@ -207,7 +222,7 @@ def equations_text(cell: Cell) -> list[str]:
     :func:`equations_latex` for LaTeX)."""
     names = text_names(cell)
     names[cell.symbol(cell.input)] = sp.Symbol(f"{cell.input}_t")
-    lines = []
+    lines = [f"{m.name} = {m.text()}" for m in cell.matrices]  # matrix definitions (F4)
     for node in cell.nodes:
         lhs = _text_name(cell, node.name, names)
         if hasattr(node, "expr"):

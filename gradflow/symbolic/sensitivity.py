@@ -155,6 +155,16 @@ class ParameterUse:
     name: str
     kind: str
     uses: tuple[tuple[str, str | None], ...]
+    #: per use, ``(c, transposed)`` when the weight enters through a matrix definition
+    #: ``M = ... + c W (or c W^T) + ...`` (F4): its gradient is ``c G`` (``c G^T``), ``G`` that
+    #: of ``M``; empty when every use is the weight itself
+    scales: tuple[tuple[float, bool], ...] = ()
+    #: for a weight stored as heads blocks (F2), their number ``H``: its gradient is the
+    #: ``(H, n/H, n/H)`` diagonal blocks of the dense one
+    heads: int = 0
+    #: for a weight stored as one row ``w`` (F9, ``rows(w)`` = ``1_n w^T``): its gradient is
+    #: the column sums of the dense one
+    rows: bool = False
 
 
 @dataclass(frozen=True)
@@ -177,7 +187,12 @@ class ParameterDerivatives:
         lines = [_block_text(self.cell, b, a) for a, b in self.nodes.items()]
         lines += [_block_text(self.cell, b, p) for p, b in self.vectors.items()]
         for use in self.params:
-            if use.kind == "weight":
+            if use.kind == "weight" and use.scales:
+                parts = [
+                    f"{c:g} " + (f"{u} (v^T ds_t/d{a})" if t else f"(v^T ds_t/d{a})^T {u}^T")
+                    for (a, u), (c, t) in zip(use.uses, use.scales, strict=True)
+                ]
+            elif use.kind == "weight":
                 parts = [f"(v^T ds_t/d{a})^T {u}^T" for a, u in use.uses]
             elif use.kind == "bias":
                 parts = [f"v^T ds_t/d{a}" for a, _ in use.uses]
@@ -196,18 +211,36 @@ class ParameterDerivatives:
 def parameter_derivatives(cell: Cell) -> ParameterDerivatives:
     """Derive the pieces of ``v^T ds_t/dθ`` for every parameter of ``cell``."""
     uses: dict[str, list[tuple[str, str | None]]] = {p.name: [] for p in cell.parameters}
+    scales: dict[str, list[tuple[float, bool]]] = {p.name: [] for p in cell.parameters}
+    matrices = cell.matrix_map
     for node in cell.nodes:
         if isinstance(node, Affine):
             for w, src in node.terms:
+                if w in matrices:
+                    for c, mw, transposed in matrices[w].terms:
+                        uses[mw].append((node.name, src))
+                        scales[mw].append((float(c), transposed))
+                    continue
                 uses[w].append((node.name, src))
+                scales[w].append((1.0, False))
             for b in node.biases:
                 uses[b].append((node.name, None))
     holders = [nd.name for nd in cell.nodes if isinstance(nd, Affine) and (nd.terms or nd.biases)]
     nodes = {a: derive(cell, a) for a in holders}
     vectors = {p.name: derive(cell, p.name) for p in cell.iter_params("vector")}
+
+    def scaled(name: str) -> tuple[tuple[float, bool], ...]:
+        plain = all(sc == (1.0, False) for sc in scales[name])
+        return () if plain else tuple(scales[name])
+
     params = tuple(
         ParameterUse(
-            p.name, p.kind, tuple(uses[p.name]) if p.kind != "vector" else ((p.name, None),)
+            p.name,
+            p.kind,
+            tuple(uses[p.name]) if p.kind != "vector" else ((p.name, None),),
+            scaled(p.name) if p.kind == "weight" else (),
+            cell.heads.get(p.name, 0),
+            p.name in cell.rows,
         )
         for p in cell.parameters
     )
