@@ -230,7 +230,7 @@ def full_result() -> ExperimentResult:
 
 def test_summary_schema(full_result):
     data = json.loads(dumps(full_result.to_dict()))  # strict JSON
-    assert data["kind"] == "experiment" and data["schema_version"] == 2
+    assert data["kind"] == "experiment" and data["schema_version"] == 3
     assert data["seeds"] == [0, 1] and "timing" not in data  # timings live apart
     assert set(full_result.run) == {"total_s"}
     assert list(data["cells"]) == ["rnn", "lstm"]  # the order the cells ran in

@@ -146,8 +146,9 @@ def run_experiment(config: ExperimentConfig, progress: Progress = True) -> Exper
     Singular values (``quantities.singular_lags``) are computed by the certified product SVD
     (:mod:`gradflow.prodsvd`) on the first :data:`~.exact.SV_SEQUENCES` sequences of each seed;
     with ``quantities.paths`` the product is also expanded by the number of multiplicative
-    factors at lags :data:`~.exact.PATH_LAGS` (the first sequence of the first seed); an experiment that asks for any of these, or for Lyapunov
-    exponents, also gets the annealed mean field of each cell.
+    factors at lags :data:`~.exact.PATH_LAGS` (the first sequence of the first seed); an
+    experiment that asks for any of these, or for Lyapunov exponents, also gets the annealed
+    mean field of each cell.
 
     Returns:
         An :class:`ExperimentResult` (the ``"experiment"`` JSON schema).
