@@ -264,7 +264,8 @@ def test_norms_from_experiment_draw_saved_median_and_overlays(experiment):
     assert dotted.get_ydata()[k0] == pytest.approx(rnn["log10_spectral_norm"]["median"][k0])
     # The Lyapunov line: slope = mean over runs of the largest exponent (nats -> decades),
     # through the median at the last lag, over the fitted window (reference: the saved data).
-    lyap = [ln for ln in ax.get_lines() if ln.get_linestyle() not in ("-", "--", ":", "None")]
+    lyap = [ln for ln in ax.get_lines() if ln.get_gid() == "gradflow-lyapunov-slope"]
+    assert len(lyap) == 3  # one per cell
     lam = np.mean(np.asarray(rnn["lyapunov_exponents"])[:, 0]) / np.log(10.0)
     np.testing.assert_allclose(np.diff(lyap[0].get_ydata()), lam, atol=1e-12)
     assert lyap[0].get_ydata()[-1] == pytest.approx(rnn["log10_spectral_norm"]["median"][-1])

@@ -211,6 +211,8 @@ def plot_norms(
 
 #: Line style of the largest Lyapunov exponent's slope line (dense dots).
 LYAPUNOV_DASH: Any = (0, (1, 1))
+#: The ``gid`` of that line.
+LYAPUNOV_GID = "gradflow-lyapunov-slope"
 
 
 def _overlays(
@@ -247,7 +249,7 @@ def _overlays(
         x = b.x[k0:]
         end = b.x[-1]
         ax.plot(x, b.median[-1] + lam * (x - end), color=colour, linestyle=LYAPUNOV_DASH,
-                linewidth=1.0)  # fmt: skip
+                linewidth=1.0, gid=LYAPUNOV_GID)  # fmt: skip
         if math.isfinite(se) and se > 0:
             ax.fill_between(
                 x,
