@@ -211,7 +211,9 @@ def test_figures_draw_only_certified_values_and_the_terms(lstm_result: Experimen
 def test_report_text_states_shares_and_certification(lstm_result: ExperimentResult) -> None:
     share = dict(lstm_result.cells["lstm"].path_terms.median_share())  # type: ignore[union-attr]
     (sentence,) = path_sentences(lstm_result)
-    assert "additive path alone" in sentence and "at lag 30" in sentence
+    assert (
+        "additive path alone" in sentence and "at lag 30" in sentence and "S_j has j =" in sentence
+    )
     assert f"{100 * share[30]:.2g}%" in sentence or f"{share[30]:.1e}" in sentence
     counts = certified_counts(lstm_result)
     assert set(counts) == {10, 30} and all(t == 16 for _, t in counts.values())

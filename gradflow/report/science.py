@@ -41,8 +41,8 @@ def singular_value_sentence(experiment: ExperimentResult) -> str | None:
     counts = certified_counts(experiment)
     if not counts:
         return None
-    parts = [f"{c} of {t} ({c / t:.0%}) at lag {k}" for k, (c, t) in counts.items() if t]
-    method = next(iter(experiment.cells.values())).singular_values_method
+    parts = [f"{c} of {t} ({100 * c / t:.1f}%) at lag {k}" for k, (c, t) in counts.items() if t]
+    method = next(iter(experiment.cells.values())).singular_values_method.replace(" & ", " and ")
     return (
         "Singular values: every value of the product is computed to high relative accuracy "
         f"by {method}; certified: {', '.join(parts)}. Values that are not certified are left "
@@ -62,9 +62,8 @@ def path_sentences(experiment: ExperimentResult) -> list[str]:
         peaks = ", ".join(f"j = {j} at lag {k}" for k, j in terms.peak_j())
         out.append(
             f"{name}: the additive path alone (S_0, no factor through a weight matrix) carries "
-            f"{shares} of the full product's Frobenius norm; the largest term has {peaks} "
-            f"multiplicative factors (median over {terms.runs} "
-            f"sequence{'s' if terms.runs != 1 else ''})."
+            f"{shares} of the full product's Frobenius norm; the largest term S_j has {peaks} "
+            f"(median over {terms.runs} sequence{'s' if terms.runs != 1 else ''})."
         )
     return out
 
@@ -86,7 +85,10 @@ def meanfield_cell(s: CellSummary) -> dict[str, Any]:
 def lyapunov_cell(s: CellSummary) -> dict[str, Any]:
     """The largest Lyapunov exponent of one cell (decades per step) and its standard error."""
     lyap = s.largest_lyapunov()
-    return {"value": lyap[0] if lyap else None, "stderr": lyap[1] if lyap else None}
+    if lyap is None:
+        return {"value": None, "stderr": None, "text": "\u2013"}
+    se = f" \u00b1 {lyap[1]:.2g}" if math.isfinite(lyap[1]) else ""
+    return {"value": lyap[0], "stderr": lyap[1], "text": f"{lyap[0]:+.4g}{se}"}
 
 
 def meanfield_notes(experiment: ExperimentResult) -> list[str]:
