@@ -221,3 +221,14 @@ def test_report_text_states_shares_and_certification(lstm_result: ExperimentResu
     assert ctx["has_annealed"] and ctx["has_lyapunov"]
     assert any("untied" in note for note in ctx["meanfield_notes"])
     assert "certified" in ctx["singular_values"]
+
+
+def test_state_free_cells_are_named_in_the_report(lstm_result: ExperimentResult) -> None:
+    from gradflow.report.science import state_free_sentences
+
+    data = json.loads(dumps(lstm_result.to_dict()))
+    assert data["cells"]["lstm"]["state_free"] in (None, False)  # the LSTM's J depends on s
+    assert state_free_sentences(lstm_result) == []
+    data["cells"]["lstm"]["state_free"] = True  # as the engine's structure detection records
+    (sentence,) = state_free_sentences(ExperimentResult.from_dict(data))
+    assert "product of its gates" in sentence and "docs/stacks.md" in sentence

@@ -132,7 +132,15 @@ def summarise_cell(
         card=card,
         path_terms=_path_terms(exact[1] if exact else None),
         annealed=_annealed(config, cell, init, runs) if _diagnostics(config) else None,
+        state_free=_state_free(res[0]),
     )
+
+
+def _state_free(result: AnalysisResult) -> bool | None:
+    """``meta["structure"]["state_free"]`` of a run, when the engine records it."""
+    structure = result.meta.get("structure")
+    flag = structure.get("state_free") if isinstance(structure, dict) else None
+    return bool(flag) if isinstance(flag, bool) else None
 
 
 def _diagnostics(config: ExperimentConfig) -> bool:

@@ -111,12 +111,24 @@ def meanfield_notes(experiment: ExperimentResult) -> list[str]:
     return notes
 
 
+def state_free_sentences(experiment: ExperimentResult) -> list[str]:
+    """For each cell whose Jacobian does not depend on the state: what its chain is, and where
+    its interesting gradient flow is."""
+    return [
+        f"{name}: its state Jacobian does not depend on the state (only on the inputs), so its "
+        "single-layer chain is exactly the product of its gates; its interesting gradient flow "
+        "is in the multi-layer and parameter-sensitivity views (docs/stacks.md)."
+        for name, s in experiment.cells.items()
+        if s.state_free is True
+    ]
+
+
 def science_context(experiment: ExperimentResult) -> dict[str, Any]:
     """The report's text on spectra, paths, mean field and Lyapunov exponents."""
     sv = singular_value_sentence(experiment)
     return {
         "singular_values": sv,
-        "paths": path_sentences(experiment),
+        "paths": state_free_sentences(experiment) + path_sentences(experiment),
         "meanfield_notes": meanfield_notes(experiment),
         "has_annealed": any(s.annealed is not None for s in experiment.cells.values()),
         "has_lyapunov": any(s.largest_lyapunov() is not None for s in experiment.cells.values()),

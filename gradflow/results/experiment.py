@@ -222,6 +222,8 @@ class CellSummary:
         singular_values_method: how the singular values were computed.
         path_terms: :class:`PathTerms`, the expansion by multiplicative factors, or None.
         annealed: :class:`AnnealedGrowth`, the annealed mean field, or None.
+        state_free: True when the cell's Jacobian does not depend on the state (the engine's
+            ``meta["structure"]["state_free"]``), None when the engine did not say.
         lyapunov_exponents: ``(runs, p)`` in nats per step, or None.
         log10_gradient_norm: band of ``log10 ||dL/ds_{T-k}||``, or None.
         decay_rate: :class:`DecayRate`. pascanu: :class:`PascanuBound` or None.
@@ -251,6 +253,7 @@ class CellSummary:
     singular_values_method: str = ONE_SVD
     path_terms: PathTerms | None = None
     annealed: AnnealedGrowth | None = None
+    state_free: bool | None = None
 
     def certified_singular_values(self) -> dict[int, np.ndarray]:
         """``{lag: (runs, r)}`` with every value that is not certified set to NaN (all values
@@ -325,6 +328,7 @@ class CellSummary:
             "singular_values_method": self.singular_values_method,
             "path_terms": self.path_terms.to_dict() if self.path_terms else None,
             "annealed": self.annealed.to_dict() if self.annealed else None,
+            "state_free": self.state_free,
         }
         if self.log10_gradient_norm is not None:
             out["log10_gradient_norm"] = self.log10_gradient_norm.to_dict()
@@ -401,6 +405,7 @@ class CellSummary:
             ),
             path_terms=optional(d, "path_terms", where, PathTerms.from_dict),
             annealed=optional(d, "annealed", where, AnnealedGrowth.from_dict),
+            state_free=optional(d, "state_free", where, as_bool),
         )
 
 
