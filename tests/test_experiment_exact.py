@@ -232,3 +232,21 @@ def test_state_free_cells_are_named_in_the_report(lstm_result: ExperimentResult)
     data["cells"]["lstm"]["state_free"] = True  # as the engine's structure detection records
     (sentence,) = state_free_sentences(ExperimentResult.from_dict(data))
     assert "product of its gates" in sentence and "docs/stacks.md" in sentence
+
+
+def test_report_shows_the_new_columns_figures_and_text(lstm_result: ExperimentResult, tmp_path):
+    from gradflow.report import build_report
+
+    out = build_report(lstm_result, None, None, tmp_path / "rep", formats=("svg",))
+    md = (out / "report.md").read_text(encoding="utf-8")
+    assert "annealed growth of" in md and "largest Lyapunov exponent" in md
+    assert "### Paths and spectra" in md and "additive path alone" in md
+    assert "⚠" in md and "untied" in md  # the gated cell's warning, flagged in the table
+    assert "figures/path_terms.svg" in md and "figures/norms_frobenius.svg" in md
+    assert "chi" not in md.split("## Decay rates")[1].split("## Figures")[0]
+    rows = (out / "data" / "decay_rates.csv").read_text().splitlines()
+    assert "meanfield_annealed_growth_rate" in rows[0] and "lyapunov_largest" in rows[0]
+    lam, _ = lstm_result.cells["lstm"].largest_lyapunov()  # type: ignore[misc]
+    assert repr(lam) in rows[1]  # every digit, traceable to the data file
+    html = (out / "index.html").read_text(encoding="utf-8")
+    assert 'id="paths-and-spectra"' in html

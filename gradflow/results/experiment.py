@@ -473,7 +473,7 @@ class ExperimentResult(Result):
     def table(self) -> str:
         """A short text table per cell: the decay rate (median and band), the norm at lag T,
         and the mean-field slope where it applies."""
-        mf = any(s.meanfield for s in self.cells.values())
+        mf = any(s.meanfield or s.annealed for s in self.cells.values())
         head = f"{'cell':<18} {'decay rate':>10} {'band':>20} {'log10 norm @ T':>15}"
         head += f" {'mean field':>11}" if mf else ""
         lines = [head, "-" * len(head)]
@@ -483,10 +483,20 @@ class ExperimentResult(Result):
             final = float(s.log10_spectral_norm.median[-1])
             line = f"{name:<18} {_fmt(r.median):>10} {band:>20} {_fmt(final):>15}"
             if mf:
-                pred = s.meanfield.predicted_slope if s.meanfield else None
-                line += f" {_fmt(pred):>11}"
+                pred = (
+                    s.annealed.growth_rate
+                    if s.annealed
+                    else s.meanfield.predicted_slope
+                    if s.meanfield
+                    else None
+                )
+                warn = "!" if s.annealed and s.annealed.warnings else " "
+                line += f" {_fmt(pred):>10}{warn}"
             lines.append(line)
-        return "\n".join(lines) + "\n(decay rate in decades per step; band: quantiles over runs)"
+        note = "\n(decay rate in decades per step; band: quantiles over runs"
+        if any(s.annealed for s in self.cells.values()):
+            note += "; mean field: annealed growth rate of E||P_k||_F^2, ! = see its warnings"
+        return "\n".join(lines) + note + ")"
 
 
 def _fmt(value: float | None) -> str:
