@@ -230,7 +230,7 @@ def full_result() -> ExperimentResult:
 
 def test_summary_schema(full_result):
     data = json.loads(dumps(full_result.to_dict()))  # strict JSON
-    assert data["kind"] == "experiment" and data["schema_version"] == 2
+    assert data["kind"] == "experiment" and data["schema_version"] == 3
     assert data["seeds"] == [0, 1] and "timing" not in data  # timings live apart
     assert set(full_result.run) == {"total_s"}
     assert list(data["cells"]) == ["rnn", "lstm"]  # the order the cells ran in
@@ -244,7 +244,8 @@ def test_summary_schema(full_result):
     assert len(rnn["log10_frobenius_norm"]["median"]) == 25
     assert set(data["cells"]["lstm"]["paths"]) == {"additive", "multiplicative"}
     assert set(rnn["paths"]) == {"multiplicative"}  # the Elman cell has no weight-free path
-    assert np.asarray(rnn["log10_singular_values"]["10"]).shape == (4, 4)
+    assert np.asarray(rnn["log10_singular_values"]["10"]).shape == (2, 4)  # 1 sequence a seed
+    assert np.asarray(rnn["singular_values_certified"]["10"]).shape == (2, 4)
     assert np.asarray(data["cells"]["lstm"]["lyapunov_exponents"]).shape == (4, 2)
     assert set(rnn["decay_rate"]) == {"median", "low", "high", "levels", "window", "units"}
     assert rnn["decay_rate"]["window"] == [2, 24]

@@ -250,7 +250,7 @@ def test_thin_keeps_exact_medians_and_an_envelope_band():
 def test_norms_from_experiment_draw_saved_median_and_overlays(experiment):
     ax = draw("plot_norms", experiment).axes[0]
     labels = [t.get_text() for t in ax.get_legend().get_texts()]
-    assert labels == ["rnn", "lstm", "gru", "Pascanu bound", "mean-field slope"]
+    assert labels == ["rnn", "lstm", "gru", "Pascanu bound", "mean-field slope", "Lyapunov slope"]
     rnn = experiment["cells"]["rnn"]
     (line,) = [ln for ln in ax.get_lines() if ln.get_label() == "rnn"]
     np.testing.assert_array_equal(line.get_ydata(), rnn["log10_spectral_norm"]["median"])
@@ -262,6 +262,14 @@ def test_norms_from_experiment_draw_saved_median_and_overlays(experiment):
     np.testing.assert_allclose(slope, rnn["meanfield"]["predicted_slope"], atol=1e-12)
     k0 = rnn["decay_rate"]["window"][0]
     assert dotted.get_ydata()[k0] == pytest.approx(rnn["log10_spectral_norm"]["median"][k0])
+    # The Lyapunov line: slope = mean over runs of the largest exponent (nats -> decades),
+    # through the median at the last lag, over the fitted window (reference: the saved data).
+    lyap = [ln for ln in ax.get_lines() if ln.get_gid() == "gradflow-lyapunov-slope"]
+    assert len(lyap) == 3  # one per cell
+    lam = np.mean(np.asarray(rnn["lyapunov_exponents"])[:, 0]) / np.log(10.0)
+    np.testing.assert_allclose(np.diff(lyap[0].get_ydata()), lam, atol=1e-12)
+    assert lyap[0].get_ydata()[-1] == pytest.approx(rnn["log10_spectral_norm"]["median"][-1])
+    assert lyap[0].get_xdata()[0] == k0
 
 
 def test_null_values_in_json_are_gaps_not_errors(experiment):
@@ -433,7 +441,9 @@ def test_more_than_six_cells_are_drawn_as_one_panel_per_family(experiment):
     for plot in ("plot_norms", "plot_lyapunov"):
         fig = plots.draw(big, plot, venue="neurips", column="full")
         axes = [ax for ax in fig.axes if ax.get_visible()]
-        assert [ax.get_title() for ax in axes] == ["vanilla RNNs", "LSTM family", "GRU family"]
+        # the catalogue's families (cells.catalogue.FAMILIES), in order of first appearance
+        titles = ["Elman RNNs", "diagonal cells", "LSTM family", "GRU family"]
+        assert [ax.get_title() for ax in axes] == titles
         assert fig.get_figwidth() == pytest.approx(5.5)  # NeurIPS text width, never wider
         colours = {}
         for ax in axes:

@@ -27,7 +27,7 @@ from gradflow.cli import cli
 from gradflow.errors import UsageError
 from gradflow.report import build_report
 from gradflow.report.markdown import md_escape
-from gradflow.results import load_json
+from gradflow.results import ExperimentResult, dumps, load_json
 from gradflow.symbolic.render import equations_latex, jacobian_latex
 
 DATA = Path(__file__).parent / "baseline" / "data"
@@ -144,7 +144,12 @@ def test_report_files_get_ordinary_permissions(report):
 
 def test_data_tables_match_the_results(report):
     experiment, _, claims = results()
-    assert load_json(report / "data" / "experiment.json") == experiment
+    # an older result (schema 2) is written in the current schema, its numbers unchanged
+    upgraded = json.loads(dumps(ExperimentResult.from_dict(experiment).to_dict(), compact=True))
+    assert load_json(report / "data" / "experiment.json") == upgraded
+    assert upgraded["schema_version"] == ExperimentResult.schema_version
+    for name, cell in experiment["cells"].items():
+        assert upgraded["cells"][name]["log10_spectral_norm"] == cell["log10_spectral_norm"]
     with open(report / "data" / "decay_rates.csv", newline="") as fh:
         rows = list(csv.DictReader(fh))
     assert [r["cell"] for r in rows] == ["rnn", "lstm", "gru"]  # the order the cells ran in

@@ -43,9 +43,14 @@ def default_report_config() -> ExperimentConfig:
     with a forget-gate bias of 1 for the cells that have a forget gate ([jozefowicz2015]'s
     advice; it applies to no other cell), so the LSTM's additive cell path shows.
 
-    11 cells x 3 seeds x 4 sequences, ``n = 32``, ``T = 300``, Gaussian inputs; paths,
-    singular values at lags 10 and 100, and 8 Lyapunov exponents. About 11 s of CPU time
-    (one core) when measured; the LSTM family takes two thirds of it.
+    11 cells x 3 seeds x 4 sequences, ``n = 32``, ``T = 300``, Gaussian inputs; paths (with
+    the expansion by multiplicative factors at lags 10 and 30, :mod:`gradflow.analysis.exact`),
+    certified singular values at lags 10 and 100, 8 Lyapunov exponents and the annealed mean
+    field of every cell. About 23 s of CPU time (one core, best of 3), of which the certified
+    spectra, the expansion and the mean field take about 6.7 s; the LSTM family takes two
+    thirds of it. The cells are grouped by family in the report's figures; the 2018-2026 cells
+    (``FAMILIES`` in :mod:`gradflow.cells.catalogue`) are left out of this default: they would
+    add about 32 s of CPU time.
 
     References:
         [paszke2019] for the default initialisation; [jozefowicz2015] for the forget bias.

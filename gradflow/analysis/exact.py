@@ -16,6 +16,8 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from typing import Any
 
+import numpy as np
+
 from ..cells import Cell, get_cell
 from ..decomposition import PathExpansion, path_expansion
 from ..engine import state_jacobians
@@ -63,3 +65,72 @@ def path_decomposition(
     A = state_jacobians(c, params, inputs, s0=s0, path="additive")
     M = state_jacobians(c, params, inputs, s0=s0, path="multiplicative")
     return path_expansion(A, M, lags, radii=radii, state=c.state, keep_terms=keep_terms)
+
+
+#: Lags at which an experiment expands its products by the number of multiplicative factors
+#: (the expansion costs ``O(K^2)`` in the longest lag ``K``: 0.45 s of CPU time for one LSTM
+#: sequence with ``n = 32`` at lags 10 and 30, 3.3 s with lag 100 added).
+PATH_LAGS = (10, 30)
+#: Sequences per seed whose singular values an experiment certifies (all seeds in one batched
+#: call), and seeds whose first sequence it expands: both cost in proportion to the sequences.
+SV_SEQUENCES = 1
+PATH_SEEDS = 1
+#: Largest state size ``m`` an experiment expands (the cost grows as ``m^3``: at ``m = 64`` an
+#: LSTM takes 0.45 s, at ``m = 128`` about 2 s; a larger cell gets no expansion).
+PATH_MAX_STATE = 128
+
+
+def experiment_exact(
+    cell: Cell,
+    runs: Sequence[tuple[Mapping[str, Any], Any]],
+    singular_lags: Sequence[int],
+    path_lags: Sequence[int],
+) -> tuple[ProductSpectrum | None, PathExpansion | None]:
+    """What an experiment adds to its runs of one cell, in one batched pass over all seeds.
+
+    Args:
+        cell: the cell.
+        runs: ``(params, inputs)`` of each seed, inputs ``(T, B, d)`` (one ``T`` for all).
+        singular_lags: lags of the certified singular values (:mod:`gradflow.prodsvd`), on the
+            first :data:`SV_SEQUENCES` sequences of each seed.
+        path_lags: lags of the expansion by multiplicative factors
+            (:mod:`gradflow.decomposition`), on the first sequence of the first
+            :data:`PATH_SEEDS` seeds.
+
+    Returns:
+        ``(spectrum, expansion)``; the batch axis runs over seeds, then sequences. Either is
+        None when no lag is asked (lags beyond ``T`` are dropped); the expansion is None for a
+        cell without both an additive and a multiplicative part (a single term) and for a
+        state larger than :data:`PATH_MAX_STATE`.
+    """
+    T = int(np.shape(runs[0][1])[0])
+    sv_lags = [k for k in singular_lags if 1 <= k <= T]
+    p_lags = [k for k in path_lags if 1 <= k <= T]
+    spectrum = None
+    if sv_lags:
+        K = max(sv_lags)
+        J = np.concatenate(
+            [state_jacobians(cell, p, np.asarray(x)[:, :SV_SEQUENCES])[T - K :] for p, x in runs],
+            axis=1,
+        )
+        spectrum = product_singular_values(J, sv_lags)
+    expansion = None
+    if p_lags:
+        K = max(p_lags)
+        parts = {
+            path: np.concatenate(
+                [
+                    state_jacobians(cell, p, np.asarray(x)[:, :1], path=path)[T - K :]
+                    for p, x in runs[:PATH_SEEDS]
+                ],
+                axis=1,
+            )
+            for path in ("additive", "multiplicative")
+        }
+        small = parts["additive"].shape[-1] <= PATH_MAX_STATE
+        if small and np.any(parts["additive"]) and np.any(parts["multiplicative"]):
+            with np.errstate(invalid="ignore", divide="ignore"):
+                expansion = path_expansion(
+                    parts["additive"], parts["multiplicative"], p_lags, state=cell.state
+                )
+    return spectrum, expansion

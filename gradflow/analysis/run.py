@@ -28,6 +28,7 @@ from ..results import AnalysisResult, ExperimentResult
 from ..weights import load_inputs
 from .cellcard import cell_card
 from .config import ExperimentConfig, Progress
+from .exact import PATH_LAGS, experiment_exact
 from .summarise import summarise_cell
 
 
@@ -142,24 +143,40 @@ def run_experiment(config: ExperimentConfig, progress: Progress = True) -> Exper
         progress: ``True`` for a tqdm bar on stderr (only on a terminal, only after a
             second), ``False``/``None`` for none, or a callable ``progress(done, total)``.
 
+    Singular values (``quantities.singular_lags``) are computed by the certified product SVD
+    (:mod:`gradflow.prodsvd`) on the first :data:`~.exact.SV_SEQUENCES` sequences of each seed;
+    with ``quantities.paths`` the product is also expanded by the number of multiplicative
+    factors at lags :data:`~.exact.PATH_LAGS` (the first sequence of the first seed); an
+    experiment that asks for any of these, or for Lyapunov exponents, also gets the annealed
+    mean field of each cell.
+
     Returns:
         An :class:`ExperimentResult` (the ``"experiment"`` JSON schema).
 
     References:
-        [pascanu2013] for the bound; [poole2016] for the mean-field prediction.
+        [pascanu2013] for the bound; [poole2016], [chen2018minimalrnn] for the mean field;
+        [stewart1997graded] for the product SVD.
     """
     start = time.perf_counter()
     cells = resolve_cells(config)
     inits = [cell_init(config.init, c) for c in cells]
     tick = progress_bar(progress, len(cells) * len(config.seeds), config.name)
     summaries = {}
+    q = config.quantities
+    path_lags = PATH_LAGS if q.paths else ()
     for entry, cell, init in zip(config.cells, cells, inits, strict=True):
         runs = []
         for seed in config.seeds:
             runs.append(run_cell(config, cell, seed, init))
             tick()
+        exact = None
+        if q.singular_lags or path_lags:
+            pairs = [(p, x) for _, p, x in runs]
+            exact = experiment_exact(cell, pairs, q.singular_lags, path_lags)
         source = _source(entry) if entry.endswith(".toml") else None
-        summaries[cell.name] = summarise_cell(config, cell, init, runs, cell_card(cell, source))
+        summaries[cell.name] = summarise_cell(
+            config, cell, init, runs, cell_card(cell, source), exact
+        )
     return ExperimentResult(
         name=config.name,
         config=config.to_dict(),

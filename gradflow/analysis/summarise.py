@@ -1,23 +1,28 @@
 """Summarising an experiment: the runs of one cell reduced to a typed :class:`CellSummary`.
 
 Runs (``seeds x batch`` of them) become quantile :class:`~gradflow.results.Band` s per lag, a
-decay rate with its band, the Pascanu bound where it applies and the mean-field prediction where
-it applies.
+decay rate with its band, the Pascanu bound where it applies, the certified singular values and
+the path expansion of the exact pass (:func:`gradflow.analysis.exact.experiment_exact`), and the
+annealed mean field (:func:`gradflow.analysis.annealed.cell_meanfield`) for every cell it
+applies to.
 
 References:
-    [pascanu2013] for the bound; [poole2016] for the mean-field prediction.
+    [pascanu2013] for the bound; [poole2016] and [chen2018minimalrnn] for the mean field.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import fields
+from typing import Any
 
 import numpy as np
 
 from ..cells import CATALOGUE, Cell
+from ..decomposition import PathExpansion
 from ..errors import UsageError
-from ..initialisers import Init
+from ..initialisers import Init, sigmoid_gates
+from ..prodsvd import ProductSpectrum
 from ..results import (
     AnalysisResult,
     Band,
@@ -28,12 +33,20 @@ from ..results import (
     PascanuBound,
     level_name,
 )
+from ..results.diagnostics import AnnealedGrowth, PathTerms
+from ..results.experiment import ONE_SVD
+from .annealed import cell_meanfield
 from .bounds import pascanu_log10_bound
 from .config import ExperimentConfig
 from .decay import decay_rate
 from .meanfield import predicted_log10_slope, tanh_fixed_point
 
 Run = tuple[AnalysisResult, dict[str, np.ndarray], np.ndarray]
+Exact = tuple[ProductSpectrum | None, PathExpansion | None]
+#: Population, burn-in and measured steps of the annealed mean field in an experiment (the
+#: defaults of :func:`~gradflow.analysis.annealed.cell_meanfield` are 2^16, 150, 300: about
+#: 60 times the cost, for a sampling error about 8 times smaller).
+MEANFIELD_RUN = {"samples": 2**10, "burn_in": 100, "steps": 200}
 INIT_KEYS = tuple(f.name for f in fields(Init))
 
 
@@ -69,8 +82,12 @@ def summarise_cell(
     init: Init,
     runs: list[Run],
     card: CellCard | None = None,
+    exact: Exact | None = None,
 ) -> CellSummary:
-    """Reduce the runs of one cell (one per seed, ``B`` sequences each) to its summary."""
+    """Reduce the runs of one cell (one per seed, ``B`` sequences each) to its summary.
+
+    ``exact`` is the exact pass over the runs (:func:`gradflow.analysis.exact.experiment_exact`):
+    its certified singular values replace those of the engine's single SVD."""
     res = [r for r, _, _ in runs]
     qs = config.quantiles
     spec = _stack(r.log10_spectral_norm for r in res)  # (T + 1, seeds * B)
@@ -92,10 +109,7 @@ def summarise_cell(
             p: Band.of(_stack(r.paths[p]["log10_spectral_norm"] for r in res), qs)
             for p in (res[0].paths or {})
         },
-        log10_singular_values={
-            lag: np.concatenate([r.log10_singular_values[lag] for r in res])
-            for lag in sorted(res[0].log10_singular_values or {})
-        },
+        **_singular_values(res, exact),
         lyapunov_exponents=(
             np.concatenate([r.lyapunov_exponents for r in res if r.lyapunov_exponents is not None])
             if res[0].lyapunov_exponents is not None
@@ -116,6 +130,107 @@ def summarise_cell(
         pascanu=_pascanu(cell, runs),
         meanfield=_meanfield(config, cell, init, runs),
         card=card,
+        path_terms=_path_terms(exact[1] if exact else None),
+        annealed=_annealed(config, cell, init, runs) if _diagnostics(config) else None,
+        state_free=_state_free(res[0]),
+    )
+
+
+def _state_free(result: AnalysisResult) -> bool | None:
+    """``meta["structure"]["state_free"]`` of a run, when the engine records it."""
+    structure = result.meta.get("structure")
+    flag = structure.get("state_free") if isinstance(structure, dict) else None
+    return bool(flag) if isinstance(flag, bool) else None
+
+
+def _diagnostics(config: ExperimentConfig) -> bool:
+    """Whether the experiment asks for more than norms (paths, singular values or Lyapunov
+    exponents): the annealed mean field comes with those (a sweep of plain norms skips it)."""
+    q = config.quantities
+    return bool(q.paths or q.singular_lags or q.lyapunov)
+
+
+def _singular_values(res: list[AnalysisResult], exact: Exact | None) -> dict[str, Any]:
+    """The singular values, certified where the exact pass made them (else the engine's)."""
+    sp = exact[0] if exact else None
+    if sp is None:
+        return {
+            "log10_singular_values": {
+                lag: np.concatenate([r.log10_singular_values[lag] for r in res])
+                for lag in sorted(res[0].log10_singular_values or {})
+            },
+            "singular_values_method": ONE_SVD,
+        }
+    return {
+        "log10_singular_values": {k: sp.log10_singular_values[i] for i, k in enumerate(sp.lags)},
+        "singular_values_certified": {k: sp.certified[i] for i, k in enumerate(sp.lags)},
+        "singular_values_method": sp.method + f" (tolerance {sp.tol:g} decades)",
+    }
+
+
+def _path_terms(e: PathExpansion | None) -> PathTerms | None:
+    """The typed record of an expansion (runs along the second axis)."""
+    if e is None:
+        return None
+    return PathTerms(
+        lags=e.lags,
+        log10_full_norm=e.log10_full_norm,
+        log10_additive_norm=e.log10_additive_norm,
+        log10_multiplicative_norm=e.log10_multiplicative_norm,
+        log10_term_norm=e.log10_term_norm,
+        resolved=e.resolved,
+        blocks=dict(e.blocks),
+    )
+
+
+def _input_var(config: ExperimentConfig, runs: list[Run]) -> float:
+    """The variance of one input entry: from the config, or measured on a file's inputs."""
+    kind = config.inputs.kind
+    if kind == "gaussian":
+        return float(config.inputs.scale**2)
+    if kind == "constant":
+        return float(config.inputs.value**2)
+    if kind == "zeros":
+        return 0.0
+    return float(np.mean([np.mean(x**2) for _, _, x in runs]))
+
+
+def _annealed(
+    config: ExperimentConfig, cell: Cell, init: Init, runs: list[Run]
+) -> AnnealedGrowth | None:
+    """The annealed mean-field growth rate of ``E||P_k||_F^2`` (None where the theory has no
+    random ensemble: the identity scheme, fixed or paper-specific weights)."""
+    try:
+        mf = cell_meanfield(
+            cell,
+            init,
+            config.hidden_size,
+            config.input_size,
+            _input_var(config, runs),
+            **MEANFIELD_RUN,
+        )
+    except UsageError:
+        return None
+    warnings = list(mf.warnings)
+    if sigmoid_gates(cell):
+        warnings.append(
+            "gated cell: the theory redraws the weights at every step (untied weights); a "
+            "network reuses them and its gradients decay markedly slower below the critical "
+            "gain (LSTM at half of it: -0.08 measured at n = 1024 against -0.16 predicted, "
+            "docs/theory.md section 8)"
+        )
+
+    def fin(v: float) -> float | None:
+        return float(v) if np.isfinite(v) else None
+
+    return AnnealedGrowth(
+        growth_rate=fin(mf.growth_rate) if mf.applies else None,
+        stderr=fin(mf.growth_rate_stderr) if mf.applies else None,
+        additive_growth_rate=fin(mf.additive_growth_rate),
+        multiplicative_growth_rate=fin(mf.multiplicative_growth_rate),
+        applies=mf.applies,
+        warnings=tuple(warnings),
+        assumptions=mf.assumptions,
     )
 
 
@@ -140,15 +255,7 @@ def _meanfield(
     """The mean-field slope for the tanh RNN with Gaussian weights, else None."""
     if cell != CATALOGUE["rnn"] or init.scheme != "gaussian" or init.spectral_radius is not None:
         return None
-    kind = config.inputs.kind
-    if kind == "gaussian":
-        input_var = config.inputs.scale**2
-    elif kind == "constant":
-        input_var = config.inputs.value**2
-    elif kind == "zeros":
-        input_var = 0.0
-    else:  # a file: the empirical second moment of the inputs
-        input_var = float(np.mean([np.mean(x**2) for _, _, x in runs]))
+    input_var = _input_var(config, runs)
     q_star, chi = tanh_fixed_point(init.sigma_w, init.sigma_u, init.sigma_b, input_var)
     slope = predicted_log10_slope(init.sigma_w, init.sigma_u, init.sigma_b, input_var)
     return MeanField(float(slope), float(chi), float(q_star))

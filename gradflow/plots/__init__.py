@@ -52,6 +52,7 @@ from .phase import plot_phase_diagram as plot_phase_diagram
 from .save import compact_svg as compact_svg
 from .save import save_figure as save_figure
 from .spectra import plot_lyapunov as plot_lyapunov
+from .spectra import plot_path_terms as plot_path_terms
 from .spectra import plot_singular_values as plot_singular_values
 from .stack import plot_stack_result as plot_stack_result
 from .style import DASHES as DASHES

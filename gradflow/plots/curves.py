@@ -152,7 +152,8 @@ def plot_norms(
     holds gradflow series continues their styles and widens, never narrows, the limits, so
     ``plot_norms(rnn, ax); plot_norms(lstm, ax)`` draws two distinct curves that both fit. For
     experiments, the Pascanu bound (dashed) and the mean-field slope (dotted, anchored at the
-    start of the decay-rate window) are drawn where the result carries them.
+    start of the decay-rate window) and the largest Lyapunov exponent (a slope line) are drawn
+    where the result carries them (:func:`_overlays`).
 
     Args:
         result: AnalysisResult (the band spans its batch) or experiment result (its
@@ -208,18 +209,32 @@ def plot_norms(
     return ax
 
 
+#: Line style of the largest Lyapunov exponent's slope line (dense dots).
+LYAPUNOV_DASH: Any = (0, (1, 1))
+#: The ``gid`` of that line.
+LYAPUNOV_GID = "gradflow-lyapunov-slope"
+
+
 def _overlays(
     ax: Axes, b: Band, info: Any, colour: Any, quantity: str, extra: dict[str, str]
 ) -> None:
-    """The Pascanu bound (dashed) and the mean-field slope (dotted) of one experiment cell."""
+    """Overlays of one experiment cell: the Pascanu bound (dashed); the annealed mean-field
+    growth rate on the Frobenius norm (dotted, anchored at the start of the decay-rate window;
+    the tanh RNN's mean-field slope for results older than schema 3); and on the spectral norm
+    the largest Lyapunov exponent as a slope line through the median at the last lag, over the
+    fitted window, with its ``±2`` standard-error wedge (the long-lag slope approaches it)."""
     bound = info.pascanu
     if bound and quantity in ("log10_spectral_norm", "log10_spectral_norm_hidden"):
         ax.plot(b.x, bound.log10_bound, color=colour, linestyle="--", linewidth=0.9)
         extra["Pascanu bound"] = "--"
-    slope = info.meanfield.predicted_slope if info.meanfield else None
-    if slope is not None and math.isfinite(slope) and quantity != "log10_gradient_norm":
-        k0 = int(info.decay_rate.window[0])
-        k0 = min(max(k0, 0), len(b.x) - 1)
+    k0 = min(max(int(info.decay_rate.window[0]), 0), len(b.x) - 1)
+    annealed = getattr(info, "annealed", None)
+    if annealed is not None:  # schema 3: the annealed rate of E||P||_F^2, on the F-norm only
+        slope = annealed.growth_rate if quantity == "log10_frobenius_norm" else None
+    else:  # older results: the tanh RNN's mean-field slope
+        slope = info.meanfield.predicted_slope if info.meanfield else None
+        slope = None if quantity == "log10_gradient_norm" else slope
+    if slope is not None and math.isfinite(slope):
         ax.plot(
             b.x,
             b.median[k0] + slope * (b.x - b.x[k0]),
@@ -227,7 +242,24 @@ def _overlays(
             linestyle=":",
             linewidth=1.0,
         )
-        extra["mean-field slope"] = ":"
+        extra["annealed mean field" if annealed is not None else "mean-field slope"] = ":"
+    lyap = info.largest_lyapunov() if hasattr(info, "largest_lyapunov") else None
+    if lyap is not None and quantity == "log10_spectral_norm" and np.isfinite(b.median[-1]):
+        lam, se = lyap  # a slope line through the median at the last lag, over the window
+        x = b.x[k0:]
+        end = b.x[-1]
+        ax.plot(x, b.median[-1] + lam * (x - end), color=colour, linestyle=LYAPUNOV_DASH,
+                linewidth=1.0, gid=LYAPUNOV_GID)  # fmt: skip
+        if math.isfinite(se) and se > 0:
+            ax.fill_between(
+                x,
+                b.median[-1] + (lam - 2 * se) * (x - end),
+                b.median[-1] + (lam + 2 * se) * (x - end),
+                color=colour,
+                alpha=0.12,
+                linewidth=0,
+            )
+        extra["Lyapunov slope"] = LYAPUNOV_DASH
 
 
 def plot_paths(

@@ -85,8 +85,9 @@ def norm_bands(
 
 
 def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
-    """Per cell, ``{label: (runs, r) array}`` of singular values by lag, or of Lyapunov
-    exponents (label ``""``)."""
+    """Per cell, ``{label: (runs, r) array}`` of singular values by lag (an experiment's
+    values that are not certified are NaN, so never drawn), or of Lyapunov exponents (label
+    ``""``)."""
     res = load_result(result)
     if isinstance(res, AnalysisResult):
         cells: dict[str, Any] = {res.cell: res}
@@ -100,7 +101,7 @@ def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
             raise UsageError(f"a {res.kind} result has no spectra to plot")
         cells = dict(res.cells)
         get = (
-            (lambda c: c.log10_singular_values)
+            (lambda c: c.certified_singular_values())  # uncertified values are NaN: not drawn
             if key == "sv"
             else (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
         )

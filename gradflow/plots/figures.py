@@ -16,7 +16,7 @@ from .data import _spectrum_bands, load_result, norm_bands, result_kind
 from .panels import by_family, needs_panels, panel_size, small_multiples
 from .phase import plot_phase_diagram
 from .save import save_figure
-from .spectra import plot_lyapunov, plot_singular_values
+from .spectra import plot_lyapunov, plot_path_terms, plot_singular_values
 from .style import FORMATS, style
 
 #: The plot functions :func:`draw` can call by name.
@@ -25,6 +25,7 @@ PLOTS: dict[str, Callable[..., Any]] = {
     "plot_paths": plot_paths,
     "plot_decay_rates": plot_decay_rates,
     "plot_singular_values": plot_singular_values,
+    "plot_path_terms": plot_path_terms,
     "plot_lyapunov": plot_lyapunov,
     "plot_phase_diagram": plot_phase_diagram,
 }
@@ -45,6 +46,9 @@ def figure_set(result: Any) -> list[tuple[str, str, dict[str, Any]]]:
         out.append(("gradient", "plot_norms", {"quantity": "log10_gradient_norm"}))
     if norm_bands(res, path="additive") or norm_bands(res, path="multiplicative"):
         out.append(("paths", "plot_paths", {}))
+    for name, c in getattr(res, "cells", {}).items():
+        if c.path_terms is not None:
+            out.append((f"path_terms_{name}", "plot_path_terms", {"cell": name}))
     for name in _spectrum_bands(res, "sv"):
         out.append((f"singular_values_{name}", "plot_singular_values", {"cell": name}))
     if _spectrum_bands(res, "lyapunov"):

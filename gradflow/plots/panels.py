@@ -1,8 +1,9 @@
 """Small multiples: one panel per group where one Axes would hold more than six curves.
 
-A catalogue of cells is grouped by family (vanilla RNNs, the LSTM family, the GRU family) and
-each family gets a panel; a cell keeps its style (:func:`~gradflow.plots.style.series_style`
-by its position in the result) in every panel and every figure.
+A catalogue of cells is grouped by its family (``FAMILIES`` of the catalogue: Elman RNNs, the
+LSTM family, the GRU family, diagonal and oscillator cells) and each family gets a panel; a
+cell keeps its style (:func:`~gradflow.plots.style.series_style` by its position in the
+result) in every panel and every figure.
 """
 
 from __future__ import annotations
@@ -12,6 +13,8 @@ from typing import Any
 
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
+
+from ..cells.catalogue import FAMILIES
 
 #: Most curves one Axes holds; more are split into panels by cell family.
 MAX_CURVES = 6
@@ -30,14 +33,28 @@ def panel_size(width: float, panels: int) -> tuple[float, float]:
     return width, nrows * min(2.2, 0.85 * width / ncols) + 0.3
 
 
+#: Panel titles of the catalogue's families (:data:`gradflow.cells.catalogue.FAMILIES`).
+FAMILY_TITLES = {
+    "Elman": "Elman RNNs",
+    "LSTM": "LSTM family",
+    "GRU": "GRU family",
+    "diagonal": "diagonal cells",
+    "oscillator": "oscillator cells",
+}
+
+
 def family(name: str) -> str:
-    """The family a catalogue cell belongs to, for grouping curves into panels."""
+    """The family a cell belongs to, for grouping curves into panels: its catalogue family
+    (:data:`gradflow.cells.catalogue.FAMILIES`), else a guess from its name's prefix."""
+    for fam, names in FAMILIES.items():
+        if name in names:
+            return FAMILY_TITLES.get(fam, f"{fam} cells")
     if name.startswith("lstm"):
         return "LSTM family"
     if name.startswith("gru") or name in ("mgu", "minimalrnn"):
         return "GRU family"
-    if name.startswith("rnn") or name == "indrnn":
-        return "vanilla RNNs"
+    if name.startswith("rnn"):
+        return "Elman RNNs"
     return "other cells"
 
 

@@ -1,4 +1,5 @@
-"""Spectra: singular values of the Jacobian product at several lags, Lyapunov exponents."""
+"""Spectra: singular values of the Jacobian product at several lags, Lyapunov exponents, and
+the product's expansion by the number of multiplicative factors (a spectrum over ``j``)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,7 @@ from matplotlib.axes import Axes
 
 from ..errors import UsageError
 from .curves import _axes, _legend, _line
-from .data import Band, _quantiles, _spectrum_bands, cell_styles
+from .data import Band, _quantiles, _spectrum_bands, cell_styles, load_result
 from .style import series_style
 
 
@@ -24,6 +25,10 @@ def plot_singular_values(
     legend: bool = True,
 ) -> Axes:
     r"""The singular values of ``ds_T/ds_{T-k}`` (descending), one line per lag ``k``.
+
+    For an experiment only certified values are drawn (:mod:`gradflow.prodsvd`): a value that
+    is not certified in a run is left out of that index's median and band; an index with no
+    certified value leaves a gap.
 
     Args:
         result: analysis or experiment result with singular values.
@@ -87,4 +92,50 @@ def plot_lyapunov(
     ax.set_xlabel(r"index $i$")
     ax.set_ylabel(r"$\lambda_i/\ln 10$ (decades/step)")
     _legend(ax)
+    return ax
+
+
+def plot_path_terms(
+    result: Any,
+    ax: Axes | None = None,
+    *,
+    cell: str | None = None,
+    legend: bool = True,
+) -> Axes:
+    r"""The expansion ``P_k = sum_j S_j`` by the number ``j`` of multiplicative factors:
+    ``log10 ||S_j||_F`` against ``j``, one line per lag ``k`` (median over runs, resolved terms
+    only), with ``log10 ||P_k||_F`` of the full product as a horizontal line in the same style.
+
+    The gap between the ``j = 0`` point and the horizontal line of its lag is the additive
+    path's share ``||S_0|| / ||P_k||`` (:class:`gradflow.results.diagnostics.PathTerms`).
+
+    Args:
+        result: an experiment result whose cells carry ``path_terms``.
+        ax: the Axes (default: the current Axes).
+        cell: which cell (default: the first with path terms).
+
+    Returns:
+        The Axes.
+    """
+    ax = _axes(ax)
+    res = load_result(result)
+    cells = {n: c.path_terms for n, c in getattr(res, "cells", {}).items() if c.path_terms}
+    if not cells:
+        raise UsageError("the result has no path expansion: run an experiment with paths = true")
+    name = cell if cell is not None else next(iter(cells))
+    if name not in cells:
+        raise UsageError(f"no path expansion for cell {name!r}; have {', '.join(cells)}")
+    terms = cells[name]
+    for i, k in enumerate(terms.lags):
+        vals = np.where(terms.resolved[i], terms.log10_term_norm[i], np.nan)[:, : k + 1]
+        j = np.arange(k + 1, dtype=float)
+        st = series_style(i)
+        _line(ax, Band(j, *_quantiles(vals, axis=0)), st.colour, st.marker, f"$k={k}$", "-")
+        full = float(np.median(terms.log10_full_norm[i]))
+        ax.axhline(full, color=st.colour, linestyle="--", linewidth=0.9)
+    ax.set_xlabel(r"multiplicative factors $j$")
+    ax.set_ylabel(r"$\log_{10}\|S_j\|_F$")
+    ax.set_title(name)
+    if legend:
+        _legend(ax, [(r"$\|P_k\|_F$ (full product)", "--")])
     return ax

@@ -18,6 +18,7 @@ from ..results import ClaimsResult, ExperimentResult, SweepResult
 from .claims_figure import CLIPPING_STEM
 from .html import card_math, slug
 from .models import CITATIONS as _TRAINED_CITATIONS
+from .science import lyapunov_cell, meanfield_cell, science_context
 from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
 
 _INIT_CITATIONS = {
@@ -50,8 +51,12 @@ def citation_keys(
     summaries = experiment.cells.values()
     if any(s.pascanu for s in summaries):
         keys.append("pascanu2013")
-    if any(s.meanfield for s in summaries) or sweep is not None:
+    if any(s.meanfield or s.annealed for s in summaries) or sweep is not None:
         keys.append("poole2016")
+    if any(s.annealed for s in summaries):
+        keys += ["chen2018minimalrnn", "gilboa2019"]
+    if any(s.singular_values_certified for s in summaries):
+        keys += ["stewart1997graded", "demmel1992jacobi"]
     if any(s.lyapunov_exponents is not None for s in summaries):
         keys.append("benettin1980")
     init = experiment.config.get("init") or {}
@@ -138,7 +143,14 @@ def report_context(
                 "final": float(s.log10_spectral_norm.median[-1]),
                 "regime": regime(rate.median),
                 "pascanu": s.pascanu.holds if s.pascanu else None,
-                "meanfield": s.meanfield.predicted_slope if s.meanfield else None,
+                # the annealed growth rate (schema 3); older results: the tanh RNN's slope
+                "meanfield": (
+                    meanfield_cell(s)["rate"]
+                    if s.annealed or not s.meanfield
+                    else s.meanfield.predicted_slope
+                ),
+                "meanfield_warn": bool(meanfield_cell(s)["warnings"]),
+                "lyapunov": lyapunov_cell(s),
             }
         )
     configs = []
@@ -191,6 +203,7 @@ def report_context(
         "band_text": band.label,
         "cells": cells,
         "decay_rows": rows,
+        "science": science_context(experiment),
         "claims": claim_rows,
         "claims_figure": claims_figure,
         "claims_figure_number": 2 if headline else 1,

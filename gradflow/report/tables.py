@@ -52,6 +52,11 @@ def write_tables(
             "log10_norm_at_T",
             "pascanu_holds",
             "meanfield_predicted_slope",
+            "meanfield_annealed_growth_rate",
+            "meanfield_annealed_stderr",
+            "meanfield_warnings",
+            "lyapunov_largest",
+            "lyapunov_largest_stderr",
         ]
     ]
     for name, s in experiment.cells.items():
@@ -67,6 +72,10 @@ def write_tables(
                 float(s.log10_spectral_norm.median[-1]),
                 s.pascanu.holds if s.pascanu else None,
                 s.meanfield.predicted_slope if s.meanfield else None,
+                s.annealed.growth_rate if s.annealed else None,
+                s.annealed.stderr if s.annealed else None,
+                " | ".join(s.annealed.warnings) if s.annealed else None,
+                *(s.largest_lyapunov() or (None, None)),
             ]
         )
     atomic_write(data_dir / "decay_rates.csv", _csv(rows))

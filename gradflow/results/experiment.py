@@ -6,12 +6,17 @@ mean-field prediction where they apply, and a :class:`CellCard` with the cell's 
 Jacobian as LaTeX and MathML strings (and the equation file's text for a user cell), so a report
 never reads the cell's file again or re-derives anything.
 
-Schema version 2 stores bands as ``{levels, low, median, high}``; version 1 files (bands keyed
-``q10``/``median``/``q90``, timings inside the data) are still read.
+Schema version 3 adds the certified singular values (a ``certified`` mask beside the values,
+:mod:`gradflow.prodsvd`), the path expansion (:class:`~gradflow.results.diagnostics.PathTerms`)
+and the annealed mean field (:class:`~gradflow.results.diagnostics.AnnealedGrowth`). Version 2
+stores bands as ``{levels, low, median, high}``; version 2 files (singular values from one SVD,
+no certification) and version 1 files (bands keyed ``q10``/``median``/``q90``, timings inside the
+data) are still read.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Any
@@ -32,6 +37,10 @@ from .base import (
     mapping,
     optional,
 )
+from .diagnostics import AnnealedGrowth, PathTerms
+
+#: How singular values were computed, for results that do not say (schema version <= 2).
+ONE_SVD = "one SVD of the accumulated product (values ~15 decades below the largest are noise)"
 
 MathLine = tuple[str, str]
 """``(presentation MathML body, LaTeX)`` of one displayed equation."""
@@ -178,7 +187,11 @@ class PascanuBound:
 
 @dataclass(frozen=True)
 class MeanField:
-    """The mean-field prediction for the tanh RNN with Gaussian weights [poole2016]."""
+    """The mean-field prediction for the tanh RNN with Gaussian weights [poole2016].
+
+    ``chi`` is the tanh RNN's ``sigma_w^2 E[phi'(h)^2]``; the report no longer shows it (the
+    annealed growth rate of every cell, :class:`AnnealedGrowth`, replaces it); it is kept so
+    claims and old result files still read."""
 
     predicted_slope: float | None
     chi: float | None
@@ -203,7 +216,14 @@ class CellSummary:
         init: the initialisation options actually used for this cell.
         log10_spectral_norm, log10_frobenius_norm, log10_spectral_norm_hidden: bands over lags.
         paths: ``{"additive"|"multiplicative": Band}`` of the path-restricted spectral norms.
-        log10_singular_values: ``{lag: (runs, r)}``.
+        log10_singular_values: ``{lag: (runs, r)}`` (every value, certified or not).
+        singular_values_certified: ``{lag: (runs, r)}`` True where the value is certified
+            (:mod:`gradflow.prodsvd`); empty for results that predate certification.
+        singular_values_method: how the singular values were computed.
+        path_terms: :class:`PathTerms`, the expansion by multiplicative factors, or None.
+        annealed: :class:`AnnealedGrowth`, the annealed mean field, or None.
+        state_free: True when the cell's Jacobian does not depend on the state (the engine's
+            ``meta["structure"]["state_free"]``), None when the engine did not say.
         lyapunov_exponents: ``(runs, p)`` in nats per step, or None.
         log10_gradient_norm: band of ``log10 ||dL/ds_{T-k}||``, or None.
         decay_rate: :class:`DecayRate`. pascanu: :class:`PascanuBound` or None.
@@ -229,6 +249,42 @@ class CellSummary:
     pascanu: PascanuBound | None = None
     meanfield: MeanField | None = None
     card: CellCard | None = None
+    singular_values_certified: Mapping[int, np.ndarray] = field(default_factory=dict)
+    singular_values_method: str = ONE_SVD
+    path_terms: PathTerms | None = None
+    annealed: AnnealedGrowth | None = None
+    state_free: bool | None = None
+
+    def certified_singular_values(self) -> dict[int, np.ndarray]:
+        """``{lag: (runs, r)}`` with every value that is not certified set to NaN (all values
+        are kept for results that predate certification: :attr:`singular_values_method`)."""
+        out = {}
+        for lag, v in self.log10_singular_values.items():
+            mask = self.singular_values_certified.get(lag)
+            arr = np.asarray(v, dtype=float)
+            out[lag] = arr if mask is None else np.where(np.asarray(mask, bool), arr, np.nan)
+        return out
+
+    def uncertified_count(self) -> tuple[int, int]:
+        """``(uncertified, total)`` singular values over every lag and run."""
+        bad = total = 0
+        for lag, v in self.log10_singular_values.items():
+            mask = self.singular_values_certified.get(lag)
+            total += int(np.size(v))
+            bad += int(np.size(v)) if mask is None else int(np.size(mask) - np.sum(mask))
+        return bad, total
+
+    def largest_lyapunov(self) -> tuple[float, float] | None:
+        """The largest Lyapunov exponent in decades per step: mean over runs and its standard
+        error over runs (``std / sqrt(runs)``); None without exponents or with a run whose
+        product reached exactly zero."""
+        if self.lyapunov_exponents is None or not np.size(self.lyapunov_exponents):
+            return None
+        top = np.asarray(self.lyapunov_exponents, dtype=float)[:, 0] / math.log(10.0)
+        if not np.isfinite(top).all():
+            return None
+        se = float(np.std(top, ddof=1) / math.sqrt(top.size)) if top.size > 1 else math.nan
+        return float(np.mean(top)), se
 
     @property
     def lags(self) -> np.ndarray:
@@ -265,6 +321,14 @@ class CellSummary:
             "pascanu": self.pascanu.to_dict() if self.pascanu else None,
             "meanfield": self.meanfield.to_dict() if self.meanfield else None,
             "card": self.card.to_dict() if self.card else None,
+            "singular_values_certified": {
+                str(k): np.asarray(v, bool)
+                for k, v in sorted(self.singular_values_certified.items())
+            },
+            "singular_values_method": self.singular_values_method,
+            "path_terms": self.path_terms.to_dict() if self.path_terms else None,
+            "annealed": self.annealed.to_dict() if self.annealed else None,
+            "state_free": self.state_free,
         }
         if self.log10_gradient_norm is not None:
             out["log10_gradient_norm"] = self.log10_gradient_norm.to_dict()
@@ -295,6 +359,17 @@ class CellSummary:
                 sv[int(k)] = as_array(v, wk, 2)
             except ValueError:
                 raise wk.fail("expected an integer lag") from None
+        cert: dict[int, np.ndarray] = {}
+        for k, v in mapping(d.get("singular_values_certified") or {}, where).items():
+            wk = where.at("singular_values_certified").at(k)
+            try:
+                lag = int(k)
+            except ValueError:
+                raise wk.fail("expected an integer lag") from None
+            mask = as_array(v, wk, 2) > 0.5
+            if lag not in sv or mask.shape != sv[lag].shape:
+                raise wk.fail("expected the shape of the singular values at that lag")
+            cert[lag] = mask
         lyap = d.get("lyapunov_exponents")
         return cls(
             cell=as_str(get(d, "cell", where), where.at("cell")),
@@ -324,6 +399,13 @@ class CellSummary:
             pascanu=optional(d, "pascanu", where, PascanuBound.from_dict),
             meanfield=optional(d, "meanfield", where, MeanField.from_dict),
             card=optional(d, "card", where, CellCard.from_dict),
+            singular_values_certified=cert,
+            singular_values_method=as_str(
+                d.get("singular_values_method") or ONE_SVD, where.at("singular_values_method")
+            ),
+            path_terms=optional(d, "path_terms", where, PathTerms.from_dict),
+            annealed=optional(d, "annealed", where, AnnealedGrowth.from_dict),
+            state_free=optional(d, "state_free", where, as_bool),
         )
 
 
@@ -339,8 +421,8 @@ class ExperimentResult(Result):
     """
 
     kind = "experiment"
-    schema_version = 2
-    reads_versions = (1,)
+    schema_version = 3
+    reads_versions = (1, 2)
 
     name: str
     config: Mapping[str, Any]
@@ -391,7 +473,7 @@ class ExperimentResult(Result):
     def table(self) -> str:
         """A short text table per cell: the decay rate (median and band), the norm at lag T,
         and the mean-field slope where it applies."""
-        mf = any(s.meanfield for s in self.cells.values())
+        mf = any(s.meanfield or s.annealed for s in self.cells.values())
         head = f"{'cell':<18} {'decay rate':>10} {'band':>20} {'log10 norm @ T':>15}"
         head += f" {'mean field':>11}" if mf else ""
         lines = [head, "-" * len(head)]
@@ -401,10 +483,20 @@ class ExperimentResult(Result):
             final = float(s.log10_spectral_norm.median[-1])
             line = f"{name:<18} {_fmt(r.median):>10} {band:>20} {_fmt(final):>15}"
             if mf:
-                pred = s.meanfield.predicted_slope if s.meanfield else None
-                line += f" {_fmt(pred):>11}"
+                pred = (
+                    s.annealed.growth_rate
+                    if s.annealed
+                    else s.meanfield.predicted_slope
+                    if s.meanfield
+                    else None
+                )
+                warn = "!" if s.annealed and s.annealed.warnings else " "
+                line += f" {_fmt(pred):>10}{warn}"
             lines.append(line)
-        return "\n".join(lines) + "\n(decay rate in decades per step; band: quantiles over runs)"
+        note = "\n(decay rate in decades per step; band: quantiles over runs"
+        if any(s.annealed for s in self.cells.values()):
+            note += "; mean field: annealed growth rate of E||P_k||_F^2, ! = see its warnings"
+        return "\n".join(lines) + note + ")"
 
 
 def _fmt(value: float | None) -> str:
