@@ -511,6 +511,47 @@ def run_cmd(ctx: click.Context, config: str, out: str | None, quiet: bool) -> No
         click.echo(f"wrote {path} ({result.run['total_s']:.1f} s)", err=True)
 
 
+@cli.command("claims")
+@click.option(
+    "--full",
+    is_flag=True,
+    help="Larger networks and 20 weight draws per claim (minutes); default: the report's run.",
+)
+@click.option(
+    "-o",
+    "--out",
+    default="claims.json",
+    show_default=True,
+    type=click.Path(dir_okay=False),
+    help="Result JSON to write.",
+)
+@click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
+@click.pass_context
+def claims_cmd(ctx: click.Context, full: bool, out: str, quiet: bool) -> None:
+    """Measure the report's claims (a)-(f), each with its conditions and bootstrap intervals.
+
+    `gradflow report` runs the quick version; --full reruns them at the larger sizes. Draw the
+    result with `gradflow report` or read it with gradflow.results.load_result.
+    """
+    from .analysis.claims import run_claims
+    from .atomic import check_target
+    from .results import run_path
+
+    check_target(out, inputs=[])
+    try:
+        result = run_claims(quick=not full, progress=not quiet)
+    except KeyboardInterrupt as exc:
+        click.echo(f"{_stopped(exc)}; nothing written", err=True)
+        ctx.exit(exit_code(exc))
+    result.save(out)
+    result.save_run(run_path(out))
+    if not quiet:
+        for claim in result.claims:
+            verdict = "holds" if claim.holds else "does not hold"
+            click.echo(f"({claim.id}) {claim.title}: {verdict}. {claim.summary}")
+        click.echo(f"wrote {out}", err=True)
+
+
 @cli.command("sweep")
 @click.argument("config", type=click.Path(dir_okay=False))
 @click.option(

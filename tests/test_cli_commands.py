@@ -116,10 +116,10 @@ def test_force_lifts_the_cost_limit(lstm_files, monkeypatch):
 
 def test_sweep_workers_share_the_cores_and_inherit_force():
     from gradflow import cost, threads
-    from gradflow.analysis.sweep import _init_worker
+    from gradflow.analysis.sweep import init_worker
 
     try:
-        _init_worker(threads.threads_per_worker(2), True)
+        init_worker(threads.threads_per_worker(2), True)
         assert threads.blas_threads(4096) == max(1, threads.cores() // 2)
         assert cost.forced()
     finally:
@@ -146,3 +146,31 @@ def test_long_double_weights_are_one_line_without_warnings(tmp_path):
     assert result.exit_code == 2
     assert result.output.count("\n") == 1 and "weights must be floating point" in result.output
     assert not (tmp_path / "o.json").exists()
+
+
+def test_claims_command_runs_the_quick_or_full_claims_and_saves_them(tmp_path, monkeypatch):
+    # The command's wiring, not the claims (tests/test_claims.py runs those): run_claims is
+    # replaced by claim (e) alone, which needs no run.
+    import gradflow.analysis.claims as claims_mod
+    from gradflow.results import ClaimsResult, load_result
+
+    asked = []
+
+    def fake(quick=True, progress=False):
+        asked.append(quick)
+        return ClaimsResult(claims=(claims_mod.claim_e(),), quick=quick, run={"total_s": 0.0})
+
+    monkeypatch.setattr(claims_mod, "run_claims", fake)
+    out = tmp_path / "c.json"
+    result = CliRunner().invoke(cli, ["claims", "--full", "-o", str(out)])
+    assert result.exit_code == 0, result.output
+    assert asked == [False]
+    assert "(e) " in result.output and "holds" in result.output
+    loaded = load_result(out)
+    assert loaded.quick is False and loaded.claim("e").measured["ratio_n64_d16"] == 0.75
+    assert (tmp_path / "c.run.json").exists()
+    # The default is the report's quick run; a folder as --out is refused before any run.
+    result = CliRunner().invoke(cli, ["claims", "-q", "-o", str(tmp_path)])
+    assert result.exit_code == 2 and asked == [False] and "is a directory" in result.output
+    result = CliRunner().invoke(cli, ["claims", "-q", "-o", str(tmp_path / "q.json")])
+    assert result.exit_code == 0 and asked == [False, True] and result.output == ""

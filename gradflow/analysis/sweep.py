@@ -323,7 +323,7 @@ def _load_point(item: _Item) -> dict[str, Any] | None:
     return rec if ok else None
 
 
-def _mp_context() -> Any:
+def worker_context() -> Any:
     """``forkserver`` where it exists: no fork of a multi-threaded parent (Dask, tqdm)."""
     methods = multiprocessing.get_all_start_methods()
     if "forkserver" in methods:
@@ -427,8 +427,9 @@ def dask_executor(address: str) -> Iterator[Executor]:
         client.close(timeout=2 * CONNECT_TIMEOUT)  # type: ignore[no-untyped-call]
 
 
-def _init_worker(threads: int, force: bool) -> None:
-    """Initializer of sweep worker processes: signals (:func:`gradflow.shutdown.worker_init`),
+def init_worker(threads: int, force: bool) -> None:
+    """Initializer of gradflow's worker processes (sweeps, the report's background stage):
+    signals (:func:`gradflow.shutdown.worker_init`),
     the share of the BLAS threads of each worker, and the parent's ``--force``."""
     worker_init()
     set_threads(threads)
@@ -544,8 +545,8 @@ def run_sweep(
             # workers x BLAS threads never exceeds the cores; --force reaches the workers
             pool = ProcessPoolExecutor(
                 max_workers=jobs,
-                mp_context=_mp_context(),
-                initializer=_init_worker,
+                mp_context=worker_context(),
+                initializer=init_worker,
                 initargs=(threads_per_worker(jobs), forced()),
             )
             try:

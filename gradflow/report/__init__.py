@@ -11,20 +11,33 @@ diagram. The claims and the trained networks (:mod:`gradflow.analysis.trained`, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import sys
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
 from pathlib import Path
 from typing import Any
 
 from ..analysis.claims import run_claims
 from ..analysis.defaults import default_report_config, default_sweep_config
 from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
-from ..analysis.sweep import SweepConfig, run_sweep
+from ..analysis.sweep import (
+    SweepConfig,
+    init_worker,
+    run_sweep,
+    stop_workers,
+    worker_context,
+)
 from ..analysis.trained import analyze_trained
+from ..cost import forced
+from ..errors import GradflowError
 from ..plots import FORMATS
 from ..results import ExperimentResult
+from ..shutdown import Terminated, interrupted
+from ..threads import threads_per_worker
 from .build import build_report as build_report
 from .build import report_context as report_context
 from .summary import cli_lines
@@ -59,6 +72,35 @@ class _Progress:
         self.bar.close()
 
 
+@contextlib.contextmanager
+def _background_worker(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """One worker process for the report's independent stages, with the sweep's initializer
+    (its share of the BLAS threads, signals, ``--force``); stopped at once on an error or
+    Ctrl-C, so no worker outlives the report."""
+    pool = ProcessPoolExecutor(
+        max_workers=1,
+        mp_context=worker_context(),
+        initializer=init_worker,
+        initargs=(threads_per_worker(jobs), forced()),
+    )
+    try:
+        yield pool
+    except BaseException:
+        stop_workers(pool)
+        raise
+    pool.shutdown(wait=True)
+
+
+def _result(job: Future[Any]) -> Any:
+    """A background stage's result; a dead worker is one line, as in a sweep."""
+    try:
+        return job.result()
+    except BrokenProcessPool as exc:
+        if (signum := interrupted()) is not None:  # killed with us (process group)
+            raise Terminated(signum) from None
+        raise GradflowError(f"the report's worker process died ({exc})") from None
+
+
 def run_report(
     out_dir: str | os.PathLike[str] = "reports/latest",
     *,
@@ -75,7 +117,8 @@ def run_report(
         config: an experiment TOML; None runs the built-in comparison
             (:func:`gradflow.analysis.defaults.default_report_config`), the quick claims, the
             default sweep and the analysis of the shipped trained networks.
-        venue: figure style. jobs: worker processes for the sweep.
+        venue: figure style. jobs: worker processes for the sweep; with two or more, the
+            claims and the trained networks run in a background process beside the experiment.
         formats: figure formats. progress: show a progress bar on stderr (on a terminal).
 
     Returns:
@@ -100,18 +143,32 @@ def run_report(
                 else None
             )
             source = (Path(config).name, Path(config).read_text(encoding="utf-8"))
-        bar.stage("experiment")
-        experiment = run_experiment(exp_cfg, progress=bar)
-        if config is None:
-            bar.stage("claims")
-            claims = run_claims(quick=True, progress=bar)
-            bar.stage("trained networks")
-            trained = analyze_trained()
-        sweep = None
-        if sweep_cfg is not None:
-            bar.stage("sweep")
-            with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
-                sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar)
+        with contextlib.ExitStack() as stack:
+            # The claims and the trained networks do not depend on the experiment: with two or
+            # more jobs they run in one background worker while the experiment runs here.
+            background = (
+                stack.enter_context(_background_worker(jobs))
+                if config is None and jobs > 1
+                else None
+            )
+            if background is not None:
+                claims_job = background.submit(run_claims, True, False)
+                trained_job = background.submit(analyze_trained)
+            bar.stage("experiment")
+            experiment = run_experiment(exp_cfg, progress=bar)
+            if config is None and background is None:
+                bar.stage("claims")
+                claims = run_claims(quick=True, progress=bar)
+                bar.stage("trained networks")
+                trained = analyze_trained()
+            sweep = None
+            if sweep_cfg is not None:
+                bar.stage("sweep")
+                with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
+                    sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar)
+            if background is not None:
+                bar.stage("claims and trained networks")
+                claims, trained = _result(claims_job), _result(trained_job)
         return build_report(
             experiment,
             sweep,
