@@ -42,7 +42,7 @@ class Setup:
     dtype: Any
 
 
-#: Hidden size from which cells with several state vectors use the fused apply kernel.
+#: Hidden size from which the chain uses the fused apply kernel.
 FUSED_FROM = 128
 
 
@@ -53,11 +53,9 @@ class Chain:
         xp = su.xp
         self.kern = kern
         self.P = xp.broadcast_to(xp.eye(su.m, dtype=su.dtype), (su.batch, su.m, su.m)).copy()
-        # Cells with several state vectors at n >= 128: the fused kernel writes into two
-        # alternating buffers (no concatenate, no allocation per step). CPU time of a whole
-        # LSTM analyze, fused / apply: 1.10 at n = 32, 1.09 at 64, 0.93 at 128, 0.91 at 256.
-        multi = len(su.cell.state) > 1 and su.n >= FUSED_FROM
-        self.fused = fused_apply(kern).apply_into if multi else None
+        # At n >= 128 the fused kernel writes into two alternating buffers (no concatenate,
+        # no allocation per step, the materialised block built in one batched product).
+        self.fused = fused_apply(kern).apply_into if su.n >= FUSED_FROM else None
         self.buffers = (xp.empty_like(self.P), xp.empty_like(self.P))
         self.ws: dict[str, Any] = {}
         self.log_scale = np.zeros(su.batch)

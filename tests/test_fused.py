@@ -58,6 +58,7 @@ def test_fused_apply_matches_apply_for_the_catalogue(name, path):
         "tanh(a) * c",  # two affine nodes of the same source: two weights in one block
         "a + c",  # weights with no row scaling at all
         "tanh(a) + h",  # a diagonal term folded into the materialised block
+        "tanh(a) + sigmoid(a) * c + h",  # one weight twice in a block, two weights, a diagonal
     ],
 )
 def test_fused_apply_matches_apply_for_user_cells(h_new):
@@ -86,3 +87,12 @@ def test_fused_apply_with_non_adjacent_row_blocks():
     assert "xp.matmul(P0, G0[..., 0*n:1*n, :]" in fused_apply(compile_cell(cell)).source
     for path in PATHS:
         _check(cell, path, np.random.default_rng(2))
+
+
+@pytest.mark.parametrize("name", ["gru", "lstm"])
+def test_fused_apply_builds_the_block_in_one_product(name):
+    # Several row-scaled weights in a column: the block comes from one batched product of the
+    # stacked weights (not a pass per term), and no n x n temporary is allocated for it.
+    source = fused_apply(compile_cell(get_cell(name))).source
+    assert "xp.matmul(Fs0, S0, out=Gt0)" in source
+    assert "W2" not in source
