@@ -96,3 +96,26 @@ def test_fused_apply_builds_the_block_in_one_product(name):
     source = fused_apply(compile_cell(get_cell(name))).source
     assert "xp.matmul(Fs0, S0, out=Gt0)" in source
     assert "W2" not in source
+
+
+@pytest.mark.parametrize("name", ["rnn", "gru", "lstm"])
+def test_analyze_with_the_fused_chain_matches_the_plain_chain(name, monkeypatch):
+    # The whole analysis at n = FUSED_FROM through the fused kernel against the same analysis
+    # through codegen's apply (the reference path): the same products in another order, so
+    # every norm agrees to 1e-12 in log10 (rounding only; the Krylov path is the same).
+    import gradflow.chains as chains
+    from gradflow.engine import analyze
+
+    n = chains.FUSED_FROM
+    cell = get_cell(name)
+    rng = np.random.default_rng(3)
+    d = 4
+    params = {
+        p.name: rng.standard_normal(p.numeric_shape(n, d)) / np.sqrt(n) for p in cell.parameters
+    }
+    x = rng.standard_normal((6, 2, d))
+    fused = analyze(cell, params, x, threads=1)
+    monkeypatch.setattr(chains, "FUSED_FROM", n + 1)
+    plain = analyze(cell, params, x, threads=1)
+    for field in ("log10_spectral_norm", "log10_frobenius_norm", "log10_spectral_norm_hidden"):
+        np.testing.assert_allclose(getattr(fused, field), getattr(plain, field), rtol=0, atol=1e-12)
