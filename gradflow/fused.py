@@ -13,7 +13,11 @@ layout, a kernel
     each column block's row blocks of the materialised Jacobian are built in one buffer and,
     when they are adjacent row blocks, multiplied in ONE product (``[P_0 P_1] @ [G_0; G_1]``
     for the LSTM's ``h`` column: one ``(r x 2n)(2n x n)`` product instead of two and a sum),
-    straight into ``out``'s column block.
+    straight into ``out``'s column block. Where a column holds several row-scaled weights
+    (the GRU's ``z``, ``r`` and ``n`` weights, the LSTM's four gates), its row blocks come
+    from ONE batched product of the row scalings with the weights stacked once per parameter
+    set (:func:`_gen_stacked`): at n = 128, B = 8 the GRU's block takes 0.05 ms instead of
+    0.26 ms in four passes with a temporary (n = 512, B = 2: 0.27 ms instead of 1.6 ms).
 
 Columns whose terms chain several weights (e.g. the reset-before GRU) keep ``apply``'s
 expression and assign it into ``out``. The kernel's source is in :attr:`FusedApply.source`;
