@@ -198,6 +198,11 @@ class FusedApply:
     source: str
     apply_into: Callable[..., Any]
 
+    @property
+    def stacked(self) -> bool:
+        """Whether a materialised block is built by the stacked product (several weights)."""
+        return "_stack(" in self.source
+
 
 def fused_apply(kern: Kernels) -> FusedApply:
     """:class:`FusedApply` for the kernels ``kern`` (cached per cell, path and backend)."""
