@@ -16,6 +16,9 @@ done, far less disturbed by other processes on a shared machine (cache sharing s
 interleaved with the current one, so that before/after ratios share the machine's state. Each
 ``analyze`` is timed in a child process (``--child``) whose ``PYTHONPATH`` selects the tree.
 
+``--policy`` drops every thread limit instead: the floor uses the BLAS default and ``analyze``
+its own thread policy (:mod:`gradflow.threads`).
+
 Run: ``python benchmarks/engine_vs_floor.py`` (``--quick`` for a smoke run, ``--large`` adds
 n = 1024 and 2048).
 """
@@ -40,6 +43,8 @@ ROOT = Path(__file__).resolve().parent.parent
 
 
 CLOCK = time.perf_counter
+#: ``--policy``: no thread limit anywhere; ``analyze`` runs under its own thread policy.
+POLICY = False
 
 
 def floor(m: int, steps: int, batch: int, rng: np.random.Generator) -> float:
@@ -73,8 +78,11 @@ def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[f
     }
     x = rng.standard_normal((steps, batch, d))
     kw = {"threads": 1} if "threads" in inspect.signature(analyze).parameters else {}
+    limit: int | None = 1
+    if os.environ.get("ENGINE_VS_FLOOR_POLICY"):  # gradflow's own thread policy, no limit
+        kw, limit = {}, None
     times = []
-    with threadpool_limits(limits=1, user_api="blas"):
+    with threadpool_limits(limits=limit, user_api="blas"):
         analyze(cell, params, x[: min(steps, 20)], **kw)  # compile kernels once
         for _ in range(repeat):
             t = CLOCK()
@@ -86,6 +94,10 @@ def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[f
 def _timed(tree: Path, name: str, n: int, steps: int, batch: int, repeat: int) -> list[float]:
     env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1")
     env["ENGINE_VS_FLOOR_CPU"] = "1" if CLOCK is time.process_time else ""
+    if POLICY:
+        for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
+            env.pop(var, None)
+        env["ENGINE_VS_FLOOR_POLICY"] = "1"
     cmd = [sys.executable, __file__, "--child", name, str(n), str(steps), str(batch)]
     out = subprocess.run(
         [*cmd, str(repeat)], env=env, capture_output=True, text=True, check=True
@@ -106,9 +118,15 @@ def main() -> None:
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--configs", help="n:T:B,... instead of the default sizes")
     ap.add_argument("--cpu", action="store_true", help="CPU time instead of wall-clock time")
+    ap.add_argument(
+        "--policy",
+        action="store_true",
+        help="default thread policy: no BLAS limit for the floor, analyze without threads=1",
+    )
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global CLOCK
+    global CLOCK, POLICY
+    POLICY = bool(args.policy)
     if args.cpu or os.environ.get("ENGINE_VS_FLOOR_CPU"):
         CLOCK = time.process_time
     if args.child:
@@ -120,7 +138,11 @@ def main() -> None:
     if args.configs:
         configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
     clock = "CPU" if CLOCK is time.process_time else "wall-clock"
-    print(f"one BLAS thread (threadpoolctl limit 1; analyze(threads=1) where supported); {clock} s")
+    if POLICY:
+        print(f"default thread policy (no BLAS limit; analyze's own policy); {clock} s")
+    else:
+        limit = "threadpoolctl limit 1; analyze(threads=1) where supported"
+        print(f"one BLAS thread ({limit}); {clock} s")
     head = f"{'cell':<6} {'n':>5} {'T':>6} {'B':>4} {'floor s':>9} {'analyze s':>10} {'ratio':>6}"
     head += f" {'spread':>7}"
     if args.baseline:
@@ -131,7 +153,7 @@ def main() -> None:
     for n, steps, batch in configs:
         for name in args.cells.split(","):
             m = get_cell(name).state_size(n)
-            with threadpool_limits(limits=1, user_api="blas"):
+            with threadpool_limits(limits=None if POLICY else 1, user_api="blas"):
                 fl = [floor(m, steps, batch, rng) for _ in range(args.repeat)]
             now: list[float] = []
             before: list[float] = []

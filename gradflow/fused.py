@@ -13,7 +13,11 @@ layout, a kernel
     each column block's row blocks of the materialised Jacobian are built in one buffer and,
     when they are adjacent row blocks, multiplied in ONE product (``[P_0 P_1] @ [G_0; G_1]``
     for the LSTM's ``h`` column: one ``(r x 2n)(2n x n)`` product instead of two and a sum),
-    straight into ``out``'s column block.
+    straight into ``out``'s column block. Where a column holds several row-scaled weights
+    (the GRU's ``z``, ``r`` and ``n`` weights, the LSTM's four gates), its row blocks come
+    from ONE batched product of the row scalings with the weights stacked once per parameter
+    set (:func:`_gen_stacked`): at n = 128, B = 8 the GRU's block takes 0.05 ms instead of
+    0.26 ms in four passes with a temporary (n = 512, B = 2: 0.27 ms instead of 1.6 ms).
 
 Columns whose terms chain several weights (e.g. the reset-before GRU) keep ``apply``'s
 expression and assign it into ``out``. The kernel's source is in :attr:`FusedApply.source`;
@@ -22,6 +26,7 @@ tests check it against ``apply`` for every catalogue cell and path.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from functools import lru_cache
@@ -30,6 +35,15 @@ from typing import Any
 from .cells.graph import Cell
 from .codegen import Kernels, Layout, _chain, _scaled, compile_cell
 from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
+
+
+def _stack(ws: dict[str, Any], key: str, q: dict[str, Any], names: tuple[str, ...], xp: Any) -> Any:
+    """The weights ``names`` stacked as ``(n, len(names), n)`` for the parameters ``q`` (built
+    once per parameter set and kept in the workspace with the ``q`` it was built from)."""
+    hit = ws.get(key)
+    if hit is None or hit[0] is not q:
+        hit = ws[key] = (q, xp.ascontiguousarray(xp.stack([q[w] for w in names], axis=1)))
+    return hit[1]
 
 
 def _buf(ws: dict[str, Any], key: str, shape: tuple[int, ...], like: Any, xp: Any) -> Any:
@@ -66,6 +80,40 @@ def _gen_block(
     return L
 
 
+def _gen_stacked(
+    j: int, rows: list[int], names: list[str], column: list[tuple[int, Term]], lay: Layout
+) -> list[str]:
+    """Lines building the row blocks ``G_kj = sum_w diag(c_kw) W_w`` of column ``j`` in ONE
+    batched product: for every row ``i`` of the weights, ``G[k, i, b, :] = sum_w
+    Fs[k, i, b, w] W_w[i, :]``, i.e. ``Fs (R, n, B, |W|) @ S (n, |W|, n)`` with ``S`` the
+    weights stacked once per parameter set. The coefficients ``c_kw`` are the derivation's
+    row scalings (1 for an unscaled weight, 0 where a row block lacks the weight); the
+    product's layout ``(R, n, B, n)`` is viewed as ``(B, R n, n)`` without a copy. One pass
+    instead of two per term; the same sums of the same products in another order."""
+    R, nw = len(rows), len(names)
+    L = [
+        f"    S{j} = _stack(ws, 'S{j}', q, {tuple('W:' + w for w in names)!r}, xp)",
+        f"    Fs{j} = _buf(ws, 'Fs{j}', ({R}, n) + batch + ({nw},), P, xp)",
+        f"    Gt{j} = _buf(ws, 'Gt{j}', ({R}, n) + batch + (n,), P, xp)",
+    ]
+    for k, i in enumerate(rows):
+        for w, name in enumerate(names):
+            dgs = [t.diags[0] for r, t in column if r == i and t.weights and t.weights[0] == name]
+            slot = f"Fs{j}[{k}, ..., {w}]"
+            if not dgs:
+                L.append(f"    {slot} = 0.0")
+            for idx, dg in enumerate(dgs):
+                value = "1.0" if dg == 1 else f"xp.moveaxis({_f(lay, dg, '')}, -1, 0)"
+                L.append(f"    {slot} {'=' if idx == 0 else '+='} {value}")
+    L.append(f"    xp.matmul(Fs{j}, S{j}, out=Gt{j})")
+    for k, i in enumerate(rows):
+        for t in (t for r, t in column if r == i and not t.weights):
+            value = "1.0" if t.diags[0] == 1 else f"xp.moveaxis({_f(lay, t.diags[0], '')}, -1, 0)"
+            L.append(f"    Gt{j}[{k}][d, ..., d] += {value}")
+    L.append(f"    G{j} = xp.moveaxis(Gt{j}, 2, 0).reshape(batch + ({R}*n, n))  # a view")
+    return L
+
+
 def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
     L = ["def apply_into(P, F, q, out, ws):", '    n = q["n"]', "    d = xp.arange(n)"]
     L.append("    batch = P.shape[:-2]")
@@ -82,11 +130,14 @@ def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
         rows = sorted({i for i, _ in weighted})
         extra: list[tuple[int, Term]] = []  # diagonal terms added after the product
         if weighted and single:
-            L.append(f"    G{j} = _buf(ws, 'G{j}', batch + ({len(rows)}*n, n), P, xp)")
-            for k, i in enumerate(rows):
-                terms = sorted((t for r, t in weighted if r == i), key=lambda t: t.diags[0] == 1)
+            names = list(dict.fromkeys(t.weights[0] for _, t in weighted))
+            if len(names) == 1 and len(weighted) == 1:  # one row-scaled weight (the RNN)
+                L.append(f"    G{j} = _buf(ws, 'G{j}', batch + (n, n), P, xp)")
+                i = rows[0]
                 diag = [t for r, t in column if r == i and not t.weights]
-                L += _gen_block(i, j, k, terms, diag, lay)
+                L += _gen_block(i, j, 0, [weighted[0][1]], diag, lay)
+            else:
+                L += _gen_stacked(j, rows, names, column, lay)
             if rows == list(range(rows[0], rows[-1] + 1)):
                 lo, hi = rows[0], rows[-1] + 1
                 L.append(f"    xp.matmul(P[..., {lo}*n:{hi}*n], G{j}, out={o})")
@@ -128,7 +179,16 @@ def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
         if first:  # an empty column block
             L.append(f"    {o}[...] = 0.0")
     L.append("    return out")
-    return L
+    body = "\n".join(L[6:])
+    return [line for line in L if not _unused(line, body)]
+
+
+def _unused(line: str, body: str) -> bool:
+    """A workspace line of the preamble whose buffer the body never uses."""
+    for name in ("T", "W2"):
+        if line.startswith(f"    {name} = _buf(") and not re.search(rf"\b{name}\b", body):
+            return True
+    return False
 
 
 @dataclass(frozen=True)
@@ -137,6 +197,11 @@ class FusedApply:
 
     source: str
     apply_into: Callable[..., Any]
+
+    @property
+    def stacked(self) -> bool:
+        """Whether a materialised block is built by the stacked product (several weights)."""
+        return "_stack(" in self.source
 
 
 def fused_apply(kern: Kernels) -> FusedApply:
@@ -153,7 +218,7 @@ def _fused(cell: Cell, path: str, backend: str) -> FusedApply:
     elif kern.path == "multiplicative":
         jac = jac.multiplicative()
     source = "\n".join(_gen_apply_into(len(kern.cell.state), jac, kern.layout)) + "\n"
-    namespace: dict[str, Any] = {"xp": kern.xp, "_buf": _buf}
+    namespace: dict[str, Any] = {"xp": kern.xp, "_buf": _buf, "_stack": _stack}
     # Built from validated identifiers and the layout's indices only, like codegen's kernels.
     exec(compile(source, f"<gradflow fused {kern.cell.name}/{kern.path}>", "exec"), namespace)
     return FusedApply(source=source, apply_into=namespace["apply_into"])

@@ -200,6 +200,7 @@ class Spectral:
         hist: list[Any] = []
         depth = 0
         guided_at = -1
+        pending: Any = None  # P^T N of the newest block, not yet pushed through P
         while True:
             H = xp.swapaxes(Z, -1, -2) @ Z
             fro2 = frob * frob
@@ -214,6 +215,15 @@ class Spectral:
                 theta, C = xp.linalg.eigh(H)
                 t1 = xp.maximum(theta[..., -1], 0.0)
                 s = xp.sqrt(t1)
+                if pending is not None:
+                    # The bracket needs only H: where it certifies the whole batch, the
+                    # newest block's pass through P (for residuals) is never taken.
+                    g_bracket = self._bracket_only(t1, rest, fro2)
+                    if bool((g_bracket <= rtol).all()):
+                        kind, gap = xp.zeros(t1.shape, dtype=np.int8), g_bracket
+                        break
+                    Y = xp.concatenate((Y, P @ pending), axis=-1)
+                    pending = None
                 c = C[..., -1:]
                 r = Y @ c - t1[:, None, None] * (Q @ c)  # L y - theta y for y = Q c
                 rr = xp.einsum("bij,bij->b", r, r)
@@ -242,7 +252,10 @@ class Spectral:
             Zn = Pt @ N
             Q = xp.concatenate((Q, N), axis=-1)
             Z = xp.concatenate((Z, Zn), axis=-1)
-            Y = xp.concatenate((Y, P @ Zn), axis=-1)
+            if Q.shape[-1] < rows:
+                pending = Zn  # pushed through P only if the bracket does not certify
+            else:
+                Y = xp.concatenate((Y, P @ Zn), axis=-1)
             depth += 1
         # The next start: the start block pushed once through L (its image is Y's first
         # block), orthonormalised in column order. Column order matters: the first column then
@@ -281,7 +294,7 @@ class Spectral:
         slack = 4 * eps
         c = xp.maximum(rest, 0.0) + slack * fro2
         safe_t1 = xp.maximum(t1, tiny)
-        g_bracket = xp.sqrt(1.0 + c / safe_t1) - 1.0  # 0 for a zero product (c = 0)
+        g_bracket = self._bracket_only(t1, rest, fro2)
         bracketed = g_bracket <= rtol
         if bool(bracketed.all()) or p < 2:
             kind = xp.where(bracketed, np.int8(0), np.int8(-1))
@@ -298,6 +311,13 @@ class Spectral:
         kind = xp.where(bracketed, np.int8(0), xp.where(g_res <= rtol, np.int8(1), np.int8(-1)))
         gap = xp.where(kind == 0, g_bracket, xp.where(kind == 1, g_res, 0.0))
         return kind, gap
+
+    def _bracket_only(self, t1: Any, rest: Any, fro2: Any) -> Any:
+        """The bracket's certified relative gap from ``theta_1`` and the Frobenius mass
+        ``rest`` outside the basis (slack ``4 eps ||P||_F^2``); 0 for a zero product."""
+        xp = self.xp
+        c = xp.maximum(rest, 0.0) + 4 * self.eps * fro2
+        return xp.sqrt(1.0 + c / xp.maximum(t1, self.tiny)) - 1.0
 
     def _certify(self, A: Any, t1: Any) -> tuple[Any, Any]:
         """Certify or replace candidates ``sqrt(t1)`` for the matrices ``A`` (``(k, r, c)``).
