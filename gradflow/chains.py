@@ -86,15 +86,19 @@ class Chain:
         sv_lags: set[int],
         sv_out: dict[int, np.ndarray],
         n_sv: int,
+        steps: int,
     ) -> None:
-        """Multiply through one chunk of steps (latest first); lags k0+1..k0+K.
+        """Multiply through one chunk of ``steps`` steps (latest first); lags k0+1..k0+K.
+
+        ``F`` may be empty: a chain whose Jacobian is constant (e.g. the additive path ``I`` of
+        an AntisymmetricRNN) has no per-step factors, only the chunk's length.
 
         Each lag's product is normalised in place (:func:`gradflow.norms.normalise`: no
         overflow or underflow, a zero product stays zero and its log10 norms are ``-inf`` from
         that lag on) and handed to the spectral-norm estimators while it is in cache; no
         product is stored."""
         xp = su.xp
-        K = F[0].shape[0] if F else 0
+        K = steps
         scales = xp.empty((K, su.batch), dtype=su.dtype)
         h_scales = None
         apply, spectral, spectral_h, n = self.kern.apply, self.spectral, self.spectral_h, self.n

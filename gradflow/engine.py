@@ -393,7 +393,9 @@ def _analyze(
         _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)
-            ch.run_chunk(su, Fp, k0, set(lags) if name == "full" else set(), sv[name], n_sv)
+            ch.run_chunk(
+                su, Fp, k0, set(lags) if name == "full" else set(), sv[name], n_sv, t1 - t0
+            )
         if grad is not None or lyap is not None:
             for j in range(t1 - t0):
                 Ft = tuple(f[t1 - t0 - 1 - j] for f in F)

@@ -686,3 +686,30 @@ def test_fused_chain_at_n_128_matches_dense_products(xp):
             np.testing.assert_allclose(res.log10_frobenius_norm, frob, atol=1e-11)
         # Certified to 1e-11 relative: 1e-10 in log10 with rounding to spare.
         np.testing.assert_allclose(got, spec, atol=1e-10)
+
+
+@pytest.mark.parametrize("name", ["antisymmetric-rnn", "lipschitz-rnn"])
+def test_a_constant_path_chain_has_no_factors_and_is_still_multiplied(name):
+    # The additive part of these cells has no per-step factor: I (AntisymmetricRNN, Chang et
+    # al. 2019) and I + eps A with A = M_A + (1 - 2 beta) M_A^T - gamma I (Lipschitz RNN,
+    # Erichson et al. 2021, eq. 6). Its chain must still run for every lag (it raised an
+    # IndexError: a chunk's length was read off the factors). Reference: numpy matrix powers.
+    from gradflow.initialisers import Init, initialise
+
+    cell = get_cell(name)
+    rng = np.random.default_rng(3)
+    n, T = 5, 30
+    params = initialise(cell, n, 3, Init(scheme="paper"), rng)
+    params = {k: v * (20.0 if k == "M_A" else 1.0) for k, v in params.items()}  # visible A
+    r = analyze(cell, params, rng.standard_normal((T, 2, 3)), paths=True)
+    c = dict(cell.constants)
+    if name == "antisymmetric-rnn":
+        step = np.eye(n)
+    else:
+        M = params["M_A"]
+        A = M + (1 - 2 * c["beta"]) * M.T - c["gamma"] * np.eye(n)
+        step = np.eye(n) + c["epsilon"] * A
+    ref = [np.log10(np.linalg.norm(np.linalg.matrix_power(step, k), 2)) for k in range(T + 1)]
+    got = np.asarray(r.paths["additive"]["log10_spectral_norm"])
+    # Certified spectral norms (1e-11 relative) of a product of k exact steps: 1e-11 in log10.
+    np.testing.assert_allclose(got, np.repeat(np.array(ref)[:, None], 2, axis=1), atol=1e-11)

@@ -20,7 +20,7 @@ from typing import Any
 import sympy as sp
 from sympy.printing.mathml import mathml
 
-from ..cells.graph import Affine, Cell
+from ..cells.graph import Affine, Cell, MatrixDef
 from ..results import CellCard
 from ..symbolic.jacobian import BlockJacobian
 from ..symbolic.render import (
@@ -45,11 +45,28 @@ def _mml(expr: sp.Basic) -> str:
     return str(mathml(shown, printer="presentation"))
 
 
+def _matrix_mathml(mat: MatrixDef) -> str:
+    """``M_h = W_h - W_h^T - 0.01 I``: a matrix definition (F4), as ``equations_latex`` has it."""
+    parts = [
+        (c, _mml(sp.Symbol(w, commutative=False)), transposed) for c, w, transposed in mat.terms
+    ]
+    if mat.identity:
+        parts.append((mat.identity, "<mi>I</mi>", False))
+    out = ""
+    for k, (c, body, transposed) in enumerate(parts):
+        if transposed:
+            body = f"<msup><mrow>{body}</mrow><mo>&#x22A4;</mo></msup>"
+        shown = body if abs(c) == 1 else f"<mn>{abs(c):g}</mn><mo>&#x2062;</mo>{body}"
+        sign = "<mo>-</mo>" if c < 0 else ("" if k == 0 else "<mo>+</mo>")
+        out += sign + shown
+    return f"{_mml(sp.Symbol(mat.name, commutative=False))}<mo>=</mo>{out}"
+
+
 def equations_mathml(cell: Cell) -> list[str]:
     """Presentation MathML of each equation of ``cell``, matching
-    :func:`gradflow.symbolic.render.equations_latex` line for line."""
+    :func:`gradflow.symbolic.render.equations_latex` line for line (matrix definitions first)."""
     names = display_names(cell)
-    lines = []
+    lines = [_matrix_mathml(m) for m in cell.matrices]
     for node in cell.nodes:
         lhs = _mml(names[cell.symbol(node.name)])
         if isinstance(node, Affine):
