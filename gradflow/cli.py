@@ -687,6 +687,14 @@ def plot_cmd(
     help="Figure files to write (repeat; default pdf, svg, png). SVG is always "
     "written: the HTML embeds it.",
 )
+@click.option(
+    "--cells",
+    "cells",
+    type=click.Choice(["classic", "all"]),
+    default="classic",
+    show_default=True,
+    help="Without --config: the 11 classic cells, or all 24 catalogue cells grouped by family.",
+)
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--cite", is_flag=True, help="Print BibTeX for every method the report used.")
 def report_cmd(
@@ -695,15 +703,17 @@ def report_cmd(
     venue: str,
     jobs: int,
     formats: tuple[str, ...],
+    cells: str,
     quiet: bool,
     cite: bool,
 ) -> None:
     """Run the built-in comparison (or --config) and write an HTML + Markdown report.
 
-    Without --config: the comparison of every catalogue cell, the claims (quick) and a
-    phase-diagram sweep. With --config FILE: that experiment, and its [sweep] table if it has
-    one; no claims. The folder is replaced only once the new report is complete. Prints the
-    report's path; on stderr, unless --quiet, the headline decay rates and the time taken.
+    Without --config: the comparison of the classic cells (--cells all: every catalogue cell,
+    grouped by family), the claims (quick), the trained networks and a phase-diagram sweep.
+    With --config FILE: that experiment, and its [sweep] table if it has one; no claims. The
+    folder is replaced only once the new report is complete. Prints the report's path; on
+    stderr, unless --quiet, the headline decay rates and the time taken.
     """
     import time
 
@@ -717,6 +727,7 @@ def report_cmd(
         jobs=jobs,
         formats=formats or _FIGURE_FORMATS,
         progress=not quiet,
+        cells=cells,
     )
     if not quiet:  # for people, on stderr; stdout keeps the one path scripts read
         for line in summary_lines(out, time.perf_counter() - start):

@@ -14,6 +14,7 @@ from gradflow.analysis.meanfield import (
     meanfield_prediction,
     tanh_fixed_point,
 )
+from gradflow.errors import UsageError
 from gradflow.initialisers import Init
 
 _SMALL = {"samples": 2**14, "burn_in": 60, "steps": 120}
@@ -118,3 +119,11 @@ def test_recursion_matches_untied_networks(cell: str, sigma_w: float) -> None:
     pred = cell_meanfield(cell, Init(scheme="gaussian", sigma_w=sigma_w), 128, 4, 1.0, **_SMALL)
     sim = np.mean([_untied_slope(cell, sigma_w, 128, s) for s in range(3)])
     assert abs(pred.growth_rate - sim) < 0.02
+
+
+@pytest.mark.parametrize("name", ["antisymmetric-rnn", "lipschitz-rnn", "mamba-s6"])
+def test_cells_with_matrix_definitions_are_outside_the_annealed_theory(name):
+    # W - W^T - gamma I is not a matrix of independent Gaussian entries: a clear refusal
+    # (it was a KeyError on the definition's name), and the experiment's column stays empty.
+    with pytest.raises(UsageError, match="matrix definitions"):
+        cell_meanfield(name, Init(scheme="gaussian"), 16, 4, 1.0)

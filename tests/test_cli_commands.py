@@ -174,3 +174,30 @@ def test_claims_command_runs_the_quick_or_full_claims_and_saves_them(tmp_path, m
     assert result.exit_code == 2 and asked == [False] and "is a directory" in result.output
     result = CliRunner().invoke(cli, ["claims", "-q", "-o", str(tmp_path / "q.json")])
     assert result.exit_code == 0 and asked == [False, True] and result.output == ""
+
+
+def test_report_cells_all_is_every_catalogue_cell_grouped_by_family(monkeypatch, tmp_path):
+    from gradflow.analysis.defaults import default_report_config
+    from gradflow.cells import CATALOGUE
+    from gradflow.cells.catalogue import CLASSIC, FAMILIES
+    from gradflow.errors import UsageError
+
+    assert default_report_config().cells == CLASSIC
+    every = default_report_config("all").cells
+    # Every catalogue cell once, family by family (the report's panels follow this order).
+    assert sorted(every) == sorted(CATALOGUE) and len(every) >= 24
+    assert list(every) == [name for family in FAMILIES.values() for name in family]
+    with pytest.raises(UsageError, match="cells must be one of classic, all"):
+        default_report_config("modern")
+    # The CLI hands --cells to run_report (the run itself is tests/test_report.py's).
+    import gradflow.report as report_mod
+
+    seen = {}
+
+    def fake(out_dir, **kw):
+        seen.update(kw)
+        raise UsageError("stop here")
+
+    monkeypatch.setattr(report_mod, "run_report", fake)
+    result = CliRunner().invoke(cli, ["report", "--out", str(tmp_path / "r"), "--cells", "all"])
+    assert result.exit_code != 0 and seen["cells"] == "all"

@@ -245,6 +245,13 @@ def cell_meanfield(
         raise UsageError(f"input_var must be a finite number >= 0, got {input_var!r}")
     if samples < 64 or burn_in < 0 or steps < 10:
         raise UsageError("need samples >= 64, burn_in >= 0 and steps >= 10")
+    if c.matrices:
+        # M = W - W^T - gamma I has correlated entries and a fixed part: not the independent
+        # Gaussian entries the annealed closure assumes (AntisymmetricRNN, Lipschitz RNN, S6).
+        raise UsageError(
+            f"{c.name}: the annealed mean field assumes independent Gaussian weight entries; "
+            f"its matrix definitions ({', '.join(m.name for m in c.matrices)}) are not"
+        )
     ens = Ensemble.from_init(init, n, d)
     rng = np.random.default_rng(seed)
     params = initialise(c, n, d, init, rng)
