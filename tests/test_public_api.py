@@ -89,6 +89,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
             "threads",
             "time",
             "weights",
+            "analysis.claims",
             "analysis.experiment",
             "analysis.sweep",
         )
