@@ -35,6 +35,7 @@ from ._version import __version__
 from .backend import resolve_dtype, to_numpy
 from .cells import Cell, get_cell
 from .chains import Chain, Lyapunov, Setup, VectorChain
+from . import compiled as fast
 from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
 from .errors import FactorError, InputsError, NumericalError, UsageError, WeightsError
@@ -255,6 +256,7 @@ def analyze(
     hidden: bool = True,
     threads: int | None = None,
     force: bool = False,
+    compiled: bool | None = None,
 ) -> AnalysisResult:
     """Exact log10 norms of ``ds_T/ds_{T-k}`` for every lag ``k = 0..T``.
 
@@ -282,6 +284,9 @@ def analyze(
         threads: BLAS threads inside the computation (default: the policy of
             :mod:`gradflow.threads`, ``GRADFLOW_THREADS`` or one thread for small states).
         force: run even when the cost estimate (:mod:`gradflow.cost`) is above its limits.
+        compiled: the compiled backend (:mod:`gradflow.compiled`, extra ``fast``): ``None``
+            uses it where the case qualifies, ``False`` forces the NumPy reference path,
+            ``True`` requires it.
 
     Returns:
         An :class:`~gradflow.results.AnalysisResult`.
@@ -314,7 +319,13 @@ def analyze(
     su = _setup(cell, params, inputs, s0, backend, dtype, check)
     nthreads = blas_threads(su.m, threads)
     with compute_region(nthreads):
-        result = _analyze(su, backend, paths, singular_lags, n_singular, lyapunov, gradient, hidden)
+        q = {"paths": paths, "singular_lags": singular_lags, "lyapunov": lyapunov}
+        if fast.qualifies(su, compiled, gradient=gradient, **q):
+            result = fast.analyze(su, hidden, threads, _forward, _chunk_values, _check_factors)
+        else:
+            result = _analyze(
+                su, backend, paths, singular_lags, n_singular, lyapunov, gradient, hidden
+            )
     # the thread count is configuration (data); timings are volatile and kept apart (run.json)
     return replace(
         result,

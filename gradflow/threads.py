@@ -102,6 +102,26 @@ def blas_threads(m: int, threads: int | None = None) -> int:
     return by_size
 
 
+def batch_threads(batch: int, threads: int | None = None) -> int:
+    """Threads over which the compiled backend (:mod:`gradflow.compiled`) spreads the
+    ``batch`` independent sequences: ``threads=``, :func:`set_threads` or ``GRADFLOW_THREADS``
+    when given; else one per core, at most one per sequence, and never more than a BLAS thread
+    variable the user set (a user who asked for one thread gets one)."""
+    if threads is not None:
+        return _check(threads, "threads")
+    if _override is not None:
+        return _override
+    env = env_threads()
+    if env is not None:
+        return env
+    count = min(cores(), max(1, int(batch)))
+    for var in BLAS_VARS:
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            count = min(count, int(raw))
+    return count
+
+
 def threads_per_worker(workers: int) -> int:
     """BLAS threads for each of ``workers`` parallel workers: the cores shared out, at
     least one each (a pool of more workers than cores gets one thread per worker)."""
