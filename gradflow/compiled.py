@@ -43,7 +43,7 @@ from .errors import FactorError, NumericalError, UsageError
 from .results import AnalysisResult
 from .spectral import BLOCK, CERTIFICATES, SPECTRAL_RTOL
 from .symbolic.jacobian import state_jacobian
-from .threads import batch_threads
+from .threads import batch_threads, single_blas
 
 #: Largest hidden size the compiled backend takes by default (above, NumPy's per-call cost no
 #: longer dominates and the reference path's BLAS-bound kernels are as fast).
@@ -63,17 +63,10 @@ def available() -> bool:
     return importlib.util.find_spec("numba") is not None
 
 
-def qualifies(
-    su: Setup,
-    compiled: bool | None,
-    *,
-    paths: bool,
-    singular_lags: Sequence[int],
-    lyapunov: int,
-    gradient: str | None,
-) -> bool:
-    """Whether ``analyze`` takes the compiled path (module docstring). ``compiled=True``
-    raises :class:`UsageError` where it cannot."""
+def qualifies(su: Setup, compiled: bool | None, extras: tuple[Any, ...] = ()) -> bool:
+    """Whether ``analyze`` takes the compiled path (module docstring); ``extras`` are the
+    further quantities asked for (``paths``, ``singular_lags``, ``lyapunov``, ``gradient``),
+    none of which it computes. ``compiled=True`` raises :class:`UsageError` where it cannot."""
     if compiled is False:
         return False
     if compiled is None and os.environ.get(ENV, "").strip() == "0":
@@ -83,7 +76,7 @@ def qualifies(
         why = "the numpy backend"
     elif np.dtype(su.dtype) != np.float64:
         why = "float64"
-    elif paths or singular_lags or lyapunov or gradient:
+    elif any(len(e) if isinstance(e, Sequence) else e for e in extras):
         why = "the default quantities (no paths, singular_lags, lyapunov or gradient)"
     elif compiled is None and su.n > MAX_N:
         why = f"hidden size n <= {MAX_N}"
@@ -155,6 +148,8 @@ def analyze(
 
     from . import compiled_kernels as ck
 
+    importlib.import_module("scipy.linalg.cython_blas")  # the BLAS numba's np.dot calls
+
     T, B, n, m = su.steps, su.batch, su.n, su.m
     chunk = int(max(1, min(256, CHUNK_BUDGET // (8 * B * m * m))))
     keep = T * B * n * len(su.kernels.layout.needed) * 8 <= ROLLOUT_BUDGET
@@ -182,7 +177,10 @@ def analyze(
     log_scale = np.zeros(B)
     workers = batch_threads(B, threads)
     saved = numba.get_num_threads()
-    numba.set_num_threads(min(workers, numba.config.NUMBA_NUM_THREADS))
+    limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
+    numba.set_num_threads(min(workers, limit))
+    blas = single_blas()
+    blas.__enter__()
     try:
         k0 = 0
         for c in range(len(checkpoints) - 1, -1, -1):
@@ -204,14 +202,14 @@ def analyze(
             Fs = np.stack(F) if F else np.zeros((1, *shape))
             logs = np.empty((K, B))
             out = np.zeros((7, K, B))
-            err = np.empty(B, dtype=np.int64)
+            bad = np.empty(B, dtype=np.int64)
             ck.chain_chunk(Fs, Ws, pl.terms, P, U, Uh, n, pl.dense, pl.diag, hidden, SPECTRAL_RTOL,
-                           MAX_ITERATIONS, logs, out, err)  # fmt: skip
-            if (err >= 0).any():
-                b = int(np.flatnonzero(err >= 0)[0])
+                           MAX_ITERATIONS, logs, out, bad)  # fmt: skip
+            if (bad >= 0).any():
+                b = int(np.flatnonzero(bad >= 0)[0])
                 raise NumericalError(
                     f"the Jacobian product of {su.cell.name!r} overflowed or became NaN at "
-                    f"step {T - k0 - int(err[b])}, sequence {b}: a Jacobian there is not "
+                    f"step {T - k0 - int(bad[b])}, sequence {b}: a Jacobian there is not "
                     "finite or beyond the floating-point range"
                 )
             cum = log_scale[None, :] + np.cumsum(logs, axis=0)
@@ -227,6 +225,7 @@ def analyze(
             k0 += K
     finally:
         numba.set_num_threads(saved)
+        blas.__exit__(None, None, None)
     if not hidden:
         spec_h = spec
     meta: dict[str, Any] = {

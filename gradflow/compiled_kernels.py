@@ -39,7 +39,7 @@ EPS = float(np.finfo(np.float64).eps)
 TINY = float(np.finfo(np.float64).tiny)
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _product(
     A: Any, Jt: Any, out: Any, ns: int, n: int, dense: Any, diag: Any, Jc: Any, Oc: Any
 ) -> None:  # noqa: E501
@@ -70,7 +70,7 @@ def _product(
                             out[r, c0 + c] += A[r, i0 + c] * Jt[i0 + c, c0 + c]
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _assemble(Fs: Any, k: int, b: int, Ws: Any, terms: Any, J: Any, n: int) -> None:
     """``J_t`` of step ``k``, sequence ``b``, from the derivation's terms (rows of ``terms``:
     block row, block column, weight index or -1, leading and trailing factor index or -1 for
@@ -93,7 +93,7 @@ def _assemble(Fs: Any, k: int, b: int, Ws: Any, terms: Any, J: Any, n: int) -> N
                     J[i0 + r, j0 + c] += a * Ws[w, r, c]
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _normalise(A: Any, thr: float) -> float:
     """Scale ``A`` in place to unit Frobenius norm; return the norm (0: a zero matrix, left
     as it is; inf or NaN: not finite, ``A`` left as it is). :func:`gradflow.norms.normalise`."""
@@ -127,7 +127,7 @@ def _normalise(A: Any, thr: float) -> float:
     return s
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _jacobi(H: Any, V: Any, w: Any) -> None:
     """Eigenvalues ``w`` and eigenvectors ``V`` (columns) of the small symmetric ``H``
     (destroyed) by cyclic Jacobi rotations: accurate to ``eps ||H||``."""
@@ -171,7 +171,7 @@ def _jacobi(H: Any, V: Any, w: Any) -> None:
         w[i] = H[i, i]
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _orthonormalise(Y: Any, U: Any) -> None:
     """``U``: orthonormal columns spanning ``Y``'s, in column order (Gram-Schmidt twice); a
     column that ``Y`` leaves (nearly) dependent is replaced by a unit vector made orthogonal."""
@@ -204,7 +204,7 @@ def _orthonormalise(Y: Any, U: Any) -> None:
             v[(k + attempt) % rows] = 1.0
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _cholesky_ok(M: Any) -> bool:
     """Whether the symmetric ``M`` (overwritten) has a Cholesky factorisation: positive
     definite, up to the factorisation's backward error of order ``m eps ||M||``."""
@@ -225,7 +225,7 @@ def _cholesky_ok(M: Any) -> bool:
     return True
 
 
-@njit(cache=True)  # type: ignore[misc]
+@njit(cache=True)
 def _certified(
     A: Any, fro2: float, U: Any, ws: Any, rtol: float, eps: float, tiny: float, maxit: int
 ) -> tuple[float, float, int, int]:  # noqa: E501
@@ -300,7 +300,7 @@ def _workspace(rows: int, cols: int, b: int) -> tuple[Any, ...]:
 _workspace_jit = njit(cache=True)(_workspace)
 
 
-@njit(cache=True, parallel=True)  # type: ignore[misc]
+@njit(cache=True, parallel=True)
 def chain_chunk(
     Fs: Any,
     Ws: Any,
@@ -320,9 +320,10 @@ def chain_chunk(
 ) -> None:
     """Lags ``k0 + 1 .. k0 + K`` of every sequence: ``Fs`` ``(factors, K, B, n)`` are the
     chunk's Jacobian factors in time order (the latest step last), ``Ws`` the weights and
-    ``terms`` the derivation's terms (:func:`_assemble`), ``P`` ``(B, m, m)`` the product so far (updated), ``U``/``Uh`` the
-    warm blocks (updated). Writes ``logs[j, b]`` (log10 of lag ``j``'s scale) and
-    ``out[q, j, b]`` for q = value, gap, kind, h value, h gap, h kind, iterations;
+    ``terms`` the derivation's terms (:func:`_assemble`), ``P`` ``(B, m, m)`` the product so
+    far (updated), ``U``/``Uh`` the warm blocks (updated). Writes ``logs[j, b]`` (log10 of
+    lag ``j``'s scale) and ``out[q, j, b]`` for q = value, gap, kind, h value, h gap, h kind,
+    iterations;
     ``err[b]`` is the first lag ``j`` whose product is not finite (else -1)."""
     K, B, m = Fs.shape[1], Fs.shape[2], P.shape[1]
     ns = m // n

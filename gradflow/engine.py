@@ -31,11 +31,11 @@ from typing import Any
 
 import numpy as np
 
+from . import compiled as fast
 from ._version import __version__
 from .backend import resolve_dtype, to_numpy
 from .cells import Cell, get_cell
 from .chains import Chain, Lyapunov, Setup, VectorChain
-from . import compiled as fast
 from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
 from .errors import FactorError, InputsError, NumericalError, UsageError, WeightsError
@@ -319,13 +319,11 @@ def analyze(
     su = _setup(cell, params, inputs, s0, backend, dtype, check)
     nthreads = blas_threads(su.m, threads)
     with compute_region(nthreads):
-        q = {"paths": paths, "singular_lags": singular_lags, "lyapunov": lyapunov}
-        if fast.qualifies(su, compiled, gradient=gradient, **q):
+        if fast.qualifies(su, compiled, (paths, singular_lags, lyapunov, gradient)):
             result = fast.analyze(su, hidden, threads, _forward, _chunk_values, _check_factors)
         else:
-            result = _analyze(
-                su, backend, paths, singular_lags, n_singular, lyapunov, gradient, hidden
-            )
+            args = (paths, singular_lags, n_singular, lyapunov, gradient, hidden)
+            result = _analyze(su, backend, *args)
     # the thread count is configuration (data); timings are volatile and kept apart (run.json)
     return replace(
         result,
