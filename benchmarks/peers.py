@@ -213,7 +213,9 @@ def main() -> None:
                 peers: dict[str, float] = {}
                 worst = 0.0
                 if "torch" in have:
-                    peers["torch"], got = best(lambda: torch_norms(name, w, x, m), args.repeat)
+                    peers["torch"], got = best(
+                        lambda c=name, w=w, x=x, m=m: torch_norms(c, w, x, m), args.repeat
+                    )
                     worst = max(worst, float(np.abs(got[1:] - ref[1:]).max()))
                 if "jax" in have:
                     run = jax_chain(name, w, m)
