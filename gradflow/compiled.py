@@ -15,8 +15,12 @@ compiled product exploits (a column block of diagonal blocks is a scaling) is re
 same derivation (:func:`gradflow.symbolic.jacobian.state_jacobian`).
 
 **When it is used** (:func:`qualifies`): numba imports, the backend is ``numpy``, the dtype
-``float64``, the hidden size ``n <= MAX_N``, and only the default quantities are asked for (no
-``paths``, ``singular_lags``, ``lyapunov`` or ``gradient``). ``analyze(compiled=False)`` or
+``float64``, the hidden size ``n <= MAX_N``, only the default quantities are asked for (no
+``paths``, ``singular_lags``, ``lyapunov`` or ``gradient``), the cell's Jacobian terms hold at
+most one weight matrix each, and there is enough work to repay loading numba: at least
+``MIN_STEPS`` sequence-steps ``T B``, or numba already loaded in this process (loading it and
+the cached kernels costs about 0.6 s of CPU once per process; the compiled chain saves about
+8-30 microseconds per sequence-step at n = 32). ``analyze(compiled=False)`` or
 ``GRADFLOW_COMPILED=0`` forces the NumPy reference path; ``compiled=True`` refuses, with one
 line, a case that does not qualify. The result's ``meta["compiled"]`` names the kernels and the
 threads when this path ran. The numba functions are compiled once per machine and cached on
@@ -27,6 +31,7 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -48,6 +53,8 @@ from .threads import batch_threads, single_blas
 #: Largest hidden size the compiled backend takes by default (above, NumPy's per-call cost no
 #: longer dominates and the reference path's BLAS-bound kernels are as fast).
 MAX_N = 64
+#: Fewest sequence-steps ``T B`` for which the compiled backend is loaded by default.
+MIN_STEPS = 10_000
 #: The environment variable that, set to 0, forces the NumPy reference path.
 ENV = "GRADFLOW_COMPILED"
 #: Bytes of materialised Jacobians per chunk.
@@ -80,6 +87,8 @@ def qualifies(su: Setup, compiled: bool | None, extras: tuple[Any, ...] = ()) ->
         why = "the default quantities (no paths, singular_lags, lyapunov or gradient)"
     elif compiled is None and su.n > MAX_N:
         why = f"hidden size n <= {MAX_N}"
+    elif compiled is None and su.steps * su.batch < MIN_STEPS and "numba" not in sys.modules:
+        why = f"T B >= {MIN_STEPS} sequence-steps (or numba loaded already)"
     elif plan(su.cell) is None:
         why = "Jacobian terms with at most one weight matrix each"
     elif not available():

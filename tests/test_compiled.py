@@ -15,6 +15,7 @@ import pytest
 
 from gradflow import compiled, threads
 from gradflow.cells import define_cell, get_cell
+from gradflow.engine import _setup as _engine_setup
 from gradflow.engine import analyze, state_jacobians
 from gradflow.errors import UsageError
 from gradflow.spectral import CERTIFICATES, SPECTRAL_RTOL
@@ -66,8 +67,8 @@ def test_compiled_norms_match_explicit_products_and_the_numpy_path(cell, n):
     rng = np.random.default_rng(n)
     params = _params(c, n, 3, rng)
     x = rng.standard_normal((50, 3, 3))
-    fast = analyze(c, params, x)
-    assert "compiled" in fast.meta  # the default takes the compiled path here
+    fast = analyze(c, params, x, compiled=True)
+    assert "compiled" in fast.meta
     ref = analyze(c, params, x, compiled=False)
     assert "compiled" not in ref.meta
     spec, frob, spec_h = _reference(c, params, x)
@@ -99,7 +100,7 @@ def test_compiled_long_chain_stays_in_the_log_domain_and_matches_numpy():
     rng = np.random.default_rng(5)
     params = _params(c, 16, 2, rng, gain=0.5)
     x = rng.standard_normal((3000, 2, 2))
-    fast, ref = analyze(c, params, x), analyze(c, params, x, compiled=False)
+    fast, ref = analyze(c, params, x, compiled=True), analyze(c, params, x, compiled=False)
     assert fast.log10_spectral_norm[-1].max() < -300
     np.testing.assert_allclose(fast.log10_frobenius_norm, ref.log10_frobenius_norm, atol=1e-9)
     np.testing.assert_allclose(
@@ -115,11 +116,15 @@ def test_zero_product_is_minus_infinity_not_nan():
     params = {p.name: np.zeros(p.numeric_shape(n, d)) for p in c.parameters}
     bias = next(p.name for p in c.parameters if p.kind == "bias")
     params[bias] = np.full(n, -1.0)
-    res = analyze(c, params, np.zeros((6, 2, d)))
+    res = analyze(c, params, np.zeros((6, 2, d)), compiled=True)
     ref = analyze(c, params, np.zeros((6, 2, d)), compiled=False)
     assert np.isneginf(res.log10_spectral_norm[1:]).all()
     np.testing.assert_array_equal(res.log10_spectral_norm, ref.log10_spectral_norm)
     np.testing.assert_array_equal(res.log10_frobenius_norm, ref.log10_frobenius_norm)
+
+
+def _setup(cell, params, x):
+    return _engine_setup(cell, params, x, None, "numpy", "float64")
 
 
 def test_selection_rule_and_refusals(monkeypatch):
@@ -131,7 +136,15 @@ def test_selection_rule_and_refusals(monkeypatch):
     with pytest.raises(UsageError, match="default quantities"):
         analyze(c, params, x, paths=True, compiled=True)
     assert "compiled" not in analyze(c, params, x, lyapunov=2).meta
+    # by default: only with enough work to repay loading numba, or numba loaded already
+    monkeypatch.setattr(compiled, "available", lambda: True)
+    monkeypatch.delitem(sys.modules, "numba", raising=False)
+    assert not compiled.qualifies(_setup(c, params, x), None)
+    assert compiled.qualifies(_setup(c, params, np.zeros((5000, 2, 2))), None)
+    monkeypatch.setitem(sys.modules, "numba", sys)  # stands for a loaded numba
+    assert compiled.qualifies(_setup(c, params, x), None)
     monkeypatch.setenv(compiled.ENV, "0")
+    assert not compiled.qualifies(_setup(c, params, np.zeros((5000, 2, 2))), None)
     assert "compiled" not in analyze(c, params, x).meta
     # without numba: the reference path, and a clear refusal when asked for
     monkeypatch.delenv(compiled.ENV)
@@ -197,7 +210,7 @@ def test_compiled_chain_runs_inside_the_thread_policy(monkeypatch):
     rng = np.random.default_rng(0)
     params = _params(c, 4, 2, rng)
     with threadpool_limits(limits=2, user_api="blas"):
-        res = analyze(c, params, rng.standard_normal((5, 3, 2)), threads=1)
+        res = analyze(c, params, rng.standard_normal((5, 3, 2)), threads=1, compiled=True)
     # one BLAS thread and one numba thread inside, as asked
     assert seen and all(s == ({1}, 1) for s in seen)
     assert res.meta["compiled"]["threads"] == 1
