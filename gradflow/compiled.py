@@ -173,9 +173,9 @@ def analyze(
 
     def block(rows: int) -> np.ndarray:
         u0, _ = np.linalg.qr(rng.standard_normal((rows, min(BLOCK, rows))))
-        return np.ascontiguousarray(np.broadcast_to(u0, (B, *u0.shape)))
+        return np.broadcast_to(u0, (B, *u0.shape)).copy()  # writable, also for B = 1
 
-    P = np.ascontiguousarray(np.broadcast_to(np.eye(m), (B, m, m)))
+    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()
     U, Uh = block(m), block(n) if hidden else np.zeros((B, 1, 1))
     frob = np.zeros((T + 1, B))
     spec = np.zeros((T + 1, B))

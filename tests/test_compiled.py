@@ -214,3 +214,18 @@ def test_compiled_chain_runs_inside_the_thread_policy(monkeypatch):
     # one BLAS thread and one numba thread inside, as asked
     assert seen and all(s == ({1}, 1) for s in seen)
     assert res.meta["compiled"]["threads"] == 1
+
+
+@pytest.mark.parametrize(("name", "n"), [("rnn", 1), ("lstm", 2), ("gru", 3)])
+def test_one_sequence_and_sizes_below_the_block(name, n):
+    # B = 1 (NumPy's broadcast views are read-only there) and n below the Krylov block width
+    pytest.importorskip("numba")
+    c = get_cell(name)
+    rng = np.random.default_rng(n)
+    params = _params(c, n, 2, rng, gain=1.5)
+    x = rng.standard_normal((30, 1, 2))
+    fast = analyze(c, params, x, compiled=True)
+    spec, frob, _ = _reference(c, params, x)
+    # references: SVD and norm of the explicit product (see the module docstring)
+    np.testing.assert_allclose(fast.log10_frobenius_norm, frob, rtol=0, atol=1e-12)
+    np.testing.assert_allclose(fast.log10_spectral_norm, spec, rtol=0, atol=CERTIFIED_LOG10)
