@@ -32,6 +32,7 @@ from __future__ import annotations
 import importlib.util
 import os
 import sys
+import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
@@ -63,6 +64,8 @@ CHUNK_BUDGET = 16 * 2**20
 ROLLOUT_BUDGET = 64 * 2**20
 #: Subspace iterations per lag before a Cholesky certificate is tried.
 MAX_ITERATIONS = 2
+
+_LOCK = threading.Lock()
 
 
 def available() -> bool:
@@ -190,6 +193,9 @@ def analyze(
     numba.set_num_threads(min(workers, limit))
     blas = single_blas()
     blas.__enter__()
+    # numba's default (workqueue) threading layer aborts the process when two Python threads
+    # launch parallel kernels at once (e.g. a threaded Dask worker): one at a time.
+    _LOCK.acquire()
     try:
         k0 = 0
         for c in range(len(checkpoints) - 1, -1, -1):
@@ -233,6 +239,7 @@ def analyze(
             depth += int(out[6].sum())
             k0 += K
     finally:
+        _LOCK.release()
         numba.set_num_threads(saved)
         blas.__exit__(None, None, None)
     if not hidden:
