@@ -18,11 +18,12 @@ same derivation (:func:`gradflow.symbolic.jacobian.state_jacobian`).
 ``float64``, the hidden size ``n <= MAX_N``, only the default quantities are asked for (no
 ``paths``, ``singular_lags``, ``lyapunov`` or ``gradient``), the cell's Jacobian terms hold at
 most one weight matrix each, and there is enough work to repay loading numba: at least
-``MIN_STEPS`` sequence-steps ``T B``, or numba already loaded in this process (loading it and
-the cached kernels costs about 0.6 s of CPU once per process; the compiled chain saves about
-8-30 microseconds per sequence-step at n = 32). ``analyze(compiled=False)`` or
-``GRADFLOW_COMPILED=0`` forces the NumPy reference path; ``compiled=True`` refuses, with one
-line, a case that does not qualify. The result's ``meta["compiled"]`` names the kernels and the
+``MIN_STEPS`` sequence-steps ``T B`` (loading it and the cached kernels costs about 0.6 s of CPU
+once per process; the compiled chain saves about 8-30 microseconds per sequence-step at
+n = 32). The rule reads the inputs only, never the process's state (such as numba being loaded
+already), so that a sweep's points come out the same inline and in a process pool.
+``analyze(compiled=False)`` or ``GRADFLOW_COMPILED=0`` forces the NumPy reference path;
+``compiled=True`` refuses, with one line, a case that does not qualify. The result's ``meta["compiled"]`` names the kernels and the
 threads when this path ran. The numba functions are compiled once per machine and cached on
 disk (numba's ``cache=True``); this module imports numba only when it runs.
 """
@@ -31,7 +32,6 @@ from __future__ import annotations
 
 import importlib.util
 import os
-import sys
 import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
@@ -90,8 +90,8 @@ def qualifies(su: Setup, compiled: bool | None, extras: tuple[Any, ...] = ()) ->
         why = "the default quantities (no paths, singular_lags, lyapunov or gradient)"
     elif compiled is None and su.n > MAX_N:
         why = f"hidden size n <= {MAX_N}"
-    elif compiled is None and su.steps * su.batch < MIN_STEPS and "numba" not in sys.modules:
-        why = f"T B >= {MIN_STEPS} sequence-steps (or numba loaded already)"
+    elif compiled is None and su.steps * su.batch < MIN_STEPS:
+        why = f"T B >= {MIN_STEPS} sequence-steps"
     elif plan(su.cell) is None:
         why = "Jacobian terms with at most one weight matrix each"
     elif not available():
