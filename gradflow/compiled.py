@@ -23,9 +23,10 @@ once per process; the compiled chain saves about 8-30 microseconds per sequence-
 n = 32). The rule reads the inputs only, never the process's state (such as numba being loaded
 already), so that a sweep's points come out the same inline and in a process pool.
 ``analyze(compiled=False)`` or ``GRADFLOW_COMPILED=0`` forces the NumPy reference path;
-``compiled=True`` refuses, with one line, a case that does not qualify. The result's ``meta["compiled"]`` names the kernels and the
-threads when this path ran. The numba functions are compiled once per machine and cached on
-disk (numba's ``cache=True``); this module imports numba only when it runs.
+``compiled=True`` refuses, with one line, a case that does not qualify. The result's
+``meta["compiled"]`` names the kernels and the threads when this path ran. The numba functions
+are compiled once per machine and cached on disk (numba's ``cache=True``); this module imports
+numba only when it runs.
 """
 
 from __future__ import annotations
