@@ -11,6 +11,11 @@ is (worst - best) / best of those runs, a measure of how busy the machine was. `
 reports the process's CPU time instead of wall-clock time: with one thread that is the work
 done, far less disturbed by other processes on a shared machine (cache sharing still shows).
 
+``--backend`` picks ``analyze``'s kernels: ``auto`` (the default: the compiled backend of the
+``fast`` extra where the case qualifies, see :mod:`gradflow.compiled`), ``numpy`` (the NumPy
+reference path, ``compiled=False``) or ``compiled`` (``compiled=True``); the table's last column
+says which ran.
+
 ``--baseline DIR`` also times the ``analyze`` of another gradflow tree (a directory holding a
 ``gradflow`` package, e.g. ``git archive <commit> gradflow | tar -x -C DIR``) in the same run,
 interleaved with the current one, so that before/after ratios share the machine's state. Each
@@ -45,6 +50,7 @@ ROOT = Path(__file__).resolve().parent.parent
 CLOCK = time.perf_counter
 #: ``--policy``: no thread limit anywhere; ``analyze`` runs under its own thread policy.
 POLICY = False
+BACKEND = "auto"
 
 
 def floor(m: int, steps: int, batch: int, rng: np.random.Generator) -> float:
@@ -77,22 +83,33 @@ def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[f
         for p in cell.parameters
     }
     x = rng.standard_normal((steps, batch, d))
-    kw = {"threads": 1} if "threads" in inspect.signature(analyze).parameters else {}
+    signature = inspect.signature(analyze).parameters
+    kw: dict[str, object] = {"threads": 1} if "threads" in signature else {}
     limit: int | None = 1
     if os.environ.get("ENGINE_VS_FLOOR_POLICY"):  # gradflow's own thread policy, no limit
         kw, limit = {}, None
+    backend = os.environ.get("ENGINE_VS_FLOOR_BACKEND", "auto")
+    if "compiled" in signature:
+        kw["compiled"] = {"auto": None, "numpy": False, "compiled": True}[backend]
     times = []
     with threadpool_limits(limits=limit, user_api="blas"):
-        analyze(cell, params, x[: min(steps, 20)], **kw)  # compile kernels once
+        # once untimed, at full size: kernels compiled and, when the compiled backend
+        # qualifies, numba loaded (its 0.6 s of loading is per process, not per analysis)
+        res = analyze(cell, params, x, **kw)
         for _ in range(repeat):
             t = CLOCK()
             analyze(cell, params, x, **kw)
             times.append(CLOCK() - t)
+    times.append(1.0 if "compiled" in res.meta else 0.0)  # which kernels ran
     return times
 
 
-def _timed(tree: Path, name: str, n: int, steps: int, batch: int, repeat: int) -> list[float]:
+def _timed(
+    tree: Path, name: str, n: int, steps: int, batch: int, repeat: int
+) -> tuple[list[float], bool]:
+    """Times of ``analyze`` in a child process, and whether the compiled backend ran."""
     env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1")
+    env["ENGINE_VS_FLOOR_BACKEND"] = BACKEND
     env["ENGINE_VS_FLOOR_CPU"] = "1" if CLOCK is time.process_time else ""
     if POLICY:
         for var in ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS"):
@@ -102,7 +119,8 @@ def _timed(tree: Path, name: str, n: int, steps: int, batch: int, repeat: int) -
     out = subprocess.run(
         [*cmd, str(repeat)], env=env, capture_output=True, text=True, check=True
     ).stdout
-    return list(json.loads(out.strip().splitlines()[-1]))
+    *times, compiled = json.loads(out.strip().splitlines()[-1])
+    return times, bool(compiled)
 
 
 def _spread(times: list[float]) -> float:
@@ -123,10 +141,12 @@ def main() -> None:
         action="store_true",
         help="default thread policy: no BLAS limit for the floor, analyze without threads=1",
     )
+    ap.add_argument("--backend", choices=["auto", "numpy", "compiled"], default="auto")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
-    global CLOCK, POLICY
+    global CLOCK, POLICY, BACKEND
     POLICY = bool(args.policy)
+    BACKEND = args.backend
     if args.cpu or os.environ.get("ENGINE_VS_FLOOR_CPU"):
         CLOCK = time.process_time
     if args.child:
@@ -147,6 +167,7 @@ def main() -> None:
     head += f" {'spread':>7}"
     if args.baseline:
         head += f" {'before s':>9} {'before':>7} {'spread':>7}"
+    head += "  kernels"
     print(head, flush=True)
     from gradflow.cells import get_cell
 
@@ -157,17 +178,19 @@ def main() -> None:
                 fl = [floor(m, steps, batch, rng) for _ in range(args.repeat)]
             now: list[float] = []
             before: list[float] = []
+            ran = False
             for _ in range(args.repeat):  # interleaved: both see the same machine
-                now += _timed(ROOT, name, n, steps, batch, 1)
+                times, ran = _timed(ROOT, name, n, steps, batch, 1)
+                now += times
                 if args.baseline:
-                    before += _timed(args.baseline.resolve(), name, n, steps, batch, 1)
+                    before += _timed(args.baseline.resolve(), name, n, steps, batch, 1)[0]
             f, e = min(fl), min(now)
             row = f"{name:<6} {n:>5} {steps:>6} {batch:>4} {f:>9.3f} {e:>10.3f} {e / f:>6.2f}"
             row += f" {_spread(now):>7.2f}"
             if before:
                 b = min(before)
                 row += f" {b:>9.3f} {b / f:>7.2f} {_spread(before):>7.2f}"
-            print(row, flush=True)
+            print(row + ("  compiled" if ran else "  numpy"), flush=True)
 
 
 if __name__ == "__main__":

@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from . import compiled as fast
 from ._version import __version__
 from .backend import resolve_dtype, to_numpy
 from .cells import Cell, get_cell
@@ -257,6 +258,7 @@ def analyze(
     threads: int | None = None,
     force: bool = False,
     structure: str = "auto",
+    compiled: bool | None = None,
 ) -> AnalysisResult:
     """Exact log10 norms of ``ds_T/ds_{T-k}`` for every lag ``k = 0..T``.
 
@@ -287,6 +289,9 @@ def analyze(
         structure: ``"auto"`` takes the exact ``O(m b^2)`` path of :mod:`gradflow.diagonal`
             when the derivation shows a diagonal or block-diagonal ``J_t`` (NumPy backend);
             ``"dense"`` forces the dense chain. ``meta["structure"]`` says which ran.
+        compiled: the compiled backend (:mod:`gradflow.compiled`, extra ``fast``): ``None``
+            uses it where the case qualifies, ``False`` forces the NumPy reference path,
+            ``True`` requires it.
 
     Returns:
         An :class:`~gradflow.results.AnalysisResult`.
@@ -326,7 +331,11 @@ def analyze(
     su = _setup(cell, params, inputs, s0, backend, dtype, check)
     nthreads = blas_threads(su.m, threads)
     with compute_region(nthreads):
-        result = _analyze(su, backend, paths, singular_lags, n_singular, lyapunov, gradient, hidden)
+        if fast.qualifies(su, compiled, (paths, singular_lags, lyapunov, gradient)):
+            result = fast.analyze(su, hidden, threads, _forward, _chunk_values, _check_factors)
+        else:
+            args = (paths, singular_lags, n_singular, lyapunov, gradient, hidden)
+            result = _analyze(su, backend, *args)
     # the thread count is configuration (data); timings are volatile and kept apart (run.json)
     return replace(
         result,

@@ -32,6 +32,7 @@ Worker pools (reports, sweeps) share one budget: :func:`threads_per_worker` give
 from __future__ import annotations
 
 import os
+import sys
 from collections.abc import Iterator
 from contextlib import contextmanager
 
@@ -48,6 +49,7 @@ BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _override: int | None = None
 _controller: ThreadpoolController | None = None
+_modules = 0
 
 
 def cores() -> int:
@@ -102,6 +104,26 @@ def blas_threads(m: int, threads: int | None = None) -> int:
     return by_size
 
 
+def batch_threads(batch: int, threads: int | None = None) -> int:
+    """Threads over which the compiled backend (:mod:`gradflow.compiled`) spreads the
+    ``batch`` independent sequences: ``threads=``, :func:`set_threads` or ``GRADFLOW_THREADS``
+    when given; else one per core, at most one per sequence, and never more than a BLAS thread
+    variable the user set (a user who asked for one thread gets one)."""
+    if threads is not None:
+        return _check(threads, "threads")
+    if _override is not None:
+        return _override
+    env = env_threads()
+    if env is not None:
+        return env
+    count = min(cores(), max(1, int(batch)))
+    for var in BLAS_VARS:
+        raw = os.environ.get(var, "").strip()
+        if raw.isdigit() and int(raw) >= 1:
+            count = min(count, int(raw))
+    return count
+
+
 def threads_per_worker(workers: int) -> int:
     """BLAS threads for each of ``workers`` parallel workers: the cores shared out, at
     least one each (a pool of more workers than cores gets one thread per worker)."""
@@ -109,11 +131,24 @@ def threads_per_worker(workers: int) -> int:
 
 
 @contextmanager
+def single_blas() -> Iterator[None]:
+    """One BLAS thread in every BLAS library loaded *now*, restored after: the libraries are
+    looked up again, so one loaded after the first compute region counts too (SciPy's
+    OpenBLAS, which the compiled backend's kernels call from each of numba's threads; left
+    alone it would start a thread per core inside every one of them)."""
+    with ThreadpoolController().limit(limits=1, user_api="blas"):
+        yield
+
+
+@contextmanager
 def compute_region(threads: int) -> Iterator[None]:
     """Run the body with ``threads`` BLAS threads; the caller's setting is restored after,
     also when the body raises."""
-    global _controller
-    if _controller is None:  # inspecting the loaded libraries takes a millisecond: once
+    global _controller, _modules
+    # Inspecting the loaded libraries takes a millisecond: again only after an import, which
+    # may have loaded another BLAS (SciPy's OpenBLAS, loaded with scipy.linalg, is one).
+    if _controller is None or len(sys.modules) != _modules:
         _controller = ThreadpoolController()
+        _modules = len(sys.modules)
     with _controller.limit(limits=_check(threads, "threads"), user_api="blas"):
         yield

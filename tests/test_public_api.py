@@ -33,7 +33,8 @@ LAYERS = [
     "symbolic",
     "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
-    "|measure|stack|stack_bidir|stack_vectors|stack_lagsplit|stack_result|logscaled",
+    "|measure|stack|stack_bidir|stack_vectors|stack_lagsplit|stack_result|logscaled|compiled"
+    "|compiled_kernels",
     "analysis",
     "plots|report",
     "cli",
@@ -60,6 +61,8 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("formats.load", "formats.keras"): "imports h5py: only for Keras files",
     ("formats.load", "formats.onnx"): "imports onnx: only for ONNX files",
     ("plots.style", "tueplots"): OPTIONAL + " (venue styles)",
+    ("compiled", "numba"): OPTIONAL + " (fast extra)",
+    ("compiled", "compiled_kernels"): "imports numba: only when the compiled path runs",
     ("plots.curves", "matplotlib.pyplot"): "pyplot starts a GUI backend; only when drawn",
     ("report.html", "jinja2"): "import cost; only when a report is rendered",
     ("report.markdown", "jinja2"): "import cost; only when a report is rendered",

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import numpy as np
 import pytest
 from threadpoolctl import threadpool_info, threadpool_limits
@@ -82,7 +84,8 @@ def _record_inside_analyze(monkeypatch, **kwargs):
     rng = np.random.default_rng(0)
     cell = get_cell("rnn")
     params = {p.name: rng.standard_normal(p.numeric_shape(4, 2)) / 2 for p in cell.parameters}
-    res = analyze(cell, params, rng.standard_normal((5, 2, 2)), **kwargs)
+    # the NumPy reference path: its estimator's steps are what the spy sees
+    res = analyze(cell, params, rng.standard_normal((5, 2, 2)), compiled=False, **kwargs)
     return seen, res
 
 
@@ -117,3 +120,15 @@ def test_setting_is_restored_when_the_region_raises():
         assert _blas_threads() == {1}
         raise RuntimeError("inside")
     assert _blas_threads() == before
+
+
+def test_compute_region_looks_again_after_an_import(monkeypatch):
+    # A BLAS loaded after the first region (SciPy's, which numba's kernels call) must be
+    # limited too: the controller is rebuilt whenever a module was imported since.
+    with threads.compute_region(1):
+        first = threads._controller
+    with threads.compute_region(1):
+        assert threads._controller is first  # nothing imported: the same controller
+    monkeypatch.setitem(sys.modules, "gradflow_test_fake_module", sys)
+    with threads.compute_region(1):
+        assert threads._controller is not first

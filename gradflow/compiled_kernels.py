@@ -1,0 +1,418 @@
+r"""numba kernels of the compiled backend: the per-sequence chain with certified spectral norms.
+
+Imported only by :mod:`gradflow.compiled`, and only when numba is installed (extra ``fast``).
+Nothing here knows a cell: the Jacobians ``J_t`` arrive materialised, evaluated for a chunk of
+steps by the kernels that :mod:`gradflow.codegen` generated from the SymPy derivation, with the
+block structure of the derivation (which column blocks hold a weight matrix, which blocks are
+diagonal) as two small integer arrays. One call runs a whole chunk of lags for every sequence
+of the batch, the sequences spread over numba's threads (``prange``):
+
+1. ``P <- P J_t``, column block by column block: a column block with a dense block is one BLAS
+   product ``P @ J[:, block]``; a column block of diagonal blocks is a column scaling (the
+   LSTM's ``dh/dc`` and ``dc/dc``: half the dense floor's multiplies).
+2. Renormalise to unit Frobenius norm, exactly as :func:`gradflow.norms.normalise` (the plain
+   sum of squares where it is exact, else scaled by the largest entry), carrying log10 of the
+   scale; a zero product stays zero.
+3. The spectral norm with a certificate (the kinds of :mod:`gradflow.spectral`): with an
+   orthonormal block ``U`` (warm from the previous lag) and ``W = P^T U``, the Ritz value
+   ``theta_1 = lambda_max(W^T W) <= ||P||_2^2`` and the *bracket*
+   ``||P||_2^2 <= theta_1 + ||P||_F^2 - ||W||_F^2``; when it does not close to ``rtol``,
+   ``U`` takes up to ``maxit`` steps of subspace iteration (Rayleigh-Ritz ordered), then a
+   *Cholesky* test of ``theta_1 (1 + rtol)^2 I - P^T P`` proves the candidate, and where that
+   fails the largest eigenvalue of ``P^T P`` by LAPACK's symmetric eigensolver is the value
+   (*exact*; its top eigenvectors also restart ``U``).
+
+Kinds are reported as indices into :data:`gradflow.spectral.CERTIFICATES` (0 bracket,
+3 cholesky, 4 exact). Every certificate holds up to rounding errors of order ``m eps``.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import numpy as np
+from numba import njit, prange
+
+BRACKET, CHOLESKY, EXACT = 0, 3, 4
+#: Most subspace iterations on ``A^T A`` before the Cholesky test.
+REFINE = 6
+EPS = float(np.finfo(np.float64).eps)
+TINY = float(np.finfo(np.float64).tiny)
+
+
+@njit(cache=True)
+def _product(
+    A: Any, Jt: Any, out: Any, ns: int, n: int, dense: Any, diag: Any, Jc: Any, Oc: Any
+) -> None:  # noqa: E501
+    """``out = A @ Jt`` by column blocks: BLAS for dense columns, scalings for diagonal ones."""
+    m = A.shape[0]
+    if ns == 1 and dense[0]:
+        np.dot(A, Jt, out)
+        return
+    for j in range(ns):
+        c0 = j * n
+        if dense[j]:
+            for r in range(m):
+                for c in range(n):
+                    Jc[r, c] = Jt[r, c0 + c]
+            np.dot(A, Jc, Oc)
+            for r in range(m):
+                for c in range(n):
+                    out[r, c0 + c] = Oc[r, c]
+        else:
+            for r in range(m):
+                for c in range(n):
+                    out[r, c0 + c] = 0.0
+            for i in range(ns):
+                if diag[i, j]:
+                    i0 = i * n
+                    for r in range(m):
+                        for c in range(n):
+                            out[r, c0 + c] += A[r, i0 + c] * Jt[i0 + c, c0 + c]
+
+
+@njit(cache=True)
+def _assemble(Fs: Any, k: int, b: int, Ws: Any, terms: Any, J: Any, n: int) -> None:
+    """``J_t`` of step ``k``, sequence ``b``, from the derivation's terms (rows of ``terms``:
+    block row, block column, weight index or -1, leading and trailing factor index or -1 for
+    a factor 1): ``diag(F[d0]) @ W @ diag(F[d1])``, or ``diag(F[d0])`` without a weight. The
+    factors ``Fs`` are the code generator's, evaluated for the chunk."""
+    J[:, :] = 0.0
+    for t in range(terms.shape[0]):
+        i0, j0, w, d0, d1 = terms[t, 0] * n, terms[t, 1] * n, terms[t, 2], terms[t, 3], terms[t, 4]
+        if w < 0:
+            for r in range(n):
+                J[i0 + r, j0 + r] += Fs[d0, k, b, r] if d0 >= 0 else 1.0
+            continue
+        for r in range(n):
+            a = Fs[d0, k, b, r] if d0 >= 0 else 1.0
+            if d1 >= 0:
+                for c in range(n):
+                    J[i0 + r, j0 + c] += a * Ws[w, r, c] * Fs[d1, k, b, c]
+            else:
+                for c in range(n):
+                    J[i0 + r, j0 + c] += a * Ws[w, r, c]
+
+
+@njit(cache=True)
+def _normalise(A: Any, thr: float) -> float:
+    """Scale ``A`` in place to unit Frobenius norm; return the norm (0: a zero matrix, left
+    as it is; inf or NaN: not finite, ``A`` left as it is). :func:`gradflow.norms.normalise`."""
+    rows, cols = A.shape
+    flat = A.reshape(rows * cols)
+    ss = np.dot(flat, flat)  # one BLAS dot
+    if ss >= thr and ss < np.inf:
+        s = math.sqrt(ss)
+        inv = 1.0 / s
+        for r in range(rows * cols):
+            flat[r] *= inv
+        return s
+    a = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            x = A[r, c]
+            if x != x:
+                return np.nan
+            a = max(a, abs(x))
+    if a == 0.0 or a == np.inf:
+        return a
+    t = 0.0
+    for r in range(rows):
+        for c in range(cols):
+            x = A[r, c] / a
+            t += x * x
+    s = a * math.sqrt(t)
+    for r in range(rows):
+        for c in range(cols):
+            A[r, c] /= s
+    return s
+
+
+@njit(cache=True)
+def _jacobi(H: Any, V: Any, w: Any) -> None:
+    """Eigenvalues ``w`` and eigenvectors ``V`` (columns) of the small symmetric ``H``
+    (destroyed) by cyclic Jacobi rotations: accurate to ``eps ||H||``."""
+    p = H.shape[0]
+    for i in range(p):
+        for j in range(p):
+            V[i, j] = 1.0 if i == j else 0.0
+    for _ in range(50):
+        off = 0.0
+        tot = 0.0
+        for i in range(p):
+            tot += H[i, i] * H[i, i]
+            for j in range(i + 1, p):
+                off += H[i, j] * H[i, j]
+        if off <= 1e-36 * tot or off == 0.0:
+            break
+        for i in range(p - 1):
+            for j in range(i + 1, p):
+                hij = H[i, j]
+                if hij == 0.0:
+                    continue
+                theta = (H[j, j] - H[i, i]) / (2.0 * hij)
+                t = 1.0 / (abs(theta) + math.sqrt(theta * theta + 1.0))
+                if theta < 0.0:
+                    t = -t
+                c = 1.0 / math.sqrt(t * t + 1.0)
+                s = t * c
+                for k in range(p):
+                    hki, hkj = H[k, i], H[k, j]
+                    H[k, i] = c * hki - s * hkj
+                    H[k, j] = s * hki + c * hkj
+                for k in range(p):
+                    hik, hjk = H[i, k], H[j, k]
+                    H[i, k] = c * hik - s * hjk
+                    H[j, k] = s * hik + c * hjk
+                for k in range(p):
+                    vki, vkj = V[k, i], V[k, j]
+                    V[k, i] = c * vki - s * vkj
+                    V[k, j] = s * vki + c * vkj
+    for i in range(p):
+        w[i] = H[i, i]
+
+
+@njit(cache=True)
+def _orthonormalise(Y: Any, U: Any) -> None:
+    """``U``: orthonormal columns spanning ``Y``'s, in column order (Gram-Schmidt twice); a
+    column that ``Y`` leaves (nearly) dependent is replaced by a unit vector made orthogonal."""
+    rows, b = Y.shape
+    v = np.empty(rows)
+    for k in range(b):
+        for r in range(rows):
+            v[r] = Y[r, k]
+        for attempt in range(rows + 1):
+            n0 = 0.0
+            for r in range(rows):
+                n0 += v[r] * v[r]
+            for _ in range(2):
+                for j in range(k):
+                    d = 0.0
+                    for r in range(rows):
+                        d += U[r, j] * v[r]
+                    for r in range(rows):
+                        v[r] -= d * U[r, j]
+            n1 = 0.0
+            for r in range(rows):
+                n1 += v[r] * v[r]
+            if n0 > 0.0 and n1 > 1e-16 * n0:
+                inv = 1.0 / math.sqrt(n1)
+                for r in range(rows):
+                    U[r, k] = v[r] * inv
+                break
+            for r in range(rows):
+                v[r] = 0.0
+            v[(k + attempt) % rows] = 1.0
+
+
+@njit(cache=True, fastmath={"reassoc", "contract"})  # any summation order is backward stable
+def _cholesky_ok(M: Any) -> bool:
+    """Whether the symmetric ``M`` (overwritten) has a Cholesky factorisation: positive
+    definite, up to the factorisation's backward error of order ``m eps ||M||``."""
+    p = M.shape[0]
+    for j in range(p):
+        s = M[j, j]
+        for k in range(j):
+            s -= M[j, k] * M[j, k]
+        if not s > 0.0:
+            return False
+        d = math.sqrt(s)
+        M[j, j] = d
+        for i in range(j + 1, p):
+            t = M[i, j]
+            for k in range(j):
+                t -= M[i, k] * M[j, k]
+            M[i, j] = t / d
+    return True
+
+
+@njit(cache=True)
+def _certified(
+    A: Any, fro2: float, U: Any, ws: Any, rtol: float, eps: float, tiny: float, maxit: int
+) -> tuple[float, float, int, int]:  # noqa: E501
+    """Certified ``||A||_2`` for ``A`` of Frobenius norm ``sqrt(fro2)`` (module docstring):
+    ``(value, certified relative gap u / value - 1, kind, subspace iterations)``."""
+    W, Y, WV, H, Hc, V, w, G, M = ws
+    rows, cols = A.shape
+    b = U.shape[1]
+    if fro2 == 0.0:
+        return 0.0, 0.0, BRACKET, 0
+    it = 0
+    t1 = 0.0
+    while True:
+        np.dot(A.T, U, W)
+        trace = _gram(W, W, H, Hc)
+        _jacobi(Hc, V, w)
+        top = _argmax(w)
+        t1 = max(w[top], 0.0)
+        c = max(fro2 - trace, 0.0) + 4.0 * eps * fro2
+        gap = math.sqrt(1.0 + c / max(t1, tiny)) - 1.0
+        if gap <= rtol:
+            return math.sqrt(t1), gap, BRACKET, it
+        if it >= maxit:
+            break
+        # One step of subspace iteration, the top Ritz vector first: U <- orth(A W V).
+        _ritz_first(W, V, w, WV)
+        np.dot(A, WV, Y)
+        _orthonormalise(Y, U)
+        it += 1
+    # Refine on G = A^T A, whose products are cheaper than A's pair, until the Ritz value
+    # settles (a guide only: the Cholesky test below is what proves it).
+    np.dot(A.T, A, G)
+    _orthonormalise(W, WV)  # Q: orthonormal, spanning A^T U
+    for _ in range(REFINE):
+        np.dot(G, WV, W)  # G Q
+        _gram(WV, W, H, Hc)  # Q^T G Q
+        _jacobi(Hc, V, w)
+        top = _argmax(w)
+        t_new = w[top]
+        it += 1
+        settled = abs(t_new - t1) <= 0.25 * rtol * max(t_new, tiny)
+        t1 = max(t1, t_new)
+        if settled:
+            break
+        _ritz_first(W, V, w, Y)  # A is square: Y has G Q's shape
+        _orthonormalise(Y, WV)
+    u2 = t1 * (1.0 + rtol) ** 2
+    for i in range(cols):
+        for j in range(cols):
+            M[i, j] = -G[i, j]
+        M[i, i] += u2
+    value, gap, kind = math.sqrt(t1), rtol, CHOLESKY
+    if not _cholesky_ok(M):
+        lam, vec = np.linalg.eigh(G)
+        value, gap, kind = math.sqrt(max(lam[cols - 1], 0.0)), 0.0, EXACT
+        for k in range(b):  # restart from the exact top right singular vectors
+            for r in range(cols):
+                WV[r, k] = vec[r, cols - 1 - k]
+    np.dot(A, WV, Y)  # the next lag's block: U = orth(A Q)
+    _orthonormalise(Y, U)
+    return value, gap, kind, it
+
+
+@njit(cache=True)
+def _gram(X: Any, Z: Any, H: Any, Hc: Any) -> float:
+    """``H = X^T Z`` (small: loops, no BLAS call) and a copy in ``Hc``; returns its trace."""
+    rows, b = X.shape
+    trace = 0.0
+    for i in range(b):
+        for j in range(b):
+            acc = 0.0
+            for r in range(rows):
+                acc += X[r, i] * Z[r, j]
+            H[i, j] = acc
+            Hc[i, j] = acc
+        trace += H[i, i]
+    return trace
+
+
+@njit(cache=True)
+def _argmax(w: Any) -> int:
+    k = 0
+    for i in range(1, w.shape[0]):
+        if w[i] > w[k]:
+            k = i
+    return k
+
+
+@njit(cache=True)
+def _ritz_first(W: Any, V: Any, w: Any, out: Any) -> None:
+    """``out = W V`` with the eigenvectors ``V`` ordered by descending eigenvalue ``w``."""
+    rows, b = W.shape
+    order = np.argsort(-w)
+    for r in range(rows):
+        for k in range(b):
+            acc = 0.0
+            for i in range(b):
+                acc += W[r, i] * V[i, order[k]]
+            out[r, k] = acc
+
+
+def _workspace(rows: int, cols: int, b: int) -> tuple[Any, ...]:
+    return (
+        np.empty((cols, b)),
+        np.empty((rows, b)),
+        np.empty((cols, b)),
+        np.empty((b, b)),
+        np.empty((b, b)),
+        np.empty((b, b)),
+        np.empty(b),
+        np.empty((cols, cols)),
+        np.empty((cols, cols)),
+    )
+
+
+_workspace_jit = njit(cache=True)(_workspace)
+
+
+@njit(cache=True, parallel=True)
+def chain_chunk(
+    Fs: Any,
+    Ws: Any,
+    terms: Any,
+    P: Any,
+    U: Any,
+    Uh: Any,
+    n: int,
+    dense: Any,
+    diag: Any,
+    hidden: bool,
+    rtol: float,
+    maxit: int,
+    logs: Any,
+    out: Any,
+    err: Any,
+) -> None:
+    """Lags ``k0 + 1 .. k0 + K`` of every sequence: ``Fs`` ``(factors, K, B, n)`` are the
+    chunk's Jacobian factors in time order (the latest step last), ``Ws`` the weights and
+    ``terms`` the derivation's terms (:func:`_assemble`), ``P`` ``(B, m, m)`` the product so
+    far (updated), ``U``/``Uh`` the warm blocks (updated). Writes ``logs[j, b]`` (log10 of
+    lag ``j``'s scale) and ``out[q, j, b]`` for q = value, gap, kind, h value, h gap, h kind,
+    iterations;
+    ``err[b]`` is the first lag ``j`` whose product is not finite (else -1)."""
+    K, B, m = Fs.shape[1], Fs.shape[2], P.shape[1]
+    ns = m // n
+    eps, tiny = EPS, TINY
+    thr = tiny / eps * m * m
+    thr_h = tiny / eps * n * n
+    for bi in prange(B):
+        A = P[bi].copy()
+        Bf = np.empty((m, m))
+        Jt = np.empty((m, m))
+        Jc = np.empty((m, n))
+        Oc = np.empty((m, n))
+        Ub = U[bi].copy()
+        ws = _workspace_jit(m, m, Ub.shape[1])
+        Hb = np.empty((n, n))
+        Uhb = Uh[bi].copy()
+        wsh = _workspace_jit(n, n, Uhb.shape[1])
+        err[bi] = -1
+        for j in range(K):
+            _assemble(Fs, K - 1 - j, bi, Ws, terms, Jt, n)
+            _product(A, Jt, Bf, ns, n, dense, diag, Jc, Oc)
+            A, Bf = Bf, A
+            s = _normalise(A, thr)
+            if not (s < np.inf):
+                err[bi] = j
+                break
+            logs[j, bi] = np.log10(s) if s > 0.0 else -np.inf
+            v, g, k, it = _certified(A, 1.0 if s > 0.0 else 0.0, Ub, ws, rtol, eps, tiny, maxit)
+            out[0, j, bi] = v
+            out[1, j, bi] = g
+            out[2, j, bi] = k
+            out[6, j, bi] = it
+            if hidden:
+                for r in range(n):
+                    for c in range(n):
+                        Hb[r, c] = A[r, c]
+                fh = _normalise(Hb, thr_h)
+                f2 = 1.0 if fh > 0.0 else 0.0
+                v, g, k, it = _certified(Hb, f2, Uhb, wsh, rtol, eps, tiny, maxit)
+                out[3, j, bi] = v * fh
+                out[4, j, bi] = g
+                out[5, j, bi] = k
+                out[6, j, bi] += it
+        P[bi] = A
+        U[bi] = Ub
+        Uh[bi] = Uhb
