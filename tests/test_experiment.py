@@ -279,6 +279,21 @@ def test_reproducible_apart_from_timing(full_result):
     assert "timing" not in again.comparable()
 
 
+def test_cells_run_on_worker_processes_give_the_same_bytes(full_result):
+    # The report runs the cells as tasks on its process pool: the result must not depend on
+    # where a cell ran (every draw is seeded from the config; one BLAS thread per worker).
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gradflow.analysis.sweep import init_worker, worker_context
+
+    cfg = ExperimentConfig.from_dict(full_result.config)
+    with ProcessPoolExecutor(2, mp_context=worker_context(), initializer=init_worker,
+                             initargs=(1, False)) as pool:  # fmt: skip
+        pooled = run_experiment(cfg, progress=False, executor=pool)
+    assert list(pooled.cells) == list(full_result.cells)  # the config's order
+    assert dumps(pooled.to_dict()) == dumps(full_result.to_dict())
+
+
 def test_runs_do_not_depend_on_the_order_of_cells_or_seeds():
     a = run_experiment(tiny(cells=("rnn", "gru"), seeds=(3, 7)), progress=False).cells
     b = run_experiment(tiny(cells=("gru", "rnn"), seeds=(7, 3)), progress=False).cells

@@ -12,6 +12,7 @@ import sys
 import time
 import zlib
 from collections.abc import Callable
+from concurrent.futures import Executor
 from dataclasses import replace
 from pathlib import Path
 from typing import Any
@@ -24,7 +25,7 @@ from ..cells.parse import load_cell_file
 from ..engine import analyze
 from ..errors import ConfigError
 from ..initialisers import Init, initialise, make_inputs, memory_gates, sigmoid_gates, update_gate
-from ..results import AnalysisResult, ExperimentResult
+from ..results import AnalysisResult, CellSummary, ExperimentResult
 from ..weights import load_inputs
 from .cellcard import cell_card
 from .config import ExperimentConfig, Progress
@@ -37,11 +38,14 @@ def seed_sequence(seed: int, tag: str) -> np.random.SeedSequence:
     return np.random.SeedSequence([int(seed), zlib.crc32(tag.encode("utf-8"))])
 
 
+def resolve_cell(entry: str) -> Cell:
+    """The :class:`~gradflow.cells.Cell` a config entry names: a catalogue name or a file."""
+    return load_cell_file(entry) if entry.endswith(".toml") else get_cell(entry)
+
+
 def resolve_cells(config: ExperimentConfig) -> list[Cell]:
     """The :class:`~gradflow.cells.Cell` objects the config names, in its order."""
-    cells = []
-    for entry in config.cells:
-        cells.append(load_cell_file(entry) if entry.endswith(".toml") else get_cell(entry))
+    cells = [resolve_cell(entry) for entry in config.cells]
     names = [c.name for c in cells]
     if len(set(names)) != len(names):
         raise ConfigError(f"cells must have distinct names, got {names}")
@@ -135,13 +139,40 @@ def progress_bar(progress: Progress, total: int, desc: str) -> Callable[[], None
     return tick_bar
 
 
-def run_experiment(config: ExperimentConfig, progress: Progress = True) -> ExperimentResult:
+def summarise_entry(
+    config: ExperimentConfig, index: int, tick: Callable[[], None] = lambda: None
+) -> CellSummary:
+    """Run every seed of the config's cell number ``index`` and summarise it: one cell's
+    whole share of :func:`run_experiment`, a task a worker process can take (its result does
+    not depend on where it runs: every draw is seeded from the config)."""
+    entry = config.cells[index]
+    cell = resolve_cell(entry)
+    init = cell_init(config.init, cell)
+    runs = []
+    for seed in config.seeds:
+        runs.append(run_cell(config, cell, seed, init))
+        tick()
+    q = config.quantities
+    path_lags = PATH_LAGS if q.paths else ()
+    exact = None
+    if q.singular_lags or path_lags:
+        pairs = [(p, x) for _, p, x in runs]
+        exact = experiment_exact(cell, pairs, q.singular_lags, path_lags)
+    source = _source(entry) if entry.endswith(".toml") else None
+    return summarise_cell(config, cell, init, runs, cell_card(cell, source), exact)
+
+
+def run_experiment(
+    config: ExperimentConfig, progress: Progress = True, executor: Executor | None = None
+) -> ExperimentResult:
     """Run every ``(cell, seed)`` of ``config`` and summarise each cell over its runs.
 
     Args:
         config: the experiment.
         progress: ``True`` for a tqdm bar on stderr (only on a terminal, only after a
             second), ``False``/``None`` for none, or a callable ``progress(done, total)``.
+        executor: run the cells as tasks on it (e.g. a process pool, the report's); the
+            result is the same as without.
 
     Singular values (``quantities.singular_lags``) are computed by the certified product SVD
     (:mod:`gradflow.prodsvd`) on the first :data:`~.exact.SV_SEQUENCES` sequences of each seed;
@@ -159,24 +190,17 @@ def run_experiment(config: ExperimentConfig, progress: Progress = True) -> Exper
     """
     start = time.perf_counter()
     cells = resolve_cells(config)
-    inits = [cell_init(config.init, c) for c in cells]
-    tick = progress_bar(progress, len(cells) * len(config.seeds), config.name)
     summaries = {}
-    q = config.quantities
-    path_lags = PATH_LAGS if q.paths else ()
-    for entry, cell, init in zip(config.cells, cells, inits, strict=True):
-        runs = []
-        for seed in config.seeds:
-            runs.append(run_cell(config, cell, seed, init))
+    if executor is None:
+        tick = progress_bar(progress, len(cells) * len(config.seeds), config.name)
+        for k, cell in enumerate(cells):
+            summaries[cell.name] = summarise_entry(config, k, tick)
+    else:  # one task per cell, collected in the config's order
+        tick = progress_bar(progress, len(cells), config.name)
+        jobs = [executor.submit(summarise_entry, config, k) for k in range(len(cells))]
+        for cell, job in zip(cells, jobs, strict=True):
+            summaries[cell.name] = job.result()
             tick()
-        exact = None
-        if q.singular_lags or path_lags:
-            pairs = [(p, x) for _, p, x in runs]
-            exact = experiment_exact(cell, pairs, q.singular_lags, path_lags)
-        source = _source(entry) if entry.endswith(".toml") else None
-        summaries[cell.name] = summarise_cell(
-            config, cell, init, runs, cell_card(cell, source), exact
-        )
     return ExperimentResult(
         name=config.name,
         config=config.to_dict(),

@@ -73,12 +73,12 @@ class _Progress:
 
 
 @contextlib.contextmanager
-def _background_worker(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    """One worker process for the report's independent stages, with the sweep's initializer
-    (its share of the BLAS threads, signals, ``--force``); stopped at once on an error or
+def _worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
+    """``jobs`` worker processes for the report's stages, with the sweep's initializer (each
+    worker's share of the BLAS threads, signals, ``--force``); stopped at once on an error or
     Ctrl-C, so no worker outlives the report."""
     pool = ProcessPoolExecutor(
-        max_workers=1,
+        max_workers=jobs,
         mp_context=worker_context(),
         initializer=init_worker,
         initargs=(threads_per_worker(jobs), forced()),
@@ -118,8 +118,9 @@ def run_report(
         config: an experiment TOML; None runs the built-in comparison
             (:func:`gradflow.analysis.defaults.default_report_config`), the quick claims, the
             default sweep and the analysis of the shipped trained networks.
-        venue: figure style. jobs: worker processes for the sweep; with two or more, the
-            claims and the trained networks run in a background process beside the experiment.
+        venue: figure style. jobs: worker processes; with two or more, the experiment's
+            cells, the claims, the trained networks and the sweep's points run on one pool of
+            ``jobs`` processes (the same results as with one).
         formats: figure formats. progress: show a progress bar on stderr (on a terminal).
         cells: without ``config``, ``"classic"`` (the 11 cells before 2018) or ``"all"`` (the
             24 catalogue cells, grouped by family; about 40 s more CPU time).
@@ -147,19 +148,16 @@ def run_report(
             )
             source = (Path(config).name, Path(config).read_text(encoding="utf-8"))
         with contextlib.ExitStack() as stack:
-            # The claims and the trained networks do not depend on the experiment: with two or
-            # more jobs they run in one background worker while the experiment runs here.
-            background = (
-                stack.enter_context(_background_worker(jobs))
-                if config is None and jobs > 1
-                else None
-            )
-            if background is not None:
-                claims_job = background.submit(run_claims, True, False)
-                trained_job = background.submit(analyze_trained)
+            # With two or more jobs every stage runs on one pool of worker processes: the
+            # claims and the trained networks (independent of the rest) first, then the
+            # experiment's cells and the sweep's points as tasks beside them.
+            pool = stack.enter_context(_worker_pool(jobs)) if jobs > 1 else None
+            if pool is not None and config is None:
+                claims_job = pool.submit(run_claims, True, False)
+                trained_job = pool.submit(analyze_trained)
             bar.stage("experiment")
-            experiment = run_experiment(exp_cfg, progress=bar)
-            if config is None and background is None:
+            experiment = run_experiment(exp_cfg, progress=bar, executor=pool)
+            if config is None and pool is None:
                 bar.stage("claims")
                 claims = run_claims(quick=True, progress=bar)
                 bar.stage("trained networks")
@@ -168,8 +166,8 @@ def run_report(
             if sweep_cfg is not None:
                 bar.stage("sweep")
                 with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
-                    sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar)
-            if background is not None:
+                    sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar, executor=pool)
+            if pool is not None and config is None:
                 bar.stage("claims and trained networks")
                 claims, trained = _result(claims_job), _result(trained_job)
         return build_report(
