@@ -29,10 +29,20 @@ Kinds are reported as indices into :data:`gradflow.spectral.CERTIFICATES` (0 bra
 from __future__ import annotations
 
 import math
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar, cast
 
 import numpy as np
-from numba import njit, prange
+from numba import njit as _numba_njit
+from numba import prange
+
+_F = TypeVar("_F", bound=Callable[..., Any])
+
+
+def njit(**options: Any) -> Callable[[_F], _F]:
+    """``numba.njit(**options)``, typed for mypy (numba ships no type information)."""
+    return cast(Callable[[_F], _F], _numba_njit(**options))
+
 
 BRACKET, CHOLESKY, EXACT = 0, 3, 4
 #: Most subspace iterations on ``A^T A`` before the Cholesky test.
