@@ -11,6 +11,7 @@ options of `analyze` for whole models).
 
 from __future__ import annotations
 
+import signal
 import sys
 from collections.abc import Callable
 from typing import Any
@@ -19,7 +20,7 @@ import click
 
 from ._version import __version__
 from .errors import GradflowError, UsageError
-from .shutdown import Terminated, exit_code, handle_signals
+from .shutdown import Terminated, exit_code, handle_signals, interrupted
 
 
 def _stopped(exc: BaseException) -> str:
@@ -74,6 +75,18 @@ class Group(click.Group):
             raise click.ClickException(
                 "out of memory: reduce --batch, the hidden size or the chunk size"
             ) from None
+        except (click.exceptions.Exit, click.ClickException, click.exceptions.Abort):
+            raise  # a command's own exit (e.g. the sweep's "interrupted; points kept")
+        except Exception:
+            signum = interrupted()
+            if signum is None or (ctx.obj and ctx.obj.get("debug")):
+                raise
+            # The signal's KeyboardInterrupt surfaced as another error: e.g. a C extension
+            # interrupted while it was being imported raises ImportError from it. The cleanup
+            # ran on the way up; the exit is the signal's, as for a plain interruption.
+            stop = KeyboardInterrupt() if signum == signal.SIGINT else Terminated(signum)
+            click.echo(_stopped(stop), err=True)
+            raise click.exceptions.Exit(exit_code(stop)) from None
 
 
 def _cite_all(ctx: click.Context, _param: click.Parameter, value: bool) -> None:

@@ -201,3 +201,27 @@ def test_report_cells_all_is_every_catalogue_cell_grouped_by_family(monkeypatch,
     monkeypatch.setattr(report_mod, "run_report", fake)
     result = CliRunner().invoke(cli, ["report", "--out", str(tmp_path / "r"), "--cells", "all"])
     assert result.exit_code != 0 and seen["cells"] == "all"
+
+
+@pytest.mark.parametrize(
+    ("signum", "code", "word"), [(2, 130, "interrupted"), (15, 143, "terminated")]
+)
+def test_an_error_caused_by_a_signal_exits_as_the_signal(monkeypatch, signum, code, word):
+    # A signal that lands while a C extension is being imported surfaces as ImportError (from
+    # the handler's KeyboardInterrupt), not as KeyboardInterrupt: seen once in CI, matplotlib's
+    # backend_agg during a report's build. The exit must still be the signal's, in one line.
+    import gradflow.cells
+    import gradflow.cli as cli_mod
+
+    class Broken(dict):
+        def values(self):
+            raise ImportError("initialization failed")
+
+    monkeypatch.setattr(gradflow.cells, "CATALOGUE", Broken())
+    monkeypatch.setattr(cli_mod, "interrupted", lambda: signum)
+    result = CliRunner().invoke(cli, ["cells"])
+    assert result.exit_code == code and result.output.strip().splitlines()[-1] == word
+    # Without a signal the same error is a bug, and a traceback (not a signal's exit).
+    monkeypatch.setattr(cli_mod, "interrupted", lambda: None)
+    result = CliRunner().invoke(cli, ["cells"])
+    assert isinstance(result.exception, ImportError)
