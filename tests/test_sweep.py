@@ -196,7 +196,7 @@ def test_inline_and_process_pool_agree_on_200_points(tmp_path, inline_big):
 
 def test_dask_local_cluster_agrees(tmp_path, inline_big):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=2, processes=False, dashboard_address=None) as lc:
+    with distributed.LocalCluster(n_workers=2, processes=False, dashboard_address=":0") as lc:
         on_dask = run_sweep(big_sweep(), tmp_path, scheduler=lc.scheduler_address, progress=False)
     assert on_dask.evaluated == 208
     assert on_dask.comparable() == inline_big.comparable()
@@ -431,7 +431,7 @@ def test_check_scheduler_leaves_other_transports_to_the_client():
 
 def test_an_interrupted_dask_sweep_closes_its_client(tmp_path):
     distributed = pytest.importorskip("distributed")
-    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=None) as lc:
+    with distributed.LocalCluster(n_workers=1, processes=False, dashboard_address=":0") as lc:
         with pytest.raises(KeyboardInterrupt):
             run_sweep(
                 small_sweep(), tmp_path, scheduler=lc.scheduler_address, progress=Interrupt(2)
