@@ -207,12 +207,7 @@ def analyze(
                 try:
                     F = su.kernels.factors(V, su.q, shape)
                 except FactorError as err:
-                    k, b = err.where[:2]
-                    raise NumericalError(
-                        f"the Jacobian of {su.cell.name!r} is NaN or inf at step "
-                        f"{t0 + k + 1}, sequence {b}: its factor diag({err.factor}) is "
-                        "unbounded at the state reached there (sqrt or log at 0?)"
-                    ) from None
+                    raise err.at_step(su.cell.name, t0) from None
             check_factors(su, F, t0)
             K = t1 - t0
             Fs = np.stack(F) if F else np.zeros((1, *shape))

@@ -215,12 +215,7 @@ def _factors(su: Setup, kern: Kernels, V: list[Any], shape: tuple[int, ...], t0:
         try:
             F = kern.factors([by_name[v] for v in kern.layout.needed], su.q, shape)
         except FactorError as err:
-            k, b = err.where[:2]
-            raise NumericalError(
-                f"the Jacobian of {su.cell.name!r} is NaN or inf at step {t0 + k + 1}, "
-                f"sequence {b}: its factor diag({err.factor}) is unbounded at the state "
-                "reached there (sqrt or log at 0?)"
-            ) from None
+            raise err.at_step(su.cell.name, t0) from None
     for f in F:
         if not np.isfinite(f).all():
             k, b = (int(i) for i in np.argwhere(~np.isfinite(to_numpy(f)))[0][:2])

@@ -393,12 +393,7 @@ def _analyze(
             try:
                 F = su.kernels.factors(V, su.q, shape)  # NaN/inf are found and reported next
             except FactorError as err:  # the kernel knows the factor, the engine the step
-                k, b = err.where[:2]
-                raise NumericalError(
-                    f"the Jacobian of {su.cell.name!r} is NaN or inf at step {t0 + k + 1}, "
-                    f"sequence {b}: its factor diag({err.factor}) is unbounded at the state "
-                    "reached there (sqrt or log at 0?)"
-                ) from None
+                raise err.at_step(su.cell.name, t0) from None
         _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)

@@ -60,6 +60,15 @@ class FactorError(NumericalError):
         self.factor = factor
         self.where = where
 
+    def at_step(self, cell: str, t0: int) -> NumericalError:
+        """The one-line error with the absolute step: the chunk that raised starts at ``t0``."""
+        k, b = self.where[:2]
+        return NumericalError(
+            f"the Jacobian of {cell!r} is NaN or inf at step {t0 + k + 1}, sequence {b}: its "
+            f"factor diag({self.factor}) is unbounded at the state reached there (sqrt or log "
+            "at 0?)"
+        )
+
 
 class OutputError(GradflowError):
     """An output file cannot be written there (a device, an input of the run, no folder)."""
