@@ -210,3 +210,45 @@ def test_report_shows_conditions_intervals_and_the_clipping_figure(result, tmp_p
     iv = result.claim("a").intervals["measured_slope_frobenius"]
     shown = f"[{iv['low']:+.3f}, {iv['high']:+.3f}]".replace("-", "−").replace("+", "")
     assert shown in claims_html
+
+
+def test_claims_csv_traces_every_number_to_its_interval(result, tmp_path):
+    import csv
+    from pathlib import Path
+
+    from gradflow.report.tables import write_tables
+    from gradflow.results import ExperimentResult, load_json
+
+    data = Path(__file__).parent / "baseline" / "data"
+    experiment = ExperimentResult.from_dict(load_json(data / "experiment.json"))
+    write_tables(experiment, None, result, tmp_path)
+    with open(tmp_path / "claims.csv", newline="") as fh:
+        rows = list(csv.DictReader(fh))
+    # one row per measured number, in the claims' order, each read back against the typed
+    # result: floats exactly (csv writes repr, which round-trips), the interval's ends, level,
+    # statistic and draws as the claim holds them
+    assert [(r["id"], r["quantity"]) for r in rows] == [
+        (c.id, k) for c in result.claims for k in c.measured
+    ]
+    with_interval = 0
+    for r in rows:
+        c = result.claim(r["id"])
+        value = c.measured[r["quantity"]]
+        assert r["holds"] == str(c.holds) and r["conditions"] == c.conditions
+        assert r["title"] == c.title and c.conditions  # every claim states its conditions
+        if isinstance(value, float):
+            assert float(r["estimate"]) == value
+        else:
+            assert r["estimate"] == ("" if value is None else str(value))
+        iv = c.intervals.get(r["quantity"])
+        if iv is None:
+            assert r["low"] == r["high"] == r["level"] == r["draws"] == ""
+            continue
+        with_interval += 1
+        assert float(r["estimate"]) == iv["estimate"]
+        assert float(r["low"]) == iv["low"] and float(r["high"]) == iv["high"]
+        assert float(r["low"]) <= float(r["estimate"]) <= float(r["high"])
+        assert float(r["level"]) == 0.95 and r["statistic"] == iv["statistic"]
+        assert int(r["draws"]) == iv["draws"] >= 10 and int(r["resamples"]) == iv["resamples"]
+    # every claim measured over draws has its intervals in the file (claim e counts exactly)
+    assert with_interval == sum(len(c.intervals) for c in result.claims) > 20

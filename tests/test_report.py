@@ -159,7 +159,10 @@ def test_data_tables_match_the_results(report):
         assert float(r["q10"]) == rate["low"] and float(r["q90"]) == rate["high"]
     with open(report / "data" / "claims.csv", newline="") as fh:
         claim_rows = list(csv.DictReader(fh))
-    assert [r["id"] for r in claim_rows] == [c["id"] for c in claims["claims"]]
+    # one row per measured number, claim by claim, in the order each claim measured them
+    assert [(r["id"], r["quantity"]) for r in claim_rows] == [
+        (c["id"], k) for c in claims["claims"] for k in c["measured"]
+    ]
 
 
 # ---- HTML ---------------------------------------------------------------------------------------

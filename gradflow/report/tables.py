@@ -15,10 +15,51 @@ from ..atomic import atomic_write
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
 
 
+#: The interval columns of ``claims.csv``, named as in
+#: :meth:`gradflow.analysis.uncertainty.Interval.to_dict` (less its ``estimate``).
+INTERVAL_COLUMNS = ("low", "high", "level", "statistic", "draws", "resamples")
+
+
 def _csv(rows: list[list[Any]]) -> str:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(rows)
     return buf.getvalue()
+
+
+#: Columns of ``claims.csv``: one row per measured number of a claim.
+CLAIM_COLUMNS = (
+    "id",
+    "quantity",
+    "estimate",
+    *INTERVAL_COLUMNS,
+    "holds",
+    "title",
+    "conditions",
+)
+
+
+def claim_rows(claims: ClaimsResult) -> list[list[Any]]:
+    """``claims.csv``: a header, then one row per measured number of each claim, in the order
+    the claim measured them: its estimate and, where the claim has one, its bootstrap interval
+    over weight draws (``low``, ``high``, ``level``, ``statistic``, ``draws``, ``resamples``;
+    empty for an exact or counted number), with the claim's verdict and conditions. Every
+    number of the report's claims table is a row here (``quantity`` is the table's key)."""
+    rows: list[list[Any]] = [list(CLAIM_COLUMNS)]
+    for c in claims.claims:
+        for key, value in c.measured.items():
+            iv = c.intervals.get(key, {})
+            rows.append(
+                [
+                    c.id,
+                    key,
+                    value,
+                    *(iv.get(col) for col in INTERVAL_COLUMNS),
+                    c.holds,
+                    c.title,
+                    c.conditions,
+                ]
+            )
+    return rows
 
 
 def write_tables(
@@ -81,11 +122,7 @@ def write_tables(
     atomic_write(data_dir / "decay_rates.csv", _csv(rows))
     written.append(data_dir / "decay_rates.csv")
     if claims is not None:
-        rows = [["id", "title", "holds", "measured", "summary"]]
-        for c in claims.claims:
-            measured = "; ".join(f"{k}={v}" for k, v in c.measured.items())
-            rows.append([c.id, c.title, c.holds, measured, c.summary])
-        atomic_write(data_dir / "claims.csv", _csv(rows))
+        atomic_write(data_dir / "claims.csv", _csv(claim_rows(claims)))
         written.append(data_dir / "claims.csv")
     if sweep is not None:
         axes = list(sweep.axes)
