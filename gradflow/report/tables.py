@@ -14,7 +14,6 @@ from typing import Any
 from ..atomic import atomic_write
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
 
-
 #: The interval columns of ``claims.csv``, named as in
 #: :meth:`gradflow.analysis.uncertainty.Interval.to_dict` (less its ``estimate``).
 INTERVAL_COLUMNS = ("low", "high", "level", "statistic", "draws", "resamples")
