@@ -24,7 +24,12 @@ from gradflow.analysis.meanfield import predicted_log10_slope
 from gradflow.cells import get_cell
 from gradflow.engine import analyze, state_jacobians
 from gradflow.initialisers import Init
-from gradflow.report.science import certified_counts, path_sentences, science_context
+from gradflow.report.science import (
+    certified_counts,
+    path_sentences,
+    science_context,
+    share_text,
+)
 from gradflow.results import ExperimentResult, dumps, load_result
 from gradflow.results.experiment import ONE_SVD
 
@@ -126,6 +131,51 @@ def test_path_terms_against_explicit_products(lstm_result: ExperimentResult) -> 
     assert 0 < share[30] < share[10] < 1  # the additive share falls with the lag
 
 
+def test_additive_share_interval_over_every_run(lstm_result: ExperimentResult, tmp_path) -> None:
+    # Reference: each run's share ||S_0||_F / ||P_k||_F from explicit float64 products of its
+    # own Jacobians (small lags: no overflow), independent of the engine's chains; the stored
+    # interval is the bootstrap of those values, to 1e-9 decades.
+    from gradflow.analysis.uncertainty import bootstrap_interval
+    from gradflow.report.tables import write_tables
+
+    cfg = ExperimentConfig.from_dict(lstm_result.config)
+    terms = lstm_result.cells["lstm"].path_terms
+    assert terms is not None and sorted(terms.additive_share_interval) == [10, 30]
+    c = get_cell("lstm")
+    shares: dict[int, list[float]] = {10: [], 30: []}
+    for seed in cfg.seeds:
+        _, params, x = run_cell(cfg, c, seed)
+        A = state_jacobians(c, params, x, path="additive")
+        M = state_jacobians(c, params, x, path="multiplicative")
+        T = x.shape[0]
+        for b in range(x.shape[1]):
+            P, S0 = np.eye(8), np.eye(8)
+            for j in range(1, 31):
+                P, S0 = P @ (A[T - j, b] + M[T - j, b]), S0 @ A[T - j, b]
+                if j in shares:
+                    shares[j].append(np.log10(np.linalg.norm(S0) / np.linalg.norm(P)))
+    for k, values in shares.items():
+        iv = terms.additive_share_interval[k]
+        ref = bootstrap_interval(values)
+        assert iv["draws"] == 4 and iv["level"] == 0.95 and iv["statistic"] == "median"
+        for key in ("estimate", "low", "high"):
+            assert iv[key] == pytest.approx(getattr(ref, key), abs=1e-9)
+        # the expansion's own sequence (seed 0, sequence 0) is one of the runs: 1e-9 decades
+        assert terms.log10_additive_share()[terms.lags.index(k), 0] == pytest.approx(
+            values[0], abs=1e-9
+        )
+    # kept in the saved result and in the report's data file, every digit
+    lstm_result.save(tmp_path / "e.json")
+    back = load_result(tmp_path / "e.json")
+    assert back.cells["lstm"].path_terms.additive_share_interval == terms.additive_share_interval
+    written = write_tables(lstm_result, None, None, tmp_path / "data")
+    assert tmp_path / "data" / "path_shares.csv" in written
+    rows = (tmp_path / "data" / "path_shares.csv").read_text().splitlines()
+    assert rows[0].startswith("cell,lag,log10_share,log10_low,log10_high,share,")
+    iv = terms.additive_share_interval[30]
+    assert rows[2].startswith(f"lstm,30,{iv['estimate']!r},{iv['low']!r},{iv['high']!r},")
+
+
 def test_cells_without_two_parts_have_no_expansion() -> None:
     cfg = _config("rnn", 3, 40, (10,), paths=True)
     assert run_experiment(cfg, progress=False).cells["rnn"].path_terms is None
@@ -209,11 +259,21 @@ def test_figures_draw_only_certified_values_and_the_terms(lstm_result: Experimen
 
 
 def test_report_text_states_shares_and_certification(lstm_result: ExperimentResult) -> None:
-    share = dict(lstm_result.cells["lstm"].path_terms.median_share())  # type: ignore[union-attr]
+    ivs = lstm_result.cells["lstm"].path_terms.additive_share_interval  # type: ignore[union-attr]
     (sentence,) = path_sentences(lstm_result)
     assert (
         "additive path alone" in sentence and "at lag 30" in sentence and "S_j has j =" in sentence
     )
+    # the share over every run with its interval, and how many runs it rests on
+    assert f"{share_text(ivs[30])} at lag 30" in sentence
+    assert "median over 4 sequences (2 weight draws x 2 sequences) [95 % bootstrap" in sentence
+    assert "(the expansion of 1 sequence)" in sentence
+    # a result without intervals (older files) still states the one expansion's share
+    data = json.loads(dumps(lstm_result.to_dict()))
+    del data["cells"]["lstm"]["path_terms"]["additive_share_interval"]
+    old = ExperimentResult.from_dict(data)
+    share = dict(old.cells["lstm"].path_terms.median_share())  # type: ignore[union-attr]
+    (sentence,) = path_sentences(old)
     assert f"{100 * share[30]:.2g}%" in sentence or f"{share[30]:.1e}" in sentence
     counts = certified_counts(lstm_result)
     assert set(counts) == {10, 30} and all(t == 16 for _, t in counts.values())

@@ -40,6 +40,7 @@ from .bounds import pascanu_log10_bound
 from .config import ExperimentConfig
 from .decay import decay_rate
 from .meanfield import predicted_log10_slope, tanh_fixed_point
+from .uncertainty import bootstrap_interval
 
 Run = tuple[AnalysisResult, dict[str, np.ndarray], np.ndarray]
 Exact = tuple[ProductSpectrum | None, PathExpansion | None]
@@ -130,7 +131,7 @@ def summarise_cell(
         pascanu=_pascanu(cell, runs),
         meanfield=_meanfield(config, cell, init, runs),
         card=card,
-        path_terms=_path_terms(exact[1] if exact else None),
+        path_terms=_path_terms(exact[1] if exact else None, res),
         annealed=_annealed(config, cell, init, runs) if _diagnostics(config) else None,
         state_free=_state_free(res[0]),
     )
@@ -168,8 +169,9 @@ def _singular_values(res: list[AnalysisResult], exact: Exact | None) -> dict[str
     }
 
 
-def _path_terms(e: PathExpansion | None) -> PathTerms | None:
-    """The typed record of an expansion (runs along the second axis)."""
+def _path_terms(e: PathExpansion | None, res: list[AnalysisResult]) -> PathTerms | None:
+    """The typed record of an expansion (runs along the second axis), with the additive
+    share at its lags over every run (:func:`additive_share_intervals`)."""
     if e is None:
         return None
     return PathTerms(
@@ -180,7 +182,36 @@ def _path_terms(e: PathExpansion | None) -> PathTerms | None:
         log10_term_norm=e.log10_term_norm,
         resolved=e.resolved,
         blocks=dict(e.blocks),
+        additive_share_interval=additive_share_intervals(res, e.lags),
     )
+
+
+def additive_share_intervals(
+    res: list[AnalysisResult], lags: Iterable[int]
+) -> dict[int, dict[str, Any]]:
+    r"""``{lag: interval}`` of ``log10 (||S_0||_F / ||P_k||_F)`` over every run.
+
+    ``S_0 = prod_t A_t`` is the engine's additive chain and ``P_k`` its full product, both
+    followed for every sequence of every seed (the expansion itself, ``O(K^2)`` matrix
+    products, covers one sequence): the median over the runs with its 95 % percentile-bootstrap
+    interval (:func:`~gradflow.analysis.uncertainty.bootstrap_interval`; the runs resampled as
+    if independent, though the sequences of one seed share its weights). A lag without two
+    runs of finite share (no additive chain, a product exactly zero) is left out.
+    """
+    if not res[0].paths or "additive" not in res[0].paths:
+        return {}
+    add = _stack(r.paths["additive"]["log10_frobenius_norm"] for r in res)
+    full = _stack(r.log10_frobenius_norm for r in res)
+    out = {}
+    for k in lags:
+        if not 0 < k < add.shape[0]:
+            continue
+        with np.errstate(invalid="ignore"):
+            share = add[k] - full[k]
+        share = share[np.isfinite(share)]
+        if share.size >= 2:
+            out[int(k)] = bootstrap_interval(share).to_dict()
+    return out
 
 
 def _input_var(config: ExperimentConfig, runs: list[Run]) -> float:

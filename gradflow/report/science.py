@@ -10,6 +10,7 @@ recomputed. The definitions are in ``docs/theory.md`` (sections 7 and 8) and
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from typing import Any
 
 import numpy as np
@@ -50,20 +51,48 @@ def singular_value_sentence(experiment: ExperimentResult) -> str | None:
     )
 
 
+def _runs(n: int) -> str:
+    return f"{n} sequence{'s' if n != 1 else ''}"
+
+
+def share_text(interval: Mapping[str, Any]) -> str:
+    """``47% [38%, 55%]``: a log10 share's median and interval (:func:`_share` each)."""
+    lo, est, hi = (_share(10.0 ** float(interval[k])) for k in ("low", "estimate", "high"))
+    return f"{est} [{lo}, {hi}]"
+
+
 def path_sentences(experiment: ExperimentResult) -> list[str]:
     """For each cell with a path expansion, how much of the full product travels through the
-    additive path alone (``||S_0|| / ||P_k||``) and which ``j`` carries the most, by lag."""
+    additive path alone (``||S_0|| / ||P_k||``, median over every run with its bootstrap
+    interval where the result has it) and which ``j`` carries the most, by lag."""
     out = []
     for name, s in experiment.cells.items():
         terms = s.path_terms
         if terms is None:
             continue
-        shares = ", ".join(f"{_share(v)} at lag {k}" for k, v in terms.median_share())
         peaks = ", ".join(f"j = {j} at lag {k}" for k, j in terms.peak_j())
+        ivs = terms.additive_share_interval
+        if ivs:
+            draws = next(iter(ivs.values()))["draws"]
+            seeds = s.runs // s.batch if s.batch else 0
+            over = (
+                f"median over {_runs(int(draws))} ({seeds} weight draws x {s.batch} "
+                "sequences) [95 % bootstrap interval]"
+                if seeds * s.batch == draws
+                else f"median over {_runs(int(draws))} [95 % bootstrap interval]"
+            )
+            shares = ", ".join(f"{share_text(iv)} at lag {k}" for k, iv in sorted(ivs.items()))
+            out.append(
+                f"{name}: the additive path alone (S_0, no factor through a weight matrix) "
+                f"carries {shares} of the full product's Frobenius norm ({over}); the largest "
+                f"term S_j has {peaks} (the expansion of {_runs(terms.runs)})."
+            )
+            continue
+        shares = ", ".join(f"{_share(v)} at lag {k}" for k, v in terms.median_share())
         out.append(
             f"{name}: the additive path alone (S_0, no factor through a weight matrix) carries "
             f"{shares} of the full product's Frobenius norm; the largest term S_j has {peaks} "
-            f"(median over {terms.runs} sequence{'s' if terms.runs != 1 else ''})."
+            f"(median over {_runs(terms.runs)})."
         )
     return out
 

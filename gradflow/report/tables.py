@@ -61,13 +61,47 @@ def claim_rows(claims: ClaimsResult) -> list[list[Any]]:
     return rows
 
 
+def path_share_rows(experiment: ExperimentResult) -> list[list[Any]]:
+    """``path_shares.csv``: a header, then per cell and lag the additive path's share
+    ``||S_0||_F / ||P_k||_F`` of the full product over every run, the median with its
+    bootstrap interval, in log10 and as a fraction (the report's "Paths and spectra" text)."""
+    rows: list[list[Any]] = [
+        [
+            "cell",
+            "lag",
+            "log10_share",
+            "log10_low",
+            "log10_high",
+            "share",
+            "share_low",
+            "share_high",
+            *INTERVAL_COLUMNS[2:],
+        ]
+    ]
+    for name, s in experiment.cells.items():
+        ivs = s.path_terms.additive_share_interval if s.path_terms is not None else {}
+        for lag, iv in sorted(ivs.items()):
+            logs = [float(iv[k]) for k in ("estimate", "low", "high")]
+            rows.append(
+                [
+                    name,
+                    lag,
+                    *logs,
+                    *(10.0**v for v in logs),
+                    *(iv.get(c) for c in INTERVAL_COLUMNS[2:]),
+                ]
+            )
+    return rows
+
+
 def write_tables(
     experiment: ExperimentResult,
     sweep: SweepResult | None,
     claims: ClaimsResult | None,
     data_dir: Path,
 ) -> list[Path]:
-    """The result JSON and CSV tables (decay rates, claims, sweep points) in ``data_dir``.
+    """The result JSON and CSV tables (decay rates, claims, path shares, sweep points) in
+    ``data_dir``.
 
     Every file is a function of the results' data alone: two runs with one seed write the same
     bytes (timings go to the report's ``run.json``, see :func:`run_metadata`)."""
@@ -123,6 +157,10 @@ def write_tables(
     if claims is not None:
         atomic_write(data_dir / "claims.csv", _csv(claim_rows(claims)))
         written.append(data_dir / "claims.csv")
+    shares = path_share_rows(experiment)
+    if len(shares) > 1:
+        atomic_write(data_dir / "path_shares.csv", _csv(shares))
+        written.append(data_dir / "path_shares.csv")
     if sweep is not None:
         axes = list(sweep.axes)
         rows = [[*axes, "decay_rate", "log10_norm_final", "regime"]]

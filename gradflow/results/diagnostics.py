@@ -38,6 +38,10 @@ class PathTerms:
         resolved: same shape, True where the term's estimated relative error is below 1e-6.
         blocks: ``{"dh_T/dc_{T-k}": (L, R), ...}`` log10 Frobenius norms of ``P_k``'s blocks.
         runs: ``R``, the sequences expanded (the first of each seed).
+        additive_share_interval: ``{lag: interval}``, ``log10 (||S_0||_F / ||P_k||_F)`` over every
+            run of the experiment (seeds x sequences, from the engine's chains): the median
+            with its percentile-bootstrap interval
+            (:meth:`gradflow.analysis.uncertainty.Interval.to_dict`); empty in older files.
     """
 
     lags: tuple[int, ...]
@@ -47,6 +51,7 @@ class PathTerms:
     log10_term_norm: np.ndarray
     resolved: np.ndarray
     blocks: Mapping[str, np.ndarray] = field(default_factory=dict)
+    additive_share_interval: Mapping[int, Mapping[str, Any]] = field(default_factory=dict)
 
     @property
     def runs(self) -> int:
@@ -84,6 +89,9 @@ class PathTerms:
             "log10_term_norm": self.log10_term_norm,
             "resolved": self.resolved.astype(bool),
             "blocks": dict(self.blocks),
+            "additive_share_interval": {
+                str(k): dict(v) for k, v in sorted(self.additive_share_interval.items())
+            },
             "definition": "P_k = sum_j S_j, j = number of factors through the multiplicative "
             "part M_t of J_t = A_t + M_t; Frobenius norms, log10",
         }
@@ -114,7 +122,19 @@ class PathTerms:
                 str(k): as_array(v, where.at("blocks").at(k), 2)
                 for k, v in mapping(d.get("blocks") or {}, where.at("blocks")).items()
             },
+            additive_share_interval=_lag_intervals(d.get("additive_share_interval"), where),
         )
+
+
+def _lag_intervals(data: Any, where: Where) -> dict[int, dict[str, Any]]:
+    """``{lag: interval dict}`` from JSON's ``{"10": {...}}`` (None: empty)."""
+    w = where.at("additive_share_interval")
+    out = {}
+    for k, v in mapping(data or {}, w).items():
+        if not str(k).isdigit():
+            raise w.at(k).fail("expected an integer lag")
+        out[int(k)] = dict(mapping(v, w.at(k)))
+    return out
 
 
 @dataclass(frozen=True)
