@@ -12,16 +12,20 @@ References:
 
 from __future__ import annotations
 
+import math
 from collections.abc import Iterable
 from dataclasses import fields
 from typing import Any
 
 import numpy as np
+import sympy as sp
 
 from ..cells import CATALOGUE, Cell
 from ..decomposition import PathExpansion
+from ..diagonal import jacobian_structure
 from ..errors import UsageError
-from ..initialisers import Init, sigmoid_gates
+from ..initialisers import Init, recurrent_vectors, sigmoid_gates
+from ..paper_inits import PAPER_INITS
 from ..prodsvd import ProductSpectrum
 from ..results import (
     AnalysisResult,
@@ -250,6 +254,10 @@ def _annealed(
             "gain (LSTM at half of it: -0.08 measured at n = 1024 against -0.16 predicted, "
             "docs/theory.md section 8)"
         )
+    warnings += diagonal_warnings(cell, init, config.hidden_size)
+    dead = dead_product_warning(_stack(r.log10_frobenius_norm for r, _, _ in runs))
+    if dead:
+        warnings.append(dead)
 
     def fin(v: float) -> float | None:
         return float(v) if np.isfinite(v) else None
@@ -262,6 +270,69 @@ def _annealed(
         applies=mf.applies,
         warnings=tuple(warnings),
         assumptions=mf.assumptions,
+    )
+
+
+def diagonal_warnings(cell: Cell, init: Init, n: int) -> list[str]:
+    """Why the annealed rate does not describe a network whose state Jacobian is diagonal (a
+    unit-by-unit recurrence: IndRNN, minGRU, RG-LRU, ...), and, for a recurrent vector that
+    multiplies each unit's Jacobian entry (IndRNN's ``u``) under PyTorch's fan-in rule, why
+    the rate is so low.
+
+    With a dense ``W`` each step's Jacobian sums over ``n`` units, which averages the weights,
+    so the tied network follows the annealed ensemble (weights redrawn every step; exactly for
+    the tanh RNN, docs/theory.md section 8). A diagonal Jacobian has no such sum: each unit is
+    a chain of its own, and the annealed rate (the log of the units' mean squared factor) is
+    not the network's, whose norm follows its slowest units."""
+    s = jacobian_structure(cell)
+    if s.pattern != "diagonal":
+        return []
+    out = [
+        "diagonal Jacobian: each unit is a chain of its own and no sum over units averages "
+        "the weights, so the annealed rate (weights redrawn every step: the mean of the "
+        "units' squared factors) is not the network's, whose norm follows its slowest units"
+    ]
+    vectors = recurrent_vectors(cell)
+    if init.scheme != "torch" or not vectors:
+        return out
+    factors: set[str] = set()
+    for state, node in cell.update:
+        expr = cell.node_map[node].expr  # type: ignore[union-attr]
+        coef = sp.diff(expr, cell.symbol(state))
+        factors |= {str(f) for f in sp.Mul.make_args(coef)} & vectors
+    for u in sorted(factors):
+        bound = 1.0 / math.sqrt(n)
+        out.append(
+            f"PyTorch's fan-in rule draws the recurrent vector {u} from U(-1/sqrt(n), "
+            f"1/sqrt(n)), a bound meant for a weight summed over n units: every |{u}_i| < "
+            f"{bound:.2g} at n = {n}, and {u} multiplies each unit's Jacobian entry, so every "
+            f"unit's chain falls by at least {-math.log10(bound):.2f} decades per step at any "
+            "input; hence the low annealed rate"
+            + (
+                " (init scheme 'paper' draws the cell paper's own values)"
+                if cell.name in PAPER_INITS
+                else ""
+            )
+        )
+    return out
+
+
+def dead_product_warning(log10_norms: np.ndarray) -> str | None:
+    """A warning when the product of some runs (columns) is exactly zero at some lag: every
+    unit inactive at one step (a ReLU unit's chain ends at its first inactive step, dead for
+    gradients), so those runs have no decay rate while the annealed average has one."""
+    dead = ~np.isfinite(np.asarray(log10_norms, dtype=float)) & (np.asarray(log10_norms) < 0)
+    dead_runs = dead.any(axis=0)
+    if not dead_runs.any():
+        return None
+    first = dead.argmax(axis=0)[dead_runs]
+    runs = int(dead_runs.size)
+    when = f"by lag {int(first.max())}" if dead_runs.all() else f"first at lag {int(first.min())}"
+    return (
+        f"the product is exactly zero in {int(dead_runs.sum())} of {runs} runs ({when}): every "
+        "unit's chain met an exact zero factor (a ReLU unit's at its first inactive step: dead "
+        "for gradients); such a run has no decay rate, the annealed average over redrawn "
+        "weights still has one"
     )
 
 
