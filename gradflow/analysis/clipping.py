@@ -10,7 +10,8 @@ For one layer and the loss ``L = sum h_T`` the parameter gradient splits by lag
 and the *long-lag part* beyond ``k`` is ``R_k = sum_{j>k} G_j`` (what travelled more than
 ``k`` steps back from the loss). :func:`lag_split_gradient` returns ``dL/dθ`` and ``R_k`` as
 vectors over every parameter, per sequence, in the log domain (a unit vector and its log10
-norm), from the same generated kernels as the stack analysis (state factors, parameter VJP).
+norm), from the same generated kernels as the stack analysis (state factors, parameter VJP),
+through :func:`gradflow.stack_api.lag_gradients`.
 
 Clipping by global norm with threshold ``c`` multiplies an update ``g`` by
 ``min(1, c / ||g||)`` ([pascanu2013], algorithm 1). A batch update is the mean of the
@@ -52,9 +53,9 @@ import numpy as np
 from ..cells import Cell, get_cell
 from ..errors import UsageError
 from ..initialisers import initialise
-from ..logscaled import Scaled, add, log_norm, normalise
+from ..logscaled import Scaled, add, log_norm
 from ..results import Claim, Clipping
-from ..stack import Layer, _Rt, _Unidirectional
+from ..stack_api import lag_gradients, parameter_names
 from .claimkit import Tick, add_interval, ci_text, make_claim
 from .config import ExperimentConfig
 from .defaults import CLIP_THRESHOLD
@@ -96,10 +97,6 @@ class LagSplit:
             return np.asarray(self.tail_direction * np.power(10.0, self.log10_tail_norm)[..., None])
 
 
-def _flat(grads: Mapping[str, Any], keys: Sequence[str], B: int) -> np.ndarray:
-    return np.concatenate([np.asarray(grads[k]).reshape(B, -1) for k in keys], axis=1)
-
-
 def _unit(s: Scaled) -> tuple[np.ndarray, np.ndarray]:
     """``(a / ||a||, l + log10 ||a||)`` per sequence; a zero vector stays zero, ``-inf``."""
     a = np.asarray(s.a, dtype=np.float64)
@@ -138,33 +135,16 @@ def lag_split_gradient(
     ks = np.array(sorted({int(k) for k in lags}), dtype=int)
     if ks.size == 0 or ks[0] < 0 or ks[-1] > T - 1:
         raise UsageError(f"lags must be a non-empty subset of 0..{T - 1}, got {list(lags)}")
-    rt = _Rt(Layer(c, params), 0, d, B, "numpy", np.float64)
-    run = _Unidirectional([rt], x, np.float64)
-    keys = tuple(p.name for p in c.parameters)
-    checkpoints, _ = run.forward()
-    e = np.zeros((B, 1, rt.m))
-    e[..., rt.hcols] = 1.0
-    g = Scaled(e, np.zeros(B))  # dL/ds_T
     head: Scaled | None = None
     heads: dict[int, Scaled | None] = {}
     want = set(ks.tolist())
     lag_norm = np.full((T, B), -np.inf)
-    K, lag = run.chunk, 0
-    for ci in range(len(checkpoints) - 1, -1, -1):
-        t0, t1 = ci * K, min(T, (ci + 1) * K)
-        data = run.chunk_data(checkpoints[ci], t0, t1)[0]
-        for jj in range(t1 - t0):
-            idx = t1 - t0 - 1 - jj
-            E = {k: v[idx] for k, v in data["E"].items()}
-            G = _flat(rt.sk.param_vjp(g.a[:, 0, :], E, rt.qs), keys, B)  # G_lag / 10^g.l
-            lag_norm[lag] = log_norm(np, G) + g.l
-            head = add(np, head, Scaled(G, g.l.copy()))
-            if lag in want:
-                assert head is not None
-                heads[lag] = Scaled(head.a.copy(), head.l.copy())
-            out = rt.kern.apply_vec(g.a, tuple(f[idx] for f in data["F"]), rt.q)
-            g = normalise(np, out, g.l)
-            lag += 1
+    for lag, G in lag_gradients(c, params, x):
+        lag_norm[lag] = log_norm(np, G.a) + G.l
+        head = add(np, head, G)
+        if lag in want:
+            assert head is not None
+            heads[lag] = Scaled(head.a.copy(), head.l.copy())
     assert head is not None
     direction, log10_norm = _unit(head)
     tails = []
@@ -173,7 +153,7 @@ def lag_split_gradient(
         assert rest is not None
         tails.append(_unit(rest))
     return LagSplit(
-        keys=keys,
+        keys=parameter_names(c),
         lags=ks,
         direction=direction,
         log10_norm=log10_norm,
