@@ -655,14 +655,17 @@ _FIGURE_FORMATS = ("pdf", "svg", "png")
 def plot_cmd(
     result: str, out_dir: str | None, venue: str, column: str, formats: tuple[str, ...]
 ) -> None:
-    """Redraw the figures of a saved RESULT (analysis, stack analysis, experiment or sweep JSON)."""
+    """Redraw the figures of a saved RESULT (analysis, stack analysis, experiment, sweep or
+    trained-models JSON)."""
     from pathlib import Path
 
-    from .plots import plot_result, plot_stack_result
+    from .plots import plot_result, plot_stack_result, plot_trained_result
     from .results import load_result
 
     res = load_result(result)
-    draw_all = plot_stack_result if res.kind == "stack_analysis" else plot_result
+    draw_all = {"stack_analysis": plot_stack_result, "trained_models": plot_trained_result}.get(
+        res.kind, plot_result
+    )
     out = Path(out_dir) if out_dir else Path(result).with_name(Path(result).stem + "-figures")
     for path in draw_all(res, out, venue=venue, column=column, formats=formats or _FIGURE_FORMATS):
         click.echo(str(path))

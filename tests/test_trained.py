@@ -163,3 +163,30 @@ def test_malformed_trained_result_is_one_line(small):
 def test_lags_beyond_the_sequence_are_refused():
     with pytest.raises(UsageError, match="lags must lie in 1..20"):
         analyze_trained(("rnn",), steps=20, lags=(10, 50))
+
+
+def test_cli_plot_draws_a_trained_result(small, tmp_path):
+    from click.testing import CliRunner
+
+    from gradflow.cli import cli
+
+    path = tmp_path / "trained.json"
+    small.save(path)
+    out = tmp_path / "figs"
+    r = CliRunner().invoke(cli, ["plot", str(path), "--out", str(out), "--format", "svg"])
+    assert r.exit_code == 0, r.output
+    # the report's "Trained networks" figures, under the same stems (lstm2 is a stack)
+    stems = ["trained_norms", "trained_stack", "trained_training"]
+    assert sorted(p.name for p in out.iterdir()) == [f"{s}.svg" for s in stems]
+    assert r.output.splitlines() == [str(out / f"{s}.svg") for s in sorted(stems, key=_order)]
+    svg = (out / "trained_norms.svg").read_text(encoding="utf-8")
+    assert "initialisation" in svg and "trained" in svg  # both stages, in the legend
+    # same bytes twice (deterministic files)
+    again = tmp_path / "again"
+    CliRunner().invoke(cli, ["plot", str(path), "--out", str(again), "--format", "svg"])
+    for s in stems:
+        assert (again / f"{s}.svg").read_bytes() == (out / f"{s}.svg").read_bytes()
+
+
+def _order(stem: str) -> int:
+    return ["trained_norms", "trained_training", "trained_stack"].index(stem)

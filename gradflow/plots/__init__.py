@@ -68,3 +68,4 @@ from .style import SeriesStyle as SeriesStyle
 from .style import palette as palette
 from .style import series_style as series_style
 from .style import style as style
+from .trained import plot_trained_result as plot_trained_result

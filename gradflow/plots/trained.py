@@ -5,14 +5,19 @@ r"""Figures of trained networks, drawn only from a :class:`~gradflow.results.Tra
 * :func:`plot_training_curves`: the training loss per step of every network against the
   baseline of always predicting the target's mean;
 * :func:`plot_stack_stages`: whole-model views of :mod:`gradflow.plots.stack` for a stacked
-  network, one row per view, at initialisation and after training side by side.
+  network, one row per view, at initialisation and after training side by side;
+* :func:`plot_trained_result`: all of them into files (``gradflow plot`` on a trained-models
+  result), the figures of the report's "Trained networks" section.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Callable, Sequence
-from typing import Any
+from pathlib import Path
+from typing import Any, cast
 
+import matplotlib as mpl
 import numpy as np
 from matplotlib.axes import Axes
 from matplotlib.figure import Figure
@@ -22,8 +27,25 @@ from ..results import TrainedResult
 from ..results.trained import STAGES
 from .curves import _axes, _legend, _line
 from .data import Band, load_result
-from .style import palette
+from .panels import panel_size, small_multiples
+from .save import save_figure
+from .stack import (
+    plot_cross_layer_reach,
+    plot_lag_gradient,
+    plot_layer_decay,
+    plot_memory_curves,
+    plot_tail_fraction,
+)
+from .style import FORMATS, palette, style
 
+#: The whole-model views of a stacked network (:func:`plot_stack_stages`), one row each.
+STACK_VIEWS: tuple[Callable[..., Axes], ...] = (
+    plot_layer_decay,
+    plot_cross_layer_reach,
+    plot_memory_curves,
+    plot_lag_gradient,
+    plot_tail_fraction,
+)
 #: Line style per stage.
 STAGE_STYLES = {"init": "--", "trained": "-"}
 STAGE_LABELS = {"init": "initialisation", "trained": "trained"}
@@ -103,3 +125,52 @@ def plot_stack_stages(
     for ax in grid[:-1].ravel():
         ax.set_xlabel("")
     return [list(row) for row in grid]
+
+
+def plot_trained_result(
+    result: Any,
+    out_dir: str | os.PathLike[str],
+    *,
+    venue: str = "neurips",
+    column: str = "full",
+    formats: Sequence[str] = FORMATS,
+) -> list[Path]:
+    """Draw every figure of a trained-models result into ``out_dir``; returns the files.
+
+    ``trained_norms`` (one panel per network, :func:`plot_trained_norms`),
+    ``trained_training`` (:func:`plot_training_curves`) and, for a stacked network,
+    ``trained_stack`` (:func:`plot_stack_stages` with :data:`STACK_VIEWS`): the figures of the
+    report's "Trained networks" section, under the same stems."""
+    res = _trained(result)
+    names = [n.name for n in res.networks]
+    stack = next((n.name for n in res.networks if n.stack), None)
+    figures: list[tuple[str, int, Callable[[Figure], Any]]] = [
+        (
+            "trained_norms",
+            len(names),
+            lambda f: small_multiples(
+                f,
+                names,
+                lambda ax, name, first: plot_trained_norms(res, ax, network=name, legend=first),
+            ),
+        ),
+        ("trained_training", 1, lambda f: plot_training_curves(res, f.add_subplot())),
+    ]
+    if stack is not None:
+        figures.append(
+            (
+                "trained_stack",
+                3 * len(STACK_VIEWS),  # rows of small multiples: three panel widths a row
+                lambda f: plot_stack_stages(res, f, STACK_VIEWS, network=stack),
+            )
+        )
+    written: list[Path] = []
+    for stem, panels, draw in figures:
+        rc = style(venue, column)
+        if panels > 1:
+            rc["figure.figsize"] = panel_size(rc["figure.figsize"][0], panels)
+        with mpl.rc_context(cast(Any, rc)):
+            fig = Figure()
+            draw(fig)
+            written += save_figure(fig, Path(out_dir) / stem, formats)
+    return written
