@@ -287,6 +287,20 @@ def _lags(value: str | None) -> tuple[int, ...]:
     help="Stacks: split the weight gradient by lag (default: on for --gradient last, off for "
     "sum, whose split costs O(T^2); docs/stacks.md).",
 )
+@click.option(
+    "--structure",
+    type=click.Choice(["auto", "dense"]),
+    default="auto",
+    show_default=True,
+    help="One layer: 'auto' takes the exact O(m b^2) chain where the derivation shows a "
+    "diagonal or block-diagonal Jacobian (numpy backend); 'dense' forces the dense chain.",
+)
+@click.option(
+    "--compiled/--no-compiled",
+    default=None,
+    help="One layer: require the compiled (numba) backend, or force the NumPy reference path "
+    "(default: compiled where the case qualifies; README, 'The compiled backend').",
+)
 @click.option("--prefix", default=None, help="The recurrent module to analyse, by name prefix.")
 @click.option(
     "--nonlinearity",
@@ -328,6 +342,8 @@ def analyze_cmd(
     lyapunov: int,
     gradient: str | None,
     lag_split: bool | None,
+    structure: str,
+    compiled: bool | None,
     prefix: str | None,
     nonlinearity: str | None,
     keras_config: str | None,
@@ -421,7 +437,14 @@ def analyze_cmd(
             )
         x = load_inputs(inputs, input_size=params.input_size)
         result: Any = analyze(
-            cell, params, x, backend=backend, dtype=dtype, **measure.analyze_kwargs()
+            cell,
+            params,
+            x,
+            backend=backend,
+            dtype=dtype,
+            structure=structure,
+            compiled=compiled,
+            **measure.analyze_kwargs(),
         )
         final = result.log10_spectral_norm[-1]
         summary = f"{result.cell}: n={result.hidden_size}"
@@ -434,6 +457,11 @@ def analyze_cmd(
                 "--paths, --singular-lags and --lyapunov apply to one-layer models; a stack "
                 "reports per-layer and cross-layer chains instead (or analyse one layer: "
                 "--layers 1)"
+            )
+        if structure != "auto" or compiled is not None:
+            raise UsageError(
+                "--structure and --compiled/--no-compiled apply to one-layer models; a stack "
+                "runs its own chain (or analyse one layer: --layers 1)"
             )
         x = load_inputs(inputs, input_size=input_size)
         grad = gradient or "last"  # a stack always records its sensitivities

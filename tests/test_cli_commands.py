@@ -225,3 +225,73 @@ def test_an_error_caused_by_a_signal_exits_as_the_signal(monkeypatch, signum, co
     monkeypatch.setattr(cli_mod, "interrupted", lambda: None)
     result = CliRunner().invoke(cli, ["cells"])
     assert isinstance(result.exception, ImportError)
+
+
+def _native(tmp: Path, cell_name: str) -> Path:
+    import numpy as np
+
+    from gradflow.cells import get_cell
+    from gradflow.initialisers import Init, initialise
+    from gradflow.weights import save_weights
+
+    rng = np.random.default_rng(1)
+    cell = get_cell(cell_name)
+    save_weights(tmp / "w.safetensors", cell, initialise(cell, 4, 3, Init(), rng))
+    np.save(tmp / "x.npy", rng.standard_normal((30, 2, 3)))
+    return tmp
+
+
+def _analyze_cell(tmp: Path, cell: str, *opts: str) -> tuple[int, str]:
+    argv = ["analyze", "--cell", cell, "--weights", str(tmp / "w.safetensors")]
+    argv += ["--inputs", str(tmp / "x.npy"), "--output", str(tmp / "out.json"), *opts]
+    result = CliRunner().invoke(cli, argv)
+    return result.exit_code, result.output
+
+
+def test_structure_option_picks_the_chain(tmp_path):
+    import json
+
+    import numpy as np
+
+    _native(tmp_path, "rglru")  # a diagonal Jacobian: 'auto' takes the structured chain
+    runs = {}
+    for structure in ("auto", "dense"):
+        code, out = _analyze_cell(tmp_path, "rglru", "--structure", structure)
+        assert code == 0, out
+        runs[structure] = json.loads((tmp_path / "out.json").read_text())
+    assert runs["auto"]["meta"]["structure"]["kernel"] != "dense"
+    assert runs["dense"]["meta"]["structure"]["kernel"] == "dense"
+    # the two chains agree (the structured path is exact: 1e-10 decades, float64 rounding)
+    for key in ("log10_spectral_norm", "log10_frobenius_norm"):
+        np.testing.assert_allclose(runs["auto"][key], runs["dense"][key], atol=1e-10)
+    code, out = _analyze_cell(tmp_path, "rglru", "--structure", "diagonal")
+    assert code == 2 and "'diagonal' is not one of 'auto', 'dense'" in out
+
+
+def test_compiled_options_force_or_require_the_backend(tmp_path):
+    import json
+
+    _native(tmp_path, "lstm")
+    code, out = _analyze_cell(tmp_path, "lstm", "--no-compiled")
+    assert code == 0, out
+    assert "compiled" not in json.loads((tmp_path / "out.json").read_text())["meta"]
+    # required where the case cannot take it: one line saying why, no output file
+    (tmp_path / "out.json").unlink()
+    code, out = _analyze_cell(tmp_path, "lstm", "--compiled", "--paths")
+    assert code == 2 and len(out.strip().splitlines()) == 1
+    assert "the compiled backend needs the default quantities" in out
+    assert not (tmp_path / "out.json").exists()
+
+
+def test_structure_and_compiled_are_refused_for_a_stack(tmp_path):
+    import numpy as np
+
+    stacks = Path(__file__).resolve().parent / "data" / "stacks"
+    np.save(tmp_path / "x.npy", np.load(stacks / "lstm2_inputs.npy"))
+    for opts in (["--structure", "dense"], ["--no-compiled"]):
+        argv = ["analyze", "--weights", str(stacks / "lstm2.safetensors")]
+        argv += ["--inputs", str(tmp_path / "x.npy"), "--output", str(tmp_path / "o.json")]
+        result = CliRunner().invoke(cli, [*argv, *opts])
+        assert result.exit_code == 2, result.output
+        assert "apply to one-layer models" in result.output
+        assert len(result.output.strip().splitlines()) == 1
