@@ -66,21 +66,62 @@ def corrupt(path: Path, exc: BaseException, err: type[UsageError] = WeightsError
     return err(f"{path}: truncated or corrupt file, cannot be read ({detail})")
 
 
-def check_regular_file(path: Path, err: type[UsageError] = WeightsError) -> None:
-    """Refuse, before any open, what is missing, not a regular file (FIFO, device) or too big."""
+def check_regular_file(
+    path: str | os.PathLike[str],
+    err: type[UsageError] = WeightsError,
+    *,
+    what: str = "",
+    note: str = "",
+    max_bytes: int | None = None,
+    too_big: str = "",
+) -> os.stat_result:
+    """Refuse, before any open, what is missing, unreadable, not a regular file (a FIFO would
+    block, a device never end, a directory) or too big: the one check every reader of a user's
+    file makes (weights, inputs, results, configs, cell files), one line naming the file.
+
+    Args:
+        path: the file.
+        err: the error class raised.
+        what: the kind of file (``"config"``), named in ``no such config file`` and ``cannot
+            read the config file (reason)``; empty: ``no such file``, ``cannot be read
+            (reason)``.
+        note: added to ``not a regular file`` in parentheses (``a config must be a TOML file``).
+        max_bytes: the size limit; None: the weight and input files' :data:`MAX_FILE_BYTES`.
+        too_big: the message above the limit, formatted with ``path``, ``size`` and ``limit``
+            (bytes); empty: ``{size} bytes is above the N GiB limit for a weight or input file``.
+
+    Returns:
+        The file's ``os.stat`` result.
+
+    Raises:
+        ``err``: as above.
+
+    Examples:
+        >>> check_regular_file("/nonexistent.toml", UsageError, what="config")
+        Traceback (most recent call last):
+        gradflow.errors.UsageError: /nonexistent.toml: no such config file
+    """
+    label = os.fspath(path)
+    label = label if label.isprintable() else repr(label)
     try:
-        st = path.stat()
+        st = os.stat(path)
     except FileNotFoundError:
-        raise err(f"{path}: no such file") from None
-    except OSError as exc:  # symlink loop, permission, name too long
-        raise err(f"{path}: cannot be read ({exc.strerror or exc})") from None
+        raise err(f"{label}: no such {what + ' ' if what else ''}file") from None
+    except (OSError, ValueError) as exc:  # symlink loop, permission, name too long, a NUL
+        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
+        read = f"cannot read the {what} file" if what else "cannot be read"
+        raise err(f"{label}: {read} ({reason})") from None
     if not stat.S_ISREG(st.st_mode):
-        raise err(f"{path}: not a regular file")
-    if st.st_size > MAX_FILE_BYTES:
+        raise err(f"{label}: not a regular file" + (f" ({note})" if note else ""))
+    limit = MAX_FILE_BYTES if max_bytes is None else max_bytes
+    if st.st_size > limit:
         raise err(
-            f"{path}: {st.st_size} bytes is above the {MAX_FILE_BYTES // 2**30} GiB limit "
+            too_big.format(path=label, size=st.st_size, limit=limit)
+            if too_big
+            else f"{label}: {st.st_size} bytes is above the {limit // 2**30} GiB limit "
             "for a weight or input file"
         )
+    return st
 
 
 @dataclass

@@ -169,3 +169,36 @@ def test_huge_npy_header_is_not_called_pickled(tmp_path: Path) -> None:
         load_inputs(path)
     assert "header is longer than NumPy reads safely" in str(info.value)
     assert "pickle" not in str(info.value)
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="no FIFOs on this platform")
+def test_every_reader_checks_its_file_with_the_one_helper(tmp_path: Path) -> None:
+    # Weights, results, configs and cell files share tensorfile.check_regular_file: the same
+    # three refusals, each one line naming the file, with the reader's error class and words.
+    from gradflow.analysis.config import read_toml
+    from gradflow.cells.spec import load_cell_file
+    from gradflow.errors import ConfigError, EquationError, UsageError
+    from gradflow.results import load_result
+
+    readers = (
+        (lambda p: load_weights(p, "rnn"), WeightsError, ".npz", "file", ""),
+        (load_result, UsageError, ".json", "file", " (a result must be a JSON file)"),
+        (read_toml, ConfigError, ".toml", "config file", " (a config must be a TOML file)"),
+        (load_cell_file, EquationError, ".toml", "cell file", " (a cell file must be a TOML file)"),
+    )
+    for read, err, suffix, what, note in readers:
+        missing, fifo, loop = (tmp_path / f"{name}{suffix}" for name in ("missing", "f", "loop"))
+        if not fifo.exists():
+            os.mkfifo(fifo)
+            loop.symlink_to(loop)
+        with pytest.raises(err) as info:
+            read(missing)
+        assert str(info.value) == f"{missing}: no such {what}"
+        with pytest.raises(err) as info:
+            read(fifo)  # never blocks: refused before it is opened
+        assert str(info.value) == f"{fifo}: not a regular file{note}"
+        with pytest.raises(err) as info:
+            read(loop)  # a symlink loop is unreadable, not missing
+        read_words = "cannot be read" if what == "file" else f"cannot read the {what}"
+        assert str(info.value).startswith(f"{loop}: {read_words} (")
+        assert "\n" not in str(info.value) and issubclass(err, UsageError)

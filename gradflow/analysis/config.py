@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import math
 import os
-import stat
 import tomllib
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, fields, replace
@@ -27,6 +26,7 @@ from ..cells import CATALOGUE
 from ..errors import ConfigError, did_you_mean
 from ..initialisers import INPUT_KINDS, SCHEMES, Init
 from ..measure import Measure
+from ..tensorfile import check_regular_file
 from .decay import default_window
 
 Progress = bool | Callable[[int, int], None] | None
@@ -385,20 +385,14 @@ def read_toml(path: str | os.PathLike[str]) -> dict[str, Any]:
     ``/dev/zero`` would read forever), and tables and lists nested deeper than
     :data:`MAX_CONFIG_DEPTH` are refused, each with one line naming the file.
     """
-    try:
-        st = os.stat(path)
-    except FileNotFoundError:
-        raise ConfigError(f"{path}: no such config file") from None
-    except (OSError, ValueError) as exc:  # a symlink loop, a NUL in the name
-        reason = exc.strerror if isinstance(exc, OSError) and exc.strerror else exc
-        raise ConfigError(f"{path}: cannot read the config file ({reason})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise ConfigError(f"{path}: not a regular file (a config must be a TOML file)")
-    if st.st_size > MAX_CONFIG_BYTES:
-        raise ConfigError(
-            f"{path}: {st.st_size} bytes is larger than a config can be "
-            f"(at most {MAX_CONFIG_BYTES} bytes)"
-        )
+    check_regular_file(
+        path,
+        ConfigError,
+        what="config",
+        note="a config must be a TOML file",
+        max_bytes=MAX_CONFIG_BYTES,
+        too_big="{path}: {size} bytes is larger than a config can be (at most {limit} bytes)",
+    )
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_CONFIG_BYTES + 1)

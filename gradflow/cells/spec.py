@@ -48,7 +48,6 @@ from __future__ import annotations
 
 import ast
 import os
-import stat
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
@@ -58,6 +57,7 @@ from typing import Any
 import sympy as sp
 
 from ..errors import CellError, CellUpdateError, EquationError, did_you_mean
+from ..tensorfile import check_regular_file
 from .catalogue import CATALOGUE
 from .grammar import (
     MAX_CONSTANT,
@@ -500,12 +500,16 @@ def load_cell_file(path: str | os.PathLike[str]) -> Cell:
     """
     shown = os.fspath(path)
     label = shown if shown.isprintable() else repr(shown)
-    try:  # a FIFO or a device blocks or never ends: refuse it before it is opened
-        mode = os.stat(path).st_mode
-    except (OSError, ValueError):
-        mode = None  # missing or unreadable: open() below says which
-    if mode is not None and not stat.S_ISREG(mode) and not stat.S_ISDIR(mode):
-        raise EquationError(f"{label}: not a regular file (a cell file must be a TOML file)")
+    if not os.path.isdir(path):  # a directory: open() below says it cannot read it
+        # a FIFO or a device blocks or never ends: refuse it before it is opened
+        check_regular_file(
+            path,
+            EquationError,
+            what="cell",
+            note="a cell file must be a TOML file",
+            max_bytes=MAX_FILE_BYTES,
+            too_big="{path}: cell file is larger than {limit} bytes",
+        )
     try:
         with open(path, "rb") as fh:
             raw = fh.read(MAX_FILE_BYTES + 1)

@@ -18,7 +18,6 @@ import json
 import math
 import os
 import secrets
-import stat
 from collections.abc import Iterable, Iterator
 from pathlib import Path
 from typing import Any
@@ -27,6 +26,7 @@ import numpy as np
 
 from ..atomic import atomic_open
 from ..errors import UsageError
+from ..tensorfile import check_regular_file
 
 #: The largest result file :func:`load_json` reads.
 MAX_JSON_BYTES = 1 << 30
@@ -134,16 +134,13 @@ def load_json(path: PathLike) -> Any:
             too deep, or an integer too long to convert.
     """
     p = Path(path)
-    try:
-        st = os.stat(p)
-    except FileNotFoundError:
-        raise UsageError(f"{p}: no such file") from None
-    except OSError as exc:
-        raise UsageError(f"{p}: cannot read ({exc.strerror or exc})") from None
-    if not stat.S_ISREG(st.st_mode):
-        raise UsageError(f"{p}: not a regular file (a result must be a JSON file)")
-    if st.st_size > MAX_JSON_BYTES:
-        raise UsageError(f"{p}: {st.st_size} bytes is larger than a result can be")
+    check_regular_file(
+        p,
+        UsageError,
+        note="a result must be a JSON file",
+        max_bytes=MAX_JSON_BYTES,
+        too_big="{path}: {size} bytes is larger than a result can be",
+    )
     try:
         with open(p, "rb") as fh:
             raw = fh.read(MAX_JSON_BYTES + 1)
