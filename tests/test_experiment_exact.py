@@ -310,3 +310,22 @@ def test_report_shows_the_new_columns_figures_and_text(lstm_result: ExperimentRe
     assert repr(lam) in rows[1]  # every digit, traceable to the data file
     html = (out / "index.html").read_text(encoding="utf-8")
     assert 'id="paths-and-spectra"' in html
+
+
+def test_the_engine_is_not_asked_for_singular_values_the_exact_pass_replaces(monkeypatch):
+    # The experiment's singular values come from the certified product SVD; the engine's one
+    # SVD per product (every sequence) used to be computed and then discarded.
+    import gradflow.analysis.run as run
+
+    asked = []
+
+    def spy(*args, **kwargs):
+        asked.append(tuple(kwargs.get("singular_lags", ())))
+        return analyze(*args, **kwargs)
+
+    monkeypatch.setattr(run, "analyze", spy)
+    cfg = _config("gru", 3, 20, (5, 20))
+    s = run_experiment(cfg, progress=False).cells["gru"]
+    assert asked == [(), ()]  # one call per seed, no singular values
+    assert sorted(s.log10_singular_values) == [5, 20] and "Jacobi" in s.singular_values_method
+    assert all(v.shape == (2, 3) for v in s.log10_singular_values.values())  # one run a seed
