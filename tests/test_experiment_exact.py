@@ -329,3 +329,13 @@ def test_the_engine_is_not_asked_for_singular_values_the_exact_pass_replaces(mon
     assert asked == [(), ()]  # one call per seed, no singular values
     assert sorted(s.log10_singular_values) == [5, 20] and "Jacobi" in s.singular_values_method
     assert all(v.shape == (2, 3) for v in s.log10_singular_values.values())  # one run a seed
+
+
+def test_share_text_rounds_to_two_digits_and_never_prints_an_exponent_percent():
+    import math as _m
+
+    # log10 shares -> "median [low, high]" as percentages; 100 % and above in whole percent
+    iv = {"estimate": _m.log10(0.44), "low": _m.log10(0.4249), "high": _m.log10(0.999)}
+    assert share_text(iv) == "44% [42%, 100%]"
+    iv = {"estimate": -7.6, "low": -8.7, "high": _m.log10(1.5)}
+    assert share_text(iv) == "2.5e-08 [2.0e-09, 150%]"

@@ -19,9 +19,12 @@ from ..results import CellSummary, ExperimentResult
 
 
 def _share(value: float) -> str:
-    """A share as a percentage (``45%``, ``3.2%``) or, below 0.1 %, in scientific notation."""
+    """A share as a percentage (``45%``, ``3.2%``, ``100%``) or, below 0.1 %, in scientific
+    notation."""
     if not math.isfinite(value):
         return "n/a"
+    if value >= 0.995:  # .2g would print 100 % as 1e+02%
+        return f"{100 * value:.0f}%"
     return f"{100 * value:.2g}%" if value >= 1e-3 else f"{value:.1e}"
 
 
