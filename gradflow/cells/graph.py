@@ -694,6 +694,16 @@ class Cell:
         """The size symbol (``n``, ``p`` or ``d``) of a state vector, node or the input."""
         return self.size_map.get(vector, "n")
 
+    def weight_shape(self, weight: str) -> tuple[str, str]:
+        """``(rows, columns)`` of a weight or matrix definition in size symbols; a matrix
+        definition, heads and rows weights act as ``(n, n)``."""
+        if weight in self.matrix_map:
+            return ("n", "n")
+        for par in self.parameters:
+            if par.name == weight:
+                return (par.shape[0], par.shape[1]) if len(par.shape) == 2 else ("n", "n")
+        raise CellError(f"cell {self.name!r} has no weight {weight!r}")
+
     @property
     def has_second_size(self) -> bool:
         """Whether some vector has the second size ``p`` (the projected LSTM)."""
