@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UsageError, WeightsError
+from ..errors import UsageError
 from ..results.stack import StackResult
 from ..stack import Depth, analyze_stack
 from ..stack import Layer as StackLayer
@@ -88,20 +88,10 @@ def select(
     Raises:
         UsageError: an unknown direction, a direction the model does not have, or one
             direction of a stacked bidirectional layer (the layer above reads both).
-        WeightsError: a projected LSTM (``proj_size``), which the stack engine does not
-            support yet.
     """
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r}; choose forward, reverse or both")
     chosen = model.layers[: parse_layers(layers, len(model.layers))]
-    for k, layer in enumerate(chosen):
-        if layer.proj_size:
-            where = layer.directions[0].sources.get("projection", f"layer {k}")
-            raise WeightsError(
-                f"{where}: layer {k} is an LSTM with proj_size={layer.proj_size}; the stack "
-                "engine does not support projected LSTMs yet (analyse a model without "
-                "proj_size)"
-            )
     if direction == "both" and not any(layer.bidirectional for layer in chosen):
         raise UsageError("--direction both: the model has no bidirectional layer")
     if direction in ("forward", "reverse"):
