@@ -54,13 +54,16 @@ def check_cell(model: Model, cell: str, nonlinearity: str | None = None) -> None
     """Refuse, in one line, a cell name (``--cell``) that is not every layer's cell.
 
     ``rnn`` with ``nonlinearity="relu"`` names ``nn.RNN(nonlinearity='relu')``, which is
-    ``rnn-relu``.
+    ``rnn-relu``; ``lstm`` also names an ``nn.LSTM(proj_size=p)`` (``lstm-proj``).
 
     Raises:
         UsageError: the model's layers are of another cell (each layer's cell is listed).
     """
     named = "rnn-relu" if cell == "rnn" and nonlinearity == "relu" else cell
-    if {layer.cell for layer in model.layers} != {named}:
+    held_cells = {layer.cell for layer in model.layers}
+    if named == "lstm" and held_cells == {"lstm-proj"}:  # an nn.LSTM, with proj_size
+        return
+    if held_cells != {named}:
         held = ", ".join(f"layer {k}: {layer.cell}" for k, layer in enumerate(model.layers))
         where = f"{model.source}: " if model.source else ""
         raise UsageError(
