@@ -176,7 +176,7 @@ class Layout:
     diag_sizes: tuple[str, ...] = ()
 
 
-def _spans(cell: Cell, names: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+def block_spans(cell: Cell, names: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
     """``(start, stop)`` code of consecutive blocks of ``names`` (``k*n:(k+1)*n`` when every
     vector has size ``n``; sums of ``n`` and ``p`` for a cell with a second size)."""
     if not cell.sizes:
@@ -190,7 +190,7 @@ def _spans(cell: Cell, names: tuple[str, ...] | list[str]) -> list[tuple[str, st
     return out
 
 
-def _sizes_line(cell: Cell) -> list[str]:
+def size_lines(cell: Cell) -> list[str]:
     """``p = q["p"]`` for a cell with a second size (nothing otherwise: same source as ever)."""
     return ['    p = q["p"]'] if cell.sizes else []
 
@@ -253,10 +253,10 @@ def _param_lines(cell: Cell, exprs: list[sp.Expr], indent: str) -> list[str]:
 
 
 def _gen_step(cell: Cell, lay: Layout) -> list[str]:
-    L = ["def step(s, u, q):", '    n = q["n"]', *_sizes_line(cell)]
-    for st, (a, b) in zip(cell.state, _spans(cell, cell.state), strict=True):
+    L = ["def step(s, u, q):", '    n = q["n"]', *size_lines(cell)]
+    for st, (a, b) in zip(cell.state, block_spans(cell, cell.state), strict=True):
         L.append(f"    {_var(st)} = s[..., {a}:{b}]")
-    slots = dict(zip(lay.affine, _spans(cell, lay.affine), strict=True))
+    slots = dict(zip(lay.affine, block_spans(cell, lay.affine), strict=True))
     exprs = [nd.expr for nd in cell.nodes if not isinstance(nd, Affine)]
     L += _param_lines(cell, exprs, "    ")
     vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
@@ -272,7 +272,7 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
                     L.append(f'    r_{src} = {_var(src)} @ q["U:{src}"]')
                     projected.add(src)
                 j = lay.sources[src].index(nd.name)
-                a, b = _spans(cell, lay.sources[src])[j]
+                a, b = block_spans(cell, lay.sources[src])[j]
                 parts.append(f"r_{src}[..., {a}:{b}]")
             L.append(f"    {_var(nd.name)} = " + " + ".join(parts))
         elif {str(x) for x in nd.expr.free_symbols} & vectors:
@@ -411,9 +411,9 @@ def _gen_apply(
     cell: Cell, jac: BlockJacobian, lay: Layout, name: str, materialise: bool
 ) -> list[str]:
     m = len(cell.state)
-    L = [f"def {name}(P, F, q):", '    n = q["n"]', *_sizes_line(cell)]
+    L = [f"def {name}(P, F, q):", '    n = q["n"]', *size_lines(cell)]
     memo: dict[str, str] = {}
-    for i, (a, b) in enumerate(_spans(cell, cell.state)):
+    for i, (a, b) in enumerate(block_spans(cell, cell.state)):
         L.append(f"    P{i} = P[..., {a}:{b}]")
     outs = []
     for j in range(m):
@@ -457,7 +457,7 @@ def _gen_apply(
 
 def _gen_jacobian(cell: Cell, jac: BlockJacobian, lay: Layout) -> list[str]:
     m = len(cell.state)
-    L = ["def jacobian(F, q, shape):", '    n = q["n"]', *_sizes_line(cell), "    eye = xp.eye(n)"]
+    L = ["def jacobian(F, q, shape):", '    n = q["n"]', *size_lines(cell), "    eye = xp.eye(n)"]
     rows = []
     for i in range(m):
         cols = []
@@ -512,9 +512,9 @@ class Kernels:
         if not cell.parameters:
             raise CellError(f"cell {cell.name!r} has no parameters to infer n from")
         n = int(np.shape(params[cell.parameters[0].name])[0])  # every parameter has n rows
-        p = None
+        proj = None
         if cell.sizes:  # ... except those of a second size
-            n, p = cell.size_values(params)
+            n, proj = cell.size_values(params)
         params = cell.with_matrices(params, n)  # matrix definitions (F4) by value
         d = 0
         for nd in cell.nodes:
@@ -523,9 +523,9 @@ class Kernels:
                     if src == cell.input:
                         d = int(np.shape(params[w])[1])
         q: dict[str, Any] = {"n": n, "d": d}
-        if p is not None:
-            q["p"] = p
-        width = {"n": n, "p": p if p is not None else n}
+        if proj is not None:
+            q["p"] = proj
+        width = {"n": n, "p": proj if proj is not None else n}
         starts = np.cumsum([0] + [width[cell.size_of(a)] for a in self.layout.affine])
 
         def conv(a: Any) -> Any:

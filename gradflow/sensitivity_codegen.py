@@ -35,8 +35,7 @@ import sympy as sp
 
 from .backend import array_namespace
 from .cells.graph import Affine, Cell
-from .codegen import HELPERS, _sizes_line, _spans, print_expr
-from .codegen import term_sizes
+from .codegen import HELPERS, block_spans, print_expr, size_lines, term_sizes
 from .symbolic.jacobian import Block, Term
 from .symbolic.sensitivity import input_jacobian, parameter_derivatives
 
@@ -53,8 +52,8 @@ def _rename(cell: Cell, expr: sp.Expr) -> sp.Expr:
 
 
 def _gen_values(cell: Cell) -> list[str]:
-    L = ["def values(s, x, q):", '    n = q["n"]', *_sizes_line(cell), f"    v_{cell.input} = x"]
-    for st, (a, b) in zip(cell.state, _spans(cell, cell.state), strict=True):
+    L = ["def values(s, x, q):", '    n = q["n"]', *size_lines(cell), f"    v_{cell.input} = x"]
+    for st, (a, b) in zip(cell.state, block_spans(cell, cell.state), strict=True):
         L.append(f"    v_{st} = s[..., {a}:{b}]")
     vec = _vectors(cell)
     for p in cell.iter_params("vector"):
@@ -147,7 +146,7 @@ def _row_chain(start: str, t: Term, dg: _Diags) -> str:
 def _gen_input_jacobian(cell: Cell) -> list[str]:
     jac = input_jacobian(cell)
     dg = _Diags(cell, list(jac.blocks))
-    L = ["def input_jacobian(E, q):", '    n = q["n"]', *_sizes_line(cell), '    d = q["d"]']
+    L = ["def input_jacobian(E, q):", '    n = q["n"]', *size_lines(cell), '    d = q["d"]']
     L += dg.lines()
     outs = []
     for i, blk in enumerate(jac.blocks):
@@ -180,8 +179,8 @@ def _gen_param_vjp(cell: Cell) -> list[str]:
     pd = parameter_derivatives(cell)
     blocks = [b for bs in (*pd.nodes.values(), *pd.vectors.values()) for b in bs]
     dg = _Diags(cell, blocks)
-    L = ["def param_vjp(G, E, q):", '    n = q["n"]', *_sizes_line(cell), *dg.lines()]
-    for i, (a, b) in enumerate(_spans(cell, cell.state)):
+    L = ["def param_vjp(G, E, q):", '    n = q["n"]', *size_lines(cell), *dg.lines()]
+    for i, (a, b) in enumerate(block_spans(cell, cell.state)):
         L.append(f"    G{i} = G[..., {a}:{b}]")
 
     def gradient(var: str, bs: tuple[Block, ...], size: str) -> None:

@@ -92,9 +92,7 @@ def _io(name: str) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 FORMAT_FILES = sorted(
-    p.name
-    for p in FORMATS.iterdir()
-    if p.suffix in (".safetensors", ".keras", ".onnx")
+    p.name for p in FORMATS.iterdir() if p.suffix in (".safetensors", ".keras", ".onnx")
 )
 
 

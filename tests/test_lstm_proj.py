@@ -104,12 +104,8 @@ def test_stack_of_projected_layers_matches_torch_autograd() -> None:
     _close_log(res.log10_frobenius_norm, ref["joint_log10_frobenius"])
     for i in range(2):
         for kind in ("spectral", "frobenius"):
-            _close_log(
-                getattr(res, f"layer_log10_{kind}_norm")[i], ref[f"chain_log10_{kind}_l{i}"]
-            )
-            _close_log(
-                getattr(res, f"cross_log10_{kind}_norm")[i], ref[f"cross_log10_{kind}_l{i}"]
-            )
+            _close_log(getattr(res, f"layer_log10_{kind}_norm")[i], ref[f"chain_log10_{kind}_l{i}"])
+            _close_log(getattr(res, f"cross_log10_{kind}_norm")[i], ref[f"cross_log10_{kind}_l{i}"])
     _close_log(res.log10_input_spectral_norm, ref["input_log10_spectral_joint"])
     _close_log(res.log10_input_frobenius_norm, ref["input_log10_frobenius_joint"])
     _close_log(res.layer_log10_input_spectral_norm[1], ref["input_log10_spectral_top"])

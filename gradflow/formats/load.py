@@ -263,7 +263,9 @@ def describe_weights(path: str | os.PathLike[str], prefix: str | None = None) ->
             for k in range(c.layers)
         )
         notes = (pytorch.RNN_NOTE.format("tanh"),) if c.cell == "rnn" else ()
-        cmd = analyze_command(str(p), cell, c.layers, c.bidirectional, c.prefix if several else None)
+        cmd = analyze_command(
+            str(p), cell, c.layers, c.bidirectional, c.prefix if several else None
+        )
         modules.append(ModuleInfo(c.prefix, c.module, layers, cmd, notes))
     unrelated = tuple((n, ts.shapes[n]) for n in sorted(set(ts.names()) - used))
     return WeightsDescription(
