@@ -758,12 +758,13 @@ class Cell:
     def iter_params(self, kind: str) -> Iterator[Parameter]:
         return (p for p in self.parameters if p.kind == kind)
 
-    def jacobian(self, n: int | None = None) -> BlockJacobian | sp.Matrix:
+    def jacobian(self, n: int | None = None, p: int | None = None) -> BlockJacobian | sp.Matrix:
         """The state Jacobian ``ds_t/ds_{t-1}``.
 
         With ``n=None``, the matrix form valid for every hidden size (a
         :class:`~gradflow.symbolic.jacobian.BlockJacobian`); with an integer ``n``, the explicit
-        ``(len(state)*n)``-square SymPy matrix of scalar symbols (the teaching view).
+        ``(len(state)*n)``-square SymPy matrix of scalar symbols (the teaching view; a cell
+        with a second size takes ``p``, default ``max(1, n // 2)``).
         """
         if n is None:
             from ..symbolic.jacobian import state_jacobian
@@ -771,4 +772,4 @@ class Cell:
             return state_jacobian(self)
         from ..symbolic.explicit import explicit_jacobian
 
-        return explicit_jacobian(self, n)
+        return explicit_jacobian(self, n, p=p)

@@ -48,9 +48,12 @@ class ExplicitStep:
 
 def explicit_step(cell: Cell, n: int, d: int = 1, p: int | None = None) -> ExplicitStep:
     """Unroll one step of ``cell`` with hidden size ``n``, input size ``d`` and, for a cell
-    with a second size (``Cell.sizes``), ``p``."""
+    with a second size (``Cell.sizes``), ``p`` (default ``max(1, n // 2)``, as
+    :func:`gradflow.initialisers.initialise`)."""
     if not isinstance(n, int) or not 1 <= n <= MAX_EXPLICIT_N:
         raise CellError(f"explicit Jacobian needs 1 <= n <= {MAX_EXPLICIT_N}, got {n!r}")
+    if cell.has_second_size and p is None:
+        p = max(1, n // 2)
     if cell.has_second_size and (not isinstance(p, int) or not 1 <= p <= MAX_EXPLICIT_N):
         raise CellError(
             f"cell {cell.name!r} has vectors of size p: the explicit Jacobian needs "
