@@ -208,3 +208,71 @@ def test_size_declarations_are_validated() -> None:
         Cell("odd", ("h",), nodes, (("h", "h_new"),), sizes=(("h", "q"), ("h_new", "q")))
     with pytest.raises(CellError, match="'zz' is not a state vector or an equation"):
         Cell("none", ("h",), nodes, (("h", "h_new"),), sizes=(("zz", "p"),))
+
+
+def _bi_state_dict(rng: np.random.Generator) -> dict[str, np.ndarray]:
+    """nn.LSTM(3, 5, num_layers=2, proj_size=2, bidirectional=True) as PyTorch names it."""
+    n, p, d = 5, 2, 3
+    sd = {}
+    for k in range(2):
+        for sfx in ("", "_reverse"):
+            d_in = d if k == 0 else 2 * p
+            sd[f"weight_ih_l{k}{sfx}"] = rng.uniform(-0.8, 0.8, (4 * n, d_in))
+            sd[f"weight_hh_l{k}{sfx}"] = rng.uniform(-0.8, 0.8, (4 * n, p))
+            sd[f"bias_ih_l{k}{sfx}"] = rng.uniform(-0.5, 0.5, 4 * n)
+            sd[f"bias_hh_l{k}{sfx}"] = rng.uniform(-0.5, 0.5, 4 * n)
+            sd[f"weight_hr_l{k}{sfx}"] = rng.uniform(-0.8, 0.8, (p, n))
+    return sd
+
+
+def test_bidirectional_projected_stack_chains_and_gradient() -> None:
+    """A bidirectional 2-layer projected LSTM: each direction's own chain equals the
+    single-layer engine on the inputs that direction reads (the layer below's outputs from the
+    independent forward pass of tests/test_formats.py, 1e-12 in log10: the same kernels and
+    estimator), and the weight gradient of L = sum(y_T) equals central differences of that
+    forward pass (step 1e-6: truncation ~1e-12, rounding ~1e-10; rtol 1e-6)."""
+    from test_formats import model_outputs
+
+    from gradflow.formats import Model, model_from_state_dict
+
+    rng = np.random.default_rng(11)
+    sd = _bi_state_dict(rng)
+    x = rng.normal(size=(6, 2, 3))
+    model = model_from_state_dict(sd)
+    assert [layer.output_size for layer in model.layers] == [4, 4]  # 2 directions x p = 2
+    res = analyze_model(model, x, gradient="last", lag_split=False)
+    assert res.layer_log10_spectral_norm is not None and res.parameter_gradient is not None
+    names = [str(la["name"]) for la in res.layers]
+    assert names == ["l0", "l0_reverse", "l1", "l1_reverse"]
+    inputs = x
+    for k, layer in enumerate(model.layers):
+        for direction in layer.directions:
+            xi = inputs[::-1].copy() if direction.reverse else inputs
+            own = analyze("lstm-proj", direction.params, xi)
+            i = names.index(f"l{k}{'_reverse' if direction.reverse else ''}")
+            np.testing.assert_allclose(
+                res.layer_log10_spectral_norm[i][: own.steps + 1][
+                    np.isfinite(own.log10_spectral_norm)
+                ],
+                own.log10_spectral_norm[np.isfinite(own.log10_spectral_norm)],
+                rtol=0,
+                atol=1e-12,
+            )
+        inputs = model_outputs(Model((layer,)), inputs)
+
+    def loss(tensors: dict[str, np.ndarray]) -> np.ndarray:
+        # docs/stacks.md: L = sum(y_T), y_T = [h^fwd_T; h^rev_T] the top layer's output at T
+        return model_outputs(model_from_state_dict(tensors), x)[-1].sum(axis=1)
+
+    for key, tensor, index in (
+        ("l0_reverse.W_hr", "weight_hr_l0_reverse", (1, 3)),
+        ("l0.W_hr", "weight_hr_l0", (0, 4)),
+        ("l1.W_hi", "weight_hh_l1", (2, 1)),  # rows 0..n-1 of weight_hh are W_hi
+    ):
+        plus, minus = dict(sd), dict(sd)
+        plus[tensor], minus[tensor] = sd[tensor].copy(), sd[tensor].copy()
+        plus[tensor][index] += 1e-6
+        minus[tensor][index] -= 1e-6
+        fd = (loss(plus) - loss(minus)) / 2e-6
+        got = res.parameter_gradient[key][(slice(None), *index)]
+        np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-9, err_msg=key)
