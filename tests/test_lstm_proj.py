@@ -276,3 +276,66 @@ def test_bidirectional_projected_stack_chains_and_gradient() -> None:
         fd = (loss(plus) - loss(minus)) / 2e-6
         got = res.parameter_gradient[key][(slice(None), *index)]
         np.testing.assert_allclose(got, fd, rtol=1e-6, atol=1e-9, err_msg=key)
+
+
+PROJ_FILE = """name = "proj-rnn"
+state = ["h"]
+sizes = {h = "p", h_new = "p"}
+[equations]
+a = "W @ x + U @ h + b"
+r = "tanh(a)"
+h_new = "V @ r"
+"""
+
+
+def test_a_cell_file_with_a_second_size(tmp_path: Path) -> None:
+    """``sizes`` in a cell file: a projected Elman RNN ``h_t = V tanh(W x + U h + b)`` with
+    ``h`` of p units. Its matrix form equals the explicit SymPy Jacobian and central
+    differences (tests/test_symbolic.py's evaluator, p = n - 1), and analyze equals the
+    dense product of the materialised Jacobians (1e-12, rounding)."""
+    from test_symbolic import MODULES, Evaluator, explicit_values, random_point
+
+    from gradflow.cells import define_cell, load_cell_file
+    from gradflow.errors import EquationError
+    from gradflow.symbolic.explicit import explicit_step
+
+    path = tmp_path / "proj-rnn.toml"
+    path.write_text(PROJ_FILE, "utf-8")
+    cell = load_cell_file(path)
+    assert cell == define_cell(
+        "proj-rnn",
+        "h",
+        {"a": "W @ x + U @ h + b", "r": "tanh(a)", "h_new": "V @ r"},
+        sizes={"h": "p", "h_new": "p"},
+    )
+    assert {q.name: q.shape for q in cell.parameters} == {
+        "W": ("n", "d"),
+        "U": ("n", "p"),
+        "b": ("n",),
+        "V": ("p", "n"),
+    }
+    assert str(cell.jacobian()) == "dh_t/dh_{t-1} = V @ diag(1 - r**2) @ U"
+    rng = np.random.default_rng(5)
+    n, d = 4, 2
+    params, x, s = random_point(cell, n, d, rng)
+    ev = Evaluator(cell)
+    step = explicit_step(cell, n, d, n - 1)
+    syms, vals = explicit_values(step, cell, params, x, s)
+    explicit = np.asarray(sp.lambdify(syms, step.jacobian, modules=MODULES)(*vals), float)
+    # exact formulas in float64 on both sides: rounding only
+    np.testing.assert_allclose(ev.matrix_jacobian(params, x, s), explicit, rtol=1e-10, atol=1e-12)
+    xs = rng.normal(size=(7, 2, d))
+    res = analyze(cell, params, xs)
+    J = state_jacobians(cell, params, xs)
+    P = np.broadcast_to(np.eye(3), (2, 3, 3)).copy()
+    for k in range(1, 8):
+        P = P @ J[7 - k]
+        want = np.log10(np.linalg.norm(P, 2, axis=(1, 2)))
+        np.testing.assert_allclose(res.log10_spectral_norm[k], want, rtol=0, atol=1e-12)
+    bad = PROJ_FILE.replace('h_new = "p"}', 'h_new = "q"}')
+    path.write_text(bad, "utf-8")
+    with pytest.raises(EquationError, match=r"proj-rnn.toml:3: sizes: 'h_new' has size 'q'"):
+        load_cell_file(path)
+    path.write_text(PROJ_FILE.replace(', h_new = "p"', ""), "utf-8")
+    with pytest.raises(EquationError, match="state 'h' has size p but 'h_new' has size n"):
+        load_cell_file(path)

@@ -55,7 +55,7 @@ def proj(cell: Cell, n: int) -> int | None:
 
 def sizes_of(cell: Cell, m: int) -> tuple[int, int | None]:
     """``(n, p)`` of a state of length ``m`` (with the tests' ``p = proj(cell, n)``)."""
-    n = next(k for k in range(1, m + 1) if cell.state_size(k, proj(cell, k)) == m)
+    n = next(k for k in range(1, m + 2) if cell.state_size(k, proj(cell, k)) == m)
     return n, proj(cell, n)
 
 
