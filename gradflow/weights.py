@@ -284,10 +284,15 @@ def _select(raw: Mapping[str, np.ndarray], cell: Cell, path: Path) -> dict[str, 
     extra = sorted(k for k in raw if k.startswith(prefix) and k[len(prefix) :] not in names)
     layered = [k for k in extra if _TORCH_EXTRA.match(k[len(prefix) :])]
     if layered and cell.torch_layout is not None:
+        proj = cell.name == "lstm" and [k[len(prefix) :] for k in layered] == ["weight_hr_l0"]
+        advice = (
+            "an nn.LSTM(proj_size) layer: load it as the cell lstm-proj"
+            if proj
+            else "read the whole model with gradflow.formats.load_model"
+        )
         raise WeightsError(
             f"{path}: load_weights reads one unidirectional {cell.name} layer without "
-            f"projection, and the file also holds {', '.join(layered)}; read the whole model "
-            "with gradflow.formats.load_model"
+            f"projection, and the file also holds {', '.join(layered)}; {advice}"
         )
     if extra:
         raise WeightsError(
