@@ -407,6 +407,40 @@ def _materialised(
     return lines, True
 
 
+def _through_projection(
+    weighted: list[tuple[int, Term]],
+    lay: Layout,
+    j: int,
+    memo: dict[str, str],
+    lines: list[str],
+    parts: list[str],
+) -> list[tuple[int, Term]]:
+    """``P_i @ W_a @ (sum_k diag(d_k) W_k)`` for the terms ``W_a diag(d_k) W_k`` of row block
+    ``i`` that share ``W_a`` (the projected LSTM's ``W_hr``): the sum is formed once per step
+    (``O(n p)``), so the block costs two products instead of one per term. Returns the terms
+    left for the other rules."""
+    groups: dict[tuple[int, str], list[Term]] = {}
+    for i, t in weighted:
+        if len(t.weights) == 2 and t.diags[0] == 1 and t.diags[2] == 1 and t.diags[1] != 1:
+            groups.setdefault((i, t.weights[0]), []).append(t)
+    done: set[int] = set()
+    for g, ((i, first), terms) in enumerate(groups.items()):
+        if len(terms) < 2:
+            continue
+        var = f"H{i}{j}{g}"
+        body = " + ".join(
+            f'F[{lay.diags.index(t.diags[1])}][..., :, None] * q["W:{t.weights[1]}"]' for t in terms
+        )
+        lines.append(f"    {var} = {body}")
+        product = f'(P{i}) @ q["W:{first}"]'
+        if product not in memo:
+            memo[product] = f"t{len(memo)}"
+            lines.append(f"    {memo[product]} = {product}")
+        parts.append(f"{memo[product]} @ {var}")
+        done |= {id(t) for t in terms}
+    return [(i, t) for i, t in weighted if id(t) not in done]
+
+
 def _gen_apply(
     cell: Cell, jac: BlockJacobian, lay: Layout, name: str, materialise: bool
 ) -> list[str]:
@@ -420,6 +454,8 @@ def _gen_apply(
         parts: list[str] = []
         column = [(i, t) for i in range(m) for t in jac.blocks[i][j]]
         weighted = [(i, t) for i, t in column if t.weights]
+        if materialise and cell.sizes:  # a projection ahead of several weights (lstm-proj)
+            weighted = _through_projection(weighted, lay, j, memo, L, parts)
         single = all(len(t.weights) == 1 and t.diags[1] == 1 for _, t in weighted)
         n_weights = len({t.weights for _, t in weighted})
         folded: set[int] = set()

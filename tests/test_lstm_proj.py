@@ -339,3 +339,28 @@ def test_a_cell_file_with_a_second_size(tmp_path: Path) -> None:
     path.write_text(PROJ_FILE.replace(', h_new = "p"', ""), "utf-8")
     with pytest.raises(EquationError, match="state 'h' has size p but 'h_new' has size n"):
         load_cell_file(path)
+
+
+@pytest.mark.parametrize(("n", "p", "rows"), [(1, 1, 1), (3, 2, 4), (5, 5, 7), (6, 2, 1)])
+def test_apply_kernels_equal_the_materialised_jacobian(n: int, p: int, rows: int) -> None:
+    """``P @ J_t`` by the apply kernels (the projection ahead of the summed gate weights, and
+    the vector kernel) equals the product with the materialised Jacobian kernel (DESIGN
+    decision 5); reference: ``P @ kern.jacobian``, tolerance a few ulps (1e-12)."""
+    from gradflow.codegen import compile_cell
+
+    cell = get_cell("lstm-proj")
+    kern = compile_cell(cell)
+    assert "H000 = " in kern.source  # the sum over gates is formed once per step
+    rng = np.random.default_rng(n + 10 * p)
+    params = {
+        q.name: rng.standard_normal(q.numeric_shape(n, 2, p)) / np.sqrt(n) for q in cell.parameters
+    }
+    q = kern.pack(params)
+    s = rng.uniform(-0.9, 0.9, (3, n + p))
+    _, V = kern.step(s, kern.input_projection(rng.standard_normal((3, 2)), q), q)
+    F = kern.factors(V, q, (3, n))
+    J = kern.jacobian(F, q, (3,))
+    assert J.shape == (3, n + p, n + p)
+    P = rng.standard_normal((3, rows, n + p))
+    np.testing.assert_allclose(kern.apply(P, F, q), P @ J, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(kern.apply_vec(P, F, q), P @ J, rtol=1e-12, atol=1e-12)
