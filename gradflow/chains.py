@@ -40,6 +40,13 @@ class Setup:
     d: int
     m: int
     dtype: Any
+    #: the second size ``p`` of a cell that declares one (the projected LSTM), else None
+    p: int | None = None
+
+    @property
+    def h_size(self) -> int:
+        """Length of the first state vector (``h``): ``n``, or ``p`` for a projected LSTM."""
+        return self.n if not self.cell.sizes else self.cell.block_sizes(self.n, self.p)[0]
 
 
 #: Hidden size from which the chain uses the fused apply kernel.
@@ -58,7 +65,7 @@ class Chain:
         # cells with several state vectors, or whose block has several weights (the GRU). A
         # single row-scaled weight (the RNN) stays on apply: CPU time of a whole analyze at
         # n = 128 (T = 300, B = 8), fused / apply: rnn 1.05; gru 0.91 (one thread, best of 6).
-        fa = fused_apply(kern) if su.n >= FUSED_FROM else None
+        fa = fused_apply(kern) if su.n >= FUSED_FROM and not su.cell.sizes else None
         use = fa is not None and (len(su.cell.state) > 1 or fa.stacked)
         self.fused = fa.apply_into if use and fa is not None else None
         self.buffers = (xp.empty_like(self.P), xp.empty_like(self.P))
@@ -69,10 +76,10 @@ class Chain:
         self.frob[0] = 0.5 * np.log10(su.m)
         self.hidden = hidden and len(su.cell.state) > 1
         self.spec_h = np.zeros((steps + 1, su.batch)) if self.hidden else None
-        self.n = su.n
+        self.n = su.h_size
         self.spectral = Spectral(xp, su.batch, su.m, su.m, su.dtype, chunk)
         self.spectral_h = (
-            Spectral(xp, su.batch, su.n, su.n, su.dtype, chunk) if self.hidden else None
+            Spectral(xp, su.batch, self.n, self.n, su.dtype, chunk) if self.hidden else None
         )
         # Below this Frobenius norm the h block is rescaled before its estimator sees it: the
         # estimator's residuals are fourth powers of the block's scale.
@@ -170,12 +177,12 @@ class VectorChain:
         self.steps = steps
         # L = sum of h_T ("last") or of every h_t ("sum"): dL/dh is a vector of ones.
         e = np.zeros(su.m)
-        e[: su.n] = 1.0
+        e[: su.h_size] = 1.0
         self.e = xp.asarray(np.broadcast_to(e, (su.batch, 1, su.m)).astype(su.dtype))
         self.g = self.e.copy()
         self.log_scale = np.zeros(su.batch)
         self.out = np.zeros((steps + 1, su.batch))
-        self.out[0] = 0.5 * np.log10(su.n)
+        self.out[0] = 0.5 * np.log10(su.h_size)
 
     def step(self, su: Setup, F: Any, k: int) -> None:
         xp = su.xp

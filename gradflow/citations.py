@@ -69,6 +69,20 @@ _REFS: dict[str, _Ref] = {
         "Gers, Schmidhuber & Cummins",
         "Neural Computation 12(10):2451-2471",
     ),
+    "sak2014lstmp": (
+        "inproceedings",
+        "Sak, Ha{\\c{s}}im and Senior, Andrew and Beaufays, Fran{\\c{c}}oise",
+        "2014",
+        "Long short-term memory recurrent neural network architectures for large scale "
+        "acoustic modeling",
+        {
+            "booktitle": "Proceedings of Interspeech 2014",
+            "pages": "338--342",
+            "doi": "10.21437/Interspeech.2014-80",
+        },
+        "Sak, Senior & Beaufays",
+        "Interspeech 2014:338-342",
+    ),
     "gers2000peephole": (
         "inproceedings",
         'Gers, Felix A. and Schmidhuber, J{\\"u}rgen',

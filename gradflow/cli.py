@@ -155,19 +155,23 @@ def resolve_cell(name: str | None, cell_file: str | None) -> Any:
 @cli.command("cells")
 @click.option("-n", "--hidden-size", default=128, show_default=True, type=click.IntRange(1))
 @click.option("-d", "--input-size", default=64, show_default=True, type=click.IntRange(1))
-def cells_cmd(hidden_size: int, input_size: int) -> None:
+@click.option(
+    "-p", "--proj-size", type=click.IntRange(1), help="lstm-proj's p [default: n // 2, >= 1]"
+)
+def cells_cmd(hidden_size: int, input_size: int, proj_size: int | None) -> None:
     """List the cell catalogue: state size, parameter count and reference."""
     from .cells import CATALOGUE
 
-    n, d = hidden_size, input_size
+    n, d, p = hidden_size, input_size, proj_size or max(1, hidden_size // 2)
     header = f"{'cell':<18} {'state':>6} {'params':>9}  reference"
-    click.echo(f"hidden size n = {n}, input size d = {d}")
+    click.echo(f"hidden size n = {n}, input size d = {d}, projection size p = {p} (lstm-proj)")
     click.echo(header)
     click.echo("-" * len(header))
     for cell in CATALOGUE.values():
         ref = cell.reference.split(":")[0].split(";")[0]
+        q = p if cell.has_second_size else None
         click.echo(
-            f"{cell.name:<18} {cell.state_size(n):>6} {cell.parameter_count(n, d):>9}  {ref}"
+            f"{cell.name:<18} {cell.state_size(n, q):>6} {cell.parameter_count(n, d, q):>9}  {ref}"
         )
 
 

@@ -172,6 +172,36 @@ class Layout:
     sources: dict[str, tuple[str, ...]]  # non-input source -> affine nodes it feeds, in order
     needed: tuple[str, ...]  # vectors the Jacobian factors read
     diags: tuple[sp.Expr, ...]  # distinct non-constant diagonal expressions
+    #: the size symbol of each diagonal (``n``, or ``p`` for cells with a second size)
+    diag_sizes: tuple[str, ...] = ()
+
+
+def block_spans(cell: Cell, names: tuple[str, ...] | list[str]) -> list[tuple[str, str]]:
+    """``(start, stop)`` code of consecutive blocks of ``names`` (``k*n:(k+1)*n`` when every
+    vector has size ``n``; sums of ``n`` and ``p`` for a cell with a second size)."""
+    if not cell.sizes:
+        return [(f"{k}*n", f"{k + 1}*n") for k in range(len(names))]
+    out: list[tuple[str, str]] = []
+    parts: list[str] = []
+    for name in names:
+        start = " + ".join(parts) or "0"
+        parts.append(cell.size_of(name))
+        out.append((start, " + ".join(parts)))
+    return out
+
+
+def size_lines(cell: Cell) -> list[str]:
+    """``p = q["p"]`` for a cell with a second size (nothing otherwise: same source as ever)."""
+    return ['    p = q["p"]'] if cell.sizes else []
+
+
+def term_sizes(cell: Cell, row: str, term: Term) -> list[str]:
+    """The size symbol of each diagonal of ``term`` in the block of state ``row``:
+    ``diags[0]`` lives at the row, ``diags[k]`` at the columns of ``weights[k-1]``."""
+    out = [cell.size_of(row)]
+    for w in term.weights:
+        out.append(cell.weight_shape(w)[1])
+    return out
 
 
 def _var(name: str) -> str:
@@ -187,14 +217,26 @@ def _layout(cell: Cell, jac: BlockJacobian) -> Layout:
                 if src != cell.input and nd.name not in sources.setdefault(src, []):
                     sources[src].append(nd.name)
     diags: list[sp.Expr] = []
-    for _, _, t in jac.terms():
-        for dg in t.diags:
+    sizes: dict[sp.Expr, str] = {}
+    for i, _, t in jac.terms():
+        for dg, size in zip(t.diags, term_sizes(cell, cell.state[i], t), strict=True):
             if dg != 1 and dg not in diags:
                 diags.append(dg)
+            if dg != 1 and sizes.setdefault(dg, size) != size:
+                raise CellError(
+                    f"cell {cell.name!r}: the Jacobian factor {dg} appears at sizes "
+                    f"{sizes[dg]} and {size}"
+                )
     vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
     shown = [tail_exact(cell, dg) for dg in diags]
     needed = sorted({str(s) for dg in shown for s in dg.free_symbols} & vectors)
-    return Layout(affine, {k: tuple(v) for k, v in sources.items()}, tuple(needed), tuple(diags))
+    return Layout(
+        affine,
+        {k: tuple(v) for k, v in sources.items()},
+        tuple(needed),
+        tuple(diags),
+        tuple(sizes[dg] for dg in diags),
+    )
 
 
 def _rename(cell: Cell, expr: sp.Expr) -> sp.Expr:
@@ -211,17 +253,18 @@ def _param_lines(cell: Cell, exprs: list[sp.Expr], indent: str) -> list[str]:
 
 
 def _gen_step(cell: Cell, lay: Layout) -> list[str]:
-    L = ["def step(s, u, q):", '    n = q["n"]']
-    for k, st in enumerate(cell.state):
-        L.append(f"    {_var(st)} = s[..., {k}*n:{k + 1}*n]")
+    L = ["def step(s, u, q):", '    n = q["n"]', *size_lines(cell)]
+    for st, (a, b) in zip(cell.state, block_spans(cell, cell.state), strict=True):
+        L.append(f"    {_var(st)} = s[..., {a}:{b}]")
+    slots = dict(zip(lay.affine, block_spans(cell, lay.affine), strict=True))
     exprs = [nd.expr for nd in cell.nodes if not isinstance(nd, Affine)]
     L += _param_lines(cell, exprs, "    ")
     vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
     projected: set[str] = set()
     for nd in cell.nodes:
         if isinstance(nd, Affine):
-            slot = lay.affine.index(nd.name)
-            parts = [f"u[..., {slot}*n:{slot + 1}*n]"]
+            a, b = slots[nd.name]
+            parts = [f"u[..., {a}:{b}]"]
             for _, src in nd.terms:
                 if src == cell.input:
                     continue
@@ -229,14 +272,15 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
                     L.append(f'    r_{src} = {_var(src)} @ q["U:{src}"]')
                     projected.add(src)
                 j = lay.sources[src].index(nd.name)
-                parts.append(f"r_{src}[..., {j}*n:{j + 1}*n]")
+                a, b = block_spans(cell, lay.sources[src])[j]
+                parts.append(f"r_{src}[..., {a}:{b}]")
             L.append(f"    {_var(nd.name)} = " + " + ".join(parts))
         elif {str(x) for x in nd.expr.free_symbols} & vectors:
             L.append(f"    {_var(nd.name)} = {print_expr(_rename(cell, nd.expr))}")
         else:  # parameters and numbers alone: give the value the batch axis of the state
             L.append(
                 f"    {_var(nd.name)} = xp.broadcast_to({print_expr(_rename(cell, nd.expr))}, "
-                "s.shape[:-1] + (n,))"
+                f"s.shape[:-1] + ({cell.size_of(nd.name)},))"
             )
     upd = dict(cell.update)
     new = ", ".join(_var(upd[st]) for st in cell.state)
@@ -256,7 +300,14 @@ def _gen_factors(cell: Cell, lay: Layout) -> list[str]:
     # Common subexpressions (tanh(c_t) appears in four LSTM factors) are computed once.
     temps, reduced = sp.cse(exprs, symbols=sp.numbered_symbols("t_"), order="none")
     L += [f"    {sym} = {print_expr(val)}" for sym, val in temps]
-    body = "".join(f"xp.broadcast_to({print_expr(e)}, shape), " for e in reduced)
+    shapes = [
+        "shape" if size == "n" else f'shape[:-1] + (q["{size}"],)'
+        for size in (lay.diag_sizes or ("n",) * len(reduced))
+    ]
+    body = "".join(
+        f"xp.broadcast_to({print_expr(e)}, {shape}), "
+        for e, shape in zip(reduced, shapes, strict=True)
+    )
     if any(_may_be_unbounded(d) for d in exact):
         # 0/0 at a kink is refused by _finite with one line, not warned about first
         L.append(f"    return _finite(({body}))")
@@ -326,7 +377,7 @@ def _scaled(block_var: str, dg: sp.Expr, lay: Layout) -> str:
 
 
 def _materialised(
-    var: str, terms: list[Term], diagonal: list[Term], lay: Layout
+    var: str, terms: list[Term], diagonal: list[Term], lay: Layout, size: str = "n"
 ) -> tuple[list[str], bool]:
     """Lines forming ``var = sum_t diag(d_t) W_t`` (+ the block's diagonal terms) in place,
     and whether the diagonal terms went into ``var`` (else the caller adds them as ``P_i * d``).
@@ -349,26 +400,62 @@ def _materialised(
     lines = [f"    {var} = " + " + ".join(term(t) for t in ordered[:2])]
     lines += [f"    {var} += {term(t)}" for t in ordered[2:]]
     if diagonal:
-        lines.append("    d = xp.arange(n)")
+        lines.append(f"    d = xp.arange({size})")
         for t in diagonal:
             dg = "1.0" if t.diags[0] == 1 else f"F[{lay.diags.index(t.diags[0])}]"
             lines.append(f"    {var}[..., d, d] += {dg}")
     return lines, True
 
 
+def _through_projection(
+    weighted: list[tuple[int, Term]],
+    lay: Layout,
+    j: int,
+    memo: dict[str, str],
+    lines: list[str],
+    parts: list[str],
+) -> list[tuple[int, Term]]:
+    """``P_i @ W_a @ (sum_k diag(d_k) W_k)`` for the terms ``W_a diag(d_k) W_k`` of row block
+    ``i`` that share ``W_a`` (the projected LSTM's ``W_hr``): the sum is formed once per step
+    (``O(n p)``), so the block costs two products instead of one per term. Returns the terms
+    left for the other rules."""
+    groups: dict[tuple[int, str], list[Term]] = {}
+    for i, t in weighted:
+        if len(t.weights) == 2 and t.diags[0] == 1 and t.diags[2] == 1 and t.diags[1] != 1:
+            groups.setdefault((i, t.weights[0]), []).append(t)
+    done: set[int] = set()
+    for g, ((i, first), terms) in enumerate(groups.items()):
+        if len(terms) < 2:
+            continue
+        var = f"H{i}{j}{g}"
+        body = " + ".join(
+            f'F[{lay.diags.index(t.diags[1])}][..., :, None] * q["W:{t.weights[1]}"]' for t in terms
+        )
+        lines.append(f"    {var} = {body}")
+        product = f'(P{i}) @ q["W:{first}"]'
+        if product not in memo:
+            memo[product] = f"t{len(memo)}"
+            lines.append(f"    {memo[product]} = {product}")
+        parts.append(f"{memo[product]} @ {var}")
+        done |= {id(t) for t in terms}
+    return [(i, t) for i, t in weighted if id(t) not in done]
+
+
 def _gen_apply(
     cell: Cell, jac: BlockJacobian, lay: Layout, name: str, materialise: bool
 ) -> list[str]:
     m = len(cell.state)
-    L = [f"def {name}(P, F, q):", '    n = q["n"]']
+    L = [f"def {name}(P, F, q):", '    n = q["n"]', *size_lines(cell)]
     memo: dict[str, str] = {}
-    for i in range(m):
-        L.append(f"    P{i} = P[..., {i}*n:{(i + 1)}*n]")
+    for i, (a, b) in enumerate(block_spans(cell, cell.state)):
+        L.append(f"    P{i} = P[..., {a}:{b}]")
     outs = []
     for j in range(m):
         parts: list[str] = []
         column = [(i, t) for i in range(m) for t in jac.blocks[i][j]]
         weighted = [(i, t) for i, t in column if t.weights]
+        if materialise and cell.sizes:  # a projection ahead of several weights (lstm-proj)
+            weighted = _through_projection(weighted, lay, j, memo, L, parts)
         single = all(len(t.weights) == 1 and t.diags[1] == 1 for _, t in weighted)
         n_weights = len({t.weights for _, t in weighted})
         folded: set[int] = set()
@@ -380,6 +467,7 @@ def _gen_apply(
                     [t for k, t in weighted if k == i],
                     [t for k, t in column if k == i and not t.weights],
                     lay,
+                    cell.size_of(cell.state[i]),
                 )
                 L += lines
                 if diagonal_in:
@@ -405,7 +493,7 @@ def _gen_apply(
 
 def _gen_jacobian(cell: Cell, jac: BlockJacobian, lay: Layout) -> list[str]:
     m = len(cell.state)
-    L = ["def jacobian(F, q, shape):", '    n = q["n"]', "    eye = xp.eye(n)"]
+    L = ["def jacobian(F, q, shape):", '    n = q["n"]', *size_lines(cell), "    eye = xp.eye(n)"]
     rows = []
     for i in range(m):
         cols = []
@@ -414,7 +502,8 @@ def _gen_jacobian(cell: Cell, jac: BlockJacobian, lay: Layout) -> list[str]:
             for t in jac.blocks[i][j]:
                 d0 = f"F[{lay.diags.index(t.diags[0])}][..., :, None]" if t.diags[0] != 1 else "1.0"
                 if not t.weights:
-                    parts.append(f"{d0} * eye")
+                    size = cell.size_of(cell.state[i])
+                    parts.append(f"{d0} * eye" if size == "n" else f"{d0} * xp.eye({size})")
                     continue
                 mat = f'q["W:{t.weights[0]}"]'
                 for k in range(1, len(t.weights) + 1):
@@ -426,7 +515,8 @@ def _gen_jacobian(cell: Cell, jac: BlockJacobian, lay: Layout) -> list[str]:
                 parts.append(f"{d0} * {mat}")
             blk = f"J{i}{j}"
             body = " + ".join(parts) if parts else "0.0"
-            L.append(f"    {blk} = xp.broadcast_to({body}, shape + (n, n))")
+            rc = f"{cell.size_of(cell.state[i])}, {cell.size_of(cell.state[j])}"
+            L.append(f"    {blk} = xp.broadcast_to({body}, shape + ({rc}))")
             cols.append(blk)
         rows.append(f"xp.concatenate(({', '.join(cols)},), axis=-1)")
     L.append(f"    return xp.concatenate(({', '.join(rows)},), axis=-2)")
@@ -458,6 +548,9 @@ class Kernels:
         if not cell.parameters:
             raise CellError(f"cell {cell.name!r} has no parameters to infer n from")
         n = int(np.shape(params[cell.parameters[0].name])[0])  # every parameter has n rows
+        proj = None
+        if cell.sizes:  # ... except those of a second size
+            n, proj = cell.size_values(params)
         params = cell.with_matrices(params, n)  # matrix definitions (F4) by value
         d = 0
         for nd in cell.nodes:
@@ -466,20 +559,25 @@ class Kernels:
                     if src == cell.input:
                         d = int(np.shape(params[w])[1])
         q: dict[str, Any] = {"n": n, "d": d}
+        if proj is not None:
+            q["p"] = proj
+        width = {"n": n, "p": proj if proj is not None else n}
+        starts = np.cumsum([0] + [width[cell.size_of(a)] for a in self.layout.affine])
 
         def conv(a: Any) -> Any:
             return xp.asarray(np.asarray(a, dtype=dtype))
 
-        ux = np.zeros((d, len(self.layout.affine) * n), dtype=dtype)
-        bx = np.zeros(len(self.layout.affine) * n, dtype=dtype)
+        ux = np.zeros((d, int(starts[-1])), dtype=dtype)
+        bx = np.zeros(int(starts[-1]), dtype=dtype)
         for k, name in enumerate(self.layout.affine):
             nd = cell.node_map[name]
             assert isinstance(nd, Affine)
+            a, b = int(starts[k]), int(starts[k + 1])
             for w, src in nd.terms:
                 if src == cell.input:
-                    ux[:, k * n : (k + 1) * n] += np.asarray(params[w], dtype=dtype).T
-            for b in nd.biases:
-                bx[k * n : (k + 1) * n] += np.asarray(params[b], dtype=dtype)
+                    ux[:, a:b] += np.asarray(params[w], dtype=dtype).T
+            for bias in nd.biases:
+                bx[a:b] += np.asarray(params[bias], dtype=dtype)
         q["U:x"], q["b:x"] = conv(ux), conv(bx)
         for src, nodes in self.layout.sources.items():
             blocks = []

@@ -92,13 +92,14 @@ def _setup(
         t, b = np.argwhere(~np.isfinite(x))[0][:2]
         raise InputsError(f"inputs contain NaN or inf (first at step {t + 1}, sequence {b})")
     n = None
+    psize = c.size_values(params)[1] if c.sizes else None  # a second size: the projection
     for p in c.parameters:
         a = np.asarray(params[p.name])
         if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
             raise WeightsError(f"parameter {p.name!r} has dtype {a.dtype}; expected float")
         if n is None:
             n = a.shape[0] if a.ndim >= 1 else 0
-        expected = p.numeric_shape(n, d)
+        expected = p.numeric_shape(n, d, psize)
         if a.shape != expected:
             raise WeightsError(
                 f"parameter {p.name!r} has shape {a.shape}; expected {expected} "
@@ -108,7 +109,7 @@ def _setup(
             raise WeightsError(f"parameter {p.name!r} contains NaN or inf")
     if n is None or n < 1:
         raise WeightsError("hidden size must be at least 1")
-    m = c.state_size(n)
+    m = c.state_size(n, psize)
     if before_compile is not None:
         before_compile(T, B, n, m)
     kern = compile_cell(c, backend)
@@ -122,7 +123,7 @@ def _setup(
             raise InputsError(f"initial state must have shape (B, m) = {(B, m)}; got {s0a.shape}")
         s = xp.asarray(s0a)
     xs = xp.asarray(np.ascontiguousarray(x, dtype=dt))  # no copy when already in shape
-    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt)
+    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt, psize)
 
 
 def _chunk_steps(su: Setup, extra_per_lag: int) -> int:
@@ -440,7 +441,7 @@ def _analyze(
         log10_spectral_norm=full.spec,
         log10_frobenius_norm=full.frob,
         log10_spectral_norm_hidden=spec_h,
-        final_hidden=to_numpy(s_final[:, :n]).astype(np.float64),
+        final_hidden=to_numpy(s_final[:, : su.h_size]).astype(np.float64),
         paths={
             name: {"log10_spectral_norm": ch.spec, "log10_frobenius_norm": ch.frob}
             for name, ch in chains.items()

@@ -218,9 +218,26 @@ def _bias_counts(cell: Cell) -> dict[str, int]:
 
 
 def _draw(
-    p: Parameter, n: int, d: int, init: Init, rng: np.random.Generator, cell: Cell, k_bias: int
+    p: Parameter,
+    n: int,
+    d: int,
+    init: Init,
+    rng: np.random.Generator,
+    cell: Cell,
+    k_bias: int,
+    proj: int | None = None,
 ) -> np.ndarray:
-    shape = p.numeric_shape(n, d)
+    shape = p.numeric_shape(n, d, proj)
+    if p.kind == "weight" and "p" in p.shape and init.scheme not in ("torch", "paper"):
+        # lstm-proj's (n, p) and (p, n) weights: fan-in the columns; orthogonal and identity
+        # as the rectangular (semi-orthogonal, truncated identity) matrices
+        rows, cols = shape
+        if init.scheme == "gaussian":
+            return rng.standard_normal(shape) * (init.sigma_w / math.sqrt(cols))
+        if init.scheme == "orthogonal":
+            q = haar_orthogonal(max(rows, cols), rng)
+            return init.sigma_w * q[:rows, :cols]
+        return init.sigma_w * np.eye(rows, cols)
     if init.scheme in ("torch", "paper"):
         bound = 1.0 / math.sqrt(n)
         return rng.uniform(-bound, bound, size=shape)
@@ -330,7 +347,12 @@ def _gate_options(
 
 
 def initialise(
-    cell: Cell, n: int, d: int, init: Init, rng: np.random.Generator
+    cell: Cell,
+    n: int,
+    d: int,
+    init: Init,
+    rng: np.random.Generator,
+    p: int | None = None,
 ) -> dict[str, np.ndarray]:
     """Draw every parameter of ``cell`` for hidden size ``n`` and input size ``d``.
 
@@ -340,13 +362,16 @@ def initialise(
         d: input size (positive int).
         init: the scheme and its options (:class:`Init`).
         rng: the source of randomness; the same seed gives identical arrays.
+        p: the second size of a cell that has one (``lstm-proj``'s projection size);
+            default ``max(1, n // 2)``. Ignored by every other cell.
 
     Returns:
-        ``{parameter name: float64 array}``, weights ``(n, d)`` or ``(n, n)``, biases and
-        vectors ``(n,)``.
+        ``{parameter name: float64 array}``, weights ``(n, d)`` or ``(n, n)`` (``(n, p)`` and
+        ``(p, n)`` for ``lstm-proj``), biases and vectors ``(n,)``.
 
     Raises:
-        UsageError: bad sizes, or an option the cell has no gate for.
+        UsageError: bad sizes, an option the cell has no gate for, or a spectral radius for a
+            cell with no square recurrent weight (``lstm-proj``).
 
     References:
         See :class:`Init`.
@@ -356,21 +381,33 @@ def initialise(
     if isinstance(d, bool) or not isinstance(d, (int, np.integer)) or d < 1:
         raise UsageError(f"input size d must be a positive integer, got {d!r}")
     n, d = int(n), int(d)
+    proj = None
+    if cell.has_second_size:
+        proj = max(1, n // 2) if p is None else p
+        if isinstance(proj, bool) or not isinstance(proj, (int, np.integer)) or proj < 1:
+            raise UsageError(f"projection size p must be a positive integer, got {p!r}")
+        proj = int(proj)
+        if init.spectral_radius is not None:
+            raise UsageError(
+                f"cell {cell.name!r} has no square recurrent weight (W_hr is (p, n), W_h* "
+                "(n, p)): spectral_radius does not apply; leave it out"
+            )
     if init.scheme == "paper" and cell.name in PAPER_INITS:
         params = paper_initialisation(cell, n, d, rng, t_max=init.t_max)
     else:
         counts = _bias_counts(cell)
         params = {
-            p.name: np.ascontiguousarray(
-                _draw(p, n, d, init, rng, cell, counts.get(p.name, 1)), dtype=np.float64
+            par.name: np.ascontiguousarray(
+                _draw(par, n, d, init, rng, cell, counts.get(par.name, 1), proj),
+                dtype=np.float64,
             )
-            for p in cell.parameters
+            for par in cell.parameters
         }
     if init.spectral_radius is not None:
         rec = recurrent_vectors(cell)
-        for p in cell.parameters:
-            if (p.kind == "weight" and p.shape == ("n", "n")) or p.name in rec:
-                params[p.name] = _rescale(p.name, params[p.name], init.spectral_radius)
+        for par in cell.parameters:
+            if (par.kind == "weight" and par.shape == ("n", "n")) or par.name in rec:
+                params[par.name] = _rescale(par.name, params[par.name], init.spectral_radius)
     _gate_options(params, cell, n, init, rng)
     return params
 

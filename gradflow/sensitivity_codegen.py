@@ -35,7 +35,7 @@ import sympy as sp
 
 from .backend import array_namespace
 from .cells.graph import Affine, Cell
-from .codegen import HELPERS, print_expr
+from .codegen import HELPERS, block_spans, print_expr, size_lines, term_sizes
 from .symbolic.jacobian import Block, Term
 from .symbolic.sensitivity import input_jacobian, parameter_derivatives
 
@@ -52,9 +52,9 @@ def _rename(cell: Cell, expr: sp.Expr) -> sp.Expr:
 
 
 def _gen_values(cell: Cell) -> list[str]:
-    L = ["def values(s, x, q):", '    n = q["n"]', f"    v_{cell.input} = x"]
-    for k, st in enumerate(cell.state):
-        L.append(f"    v_{st} = s[..., {k}*n:{k + 1}*n]")
+    L = ["def values(s, x, q):", '    n = q["n"]', *size_lines(cell), f"    v_{cell.input} = x"]
+    for st, (a, b) in zip(cell.state, block_spans(cell, cell.state), strict=True):
+        L.append(f"    v_{st} = s[..., {a}:{b}]")
     vec = _vectors(cell)
     for p in cell.iter_params("vector"):
         L.append(f'    p_{p.name} = q["{p.name}"]')
@@ -67,7 +67,10 @@ def _gen_values(cell: Cell) -> list[str]:
         else:
             code = print_expr(_rename(cell, nd.expr))
             if not {str(s) for s in nd.expr.free_symbols} & vec:
-                code = f"xp.broadcast_to({code}, {shape_of})"
+                shape = shape_of
+                if cell.sizes:  # the node's own size
+                    shape = f"{shape_of}[:-1] + ({cell.size_of(nd.name)},)"
+                code = f"xp.broadcast_to({code}, {shape})"
             L.append(f"    v_{nd.name} = {code}")
     names = [cell.input, *cell.state, *(nd.name for nd in cell.nodes)]
     L.append("    return {" + ", ".join(f'"{v}": v_{v}' for v in names) + "}")
@@ -80,11 +83,17 @@ class _Diags:
     def __init__(self, cell: Cell, blocks: list[Block]) -> None:
         self.cell = cell
         self.exprs: list[sp.Expr] = []
-        for blk in blocks:
+        #: the size symbol of each diagonal (cells with a second size): ``diags[0]`` at the
+        #: block's row (blocks come one per state vector), ``diags[k]`` at ``weights[k-1]``'s
+        #: columns
+        self.sizes: dict[sp.Expr, str] = {}
+        for k, blk in enumerate(blocks):
+            row = cell.state[k % len(cell.state)]
             for t in blk:
-                for dg in t.diags:
+                for dg, size in zip(t.diags, term_sizes(cell, row, t), strict=True):
                     if dg != 1 and dg not in self.exprs:
                         self.exprs.append(dg)
+                        self.sizes[dg] = size
 
     def name(self, dg: sp.Expr) -> str:
         return f"F{self.exprs.index(dg)}"
@@ -99,7 +108,13 @@ class _Diags:
             [_rename(cell, e) for e in self.exprs], symbols=sp.numbered_symbols("t_"), order="none"
         )
         L += [f"    {sym} = {print_expr(val)}" for sym, val in temps]
-        L += [f"    F{k} = xp.broadcast_to({print_expr(e)}, _shape)" for k, e in enumerate(reduced)]
+        shapes = ["_shape"] * len(reduced)
+        if cell.sizes:
+            shapes = [f'_shape[:-1] + (q["{self.sizes[e]}"],)' for e in self.exprs]
+        L += [
+            f"    F{k} = xp.broadcast_to({print_expr(e)}, {shape})"
+            for k, (e, shape) in enumerate(zip(reduced, shapes, strict=True))
+        ]
         return L
 
 
@@ -131,13 +146,15 @@ def _row_chain(start: str, t: Term, dg: _Diags) -> str:
 def _gen_input_jacobian(cell: Cell) -> list[str]:
     jac = input_jacobian(cell)
     dg = _Diags(cell, list(jac.blocks))
-    L = ["def input_jacobian(E, q):", '    n = q["n"]', '    d = q["d"]', *dg.lines()]
+    L = ["def input_jacobian(E, q):", '    n = q["n"]', *size_lines(cell), '    d = q["d"]']
+    L += dg.lines()
     outs = []
     for i, blk in enumerate(jac.blocks):
         body = " + ".join(_materialised(t, dg) for t in blk)
-        zero = "xp.zeros(_shape[:-1] + (n, d))"
+        rows = cell.size_of(cell.state[i])
+        zero = f"xp.zeros(_shape[:-1] + ({rows}, d))"
         L.append(
-            f"    K{i} = xp.broadcast_to({body}, _shape[:-1] + (n, d))"
+            f"    K{i} = xp.broadcast_to({body}, _shape[:-1] + ({rows}, d))"
             if blk
             else f"    K{i} = {zero}"
         )
@@ -162,18 +179,20 @@ def _gen_param_vjp(cell: Cell) -> list[str]:
     pd = parameter_derivatives(cell)
     blocks = [b for bs in (*pd.nodes.values(), *pd.vectors.values()) for b in bs]
     dg = _Diags(cell, blocks)
-    L = ["def param_vjp(G, E, q):", '    n = q["n"]', *dg.lines()]
-    for i in range(len(cell.state)):
-        L.append(f"    G{i} = G[..., {i}*n:{i + 1}*n]")
+    L = ["def param_vjp(G, E, q):", '    n = q["n"]', *size_lines(cell), *dg.lines()]
+    for i, (a, b) in enumerate(block_spans(cell, cell.state)):
+        L.append(f"    G{i} = G[..., {a}:{b}]")
 
-    def gradient(var: str, bs: tuple[Block, ...]) -> None:
+    def gradient(var: str, bs: tuple[Block, ...], size: str) -> None:
         parts = [_row_chain(f"G{i}", t, dg) for i, blk in enumerate(bs) for t in blk]
-        L.append(f"    {var} = " + (" + ".join(parts) if parts else "xp.zeros_like(G0)"))
+        zero = "xp.zeros_like(G0)" if not cell.sizes else f"xp.zeros(G.shape[:-1] + ({size},))"
+        L.append(f"    {var} = " + (" + ".join(parts) if parts else zero))
 
     for a, bs in pd.nodes.items():
-        gradient(f"g_{a}", bs)
+        gradient(f"g_{a}", bs, cell.size_of(a))
+    shape = {par.name: par.shape for par in cell.parameters}
     for p, bs in pd.vectors.items():
-        gradient(f"g_{p}", bs)
+        gradient(f"g_{p}", bs, shape[p][0])
     out = []
     for use in pd.params:
         if use.kind == "weight":
@@ -226,6 +245,8 @@ class SensitivityKernels:
             if p.kind == "weight":
                 q[f"T:{p.name}"] = xp.asarray(np.ascontiguousarray(a.T))
         q["n"], q["d"] = n, d
+        if self.cell.sizes:  # the sizes from the shapes' symbols, not from the last parameter
+            q["n"], q["p"] = self.cell.size_values(params)
         return q
 
 

@@ -107,25 +107,27 @@ class _Rt:
         if not cell.parameters:
             raise WeightsError(f"layer {self.name}: cell {cell.name!r} has no parameters")
         n = int(np.shape(layer.params[cell.parameters[0].name])[0])
+        ps = cell.size_values(layer.params)[1] if cell.sizes else None  # lstm-proj's p
         for p in cell.parameters:
             a = np.asarray(layer.params[p.name])
-            if a.shape != p.numeric_shape(n, d):
+            if a.shape != p.numeric_shape(n, d, ps):
                 raise WeightsError(
                     f"layer {self.name} ({cell.name}): {p.name} has shape {a.shape}; expected "
-                    f"{p.numeric_shape(n, d)} (hidden size {n}, input size {d} = "
+                    f"{p.numeric_shape(n, d, ps)} (hidden size {n}, input size {d} = "
                     + ("the model's input size)" if depth == 0 else "the layer below's output)")
                 )
             if not np.isfinite(a).all():
                 raise WeightsError(f"layer {self.name}: {p.name} contains NaN or inf")
         if n < 1:
             raise WeightsError(f"layer {self.name}: hidden size must be at least 1")
-        self.n, self.d, self.m = n, d, cell.state_size(n)
+        self.n, self.d, self.m = n, d, cell.state_size(n, ps)
         self.kern: Kernels = compile_cell(cell, backend)
         self.sk: SensitivityKernels = compile_sensitivity(cell, backend)
         self.q = self.kern.pack(layer.params, dtype)
         self.qs = self.sk.pack(layer.params, dtype)
         k = cell.state.index("h") if "h" in cell.state else 0
-        self.hcols = slice(k * n, (k + 1) * n)
+        self.hcols = cell.state_slice(cell.state[k], n, ps)
+        self.nout = self.hcols.stop - self.hcols.start  # the output size: n, or p
         self.info = {
             "name": self.name,
             "cell": cell.name,
@@ -199,7 +201,7 @@ def _build(layers: Sequence[Depth], d: int, B: int, backend: str, dtype: Any) ->
             )
         rts = [_Rt(e, depth, d, B, backend, dtype) for e in group]
         depths.append(rts)
-        d = sum(r.n for r in rts)
+        d = sum(r.nout for r in rts)
     return depths
 
 
@@ -541,7 +543,7 @@ class _Unidirectional:
             else:
                 if self._hbuf is None:
                     self._hbuf = xp.zeros((B, len(hrows), len(hrows)), dtype=dt)
-                Ph, hoff = self._hbuf, np.cumsum([0] + [r.n for r in self.rts])
+                Ph, hoff = self._hbuf, np.cumsum([0] + [r.nout for r in self.rts])
                 for i in range(L):
                     for j in range(i + 1):
                         blk, ci, cj = P[i][j], self.rts[i].hcols, self.rts[j].hcols

@@ -91,8 +91,8 @@ def analyze_bidirectional(
             below: list[_Scaled | None] = [None] * T
             col = 0
             for r in depths[depth]:
-                cols = slice(col, col + r.n)
-                col += r.n
+                cols = slice(col, col + r.nout)
+                col += r.nout
                 own_x = seqs[depth][::-1] if r.reverse else seqs[depth]
                 s0 = xp.zeros((B, r.m), dtype=x.dtype)
                 _, _, prev, V = r.run(s0, own_x, keep=True)

@@ -196,8 +196,8 @@ class LagSplit:
             below: list[Rows | None] = [None] * T
             col = 0
             for r in self.depths[depth]:
-                cols = slice(col, col + r.n)
-                col += r.n
+                cols = slice(col, col + r.nout)
+                col += r.nout
                 if self.loss == "sum" and self.given is None:
                     for p in r.cell.parameters:
                         shape = np.shape(r.qs[p.name])

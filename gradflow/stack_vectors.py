@@ -58,7 +58,7 @@ class VectorPass:
         self.g: list[_Scaled | None] = [None] * (L - 1) + [_Scaled(self.e.copy(), np.zeros(B))]
         self.joint = np.full((T + 1, B), -np.inf)
         self.layer = np.full((L, T + 1, B), -np.inf)
-        self.joint[0] = self.layer[L - 1, 0] = 0.5 * np.log10(top.n)
+        self.joint[0] = self.layer[L - 1, 0] = 0.5 * np.log10(top.nout)
         self.inputs = np.full((T, B), -np.inf)
         self.keys = [f"{r.name}.{p.name}" for r in run.rts for p in r.cell.parameters]
         self.lag_norm = {k: np.full((T, B), -np.inf) for k in self.keys}

@@ -123,10 +123,10 @@ class _Slot:
         rows = "G*n" if self.gates > 1 else "n"
         return "(" + ", ".join((rows, *self.shape[1:])) + (",)" if len(self.shape) == 1 else ")")
 
-    def numeric(self, n: int, d: int) -> tuple[int, ...]:
+    def numeric(self, n: int, d: int, p: int | None = None) -> tuple[int, ...]:
         if self.gates == 1:  # one parameter: its own shape (heads blocks and rows included)
-            return Parameter(self.params[0], "weight", self.shape).numeric_shape(n, d)
-        sizes = {"n": n, "d": d}
+            return Parameter(self.params[0], "weight", self.shape).numeric_shape(n, d, p)
+        sizes = {"n": n, "d": d, "p": p if p is not None else n}
         return (self.gates * n, *(sizes[s] for s in self.shape[1:]))
 
 
@@ -284,10 +284,15 @@ def _select(raw: Mapping[str, np.ndarray], cell: Cell, path: Path) -> dict[str, 
     extra = sorted(k for k in raw if k.startswith(prefix) and k[len(prefix) :] not in names)
     layered = [k for k in extra if _TORCH_EXTRA.match(k[len(prefix) :])]
     if layered and cell.torch_layout is not None:
+        proj = cell.name == "lstm" and [k[len(prefix) :] for k in layered] == ["weight_hr_l0"]
+        advice = (
+            "an nn.LSTM(proj_size) layer: load it as the cell lstm-proj"
+            if proj
+            else "read the whole model with gradflow.formats.load_model"
+        )
         raise WeightsError(
             f"{path}: load_weights reads one unidirectional {cell.name} layer without "
-            f"projection, and the file also holds {', '.join(layered)}; read the whole model "
-            "with gradflow.formats.load_model"
+            f"projection, and the file also holds {', '.join(layered)}; {advice}"
         )
     if extra:
         raise WeightsError(
@@ -335,7 +340,13 @@ def _check(
     if d_from is None:
         raise WeightsError(f"{path}: cell {cell.name} has no input weight to infer d from")
     d = arrays[d_from.tensor].shape[1]
-    for size, symbol, src in ((n, "hidden size n", n_from), (d, "input size d", d_from)):
+    # a second size (lstm-proj's p) from the first tensor whose rows are p (W_hr)
+    p_from = next((s for s in slots if s.shape[:1] == ("p",)), None)
+    p = arrays[p_from.tensor].shape[0] if p_from is not None else None
+    checks = [(n, "hidden size n", n_from), (d, "input size d", d_from)]
+    if p_from is not None and p is not None:
+        checks.append((p, "projection size p", p_from))
+    for size, symbol, src in checks:
         if size == 0:
             raise WeightsError(
                 f"{path}: {src.tensor} has shape {arrays[src.tensor].shape}, "
@@ -343,12 +354,14 @@ def _check(
             )
     gates = f" (G={slots[0].gates})" if slots[0].gates > 1 else ""
     for s in slots:
-        arr, want = arrays[s.tensor], s.numeric(n, d)
+        arr, want = arrays[s.tensor], s.numeric(n, d, p)
         if arr.shape != want:
+            with_p = f", p={p}" if p_from is not None else ""
+            p_src = f", p from {p_from.tensor}" if p_from is not None else ""
             raise WeightsError(
                 f"{path}: {s.tensor} has shape {arr.shape}; expected "
                 f"{s.symbolic()} = {want} for {cell.name}{gates} with n={n}, "
-                f"d={d} (n from {n_from.tensor}, d from {d_from.tensor})"
+                f"d={d}{with_p} (n from {n_from.tensor}, d from {d_from.tensor}{p_src})"
             )
         arr = arr.astype(np.float64)
         if not np.isfinite(arr).all():

@@ -22,6 +22,7 @@ EXPECTED = [
     "lstm-nofg",
     "lstm-peephole",
     "lstm-cifg",
+    "lstm-proj",
     "gru",
     "gru-reset-before",
     "mgu",
@@ -88,6 +89,10 @@ def test_parameter_counts_match_pytorch(n: int, d: int) -> None:
     assert get_cell("rnn-relu").parameter_count(n, d) == block
     assert get_cell("lstm").parameter_count(n, d) == 4 * block
     assert get_cell("gru").parameter_count(n, d) == 3 * block
+    # nn.LSTM(proj_size=p): weight_hh (4n, p) and weight_hr (p, n) (PyTorch docs), p < n
+    p = max(1, n // 2)
+    want = 4 * (n * d + n * p + 2 * n) + p * n
+    assert get_cell("lstm-proj").parameter_count(n, d, p) == want
 
 
 @pytest.mark.parametrize("name", EXPECTED)
@@ -95,6 +100,13 @@ def test_parameter_shapes_are_consistent(name: str) -> None:
     cell = get_cell(name)
     names = [p.name for p in cell.parameters]
     assert len(names) == len(set(names))
+    if cell.has_second_size:  # lstm-proj: h of p = 2 units, c of n = 5
+        shapes = {p.name: p.numeric_shape(5, 3, 2) for p in cell.parameters}
+        assert shapes["W_hr"] == (2, 5) and shapes["W_hi"] == (5, 2) and shapes["W_ii"] == (5, 3)
+        assert cell.state_size(5, 2) == 7 and cell.block_sizes(5, 2) == (2, 5)
+        with pytest.raises(CellError, match="needs the size p"):
+            cell.parameters[1].numeric_shape(5, 3)
+        return
     for p in cell.parameters:
         allowed = {"weight": [(5, 3), (5, 5)], "bias": [(5,)], "vector": [(5,)]}[p.kind]
         if p.name in cell.rows:  # rows(w) (F9): the one stored row of 1_n w^T
@@ -225,7 +237,8 @@ def test_gru_reset_after_keeps_bias_inside_product() -> None:
 def test_jacobian_weights_are_recurrent(name: str) -> None:
     cell = get_cell(name)
     jac = cell.jacobian()
-    recurrent = {p.name for p in cell.parameters if p.kind == "weight" and p.shape == ("n", "n")}
+    # weights not on the input: (n, n), or lstm-proj's (n, p) and (p, n)
+    recurrent = {p.name for p in cell.parameters if p.kind == "weight" and "d" not in p.shape}
     recurrent |= set(cell.matrix_map)  # matrix definitions (F4): n x n, built from weights
     assert jac.weights <= recurrent
     for _, _, t in jac.terms():

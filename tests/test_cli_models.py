@@ -92,10 +92,7 @@ def _io(name: str) -> tuple[np.ndarray, np.ndarray, float]:
 
 
 FORMAT_FILES = sorted(
-    p.name
-    for p in FORMATS.iterdir()
-    if p.suffix in (".safetensors", ".keras", ".onnx")
-    and "proj" not in p.name  # refused: tests below
+    p.name for p in FORMATS.iterdir() if p.suffix in (".safetensors", ".keras", ".onnx")
 )
 
 
@@ -280,7 +277,6 @@ def _mismatched(tmp: Path) -> Path:
 
 REFUSALS = [
     ("two modules, no --prefix", "two", (), "holds 2 recurrent modules"),
-    ("proj_size", "proj", (), "does not support projected LSTMs yet"),
     ("mismatched layer sizes", "mismatched", (), "weight_ih_l1"),
     ("--cell against the file", "lstm2", ("--cell", "gru"), "--cell gru does not match"),
     ("one direction of a stacked bi", "gru_bi", ("--direction", "forward"), "reads both"),
@@ -303,8 +299,6 @@ def test_refusals_are_one_line(
     x = np.load(STACKS / "lstm2_inputs.npy")
     if model == "two":
         weights = _two_modules(tmp_path)
-    elif model == "proj":
-        weights = FORMATS / "torch_lstm_proj.safetensors"
     elif model == "mismatched":
         weights = _mismatched(tmp_path)
     elif model == "cellfile":
@@ -322,7 +316,7 @@ def test_refusals_are_one_line(
     assert not out.exists()
 
 
-@pytest.mark.parametrize("name", ["lstm2", "lstm3", "gru2", "rnn_nobias", "gru_bi"])
+@pytest.mark.parametrize("name", ["lstm2", "lstm3", "gru2", "rnn_nobias", "gru_bi", "lstm_proj"])
 def test_printed_command_matches_the_second_torch_reference(name: str, tmp_path: Path) -> None:
     """``tests/data/stacks/stack_*``: a second, independent set of torch autograd references
     (``tests/reference/make_stack_reference.py``, float64). Through the command ``inspect``

@@ -18,9 +18,14 @@ from gradflow.engine import state_jacobians
 CELLS = sorted(CATALOGUE)
 
 
+def _p(cell, n):
+    """The second size of a cell that has one (lstm-proj): p = n - 1, at least 1."""
+    return max(1, n - 1) if cell.has_second_size else None
+
+
 def _params(cell, n, d, rng, scale=1.0):
     return {
-        p.name: rng.standard_normal(p.numeric_shape(n, d))
+        p.name: rng.standard_normal(p.numeric_shape(n, d, _p(cell, n)))
         * (scale / np.sqrt(n) if p.kind == "weight" else 0.5)
         for p in cell.parameters
     }
@@ -70,7 +75,7 @@ def _factors(kern, cell, params, x, rng):
     q = kern.pack(params)
     B = x.shape[0]
     n = q["n"]
-    s = rng.uniform(-0.9, 0.9, (B, cell.state_size(n)))
+    s = rng.uniform(-0.9, 0.9, (B, cell.state_size(n, _p(cell, n))))
     _, V = kern.step(s, kern.input_projection(x, q), q)
     return q, kern.factors(V, q, (B, n))
 
@@ -90,7 +95,7 @@ def test_apply_equals_product_with_materialised_jacobian(name, n, rows, seed):
     x = rng.standard_normal((3, 2))
     q, F = _factors(kern, cell, params, x, rng)
     J = kern.jacobian(F, q, (3,))
-    P = rng.standard_normal((3, rows, cell.state_size(n)))
+    P = rng.standard_normal((3, rows, cell.state_size(n, _p(cell, n))))
     # Reference: dense P @ J; tolerance: a few ulps of the accumulated products.
     np.testing.assert_allclose(kern.apply(P, F, q), P @ J, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(kern.apply_vec(P, F, q), P @ J, rtol=1e-12, atol=1e-12)

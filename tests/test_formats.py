@@ -83,7 +83,7 @@ CASES = {
     ),
     "gru_bi": (["gru"], 2, 0, True, ()),
     "gru2_bi": (["gru", "gru"], 2, 0, True, ()),
-    "lstm_proj": (["lstm", "lstm"], 1, 2, True, ()),
+    "lstm_proj": (["lstm-proj", "lstm-proj"], 1, 2, True, ()),
     "rnn_nobias": (["rnn", "rnn"], 1, 0, False, ()),
     "lstmcell": (["lstm"], 1, 0, True, ()),
     "grucell": (["gru"], 1, 0, True, ()),
@@ -284,7 +284,8 @@ def test_describe_lists_modules_layers_and_the_command(tmp_path: Path) -> None:
     assert "--direction both" in bi.modules[0].command
     assert str(bi.modules[0].layers[0]) == "layer 0: gru forward+reverse, n=4, d=3"
     proj = describe_weights(DATA / "torch_lstm_proj.safetensors")
-    assert str(proj.modules[0].layers[1]) == "layer 1: lstm forward, n=5, d=2, proj_size=2"
+    assert str(proj.modules[0].layers[1]) == "layer 1: lstm-proj forward, n=5, d=2, proj_size=2"
+    assert "--cell lstm-proj --layers all" in proj.modules[0].command
     # two modules: both listed, each command with its --prefix
     sd = {f"dec.{k}": v for k, v in _sd("grucell").items()} | _sd("rnn_nobias")
     save_file(sd, tmp_path / "two.safetensors")

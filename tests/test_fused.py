@@ -45,7 +45,8 @@ def _check(cell, path, rng, n=5, B=3, rows=None):
 
 
 @pytest.mark.parametrize("path", PATHS)
-@pytest.mark.parametrize("name", sorted(CATALOGUE))
+# lstm-proj (two sizes, n and p) never takes the fused kernel: gradflow.chains keeps it on apply
+@pytest.mark.parametrize("name", sorted(c for c in CATALOGUE if not CATALOGUE[c].sizes))
 def test_fused_apply_matches_apply_for_the_catalogue(name, path):
     rng = np.random.default_rng(len(name) + 7 * PATHS.index(path))
     _check(get_cell(name), path, rng)

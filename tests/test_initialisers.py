@@ -51,8 +51,9 @@ def test_every_cell_every_scheme_shapes(name: str, scheme: str) -> None:
     cell = get_cell(name)
     p = initialise(cell, 6, 3, Init(scheme, sigma_b=0.3), _rng())
     assert set(p) == {q.name for q in cell.parameters}
+    proj = 3 if cell.has_second_size else None  # lstm-proj: p defaults to n // 2
     for q in cell.parameters:
-        assert p[q.name].shape == q.numeric_shape(6, 3)
+        assert p[q.name].shape == q.numeric_shape(6, 3, proj)
         assert p[q.name].dtype == np.float64
         assert np.all(np.isfinite(p[q.name]))
 
@@ -206,6 +207,10 @@ def test_identity_is_irnn() -> None:
 @pytest.mark.parametrize("scheme", ["torch", "gaussian", "orthogonal", "identity"])
 def test_spectral_radius(name: str, scheme: str) -> None:
     cell = get_cell(name)
+    if cell.has_second_size:  # lstm-proj has no square recurrent weight to rescale
+        with pytest.raises(UsageError, match="no square recurrent weight"):
+            initialise(cell, 24, 3, Init(scheme, spectral_radius=0.95), _rng(6))
+        return
     p = initialise(cell, 24, 3, Init(scheme, spectral_radius=0.95), _rng(6))
     for w in _recurrent(cell):
         # eigenvalues of a rescaled 24x24 matrix: radius exact up to rounding
@@ -383,3 +388,22 @@ def test_make_inputs_file(tmp_path) -> None:
 def test_make_inputs_errors(args: tuple, kwargs: dict, message: str) -> None:
     with pytest.raises(InputsError, match=message):
         make_inputs(*args, **kwargs)
+
+
+def test_projected_lstm_weights_by_scheme() -> None:
+    """lstm-proj: (n, p) and (p, n) weights; gaussian fan-in the columns, orthogonal
+    semi-orthogonal, identity the truncated identity; an explicit p."""
+    cell = get_cell("lstm-proj")
+    g = initialise(cell, 64, 3, Init("gaussian", sigma_w=1.0), _rng(3), p=16)
+    assert g["W_hr"].shape == (16, 64) and g["W_hi"].shape == (64, 16)
+    # sample std of 1024 N(0, 1/fan_in) draws: within 10% of 1/sqrt(fan_in) (about 4 sigma)
+    assert abs(g["W_hr"].std() * np.sqrt(64) - 1.0) < 0.1
+    assert abs(g["W_hi"].std() * np.sqrt(16) - 1.0) < 0.1
+    o = initialise(cell, 8, 3, Init("orthogonal", sigma_w=1.0), _rng(3), p=4)
+    # orthonormal rows (p x n) and columns (n x p): exact up to rounding
+    np.testing.assert_allclose(o["W_hr"] @ o["W_hr"].T, np.eye(4), atol=1e-12)
+    np.testing.assert_allclose(o["W_hi"].T @ o["W_hi"], np.eye(4), atol=1e-12)
+    i = initialise(cell, 8, 3, Init("identity", sigma_w=1.0), _rng(3), p=4)
+    assert np.array_equal(i["W_hr"], np.eye(4, 8)) and np.array_equal(i["W_hf"], np.eye(8, 4))
+    with pytest.raises(UsageError, match="projection size p must be a positive integer"):
+        initialise(cell, 8, 3, Init("torch"), _rng(3), p=0)

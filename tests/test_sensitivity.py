@@ -24,6 +24,7 @@ from test_symbolic import (
     MODULES,
     Evaluator,
     explicit_values,
+    proj,
     random_point,
 )
 
@@ -66,11 +67,10 @@ def test_input_jacobian_matches_explicit_and_finite_differences(name: str, n: in
     K = np.asarray(kern.input_jacobian(E, q))[0]
     assert K.shape == (s.size, d)
 
-    step = explicit_step(cell, n, d)
+    step = explicit_step(cell, n, d, proj(cell, n))
     syms, vals = explicit_values(step, cell, params, x, s)
-    explicit = np.asarray(
-        sp.lambdify(syms, explicit_input_jacobian(cell, n, d), modules=MODULES)(*vals), float
-    )
+    jac = explicit_input_jacobian(cell, n, d, proj(cell, n))
+    explicit = np.asarray(sp.lambdify(syms, jac, modules=MODULES)(*vals), float)
     # (a) Reference: Matrix.jacobian of the unrolled step; both exact formulas in float64,
     # rtol 1e-10 (atol 1e-12 for entries that cancel to ~0).
     np.testing.assert_allclose(K, explicit, rtol=1e-10, atol=1e-12)
@@ -98,12 +98,12 @@ def test_parameter_vjp_matches_explicit_and_finite_differences(name: str, n: int
     grads = kern.param_vjp(v[None], E, q)
     assert set(grads) == {p.name for p in cell.parameters}
 
-    step = explicit_step(cell, n, d)
+    step = explicit_step(cell, n, d, proj(cell, n))
     syms, vals = explicit_values(step, cell, params, x, s)
     for p in cell.parameters:
         got = np.asarray(grads[p.name])[0]
         assert got.shape == params[p.name].shape
-        jac = explicit_parameter_jacobian(cell, n, d, p.name)
+        jac = explicit_parameter_jacobian(cell, n, d, p.name, proj(cell, n))
         explicit = v @ np.asarray(sp.lambdify(syms, jac, modules=MODULES)(*vals), float)
         # (a) Reference: v^T (Matrix.jacobian wrt the parameter's symbols), row-major.
         np.testing.assert_allclose(got.ravel(), explicit, rtol=1e-10, atol=1e-12, err_msg=p.name)

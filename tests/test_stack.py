@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
@@ -228,8 +228,9 @@ def test_sum_lag_split_stays_exact_across_hundreds_of_decades() -> None:
 def _params(cell_name: str, n: int, d: int, rng: np.random.Generator, scale: float = 1.0):
     cell = get_cell(cell_name)
     out = {}
+    proj = max(1, n - 1) if cell.has_second_size else None  # lstm-proj: p = n - 1
     for p in cell.parameters:
-        shape = p.numeric_shape(n, d)
+        shape = p.numeric_shape(n, d, proj)
         if p.kind == "weight":
             out[p.name] = rng.normal(0, scale / np.sqrt(shape[-1]), shape)
         elif p.kind == "bias":
@@ -408,7 +409,7 @@ def _dense_reference(cells: list[str], params: list[dict], x: np.ndarray):
         S = rollout(cell, p, inp)
         J = state_jacobians(cell, p, inp)
         d = inp.shape[2]
-        K = np.empty((T, B, c.state_size(n), d))
+        K = np.empty((T, B, S.shape[-1], d))
         for t in range(T):
             for k in range(d):
                 e = np.zeros(d)
@@ -418,6 +419,8 @@ def _dense_reference(cells: list[str], params: list[dict], x: np.ndarray):
                 K[t, :, :, k] = (hi - lo) / 2e-6
         k = c.state.index("h") if "h" in c.state else 0  # the layer output, as gradflow.stack
         hcol = np.arange(k * n, (k + 1) * n)
+        if c.has_second_size:  # lstm-proj: h (size p = W_hr's rows) first
+            hcol = np.arange(p["W_hr"].shape[0])
         states.append(S), Js.append(J), Ks.append(K), hcols.append(hcol)
         inp = S[1:][..., hcol]
     sizes = [J.shape[-1] for J in Js]
@@ -445,6 +448,7 @@ def _dense_reference(cells: list[str], params: list[dict], x: np.ndarray):
     T=st.integers(1, 6),
     seed=st.integers(0, 2**16),
 )
+@example(cells=["lstm-proj", "lstm-proj", "gru"], n=4, T=5, seed=3)  # p = 3 feeds the next
 def test_any_catalogue_stack_matches_a_dense_joint_product(cells, n, T, seed) -> None:
     """Joint, per-layer, cross-layer and input-sensitivity norms equal those of the dense
     product of the assembled joint Jacobians (exact SVD), to 1e-6 in log10 (the input
@@ -454,7 +458,7 @@ def test_any_catalogue_stack_matches_a_dense_joint_product(cells, n, T, seed) ->
     params, width = [], d
     for cell in cells:
         params.append(_params(cell, n, width, rng))
-        width = n
+        width = n - 1 if get_cell(cell).has_second_size else n  # lstm-proj outputs p = n - 1
     x = rng.normal(size=(T, B, d))
     res = analyze_stack([Layer(c, p) for c, p in zip(cells, params, strict=True)], x, gradient=None)
     joint, first, off = _dense_reference(cells, params, x)

@@ -47,7 +47,7 @@ def test_loaded_stack_reproduces_torch_outputs(name: str) -> None:
     np.testing.assert_allclose(model_outputs(model, x), ref["outputs"], rtol=0, atol=1e-10)
 
 
-@pytest.mark.parametrize("name", [n for n in NAMES if n != "lstm_proj"])
+@pytest.mark.parametrize("name", NAMES)
 def test_each_layers_own_chain_matches_the_single_layer_engine(name: str) -> None:
     config, x, ref = _load(name)
     model = load_model(DATA / f"stack_{name}.safetensors")

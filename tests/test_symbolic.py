@@ -48,6 +48,21 @@ FD_STEP = 1e-6
 KINK_MARGIN = 1e-3
 
 
+def proj(cell: Cell, n: int) -> int | None:
+    """The second size ``p`` the tests use for a cell that has one (lstm-proj): ``n - 1``."""
+    return n - 1 if cell.has_second_size else None
+
+
+def sizes_of(cell: Cell, m: int) -> tuple[int, int | None]:
+    """``(n, p)`` of a state of length ``m`` (with the tests' ``p = proj(cell, n)``)."""
+    n = next(k for k in range(1, m + 2) if cell.state_size(k, proj(cell, k)) == m)
+    return n, proj(cell, n)
+
+
+def _units(cell: Cell, n: int, p: int | None, name: str) -> int:
+    return {"n": n, "p": p if p is not None else n}[cell.size_of(name)]
+
+
 def _cases() -> list[tuple[str, int, int]]:
     cases = []
     for name, cell in ALL_CELLS.items():
@@ -73,21 +88,22 @@ class Evaluator:
         return np.broadcast_to(np.asarray(value, dtype=np.float64), (n,)).copy()
 
     def nodes(self, params: dict, x: np.ndarray, s: np.ndarray) -> dict[str, np.ndarray]:
-        n = s.size // len(self.cell.state)
+        n, p = sizes_of(self.cell, s.size)
         params = self.cell.with_matrices(params, n)  # matrix definitions (F4) by value
         env: dict[str, np.ndarray] = {**params, self.cell.input: x}
-        for k, name in enumerate(self.cell.state):
-            env[name] = s[k * n : (k + 1) * n]
+        for name in self.cell.state:
+            env[name] = s[self.cell.state_slice(name, n, p)]
         for node in self.cell.nodes:
+            size = _units(self.cell, n, p, node.name)
             if isinstance(node, Affine):
-                total = np.zeros(n)
+                total = np.zeros(size)
                 for w, src in node.terms:
                     total = total + params[w] @ env[src]
                 for b in node.biases:
                     total = total + params[b]
                 env[node.name] = total
             else:
-                env[node.name] = self._call(node.expr, env, n)
+                env[node.name] = self._call(node.expr, env, size)
         return env
 
     def step(self, params: dict, x: np.ndarray, s: np.ndarray) -> np.ndarray:
@@ -96,36 +112,39 @@ class Evaluator:
 
     def matrix_jacobian(self, params: dict, x: np.ndarray, s: np.ndarray) -> np.ndarray:
         """Evaluate each Term ``diag(d0) @ W1 @ diag(d1) @ ...`` and add them up, by block."""
-        n = s.size // len(self.cell.state)
+        n, p = sizes_of(self.cell, s.size)
         env = self.nodes(params, x, s)
         out = np.zeros((s.size, s.size))
+        state = self.cell.state
         for i, j, term in self.jac.terms():
-            mat = np.diag(self._call(term.diags[0], env, n))
+            mat = np.diag(self._call(term.diags[0], env, _units(self.cell, n, p, state[i])))
             for w, dgl in zip(term.weights, term.diags[1:], strict=True):
-                mat = mat @ env[w] @ np.diag(self._call(dgl, env, n))
-            out[i * n : (i + 1) * n, j * n : (j + 1) * n] += mat
+                mat = mat @ env[w] @ np.diag(self._call(dgl, env, env[w].shape[1]))
+            rows, cols = (self.cell.state_slice(v, n, p) for v in (state[i], state[j]))
+            out[rows, cols] += mat
         return out
 
     def kink_distance(self, params: dict, x: np.ndarray, s: np.ndarray) -> float:
         """Smallest |argument| of relu/abs/Heaviside: finite differences must not cross a kink."""
-        n = s.size // len(self.cell.state)
+        n, p = sizes_of(self.cell, s.size)
         env = self.nodes(params, x, s)
         dist = np.inf
         for node in self.cell.nodes:
             if isinstance(node, Affine):
                 continue
+            size = _units(self.cell, n, p, node.name)
             for app in node.expr.atoms(relu, sp.Abs, sp.Heaviside):
-                dist = min(dist, float(np.min(np.abs(self._call(app.args[0], env, n)))))
+                dist = min(dist, float(np.min(np.abs(self._call(app.args[0], env, size)))))
         return dist
 
 
 def random_point(cell: Cell, n: int, d: int, rng: np.random.Generator):
     """Weights ~ N(0, 1/fan_in), biases ~ N(0, 0.25), vector parameters (leak rates,
     peepholes, IndRNN recurrent weights) ~ U(0.1, 0.9), x ~ N(0, 1), h ~ U(-0.9, 0.9),
-    c ~ N(0, 1)."""
+    c ~ N(0, 1). A cell with a second size gets ``p = proj(cell, n)``."""
     params = {}
     for p in cell.parameters:
-        shape = p.numeric_shape(n, d)
+        shape = p.numeric_shape(n, d, proj(cell, n))
         if p.kind == "weight":
             # fan-in: the last axis (a rows(w) weight (n,) and heads blocks included)
             params[p.name] = rng.normal(0.0, 1.0 / np.sqrt(shape[-1]), shape)
@@ -134,16 +153,20 @@ def random_point(cell: Cell, n: int, d: int, rng: np.random.Generator):
         else:
             params[p.name] = rng.uniform(0.1, 0.9, shape)
     x = rng.normal(size=d)
+    sizes = cell.block_sizes(n, proj(cell, n))
     s = np.concatenate(
-        [rng.normal(size=n) if name == "c" else rng.uniform(-0.9, 0.9, n) for name in cell.state]
+        [
+            rng.normal(size=k) if name == "c" else rng.uniform(-0.9, 0.9, k)
+            for name, k in zip(cell.state, sizes, strict=True)
+        ]
     )
     return params, x, s
 
 
 def explicit_values(step, cell: Cell, params: dict, x: np.ndarray, s: np.ndarray):
     """Flatten the explicit step's scalar symbols and their values, in the same order."""
-    n = s.size // len(cell.state)
-    vectors = {cell.input: x, **{nm: s[k * n : (k + 1) * n] for k, nm in enumerate(cell.state)}}
+    n, p = sizes_of(cell, s.size)
+    vectors = {cell.input: x, **{nm: s[cell.state_slice(nm, n, p)] for nm in cell.state}}
     syms, vals = [], []
     for name, entry in step.symbols.items():
         value = vectors[name] if name in vectors else params[name]
@@ -167,7 +190,7 @@ def test_matrix_form_matches_explicit_and_finite_differences(name: str, n: int, 
 
     matrix = ev.matrix_jacobian(params, x, s)
 
-    step = explicit_step(cell, n, d)
+    step = explicit_step(cell, n, d, proj(cell, n))
     syms, vals = explicit_values(step, cell, params, x, s)
     new_state = np.asarray(sp.lambdify(syms, step.new_state, modules=MODULES)(*vals), float)
     explicit = np.asarray(sp.lambdify(syms, step.jacobian, modules=MODULES)(*vals), float)

@@ -356,7 +356,8 @@ WEIGHT_CASES: list[tuple[str, str, Callable[[Path], Path], str, bool]] = [
         "LSTM with projection (`proj_size`)",
         "lstm",
         _save("w.npz", torch_tensors() | {"weight_hr_l0": np.ones((2, 4))}),
-        "the file also holds weight_hr_l0",
+        "the file also holds weight_hr_l0; an nn.LSTM(proj_size) layer: load it as the cell "
+        "lstm-proj",
         False,
     ),
     (

@@ -6,7 +6,7 @@ from ..errors import CellError, did_you_mean
 from .dynamical import DYNAMICAL_CELLS
 from .graph import Cell
 from .gru import GRU, GRU_RESET_BEFORE
-from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE
+from .lstm import LSTM, LSTM_CIFG, LSTM_NOFG, LSTM_PEEPHOLE, LSTM_PROJ
 from .minimal import INDRNN, MGU, MINIMALRNN
 from .modern import MODERN_CELLS
 from .rnn import RNN, RNN_RELU
@@ -21,6 +21,7 @@ CATALOGUE: dict[str, Cell] = {
         LSTM_NOFG,
         LSTM_PEEPHOLE,
         LSTM_CIFG,
+        LSTM_PROJ,
         GRU,
         GRU_RESET_BEFORE,
         MGU,
@@ -50,7 +51,16 @@ CLASSIC: tuple[str, ...] = (
 #: Every catalogue cell by family, for listings and reports that group them.
 FAMILIES: dict[str, tuple[str, ...]] = {
     "Elman": ("rnn", "rnn-relu"),
-    "LSTM": ("lstm", "lstm-nofg", "lstm-peephole", "lstm-cifg", "ur-lstm", "janet", "slstm"),
+    "LSTM": (
+        "lstm",
+        "lstm-nofg",
+        "lstm-peephole",
+        "lstm-cifg",
+        "lstm-proj",
+        "ur-lstm",
+        "janet",
+        "slstm",
+    ),
     "GRU": ("gru", "gru-reset-before", "gru-chung", "mgu", "minimalrnn"),
     "diagonal": ("indrnn", "mingru", "minlstm", "rglru", "mamba-s6"),
     "oscillator": ("cornn", "cornn-explicit", "lem"),

@@ -1,6 +1,8 @@
 r"""Cells as data: a small graph of named vector quantities (DESIGN decision 1).
 
-Every quantity of a cell is a vector of the hidden size ``n`` (the input has size ``d``):
+Every quantity of a cell is a vector of the hidden size ``n`` (the input has size ``d``), or,
+where the cell declares it in ``sizes``, of a second size ``p`` (the projection size of
+``nn.LSTM(proj_size=p)``: its ``h`` has ``p`` units, its cell state ``n``):
 
 * :class:`Affine` nodes are ``a = W_1 u_1 + W_2 u_2 + b_1 + b_2``: weight matrices applied to
   earlier vectors (the input, the previous state or another node), plus bias vectors.
@@ -47,6 +49,9 @@ RESERVED_NAMES = frozenset({"xp", "np"})
 #: The hidden and input sizes: parameter shapes are written in them, so no parameter may take
 #: them (nodes may: the GRU's new gate is ``n``, as PyTorch calls it).
 RESERVED_PARAMETER_NAMES = frozenset({"n", "d"})
+#: The sizes a state vector or node may have: ``n`` (the default) or ``p`` (a second size,
+#: declared in ``Cell.sizes``; the projection size of a projected LSTM).
+VECTOR_SIZES = ("n", "p")
 
 
 def check_cell_name(name: object) -> str:
@@ -229,12 +234,20 @@ class Parameter:
 
     name: str
     kind: Literal["weight", "bias", "vector"]
-    shape: tuple[str, ...]  # in the symbols "n" and "d"
+    shape: tuple[str, ...]  # in the symbols "n", "d" (and "p" for cells that declare it)
 
-    def numeric_shape(self, n: int, d: int) -> tuple[int, ...]:
-        """The shape for hidden size ``n`` and input size ``d``; a heads weight (F2) is
-        ``("H", "n/H", "n/H")`` with ``H`` a number."""
+    def numeric_shape(self, n: int, d: int, p: int | None = None) -> tuple[int, ...]:
+        """The shape for hidden size ``n``, input size ``d`` and (cells with a second size)
+        ``p``; a heads weight (F2) is ``("H", "n/H", "n/H")`` with ``H`` a number.
+
+        Raises:
+            CellError: the shape needs ``p`` and none was given.
+        """
         sizes = {"n": n, "d": d}
+        if p is not None:
+            sizes["p"] = p
+        elif "p" in self.shape:
+            raise CellError(f"parameter {self.name!r} has shape {self.shape}: it needs the size p")
         out = []
         for s in self.shape:
             if s in sizes:
@@ -266,6 +279,10 @@ class Cell:
             the equations (documentation and results; never in the weight file).
         matrices: :class:`MatrixDef` s, matrices built from weights (``W - W^T - gamma I``)
             that affine lines use like weights (F4).
+        sizes: ``(vector, "p")`` pairs: the state vectors and nodes of the second size ``p``
+            (every other vector has ``n`` units, the input ``d``). Weights then have shape
+            ``(size of node, size of source)``, e.g. ``W_hr`` ``(p, n)`` and ``W_hi`` ``(n, p)``
+            in the projected LSTM; empty for every cell of one size.
     """
 
     name: str
@@ -280,6 +297,7 @@ class Cell:
     citations: tuple[str, ...] = field(default=())
     constants: tuple[tuple[str, float], ...] = ()
     matrices: tuple[MatrixDef, ...] = ()
+    sizes: tuple[tuple[str, str], ...] = ()
     origin: Origin | None = field(default=None, compare=False, repr=False)
 
     def __post_init__(self) -> None:
@@ -450,6 +468,77 @@ class Cell:
             listed = [p for _, ps in self.torch_layout for p in ps]
             if sorted(listed) != sorted(p for p, kind in params.items() if kind != "matrix"):
                 raise self.error_at("torch_layout does not list every parameter")
+        if self.sizes:
+            self._validate_sizes()
+
+    def _validate_sizes(self) -> None:
+        """Vectors of the second size ``p``: each vector has one size, an elementwise line
+        mixes vectors of one size, a state takes a node of its own size, and every parameter
+        has one shape wherever it is used."""
+        vectors = {*self.state, *(nd.name for nd in self.nodes)}
+        seen: set[str] = set()
+        for entry in self.sizes:
+            if not (isinstance(entry, tuple) and len(entry) == 2):
+                raise self.error_at(f"sizes: {entry!r} is not a (vector, size) pair", "sizes")
+            v, size = entry
+            if v not in vectors:
+                raise self.error_at(f"sizes: {v!r} is not a state vector or an equation", "sizes")
+            if size not in VECTOR_SIZES:
+                raise self.error_at(
+                    f"sizes: {v!r} has size {size!r}; choose one of {', '.join(VECTOR_SIZES)}",
+                    "sizes",
+                )
+            if v in seen:
+                raise self.error_at(f"sizes: {v!r} is given twice", "sizes")
+            seen.add(v)
+        if self.matrices:
+            raise self.error_at(
+                "matrix definitions are square (n x n); a cell with vectors of size p cannot "
+                "use them",
+                "matrices",
+            )
+        shapes: dict[str, tuple[str, ...]] = {}
+        for node in self.nodes:
+            label = f"equation {_short(node.name)}"
+            own = self.size_of(node.name)
+
+            def check(
+                param: str, shape: tuple[str, ...], label: str = label, at: str = node.name
+            ) -> None:
+                if shapes.setdefault(param, shape) != shape:
+                    raise self.error_at(
+                        f"{param!r} would have shape {shape} here but {shapes[param]} elsewhere; "
+                        "use two parameters",
+                        at,
+                        label,
+                    )
+
+            if isinstance(node, Affine):
+                for w, src in node.terms:
+                    check(w, (own, self.size_of(src)))
+                for b in node.biases:
+                    check(b, (own,))
+                continue
+            for sym in sorted(node.expr.free_symbols, key=str):
+                nm = str(sym)
+                if nm in vectors:
+                    if self.size_of(nm) != own:
+                        raise self.error_at(
+                            f"{nm!r} has size {self.size_of(nm)} and {node.name!r} size {own}: "
+                            "an elementwise line combines vectors of one size",
+                            node.name,
+                            label,
+                        )
+                elif nm != self.input:
+                    check(nm, (own,))
+        for st, node_name in self.update:
+            if self.size_of(st) != self.size_of(node_name):
+                raise self._fail_update(
+                    f"state {st!r} has size {self.size_of(st)} but {node_name!r} has size "
+                    f"{self.size_of(node_name)}",
+                    "update",
+                    f"update {st!r}",
+                )
 
     def _validate_matrices(
         self,
@@ -538,14 +627,15 @@ class Cell:
                         for mw in matrices[w].rows:
                             out[mw] = Parameter(mw, "weight", ("n",))
                         continue
-                    cols = "d" if src == self.input else "n"
-                    out.setdefault(w, Parameter(w, "weight", ("n", cols)))
+                    rows, cols = self.size_of(node.name), self.size_of(src)
+                    out.setdefault(w, Parameter(w, "weight", (rows, cols)))
                 for b in node.biases:
-                    out.setdefault(b, Parameter(b, "bias", ("n",)))
+                    out.setdefault(b, Parameter(b, "bias", (self.size_of(node.name),)))
             else:
                 for sym in sorted(node.expr.free_symbols, key=str):
                     if str(sym) not in self._vectors:
-                        out.setdefault(str(sym), Parameter(str(sym), "vector", ("n",)))
+                        shape = (self.size_of(node.name),)
+                        out.setdefault(str(sym), Parameter(str(sym), "vector", shape))
         # heads weights (F2) last: the first parameter gives n from its rows
         return tuple(sorted(out.values(), key=lambda p: len(p.shape) == 3))
 
@@ -582,19 +672,84 @@ class Cell:
     def _vectors(self) -> frozenset[str]:
         return frozenset((self.input, *self.state, *(nd.name for nd in self.nodes)))
 
-    def parameter_count(self, n: int, d: int) -> int:
-        """Number of scalar parameters for hidden size ``n`` and input size ``d``."""
+    def parameter_count(self, n: int, d: int, p: int | None = None) -> int:
+        """Number of scalar parameters for hidden size ``n``, input size ``d`` (and ``p``)."""
         total = 0
-        for p in self.parameters:
+        for par in self.parameters:
             size = 1
-            for s in p.numeric_shape(n, d):
+            for s in par.numeric_shape(n, d, p):
                 size *= s
             total += size
         return total
 
-    def state_size(self, n: int) -> int:
-        """Length of the stacked state ``s_t`` for hidden size ``n``."""
-        return len(self.state) * n
+    @cached_property
+    def size_map(self) -> Mapping[str, str]:
+        """The size symbol of every vector: ``d`` for the input, ``n`` or ``p`` for the rest."""
+        out = {v: "n" for v in (*self.state, *(nd.name for nd in self.nodes))}
+        out.update(dict(self.sizes))
+        out[self.input] = "d"
+        return out
+
+    def size_of(self, vector: str) -> str:
+        """The size symbol (``n``, ``p`` or ``d``) of a state vector, node or the input."""
+        return self.size_map.get(vector, "n")
+
+    def weight_shape(self, weight: str) -> tuple[str, str]:
+        """``(rows, columns)`` of a weight or matrix definition in size symbols; a matrix
+        definition, heads and rows weights act as ``(n, n)``."""
+        if weight in self.matrix_map:
+            return ("n", "n")
+        for par in self.parameters:
+            if par.name == weight:
+                return (par.shape[0], par.shape[1]) if len(par.shape) == 2 else ("n", "n")
+        raise CellError(f"cell {self.name!r} has no weight {weight!r}")
+
+    @property
+    def has_second_size(self) -> bool:
+        """Whether some vector has the second size ``p`` (the projected LSTM)."""
+        return any(size == "p" for _, size in self.sizes)
+
+    def block_sizes(self, n: int, p: int | None = None) -> tuple[int, ...]:
+        """The length of each state vector, in the order of ``state``.
+
+        Raises:
+            CellError: the cell has vectors of size ``p`` and ``p`` is not given.
+        """
+        if self.has_second_size and p is None:
+            raise CellError(f"cell {self.name!r} has vectors of size p: give p")
+        values = {"n": n, "p": p if p is not None else n}
+        return tuple(values[self.size_of(s)] for s in self.state)
+
+    def state_size(self, n: int, p: int | None = None) -> int:
+        """Length of the stacked state ``s_t`` for hidden size ``n`` (and ``p``)."""
+        return sum(self.block_sizes(n, p))
+
+    def state_slice(self, vector: str, n: int, p: int | None = None) -> slice:
+        """Where state vector ``vector`` sits in ``s_t``."""
+        sizes = self.block_sizes(n, p)
+        k = self.state.index(vector)
+        start = sum(sizes[:k])
+        return slice(start, start + sizes[k])
+
+    def size_values(self, params: Mapping[str, Any]) -> tuple[int, int | None]:
+        """``(n, p)`` read off the parameters' shapes (``p`` is None for a cell of one size).
+
+        Raises:
+            CellError: the cell has no parameter to read a size from.
+        """
+        n = p = None
+        for par in self.parameters:
+            shape = np.shape(params[par.name]) if par.name in params else ()
+            for sym, size in zip(par.shape, shape, strict=False):
+                if sym == "n" and n is None:
+                    n = int(size)
+                elif sym == "p" and p is None:
+                    p = int(size)
+        if n is None:
+            raise CellError(f"cell {self.name!r} has no parameters to infer n from")
+        if self.has_second_size and p is None:
+            raise CellError(f"cell {self.name!r} has no parameters to infer p from")
+        return n, p
 
     def symbol(self, name: str) -> sp.Symbol:
         """The scalar symbol that stands for one unit of vector ``name``."""
@@ -603,12 +758,13 @@ class Cell:
     def iter_params(self, kind: str) -> Iterator[Parameter]:
         return (p for p in self.parameters if p.kind == kind)
 
-    def jacobian(self, n: int | None = None) -> BlockJacobian | sp.Matrix:
+    def jacobian(self, n: int | None = None, p: int | None = None) -> BlockJacobian | sp.Matrix:
         """The state Jacobian ``ds_t/ds_{t-1}``.
 
         With ``n=None``, the matrix form valid for every hidden size (a
         :class:`~gradflow.symbolic.jacobian.BlockJacobian`); with an integer ``n``, the explicit
-        ``(len(state)*n)``-square SymPy matrix of scalar symbols (the teaching view).
+        ``(len(state)*n)``-square SymPy matrix of scalar symbols (the teaching view; a cell
+        with a second size takes ``p``, default ``max(1, n // 2)``).
         """
         if n is None:
             from ..symbolic.jacobian import state_jacobian
@@ -616,4 +772,4 @@ class Cell:
             return state_jacobian(self)
         from ..symbolic.explicit import explicit_jacobian
 
-        return explicit_jacobian(self, n)
+        return explicit_jacobian(self, n, p=p)

@@ -131,3 +131,37 @@ LSTM_CIFG = Cell(
     citations=("greff2017",),
     description="LSTM with coupled input and forget gates (i = 1 - f)",
 )
+
+r = _v("r")
+
+LSTM_PROJ = Cell(
+    name="lstm-proj",
+    state=("h", "c"),
+    nodes=(
+        _torch_gate("i"),
+        _torch_gate("f"),
+        _torch_gate("g"),
+        _torch_gate("o"),
+        Elementwise("i", sigmoid(_v("a_i"))),
+        Elementwise("f", sigmoid(_v("a_f"))),
+        Elementwise("g", sp.tanh(_v("a_g"))),
+        Elementwise("o", sigmoid(_v("a_o"))),
+        Elementwise("c_new", f * c + i * g),
+        Elementwise("r", o * sp.tanh(c_new)),
+        Affine("h_new", (("W_hr", "r"),)),
+    ),
+    update=(("h", "h_new"), ("c", "c_new")),
+    torch_layout=(
+        *(LSTM.torch_layout or ()),
+        ("weight_hr_l0", ("W_hr",)),
+    ),
+    sizes=(("h", "p"), ("h_new", "p")),
+    reference=(
+        "Sak, Senior & Beaufays (2014), Long short-term memory recurrent neural network "
+        "architectures for large scale acoustic modeling, Interspeech: the recurrent "
+        "projection h_t = W_hr (o_t * tanh(c_t)) of p < n units; PyTorch nn.LSTM(proj_size=p) "
+        "(gates i, f, g, o; two biases; W_hi etc. of shape (n, p))."
+    ),
+    citations=("sak2014lstmp", "gers2000forget"),
+    description="LSTM with a recurrent projection, h of size p (nn.LSTM(proj_size=p))",
+)

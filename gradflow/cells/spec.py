@@ -7,6 +7,7 @@ A cell file is TOML (read with :mod:`tomllib`)::
     input = "x"                     # optional, default "x"
     parameters = ["alpha"]          # optional: vector (diagonal) parameters
     constants = {dt = 0.1}          # optional: named hyperparameters (numbers)
+    sizes = {h = "p", h_new = "p"}  # optional: vectors of a second size p (default n)
     [matrices]                      # optional: matrices built from weights (F4)
     M = "W - transpose(W) - dt * I" # used like a weight: a = "M @ h + ..."
     reference = "Jaeger et al. (2007)"   # optional; also description, convention
@@ -96,6 +97,7 @@ TOP_KEYS = (
     "equations",
     "matrices",
     "update",
+    "sizes",
 )
 
 
@@ -275,6 +277,7 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             None, "constants", "constants", f"{unused[0]!r} is given but not used in any line"
         )
     keys = [k for k, _ in equations]
+    sizes = _sizes(spec.get("sizes"), src)
     update, update_problem = _update(spec.get("update"), state, keys, src)
     try:
         cell = Cell(
@@ -289,6 +292,7 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
             convention=texts["convention"],
             constants=constants,
             matrices=matrices,
+            sizes=sizes,
         )
     except CellUpdateError as err:  # the file's own words for it, if it has them
         raise update_problem or EquationError(str(err)) from None
@@ -298,6 +302,22 @@ def _build(spec: Mapping[str, Any], src: _Source) -> Cell:
         raise update_problem
     _check_declared(cell, declared, src)
     return cell
+
+
+def _sizes(value: object, src: _Source) -> tuple[tuple[str, str], ...]:
+    """Vectors of the second size: ``{vector: "p"}`` (``"n"``, the default, may be given)."""
+    if value is None:
+        return ()
+    pairs = _pairs(value, "sizes", src)
+    out = []
+    for key, size in pairs:
+        if not isinstance(key, str) or not isinstance(size, str):
+            raise src.error(
+                None, "sizes", "sizes", f"sizes must map vector names to 'n' or 'p', got {size!r}"
+            )
+        if size != "n":  # n is every vector's size anyway
+            out.append((key, size))
+    return tuple(out)
 
 
 def _constants(
@@ -443,6 +463,7 @@ def define_cell(
     matrices: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
     description: str = "",
     convention: str = "",
+    sizes: Mapping[str, str] | Sequence[tuple[str, str]] | None = None,
 ) -> Cell:
     """A :class:`~gradflow.cells.graph.Cell` from equation strings (or SymPy expressions).
 
@@ -465,6 +486,9 @@ def define_cell(
             numbers and constants as coefficients), used in affine lines like weights.
         description: one line for listings.
         convention: how the cell mixes old and new state (documentation).
+        sizes: state vectors and nodes of the second size ``p`` (``{"h": "p", "h_new":
+            "p"}``: the projected LSTM's ``h``); every other vector has ``n`` units. Weights
+            then have the shape ``(size of node, size of source)``.
 
     Raises:
         EquationError: one line naming the equation and the problem.
@@ -487,6 +511,7 @@ def define_cell(
         "matrices": matrices,
         "description": description,
         "convention": convention,
+        "sizes": sizes,
     }
     return _build(spec, _Source(f"cell {show(str(name), 40)}", {}))
 

@@ -249,10 +249,11 @@ def describe_weights(path: str | os.PathLike[str], prefix: str | None = None) ->
     for c in sorted(cands, key=lambda c: c.prefix):
         used |= set(c.tensors)
         dirs = ("forward", "reverse") if c.bidirectional else ("forward",)
+        cell = "lstm-proj" if c.proj_size else c.cell  # nn.LSTM(proj_size): the catalogue cell
         layers = tuple(
             LayerInfo(
                 k,
-                c.cell,
+                cell,
                 dirs,
                 c.hidden_size,
                 c.input_size if k == 0 else (c.proj_size or c.hidden_size) * len(dirs),
@@ -263,7 +264,7 @@ def describe_weights(path: str | os.PathLike[str], prefix: str | None = None) ->
         )
         notes = (pytorch.RNN_NOTE.format("tanh"),) if c.cell == "rnn" else ()
         cmd = analyze_command(
-            str(p), c.cell, c.layers, c.bidirectional, c.prefix if several else None
+            str(p), cell, c.layers, c.bidirectional, c.prefix if several else None
         )
         modules.append(ModuleInfo(c.prefix, c.module, layers, cmd, notes))
     unrelated = tuple((n, ts.shapes[n]) for n in sorted(set(ts.names()) - used))

@@ -14,9 +14,9 @@ Conventions (the contract for the stack engine):
   ``input_size[l+1] = output_size[l] = (proj_size or hidden_size) * len(directions)``.
 * A reverse direction reads the sequence from ``t = T-1`` down to ``0``; its own step
   ``u`` sees input ``x_{T-1-u}``.
-* ``proj_size > 0`` (PyTorch ``nn.LSTM(proj_size=p)``): the LSTM's recurrent weights are
-  ``(n, p)`` and its output is ``h_t = W_hr (o_t * tanh(c_t))`` with ``projection = W_hr``
-  of shape ``(p, n)``. No catalogue cell computes this yet; the layer records it.
+* ``proj_size > 0`` (PyTorch ``nn.LSTM(proj_size=p)``): the layer's cell is ``lstm-proj``,
+  whose recurrent weights are ``(n, p)`` and whose output is ``h_t = W_hr (o_t * tanh(c_t))``;
+  ``W_hr`` ``(p, n)`` is among the ``params`` and also kept as ``projection``.
 * ``bias=False``: the file has no biases; ``params`` hold zeros for them (the function is the
   same) and the layer records ``bias=False``.
 
@@ -55,7 +55,8 @@ class Direction:
     Attributes:
         reverse: ``True`` for the reverse direction of a bidirectional layer.
         params: the cell's parameters (canonical names, float64, read-only).
-        projection: ``W_hr`` ``(p, n)`` of a projected LSTM, else ``None``.
+        projection: ``W_hr`` ``(p, n)`` of a projected LSTM (``lstm-proj``, also
+            ``params["W_hr"]``), else ``None``.
         sources: parameter name (or ``"projection"``) -> the file tensor it came from, as
             errors and ``inspect`` name it.
     """
@@ -80,15 +81,15 @@ class Layer:
         input_size: ``d``.
         directions: forward, then reverse if bidirectional; a reverse-only layer (ONNX
             ``direction="reverse"``) has the reverse direction alone.
-        proj_size: ``p`` of a projected LSTM, 0 if none.
+        proj_size: ``p`` of a projected LSTM (cell ``lstm-proj``), 0 if none.
         bias: ``False`` when the file had no biases (``params`` then hold zeros).
         name: where the layer sits in the file (Keras layer or ONNX node name, or the
             PyTorch tensor suffix such as ``l1``), for listings.
 
     Raises:
         WeightsError: a parameter of the wrong shape or with non-finite values, directions
-            out of order, or a projection on a cell other than ``lstm`` (one line naming the
-            tensor).
+            out of order, or a projection on a cell other than ``lstm-proj`` (one line naming
+            the tensor).
     """
 
     cell: str
@@ -109,14 +110,16 @@ class Layer:
         n, d, p = self.hidden_size, self.input_size, self.proj_size
         if n < 1 or d < 1 or p < 0:
             raise WeightsError(f"layer of {self.cell}: sizes n={n}, d={d}, p={p} must be >= 1")
-        if p and self.cell != "lstm":
-            raise WeightsError(f"proj_size={p} is only defined for lstm, not {self.cell}")
+        if bool(p) != cell.has_second_size:
+            raise WeightsError(
+                f"proj_size={p} is only defined for lstm-proj, not {self.cell}"
+                if p
+                else f"layer of {self.cell}: the cell needs proj_size (its h has p units)"
+            )
         for direction in self.directions:
             src = direction.sources
             for param in cell.parameters:
-                want = param.numeric_shape(n, d)
-                if p and param.shape == ("n", "n"):
-                    want = (n, p)
+                want = param.numeric_shape(n, d, p or None)
                 if param.name not in direction.params:
                     raise WeightsError(f"{direction.name} {self.cell} lacks {param.name}")
                 arr = np.asarray(direction.params[param.name])

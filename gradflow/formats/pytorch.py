@@ -4,8 +4,8 @@ Recognised tensor names, under any prefix (``encoder.rnn.``) and beside unrelate
 
 * ``nn.RNN``/``nn.LSTM``/``nn.GRU``: ``{weight,bias}_{ih,hh}_l{k}`` for layer ``k``, with the
   suffix ``_reverse`` for the reverse direction of a bidirectional module, and
-  ``weight_hr_l{k}[_reverse]`` for ``nn.LSTM(proj_size=p)``; ``bias=False`` modules have no
-  bias tensors.
+  ``weight_hr_l{k}[_reverse]`` for ``nn.LSTM(proj_size=p)`` (read as the catalogue cell
+  ``lstm-proj``, its ``W_hr``); ``bias=False`` modules have no bias tensors.
 * ``nn.RNNCell``/``nn.LSTMCell``/``nn.GRUCell``: ``{weight,bias}_{ih,hh}`` (no layer suffix).
 * ``torch.nn.utils.parametrizations``: ``parametrizations.W.original0``/``original1`` (weight
   norm: ``W = g v / ||v||``, the norm over every axis but ``g``'s) and
@@ -268,16 +268,23 @@ def build_model(
                 p: src[t] for t, ps in _layout(cell) for p in ps if cand.bias or "weight" in t
             }
             projection = None
-            if cand.proj_size:
+            if cand.proj_size:  # nn.LSTM(proj_size=p): the catalogue cell lstm-proj
                 hr = cand.tensor("weight", "hr", k, rev)
                 projection = ts.read(hr)
                 projection.setflags(write=False)
-                sources["projection"] = hr
+                sources["projection"] = sources["W_hr"] = hr
+                params["W_hr"] = projection
             n_in = tensors["weight_ih_l0"].shape[1]
             directions.append(
                 Direction(
                     rev,
-                    make_params(cell, params, n_in, cand.hidden_size, ts.where),
+                    make_params(
+                        "lstm-proj" if cand.proj_size else cell,
+                        params,
+                        n_in,
+                        cand.hidden_size,
+                        ts.where,
+                    ),
                     projection,
                     sources,
                 )
@@ -288,7 +295,7 @@ def build_model(
                 ts.where,
                 partial(
                     Layer,
-                    cell,
+                    "lstm-proj" if cand.proj_size else cell,
                     cand.hidden_size,
                     d,
                     tuple(directions),

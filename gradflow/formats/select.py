@@ -21,7 +21,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..errors import UsageError, WeightsError
+from ..errors import UsageError
 from ..results.stack import StackResult
 from ..stack import Depth, analyze_stack
 from ..stack import Layer as StackLayer
@@ -54,13 +54,16 @@ def check_cell(model: Model, cell: str, nonlinearity: str | None = None) -> None
     """Refuse, in one line, a cell name (``--cell``) that is not every layer's cell.
 
     ``rnn`` with ``nonlinearity="relu"`` names ``nn.RNN(nonlinearity='relu')``, which is
-    ``rnn-relu``.
+    ``rnn-relu``; ``lstm`` also names an ``nn.LSTM(proj_size=p)`` (``lstm-proj``).
 
     Raises:
         UsageError: the model's layers are of another cell (each layer's cell is listed).
     """
     named = "rnn-relu" if cell == "rnn" and nonlinearity == "relu" else cell
-    if {layer.cell for layer in model.layers} != {named}:
+    held_cells = {layer.cell for layer in model.layers}
+    if named == "lstm" and held_cells == {"lstm-proj"}:  # an nn.LSTM, with proj_size
+        return
+    if held_cells != {named}:
         held = ", ".join(f"layer {k}: {layer.cell}" for k, layer in enumerate(model.layers))
         where = f"{model.source}: " if model.source else ""
         raise UsageError(
@@ -88,20 +91,10 @@ def select(
     Raises:
         UsageError: an unknown direction, a direction the model does not have, or one
             direction of a stacked bidirectional layer (the layer above reads both).
-        WeightsError: a projected LSTM (``proj_size``), which the stack engine does not
-            support yet.
     """
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r}; choose forward, reverse or both")
     chosen = model.layers[: parse_layers(layers, len(model.layers))]
-    for k, layer in enumerate(chosen):
-        if layer.proj_size:
-            where = layer.directions[0].sources.get("projection", f"layer {k}")
-            raise WeightsError(
-                f"{where}: layer {k} is an LSTM with proj_size={layer.proj_size}; the stack "
-                "engine does not support projected LSTMs yet (analyse a model without "
-                "proj_size)"
-            )
     if direction == "both" and not any(layer.bidirectional for layer in chosen):
         raise UsageError("--direction both: the model has no bidirectional layer")
     if direction in ("forward", "reverse"):

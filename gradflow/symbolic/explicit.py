@@ -46,39 +46,49 @@ class ExplicitStep:
     jacobian: sp.Matrix
 
 
-def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
-    """Unroll one step of ``cell`` with hidden size ``n`` and input size ``d``."""
+def explicit_step(cell: Cell, n: int, d: int = 1, p: int | None = None) -> ExplicitStep:
+    """Unroll one step of ``cell`` with hidden size ``n``, input size ``d`` and, for a cell
+    with a second size (``Cell.sizes``), ``p`` (default ``max(1, n // 2)``, as
+    :func:`gradflow.initialisers.initialise`)."""
     if not isinstance(n, int) or not 1 <= n <= MAX_EXPLICIT_N:
         raise CellError(f"explicit Jacobian needs 1 <= n <= {MAX_EXPLICIT_N}, got {n!r}")
+    if cell.has_second_size and p is None:
+        p = max(1, n // 2)
+    if cell.has_second_size and (not isinstance(p, int) or not 1 <= p <= MAX_EXPLICIT_N):
+        raise CellError(
+            f"cell {cell.name!r} has vectors of size p: the explicit Jacobian needs "
+            f"1 <= p <= {MAX_EXPLICIT_N}, got {p!r}"
+        )
     syms: dict[str, list[Any]] = {}
     values: dict[str, list[sp.Expr]] = {}
+    units = {"n": n, "p": p if p is not None else n, "d": d}
 
     def vec(name: str, size: int) -> list[sp.Symbol]:
         return [sp.Symbol(f"{name}_{k + 1}", real=True) for k in range(size)]
 
     syms[cell.input] = values[cell.input] = vec(cell.input, d)
     for s in cell.state:
-        syms[s] = values[s] = vec(s, n)
-    for p in cell.parameters:
-        if p.kind == "weight" and len(p.shape) == 3:  # heads blocks (F2): rows of all blocks
-            heads, size, _ = p.numeric_shape(n, d)
+        syms[s] = values[s] = vec(s, units[cell.size_of(s)])
+    for par in cell.parameters:
+        if par.kind == "weight" and len(par.shape) == 3:  # heads blocks (F2): rows of all blocks
+            heads, size, _ = par.numeric_shape(n, d)
             if heads * size != n:
                 raise CellError(f"cell {cell.name!r}: n = {n} is not a multiple of {heads} heads")
-            syms[p.name] = [
-                [sp.Symbol(f"{p.name}_{k + 1}{i + 1}{j + 1}", real=True) for j in range(size)]
+            syms[par.name] = [
+                [sp.Symbol(f"{par.name}_{k + 1}{i + 1}{j + 1}", real=True) for j in range(size)]
                 for k in range(heads)
                 for i in range(size)
             ]
-        elif p.kind == "weight" and len(p.shape) == 1:  # rows(w) (F9): one row
-            syms[p.name] = vec(p.name, n)
-        elif p.kind == "weight":
-            rows, cols = p.numeric_shape(n, d)
-            syms[p.name] = [
-                [sp.Symbol(f"{p.name}_{i + 1}{j + 1}", real=True) for j in range(cols)]
+        elif par.kind == "weight" and len(par.shape) == 1:  # rows(w) (F9): one row
+            syms[par.name] = vec(par.name, n)
+        elif par.kind == "weight":
+            rows, cols = (units[s] for s in par.shape)
+            syms[par.name] = [
+                [sp.Symbol(f"{par.name}_{i + 1}{j + 1}", real=True) for j in range(cols)]
                 for i in range(rows)
             ]
         else:
-            syms[p.name] = vec(p.name, n)
+            syms[par.name] = vec(par.name, units[par.shape[0]])
     matrices: dict[str, sp.Matrix] = {}
     for mat in cell.matrices:  # F4: the matrix written out from its weights' symbols
         total = sp.Float(mat.identity) * sp.eye(n)
@@ -105,9 +115,10 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
             )
 
     for node in cell.nodes:
+        size = units[cell.size_of(node.name)]
         if isinstance(node, Affine):
             spend(n * n * len(node.terms) + n * len(node.biases))
-            total = sp.zeros(n, 1)
+            total = sp.zeros(size, 1)
             for w, src in node.terms:
                 if w in matrices:
                     if len(values[src]) != n:
@@ -131,7 +142,7 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
                         for sym in free
                     }
                 )
-                for k in range(n)
+                for k in range(size)
             ]
     updates = dict(cell.update)
     state = sp.Matrix([v for s in cell.state for v in syms[s]])
@@ -143,6 +154,7 @@ def explicit_step(cell: Cell, n: int, d: int = 1) -> ExplicitStep:
     return ExplicitStep(syms, state, new_state, new_state.jacobian(state))
 
 
-def explicit_jacobian(cell: Cell, n: int, d: int = 1) -> sp.Matrix:
-    """The ``(len(state)*n)``-square Jacobian ``ds_t/ds_{t-1}`` with scalar symbols."""
-    return explicit_step(cell, n, d).jacobian
+def explicit_jacobian(cell: Cell, n: int, d: int = 1, p: int | None = None) -> sp.Matrix:
+    """The ``(m x m)`` Jacobian ``ds_t/ds_{t-1}`` with scalar symbols (``m = len(state)*n``,
+    or ``Cell.state_size(n, p)`` for a cell with a second size)."""
+    return explicit_step(cell, n, d, p).jacobian

@@ -250,15 +250,18 @@ def parameter_derivatives(cell: Cell) -> ParameterDerivatives:
 # ---- the explicit small-n checks -----------------------------------------------------------
 
 
-def explicit_input_jacobian(cell: Cell, n: int, d: int) -> sp.Matrix:
-    """``ds_t/dx_t`` of the unrolled step with scalar symbols, ``(len(state)*n, d)``."""
-    step = explicit_step(cell, n, d)
+def explicit_input_jacobian(cell: Cell, n: int, d: int, p: int | None = None) -> sp.Matrix:
+    """``ds_t/dx_t`` of the unrolled step with scalar symbols, ``(m, d)`` (``p``: the second
+    size of a cell that has one)."""
+    step = explicit_step(cell, n, d, p)
     return step.new_state.jacobian(sp.Matrix(step.symbols[cell.input]))
 
 
-def explicit_parameter_jacobian(cell: Cell, n: int, d: int, name: str) -> sp.Matrix:
+def explicit_parameter_jacobian(
+    cell: Cell, n: int, d: int, name: str, p: int | None = None
+) -> sp.Matrix:
     """``ds_t/dθ`` for one parameter, its entries flattened row-major: ``(m, |θ|)``."""
-    step = explicit_step(cell, n, d)
+    step = explicit_step(cell, n, d, p)
     if name not in step.symbols or name == cell.input or name in cell.state:
         raise CellError(f"cell {cell.name!r} has no parameter {name!r}")
     entry = step.symbols[name]
