@@ -741,7 +741,7 @@ def plot_cmd(
     type=click.Choice(["classic", "all"]),
     default="classic",
     show_default=True,
-    help="Without --config: the 11 classic cells, or all 24 catalogue cells grouped by family.",
+    help="Without --config: the 11 classic cells, or all 25 catalogue cells grouped by family.",
 )
 @click.option("-q", "--quiet", is_flag=True, help="No progress bar and no summary.")
 @click.option("--cite", is_flag=True, help="Print BibTeX for every method the report used.")

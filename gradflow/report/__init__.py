@@ -123,7 +123,7 @@ def run_report(
             ``jobs`` processes (the same results as with one).
         formats: figure formats. progress: show a progress bar on stderr (on a terminal).
         cells: without ``config``, ``"classic"`` (the 11 cells before 2018) or ``"all"`` (the
-            24 catalogue cells, grouped by family; about 40 s more CPU time).
+            25 catalogue cells, grouped by family; about 40 s more CPU time).
 
     Returns:
         ``out_dir`` as a Path.
