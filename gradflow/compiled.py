@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -51,6 +51,9 @@ from .results import AnalysisResult
 from .spectral import BLOCK, CERTIFICATES, SPECTRAL_RTOL
 from .symbolic.jacobian import state_jacobian
 from .threads import batch_threads, single_blas
+
+if TYPE_CHECKING:
+    from .compiled_codegen import Rollout
 
 #: Largest hidden size the compiled backend takes by default (above, NumPy's per-call cost no
 #: longer dominates and the reference path's BLAS-bound kernels are as fast).
@@ -147,6 +150,63 @@ def plan(cell: Cell) -> Plan | None:
     )
 
 
+def _rollout_error(su: Setup, s: np.ndarray, t: int) -> NumericalError:
+    b = int(np.argwhere(~np.isfinite(s))[0][0])
+    return NumericalError(
+        f"the rollout of {su.cell.name!r} produced NaN or inf at step {t}, sequence {b}: "
+        "reduce the weight scale or the inputs"
+    )
+
+
+def _run(su: Setup, ro: Rollout, s: np.ndarray, t0: int, t1: int) -> tuple[np.ndarray, int]:
+    """Steps ``t0 + 1 .. t1`` from ``s`` (updated in place) by the compiled rollout: their
+    factors ``(factors, K, B, n)`` and its status (:mod:`gradflow.compiled_codegen`)."""
+    u = np.ascontiguousarray(su.kernels.input_projection(su.inputs[t0:t1], su.q))
+    F = np.empty((max(1, ro.factors), t1 - t0, su.batch, su.n))
+    if not ro.factors:
+        F[0] = 0.0
+    status = int(ro.run(s, u, F, su.n, *(su.q[k] for k in ro.args)))
+    if status > 0:
+        raise _rollout_error(su, s, t0 + status)
+    return F, status
+
+
+def _forward(
+    su: Setup, ro: Rollout, chunk: int, keep: bool
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None] | None:
+    """The compiled rollout: the state at every chunk boundary, ``s_T`` and, with ``keep``,
+    every chunk's factors; ``None`` where a factor is not finite."""
+    s = np.array(su.s0, dtype=np.float64, order="C")
+    checkpoints, kept = [], [] if keep else None
+    for t0 in range(0, su.steps, chunk):
+        checkpoints.append(s.copy())
+        F, status = _run(su, ro, s, t0, min(su.steps, t0 + chunk))
+        if status < 0:
+            return None
+        if kept is not None:
+            kept.append(F)
+    return checkpoints, s, kept
+
+
+def _factors(su: Setup, ro: Rollout, s: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """The factors of steps ``t0 + 1 .. t1``, recomputed from the checkpoint ``s``."""
+    return _run(su, ro, s.copy(), t0, t1)[0]
+
+
+def _numpy_factors(
+    su: Setup, V: Any, t0: int, t1: int, check_factors: Callable[..., None]
+) -> np.ndarray:
+    """The factors of steps ``t0 + 1 .. t1`` by the code generator's NumPy kernels."""
+    shape = (t1 - t0, su.batch, su.n)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        try:
+            F = su.kernels.factors(V, su.q, shape)
+        except FactorError as err:
+            raise err.at_step(su.cell.name, t0) from None
+    check_factors(su, F, t0)
+    return np.stack(F) if F else np.zeros((1, *shape))
+
+
 def analyze(
     su: Setup,
     hidden: bool,
@@ -160,13 +220,21 @@ def analyze(
     import numba
 
     from . import compiled_kernels as ck
+    from .compiled_codegen import rollout as compiled_rollout
 
     importlib.import_module("scipy.linalg.cython_blas")  # the BLAS numba's np.dot calls
 
     T, B, n, m = su.steps, su.batch, su.n, su.m
-    chunk = int(max(1, min(256, CHUNK_BUDGET // (8 * B * m * m))))
-    keep = T * B * n * len(su.kernels.layout.needed) * 8 <= ROLLOUT_BUDGET
-    checkpoints, s_final, kept = forward(su, chunk, keep)
+    ro = compiled_rollout(su.cell)
+    nf = max(1, ro.factors if ro is not None else len(su.kernels.layout.diags))
+    chunk = int(max(1, min(256, CHUNK_BUDGET // (8 * B * n * nf))))
+    done = _forward(su, ro, chunk, T * B * n * nf * 8 <= ROLLOUT_BUDGET) if ro else None
+    if done is not None:
+        checkpoints, s_final, kept = done
+    else:  # no compiled rollout, or a factor is not finite: the NumPy kernels name it
+        ro = None
+        keep = T * B * n * len(su.kernels.layout.needed) * 8 <= ROLLOUT_BUDGET
+        checkpoints, s_final, kept = forward(su, chunk, keep)
     pl = plan(su.cell)
     assert pl is not None  # qualifies() checked
     Ws = np.stack([np.asarray(su.q[f"W:{w}"]) for w in pl.weights] or [np.zeros((n, n))])
@@ -201,16 +269,12 @@ def analyze(
         k0 = 0
         for c in range(len(checkpoints) - 1, -1, -1):
             t0, t1 = c * chunk, min(T, (c + 1) * chunk)
-            V = kept[c] if kept is not None else chunk_values(su, checkpoints[c], t0, t1)
-            shape = (t1 - t0, B, n)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                try:
-                    F = su.kernels.factors(V, su.q, shape)
-                except FactorError as err:
-                    raise err.at_step(su.cell.name, t0) from None
-            check_factors(su, F, t0)
             K = t1 - t0
-            Fs = np.stack(F) if F else np.zeros((1, *shape))
+            if ro is not None:
+                Fs = kept[c] if kept is not None else _factors(su, ro, checkpoints[c], t0, t1)
+            else:
+                V = kept[c] if kept is not None else chunk_values(su, checkpoints[c], t0, t1)
+                Fs = _numpy_factors(su, V, t0, t1, check_factors)
             logs = np.empty((K, B))
             out = np.zeros((7, K, B))
             bad = np.empty(B, dtype=np.int64)
@@ -245,7 +309,11 @@ def analyze(
         "dtype": "float64",
         "gradflow_version": __version__,
         "chunk_steps": chunk,
-        "compiled": {"kernels": f"numba {numba.__version__}", "threads": workers},
+        "compiled": {
+            "kernels": f"numba {numba.__version__}",
+            "threads": workers,
+            "rollout": "compiled" if ro is not None else "numpy",
+        },
         "spectral": {
             "method": "compiled per-sequence chain (numba): a warm orthonormal block, up to "
             f"{MAX_ITERATIONS} subspace iterations per lag; every value certified: a "
