@@ -117,7 +117,7 @@ class Plan:
 
 @lru_cache(maxsize=64)
 def plan(cell: Cell) -> Plan | None:
-    """The derivation's terms as a table for :func:`gradflow.compiled_kernels._assemble`, and
+    """The derivation's terms as a table for :func:`gradflow.compiled_kernels._apply`, and
     its block structure (a column block without weights is a scaling); ``None`` where a term
     chains several weight matrices (e.g. the reset-before GRU): the NumPy path runs those."""
     jac = state_jacobian(cell)
@@ -278,7 +278,7 @@ def analyze(
             logs = np.empty((K, B))
             out = np.zeros((7, K, B))
             bad = np.empty(B, dtype=np.int64)
-            ck.chain_chunk(Fs, Ws, pl.terms, P, U, Uh, n, pl.dense, pl.diag, hidden, SPECTRAL_RTOL,
+            ck.chain_chunk(Fs, Ws, pl.terms, P, U, Uh, n, pl.dense, hidden, SPECTRAL_RTOL,
                            MAX_ITERATIONS, logs, out, bad)  # fmt: skip
             if (bad >= 0).any():
                 b = int(np.flatnonzero(bad >= 0)[0])

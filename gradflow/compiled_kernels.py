@@ -1,15 +1,17 @@
 r"""numba kernels of the compiled backend: the per-sequence chain with certified spectral norms.
 
 Imported only by :mod:`gradflow.compiled`, and only when numba is installed (extra ``fast``).
-Nothing here knows a cell: the Jacobians ``J_t`` arrive materialised, evaluated for a chunk of
-steps by the kernels that :mod:`gradflow.codegen` generated from the SymPy derivation, with the
-block structure of the derivation (which column blocks hold a weight matrix, which blocks are
-diagonal) as two small integer arrays. One call runs a whole chunk of lags for every sequence
-of the batch, the sequences spread over numba's threads (``prange``):
+Nothing here knows a cell: the Jacobian factors arrive evaluated for a chunk of steps (by the
+rollout that :mod:`gradflow.compiled_codegen` prints from the SymPy derivation, or by the NumPy
+kernels of :mod:`gradflow.codegen`), with the derivation's terms ``diag(d) W diag(d')`` as a
+small integer table and which column blocks hold a weight matrix. One call runs a whole chunk
+of lags for every sequence of the batch, the sequences spread over numba's threads
+(``prange``), with no allocation per lag:
 
-1. ``P <- P J_t``, column block by column block: a column block with a dense block is one BLAS
-   product ``P @ J[:, block]``; a column block of diagonal blocks is a column scaling (the
-   LSTM's ``dh/dc`` and ``dc/dc``: half the dense floor's multiplies).
+1. ``P <- P J_t`` without forming ``J_t`` (:func:`_apply`): a column block with a weight matrix
+   is assembled from its terms (``m x n``) and multiplied by BLAS; a column block of diagonal
+   blocks is a sum of column scalings (the LSTM's ``dh/dc`` and ``dc/dc``: half the dense
+   floor's multiplies).
 2. Renormalise to unit Frobenius norm, exactly as :func:`gradflow.norms.normalise` (the plain
    sum of squares where it is exact, else scaled by the largest entry), carrying log10 of the
    scale; a zero product stays zero.
@@ -52,57 +54,70 @@ TINY = float(np.finfo(np.float64).tiny)
 
 
 @njit(cache=True)
-def _product(
-    A: Any, Jt: Any, out: Any, ns: int, n: int, dense: Any, diag: Any, Jc: Any, Oc: Any
-) -> None:  # noqa: E501
-    """``out = A @ Jt`` by column blocks: BLAS for dense columns, scalings for diagonal ones."""
+def _apply(
+    A: Any, Fs: Any, k: int, b: int, Ws: Any, terms: Any, out: Any, n: int, dense: Any,
+    Jc: Any, Oc: Any,
+) -> None:  # fmt: skip
+    """``out = A @ J_t`` of step ``k``, sequence ``b``, by column blocks, without forming
+    ``J_t``: a column block holding a weight matrix is assembled (``m x n``) from the
+    derivation's terms (rows of ``terms``: block row, block column, weight index or -1,
+    leading and trailing factor index or -1 for a factor 1; ``diag(F[d0]) @ W @ diag(F[d1])``,
+    or ``diag(F[d0])`` without a weight) and multiplied by BLAS; a column block of diagonal
+    blocks is a sum of column scalings of ``A`` (the LSTM's ``dh/dc`` and ``dc/dc``: half the
+    dense floor's multiplies). The factors ``Fs`` are the code generator's, for the chunk."""
     m = A.shape[0]
-    if ns == 1 and dense[0]:
-        np.dot(A, Jt, out)
-        return
+    ns = dense.shape[0]
     for j in range(ns):
         c0 = j * n
         if dense[j]:
-            for r in range(m):
-                for c in range(n):
-                    Jc[r, c] = Jt[r, c0 + c]
+            Jc[:, :] = 0.0
+            for t in range(terms.shape[0]):
+                if terms[t, 1] != j:
+                    continue
+                i0, w, d0, d1 = terms[t, 0] * n, terms[t, 2], terms[t, 3], terms[t, 4]
+                if w < 0:
+                    for r in range(n):
+                        Jc[i0 + r, r] += Fs[d0, k, b, r] if d0 >= 0 else 1.0
+                    continue
+                f1 = Fs[d1, k, b] if d1 >= 0 else Fs[0, k, b]
+                for r in range(n):
+                    a = Fs[d0, k, b, r] if d0 >= 0 else 1.0
+                    row = Jc[i0 + r]
+                    wr = Ws[w, r]
+                    if d1 >= 0:
+                        for c in range(n):
+                            row[c] += a * wr[c] * f1[c]
+                    else:
+                        for c in range(n):
+                            row[c] += a * wr[c]
+            if ns == 1:
+                np.dot(A, Jc, out)
+                return
             np.dot(A, Jc, Oc)
             for r in range(m):
+                orow = out[r, c0 : c0 + n]
+                src = Oc[r]
                 for c in range(n):
-                    out[r, c0 + c] = Oc[r, c]
+                    orow[c] = src[c]
         else:
-            for r in range(m):
-                for c in range(n):
-                    out[r, c0 + c] = 0.0
-            for i in range(ns):
-                if diag[i, j]:
-                    i0 = i * n
+            out[:, c0 : c0 + n] = 0.0
+            for t in range(terms.shape[0]):
+                if terms[t, 1] != j:
+                    continue
+                i0, d0 = terms[t, 0] * n, terms[t, 3]
+                if d0 < 0:
                     for r in range(m):
+                        orow = out[r, c0 : c0 + n]
+                        arow = A[r, i0 : i0 + n]
                         for c in range(n):
-                            out[r, c0 + c] += A[r, i0 + c] * Jt[i0 + c, c0 + c]
-
-
-@njit(cache=True)
-def _assemble(Fs: Any, k: int, b: int, Ws: Any, terms: Any, J: Any, n: int) -> None:
-    """``J_t`` of step ``k``, sequence ``b``, from the derivation's terms (rows of ``terms``:
-    block row, block column, weight index or -1, leading and trailing factor index or -1 for
-    a factor 1): ``diag(F[d0]) @ W @ diag(F[d1])``, or ``diag(F[d0])`` without a weight. The
-    factors ``Fs`` are the code generator's, evaluated for the chunk."""
-    J[:, :] = 0.0
-    for t in range(terms.shape[0]):
-        i0, j0, w, d0, d1 = terms[t, 0] * n, terms[t, 1] * n, terms[t, 2], terms[t, 3], terms[t, 4]
-        if w < 0:
-            for r in range(n):
-                J[i0 + r, j0 + r] += Fs[d0, k, b, r] if d0 >= 0 else 1.0
-            continue
-        for r in range(n):
-            a = Fs[d0, k, b, r] if d0 >= 0 else 1.0
-            if d1 >= 0:
-                for c in range(n):
-                    J[i0 + r, j0 + c] += a * Ws[w, r, c] * Fs[d1, k, b, c]
-            else:
-                for c in range(n):
-                    J[i0 + r, j0 + c] += a * Ws[w, r, c]
+                            orow[c] += arow[c]
+                    continue
+                f = Fs[d0, k, b]
+                for r in range(m):
+                    orow = out[r, c0 : c0 + n]
+                    arow = A[r, i0 : i0 + n]
+                    for c in range(n):
+                        orow[c] += arow[c] * f[c]
 
 
 @njit(cache=True)
@@ -366,7 +381,6 @@ def chain_chunk(
     Uh: Any,
     n: int,
     dense: Any,
-    diag: Any,
     hidden: bool,
     rtol: float,
     maxit: int,
@@ -376,20 +390,18 @@ def chain_chunk(
 ) -> None:
     """Lags ``k0 + 1 .. k0 + K`` of every sequence: ``Fs`` ``(factors, K, B, n)`` are the
     chunk's Jacobian factors in time order (the latest step last), ``Ws`` the weights and
-    ``terms`` the derivation's terms (:func:`_assemble`), ``P`` ``(B, m, m)`` the product so
+    ``terms`` the derivation's terms (:func:`_apply`), ``P`` ``(B, m, m)`` the product so
     far (updated), ``U``/``Uh`` the warm blocks (updated). Writes ``logs[j, b]`` (log10 of
     lag ``j``'s scale) and ``out[q, j, b]`` for q = value, gap, kind, h value, h gap, h kind,
     iterations;
     ``err[b]`` is the first lag ``j`` whose product is not finite (else -1)."""
     K, B, m = Fs.shape[1], Fs.shape[2], P.shape[1]
-    ns = m // n
     eps, tiny = EPS, TINY
     thr = tiny / eps * m * m
     thr_h = tiny / eps * n * n
     for bi in prange(B):
         A = P[bi].copy()
         Bf = np.empty((m, m))
-        Jt = np.empty((m, m))
         Jc = np.empty((m, n))
         Oc = np.empty((m, n))
         Ub = U[bi].copy()
@@ -399,8 +411,7 @@ def chain_chunk(
         wsh = _workspace_jit(n, n, Uhb.shape[1])
         err[bi] = -1
         for j in range(K):
-            _assemble(Fs, K - 1 - j, bi, Ws, terms, Jt, n)
-            _product(A, Jt, Bf, ns, n, dense, diag, Jc, Oc)
+            _apply(A, Fs, K - 1 - j, bi, Ws, terms, Bf, n, dense, Jc, Oc)
             A, Bf = Bf, A
             s = _normalise(A, thr)
             if not (s < np.inf):
