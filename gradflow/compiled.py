@@ -37,7 +37,7 @@ import threading
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 import numpy as np
 
@@ -46,14 +46,13 @@ from .backend import to_numpy
 from .cells import Cell
 from .chains import Setup
 from .codegen import compile_cell
+from .compiled_codegen import Rollout
+from .compiled_codegen import rollout as compiled_rollout
 from .errors import FactorError, NumericalError, UsageError
 from .results import AnalysisResult
 from .spectral import BLOCK, CERTIFICATES, SPECTRAL_RTOL
 from .symbolic.jacobian import state_jacobian
 from .threads import batch_threads, single_blas
-
-if TYPE_CHECKING:
-    from .compiled_codegen import Rollout
 
 #: Largest hidden size the compiled backend takes by default (above, NumPy's per-call cost no
 #: longer dominates and the reference path's BLAS-bound kernels are as fast).
@@ -177,7 +176,8 @@ def _forward(
     """The compiled rollout: the state at every chunk boundary, ``s_T`` and, with ``keep``,
     every chunk's factors; ``None`` where a factor is not finite."""
     s = np.array(su.s0, dtype=np.float64, order="C")
-    checkpoints, kept = [], [] if keep else None
+    checkpoints = []
+    kept: list[np.ndarray] | None = [] if keep else None
     for t0 in range(0, su.steps, chunk):
         checkpoints.append(s.copy())
         F, status = _run(su, ro, s, t0, min(su.steps, t0 + chunk))
@@ -220,7 +220,6 @@ def analyze(
     import numba
 
     from . import compiled_kernels as ck
-    from .compiled_codegen import rollout as compiled_rollout
 
     importlib.import_module("scipy.linalg.cython_blas")  # the BLAS numba's np.dot calls
 
