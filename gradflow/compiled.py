@@ -239,6 +239,7 @@ def analyze(
     Ws = np.stack([np.asarray(su.q[f"W:{w}"]) for w in pl.weights] or [np.zeros((n, n))])
     if Ws.shape[1:] != (n, n):
         raise UsageError(f"the compiled backend needs n x n state weights; got {Ws.shape[1:]}")
+    WsT = np.ascontiguousarray(Ws.transpose(0, 2, 1))
     hidden = hidden and len(su.cell.state) > 1
     rng = np.random.default_rng(20130101)
 
@@ -246,7 +247,7 @@ def analyze(
         u0, _ = np.linalg.qr(rng.standard_normal((rows, min(BLOCK, rows))))
         return np.broadcast_to(u0, (B, *u0.shape)).copy()  # writable, also for B = 1
 
-    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()
+    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()  # the chain carries P^T
     U, Uh = block(m), block(n) if hidden else np.zeros((B, 1, 1))
     frob = np.zeros((T + 1, B))
     spec = np.zeros((T + 1, B))
@@ -277,7 +278,7 @@ def analyze(
             logs = np.empty((K, B))
             out = np.zeros((7, K, B))
             bad = np.empty(B, dtype=np.int64)
-            ck.chain_chunk(Fs, Ws, pl.terms, P, U, Uh, n, pl.dense, hidden, SPECTRAL_RTOL,
+            ck.chain_chunk(Fs, WsT, pl.terms, P, U, Uh, n, pl.dense, hidden, SPECTRAL_RTOL,
                            MAX_ITERATIONS, logs, out, bad)  # fmt: skip
             if (bad >= 0).any():
                 b = int(np.flatnonzero(bad >= 0)[0])

@@ -53,71 +53,110 @@ EPS = float(np.finfo(np.float64).eps)
 TINY = float(np.finfo(np.float64).tiny)
 
 
+@njit(cache=True, inline="always")
+def _axpy2(row: Any, a1: Any, x1: Any, a2: Any, x2: Any, fresh: bool) -> None:
+    """``row (+)= a1 * x1 + a2 * x2`` elementwise (``=`` where ``fresh``)."""
+    if fresh:
+        for r in range(row.shape[0]):
+            row[r] = a1[r] * x1[r] + a2[r] * x2[r]
+    else:
+        for r in range(row.shape[0]):
+            row[r] += a1[r] * x1[r] + a2[r] * x2[r]
+
+
+@njit(cache=True, inline="always")
+def _axpy1(row: Any, a1: Any, x1: Any, f: float, fresh: bool) -> None:
+    """``row (+)= a1 * x1 * f`` elementwise (``=`` where ``fresh``)."""
+    if fresh:
+        for r in range(row.shape[0]):
+            row[r] = a1[r] * x1[r] * f
+    else:
+        for r in range(row.shape[0]):
+            row[r] += a1[r] * x1[r] * f
+
+
+@njit(cache=True, inline="always")
+def _axpy0(row: Any, x1: Any, f: float, fresh: bool) -> None:
+    """``row (+)= x1 * f`` elementwise (``=`` where ``fresh``)."""
+    if fresh:
+        for r in range(row.shape[0]):
+            row[r] = x1[r] * f
+    else:
+        for r in range(row.shape[0]):
+            row[r] += x1[r] * f
+
+
 @njit(cache=True)
 def _apply(
-    A: Any, Fs: Any, k: int, b: int, Ws: Any, terms: Any, out: Any, n: int, dense: Any,
-    Jc: Any, Oc: Any,
+    At: Any, Fs: Any, k: int, b: int, WsT: Any, terms: Any, out: Any, n: int, dense: Any,
+    Gt: Any,
 ) -> None:  # fmt: skip
-    """``out = A @ J_t`` of step ``k``, sequence ``b``, by column blocks, without forming
-    ``J_t``: a column block holding a weight matrix is assembled (``m x n``) from the
-    derivation's terms (rows of ``terms``: block row, block column, weight index or -1,
-    leading and trailing factor index or -1 for a factor 1; ``diag(F[d0]) @ W @ diag(F[d1])``,
-    or ``diag(F[d0])`` without a weight) and multiplied by BLAS; a column block of diagonal
-    blocks is a sum of column scalings of ``A`` (the LSTM's ``dh/dc`` and ``dc/dc``: half the
-    dense floor's multiplies). The factors ``Fs`` are the code generator's, for the chunk."""
-    m = A.shape[0]
+    """``out = (P J_t)^T = J_t^T P^T`` for ``At = P^T`` (the chain carries the transpose: a
+    column block of ``P J_t`` is then a contiguous row block) at step ``k``, sequence ``b``,
+    without forming ``J_t``. Rows of ``terms``: block row, block column, weight index or -1,
+    leading and trailing factor index or -1 for a factor 1, i.e. ``diag(F[d0]) W diag(F[d1])``
+    or ``diag(F[d0])``; ``WsT`` holds the transposed weights. A column block ``j`` holding a
+    weight matrix: its ``n x m`` block ``J[:, j]^T`` is assembled in ``Gt`` (two terms per pass
+    where they share a block; the first pass over a block assigns, blocks without a term are
+    zeroed) and multiplied by BLAS, ``out[j] = Gt @ At``; a column block of diagonal blocks is
+    a sum of row scalings of ``At`` (the LSTM's ``dh/dc`` and ``dc/dc``: half the dense
+    floor's multiplies). The factors ``Fs`` are the chunk's."""
+    m = At.shape[0]
     ns = dense.shape[0]
+    nt = terms.shape[0]
     for j in range(ns):
         c0 = j * n
         if dense[j]:
-            Jc[:, :] = 0.0
-            for t in range(terms.shape[0]):
+            done = 0  # bit i: row block i of Gt written
+            t = 0
+            while t < nt:
                 if terms[t, 1] != j:
+                    t += 1
                     continue
                 i0, w, d0, d1 = terms[t, 0] * n, terms[t, 2], terms[t, 3], terms[t, 4]
+                bit = 1 << terms[t, 0]
+                fresh = (done & bit) == 0
+                done |= bit
                 if w < 0:
-                    for r in range(n):
-                        Jc[i0 + r, r] += Fs[d0, k, b, r] if d0 >= 0 else 1.0
+                    if fresh:
+                        Gt[:, i0 : i0 + n] = 0.0
+                    for c in range(n):
+                        Gt[c, i0 + c] += Fs[d0, k, b, c] if d0 >= 0 else 1.0
+                    t += 1
                     continue
-                f1 = Fs[d1, k, b] if d1 >= 0 else Fs[0, k, b]
-                for r in range(n):
-                    a = Fs[d0, k, b, r] if d0 >= 0 else 1.0
-                    row = Jc[i0 + r]
-                    wr = Ws[w, r]
-                    if d1 >= 0:
-                        for c in range(n):
-                            row[c] += a * wr[c] * f1[c]
-                    else:
-                        for c in range(n):
-                            row[c] += a * wr[c]
-            if ns == 1:
-                np.dot(A, Jc, out)
-                return
-            np.dot(A, Jc, Oc)
-            for r in range(m):
-                orow = out[r, c0 : c0 + n]
-                src = Oc[r]
+                u = t + 1
+                if (
+                    u < nt and terms[u, 1] == j and terms[u, 0] == terms[t, 0] and terms[u, 2] >= 0
+                    and d0 >= 0 and d1 < 0 and terms[u, 3] >= 0 and terms[u, 4] < 0
+                ):  # fmt: skip
+                    a1, a2, w2 = Fs[d0, k, b], Fs[terms[u, 3], k, b], terms[u, 2]
+                    for c in range(n):
+                        _axpy2(Gt[c, i0 : i0 + n], a1, WsT[w, c], a2, WsT[w2, c], fresh)
+                    t += 2
+                    continue
                 for c in range(n):
-                    orow[c] = src[c]
+                    f1 = Fs[d1, k, b, c] if d1 >= 0 else 1.0
+                    if d0 >= 0:
+                        _axpy1(Gt[c, i0 : i0 + n], Fs[d0, k, b], WsT[w, c], f1, fresh)
+                    else:
+                        _axpy0(Gt[c, i0 : i0 + n], WsT[w, c], f1, fresh)
+                t += 1
+            for i in range(ns):
+                if (done >> i) & 1 == 0:
+                    Gt[:, i * n : (i + 1) * n] = 0.0
+            np.dot(Gt, At, out.reshape((ns, n, m))[j])  # a C-contiguous row block
         else:
-            out[:, c0 : c0 + n] = 0.0
-            for t in range(terms.shape[0]):
+            first = True
+            for t in range(nt):
                 if terms[t, 1] != j:
                     continue
                 i0, d0 = terms[t, 0] * n, terms[t, 3]
-                if d0 < 0:
-                    for r in range(m):
-                        orow = out[r, c0 : c0 + n]
-                        arow = A[r, i0 : i0 + n]
-                        for c in range(n):
-                            orow[c] += arow[c]
-                    continue
-                f = Fs[d0, k, b]
-                for r in range(m):
-                    orow = out[r, c0 : c0 + n]
-                    arow = A[r, i0 : i0 + n]
-                    for c in range(n):
-                        orow[c] += arow[c] * f[c]
+                for c in range(n):
+                    f = Fs[d0, k, b, c] if d0 >= 0 else 1.0
+                    _axpy0(out[c0 + c], At[i0 + c], f, first)
+                first = False
+            if first:
+                out[c0 : c0 + n] = 0.0
 
 
 @njit(cache=True)
@@ -374,7 +413,7 @@ _workspace_jit = njit(cache=True)(_workspace)
 @njit(cache=True, parallel=True)
 def chain_chunk(
     Fs: Any,
-    Ws: Any,
+    WsT: Any,
     terms: Any,
     P: Any,
     U: Any,
@@ -389,11 +428,12 @@ def chain_chunk(
     err: Any,
 ) -> None:
     """Lags ``k0 + 1 .. k0 + K`` of every sequence: ``Fs`` ``(factors, K, B, n)`` are the
-    chunk's Jacobian factors in time order (the latest step last), ``Ws`` the weights and
-    ``terms`` the derivation's terms (:func:`_apply`), ``P`` ``(B, m, m)`` the product so
-    far (updated), ``U``/``Uh`` the warm blocks (updated). Writes ``logs[j, b]`` (log10 of
-    lag ``j``'s scale) and ``out[q, j, b]`` for q = value, gap, kind, h value, h gap, h kind,
-    iterations;
+    chunk's Jacobian factors in time order (the latest step last), ``WsT`` the transposed
+    weights and ``terms`` the derivation's terms (:func:`_apply`), ``P`` ``(B, m, m)`` the
+    transposed product so far ``P^T`` (updated; its norms are ``P``'s, and its leading
+    ``n x n`` block is the h block's transpose), ``U``/``Uh`` the warm blocks (updated).
+    Writes ``logs[j, b]`` (log10 of lag ``j``'s scale) and ``out[q, j, b]`` for q = value,
+    gap, kind, h value, h gap, h kind, iterations;
     ``err[b]`` is the first lag ``j`` whose product is not finite (else -1)."""
     K, B, m = Fs.shape[1], Fs.shape[2], P.shape[1]
     eps, tiny = EPS, TINY
@@ -402,8 +442,7 @@ def chain_chunk(
     for bi in prange(B):
         A = P[bi].copy()
         Bf = np.empty((m, m))
-        Jc = np.empty((m, n))
-        Oc = np.empty((m, n))
+        Gt = np.empty((n, m))
         Ub = U[bi].copy()
         ws = _workspace_jit(m, m, Ub.shape[1])
         Hb = np.empty((n, n))
@@ -411,14 +450,15 @@ def chain_chunk(
         wsh = _workspace_jit(n, n, Uhb.shape[1])
         err[bi] = -1
         for j in range(K):
-            _apply(A, Fs, K - 1 - j, bi, Ws, terms, Bf, n, dense, Jc, Oc)
+            _apply(A, Fs, K - 1 - j, bi, WsT, terms, Bf, n, dense, Gt)
             A, Bf = Bf, A
             s = _normalise(A, thr)
             if not (s < np.inf):
                 err[bi] = j
                 break
             logs[j, bi] = np.log10(s) if s > 0.0 else -np.inf
-            v, g, k, it = _certified(A, 1.0 if s > 0.0 else 0.0, Ub, ws, rtol, eps, tiny, maxit)
+            # certified on P = A^T: its left singular space (U's) settles as lags grow
+            v, g, k, it = _certified(A.T, 1.0 if s > 0.0 else 0.0, Ub, ws, rtol, eps, tiny, maxit)
             out[0, j, bi] = v
             out[1, j, bi] = g
             out[2, j, bi] = k
@@ -426,7 +466,7 @@ def chain_chunk(
             if hidden:
                 for r in range(n):
                     for c in range(n):
-                        Hb[r, c] = A[r, c]
+                        Hb[r, c] = A[c, r]
                 fh = _normalise(Hb, thr_h)
                 f2 = 1.0 if fh > 0.0 else 0.0
                 v, g, k, it = _certified(Hb, f2, Uhb, wsh, rtol, eps, tiny, maxit)
