@@ -61,15 +61,17 @@ from numba import njit
 
 
 @njit({OPTIONS})
-def _sigmoid(x):
-    e = math.exp(-abs(x))
+def _sigmoid(x, e):
     return (1.0 if x >= 0 else e) / (1.0 + e)
 
 
 @njit({OPTIONS})
-def _sech2(x):
-    e = math.exp(-2.0 * abs(x))
-    return 4.0 * e / (1.0 + e) ** 2
+def _tanh(x, e):
+    a = abs(x)
+    if a < 0.5:  # 1 - e would cancel: tanh(a) = -expm1(-2a) / (2 + expm1(-2a))
+        m = math.expm1(-2.0 * a)
+        return math.copysign(-m / (2.0 + m), x)
+    return math.copysign((1.0 - e) / (1.0 + e), x)
 
 
 @njit({OPTIONS})
@@ -91,17 +93,40 @@ class Unsupported(Exception):
 
 
 class ScalarPrinter(PythonCodePrinter):  # type: ignore[misc]  # SymPy ships no types
-    """Python's scalar printer (``math.tanh``) with gradflow's cell functions; strict: an
-    expression it cannot print raises instead of printing a comment."""
+    """Python's scalar printer (``math.exp``) with gradflow's cell functions; strict: an
+    expression it cannot print raises instead of printing a comment.
+
+    The exponentials behind ``sigmoid(a)`` and ``sigmoid(-a)`` (``exp(-|a|)``), and behind
+    ``tanh(a)`` and ``sech(a)^2`` (``exp(-2|a|)``), are computed once per argument for the
+    whole loop body: :attr:`pending` collects the lines that define them, to be written
+    before the line being printed (the exponentials dominate the rollout's cost). The forms
+    are exact in the tails as :data:`gradflow.codegen.HELPERS` are."""
 
     def __init__(self) -> None:
         super().__init__({"strict": True, "fully_qualified_modules": True})
+        self.memo: dict[tuple[str, str], str] = {}
+        self.pending: list[str] = []
+
+    def _shared(self, kind: str, arg: sp.Expr) -> str:
+        key = (kind, sp.srepr(sp.Abs(arg)))
+        if key not in self.memo:
+            name = f"q_{len(self.memo)}"
+            scale = "" if kind == "e1" else "2.0 * "
+            self.pending.append(f"{name} = math.exp(-{scale}abs({self._print(arg)}))")
+            self.memo[key] = name
+        return self.memo[key]
 
     def _print_sigmoid(self, expr: sp.Expr) -> str:
-        return f"_sigmoid({self._print(expr.args[0])})"
+        e = self._shared("e1", expr.args[0])
+        return f"_sigmoid({self._print(expr.args[0])}, {e})"
+
+    def _print_tanh(self, expr: sp.Expr) -> str:
+        e = self._shared("e2", expr.args[0])
+        return f"_tanh({self._print(expr.args[0])}, {e})"
 
     def _print_sech2(self, expr: sp.Expr) -> str:
-        return f"_sech2({self._print(expr.args[0])})"
+        e = self._shared("e2", expr.args[0])
+        return f"(4.0 * {e} / (1.0 + {e}) ** 2)"
 
     def _print_relu(self, expr: sp.Expr) -> str:
         return f"max({self._print(expr.args[0])}, 0.0)"
@@ -125,11 +150,15 @@ class ScalarPrinter(PythonCodePrinter):  # type: ignore[misc]  # SymPy ships no 
         return f"_heaviside({self._print(expr.args[0])}, {float(h0)!r})"
 
 
-def _print(expr: sp.Expr) -> str:
+def _lines(printer: ScalarPrinter, target: str, expr: sp.Expr, indent: str) -> list[str]:
+    """``target = expr`` printed, after the lines of the exponentials it needs first."""
     try:
-        return str(ScalarPrinter().doprint(expr))
+        text = str(printer.doprint(expr))
     except Exception as err:  # SymPy's printers raise several kinds for what they cannot print
         raise Unsupported(str(err)) from None
+    out = [indent + line for line in printer.pending] + [f"{indent}{target} = {text}"]
+    printer.pending.clear()
+    return out
 
 
 @dataclass(frozen=True)
@@ -160,6 +189,7 @@ def rollout_source(cell: Cell) -> tuple[str, tuple[str, ...], int]:
     keys += [f"V:{p}" for p in params]
     names = [f"U_{k}" for k in range(len(lay.sources))] + [f"p_{p}_all" for p in params]
     ind = " " * 16
+    printer = ScalarPrinter()
     L = [f"@njit({OPTIONS})", f"def rollout_chunk(s, u, F, n, {', '.join(names)}):"]
     L += ["    K, B = u.shape[0], u.shape[1]", "    s_new = np.empty_like(s)"]
     for k in range(len(lay.sources)):
@@ -186,13 +216,14 @@ def rollout_source(cell: Cell) -> tuple[str, tuple[str, ...], int]:
                 parts.append(f"r_{list(lay.sources).index(src)}[b, {j} * n + i]")
             L.append(f"{ind}v_{nd.name} = " + " + ".join(parts))
         else:
-            L.append(f"{ind}v_{nd.name} = {_print(_rename(cell, nd.expr))}")
+            L += _lines(printer, f"v_{nd.name}", _rename(cell, nd.expr), ind)
     temps, reduced = sp.cse(
         [_rename(cell, d) for d in exact], symbols=sp.numbered_symbols("t_"), order="none"
     )
-    L += [f"{ind}{sym} = {_print(val)}" for sym, val in temps]
+    for sym, val in temps:
+        L += _lines(printer, str(sym), val, ind)
     for f, e in enumerate(reduced):
-        L += [f"{ind}F[{f}, k, b, i] = {_print(e)}"]
+        L += _lines(printer, f"F[{f}, k, b, i]", e, ind)
         L += [f"{ind}if not math.isfinite(F[{f}, k, b, i]):", f"{ind}    bad_factor = True"]
     upd = dict(cell.update)
     for k, st in enumerate(states):
