@@ -194,9 +194,9 @@ def _normalise(A: Any, thr: float) -> float:
 
 
 @njit(cache=True)
-def _jacobi(H: Any, V: Any, w: Any) -> None:
-    """Eigenvalues ``w`` and eigenvectors ``V`` (columns) of the small symmetric ``H``
-    (destroyed) by cyclic Jacobi rotations: accurate to ``eps ||H||``."""
+def _jacobi(H: Any, V: Any, w: Any, vectors: bool) -> None:
+    """Eigenvalues ``w`` and, with ``vectors``, eigenvectors ``V`` (columns) of the small
+    symmetric ``H`` (destroyed) by cyclic Jacobi rotations: accurate to ``eps ||H||``."""
     p = H.shape[0]
     for i in range(p):
         for j in range(p):
@@ -229,10 +229,11 @@ def _jacobi(H: Any, V: Any, w: Any) -> None:
                     hik, hjk = H[i, k], H[j, k]
                     H[i, k] = c * hik - s * hjk
                     H[j, k] = s * hik + c * hjk
-                for k in range(p):
-                    vki, vkj = V[k, i], V[k, j]
-                    V[k, i] = c * vki - s * vkj
-                    V[k, j] = s * vki + c * vkj
+                if vectors:
+                    for k in range(p):
+                        vki, vkj = V[k, i], V[k, j]
+                        V[k, i] = c * vki - s * vkj
+                        V[k, j] = s * vki + c * vkj
     for i in range(p):
         w[i] = H[i, i]
 
@@ -306,8 +307,8 @@ def _certified(
     t1 = 0.0
     while True:
         np.dot(A.T, U, W)
-        trace = _gram(W, W, H, Hc)
-        _jacobi(Hc, V, w)
+        trace = _gram_sym(W, H, Hc)
+        _jacobi(Hc, V, w, it < maxit)  # the vectors only for a subspace iteration
         top = _argmax(w)
         t1 = max(w[top], 0.0)
         c = max(fro2 - trace, 0.0) + 4.0 * eps * fro2
@@ -328,7 +329,7 @@ def _certified(
     for _ in range(REFINE):
         np.dot(G, WV, W)  # G Q
         _gram(WV, W, H, Hc)  # Q^T G Q
-        _jacobi(Hc, V, w)
+        _jacobi(Hc, V, w, True)
         top = _argmax(w)
         t_new = w[top]
         it += 1
@@ -353,6 +354,29 @@ def _certified(
     np.dot(A, WV, Y)  # the next lag's block: U = orth(A Q)
     _orthonormalise(Y, U)
     return value, gap, kind, it
+
+
+@njit(cache=True)
+def _gram_sym(X: Any, H: Any, Hc: Any) -> float:
+    """``H = X^T X`` (its upper half, mirrored; rows of ``X`` in order) and a copy in
+    ``Hc``; returns its trace."""
+    rows, b = X.shape
+    for i in range(b):
+        for j in range(b):
+            H[i, j] = 0.0
+    for r in range(rows):
+        for i in range(b):
+            xi = X[r, i]
+            for j in range(i, b):
+                H[i, j] += xi * X[r, j]
+    trace = 0.0
+    for i in range(b):
+        for j in range(i, b):
+            H[j, i] = H[i, j]
+            Hc[i, j] = H[i, j]
+            Hc[j, i] = H[i, j]
+        trace += H[i, i]
+    return trace
 
 
 @njit(cache=True)
