@@ -8,11 +8,15 @@ threads: the product, its renormalisation and log scale, the Frobenius norms and
 spectral norm at every lag (and of the h block), with the certificate kinds of
 :mod:`gradflow.spectral` (bracket, Cholesky, exact) counted in ``meta["spectral"]`` the same way.
 
-Nothing numeric is written by hand: the rollout, the Jacobian factors and the materialised
-Jacobians ``J_t`` of each chunk come from the kernels that :mod:`gradflow.codegen` generated from
-the SymPy derivation (one batched NumPy call per chunk), and the block structure that the
-compiled product exploits (a column block of diagonal blocks is a scaling) is read from the
-same derivation (:func:`gradflow.symbolic.jacobian.state_jacobian`).
+Nothing numeric is written by hand: the rollout and the Jacobian factors of each chunk come
+from one numba kernel per cell that :mod:`gradflow.compiled_codegen` prints from the SymPy
+derivation (the same expressions as :mod:`gradflow.codegen`'s NumPy kernels, which remain the
+rollout for a cell the scalar printer cannot express, and name a non-finite factor), and the
+terms ``diag(d) W diag(d')`` and block structure that the compiled product applies without
+forming ``J_t`` (a column block of diagonal blocks is a scaling) are read from the same
+derivation (:func:`gradflow.symbolic.jacobian.state_jacobian`). The factors of the whole
+rollout are kept when they fit in ``ROLLOUT_BUDGET``, else recomputed chunk by chunk from
+checkpoints.
 
 **When it is used** (:func:`qualifies`): numba imports, the backend is ``numpy``, the dtype
 ``float64``, the hidden size ``n <= MAX_N``, only the default quantities are asked for (no
@@ -24,7 +28,8 @@ n = 32). The rule reads the inputs only, never the process's state (such as numb
 already), so that a sweep's points come out the same inline and in a process pool.
 ``analyze(compiled=False)`` or ``GRADFLOW_COMPILED=0`` forces the NumPy reference path;
 ``compiled=True`` refuses, with one line, a case that does not qualify. The result's
-``meta["compiled"]`` names the kernels and the threads when this path ran. The numba functions
+``meta["compiled"]`` names the kernels, the threads and the rollout (``compiled`` or
+``numpy``) when this path ran. The numba functions
 are compiled once per machine and cached on disk (numba's ``cache=True``); this module imports
 numba only when it runs.
 """
