@@ -8,11 +8,15 @@ threads: the product, its renormalisation and log scale, the Frobenius norms and
 spectral norm at every lag (and of the h block), with the certificate kinds of
 :mod:`gradflow.spectral` (bracket, Cholesky, exact) counted in ``meta["spectral"]`` the same way.
 
-Nothing numeric is written by hand: the rollout, the Jacobian factors and the materialised
-Jacobians ``J_t`` of each chunk come from the kernels that :mod:`gradflow.codegen` generated from
-the SymPy derivation (one batched NumPy call per chunk), and the block structure that the
-compiled product exploits (a column block of diagonal blocks is a scaling) is read from the
-same derivation (:func:`gradflow.symbolic.jacobian.state_jacobian`).
+Nothing numeric is written by hand: the rollout and the Jacobian factors of each chunk come
+from one numba kernel per cell that :mod:`gradflow.compiled_codegen` prints from the SymPy
+derivation (the same expressions as :mod:`gradflow.codegen`'s NumPy kernels, which remain the
+rollout for a cell the scalar printer cannot express, and name a non-finite factor), and the
+terms ``diag(d) W diag(d')`` and block structure that the compiled product applies without
+forming ``J_t`` (a column block of diagonal blocks is a scaling) are read from the same
+derivation (:func:`gradflow.symbolic.jacobian.state_jacobian`). The factors of the whole
+rollout are kept when they fit in ``ROLLOUT_BUDGET``, else recomputed chunk by chunk from
+checkpoints.
 
 **When it is used** (:func:`qualifies`): numba imports, the backend is ``numpy``, the dtype
 ``float64``, the hidden size ``n <= MAX_N``, only the default quantities are asked for (no
@@ -24,7 +28,8 @@ n = 32). The rule reads the inputs only, never the process's state (such as numb
 already), so that a sweep's points come out the same inline and in a process pool.
 ``analyze(compiled=False)`` or ``GRADFLOW_COMPILED=0`` forces the NumPy reference path;
 ``compiled=True`` refuses, with one line, a case that does not qualify. The result's
-``meta["compiled"]`` names the kernels and the threads when this path ran. The numba functions
+``meta["compiled"]`` names the kernels, the threads and the rollout (``compiled`` or
+``numpy``) when this path ran. The numba functions
 are compiled once per machine and cached on disk (numba's ``cache=True``); this module imports
 numba only when it runs.
 """
@@ -46,6 +51,8 @@ from .backend import to_numpy
 from .cells import Cell
 from .chains import Setup
 from .codegen import compile_cell
+from .compiled_codegen import Rollout
+from .compiled_codegen import rollout as compiled_rollout
 from .errors import FactorError, NumericalError, UsageError
 from .results import AnalysisResult
 from .spectral import BLOCK, CERTIFICATES, SPECTRAL_RTOL
@@ -59,12 +66,16 @@ MAX_N = 64
 MIN_STEPS = 10_000
 #: The environment variable that, set to 0, forces the NumPy reference path.
 ENV = "GRADFLOW_COMPILED"
-#: Bytes of materialised Jacobians per chunk.
+#: Bytes of Jacobian factors per chunk.
 CHUNK_BUDGET = 16 * 2**20
-#: Bytes of the rollout's unit values kept in memory instead of recomputed chunk by chunk.
+#: Bytes of the rollout's Jacobian factors (unit values on the NumPy rollout) kept in memory
+#: instead of recomputed chunk by chunk.
 ROLLOUT_BUDGET = 64 * 2**20
-#: Subspace iterations per lag before a Cholesky certificate is tried.
-MAX_ITERATIONS = 2
+#: Subspace iterations on ``P`` per lag before the refinement on ``P^T P`` and a Cholesky
+#: certificate (issue 14: at n = 32 the warm block's bracket closes at once on 84-91% of the
+#: lags, and after two more iterations on only 0.3% more; the rest are the early lags of a
+#: full-rank product, which the Cholesky test certifies).
+MAX_ITERATIONS = 0
 
 _LOCK = threading.Lock()
 
@@ -114,7 +125,7 @@ class Plan:
 
 @lru_cache(maxsize=64)
 def plan(cell: Cell) -> Plan | None:
-    """The derivation's terms as a table for :func:`gradflow.compiled_kernels._assemble`, and
+    """The derivation's terms as a table for :func:`gradflow.compiled_kernels._apply`, and
     its block structure (a column block without weights is a scaling); ``None`` where a term
     chains several weight matrices (e.g. the reset-before GRU): the NumPy path runs those."""
     jac = state_jacobian(cell)
@@ -147,6 +158,64 @@ def plan(cell: Cell) -> Plan | None:
     )
 
 
+def _rollout_error(su: Setup, s: np.ndarray, t: int) -> NumericalError:
+    b = int(np.argwhere(~np.isfinite(s))[0][0])
+    return NumericalError(
+        f"the rollout of {su.cell.name!r} produced NaN or inf at step {t}, sequence {b}: "
+        "reduce the weight scale or the inputs"
+    )
+
+
+def _run(su: Setup, ro: Rollout, s: np.ndarray, t0: int, t1: int) -> tuple[np.ndarray, int]:
+    """Steps ``t0 + 1 .. t1`` from ``s`` (updated in place) by the compiled rollout: their
+    factors ``(factors, K, B, n)`` and its status (:mod:`gradflow.compiled_codegen`)."""
+    u = np.ascontiguousarray(su.kernels.input_projection(su.inputs[t0:t1], su.q))
+    F = np.empty((max(1, ro.factors), t1 - t0, su.batch, su.n))
+    if not ro.factors:
+        F[0] = 0.0
+    status = int(ro.run(s, u, F, su.n, *(su.q[k] for k in ro.args)))
+    if status > 0:
+        raise _rollout_error(su, s, t0 + status)
+    return F, status
+
+
+def _forward(
+    su: Setup, ro: Rollout, chunk: int, keep: bool
+) -> tuple[list[np.ndarray], np.ndarray, list[np.ndarray] | None] | None:
+    """The compiled rollout: the state at every chunk boundary, ``s_T`` and, with ``keep``,
+    every chunk's factors; ``None`` where a factor is not finite."""
+    s = np.array(su.s0, dtype=np.float64, order="C")
+    checkpoints = []
+    kept: list[np.ndarray] | None = [] if keep else None
+    for t0 in range(0, su.steps, chunk):
+        checkpoints.append(s.copy())
+        F, status = _run(su, ro, s, t0, min(su.steps, t0 + chunk))
+        if status < 0:
+            return None
+        if kept is not None:
+            kept.append(F)
+    return checkpoints, s, kept
+
+
+def _factors(su: Setup, ro: Rollout, s: np.ndarray, t0: int, t1: int) -> np.ndarray:
+    """The factors of steps ``t0 + 1 .. t1``, recomputed from the checkpoint ``s``."""
+    return _run(su, ro, s.copy(), t0, t1)[0]
+
+
+def _numpy_factors(
+    su: Setup, V: Any, t0: int, t1: int, check_factors: Callable[..., None]
+) -> np.ndarray:
+    """The factors of steps ``t0 + 1 .. t1`` by the code generator's NumPy kernels."""
+    shape = (t1 - t0, su.batch, su.n)
+    with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+        try:
+            F = su.kernels.factors(V, su.q, shape)
+        except FactorError as err:
+            raise err.at_step(su.cell.name, t0) from None
+    check_factors(su, F, t0)
+    return np.stack(F) if F else np.zeros((1, *shape))
+
+
 def analyze(
     su: Setup,
     hidden: bool,
@@ -164,14 +233,22 @@ def analyze(
     importlib.import_module("scipy.linalg.cython_blas")  # the BLAS numba's np.dot calls
 
     T, B, n, m = su.steps, su.batch, su.n, su.m
-    chunk = int(max(1, min(256, CHUNK_BUDGET // (8 * B * m * m))))
-    keep = T * B * n * len(su.kernels.layout.needed) * 8 <= ROLLOUT_BUDGET
-    checkpoints, s_final, kept = forward(su, chunk, keep)
+    ro = compiled_rollout(su.cell)
+    nf = max(1, ro.factors if ro is not None else len(su.kernels.layout.diags))
+    chunk = int(max(1, min(256, CHUNK_BUDGET // (8 * B * n * nf))))
+    done = _forward(su, ro, chunk, T * B * n * nf * 8 <= ROLLOUT_BUDGET) if ro else None
+    if done is not None:
+        checkpoints, s_final, kept = done
+    else:  # no compiled rollout, or a factor is not finite: the NumPy kernels name it
+        ro = None
+        keep = T * B * n * len(su.kernels.layout.needed) * 8 <= ROLLOUT_BUDGET
+        checkpoints, s_final, kept = forward(su, chunk, keep)
     pl = plan(su.cell)
     assert pl is not None  # qualifies() checked
     Ws = np.stack([np.asarray(su.q[f"W:{w}"]) for w in pl.weights] or [np.zeros((n, n))])
     if Ws.shape[1:] != (n, n):
         raise UsageError(f"the compiled backend needs n x n state weights; got {Ws.shape[1:]}")
+    WsT = np.ascontiguousarray(Ws.transpose(0, 2, 1))
     hidden = hidden and len(su.cell.state) > 1
     rng = np.random.default_rng(20130101)
 
@@ -179,7 +256,7 @@ def analyze(
         u0, _ = np.linalg.qr(rng.standard_normal((rows, min(BLOCK, rows))))
         return np.broadcast_to(u0, (B, *u0.shape)).copy()  # writable, also for B = 1
 
-    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()
+    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()  # the chain carries P^T
     U, Uh = block(m), block(n) if hidden else np.zeros((B, 1, 1))
     frob = np.zeros((T + 1, B))
     spec = np.zeros((T + 1, B))
@@ -201,20 +278,16 @@ def analyze(
         k0 = 0
         for c in range(len(checkpoints) - 1, -1, -1):
             t0, t1 = c * chunk, min(T, (c + 1) * chunk)
-            V = kept[c] if kept is not None else chunk_values(su, checkpoints[c], t0, t1)
-            shape = (t1 - t0, B, n)
-            with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
-                try:
-                    F = su.kernels.factors(V, su.q, shape)
-                except FactorError as err:
-                    raise err.at_step(su.cell.name, t0) from None
-            check_factors(su, F, t0)
             K = t1 - t0
-            Fs = np.stack(F) if F else np.zeros((1, *shape))
+            if ro is not None:
+                Fs = kept[c] if kept is not None else _factors(su, ro, checkpoints[c], t0, t1)
+            else:
+                V = kept[c] if kept is not None else chunk_values(su, checkpoints[c], t0, t1)
+                Fs = _numpy_factors(su, V, t0, t1, check_factors)
             logs = np.empty((K, B))
             out = np.zeros((7, K, B))
             bad = np.empty(B, dtype=np.int64)
-            ck.chain_chunk(Fs, Ws, pl.terms, P, U, Uh, n, pl.dense, pl.diag, hidden, SPECTRAL_RTOL,
+            ck.chain_chunk(Fs, WsT, pl.terms, P, U, Uh, n, pl.dense, hidden, SPECTRAL_RTOL,
                            MAX_ITERATIONS, logs, out, bad)  # fmt: skip
             if (bad >= 0).any():
                 b = int(np.flatnonzero(bad >= 0)[0])
@@ -245,12 +318,16 @@ def analyze(
         "dtype": "float64",
         "gradflow_version": __version__,
         "chunk_steps": chunk,
-        "compiled": {"kernels": f"numba {numba.__version__}", "threads": workers},
+        "compiled": {
+            "kernels": f"numba {numba.__version__}",
+            "threads": workers,
+            "rollout": "compiled" if ro is not None else "numpy",
+        },
         "spectral": {
-            "method": "compiled per-sequence chain (numba): a warm orthonormal block, up to "
-            f"{MAX_ITERATIONS} subspace iterations per lag; every value certified: a "
-            "Frobenius bracket, a Cholesky test of u^2 I - P^T P, or an exact eigenvalue of "
-            "P^T P",
+            "method": "compiled per-sequence chain (numba): a warm orthonormal block, "
+            f"{MAX_ITERATIONS} subspace iterations on P and up to {ck.REFINE} on P^T P per lag; "
+            "every value certified: a Frobenius bracket, a Cholesky test of u^2 I - P^T P, or "
+            "an exact eigenvalue of P^T P",
             "rtol": SPECTRAL_RTOL,
             "krylov_depths": depth,
             "certificates": {k: int(v) for k, v in zip(CERTIFICATES, counts, strict=True)},

@@ -1,15 +1,17 @@
 r"""numba kernels of the compiled backend: the per-sequence chain with certified spectral norms.
 
 Imported only by :mod:`gradflow.compiled`, and only when numba is installed (extra ``fast``).
-Nothing here knows a cell: the Jacobians ``J_t`` arrive materialised, evaluated for a chunk of
-steps by the kernels that :mod:`gradflow.codegen` generated from the SymPy derivation, with the
-block structure of the derivation (which column blocks hold a weight matrix, which blocks are
-diagonal) as two small integer arrays. One call runs a whole chunk of lags for every sequence
-of the batch, the sequences spread over numba's threads (``prange``):
+Nothing here knows a cell: the Jacobian factors arrive evaluated for a chunk of steps (by the
+rollout that :mod:`gradflow.compiled_codegen` prints from the SymPy derivation, or by the NumPy
+kernels of :mod:`gradflow.codegen`), with the derivation's terms ``diag(d) W diag(d')`` as a
+small integer table and which column blocks hold a weight matrix. One call runs a whole chunk
+of lags for every sequence of the batch, the sequences spread over numba's threads
+(``prange``), with no allocation per lag:
 
-1. ``P <- P J_t``, column block by column block: a column block with a dense block is one BLAS
-   product ``P @ J[:, block]``; a column block of diagonal blocks is a column scaling (the
-   LSTM's ``dh/dc`` and ``dc/dc``: half the dense floor's multiplies).
+1. ``P <- P J_t`` without forming ``J_t`` (:func:`_apply`): a column block with a weight matrix
+   is assembled from its terms (``m x n``) and multiplied by BLAS; a column block of diagonal
+   blocks is a sum of column scalings (the LSTM's ``dh/dc`` and ``dc/dc``: half the dense
+   floor's multiplies).
 2. Renormalise to unit Frobenius norm, exactly as :func:`gradflow.norms.normalise` (the plain
    sum of squares where it is exact, else scaled by the largest entry), carrying log10 of the
    scale; a zero product stays zero.
@@ -51,58 +53,110 @@ EPS = float(np.finfo(np.float64).eps)
 TINY = float(np.finfo(np.float64).tiny)
 
 
+@njit(cache=True, inline="always")
+def _axpy2(row: Any, a1: Any, x1: Any, a2: Any, x2: Any, fresh: bool) -> None:
+    """``row (+)= a1 * x1 + a2 * x2`` elementwise (``=`` where ``fresh``)."""
+    if fresh:
+        for r in range(row.shape[0]):
+            row[r] = a1[r] * x1[r] + a2[r] * x2[r]
+    else:
+        for r in range(row.shape[0]):
+            row[r] += a1[r] * x1[r] + a2[r] * x2[r]
+
+
+@njit(cache=True, inline="always")
+def _axpy1(row: Any, a1: Any, x1: Any, f: float, fresh: bool) -> None:
+    """``row (+)= a1 * x1 * f`` elementwise (``=`` where ``fresh``)."""
+    if fresh:
+        for r in range(row.shape[0]):
+            row[r] = a1[r] * x1[r] * f
+    else:
+        for r in range(row.shape[0]):
+            row[r] += a1[r] * x1[r] * f
+
+
+@njit(cache=True, inline="always")
+def _axpy0(row: Any, x1: Any, f: float, fresh: bool) -> None:
+    """``row (+)= x1 * f`` elementwise (``=`` where ``fresh``)."""
+    if fresh:
+        for r in range(row.shape[0]):
+            row[r] = x1[r] * f
+    else:
+        for r in range(row.shape[0]):
+            row[r] += x1[r] * f
+
+
 @njit(cache=True)
-def _product(
-    A: Any, Jt: Any, out: Any, ns: int, n: int, dense: Any, diag: Any, Jc: Any, Oc: Any
-) -> None:  # noqa: E501
-    """``out = A @ Jt`` by column blocks: BLAS for dense columns, scalings for diagonal ones."""
-    m = A.shape[0]
-    if ns == 1 and dense[0]:
-        np.dot(A, Jt, out)
-        return
+def _apply(
+    At: Any, Fs: Any, k: int, b: int, WsT: Any, terms: Any, out: Any, n: int, dense: Any,
+    Gt: Any,
+) -> None:  # fmt: skip
+    """``out = (P J_t)^T = J_t^T P^T`` for ``At = P^T`` (the chain carries the transpose: a
+    column block of ``P J_t`` is then a contiguous row block) at step ``k``, sequence ``b``,
+    without forming ``J_t``. Rows of ``terms``: block row, block column, weight index or -1,
+    leading and trailing factor index or -1 for a factor 1, i.e. ``diag(F[d0]) W diag(F[d1])``
+    or ``diag(F[d0])``; ``WsT`` holds the transposed weights. A column block ``j`` holding a
+    weight matrix: its ``n x m`` block ``J[:, j]^T`` is assembled in ``Gt`` (two terms per pass
+    where they share a block; the first pass over a block assigns, blocks without a term are
+    zeroed) and multiplied by BLAS, ``out[j] = Gt @ At``; a column block of diagonal blocks is
+    a sum of row scalings of ``At`` (the LSTM's ``dh/dc`` and ``dc/dc``: half the dense
+    floor's multiplies). The factors ``Fs`` are the chunk's."""
+    m = At.shape[0]
+    ns = dense.shape[0]
+    nt = terms.shape[0]
     for j in range(ns):
         c0 = j * n
         if dense[j]:
-            for r in range(m):
+            done = 0  # bit i: row block i of Gt written
+            t = 0
+            while t < nt:
+                if terms[t, 1] != j:
+                    t += 1
+                    continue
+                i0, w, d0, d1 = terms[t, 0] * n, terms[t, 2], terms[t, 3], terms[t, 4]
+                bit = 1 << terms[t, 0]
+                fresh = (done & bit) == 0
+                done |= bit
+                if w < 0:
+                    if fresh:
+                        Gt[:, i0 : i0 + n] = 0.0
+                    for c in range(n):
+                        Gt[c, i0 + c] += Fs[d0, k, b, c] if d0 >= 0 else 1.0
+                    t += 1
+                    continue
+                u = t + 1
+                if (
+                    u < nt and terms[u, 1] == j and terms[u, 0] == terms[t, 0] and terms[u, 2] >= 0
+                    and d0 >= 0 and d1 < 0 and terms[u, 3] >= 0 and terms[u, 4] < 0
+                ):  # fmt: skip
+                    a1, a2, w2 = Fs[d0, k, b], Fs[terms[u, 3], k, b], terms[u, 2]
+                    for c in range(n):
+                        _axpy2(Gt[c, i0 : i0 + n], a1, WsT[w, c], a2, WsT[w2, c], fresh)
+                    t += 2
+                    continue
                 for c in range(n):
-                    Jc[r, c] = Jt[r, c0 + c]
-            np.dot(A, Jc, Oc)
-            for r in range(m):
-                for c in range(n):
-                    out[r, c0 + c] = Oc[r, c]
-        else:
-            for r in range(m):
-                for c in range(n):
-                    out[r, c0 + c] = 0.0
+                    f1 = Fs[d1, k, b, c] if d1 >= 0 else 1.0
+                    if d0 >= 0:
+                        _axpy1(Gt[c, i0 : i0 + n], Fs[d0, k, b], WsT[w, c], f1, fresh)
+                    else:
+                        _axpy0(Gt[c, i0 : i0 + n], WsT[w, c], f1, fresh)
+                t += 1
             for i in range(ns):
-                if diag[i, j]:
-                    i0 = i * n
-                    for r in range(m):
-                        for c in range(n):
-                            out[r, c0 + c] += A[r, i0 + c] * Jt[i0 + c, c0 + c]
-
-
-@njit(cache=True)
-def _assemble(Fs: Any, k: int, b: int, Ws: Any, terms: Any, J: Any, n: int) -> None:
-    """``J_t`` of step ``k``, sequence ``b``, from the derivation's terms (rows of ``terms``:
-    block row, block column, weight index or -1, leading and trailing factor index or -1 for
-    a factor 1): ``diag(F[d0]) @ W @ diag(F[d1])``, or ``diag(F[d0])`` without a weight. The
-    factors ``Fs`` are the code generator's, evaluated for the chunk."""
-    J[:, :] = 0.0
-    for t in range(terms.shape[0]):
-        i0, j0, w, d0, d1 = terms[t, 0] * n, terms[t, 1] * n, terms[t, 2], terms[t, 3], terms[t, 4]
-        if w < 0:
-            for r in range(n):
-                J[i0 + r, j0 + r] += Fs[d0, k, b, r] if d0 >= 0 else 1.0
-            continue
-        for r in range(n):
-            a = Fs[d0, k, b, r] if d0 >= 0 else 1.0
-            if d1 >= 0:
+                if (done >> i) & 1 == 0:
+                    Gt[:, i * n : (i + 1) * n] = 0.0
+            np.dot(Gt, At, out.reshape((ns, n, m))[j])  # a C-contiguous row block
+        else:
+            first = True
+            for t in range(nt):
+                if terms[t, 1] != j:
+                    continue
+                i0, d0 = terms[t, 0] * n, terms[t, 3]
                 for c in range(n):
-                    J[i0 + r, j0 + c] += a * Ws[w, r, c] * Fs[d1, k, b, c]
-            else:
-                for c in range(n):
-                    J[i0 + r, j0 + c] += a * Ws[w, r, c]
+                    f = Fs[d0, k, b, c] if d0 >= 0 else 1.0
+                    _axpy0(out[c0 + c], At[i0 + c], f, first)
+                first = False
+            if first:
+                out[c0 : c0 + n] = 0.0
 
 
 @njit(cache=True)
@@ -140,9 +194,9 @@ def _normalise(A: Any, thr: float) -> float:
 
 
 @njit(cache=True)
-def _jacobi(H: Any, V: Any, w: Any) -> None:
-    """Eigenvalues ``w`` and eigenvectors ``V`` (columns) of the small symmetric ``H``
-    (destroyed) by cyclic Jacobi rotations: accurate to ``eps ||H||``."""
+def _jacobi(H: Any, V: Any, w: Any, vectors: bool) -> None:
+    """Eigenvalues ``w`` and, with ``vectors``, eigenvectors ``V`` (columns) of the small
+    symmetric ``H`` (destroyed) by cyclic Jacobi rotations: accurate to ``eps ||H||``."""
     p = H.shape[0]
     for i in range(p):
         for j in range(p):
@@ -175,10 +229,11 @@ def _jacobi(H: Any, V: Any, w: Any) -> None:
                     hik, hjk = H[i, k], H[j, k]
                     H[i, k] = c * hik - s * hjk
                     H[j, k] = s * hik + c * hjk
-                for k in range(p):
-                    vki, vkj = V[k, i], V[k, j]
-                    V[k, i] = c * vki - s * vkj
-                    V[k, j] = s * vki + c * vkj
+                if vectors:
+                    for k in range(p):
+                        vki, vkj = V[k, i], V[k, j]
+                        V[k, i] = c * vki - s * vkj
+                        V[k, j] = s * vki + c * vkj
     for i in range(p):
         w[i] = H[i, i]
 
@@ -252,8 +307,8 @@ def _certified(
     t1 = 0.0
     while True:
         np.dot(A.T, U, W)
-        trace = _gram(W, W, H, Hc)
-        _jacobi(Hc, V, w)
+        trace = _gram_sym(W, H, Hc)
+        _jacobi(Hc, V, w, it < maxit)  # the vectors only for a subspace iteration
         top = _argmax(w)
         t1 = max(w[top], 0.0)
         c = max(fro2 - trace, 0.0) + 4.0 * eps * fro2
@@ -274,7 +329,7 @@ def _certified(
     for _ in range(REFINE):
         np.dot(G, WV, W)  # G Q
         _gram(WV, W, H, Hc)  # Q^T G Q
-        _jacobi(Hc, V, w)
+        _jacobi(Hc, V, w, True)
         top = _argmax(w)
         t_new = w[top]
         it += 1
@@ -299,6 +354,29 @@ def _certified(
     np.dot(A, WV, Y)  # the next lag's block: U = orth(A Q)
     _orthonormalise(Y, U)
     return value, gap, kind, it
+
+
+@njit(cache=True)
+def _gram_sym(X: Any, H: Any, Hc: Any) -> float:
+    """``H = X^T X`` (its upper half, mirrored; rows of ``X`` in order) and a copy in
+    ``Hc``; returns its trace."""
+    rows, b = X.shape
+    for i in range(b):
+        for j in range(b):
+            H[i, j] = 0.0
+    for r in range(rows):
+        for i in range(b):
+            xi = X[r, i]
+            for j in range(i, b):
+                H[i, j] += xi * X[r, j]
+    trace = 0.0
+    for i in range(b):
+        for j in range(i, b):
+            H[j, i] = H[i, j]
+            Hc[i, j] = H[i, j]
+            Hc[j, i] = H[i, j]
+        trace += H[i, i]
+    return trace
 
 
 @njit(cache=True)
@@ -359,14 +437,13 @@ _workspace_jit = njit(cache=True)(_workspace)
 @njit(cache=True, parallel=True)
 def chain_chunk(
     Fs: Any,
-    Ws: Any,
+    WsT: Any,
     terms: Any,
     P: Any,
     U: Any,
     Uh: Any,
     n: int,
     dense: Any,
-    diag: Any,
     hidden: bool,
     rtol: float,
     maxit: int,
@@ -375,23 +452,21 @@ def chain_chunk(
     err: Any,
 ) -> None:
     """Lags ``k0 + 1 .. k0 + K`` of every sequence: ``Fs`` ``(factors, K, B, n)`` are the
-    chunk's Jacobian factors in time order (the latest step last), ``Ws`` the weights and
-    ``terms`` the derivation's terms (:func:`_assemble`), ``P`` ``(B, m, m)`` the product so
-    far (updated), ``U``/``Uh`` the warm blocks (updated). Writes ``logs[j, b]`` (log10 of
-    lag ``j``'s scale) and ``out[q, j, b]`` for q = value, gap, kind, h value, h gap, h kind,
-    iterations;
+    chunk's Jacobian factors in time order (the latest step last), ``WsT`` the transposed
+    weights and ``terms`` the derivation's terms (:func:`_apply`), ``P`` ``(B, m, m)`` the
+    transposed product so far ``P^T`` (updated; its norms are ``P``'s, and its leading
+    ``n x n`` block is the h block's transpose), ``U``/``Uh`` the warm blocks (updated).
+    Writes ``logs[j, b]`` (log10 of lag ``j``'s scale) and ``out[q, j, b]`` for q = value,
+    gap, kind, h value, h gap, h kind, iterations;
     ``err[b]`` is the first lag ``j`` whose product is not finite (else -1)."""
     K, B, m = Fs.shape[1], Fs.shape[2], P.shape[1]
-    ns = m // n
     eps, tiny = EPS, TINY
     thr = tiny / eps * m * m
     thr_h = tiny / eps * n * n
     for bi in prange(B):
         A = P[bi].copy()
         Bf = np.empty((m, m))
-        Jt = np.empty((m, m))
-        Jc = np.empty((m, n))
-        Oc = np.empty((m, n))
+        Gt = np.empty((n, m))
         Ub = U[bi].copy()
         ws = _workspace_jit(m, m, Ub.shape[1])
         Hb = np.empty((n, n))
@@ -399,15 +474,15 @@ def chain_chunk(
         wsh = _workspace_jit(n, n, Uhb.shape[1])
         err[bi] = -1
         for j in range(K):
-            _assemble(Fs, K - 1 - j, bi, Ws, terms, Jt, n)
-            _product(A, Jt, Bf, ns, n, dense, diag, Jc, Oc)
+            _apply(A, Fs, K - 1 - j, bi, WsT, terms, Bf, n, dense, Gt)
             A, Bf = Bf, A
             s = _normalise(A, thr)
             if not (s < np.inf):
                 err[bi] = j
                 break
             logs[j, bi] = np.log10(s) if s > 0.0 else -np.inf
-            v, g, k, it = _certified(A, 1.0 if s > 0.0 else 0.0, Ub, ws, rtol, eps, tiny, maxit)
+            # certified on P = A^T: its left singular space (U's) settles as lags grow
+            v, g, k, it = _certified(A.T, 1.0 if s > 0.0 else 0.0, Ub, ws, rtol, eps, tiny, maxit)
             out[0, j, bi] = v
             out[1, j, bi] = g
             out[2, j, bi] = k
@@ -415,7 +490,7 @@ def chain_chunk(
             if hidden:
                 for r in range(n):
                     for c in range(n):
-                        Hb[r, c] = A[r, c]
+                        Hb[r, c] = A[c, r]
                 fh = _normalise(Hb, thr_h)
                 f2 = 1.0 if fh > 0.0 else 0.0
                 v, g, k, it = _certified(Hb, f2, Uhb, wsh, rtol, eps, tiny, maxit)

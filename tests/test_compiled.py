@@ -17,7 +17,7 @@ from gradflow import compiled, threads
 from gradflow.cells import define_cell, get_cell
 from gradflow.engine import _setup as _engine_setup
 from gradflow.engine import analyze, state_jacobians
-from gradflow.errors import UsageError
+from gradflow.errors import NumericalError, UsageError
 from gradflow.spectral import CERTIFICATES, SPECTRAL_RTOL
 
 #: Largest |log10| difference two certified values may have: each is a lower bound within
@@ -32,6 +32,22 @@ USER = define_cell(
         "c": "W_c @ x + U_c @ h + b_c",
         "h_new": "0.5*h + tanh(a)*sigmoid(c)",
     },
+)
+
+
+KINK = define_cell("rooted-fast", ["h"], {"a": "W @ x + U @ h + b", "h_new": "sqrt(abs(a))"})
+# every printable construct of the scalar printer in one cell (relu, softplus, clip,
+# hard_sigmoid, maximum, a vector parameter), against the NumPy kernels
+EXOTIC = define_cell(
+    "exotic-fast",
+    ["h", "c"],
+    {
+        "a": "W_a @ x + U_a @ h + b_a",
+        "e": "W_e @ x + U_e @ c + b_e",
+        "c_new": "relu(a) * sigmoid(e) + clip(c, -2, 2) * v",
+        "h_new": "softplus(e) - hard_sigmoid(a) + max(h, c_new) * 0.1",
+    },
+    parameters=["v"],
 )
 
 
@@ -59,7 +75,8 @@ def _reference(cell, params, x):
 
 
 @pytest.mark.parametrize(
-    ("cell", "n"), [("rnn", 9), ("lstm", 7), ("gru", 10), (USER, 6), ("rnn", 40), ("lstm", 20)]
+    ("cell", "n"),
+    [("rnn", 9), ("lstm", 7), ("gru", 10), (USER, 6), ("rnn", 40), ("lstm", 20), (EXOTIC, 5)],
 )
 def test_compiled_norms_match_explicit_products_and_the_numpy_path(cell, n):
     pytest.importorskip("numba")
@@ -245,3 +262,68 @@ def test_concurrent_calls_from_python_threads():
     # the same inputs give the same numbers, bit for bit, whichever thread ran them
     for r in runs[1:]:
         np.testing.assert_array_equal(r.log10_spectral_norm, runs[0].log10_spectral_norm)
+
+
+@pytest.mark.parametrize("cell", ["rnn", "lstm", "gru", USER, EXOTIC])
+def test_compiled_rollout_matches_the_numpy_kernels(cell):
+    # The generated scalar kernel against the code generator's NumPy step and factors (the
+    # same SymPy expressions, evaluated by NumPy's array functions): states and every factor
+    # to 1e-13 relative (both are IEEE evaluations of one expression; libm and NumPy's
+    # vectorised tanh/exp differ by a few ulp).
+    pytest.importorskip("numba")
+    from gradflow.compiled_codegen import rollout
+
+    c = get_cell(cell) if isinstance(cell, str) else cell
+    rng = np.random.default_rng(3)
+    n, d, T, B = 6, 3, 12, 4
+    params = _params(c, n, d, rng, gain=1.5)
+    x = rng.standard_normal((T, B, d))
+    su = _setup(c, params, x)
+    ro = rollout(c)
+    assert ro is not None and ro.factors == len(su.kernels.layout.diags)
+    s = np.array(su.s0)
+    F = np.empty((ro.factors, T, B, n))
+    u = np.ascontiguousarray(su.kernels.input_projection(x, su.q))
+    assert ro.run(s, u, F, n, *(su.q[k] for k in ro.args)) == 0
+    ref, vals = np.array(su.s0), []
+    for t in range(T):
+        ref, v = su.kernels.step(ref, u[t], su.q)
+        vals.append(v)
+    V = [np.stack([v[j] for v in vals]) for j in range(len(su.kernels.layout.needed))]
+    Fref = np.stack(su.kernels.factors(V, su.q, (T, B, n)))
+    np.testing.assert_allclose(s, ref, rtol=1e-13, atol=1e-15)
+    np.testing.assert_allclose(F, Fref, rtol=1e-13, atol=1e-15)
+
+
+def test_compiled_rollout_refuses_what_it_cannot_print():
+    # an affine node fed by a computed node (reset applied before the hidden matmul)
+    from gradflow.compiled_codegen import rollout
+
+    assert rollout(get_cell("gru-reset-before")) is None
+
+
+def test_a_non_finite_factor_is_named_like_the_numpy_path():
+    # sqrt(abs(a)) has no derivative at a = 0: the compiled rollout finds it and the NumPy
+    # kernels name the step and sequence (the message of test_engine's reference test).
+    pytest.importorskip("numba")
+    n = 2
+    params = {"W": np.ones((n, 1)), "U": np.zeros((n, n)), "b": np.zeros(n)}
+    x = np.ones((10, 3, 1))
+    x[4, 2, 0] = 0.0  # a = 0 at step 5 for sequence 2 only
+    with pytest.raises(NumericalError, match=r"'rooted-fast' is NaN or inf at step 5, sequence 2"):
+        analyze(KINK, params, x, compiled=True)
+
+
+def test_a_non_finite_state_is_named_with_its_step():
+    pytest.importorskip("numba")
+    c = get_cell("rnn-relu")
+    n, d = 3, 1
+    params = {p.name: np.full(p.numeric_shape(n, d), 10.0) for p in c.parameters}
+    x = np.full((400, 2, d), 1e6)
+    with pytest.raises(NumericalError, match=r"rollout of 'rnn-relu' produced NaN or inf at step"):
+        analyze(c, params, x, compiled=True)
+    with pytest.raises(NumericalError) as ref:
+        analyze(c, params, x, compiled=False)
+    with pytest.raises(NumericalError) as got:
+        analyze(c, params, x, compiled=True)
+    assert str(got.value) == str(ref.value)

@@ -31,7 +31,7 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused",
+    "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused|compiled_codegen",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|logscaled"
     "|compiled"
