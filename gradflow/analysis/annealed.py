@@ -207,6 +207,57 @@ def _gram_step(
     return out
 
 
+class _Population:
+    """``S`` independent units run through the cell's own equations (module docstring): each
+    affine node's pre-activation is drawn afresh as ``N(mu_a, q_a)`` from the current
+    population second moments of its sources; elementwise nodes are evaluated exactly."""
+
+    def __init__(
+        self, c: Cell, init: Init, n: int, d: int, input_var: float, samples: int, seed: int
+    ) -> None:
+        ens = Ensemble.from_init(init, n, d)
+        self.cell, self.ens, self.input_var = c, ens, input_var
+        self.rng = rng = np.random.default_rng(seed)
+        params = initialise(c, n, d, init, rng)
+        self.size = S = int(samples)
+        pick = rng.integers(0, n, size=S)  # each population unit borrows a unit's own biases
+        self.bias: dict[str, np.ndarray] = {}
+        for nd in c.nodes:
+            if isinstance(nd, Affine):
+                tot = sum((params[bn] for bn in nd.biases), np.zeros(n))
+                self.bias[nd.name] = np.asarray(tot)[pick]
+        self.vectors = {p.name: params[p.name][pick] for p in c.parameters if p.kind == "vector"}
+        self.wvar = {
+            p.name: (ens.u2 if p.shape == ("n", "d") else ens.w2)
+            for p in c.parameters
+            if p.kind == "weight"
+        }
+        self.evals = {nd.name: _Eval(nd.expr) for nd in c.nodes if isinstance(nd, Elementwise)}
+        self.state = {s: np.zeros(S) for s in c.state}
+
+    def step(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """One step: the unit values (states at ``t-1``, nodes at ``t``) and each affine
+        node's pre-activation variance ``q_a``; the population's state moves to ``t``."""
+        c, ens, S = self.cell, self.ens, self.size
+        vals: dict[str, Any] = {**self.state, **self.vectors}
+        qs: dict[str, float] = {}
+        for nd in c.nodes:
+            if isinstance(nd, Affine):
+                q = 0.0
+                for w, src in nd.terms:
+                    if src == c.input:
+                        q += ens.u2 * self.input_var
+                    else:
+                        m2 = float(np.mean(vals[src] ** 2))
+                        q += (self.wvar[w] if w in self.wvar else ens.w2) * m2
+                vals[nd.name] = self.bias[nd.name] + math.sqrt(q) * self.rng.standard_normal(S)
+                qs[nd.name] = q
+            else:
+                vals[nd.name] = self.evals[nd.name](vals, S)
+        self.state = {s: vals[u] for s, u in dict(c.update).items()}
+        return vals, qs
+
+
 def cell_meanfield(
     cell: Cell | str,
     init: Init,
@@ -252,25 +303,8 @@ def cell_meanfield(
             f"{c.name}: the annealed mean field assumes independent Gaussian weight entries; "
             f"its matrix definitions ({', '.join(m.name for m in c.matrices)}) are not"
         )
-    ens = Ensemble.from_init(init, n, d)
-    rng = np.random.default_rng(seed)
-    params = initialise(c, n, d, init, rng)
-    S, b = int(samples), len(c.state)
-    pick = rng.integers(0, n, size=S)  # each population unit borrows a unit's own biases
-    bias: dict[str, np.ndarray] = {}
-    for nd in c.nodes:
-        if isinstance(nd, Affine):
-            tot = sum((params[bn] for bn in nd.biases), np.zeros(n))
-            bias[nd.name] = np.asarray(tot)[pick]
-    vectors = {p.name: params[p.name][pick] for p in c.parameters if p.kind == "vector"}
-    wvar = {
-        p.name: (ens.u2 if p.shape == ("n", "d") else ens.w2)
-        for p in c.parameters
-        if p.kind == "weight"
-    }
-    evals = {nd.name: _Eval(nd.expr) for nd in c.nodes if isinstance(nd, Elementwise)}
-    upd = dict(c.update)
-    state = {s: np.zeros(S) for s in c.state}
+    pop = _Population(c, init, n, d, input_var, samples, seed)
+    S, b, wvar = pop.size, len(c.state), pop.wvar
     chains = {p: _chains(c, p) for p in ("full", "additive", "multiplicative")}
     grams = {p: np.eye(b) for p in chains}
     logs = {p: np.zeros(steps) for p in chains}
@@ -278,18 +312,10 @@ def cell_meanfield(
     qsum = {nd.name: 0.0 for nd in c.nodes if isinstance(nd, Affine)}
     warnings: list[str] = []
     for t in range(burn_in + steps):
-        vals: dict[str, np.ndarray] = {**state, **vectors}
-        for nd in c.nodes:
-            if isinstance(nd, Affine):
-                q = 0.0
-                for w, src in nd.terms:
-                    m2 = input_var if src == c.input else float(np.mean(vals[src] ** 2))
-                    q += (ens.u2 if src == c.input else wvar[w] if w in wvar else ens.w2) * m2
-                vals[nd.name] = bias[nd.name] + math.sqrt(q) * rng.standard_normal(S)
-                if t >= burn_in:
-                    qsum[nd.name] += q
-            else:
-                vals[nd.name] = evals[nd.name](vals, S)
+        vals, qs = pop.step()
+        if t >= burn_in:
+            for k, q in qs.items():
+                qsum[k] += q
         for p, ch in chains.items():
             if not ch.diag and not ch.weighted:
                 continue
@@ -298,8 +324,7 @@ def cell_meanfield(
             if t >= burn_in:
                 logs[p][t - burn_in] = math.log10(tr) if tr > 0 else -math.inf
             grams[p] = g / (tr if tr > 0 and math.isfinite(tr) else 1.0)
-        state = {s: vals[upd[s]] for s in c.state}
-        big = max(float(np.mean(v * v)) for v in state.values())
+        big = max(float(np.mean(v * v)) for v in pop.state.values())
         if t >= burn_in:
             moments[t - burn_in] = math.log10(big) if big > 0 else -300.0
         if not math.isfinite(big) or big > DIVERGED:
@@ -348,8 +373,8 @@ def cell_meanfield(
         multiplicative_growth_rate=rate("multiplicative")[0],
         row_share={s: float(share[i]) for i, s in enumerate(c.state)},
         preactivation_variance={k: v / steps for k, v in qsum.items()},
-        preactivation_mean={k: float(np.mean(v)) for k, v in bias.items()},
-        state_second_moment={k: float(np.mean(v * v)) for k, v in state.items()},
+        preactivation_mean={k: float(np.mean(v)) for k, v in pop.bias.items()},
+        state_second_moment={k: float(np.mean(v * v)) for k, v in pop.state.items()},
         applies=not warnings,
         warnings=tuple(warnings),
     )
