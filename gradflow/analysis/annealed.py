@@ -213,9 +213,20 @@ class _Population:
     population second moments of its sources; elementwise nodes are evaluated exactly."""
 
     def __init__(
-        self, c: Cell, init: Init, n: int, d: int, input_var: float, samples: int, seed: int
+        self,
+        c: Cell,
+        init: Init,
+        n: int,
+        d: int,
+        input_var: float,
+        samples: int,
+        seed: int,
+        tied_window: int = 0,
     ) -> None:
         ens = Ensemble.from_init(init, n, d)
+        # tied_window > 0: recurrent pre-activations as a Gaussian process (tied weights)
+        self.window = int(tied_window)
+        self.past: dict[str, tuple[list[list[tuple[float, Any]]], list[Any], Any]] = {}
         self.cell, self.ens, self.input_var = c, ens, input_var
         self.rng = rng = np.random.default_rng(seed)
         params = initialise(c, n, d, init, rng)
@@ -243,19 +254,61 @@ class _Population:
         qs: dict[str, float] = {}
         for nd in c.nodes:
             if isinstance(nd, Affine):
-                q = 0.0
+                q, qin, rec = 0.0, 0.0, []
                 for w, src in nd.terms:
                     if src == c.input:
                         q += ens.u2 * self.input_var
+                        qin += ens.u2 * self.input_var
                     else:
-                        m2 = float(np.mean(vals[src] ** 2))
-                        q += (self.wvar[w] if w in self.wvar else ens.w2) * m2
-                vals[nd.name] = self.bias[nd.name] + math.sqrt(q) * self.rng.standard_normal(S)
+                        wv = self.wvar[w] if w in self.wvar else ens.w2
+                        rec.append((wv, vals[src]))
+                        q += wv * float(np.mean(vals[src] ** 2))
+                if self.window:
+                    r, _ = self._recurrent(nd.name, rec)
+                    fresh = math.sqrt(qin) * self.rng.standard_normal(S)
+                    vals[nd.name] = self.bias[nd.name] + r + fresh
+                else:
+                    vals[nd.name] = self.bias[nd.name] + math.sqrt(q) * self.rng.standard_normal(S)
                 qs[nd.name] = q
             else:
                 vals[nd.name] = self.evals[nd.name](vals, S)
         self.state = {s: vals[u] for s, u in dict(c.update).items()}
         return vals, qs
+
+    def _recurrent(self, node: str, rec: list[tuple[float, Any]]) -> tuple[Any, float]:
+        """The recurrent part ``r_t = sum_x W_x src_x`` of a node's pre-activation with the
+        weights tied: per unit a Gaussian process in ``t`` with covariance
+        ``K(t, s) = sum_x sigma_x^2 mean_units(src_x(t) src_x(s))`` (the dynamic mean field of
+        Sompolinsky, Crisanti & Sommers, PRL 61, 259, 1988), drawn conditionally on the
+        unit's last ``window`` values.
+        Returns ``r_t`` and ``K(t, t)``."""
+        srcs, rs, K = self.past.setdefault(node, ([], [], np.zeros((0, 0))))
+        srcs.append(rec)
+        m = len(srcs)
+        row = np.array(
+            [
+                sum(wv * float(np.mean(x * y)) for (wv, x), (_, y) in zip(old, rec, strict=True))
+                for old in srcs
+            ]
+        )
+        Kn = np.zeros((m, m))
+        Kn[: m - 1, : m - 1] = K
+        Kn[-1, :] = Kn[:, -1] = row
+        kt = float(row[-1])
+        if m > 1 and kt > 0:
+            w = np.linalg.lstsq(Kn[:-1, :-1], row[:-1], rcond=1e-10)[0]
+            mean = np.tensordot(w, np.asarray(rs), 1)
+            var = max(kt - float(row[:-1] @ w), 0.0)
+        else:
+            mean, var = np.zeros(self.size), max(kt, 0.0)
+        r = mean + math.sqrt(var) * self.rng.standard_normal(self.size)
+        rs.append(r)
+        if m > self.window:
+            srcs.pop(0)
+            rs.pop(0)
+            Kn = Kn[1:, 1:]
+        self.past[node] = (srcs, rs, Kn)
+        return r, kt
 
 
 def cell_meanfield(

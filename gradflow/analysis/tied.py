@@ -57,6 +57,8 @@ from .annealed import _Chains, _chains, _Population
 PRUNE = 1e-9
 #: Largest queue (|delta|) kept.
 MAX_DELTA = 64
+#: Past steps a unit's recurrent pre-activation is conditioned on (tied forward pass).
+WINDOW = 12
 
 ASSUMPTIONS = (
     "tied Gaussian weights, n -> infinity (free from the per-unit diagonals: non-crossing "
@@ -261,6 +263,8 @@ def tied_meanfield(
     seed: int = 0,
     max_delta: int = MAX_DELTA,
     prune: float = PRUNE,
+    forward: str = "tied",
+    window: int = WINDOW,
 ) -> TiedGrowth:
     """Tied-weight growth of ``E||ds_T/ds_{T-k}||_F^2`` from the cell's derivation (module
     docstring), on the forward population of :func:`~gradflow.analysis.annealed.cell_meanfield`.
@@ -277,6 +281,12 @@ def tied_meanfield(
         seed: the population's seed.
         max_delta: the largest level difference kept.
         prune: states below this fraction of the largest are dropped.
+        forward: ``"tied"``: the recurrent pre-activations of a unit form a Gaussian process
+            in time with the two-time covariance of tied weights (dynamic mean field,
+            conditioned on the last ``window`` steps); ``"annealed"``: drawn afresh at every
+            step (the population of ``cell_meanfield``). ``annealed_slope`` always uses the
+            annealed forward pass and the time-aligned pairings.
+        window: see ``forward``.
 
     Raises:
         UsageError: bad window or sizes; cells with matrix definitions.
@@ -287,9 +297,11 @@ def tied_meanfield(
         raise UsageError("need 1 <= lo < hi, samples >= 64 and burn_in >= 0")
     if c.matrices:
         raise UsageError(f"{c.name}: the tied mean field assumes independent Gaussian entries")
+    if forward not in ("tied", "annealed") or window < 1:
+        raise UsageError(f"forward must be 'tied' or 'annealed' and window >= 1, got {forward!r}")
     ys = []
-    for keep in (max_delta, 0):
-        pop = _Population(c, init, n, d, input_var, samples, seed)
+    for keep, win in ((max_delta, window if forward == "tied" else 0), (0, 0)):
+        pop = _Population(c, init, n, d, input_var, samples, seed, tied_window=win)
         steps = _cell_steps(c, pop, _chains(c, "full"), burn_in, hi)
         ys.append(tied_log_norms(steps, pop.wvar, max_delta=keep, prune=prune))
     return TiedGrowth(
