@@ -30,6 +30,15 @@ step ``C -> E[J C J^T]``; away from it the two sides are independent walkers wit
 ``(|a| + sigma |b|)^2`` against the annealed ``a^2 + sigma^2 b^2``; the tanh RNN (``A = 0``)
 cannot leave ``delta = 0`` and keeps the annealed rate.
 
+The per-step factors come from the population sampler of ``annealed`` run either as there
+(pre-activations drawn afresh at every step) or, by default, with the forward pass of tied
+weights: a unit's recurrent pre-activation is a Gaussian process in time with covariance
+``sum_x sigma_x^2 (1/n) src_x(t) . src_x(s)`` (the dynamic mean field; Sompolinsky, Crisanti
+& Sommers, PRL 61, 259, 1988; for gated cells Can, Krishnamurthy & Schwab, MSML 2020).
+What neither captures: a unit's factors correlated across time through its own state in the
+*backward* pairings (``E[d_t d_s] != E[d_t] E[d_s]`` inside a level); measured in
+``benchmarks/meanfield_slope.py`` and ``docs/theory.md`` section 8.
+
 References:
     J. A. Mingo, R. Speicher, *Free Probability and Random Matrices*, Fields Institute
     Monographs 35, Springer 2017 (non-crossing pairings; asymptotic freeness of Gaussian
