@@ -43,7 +43,8 @@ drawn afresh, e.g. the additive chain ``diag(f)``, whose rate is ``0.5 log10 E[f
 approximation for entries that depend on the unit's own state, such as ``tanh'(c_t)``).
 It is compared with
 ``n = 1024`` networks with tied weights in ``benchmarks/meanfield_slope.py``
-(``docs/theory.md``); :mod:`gradflow.analysis.tied` adds the pairings of tied weights. It fails where the state diverges: a ReLU network above its critical
+(``docs/theory.md``); :mod:`gradflow.analysis.tied` adds the pairings of tied weights.
+It fails where the state diverges: a ReLU network above its critical
 gain grows geometrically, the inputs stop mattering and the set of active units freezes, so
 successive Jacobians are not independent; the result then carries a warning and
 ``applies = False``.
