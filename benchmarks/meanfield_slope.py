@@ -15,13 +15,15 @@ tied-weight effects. The tied-weight theory (:func:`gradflow.analysis.tied.tied_
 non-crossing pairings of the same weights at different times, factors independent across
 time) is fitted over the same window, on the annealed forward population (``+ tied
 pairings``) and on the tied one (``+ tied forward``: recurrent pre-activations a Gaussian
-process in time, the prediction judged), and compared also with tied networks whose Jacobian
+process in time, and the input's squared norm ``|x_t|^2 / d`` drawn per step, as one input
+vector feeds all units: the prediction judged), and compared also with tied networks whose Jacobian
 diagonals are permuted over units at every step (``shuffled``: the time-independence the
 theory assumes, the weights still tied). Criterion (issue 16): ``|predicted - simulated| <=
 max(0.05 |simulated|, 0.003)`` decades per step, judged on the tied theory.
 
 Run: ``python benchmarks/meanfield_slope.py`` (about 10 minutes on one core), or
-``--n 256 --seeds 1`` for a quick look. ``--markdown`` prints the table for docs/theory.md.
+``--n 256 --seeds 1`` for a quick look. ``--markdown`` prints the table for docs/theory.md;
+``--theory-only`` the predictions alone (a few minutes).
 """
 
 from __future__ import annotations
@@ -125,6 +127,7 @@ def main() -> None:
     ap.add_argument("--lags", default="10,60")
     ap.add_argument("--untied-n", type=int, default=256)
     ap.add_argument("--markdown", action="store_true")
+    ap.add_argument("--theory-only", action="store_true", help="the predictions only (no networks)")
     args = ap.parse_args()
     lo, hi = (int(v) for v in args.lags.split(","))
     rows = []
@@ -137,7 +140,16 @@ def main() -> None:
             pred = predicted(cell, sw, args.n)
             init = Init(scheme="gaussian", sigma_w=sw, sigma_u=1.0, sigma_b=0.0)
             tied = tied_meanfield(cell, init, args.n, 4, 1.0, lags=(lo, hi)).slope
-            pairs = tied_meanfield(cell, init, args.n, 4, 1.0, lags=(lo, hi), forward="annealed")
+            pairs = tied_meanfield(
+                cell, init, args.n, 4, 1.0, lags=(lo, hi), forward="annealed", shared_input=False
+            )
+            if args.theory_only:
+                print(
+                    f"{cell:11s} sigma*={crit:.4f} x{g:<4} sigma_w={sw:.4f} "
+                    f"annealed={pred:+.5f} pairings={pairs.slope:+.5f} tied={tied:+.5f}",
+                    flush=True,
+                )
+                continue
             sims = [
                 simulated(cell, sw, args.n, s, (lo, hi), args.probes) for s in range(args.seeds)
             ]
@@ -165,7 +177,7 @@ def main() -> None:
                 flush=True,
             )
     print(f"# {time.perf_counter() - started:.0f} s, n = {args.n}, seeds = {args.seeds}")
-    if args.markdown:
+    if args.markdown and rows:
         print(markdown(rows, args.n, args.untied_n))
 
 

@@ -105,12 +105,14 @@ def test_tanh_rnn_keeps_the_annealed_rate() -> None:
     # A = 0: both sides must emit a weight at every step, the level difference stays 0 and
     # the tied sum is the annealed one (exact, same population draws)
     init = Init(scheme="gaussian", sigma_w=1.5)
-    r = tied_meanfield("rnn", init, 64, 4, 1.0, samples=2**12, forward="annealed")
+    r = tied_meanfield(
+        "rnn", init, 64, 4, 1.0, samples=2**12, forward="annealed", shared_input=False
+    )
     assert r.slope == pytest.approx(r.annealed_slope, abs=1e-12)
     # the tied forward pass changes the pre-activations' time correlation, not their variance,
     # and the tanh RNN's factor depends on the variance only: same rate within 2e-3 decades
     # (Monte Carlo of two populations)
-    r = tied_meanfield("rnn", init, 64, 4, 1.0, samples=2**12)
+    r = tied_meanfield("rnn", init, 64, 4, 1.0, samples=2**12, shared_input=False)
     assert abs(r.slope - r.annealed_slope) < 2e-3
 
 
@@ -119,7 +121,9 @@ def test_annealed_limit_matches_cell_meanfield() -> None:
     # (same seed): slope over lags 10..60 against the mean over 60 steps; tolerance 2e-3
     # decades (the transient of the first 10 steps and the window fit)
     init = Init(scheme="gaussian", sigma_w=3.0, sigma_u=1.0, sigma_b=0.0)
-    r = tied_meanfield("lstm", init, 64, 4, 1.0, samples=2**12, max_delta=0, forward="annealed")
+    r = tied_meanfield(
+        "lstm", init, 64, 4, 1.0, samples=2**12, max_delta=0, forward="annealed", shared_input=False
+    )
     a = cell_meanfield("lstm", init, 64, 4, 1.0, samples=2**12, burn_in=100, steps=60)
     assert abs(r.annealed_slope - a.growth_rate) < 2e-3
     assert r.slope == pytest.approx(r.annealed_slope, abs=1e-12)

@@ -223,8 +223,12 @@ class _Population:
         samples: int,
         seed: int,
         tied_window: int = 0,
+        input_dim: int = 0,
     ) -> None:
         ens = Ensemble.from_init(init, n, d)
+        # input_dim > 0: one input vector per step is shared by all units, so the input term's
+        # variance across units is input_var * |x_t|^2 / d, a chi^2_d / d draw per step
+        self.input_dim = int(input_dim)
         # tied_window > 0: recurrent pre-activations as a Gaussian process (tied weights)
         self.window = int(tied_window)
         self.past: dict[str, tuple[list[list[tuple[float, Any]]], list[Any], Any]] = {}
@@ -253,13 +257,16 @@ class _Population:
         c, ens, S = self.cell, self.ens, self.size
         vals: dict[str, Any] = {**self.state, **self.vectors}
         qs: dict[str, float] = {}
+        iv = self.input_var
+        if self.input_dim:
+            iv *= float(self.rng.chisquare(self.input_dim)) / self.input_dim
         for nd in c.nodes:
             if isinstance(nd, Affine):
                 q, qin, rec = 0.0, 0.0, []
                 for w, src in nd.terms:
                     if src == c.input:
-                        q += ens.u2 * self.input_var
-                        qin += ens.u2 * self.input_var
+                        q += ens.u2 * iv
+                        qin += ens.u2 * iv
                     else:
                         wv = self.wvar[w] if w in self.wvar else ens.w2
                         rec.append((wv, vals[src]))

@@ -274,6 +274,7 @@ def tied_meanfield(
     prune: float = PRUNE,
     forward: str = "tied",
     window: int = WINDOW,
+    shared_input: bool = True,
 ) -> TiedGrowth:
     """Tied-weight growth of ``E||ds_T/ds_{T-k}||_F^2`` from the cell's derivation (module
     docstring), on the forward population of :func:`~gradflow.analysis.annealed.cell_meanfield`.
@@ -294,8 +295,12 @@ def tied_meanfield(
             in time with the two-time covariance of tied weights (dynamic mean field,
             conditioned on the last ``window`` steps); ``"annealed"``: drawn afresh at every
             step (the population of ``cell_meanfield``). ``annealed_slope`` always uses the
-            annealed forward pass and the time-aligned pairings.
+            annealed forward pass, a fixed input variance and the time-aligned pairings.
         window: see ``forward``.
+        shared_input: one input vector of ``d`` Gaussian entries per step feeds every unit,
+            so the input term's variance across units is ``input_var |x_t|^2 / d``, drawn
+            per step from ``chi^2_d / d`` (False: fixed at ``input_var``, as in
+            ``cell_meanfield``). Matters for small ``d`` (the benchmarks use ``d = 4``).
 
     Raises:
         UsageError: bad window or sizes; cells with matrix definitions.
@@ -309,8 +314,9 @@ def tied_meanfield(
     if forward not in ("tied", "annealed") or window < 1:
         raise UsageError(f"forward must be 'tied' or 'annealed' and window >= 1, got {forward!r}")
     ys = []
-    for keep, win in ((max_delta, window if forward == "tied" else 0), (0, 0)):
-        pop = _Population(c, init, n, d, input_var, samples, seed, tied_window=win)
+    win, dim = (window if forward == "tied" else 0), (d if shared_input else 0)
+    for keep, w, m in ((max_delta, win, dim), (0, 0, 0)):
+        pop = _Population(c, init, n, d, input_var, samples, seed, tied_window=w, input_dim=m)
         steps = _cell_steps(c, pop, _chains(c, "full"), burn_in, hi)
         ys.append(tied_log_norms(steps, pop.wvar, max_delta=keep, prune=prune))
     return TiedGrowth(
