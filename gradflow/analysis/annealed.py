@@ -41,9 +41,10 @@ nodes are independent Gaussians, independent of a unit's own past (cross terms a
 entries at one step are uncorrelated with the accumulated Gram of its rows (exact for a gate
 drawn afresh, e.g. the additive chain ``diag(f)``, whose rate is ``0.5 log10 E[f^2]``; an
 approximation for entries that depend on the unit's own state, such as ``tanh'(c_t)``).
-It is validated against
+It is compared with
 ``n = 1024`` networks with tied weights in ``benchmarks/meanfield_slope.py``
-(``docs/theory.md``). It fails where the state diverges: a ReLU network above its critical
+(``docs/theory.md``); :mod:`gradflow.analysis.tied` adds the pairings of tied weights.
+It fails where the state diverges: a ReLU network above its critical
 gain grows geometrically, the inputs stop mattering and the set of active units freezes, so
 successive Jacobians are not independent; the result then carries a warning and
 ``applies = False``.
@@ -207,6 +208,117 @@ def _gram_step(
     return out
 
 
+class _Population:
+    """``S`` independent units run through the cell's own equations (module docstring): each
+    affine node's pre-activation is drawn afresh as ``N(mu_a, q_a)`` from the current
+    population second moments of its sources; elementwise nodes are evaluated exactly."""
+
+    def __init__(
+        self,
+        c: Cell,
+        init: Init,
+        n: int,
+        d: int,
+        input_var: float,
+        samples: int,
+        seed: int,
+        tied_window: int = 0,
+        input_dim: int = 0,
+    ) -> None:
+        ens = Ensemble.from_init(init, n, d)
+        # input_dim > 0: one input vector per step is shared by all units, so the input term's
+        # variance across units is input_var * |x_t|^2 / d, a chi^2_d / d draw per step
+        self.input_dim = int(input_dim)
+        # tied_window > 0: recurrent pre-activations as a Gaussian process (tied weights)
+        self.window = int(tied_window)
+        self.past: dict[str, tuple[list[list[tuple[float, Any]]], list[Any], Any]] = {}
+        self.cell, self.ens, self.input_var = c, ens, input_var
+        self.rng = rng = np.random.default_rng(seed)
+        params = initialise(c, n, d, init, rng)
+        self.size = S = int(samples)
+        pick = rng.integers(0, n, size=S)  # each population unit borrows a unit's own biases
+        self.bias: dict[str, np.ndarray] = {}
+        for nd in c.nodes:
+            if isinstance(nd, Affine):
+                tot = sum((params[bn] for bn in nd.biases), np.zeros(n))
+                self.bias[nd.name] = np.asarray(tot)[pick]
+        self.vectors = {p.name: params[p.name][pick] for p in c.parameters if p.kind == "vector"}
+        self.wvar = {
+            p.name: (ens.u2 if p.shape == ("n", "d") else ens.w2)
+            for p in c.parameters
+            if p.kind == "weight"
+        }
+        self.evals = {nd.name: _Eval(nd.expr) for nd in c.nodes if isinstance(nd, Elementwise)}
+        self.state = {s: np.zeros(S) for s in c.state}
+
+    def step(self) -> tuple[dict[str, Any], dict[str, float]]:
+        """One step: the unit values (states at ``t-1``, nodes at ``t``) and each affine
+        node's pre-activation variance ``q_a``; the population's state moves to ``t``."""
+        c, ens, S = self.cell, self.ens, self.size
+        vals: dict[str, Any] = {**self.state, **self.vectors}
+        qs: dict[str, float] = {}
+        iv = self.input_var
+        if self.input_dim:
+            iv *= float(self.rng.chisquare(self.input_dim)) / self.input_dim
+        for nd in c.nodes:
+            if isinstance(nd, Affine):
+                q, qin, rec = 0.0, 0.0, []
+                for w, src in nd.terms:
+                    if src == c.input:
+                        q += ens.u2 * iv
+                        qin += ens.u2 * iv
+                    else:
+                        wv = self.wvar[w] if w in self.wvar else ens.w2
+                        rec.append((wv, vals[src]))
+                        q += wv * float(np.mean(vals[src] ** 2))
+                if self.window:
+                    r, _ = self._recurrent(nd.name, rec)
+                    fresh = math.sqrt(qin) * self.rng.standard_normal(S)
+                    vals[nd.name] = self.bias[nd.name] + r + fresh
+                else:
+                    vals[nd.name] = self.bias[nd.name] + math.sqrt(q) * self.rng.standard_normal(S)
+                qs[nd.name] = q
+            else:
+                vals[nd.name] = self.evals[nd.name](vals, S)
+        self.state = {s: vals[u] for s, u in dict(c.update).items()}
+        return vals, qs
+
+    def _recurrent(self, node: str, rec: list[tuple[float, Any]]) -> tuple[Any, float]:
+        """The recurrent part ``r_t = sum_x W_x src_x`` of a node's pre-activation with the
+        weights tied: per unit a Gaussian process in ``t`` with covariance
+        ``K(t, s) = sum_x sigma_x^2 mean_units(src_x(t) src_x(s))`` (the dynamic mean field of
+        Sompolinsky, Crisanti & Sommers, PRL 61, 259, 1988), drawn conditionally on the
+        unit's last ``window`` values.
+        Returns ``r_t`` and ``K(t, t)``."""
+        srcs, rs, K = self.past.setdefault(node, ([], [], np.zeros((0, 0))))
+        srcs.append(rec)
+        m = len(srcs)
+        row = np.array(
+            [
+                sum(wv * float(np.mean(x * y)) for (wv, x), (_, y) in zip(old, rec, strict=True))
+                for old in srcs
+            ]
+        )
+        Kn = np.zeros((m, m))
+        Kn[: m - 1, : m - 1] = K
+        Kn[-1, :] = Kn[:, -1] = row
+        kt = float(row[-1])
+        if m > 1 and kt > 0:
+            w = np.linalg.lstsq(Kn[:-1, :-1], row[:-1], rcond=1e-10)[0]
+            mean = np.tensordot(w, np.asarray(rs), 1)
+            var = max(kt - float(row[:-1] @ w), 0.0)
+        else:
+            mean, var = np.zeros(self.size), max(kt, 0.0)
+        r = mean + math.sqrt(var) * self.rng.standard_normal(self.size)
+        rs.append(r)
+        if m > self.window:
+            srcs.pop(0)
+            rs.pop(0)
+            Kn = Kn[1:, 1:]
+        self.past[node] = (srcs, rs, Kn)
+        return r, kt
+
+
 def cell_meanfield(
     cell: Cell | str,
     init: Init,
@@ -252,25 +364,8 @@ def cell_meanfield(
             f"{c.name}: the annealed mean field assumes independent Gaussian weight entries; "
             f"its matrix definitions ({', '.join(m.name for m in c.matrices)}) are not"
         )
-    ens = Ensemble.from_init(init, n, d)
-    rng = np.random.default_rng(seed)
-    params = initialise(c, n, d, init, rng)
-    S, b = int(samples), len(c.state)
-    pick = rng.integers(0, n, size=S)  # each population unit borrows a unit's own biases
-    bias: dict[str, np.ndarray] = {}
-    for nd in c.nodes:
-        if isinstance(nd, Affine):
-            tot = sum((params[bn] for bn in nd.biases), np.zeros(n))
-            bias[nd.name] = np.asarray(tot)[pick]
-    vectors = {p.name: params[p.name][pick] for p in c.parameters if p.kind == "vector"}
-    wvar = {
-        p.name: (ens.u2 if p.shape == ("n", "d") else ens.w2)
-        for p in c.parameters
-        if p.kind == "weight"
-    }
-    evals = {nd.name: _Eval(nd.expr) for nd in c.nodes if isinstance(nd, Elementwise)}
-    upd = dict(c.update)
-    state = {s: np.zeros(S) for s in c.state}
+    pop = _Population(c, init, n, d, input_var, samples, seed)
+    S, b, wvar = pop.size, len(c.state), pop.wvar
     chains = {p: _chains(c, p) for p in ("full", "additive", "multiplicative")}
     grams = {p: np.eye(b) for p in chains}
     logs = {p: np.zeros(steps) for p in chains}
@@ -278,18 +373,10 @@ def cell_meanfield(
     qsum = {nd.name: 0.0 for nd in c.nodes if isinstance(nd, Affine)}
     warnings: list[str] = []
     for t in range(burn_in + steps):
-        vals: dict[str, np.ndarray] = {**state, **vectors}
-        for nd in c.nodes:
-            if isinstance(nd, Affine):
-                q = 0.0
-                for w, src in nd.terms:
-                    m2 = input_var if src == c.input else float(np.mean(vals[src] ** 2))
-                    q += (ens.u2 if src == c.input else wvar[w] if w in wvar else ens.w2) * m2
-                vals[nd.name] = bias[nd.name] + math.sqrt(q) * rng.standard_normal(S)
-                if t >= burn_in:
-                    qsum[nd.name] += q
-            else:
-                vals[nd.name] = evals[nd.name](vals, S)
+        vals, qs = pop.step()
+        if t >= burn_in:
+            for k, q in qs.items():
+                qsum[k] += q
         for p, ch in chains.items():
             if not ch.diag and not ch.weighted:
                 continue
@@ -298,8 +385,7 @@ def cell_meanfield(
             if t >= burn_in:
                 logs[p][t - burn_in] = math.log10(tr) if tr > 0 else -math.inf
             grams[p] = g / (tr if tr > 0 and math.isfinite(tr) else 1.0)
-        state = {s: vals[upd[s]] for s in c.state}
-        big = max(float(np.mean(v * v)) for v in state.values())
+        big = max(float(np.mean(v * v)) for v in pop.state.values())
         if t >= burn_in:
             moments[t - burn_in] = math.log10(big) if big > 0 else -300.0
         if not math.isfinite(big) or big > DIVERGED:
@@ -348,8 +434,8 @@ def cell_meanfield(
         multiplicative_growth_rate=rate("multiplicative")[0],
         row_share={s: float(share[i]) for i, s in enumerate(c.state)},
         preactivation_variance={k: v / steps for k, v in qsum.items()},
-        preactivation_mean={k: float(np.mean(v)) for k, v in bias.items()},
-        state_second_moment={k: float(np.mean(v * v)) for k, v in state.items()},
+        preactivation_mean={k: float(np.mean(v)) for k, v in pop.bias.items()},
+        state_second_moment={k: float(np.mean(v * v)) for k, v in pop.state.items()},
         applies=not warnings,
         warnings=tuple(warnings),
     )
