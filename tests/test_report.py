@@ -291,16 +291,16 @@ def test_interrupted_build_keeps_previous_report(report, tmp_path, monkeypatch, 
     out = tmp_path / "latest"
     shutil.copytree(report, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real_save = plots.save_figure
+    real_write = plots.write_figure
     calls = []
 
-    def failing_save(fig, stem, formats=plots.FORMATS, dpi=plots.DPI):
+    def failing_write(files, stem):
         calls.append(stem)
         if len(calls) == 3:
             raise error
-        return real_save(fig, stem, formats, dpi)
+        return real_write(files, stem)
 
-    monkeypatch.setattr(plots, "save_figure", failing_save)
+    monkeypatch.setattr(plots, "write_figure", failing_write)
     experiment, sweep, claims = results()
     experiment["name"] = "second run"
     with pytest.raises(type(error)):
@@ -310,7 +310,7 @@ def test_interrupted_build_keeps_previous_report(report, tmp_path, monkeypatch, 
     assert [p.name for p in tmp_path.iterdir()] == ["latest"]  # no partial folder
     if isinstance(error, KeyboardInterrupt):
         return
-    monkeypatch.setattr(plots, "save_figure", real_save)
+    monkeypatch.setattr(plots, "write_figure", real_write)
     build_report(experiment, None, None, out, formats=("svg",))  # now it replaces the old one
     assert "second run" in (out / "index.html").read_text(encoding="utf-8")
     assert not (out / "data" / "sweep.json").exists()
