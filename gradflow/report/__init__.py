@@ -20,10 +20,12 @@ from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
+from threadpoolctl import ThreadpoolController
+
 from ..analysis.claims import run_claims, submit_claims
 from ..analysis.defaults import default_report_config, default_sweep_config
 from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
-from ..analysis.run import submit_experiment
+from ..analysis.run import resolve_cells, submit_experiment
 from ..analysis.sweep import (
     SweepConfig,
     init_worker,
@@ -35,7 +37,7 @@ from ..analysis.trained import analyze_trained
 from ..cost import forced
 from ..plots import FORMATS
 from ..results import ExperimentResult
-from ..threads import threads_per_worker
+from ..threads import blas_threads, threads_per_worker
 from .build import build_report as build_report
 from .build import report_context as report_context
 from .build import worker_errors
@@ -81,19 +83,43 @@ PRELOAD = [
 ]
 
 
+#: Each worker's process-wide BLAS limit (kept for the worker's life; see _init_worker).
+_LIMITS: list[Any] = []
+
+
+def _init_worker(threads: int, blas: int, force: bool) -> None:
+    """The sweep's initializer (signals, ``threads`` for compute regions, ``--force``), and
+    ``blas`` BLAS threads for the whole worker, not only inside :func:`gradflow.engine.analyze`:
+    the report's other numerics (certified singular values, path expansions, mean fields, the
+    claims' bounds) are small products too, and OpenBLAS's default of one thread per core
+    spins beside a busy process (issue 14: the default report used 2.2x the CPU time of one
+    thread on a loaded 2-core machine)."""
+    init_worker(threads, force)
+    _LIMITS.append(ThreadpoolController().limit(limits=blas, user_api="blas"))
+
+
+def report_threads(config: ExperimentConfig) -> int:
+    """BLAS threads for a report on ``config``: the policy of :mod:`gradflow.threads` for its
+    largest state (``--threads``/``GRADFLOW_THREADS``, else one thread below
+    :data:`~gradflow.threads.PARALLEL_FROM`), applied to the whole run."""
+    states = max((len(c.state) for c in resolve_cells(config)), default=1)
+    return blas_threads(states * config.hidden_size)
+
+
 @contextlib.contextmanager
-def _worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    """``jobs`` worker processes for the report's stages, with the sweep's initializer (each
-    worker's share of the BLAS threads, signals, ``--force``); stopped at once on an error or
-    Ctrl-C, so no worker outlives the report."""
+def _worker_pool(jobs: int, blas: int) -> Iterator[ProcessPoolExecutor]:
+    """``jobs`` worker processes for the report's stages (:func:`_init_worker`: each worker's
+    share of the threads, at most ``blas`` for BLAS, signals, ``--force``); stopped at once on
+    an error or Ctrl-C, so no worker outlives the report."""
     ctx = worker_context()
     if ctx.get_start_method() == "forkserver":
         ctx.set_forkserver_preload(PRELOAD)  # no effect once this process's server runs
+    share = threads_per_worker(jobs)
     pool = ProcessPoolExecutor(
         max_workers=jobs,
         mp_context=ctx,
-        initializer=init_worker,
-        initargs=(threads_per_worker(jobs), forced()),
+        initializer=_init_worker,
+        initargs=(share, min(share, blas), forced()),
     )
     try:
         yield pool
@@ -160,8 +186,10 @@ def run_report(
                 else None
             )
             source = (Path(config).name, Path(config).read_text(encoding="utf-8"))
+        blas = report_threads(exp_cfg)
         with contextlib.ExitStack() as stack:
-            pool = stack.enter_context(_worker_pool(jobs)) if jobs > 1 else None
+            stack.enter_context(ThreadpoolController().limit(limits=blas, user_api="blas"))
+            pool = stack.enter_context(_worker_pool(jobs, blas)) if jobs > 1 else None
             if pool is None:
                 bar.stage("experiment")
                 experiment = run_experiment(exp_cfg, progress=bar)
