@@ -13,11 +13,13 @@ before, stopped by its pid after). The load average before each run is printed: 
 machine it says how quiet "quiet" was. Best of ``--repeat`` runs, with every run listed.
 
 ``--stages`` instead runs the report's stages one after another in this process (``--jobs 1``
-order: experiment, claims, trained networks, sweep, then the figures and pages) and prints
-the CPU and wall time of each: where the time goes.
+order: experiment, claims, trained networks, sweep, then the figures and pages, under the
+report's BLAS limit) and prints the CPU and wall time of each: where the time goes.
 
-``--tree DIR`` measures another gradflow tree the same way (e.g. the code before a change:
-``git archive <commit> gradflow | tar -x -C DIR``); run both in one session and compare.
+``--blas1`` sets ``OPENBLAS_NUM_THREADS=1`` in the child (how trees before the report's own
+thread policy were timed). ``--tree DIR`` measures another gradflow tree the same way (e.g.
+the code before a change: ``git archive <commit> gradflow | tar -x -C DIR``); run both in one
+session and compare.
 
 Run: ``python benchmarks/report_time.py [--jobs 2] [--repeat 3] [--busy] [--stages]``.
 """
@@ -55,10 +57,14 @@ def tree_cpu(root: int, seen: dict[int, float]) -> None:
         seen[p.pid] = max(seen.get(p.pid, 0.0), t.user + t.system)
 
 
-def run_once(tree: Path, jobs: int, formats: list[str], busy: bool) -> tuple[float, float, float]:
+def run_once(
+    tree: Path, jobs: int, formats: list[str], busy: bool, blas1: bool = False
+) -> tuple[float, float, float]:
     """One report: ``(wall s, CPU s of the process tree, 1-minute load before)``."""
     env = {k: v for k, v in os.environ.items() if k not in THREAD_VARS}
     env["PYTHONPATH"] = str(tree)
+    if blas1:
+        env["OPENBLAS_NUM_THREADS"] = "1"
     hog = None
     if busy:
         hog = subprocess.Popen([sys.executable, "-c", "while True: pass"])
@@ -88,14 +94,19 @@ def stages(jobs_out: Path) -> None:
     """Each stage's CPU and wall time, one after another in this process."""
     sys.path.insert(0, str(ROOT))
     c0, w0 = time.process_time(), time.perf_counter()
+    from threadpoolctl import ThreadpoolController
+
     from gradflow.analysis.claims import run_claims
     from gradflow.analysis.defaults import default_report_config, default_sweep_config
     from gradflow.analysis.experiment import run_experiment
     from gradflow.analysis.sweep import run_sweep
     from gradflow.analysis.trained import analyze_trained
-    from gradflow.report import build_report
+    from gradflow.report import build_report, report_threads
 
     print(f"{'imports':12s} cpu {time.process_time() - c0:6.2f} s")
+    # the BLAS limit run_report applies to its whole run (without it, OpenBLAS's threads spin)
+    blas = report_threads(default_report_config())
+    ThreadpoolController().limit(limits=blas, user_api="blas")
     total = {"cpu": 0.0}
 
     def timed(label: str, fn):  # type: ignore[no-untyped-def]
@@ -126,18 +137,20 @@ def main() -> None:
     ap.add_argument("--format", action="append", default=[], help="figure format (repeat)")
     ap.add_argument("--tree", type=Path, default=ROOT, help="the gradflow tree to time")
     ap.add_argument("--stages", action="store_true", help="CPU and wall time per stage")
+    ap.add_argument("--blas1", action="store_true", help="OPENBLAS_NUM_THREADS=1 (for older trees)")
     args = ap.parse_args()
     if args.stages:
         with tempfile.TemporaryDirectory() as tmp:
             stages(Path(tmp) / "r")
         return
     print(
-        f"gradflow report --jobs {args.jobs}{' beside a busy process' if args.busy else ''}, "
+        f"gradflow report --jobs {args.jobs}{' beside a busy process' if args.busy else ''}"
+        f"{', OPENBLAS_NUM_THREADS=1' if args.blas1 else ''}, "
         f"tree {args.tree}, {os.cpu_count()} cores"
     )
     runs = []
     for _ in range(args.repeat):
-        wall, cpu, load = run_once(args.tree, args.jobs, args.format, args.busy)
+        wall, cpu, load = run_once(args.tree, args.jobs, args.format, args.busy, args.blas1)
         runs.append((wall, cpu))
         print(f"  wall {wall:6.1f} s  cpu {cpu:6.1f} s  (load average before: {load:.2f})")
     print(

@@ -238,4 +238,4 @@ def summary_lines(out_dir: str | os.PathLike[str], seconds: float) -> list[str]:
     return cli_lines(experiment, str(Path(out_dir) / "index.html"), seconds)
 
 
-__all__ = ["build_report", "report_context", "run_report", "summary_lines"]
+__all__ = ["build_report", "report_context", "report_threads", "run_report", "summary_lines"]
