@@ -210,3 +210,16 @@ def test_report_shows_conditions_intervals_and_the_clipping_figure(result, tmp_p
     iv = result.claim("a").intervals["measured_slope_frobenius"]
     shown = f"[{iv['low']:+.3f}, {iv['high']:+.3f}]".replace("-", "−").replace("+", "")
     assert shown in claims_html
+
+
+def test_claims_on_a_process_pool_are_the_same(result):
+    # The report runs the claims as five tasks on its pool (issue 14): the result must not
+    # depend on where they ran. Reference: run_claims inline (the module's fixture); exact.
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gradflow.analysis.sweep import worker_context
+
+    with ProcessPoolExecutor(2, mp_context=worker_context()) as pool:
+        pooled = run_claims(quick=True, executor=pool)
+    assert dumps(pooled.to_dict()) == dumps(result.to_dict())
+    assert [c.id for c in pooled.claims] == ["a", "b", "c", "d", "e", "f"]
