@@ -725,7 +725,7 @@ def plot_cmd(
     default=2,
     show_default=True,
     type=click.IntRange(1),
-    help="Worker processes for the sweep.",
+    help="Worker processes for the report's runs (cells, claims, sweep) and figures.",
 )
 @click.option(
     "--format",

@@ -252,3 +252,16 @@ def test_claims_csv_traces_every_number_to_its_interval(result, tmp_path):
         assert int(r["draws"]) == iv["draws"] >= 10 and int(r["resamples"]) == iv["resamples"]
     # every claim measured over draws has its intervals in the file (claim e counts exactly)
     assert with_interval == sum(len(c.intervals) for c in result.claims) > 20
+
+
+def test_claims_on_a_process_pool_are_the_same(result):
+    # The report runs the claims as five tasks on its pool (issue 14): the result must not
+    # depend on where they ran. Reference: run_claims inline (the module's fixture); exact.
+    from concurrent.futures import ProcessPoolExecutor
+
+    from gradflow.analysis.sweep import worker_context
+
+    with ProcessPoolExecutor(2, mp_context=worker_context()) as pool:
+        pooled = run_claims(quick=True, executor=pool)
+    assert dumps(pooled.to_dict()) == dumps(result.to_dict())
+    assert [c.id for c in pooled.claims] == ["a", "b", "c", "d", "e", "f"]

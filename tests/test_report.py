@@ -294,16 +294,16 @@ def test_interrupted_build_keeps_previous_report(report, tmp_path, monkeypatch, 
     out = tmp_path / "latest"
     shutil.copytree(report, out)
     before = {p.relative_to(out): p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    real_save = plots.save_figure
+    real_write = plots.write_figure
     calls = []
 
-    def failing_save(fig, stem, formats=plots.FORMATS, dpi=plots.DPI):
+    def failing_write(files, stem):
         calls.append(stem)
         if len(calls) == 3:
             raise error
-        return real_save(fig, stem, formats, dpi)
+        return real_write(files, stem)
 
-    monkeypatch.setattr(plots, "save_figure", failing_save)
+    monkeypatch.setattr(plots, "write_figure", failing_write)
     experiment, sweep, claims = results()
     experiment["name"] = "second run"
     with pytest.raises(type(error)):
@@ -313,7 +313,7 @@ def test_interrupted_build_keeps_previous_report(report, tmp_path, monkeypatch, 
     assert [p.name for p in tmp_path.iterdir()] == ["latest"]  # no partial folder
     if isinstance(error, KeyboardInterrupt):
         return
-    monkeypatch.setattr(plots, "save_figure", real_save)
+    monkeypatch.setattr(plots, "write_figure", real_write)
     build_report(experiment, None, None, out, formats=("svg",))  # now it replaces the old one
     assert "second run" in (out / "index.html").read_text(encoding="utf-8")
     assert not (out / "data" / "sweep.json").exists()
@@ -445,18 +445,20 @@ def _small_config(folder: Path) -> Path:
     return folder / "small.toml"
 
 
-def _report(config: Path, out: Path) -> None:
+def _report(config: Path, out: Path, jobs: int = 1) -> None:
     res = CliRunner().invoke(
-        cli, ["report", "--config", str(config), "--out", str(out), "--quiet", "--jobs", "1"]
+        cli, ["report", "--config", str(config), "--out", str(out), "--quiet", "--jobs", str(jobs)]
     )
     assert res.exit_code == 0, res.output
 
 
 def test_report_twice_with_one_seed_is_byte_identical(tmp_path):
-    # Regression: timings were stored inside data/*.json, so two runs differed.
+    # Regression: timings were stored inside data/*.json, so two runs differed. The second
+    # run uses a pool of two workers (the cells, the sweep's points and the figures rendered
+    # there, issue 14): the bytes must not depend on where anything ran.
     config = _small_config(tmp_path / "cfg")
     _report(config, tmp_path / "a")
-    _report(config, tmp_path / "b")
+    _report(config, tmp_path / "b", jobs=2)
     files = sorted(
         p.relative_to(tmp_path / "a")
         for sub in ("data", "figures")

@@ -30,7 +30,8 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
+from concurrent.futures import Executor, Future
 from dataclasses import replace
 from fractions import Fraction
 from typing import Any
@@ -445,17 +446,22 @@ def claim_e() -> Claim:
     )
 
 
-def run_claims(quick: bool = True, progress: Progress = False) -> ClaimsResult:
+def run_claims(
+    quick: bool = True, progress: Progress = False, executor: Executor | None = None
+) -> ClaimsResult:
     """Run claims (a)-(f) and return the :class:`~gradflow.results.ClaimsResult`.
 
     Args:
         quick: small sizes (a few seconds in all); otherwise larger ``n`` and 20 draws.
         progress: a tqdm bar (``True``), or a callable ``progress(done, total)``.
+        executor: run the claims as tasks on it (:func:`submit_claims`); the same result.
 
     References:
         [poole2016], [pascanu2013], [hochreiter1997], [gers2000forget], [jozefowicz2015],
         [cho2014], [srivastava2015highway], [efron1993].
     """
+    if executor is not None:
+        return submit_claims(executor, quick)(progress)
     start = time.perf_counter()
     cfgs = claim_configs(quick)
     widths = EXPLOSION_WIDTHS[0 if quick else 1]
@@ -474,13 +480,47 @@ def run_claims(quick: bool = True, progress: Progress = False) -> ClaimsResult:
         claim_b(cfgs, tick),
         claim_c(cfgs, quick, tick),
         claim_d(cfgs["d"], tick),
-        claim_e(),
-        claim_f(cfgs["f"], clip),
     ]
+    return _claims_result(quick, cfgs, clip, claims, start)
+
+
+def _claims_result(
+    quick: bool, cfgs: dict[str, ExperimentConfig], clip: Any, claims: list[Claim], start: float
+) -> ClaimsResult:
     return ClaimsResult(
-        claims=tuple(claims),
+        claims=(*claims, claim_e(), claim_f(cfgs["f"], clip)),
         quick=quick,
         gradflow_version=__version__,
         clipping=clip,
         run={"total_s": time.perf_counter() - start},
     )
+
+
+def submit_claims(executor: Executor, quick: bool = True) -> Callable[[Progress], ClaimsResult]:
+    """Submit the claims' runs to ``executor`` as five tasks (claims a-d and the clipping
+    data of f; e needs no run) and return ``finish(progress)``, which waits for them and
+    returns the same :class:`~gradflow.results.ClaimsResult` as :func:`run_claims`.
+
+    Five tasks instead of one let a pool balance them with other work: together they take
+    about 12 s of CPU time (quick), the longest (b) about 4.5 s. They are submitted longest
+    first."""
+    start = time.perf_counter()
+    cfgs = claim_configs(quick)
+    jobs: list[Future[Any]] = [
+        executor.submit(claim_b, cfgs),
+        executor.submit(claim_c, cfgs, quick),
+        executor.submit(claim_d, cfgs["d"]),
+        executor.submit(claim_a, cfgs["a"], tight_config=cfgs["a-tight"]),
+        executor.submit(clipping_data, cfgs["f"]),
+    ]
+
+    def finish(progress: Progress = False) -> ClaimsResult:
+        tick = progress_bar(progress, len(jobs), "claims")
+        done = []
+        for job in jobs:
+            done.append(job.result())
+            tick()
+        b, c, d, a, clip = done
+        return _claims_result(quick, cfgs, clip, [a, b, c, d], start)
+
+    return finish

@@ -50,7 +50,9 @@ from .panels import by_family as by_family
 from .panels import family as family
 from .phase import plot_phase_diagram as plot_phase_diagram
 from .save import compact_svg as compact_svg
+from .save import render_figure as render_figure
 from .save import save_figure as save_figure
+from .save import write_figure as write_figure
 from .spectra import plot_lyapunov as plot_lyapunov
 from .spectra import plot_path_terms as plot_path_terms
 from .spectra import plot_singular_values as plot_singular_values

@@ -16,14 +16,16 @@ import os
 import sys
 import tempfile
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
-from concurrent.futures.process import BrokenProcessPool
+from concurrent.futures import ProcessPoolExecutor
 from pathlib import Path
 from typing import Any
 
-from ..analysis.claims import run_claims
+from threadpoolctl import ThreadpoolController
+
+from ..analysis.claims import run_claims, submit_claims
 from ..analysis.defaults import default_report_config, default_sweep_config
 from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
+from ..analysis.run import resolve_cells, submit_experiment
 from ..analysis.sweep import (
     SweepConfig,
     init_worker,
@@ -33,13 +35,12 @@ from ..analysis.sweep import (
 )
 from ..analysis.trained import analyze_trained
 from ..cost import forced
-from ..errors import GradflowError
 from ..plots import FORMATS
 from ..results import ExperimentResult
-from ..shutdown import Terminated, interrupted
-from ..threads import threads_per_worker
+from ..threads import blas_threads, threads_per_worker
 from .build import build_report as build_report
 from .build import report_context as report_context
+from .build import worker_errors
 from .summary import cli_lines
 
 
@@ -72,16 +73,53 @@ class _Progress:
         self.bar.close()
 
 
+#: Modules each worker of the report's pool needs, imported once by the forkserver (workers
+#: are forked from it) instead of once per worker: the stages' code and matplotlib.
+PRELOAD = [
+    "gradflow.analysis.sweep",
+    "gradflow.analysis.claims",
+    "gradflow.analysis.trained",
+    "gradflow.report.build",
+]
+
+
+#: Each worker's process-wide BLAS limit (kept for the worker's life; see _init_worker).
+_LIMITS: list[Any] = []
+
+
+def _init_worker(threads: int, blas: int, force: bool) -> None:
+    """The sweep's initializer (signals, ``threads`` for compute regions, ``--force``), and
+    ``blas`` BLAS threads for the whole worker, not only inside :func:`gradflow.engine.analyze`:
+    the report's other numerics (certified singular values, path expansions, mean fields, the
+    claims' bounds) are small products too, and OpenBLAS's default of one thread per core
+    spins beside a busy process (issue 14: the default report used 2.2x the CPU time of one
+    thread on a loaded 2-core machine)."""
+    init_worker(threads, force)
+    _LIMITS.append(ThreadpoolController().limit(limits=blas, user_api="blas"))
+
+
+def report_threads(config: ExperimentConfig) -> int:
+    """BLAS threads for a report on ``config``: the policy of :mod:`gradflow.threads` for its
+    largest state (``--threads``/``GRADFLOW_THREADS``, else one thread below
+    :data:`~gradflow.threads.PARALLEL_FROM`), applied to the whole run."""
+    states = max((len(c.state) for c in resolve_cells(config)), default=1)
+    return blas_threads(states * config.hidden_size)
+
+
 @contextlib.contextmanager
-def _worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
-    """``jobs`` worker processes for the report's stages, with the sweep's initializer (each
-    worker's share of the BLAS threads, signals, ``--force``); stopped at once on an error or
-    Ctrl-C, so no worker outlives the report."""
+def _worker_pool(jobs: int, blas: int) -> Iterator[ProcessPoolExecutor]:
+    """``jobs`` worker processes for the report's stages (:func:`_init_worker`: each worker's
+    share of the threads, at most ``blas`` for BLAS, signals, ``--force``); stopped at once on
+    an error or Ctrl-C, so no worker outlives the report."""
+    ctx = worker_context()
+    if ctx.get_start_method() == "forkserver":
+        ctx.set_forkserver_preload(PRELOAD)  # no effect once this process's server runs
+    share = threads_per_worker(jobs)
     pool = ProcessPoolExecutor(
         max_workers=jobs,
-        mp_context=worker_context(),
-        initializer=init_worker,
-        initargs=(threads_per_worker(jobs), forced()),
+        mp_context=ctx,
+        initializer=_init_worker,
+        initargs=(share, min(share, blas), forced()),
     )
     try:
         yield pool
@@ -91,14 +129,15 @@ def _worker_pool(jobs: int) -> Iterator[ProcessPoolExecutor]:
     pool.shutdown(wait=True)
 
 
-def _result(job: Future[Any]) -> Any:
-    """A background stage's result; a dead worker is one line, as in a sweep."""
-    try:
-        return job.result()
-    except BrokenProcessPool as exc:
-        if (signum := interrupted()) is not None:  # killed with us (process group)
-            raise Terminated(signum) from None
-        raise GradflowError(f"the report's worker process died ({exc})") from None
+def _sweep(
+    config: SweepConfig | None, jobs: int, bar: _Progress, pool: ProcessPoolExecutor | None
+) -> Any:
+    """The report's sweep (None without one), its points in a temporary work folder."""
+    if config is None:
+        return None
+    bar.stage("sweep")
+    with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
+        return run_sweep(config, work, jobs=jobs, progress=bar, executor=pool)
 
 
 def run_report(
@@ -147,40 +186,46 @@ def run_report(
                 else None
             )
             source = (Path(config).name, Path(config).read_text(encoding="utf-8"))
+        blas = report_threads(exp_cfg)
         with contextlib.ExitStack() as stack:
-            # With two or more jobs every stage runs on one pool of worker processes: the
-            # claims and the trained networks (independent of the rest) first, then the
-            # experiment's cells and the sweep's points as tasks beside them.
-            pool = stack.enter_context(_worker_pool(jobs)) if jobs > 1 else None
-            if pool is not None and config is None:
-                claims_job = pool.submit(run_claims, True, False)
-                trained_job = pool.submit(analyze_trained)
-            bar.stage("experiment")
-            experiment = run_experiment(exp_cfg, progress=bar, executor=pool)
-            if config is None and pool is None:
-                bar.stage("claims")
-                claims = run_claims(quick=True, progress=bar)
-                bar.stage("trained networks")
-                trained = analyze_trained()
-            sweep = None
-            if sweep_cfg is not None:
-                bar.stage("sweep")
-                with tempfile.TemporaryDirectory(prefix="gradflow-sweep-") as work:
-                    sweep = run_sweep(sweep_cfg, work, jobs=jobs, progress=bar, executor=pool)
-            if pool is not None and config is None:
-                bar.stage("claims and trained networks")
-                claims, trained = _result(claims_job), _result(trained_job)
-        return build_report(
-            experiment,
-            sweep,
-            claims,
-            out_dir,
-            venue=venue,
-            formats=formats,
-            config_source=source,
-            progress=bar.stage,
-            trained=trained,
-        )
+            stack.enter_context(ThreadpoolController().limit(limits=blas, user_api="blas"))
+            pool = stack.enter_context(_worker_pool(jobs, blas)) if jobs > 1 else None
+            if pool is None:
+                bar.stage("experiment")
+                experiment = run_experiment(exp_cfg, progress=bar)
+                if config is None:
+                    bar.stage("claims")
+                    claims = run_claims(quick=True, progress=bar)
+                    bar.stage("trained networks")
+                    trained = analyze_trained()
+                sweep = _sweep(sweep_cfg, jobs, bar, None)
+            else:
+                # Every stage on one pool, all submitted before any is awaited (the claims
+                # and the experiment's cells costliest first, the sweep's short points last),
+                # so that no worker waits at a stage's end; then the figures on it too.
+                with worker_errors():
+                    if config is None:
+                        finish_claims = submit_claims(pool, quick=True)
+                        trained_job = pool.submit(analyze_trained)
+                    finish_experiment = submit_experiment(exp_cfg, pool)
+                    sweep = _sweep(sweep_cfg, jobs, bar, pool)
+                    bar.stage("experiment")
+                    experiment = finish_experiment(bar)
+                    if config is None:
+                        bar.stage("claims and trained networks")
+                        claims, trained = finish_claims(False), trained_job.result()
+            return build_report(
+                experiment,
+                sweep,
+                claims,
+                out_dir,
+                venue=venue,
+                formats=formats,
+                config_source=source,
+                progress=bar.stage,
+                trained=trained,
+                executor=pool,
+            )
     finally:
         bar.close()
 
@@ -193,4 +238,4 @@ def summary_lines(out_dir: str | os.PathLike[str], seconds: float) -> list[str]:
     return cli_lines(experiment, str(Path(out_dir) / "index.html"), seconds)
 
 
-__all__ = ["build_report", "report_context", "run_report", "summary_lines"]
+__all__ = ["build_report", "report_context", "report_threads", "run_report", "summary_lines"]
