@@ -62,6 +62,7 @@ from .spectral import Spectral
 from .stack_bidir import _outputs, analyze_bidirectional
 from .stack_lagsplit import check_budget
 from .stack_lagsplit import lag_split as _lag_split
+from .stack_spectral import BlockProduct
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -287,8 +288,6 @@ class _Unidirectional:
         per_step *= self.B * 8
         self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
         self.offsets = np.cumsum([0] + [r.m for r in rts])
-        self._buf: Any = None
-        self._hbuf: Any = None
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self) -> tuple[list[list[Any]], list[Any]]:
@@ -500,55 +499,50 @@ class _Unidirectional:
         cross_f: np.ndarray,
         hrows: np.ndarray,
     ) -> None:
-        xp, L, B, dt = self.xp, len(self.rts), self.B, self.dtype
+        xp, L, dt = self.xp, len(self.rts), self.dtype
         P = [[b for b in row if b is not None] for row in rows]  # after a step: all j <= i
         for i in range(L):
             lay_f[i, lag] = P[i][i].l
         for j in range(L):
             cross_f[j, lag] = P[L - 1][j].l
         if L == 1:
-            Pj, top, fro = P[0][0].a, P[0][0].l, None
+            Pj, top = P[0][0].a, P[0][0].l
             joint_f[lag] = top
-        else:
-            top = _top(*(b.l for row in P for b in row))
-            if self._buf is None:  # blocks above the diagonal stay zero
-                M = int(self.offsets[-1])
-                self._buf = xp.zeros((B, M, M), dtype=dt)
-            Pj, o = self._buf, self.offsets
-            mass = np.zeros(B)
-            for i in range(L):
-                for j in range(i + 1):
-                    blk = P[i][j]
-                    f = _factor(xp, blk.l, top, 3, dt)
-                    xp.multiply(blk.a, f, out=Pj[:, o[i] : o[i + 1], o[j] : o[j + 1]])
-                    # every block has unit Frobenius norm (or is exactly zero)
-                    with np.errstate(invalid="ignore", over="ignore"):
-                        mass += np.where(np.isfinite(blk.l), np.power(10.0, 2 * (blk.l - top)), 0.0)
-            fro_l = 0.5 * np.log10(mass)
-            fro = xp.asarray(np.sqrt(mass).astype(dt))
-            joint_f[lag] = fro_l + top
-            for i in range(L):
-                spec[f"layer{i}"].step(jj, P[i][i].a, lag)
-                logs[f"layer{i}"][jj] = P[i][i].l
-            for j in range(L - 1):
-                spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
-                logs[f"cross{j}"][jj] = P[L - 1][j].l
-        spec["joint"].step(jj, Pj, lag, fro)
+            spec["joint"].step(jj, Pj, lag)
+            logs["joint"][jj] = top
+            if "hidden" in spec:
+                Ph = Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
+                spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+                logs["hidden"][jj] = top
+            return
+        top = _top(*(b.l for row in P for b in row))
+        # every block has unit Frobenius norm (or is exactly zero); f = 10**(l - top)
+        with np.errstate(invalid="ignore", over="ignore"):
+            f = [
+                [np.where(np.isfinite(b.l), np.power(10.0, b.l - top), 0.0) for b in row]
+                for row in P
+            ]
+        mass = sum(fi * fi for row in f for fi in row)
+        joint_f[lag] = 0.5 * np.log10(mass) + top
+        for i in range(L):
+            spec[f"layer{i}"].step(jj, P[i][i].a, lag)
+            logs[f"layer{i}"][jj] = P[i][i].l
+        for j in range(L - 1):
+            spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
+            logs[f"cross{j}"][jj] = P[L - 1][j].l
+        # The joint product and its h block as block products (gradflow.stack_spectral):
+        # never assembled, the blocks are read where they lie.
+        blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
+        sizes = [r.m for r in self.rts]
+        op = BlockProduct(xp, blocks, sizes, sizes, dt)
+        spec["joint"].step(jj, op, lag, xp.asarray(np.sqrt(mass).astype(dt)))
         logs["joint"][jj] = top
         if "hidden" in spec:
-            if L == 1:
-                Ph = Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
-            else:
-                if self._hbuf is None:
-                    self._hbuf = xp.zeros((B, len(hrows), len(hrows)), dtype=dt)
-                Ph, hoff = self._hbuf, np.cumsum([0] + [r.n for r in self.rts])
-                for i in range(L):
-                    for j in range(i + 1):
-                        blk, ci, cj = P[i][j], self.rts[i].hcols, self.rts[j].hcols
-                        xp.multiply(
-                            blk.a[:, ci, cj],
-                            _factor(xp, blk.l, top, 3, dt),
-                            out=Ph[:, hoff[i] : hoff[i + 1], hoff[j] : hoff[j + 1]],
-                        )
-            spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+            hb = [
+                (i, j, a[:, self.rts[i].hcols, self.rts[j].hcols], fij) for i, j, a, fij in blocks
+            ]
+            hmass = sum(fij * fij * to_numpy(xp.einsum("bij,bij->b", a, a)) for _, _, a, fij in hb)
+            hsizes = [r.n for r in self.rts]
+            op = BlockProduct(xp, hb, hsizes, hsizes, dt)
+            spec["hidden"].step(jj, op, lag, xp.asarray(np.sqrt(hmass).astype(dt)))
             logs["hidden"][jj] = top

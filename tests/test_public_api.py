@@ -33,7 +33,8 @@ LAYERS = [
     "symbolic",
     "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
-    "|measure|stack|stack_bidir|stack_vectors|stack_lagsplit|stack_result|logscaled|compiled"
+    "|measure|stack|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral|logscaled"
+    "|compiled"
     "|compiled_kernels",
     "analysis",
     "plots|report",
