@@ -62,7 +62,7 @@ from .spectral import Spectral
 from .stack_bidir import _outputs, analyze_bidirectional
 from .stack_lagsplit import check_budget
 from .stack_lagsplit import lag_split as _lag_split
-from .stack_spectral import BlockProduct
+from .stack_spectral import BlockProduct, block_products_supported
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -288,6 +288,7 @@ class _Unidirectional:
         per_step *= self.B * 8
         self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
         self.offsets = np.cumsum([0] + [r.m for r in rts])
+        self.ops = block_products_supported(self.xp)
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self) -> tuple[list[list[Any]], list[Any]]:
@@ -399,20 +400,13 @@ class _Unidirectional:
             for jj in range(Kc):
                 idx, lag = Kc - 1 - jj, k0 + jj  # the step at time t0+idx+1; lag before it
                 new_rows: list[list[_Scaled | None]] = []
+                Ys: list[tuple[Any, np.ndarray]] = []  # dS^i_T/dx_{T-k}, per row block i
                 for i in range(L):
                     Q = self._backsub(P[i], data, idx)
                     if input_sens:
-                        assert in_s is not None and in_f is not None and lay_in is not None
                         q0 = Q[0]
                         assert q0 is not None
-                        Y = q0.a @ _kin(rts[0], data[0], idx)
-                        sv = to_numpy(xp.linalg.svd(Y, compute_uv=False)[..., 0])
-                        with np.errstate(divide="ignore"):
-                            lay_in[i, lag] = np.log10(sv) + q0.l
-                        if i == 0:
-                            Ys = [(Y, q0.l)]
-                        else:
-                            Ys.append((Y, q0.l))
+                        Ys.append((q0.a @ _kin(rts[0], data[0], idx), q0.l))
                     row: list[_Scaled | None] = []
                     for j in range(i + 1):
                         qj = Q[j]
@@ -422,14 +416,8 @@ class _Unidirectional:
                     new_rows.append(row)
                 P = new_rows
                 if input_sens:
-                    assert in_s is not None and in_f is not None
-                    top = _top(*(lg for _, lg in Ys))
-                    Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
-                    with np.errstate(divide="ignore"):
-                        in_s[lag] = (
-                            np.log10(to_numpy(xp.linalg.svd(Yj, compute_uv=False)[..., 0])) + top
-                        )
-                        in_f[lag] = _log_norm(xp, Yj) + top
+                    assert in_s is not None and in_f is not None and lay_in is not None
+                    self._memory(Ys, lag, in_s, in_f, lay_in)
                 if vec is not None:
                     vec.step(data, idx, lag)
                 self._record(P, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
@@ -487,6 +475,49 @@ class _Unidirectional:
             **extra,
         )
 
+    def _memory(
+        self,
+        Ys: list[tuple[Any, np.ndarray]],
+        lag: int,
+        in_s: np.ndarray,
+        in_f: np.ndarray,
+        lay_in: np.ndarray,
+    ) -> None:
+        """The memory curves at one lag from ``Y_i = dS^i_T/dx_{T-k}`` (``(B, m_i, d)``, each
+        with its own log10 scale): each row block's spectral norm, and the joint matrix's
+        (the row blocks stacked) spectral and Frobenius norms.
+
+        With ``d`` at most every ``m_i`` (a model's input is usually narrower than its
+        states), from the ``d x d`` Gram matrices ``G_i = Y_i^T Y_i``: the joint one is
+        ``sum_i f_i^2 G_i`` on the common scale, and every largest eigenvalue comes from one
+        batched symmetric eigensolver call (one transfer from a device). The largest
+        eigenvalue of a Gram matrix is its top singular value squared to a relative
+        ``O(m d eps)`` (forming ``G`` is the only rounding beyond the eigensolver's); the
+        small singular values, which a Gram matrix would lose, are not needed. Otherwise an
+        SVD of each ``Y_i`` and of the stacked matrix."""
+        xp, dt = self.xp, self.dtype
+        logs = np.stack([lg for _, lg in Ys])  # (L, B)
+        top = _top(*logs)
+        d = int(Ys[0][0].shape[-1])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            f2 = np.where(np.isfinite(logs), np.power(10.0, 2.0 * (logs - top)), 0.0)
+            if all(d <= int(Y.shape[-2]) for Y, _ in Ys):
+                G = xp.stack([xp.swapaxes(Y, -1, -2) @ Y for Y, _ in Ys])  # (L, B, d, d)
+                Gj = xp.einsum("lb,lbij->bij", xp.asarray(f2.astype(dt)), G)
+                ev = xp.linalg.eigvalsh(xp.concatenate((G, Gj[None])))[..., -1]
+                both = to_numpy(xp.concatenate((ev, xp.einsum("bii->b", Gj)[None])))
+                both = np.maximum(both.astype(np.float64), 0.0)  # one transfer
+                lay_in[:, lag] = 0.5 * np.log10(both[:-2]) + logs
+                in_s[lag] = 0.5 * np.log10(both[-2]) + top
+                in_f[lag] = 0.5 * np.log10(both[-1]) + top
+                return
+            for i, (Y, lg) in enumerate(Ys):
+                sv = to_numpy(xp.linalg.svd(Y, compute_uv=False)[..., 0])
+                lay_in[i, lag] = np.log10(sv) + lg
+            Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
+            in_s[lag] = np.log10(to_numpy(xp.linalg.svd(Yj, compute_uv=False)[..., 0])) + top
+            in_f[lag] = _log_norm(xp, Yj) + top
+
     def _record(
         self,
         rows: list[list[_Scaled | None]],
@@ -535,14 +566,19 @@ class _Unidirectional:
         blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
         sizes = [r.m for r in self.rts]
         op = BlockProduct(xp, blocks, sizes, sizes, dt)
-        spec["joint"].step(jj, op, lag, xp.asarray(np.sqrt(mass).astype(dt)))
+        spec["joint"].step(
+            jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(mass).astype(dt))
+        )
         logs["joint"][jj] = top
         if "hidden" in spec:
             hb = [
                 (i, j, a[:, self.rts[i].hcols, self.rts[j].hcols], fij) for i, j, a, fij in blocks
             ]
-            hmass = sum(fij * fij * to_numpy(xp.einsum("bij,bij->b", a, a)) for _, _, a, fij in hb)
+            sq = to_numpy(xp.stack([xp.einsum("bij,bij->b", a, a) for _, _, a, _ in hb]))
+            hmass = sum(fij * fij * sq[k] for k, (_, _, _, fij) in enumerate(hb))
             hsizes = [r.n for r in self.rts]
             op = BlockProduct(xp, hb, hsizes, hsizes, dt)
-            spec["hidden"].step(jj, op, lag, xp.asarray(np.sqrt(hmass).astype(dt)))
+            spec["hidden"].step(
+                jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(hmass).astype(dt))
+            )
             logs["hidden"][jj] = top

@@ -106,3 +106,13 @@ class BlockProduct:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         a = to_numpy(self.dense())
         return a if dtype is None else a.astype(dtype)
+
+
+def block_products_supported(xp: Any) -> bool:
+    """Whether ``xp.swapaxes`` hands a :class:`BlockProduct` to its own ``swapaxes`` (NumPy
+    and CuPy do); where it does not, the estimators get the dense product."""
+    op = BlockProduct(xp, [(0, 0, xp.zeros((1, 1, 1)), np.ones(1))], [1], [1], np.float64)
+    try:
+        return isinstance(xp.swapaxes(op, -1, -2), BlockProduct)
+    except Exception:  # a namespace that insists on its own arrays
+        return False

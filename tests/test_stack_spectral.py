@@ -75,3 +75,38 @@ def test_spectral_on_a_block_product_is_certified_and_exact() -> None:
     np.testing.assert_allclose(got, ref, rtol=1e-10)
     assert spec.worst_gap <= 1e-11 * (1 + 1e-6)
     assert sum(spec.counts.values()) == K * B
+
+
+def test_namespaces_without_block_products_get_the_dense_product(monkeypatch) -> None:
+    """A namespace whose ``swapaxes`` wants its own arrays is detected, and the stack then
+    hands its estimators the dense product: the same norms (reference: the block path, equal
+    to 1e-12 in log10: the same certified estimator on the same matrix)."""
+    import types
+
+    from gradflow import stack as stack_mod
+    from gradflow.stack import Layer, analyze_stack
+    from gradflow.stack_spectral import block_products_supported
+
+    assert block_products_supported(np)
+    strict = types.SimpleNamespace(
+        zeros=np.zeros, asarray=np.asarray, swapaxes=lambda a, i, j: np.asarray(a).swapaxes(i, j)
+    )
+    assert not block_products_supported(strict)
+    rng = np.random.default_rng(3)
+    n, d = 3, 2
+    layers = [
+        Layer("lstm", {p.name: 0.5 * rng.standard_normal(p.numeric_shape(n, w)) for p in ps})
+        for w, ps in ((d, _lstm_params()), (n, _lstm_params()))
+    ]
+    x = rng.standard_normal((30, 2, d))
+    fast = analyze_stack(layers, x, gradient=None)
+    monkeypatch.setattr(stack_mod, "block_products_supported", lambda xp: False)
+    dense = analyze_stack(layers, x, gradient=None)
+    for key in ("log10_spectral_norm", "log10_spectral_norm_hidden"):
+        np.testing.assert_allclose(getattr(fast, key), getattr(dense, key), atol=1e-12)
+
+
+def _lstm_params():
+    from gradflow.cells import get_cell
+
+    return get_cell("lstm").parameters
