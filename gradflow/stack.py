@@ -260,7 +260,7 @@ def analyze_stack(
         check_budget(depths, T, B)
     xp = array_namespace(backend)
     meta: dict[str, Any] = {"backend": backend, "dtype": dtype, "gradflow_version": __version__}
-    xd = xp.asarray(x.astype(dt))
+    xd = xp.asarray(x.astype(dt, copy=False))
     if any(len(g) > 1 or g[0].reverse for g in depths):
         return analyze_bidirectional(depths, xd, gradient, meta, started, lag_split)
     run = _Unidirectional([g[0] for g in depths], xd, dt)

@@ -56,16 +56,21 @@ class VectorPass:
         self.e = xp.asarray(e.astype(dt))
         L = len(run.rts)
         self.g: list[_Scaled | None] = [None] * (L - 1) + [_Scaled(self.e.copy(), np.zeros(B))]
-        self.joint = np.full((T + 1, B), -np.inf)
-        self.layer = np.full((L, T + 1, B), -np.inf)
+        # The first pass fills the norms and the lag table, the second (given the totals)
+        # only the tail fractions: each pass allocates its own tables, no more (they are
+        # the memory that grows with T).
+        first = totals is None
+        self.joint = np.full((T + 1, B) if first else (1, B), -np.inf)
+        self.layer = np.full((L, T + 1, B) if first else (L, 1, B), -np.inf)
         self.joint[0] = self.layer[L - 1, 0] = 0.5 * np.log10(top.n)
-        self.inputs = np.full((T, B), -np.inf)
+        self.inputs = np.full((T if first else 1, B), -np.inf)
         self.keys = [f"{r.name}.{p.name}" for r in run.rts for p in r.cell.parameters]
-        self.lag_norm = {k: np.full((T, B), -np.inf) for k in self.keys}
+        tables = self.keys if lag_split else []
+        self.lag_norm = {k: np.full((T, B), -np.inf) for k in tables} if first else {}
         self.totals: dict[str, _Scaled | None] = {k: None for k in self.keys}
         self.given = totals
         self.cum: dict[str, _Scaled | None] = {k: None for k in self.keys}
-        self.tail = {k: np.full((T, B), np.nan) for k in self.keys}
+        self.tail = {} if first else {k: np.full((T, B), np.nan) for k in tables}
 
     def step(self, data: list[dict[str, Any]], idx: int, lag: int) -> None:
         run, xp = self.run, self.run.xp
