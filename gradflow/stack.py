@@ -25,8 +25,10 @@ the parameter gradient split by lag (Pascanu et al. 2013, sec. 2): the contribut
 
 Memory is constant in ``T``: the forward pass keeps the states at chunk boundaries, the
 backward pass recomputes one chunk at a time (as :mod:`gradflow.engine` does). Spectral norms
-come from :class:`gradflow.spectral.Spectral` on each chain (joint, each layer, each
-cross-layer block of the top row); the input-sensitivity matrices (``m x d``) get an exact SVD.
+come from :class:`gradflow.spectral.Spectral` on each chain (each layer, each cross-layer block
+of the top row, and the joint product and its ``h`` block as
+:class:`gradflow.stack_spectral.BlockProduct`: never assembled); the input-sensitivity
+matrices (``m x d``) from their ``d x d`` Gram matrices (:meth:`_Unidirectional._memory`).
 
 Bidirectional layers (a pair at one depth, outputs concatenated forward-then-reverse, as
 PyTorch does) make the joint state non-causal; docs/stacks.md defines what is reported then
@@ -437,8 +439,9 @@ class _Unidirectional:
         joint_h = None if not hidden else (joint_hh if multi else joint_s)
         meta["chunk_steps"] = K
         meta["spectral"] = {
-            "method": "gradflow.spectral.Spectral on every chain (joint, each layer, each "
-            "cross-layer block); exact SVD of the input-sensitivity matrices",
+            "method": "gradflow.spectral.Spectral on every chain (joint and its h block as "
+            "unassembled block products, each layer, each cross-layer block); largest "
+            "eigenvalue of the input-sensitivity matrices' d x d Gram matrices (SVD if d > m)",
             "certificates": {k: dict(s.counts) for k, s in spec.items()},
             "worst_relative_gap": max((s.worst_gap for s in spec.values()), default=0.0),
         }
