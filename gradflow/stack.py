@@ -25,8 +25,10 @@ the parameter gradient split by lag (Pascanu et al. 2013, sec. 2): the contribut
 
 Memory is constant in ``T``: the forward pass keeps the states at chunk boundaries, the
 backward pass recomputes one chunk at a time (as :mod:`gradflow.engine` does). Spectral norms
-come from :class:`gradflow.spectral.Spectral` on each chain (joint, each layer, each
-cross-layer block of the top row); the input-sensitivity matrices (``m x d``) get an exact SVD.
+come from :class:`gradflow.spectral.Spectral` on each chain (each layer, each cross-layer block
+of the top row, and the joint product and its ``h`` block as
+:class:`gradflow.stack_spectral.BlockProduct`: never assembled); the input-sensitivity
+matrices (``m x d``) from their ``d x d`` Gram matrices (:meth:`_Unidirectional._memory`).
 
 Bidirectional layers (a pair at one depth, outputs concatenated forward-then-reverse, as
 PyTorch does) make the joint state non-causal; docs/stacks.md defines what is reported then
@@ -62,6 +64,7 @@ from .spectral import Spectral
 from .stack_bidir import _outputs, analyze_bidirectional
 from .stack_lagsplit import check_budget
 from .stack_lagsplit import lag_split as _lag_split
+from .stack_spectral import BlockProduct, block_products_supported
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -261,7 +264,7 @@ def analyze_stack(
         check_budget(depths, T, B)
     xp = array_namespace(backend)
     meta: dict[str, Any] = {"backend": backend, "dtype": dtype, "gradflow_version": __version__}
-    xd = xp.asarray(x.astype(dt))
+    xd = xp.asarray(x.astype(dt, copy=False))
     if any(len(g) > 1 or g[0].reverse for g in depths):
         return analyze_bidirectional(depths, xd, gradient, meta, started, lag_split)
     run = _Unidirectional([g[0] for g in depths], xd, dt)
@@ -289,8 +292,7 @@ class _Unidirectional:
         per_step *= self.B * 8
         self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
         self.offsets = np.cumsum([0] + [r.m for r in rts])
-        self._buf: Any = None
-        self._hbuf: Any = None
+        self.ops = block_products_supported(self.xp)
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self) -> tuple[list[list[Any]], list[Any]]:
@@ -402,20 +404,13 @@ class _Unidirectional:
             for jj in range(Kc):
                 idx, lag = Kc - 1 - jj, k0 + jj  # the step at time t0+idx+1; lag before it
                 new_rows: list[list[_Scaled | None]] = []
+                Ys: list[tuple[Any, np.ndarray]] = []  # dS^i_T/dx_{T-k}, per row block i
                 for i in range(L):
                     Q = self._backsub(P[i], data, idx)
                     if input_sens:
-                        assert in_s is not None and in_f is not None and lay_in is not None
                         q0 = Q[0]
                         assert q0 is not None
-                        Y = q0.a @ _kin(rts[0], data[0], idx)
-                        sv = to_numpy(xp.linalg.svd(Y, compute_uv=False)[..., 0])
-                        with np.errstate(divide="ignore"):
-                            lay_in[i, lag] = np.log10(sv) + q0.l
-                        if i == 0:
-                            Ys = [(Y, q0.l)]
-                        else:
-                            Ys.append((Y, q0.l))
+                        Ys.append((q0.a @ _kin(rts[0], data[0], idx), q0.l))
                     row: list[_Scaled | None] = []
                     for j in range(i + 1):
                         qj = Q[j]
@@ -425,14 +420,8 @@ class _Unidirectional:
                     new_rows.append(row)
                 P = new_rows
                 if input_sens:
-                    assert in_s is not None and in_f is not None
-                    top = _top(*(lg for _, lg in Ys))
-                    Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
-                    with np.errstate(divide="ignore"):
-                        in_s[lag] = (
-                            np.log10(to_numpy(xp.linalg.svd(Yj, compute_uv=False)[..., 0])) + top
-                        )
-                        in_f[lag] = _log_norm(xp, Yj) + top
+                    assert in_s is not None and in_f is not None and lay_in is not None
+                    self._memory(Ys, lag, in_s, in_f, lay_in)
                 if vec is not None:
                     vec.step(data, idx, lag)
                 self._record(P, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
@@ -452,8 +441,9 @@ class _Unidirectional:
         joint_h = None if not hidden else (joint_hh if multi else joint_s)
         meta["chunk_steps"] = K
         meta["spectral"] = {
-            "method": "gradflow.spectral.Spectral on every chain (joint, each layer, each "
-            "cross-layer block); exact SVD of the input-sensitivity matrices",
+            "method": "gradflow.spectral.Spectral on every chain (joint and its h block as "
+            "unassembled block products, each layer, each cross-layer block); largest "
+            "eigenvalue of the input-sensitivity matrices' d x d Gram matrices (SVD if d > m)",
             "certificates": {k: dict(s.counts) for k, s in spec.items()},
             "worst_relative_gap": max((s.worst_gap for s in spec.values()), default=0.0),
         }
@@ -490,6 +480,49 @@ class _Unidirectional:
             **extra,
         )
 
+    def _memory(
+        self,
+        Ys: list[tuple[Any, np.ndarray]],
+        lag: int,
+        in_s: np.ndarray,
+        in_f: np.ndarray,
+        lay_in: np.ndarray,
+    ) -> None:
+        """The memory curves at one lag from ``Y_i = dS^i_T/dx_{T-k}`` (``(B, m_i, d)``, each
+        with its own log10 scale): each row block's spectral norm, and the joint matrix's
+        (the row blocks stacked) spectral and Frobenius norms.
+
+        With ``d`` at most every ``m_i`` (a model's input is usually narrower than its
+        states), from the ``d x d`` Gram matrices ``G_i = Y_i^T Y_i``: the joint one is
+        ``sum_i f_i^2 G_i`` on the common scale, and every largest eigenvalue comes from one
+        batched symmetric eigensolver call (one transfer from a device). The largest
+        eigenvalue of a Gram matrix is its top singular value squared to a relative
+        ``O(m d eps)`` (forming ``G`` is the only rounding beyond the eigensolver's); the
+        small singular values, which a Gram matrix would lose, are not needed. Otherwise an
+        SVD of each ``Y_i`` and of the stacked matrix."""
+        xp, dt = self.xp, self.dtype
+        logs = np.stack([lg for _, lg in Ys])  # (L, B)
+        top = _top(*logs)
+        d = int(Ys[0][0].shape[-1])
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            f2 = np.where(np.isfinite(logs), np.power(10.0, 2.0 * (logs - top)), 0.0)
+            if all(d <= int(Y.shape[-2]) for Y, _ in Ys):
+                G = xp.stack([xp.swapaxes(Y, -1, -2) @ Y for Y, _ in Ys])  # (L, B, d, d)
+                Gj = xp.einsum("lb,lbij->bij", xp.asarray(f2.astype(dt)), G)
+                ev = xp.linalg.eigvalsh(xp.concatenate((G, Gj[None])))[..., -1]
+                both = to_numpy(xp.concatenate((ev, xp.einsum("bii->b", Gj)[None])))
+                both = np.maximum(both.astype(np.float64), 0.0)  # one transfer
+                lay_in[:, lag] = 0.5 * np.log10(both[:-2]) + logs
+                in_s[lag] = 0.5 * np.log10(both[-2]) + top
+                in_f[lag] = 0.5 * np.log10(both[-1]) + top
+                return
+            for i, (Y, lg) in enumerate(Ys):
+                sv = to_numpy(xp.linalg.svd(Y, compute_uv=False)[..., 0])
+                lay_in[i, lag] = np.log10(sv) + lg
+            Yj = xp.concatenate([Y * _factor(xp, lg, top, 3, dt) for Y, lg in Ys], axis=-2)
+            in_s[lag] = np.log10(to_numpy(xp.linalg.svd(Yj, compute_uv=False)[..., 0])) + top
+            in_f[lag] = _log_norm(xp, Yj) + top
+
     def _record(
         self,
         rows: list[list[_Scaled | None]],
@@ -502,55 +535,55 @@ class _Unidirectional:
         cross_f: np.ndarray,
         hrows: np.ndarray,
     ) -> None:
-        xp, L, B, dt = self.xp, len(self.rts), self.B, self.dtype
+        xp, L, dt = self.xp, len(self.rts), self.dtype
         P = [[b for b in row if b is not None] for row in rows]  # after a step: all j <= i
         for i in range(L):
             lay_f[i, lag] = P[i][i].l
         for j in range(L):
             cross_f[j, lag] = P[L - 1][j].l
         if L == 1:
-            Pj, top, fro = P[0][0].a, P[0][0].l, None
+            Pj, top = P[0][0].a, P[0][0].l
             joint_f[lag] = top
-        else:
-            top = _top(*(b.l for row in P for b in row))
-            if self._buf is None:  # blocks above the diagonal stay zero
-                M = int(self.offsets[-1])
-                self._buf = xp.zeros((B, M, M), dtype=dt)
-            Pj, o = self._buf, self.offsets
-            mass = np.zeros(B)
-            for i in range(L):
-                for j in range(i + 1):
-                    blk = P[i][j]
-                    f = _factor(xp, blk.l, top, 3, dt)
-                    xp.multiply(blk.a, f, out=Pj[:, o[i] : o[i + 1], o[j] : o[j + 1]])
-                    # every block has unit Frobenius norm (or is exactly zero)
-                    with np.errstate(invalid="ignore", over="ignore"):
-                        mass += np.where(np.isfinite(blk.l), np.power(10.0, 2 * (blk.l - top)), 0.0)
-            fro_l = 0.5 * np.log10(mass)
-            fro = xp.asarray(np.sqrt(mass).astype(dt))
-            joint_f[lag] = fro_l + top
-            for i in range(L):
-                spec[f"layer{i}"].step(jj, P[i][i].a, lag)
-                logs[f"layer{i}"][jj] = P[i][i].l
-            for j in range(L - 1):
-                spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
-                logs[f"cross{j}"][jj] = P[L - 1][j].l
-        spec["joint"].step(jj, Pj, lag, fro)
+            spec["joint"].step(jj, Pj, lag)
+            logs["joint"][jj] = top
+            if "hidden" in spec:
+                Ph = Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
+                spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+                logs["hidden"][jj] = top
+            return
+        top = _top(*(b.l for row in P for b in row))
+        # every block has unit Frobenius norm (or is exactly zero); f = 10**(l - top)
+        with np.errstate(invalid="ignore", over="ignore"):
+            f = [
+                [np.where(np.isfinite(b.l), np.power(10.0, b.l - top), 0.0) for b in row]
+                for row in P
+            ]
+        mass = sum(fi * fi for row in f for fi in row)
+        joint_f[lag] = 0.5 * np.log10(mass) + top
+        for i in range(L):
+            spec[f"layer{i}"].step(jj, P[i][i].a, lag)
+            logs[f"layer{i}"][jj] = P[i][i].l
+        for j in range(L - 1):
+            spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
+            logs[f"cross{j}"][jj] = P[L - 1][j].l
+        # The joint product and its h block as block products (gradflow.stack_spectral):
+        # never assembled, the blocks are read where they lie.
+        blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
+        sizes = [r.m for r in self.rts]
+        op = BlockProduct(xp, blocks, sizes, sizes, dt)
+        spec["joint"].step(
+            jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(mass).astype(dt))
+        )
         logs["joint"][jj] = top
         if "hidden" in spec:
-            if L == 1:
-                Ph = Pj[:, hrows[0] : hrows[-1] + 1, hrows[0] : hrows[-1] + 1]
-            else:
-                if self._hbuf is None:
-                    self._hbuf = xp.zeros((B, len(hrows), len(hrows)), dtype=dt)
-                Ph, hoff = self._hbuf, np.cumsum([0] + [r.nout for r in self.rts])
-                for i in range(L):
-                    for j in range(i + 1):
-                        blk, ci, cj = P[i][j], self.rts[i].hcols, self.rts[j].hcols
-                        xp.multiply(
-                            blk.a[:, ci, cj],
-                            _factor(xp, blk.l, top, 3, dt),
-                            out=Ph[:, hoff[i] : hoff[i + 1], hoff[j] : hoff[j + 1]],
-                        )
-            spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
+            hb = [
+                (i, j, a[:, self.rts[i].hcols, self.rts[j].hcols], fij) for i, j, a, fij in blocks
+            ]
+            sq = to_numpy(xp.stack([xp.einsum("bij,bij->b", a, a) for _, _, a, _ in hb]))
+            hmass = sum(fij * fij * sq[k] for k, (_, _, _, fij) in enumerate(hb))
+            hsizes = [r.nout for r in self.rts]
+            op = BlockProduct(xp, hb, hsizes, hsizes, dt)
+            spec["hidden"].step(
+                jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(hmass).astype(dt))
+            )
             logs["hidden"][jj] = top

@@ -20,6 +20,7 @@ import numpy as np
 from .backend import to_numpy
 from .logscaled import Scaled as _Scaled
 from .logscaled import add as _add
+from .logscaled import factor as _factor
 from .logscaled import log_norm as _log_norm
 from .logscaled import normalise as _normalise
 from .logscaled import top_scale as _top
@@ -36,6 +37,40 @@ def _kin(r: Any, data: dict[str, Any], idx: int) -> Any:
         E = {k: v[idx] for k, v in data["E"].items()}
         cached = data["K"] = (idx, r.sk.input_jacobian(E, r.qs))
     return cached[1]
+
+
+def _factors(xp: Any, logs: np.ndarray, top: np.ndarray) -> Any:
+    """``10**(logs - top)`` per sequence on the device (0 for an exact zero), shape ``(B,)``."""
+    return _factor(xp, logs, top, 1, np.float64)
+
+
+def _shape(f: Any, a: Any) -> Any:
+    return f.astype(a.dtype, copy=False).reshape((-1,) + (1,) * (a.ndim - 1))
+
+
+def _sumsq(xp: Any, arrays: list[Any]) -> np.ndarray:
+    """Sums of squares over every axis but the first, ``(len(arrays), B)``, in one transfer."""
+    B = arrays[0].shape[0]
+    sq = xp.stack([xp.sum((a * a).reshape(B, -1), axis=-1) for a in arrays])
+    return np.asarray(to_numpy(sq), dtype=np.float64)
+
+
+def _accumulate(
+    xp: Any, acc: dict[str, _Scaled | None], keys: list[str], vals: list[Any], scale: np.ndarray
+) -> None:
+    """``acc[key] += val * 10**scale`` for every key, all on one common scale (the keys of a
+    layer share it: :func:`gradflow.logscaled.add` per key, its factors formed once)."""
+    first = acc[keys[0]]
+    if first is None:
+        for key, v in zip(keys, vals, strict=True):
+            acc[key] = _Scaled(1.0 * v, scale.copy())
+        return
+    top = _top(first.l, scale)
+    fa, fb = _factors(xp, first.l, top), _factors(xp, scale, top)
+    for key, v in zip(keys, vals, strict=True):
+        x = acc[key]
+        assert x is not None
+        acc[key] = _Scaled(x.a * _shape(fa, x.a) + 1.0 * (v * _shape(fb, v)), top)
 
 
 class VectorPass:
@@ -56,16 +91,22 @@ class VectorPass:
         self.e = xp.asarray(e.astype(dt))
         L = len(run.rts)
         self.g: list[_Scaled | None] = [None] * (L - 1) + [_Scaled(self.e.copy(), np.zeros(B))]
-        self.joint = np.full((T + 1, B), -np.inf)
-        self.layer = np.full((L, T + 1, B), -np.inf)
+        # The first pass fills the norms and the lag table, the second (given the totals)
+        # only the tail fractions: each pass allocates its own tables, no more (they are
+        # the memory that grows with T).
+        first = totals is None
+        self.joint = np.full((T + 1, B) if first else (1, B), -np.inf)
+        self.layer = np.full((L, T + 1, B) if first else (L, 1, B), -np.inf)
         self.joint[0] = self.layer[L - 1, 0] = 0.5 * np.log10(top.nout)
-        self.inputs = np.full((T, B), -np.inf)
+        self.inputs = np.full((T if first else 1, B), -np.inf)
         self.keys = [f"{r.name}.{p.name}" for r in run.rts for p in r.cell.parameters]
-        self.lag_norm = {k: np.full((T, B), -np.inf) for k in self.keys}
+        tables = self.keys if lag_split else []
+        self.lag_norm = {k: np.full((T, B), -np.inf) for k in tables} if first else {}
         self.totals: dict[str, _Scaled | None] = {k: None for k in self.keys}
         self.given = totals
         self.cum: dict[str, _Scaled | None] = {k: None for k in self.keys}
-        self.tail = {k: np.full((T, B), np.nan) for k in self.keys}
+        self.tail = {} if first else {k: np.full((T, B), np.nan) for k in tables}
+        self.tot_log: dict[str, np.ndarray] = {}
 
     def step(self, data: list[dict[str, Any]], idx: int, lag: int) -> None:
         run, xp = self.run, self.run.xp
@@ -80,25 +121,9 @@ class VectorPass:
         if self.lag_split:
             for j, r in enumerate(run.rts):
                 qj = Q[j]
-                if qj is None:
-                    continue
-                E = {k: v[idx] for k, v in data[j]["E"].items()}
-                grads = r.sk.param_vjp(qj.a[:, 0, :], E, r.qs)
-                for p, gval in grads.items():
-                    key = f"{r.name}.{p}"
-                    contrib = _Scaled(gval, qj.l)
-                    if self.given is None:
-                        self.lag_norm[key][lag] = _log_norm(xp, gval) + qj.l
-                        self.totals[key] = _add(xp, self.totals[key], contrib)
-                    else:
-                        self.cum[key] = _add(xp, self.cum[key], contrib)
-                        rest = _add(xp, self.given[key], self.cum[key], -1.0)
-                        tot = self.given[key]
-                        assert rest is not None and tot is not None
-                        with np.errstate(invalid="ignore", over="ignore"):
-                            self.tail[key][lag] = np.power(
-                                10.0, _log_norm(xp, rest.a) + rest.l - _log_norm(xp, tot.a) - tot.l
-                            )
+                if qj is not None:
+                    E = {k: v[idx] for k, v in data[j]["E"].items()}
+                    self._split(r, r.sk.param_vjp(qj.a[:, 0, :], E, r.qs), qj.l, lag)
         new: list[_Scaled | None] = []
         for j, r in enumerate(run.rts):
             qj = Q[j]
@@ -122,6 +147,42 @@ class VectorPass:
                         np.where(np.isfinite(lg), np.power(10.0, 2 * (lg - top)), 0.0)
                         for lg in logs
                     )
+                )
+
+    def _split(self, r: Any, grads: dict[str, Any], scale: np.ndarray, lag: int) -> None:
+        """One step's contributions ``G`` (one per parameter tensor of layer ``r``, all on the
+        log10 scale ``scale``): their norms and running totals (first pass), or the tail
+        fractions (second pass). The tensors of a layer share every scale (each gets a
+        contribution at every step), so the scale factors are formed once per layer and the
+        norms of all its tensors come back in one transfer."""
+        xp = self.run.xp
+        keys = [f"{r.name}.{p}" for p in grads]
+        vals = list(grads.values())
+        if self.given is None:
+            sq = _sumsq(xp, vals)
+            with np.errstate(divide="ignore"):
+                for k, key in enumerate(keys):
+                    self.lag_norm[key][lag] = 0.5 * np.log10(sq[k]) + scale
+            _accumulate(xp, self.totals, keys, vals, scale)
+            return
+        _accumulate(xp, self.cum, keys, vals, scale)
+        rest: list[Any] = []
+        tot0 = self.given[keys[0]]
+        cum0 = self.cum[keys[0]]
+        assert tot0 is not None and cum0 is not None
+        top = _top(tot0.l, cum0.l)
+        ft, fc = _factors(xp, tot0.l, top), _factors(xp, cum0.l, top)
+        for key in keys:
+            tot, cum = self.given[key], self.cum[key]
+            assert tot is not None and cum is not None
+            rest.append(tot.a * _shape(ft, tot.a) + -1.0 * (cum.a * _shape(fc, cum.a)))
+            if key not in self.tot_log:
+                self.tot_log[key] = _log_norm(xp, tot.a) + tot.l
+        sq = _sumsq(xp, rest)
+        with np.errstate(divide="ignore", invalid="ignore", over="ignore"):
+            for k, key in enumerate(keys):
+                self.tail[key][lag] = np.power(
+                    10.0, 0.5 * np.log10(sq[k]) + top - self.tot_log[key]
                 )
 
     def results(self) -> dict[str, Any]:

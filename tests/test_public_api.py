@@ -33,7 +33,7 @@ LAYERS = [
     "symbolic",
     "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused|compiled_codegen",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
-    "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|logscaled"
+    "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral|logscaled"
     "|compiled"
     "|compiled_kernels",
     "analysis",

@@ -446,15 +446,17 @@ def _dense_reference(cells: list[str], params: list[dict], x: np.ndarray):
     cells=st.lists(st.sampled_from(SMOOTH_CELLS), min_size=2, max_size=3),
     n=st.integers(2, 4),
     T=st.integers(1, 6),
+    d=st.integers(1, 6),
     seed=st.integers(0, 2**16),
 )
-@example(cells=["lstm-proj", "lstm-proj", "gru"], n=4, T=5, seed=3)  # p = 3 feeds the next
-def test_any_catalogue_stack_matches_a_dense_joint_product(cells, n, T, seed) -> None:
+@example(cells=["lstm-proj", "lstm-proj", "gru"], n=4, T=5, d=3, seed=3)  # p = 3 feeds the next
+def test_any_catalogue_stack_matches_a_dense_joint_product(cells, n, T, d, seed) -> None:
     """Joint, per-layer, cross-layer and input-sensitivity norms equal those of the dense
     product of the assembled joint Jacobians (exact SVD), to 1e-6 in log10 (the input
-    Jacobians come from central differences, relative error ~1e-9)."""
+    Jacobians come from central differences, relative error ~1e-9). Input sizes below and
+    above the state sizes take both paths of the memory curves (Gram matrices, SVDs)."""
     rng = np.random.default_rng(seed)
-    d, B = 3, 2
+    B = 2
     params, width = [], d
     for cell in cells:
         params.append(_params(cell, n, width, rng))
@@ -473,6 +475,13 @@ def test_any_catalogue_stack_matches_a_dense_joint_product(cells, n, T, seed) ->
             np.log10(np.linalg.norm(Y, 2, axis=(1, 2))),
             atol=1e-6,
         )
+        assert res.layer_log10_input_spectral_norm is not None
+        for i in range(L):
+            np.testing.assert_allclose(
+                res.layer_log10_input_spectral_norm[i, k - 1],
+                np.log10(np.linalg.norm(Y[:, off[i] : off[i + 1]], 2, axis=(1, 2))),
+                atol=1e-6,
+            )
         P = P @ joint[t]
         np.testing.assert_allclose(
             res.log10_spectral_norm[k], np.log10(np.linalg.norm(P, 2, axis=(1, 2))), atol=1e-6
