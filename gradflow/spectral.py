@@ -67,8 +67,8 @@ CERTIFICATES = ("bracket", "residual", "full_basis", "cholesky", "exact")
 #: Smallest product (rows) for which the compiled Krylov kernel is used by default.
 COMPILED_FROM = 96
 #: Fewest ``lags x sequences x rows`` for which it is used by default: loading numba and the
-#: cached kernel costs about 0.5 s of CPU once per process; the kernel saves about 0.5 us per
-#: (lag, sequence) and row of the product (70 us at 128 rows).
+#: cached kernel costs about 0.5-0.8 s of CPU once per process; the kernel saves about 0.35 us
+#: per (lag, sequence) and row of the product (45 us at 128 rows, one thread).
 COMPILED_WORK = 2_000_000
 
 
