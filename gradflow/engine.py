@@ -428,6 +428,8 @@ def _analyze(
             "exact eigenvalue of P^T P; Kato-Temple and Aitken estimates only guide",
             "rtol": max(SPECTRAL_RTOL, 100 * float(np.finfo(su.dtype).eps)),
             "krylov_depths": full.spectral.depth,
+            # the compiled Krylov kernel (gradflow.spectral_kernels) or the NumPy reference
+            "krylov_kernel": "compiled" if kernel else "numpy",
             "certificates": {k: sum(sp.counts[k] for sp in spectrals) for k in CERTIFICATES},
             "worst_relative_gap": max(sp.worst_gap for sp in spectrals),
         },

@@ -35,6 +35,12 @@ never accept. Every certificate holds up to rounding errors of order ``m eps`` r
 counts per kind and the worst certified relative gap ``max(u / s - 1)`` are in
 :attr:`Spectral.counts` and :attr:`Spectral.worst_gap` (the engine puts them in the result's
 metadata). This module holds one concept, the certified spectral norm, hence its length.
+
+With the ``fast`` extra (numba), :func:`compiled_wanted` decides whether the Krylov step runs
+in the compiled kernel :func:`gradflow.spectral_kernels.krylov` instead: the same iteration and
+certificates, one call per lag, each sequence to its own depth (the NumPy path extends the
+batch until its slowest sequence is certified). Uncertified candidates come back to
+:meth:`Spectral._certify` either way.
 """
 
 from __future__ import annotations

@@ -141,6 +141,8 @@ def test_analyze_with_the_kernel_matches_the_reference(monkeypatch, name, n):
     # The chain itself is the same code: Frobenius norms identical.
     np.testing.assert_array_equal(res.log10_frobenius_norm, ref.log10_frobenius_norm)
     meta = res.meta["spectral"]
+    assert meta["krylov_kernel"] == "compiled"
+    assert ref.meta["spectral"]["krylov_kernel"] == "numpy"
     assert sum(meta["certificates"].values()) == 120 * 3 * (2 if name == "lstm" else 1)
     assert 0 <= meta["worst_relative_gap"] <= SPECTRAL_RTOL + 1e-16
 
