@@ -12,9 +12,12 @@ reports the process's CPU time instead of wall-clock time: with one thread that 
 done, far less disturbed by other processes on a shared machine (cache sharing still shows).
 
 ``--backend`` picks ``analyze``'s kernels: ``auto`` (the default: the compiled backend of the
-``fast`` extra where the case qualifies, see :mod:`gradflow.compiled`), ``numpy`` (the NumPy
-reference path, ``compiled=False``) or ``compiled`` (``compiled=True``); the table's last column
-says which ran.
+``fast`` extra where the case qualifies, see :mod:`gradflow.compiled`, and the compiled Krylov
+kernel of the spectral norms where the work repays loading numba, see
+:func:`gradflow.spectral.compiled_wanted`), ``numpy`` (the NumPy reference path,
+``compiled=False``), ``compiled`` (``compiled=True``) or ``kernel`` (the NumPy chain with the
+compiled Krylov kernel at any size, as a long run or a process analysing many cases gets it:
+the child lowers ``COMPILED_WORK`` to 0); the table's last column says which ran.
 
 ``--baseline DIR`` also times the ``analyze`` of another gradflow tree (a directory holding a
 ``gradflow`` package, e.g. ``git archive <commit> gradflow | tar -x -C DIR``) in the same run,
@@ -89,8 +92,12 @@ def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[f
     if os.environ.get("ENGINE_VS_FLOOR_POLICY"):  # gradflow's own thread policy, no limit
         kw, limit = {}, None
     backend = os.environ.get("ENGINE_VS_FLOOR_BACKEND", "auto")
+    if backend == "kernel":
+        import gradflow.spectral as spectral
+
+        spectral.COMPILED_WORK = 0  # the compiled Krylov kernel at any size (numba loaded once)
     if "compiled" in signature:
-        kw["compiled"] = {"auto": None, "numpy": False, "compiled": True}[backend]
+        kw["compiled"] = {"auto": None, "numpy": False, "compiled": True, "kernel": None}[backend]
     times = []
     with threadpool_limits(limits=limit, user_api="blas"):
         # once untimed, at full size: kernels compiled and, when the compiled backend
@@ -100,14 +107,17 @@ def child(cell_name: str, n: int, steps: int, batch: int, repeat: int) -> list[f
             t = CLOCK()
             analyze(cell, params, x, **kw)
             times.append(CLOCK() - t)
-    times.append(1.0 if "compiled" in res.meta else 0.0)  # which kernels ran
+    # which kernels ran: 1 the compiled chain, 2 the NumPy chain with the compiled Krylov kernel
+    kernel = "gradflow.spectral_kernels" in sys.modules
+    times.append(1.0 if "compiled" in res.meta else 2.0 if kernel else 0.0)
     return times
 
 
 def _timed(
     tree: Path, name: str, n: int, steps: int, batch: int, repeat: int
-) -> tuple[list[float], bool]:
-    """Times of ``analyze`` in a child process, and whether the compiled backend ran."""
+) -> tuple[list[float], int]:
+    """Times of ``analyze`` in a child process, and which kernels ran (0 NumPy, 1 the compiled
+    chain, 2 the NumPy chain with the compiled Krylov kernel)."""
     env = dict(os.environ, PYTHONPATH=str(tree), OPENBLAS_NUM_THREADS="1")
     env["ENGINE_VS_FLOOR_BACKEND"] = BACKEND
     env["ENGINE_VS_FLOOR_CPU"] = "1" if CLOCK is time.process_time else ""
@@ -120,7 +130,7 @@ def _timed(
         [*cmd, str(repeat)], env=env, capture_output=True, text=True, check=True
     ).stdout
     *times, compiled = json.loads(out.strip().splitlines()[-1])
-    return times, bool(compiled)
+    return times, int(compiled)
 
 
 def _spread(times: list[float]) -> float:
@@ -141,7 +151,7 @@ def main() -> None:
         action="store_true",
         help="default thread policy: no BLAS limit for the floor, analyze without threads=1",
     )
-    ap.add_argument("--backend", choices=["auto", "numpy", "compiled"], default="auto")
+    ap.add_argument("--backend", choices=["auto", "numpy", "compiled", "kernel"], default="auto")
     ap.add_argument("--child", nargs=5, help=argparse.SUPPRESS)
     args = ap.parse_args()
     global CLOCK, POLICY, BACKEND
@@ -178,7 +188,7 @@ def main() -> None:
                 fl = [floor(m, steps, batch, rng) for _ in range(args.repeat)]
             now: list[float] = []
             before: list[float] = []
-            ran = False
+            ran = 0
             for _ in range(args.repeat):  # interleaved: both see the same machine
                 times, ran = _timed(ROOT, name, n, steps, batch, 1)
                 now += times
@@ -190,7 +200,7 @@ def main() -> None:
             if before:
                 b = min(before)
                 row += f" {b:>9.3f} {b / f:>7.2f} {_spread(before):>7.2f}"
-            print(row + ("  compiled" if ran else "  numpy"), flush=True)
+            print(row + "  " + ("numpy", "compiled", "numpy+kernel")[ran], flush=True)
 
 
 if __name__ == "__main__":

@@ -15,7 +15,9 @@ JAX
 gradflow
     ``analyze(cell, params, x, threads=1)``: Frobenius and certified spectral norms of every lag
     and the h block's (more than the peers compute); the compiled backend where it qualifies
-    (the ``kernels`` column).
+    (the ``kernels`` column). ``--kernel``: the compiled Krylov kernel of the spectral norms
+    (:mod:`gradflow.spectral_kernels`, numba) at any size, as a long run or a process analysing
+    many cases gets it (``numpy+kernel``).
 
 Same machine, same process, same run, one thread each (``torch.set_num_threads(1)``; XLA with
 ``--xla_cpu_multi_thread_eigen=false intra_op_parallelism_threads=1``; one BLAS thread),
@@ -31,6 +33,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 import time
 from collections.abc import Callable
 from typing import Any
@@ -172,12 +175,20 @@ def main() -> None:
     ap.add_argument("--cells", default=",".join(CELLS))
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--markdown", help="also write the table to this file")
+    ap.add_argument("--kernel", action="store_true", help="the compiled Krylov kernel forced")
+    ap.add_argument("--no-peers", action="store_true", help="time gradflow only")
     args = ap.parse_args()
+    if args.kernel:
+        import gradflow.spectral as spectral
+
+        spectral.COMPILED_WORK = 0
     configs = CONFIGS
     if args.configs:
         configs = [tuple(int(v) for v in c.split(":")) for c in args.configs.split(",")]
     have = {}
     try:
+        if args.no_peers:
+            raise ImportError
         import torch
 
         torch.set_num_threads(1)
@@ -185,6 +196,8 @@ def main() -> None:
     except ImportError:
         pass
     try:
+        if args.no_peers:
+            raise ImportError
         import jax
 
         have["jax"] = jax.__version__
@@ -223,6 +236,8 @@ def main() -> None:
                     worst = max(worst, float(np.abs(got - ref[1:]).max()))
                 fastest = min(peers.values()) if peers else float("nan")
                 kernels = "compiled" if "compiled" in res.meta else "numpy"
+                if kernels == "numpy" and "gradflow.spectral_kernels" in sys.modules:
+                    kernels = "numpy+kernel"
                 row = (
                     f"| {name} | {n} | {steps} | {batch} | {g_time:.3f} | {kernels} | "
                     + (f"{peers['torch']:.3f}" if "torch" in peers else "-")

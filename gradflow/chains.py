@@ -56,7 +56,15 @@ FUSED_FROM = 128
 class Chain:
     """One renormalised backward product (full, or one path), with its norms per lag."""
 
-    def __init__(self, su: Setup, kern: Kernels, steps: int, hidden: bool, chunk: int) -> None:
+    def __init__(
+        self,
+        su: Setup,
+        kern: Kernels,
+        steps: int,
+        hidden: bool,
+        chunk: int,
+        compiled: bool = False,
+    ) -> None:
         xp = su.xp
         self.kern = kern
         self.P = xp.broadcast_to(xp.eye(su.m, dtype=su.dtype), (su.batch, su.m, su.m)).copy()
@@ -77,9 +85,11 @@ class Chain:
         self.hidden = hidden and len(su.cell.state) > 1
         self.spec_h = np.zeros((steps + 1, su.batch)) if self.hidden else None
         self.n = su.h_size
-        self.spectral = Spectral(xp, su.batch, su.m, su.m, su.dtype, chunk)
+        self.spectral = Spectral(xp, su.batch, su.m, su.m, su.dtype, chunk, compiled)
         self.spectral_h = (
-            Spectral(xp, su.batch, self.n, self.n, su.dtype, chunk) if self.hidden else None
+            Spectral(xp, su.batch, self.n, self.n, su.dtype, chunk, compiled)
+            if self.hidden
+            else None
         )
         # Below this Frobenius norm the h block is rescaled before its estimator sees it: the
         # estimator's residuals are fourth powers of the block's scale.

@@ -41,7 +41,7 @@ from .cost import check_cost, estimate_cost
 from .diagonal import analyze_structured, structure_meta, structured_plan
 from .errors import FactorError, InputsError, NumericalError, UsageError, WeightsError
 from .results import AnalysisResult
-from .spectral import CERTIFICATES, SPECTRAL_RTOL
+from .spectral import CERTIFICATES, SPECTRAL_RTOL, compiled_wanted
 from .threads import blas_threads, compute_region
 
 #: Bytes of chunk buffers (Jacobian factors) the backward pass may hold.
@@ -335,7 +335,7 @@ def analyze(
         if fast.qualifies(su, compiled, (paths, singular_lags, lyapunov, gradient)):
             result = fast.analyze(su, hidden, threads, _forward, _chunk_values, _check_factors)
         else:
-            args = (paths, singular_lags, n_singular, lyapunov, gradient, hidden)
+            args = (paths, singular_lags, n_singular, lyapunov, gradient, hidden, compiled)
             result = _analyze(su, backend, *args)
     # the thread count is configuration (data); timings are volatile and kept apart (run.json)
     return replace(
@@ -358,6 +358,7 @@ def _analyze(
     lyapunov: int,
     gradient: str | None,
     hidden: bool,
+    compiled: bool | None = None,
 ) -> AnalysisResult:
     T = su.steps
     lags = sorted({int(k) for k in singular_lags})
@@ -365,7 +366,8 @@ def _analyze(
         raise UsageError(f"singular_lags must lie in 1..{T}; got {lags}")
     n_sv = su.m if n_singular is None else max(1, min(int(n_singular), su.m))
     chunk = _chunk_steps(su, 0)  # products are not stored: only the Jacobian factors count
-    chains = {"full": Chain(su, su.kernels, T, hidden, chunk)}
+    kernel = compiled_wanted(su.xp, su.dtype, su.m, T * su.batch, compiled)
+    chains = {"full": Chain(su, su.kernels, T, hidden, chunk, kernel)}
     zero_paths = []
     if paths:
         from .symbolic.jacobian import state_jacobian
@@ -375,7 +377,8 @@ def _analyze(
             if part.is_zero():
                 zero_paths.append(name)
             else:
-                chains[name] = Chain(su, compile_cell(su.cell, backend, name), T, False, chunk)
+                kern = compile_cell(su.cell, backend, name)
+                chains[name] = Chain(su, kern, T, False, chunk, kernel)
     # The rollout's unit values are kept when they fit (no second pass over the steps);
     # otherwise each chunk is recomputed from its checkpoint (memory constant in T).
     item = np.dtype(su.dtype).itemsize
@@ -426,6 +429,8 @@ def _analyze(
             "exact eigenvalue of P^T P; Kato-Temple and Aitken estimates only guide",
             "rtol": max(SPECTRAL_RTOL, 100 * float(np.finfo(su.dtype).eps)),
             "krylov_depths": full.spectral.depth,
+            # the compiled Krylov kernel (gradflow.spectral_kernels) or the NumPy reference
+            "krylov_kernel": "compiled" if kernel else "numpy",
             "certificates": {k: sum(sp.counts[k] for sp in spectrals) for k in CERTIFICATES},
             "worst_relative_gap": max(sp.worst_gap for sp in spectrals),
         },

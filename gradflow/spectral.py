@@ -35,10 +35,18 @@ never accept. Every certificate holds up to rounding errors of order ``m eps`` r
 counts per kind and the worst certified relative gap ``max(u / s - 1)`` are in
 :attr:`Spectral.counts` and :attr:`Spectral.worst_gap` (the engine puts them in the result's
 metadata). This module holds one concept, the certified spectral norm, hence its length.
+
+With the ``fast`` extra (numba), :func:`compiled_wanted` decides whether the Krylov step runs
+in the compiled kernel :func:`gradflow.spectral_kernels.krylov` instead: the same iteration and
+certificates, one call per lag, each sequence to its own depth (the NumPy path extends the
+batch until its slowest sequence is certified). Uncertified candidates come back to
+:meth:`Spectral._certify` either way.
 """
 
 from __future__ import annotations
 
+import importlib.util
+import os
 from typing import Any
 
 import numpy as np
@@ -62,6 +70,28 @@ EXTRA_DEPTHS = 2
 SPECTRAL_RTOL = 1e-11
 #: The certificate kinds, as counted in :attr:`Spectral.counts`.
 CERTIFICATES = ("bracket", "residual", "full_basis", "cholesky", "exact")
+#: Smallest product (rows) for which the compiled Krylov kernel is used by default.
+COMPILED_FROM = 96
+#: Fewest ``lags x sequences x rows`` for which it is used by default: loading numba and the
+#: cached kernel costs about 0.5-0.8 s of CPU once per process; the kernel saves about 0.35 us
+#: per (lag, sequence) and row of the product (45 us at 128 rows, one thread).
+COMPILED_WORK = 2_000_000
+
+
+def compiled_wanted(xp: Any, dtype: Any, rows: int, pairs: int, compiled: bool | None) -> bool:
+    """Whether the spectral norms take the compiled Krylov kernel
+    (:mod:`gradflow.spectral_kernels`, extra ``fast``): numba installed, the numpy backend in
+    float64, ``compiled`` not False and ``GRADFLOW_COMPILED`` not 0, and (``compiled`` None)
+    products of at least ``COMPILED_FROM`` rows with at least ``COMPILED_WORK`` lags x
+    sequences x rows (``pairs`` is lags x sequences). Reads the inputs only, never whether
+    numba is loaded already, so a result does not depend on what ran before it."""
+    if compiled is False or os.environ.get("GRADFLOW_COMPILED", "").strip() == "0":
+        return False
+    if xp is not np or np.dtype(dtype) != np.float64:
+        return False
+    if compiled is None and (rows < COMPILED_FROM or pairs * rows < COMPILED_WORK):
+        return False
+    return importlib.util.find_spec("numba") is not None
 
 
 def _aitken(s1: Any, s2: Any, s3: Any, xp: Any) -> tuple[Any, Any]:
@@ -103,7 +133,16 @@ class Spectral:
         depth: Krylov depths taken, summed over lags.
     """
 
-    def __init__(self, xp: Any, batch: int, rows: int, cols: int, dtype: Any, steps: int) -> None:
+    def __init__(
+        self,
+        xp: Any,
+        batch: int,
+        rows: int,
+        cols: int,
+        dtype: Any,
+        steps: int,
+        compiled: bool = False,
+    ) -> None:
         self.xp = xp
         self.rows = rows
         # Large products: a wider block costs about the same memory traffic per pass over P.
@@ -124,6 +163,11 @@ class Spectral:
         self.depth = 0
         self.counts = dict.fromkeys(CERTIFICATES, 0)
         self.worst_gap = 0.0
+        self.kernel: Any = None
+        if compiled and xp is np and np.dtype(dtype) == np.float64:
+            from .spectral_kernels import krylov
+
+            self.kernel = krylov
 
     def _top(self, M: Any) -> Any:
         xp = self.xp
@@ -190,6 +234,9 @@ class Spectral:
         diagonal of ``H``, a lower bound of ``theta_1``, standing in for it): solving it
         there for the residual bound as well cost more small LAPACK calls than it saved.
         """
+        if self.kernel is not None:
+            self._krylov_compiled(j, P, frob)
+            return
         xp = self.xp
         b, rows = self.block, self.rows
         tiny = self.tiny
@@ -268,6 +315,32 @@ class Spectral:
         # columns is kept).
         self.Y = Y[..., :b]
         self.depth += depth + 1
+        self._accept(j, P, s, gap, kind, t1)
+
+    def _krylov_compiled(self, j: int, P: Any, frob: Any) -> None:
+        """:meth:`_krylov` by the compiled kernel (:func:`gradflow.spectral_kernels.krylov`):
+        the same iteration and certificates, each sequence to its own depth."""
+        A = np.ascontiguousarray(P)
+        out = np.empty((4, A.shape[0]))
+        Y = np.empty_like(self.Y)
+        self.depth += self.kernel(
+            A,
+            np.ascontiguousarray(frob),
+            np.ascontiguousarray(self.Y),
+            np.ascontiguousarray(self.R[j]),
+            self.rtol,
+            MAX_DEPTH,
+            EXTRA_DEPTHS,
+            out,
+            Y,
+        )
+        self.Y = Y
+        self._accept(j, A, out[0].copy(), out[1].copy(), out[2].astype(np.int8), out[3])
+
+    def _accept(self, j: int, P: Any, s: Any, gap: Any, kind: Any, t1: Any) -> None:
+        """Record lag ``j``'s values and certificates; prove the uncertified candidates
+        (kind -1) with :meth:`_certify`."""
+        xp = self.xp
         kind_h = to_numpy(kind)
         for k, name in enumerate(CERTIFICATES[:3]):
             self.counts[name] += int((kind_h == k).sum())

@@ -31,7 +31,8 @@ PACKAGE = Path(gradflow.__file__).parent
 LAYERS = [
     "cells",
     "symbolic",
-    "codegen|spectral|sensitivity_codegen|prodsvd|decomposition|norms|fused|compiled_codegen",
+    "codegen|spectral|spectral_kernels|sensitivity_codegen|prodsvd|decomposition|norms|fused"
+    "|compiled_codegen",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral|logscaled"
     "|compiled"
@@ -64,6 +65,8 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("plots.style", "tueplots"): OPTIONAL + " (venue styles)",
     ("compiled", "numba"): OPTIONAL + " (fast extra)",
     ("compiled", "compiled_kernels"): "imports numba: only when the compiled path runs",
+    ("spectral", "spectral_kernels"): "imports numba: only when the compiled Krylov kernel runs",
+    ("spectral_kernels", "numba"): OPTIONAL + " (fast extra; the module imports without it)",
     ("plots.curves", "matplotlib.pyplot"): "pyplot starts a GUI backend; only when drawn",
     ("report.html", "jinja2"): "import cost; only when a report is rendered",
     ("report.markdown", "jinja2"): "import cost; only when a report is rendered",
