@@ -24,15 +24,15 @@ same code run by the interpreter (far slower; :mod:`gradflow.spectral` then neve
 
 from __future__ import annotations
 
+import importlib
 import math
 from collections.abc import Callable
 from typing import Any, TypeVar, cast
 
 import numpy as np
 
-_numba_njit: Any
-try:
-    from numba import njit as _numba_njit
+try:  # through importlib: mypy is then clean with and without numba installed
+    _numba_njit: Any = importlib.import_module("numba").njit
 except ImportError:  # pragma: no cover - the CI has no numba
     _numba_njit = None
 
