@@ -51,6 +51,19 @@ def parameter_names(cell: Cell | str) -> tuple[str, ...]:
     return tuple(p.name for p in c.parameters)
 
 
+def model_inputs(cell: Cell | str, inputs: Any) -> tuple[Cell, np.ndarray]:
+    """The cell (by name or object) and the inputs as a contiguous float64 ``(T, B, d)`` array.
+
+    Raises:
+        UsageError: inputs not of shape ``(T, B, d)``.
+    """
+    c = get_cell(cell) if isinstance(cell, str) else cell
+    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float64))
+    if x.ndim != 3:
+        raise UsageError(f"inputs must have shape (T, B, d), got {x.shape}")
+    return c, x
+
+
 def lag_gradients(
     cell: Cell | str, params: Mapping[str, Any], inputs: Any
 ) -> Iterator[tuple[int, Scaled]]:
@@ -72,10 +85,7 @@ def lag_gradients(
     References:
         [pascanu2013].
     """
-    c = get_cell(cell) if isinstance(cell, str) else cell
-    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float64))
-    if x.ndim != 3:
-        raise UsageError(f"inputs must have shape (T, B, d), got {x.shape}")
+    c, x = model_inputs(cell, inputs)
     T, B, d = x.shape
     rt = _Rt(Layer(c, params), 0, d, B, "numpy", np.float64)
     run = _Unidirectional([rt], x, np.float64)

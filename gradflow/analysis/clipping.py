@@ -55,7 +55,7 @@ from ..errors import UsageError
 from ..initialisers import initialise
 from ..logscaled import Scaled, add, log_norm
 from ..results import Claim, Clipping
-from ..stack_api import lag_gradients, parameter_names
+from ..stack_api import lag_gradients, model_inputs, parameter_names
 from .claimkit import Tick, add_interval, ci_text, make_claim
 from .config import ExperimentConfig
 from .defaults import CLIP_THRESHOLD
@@ -127,10 +127,7 @@ def lag_split_gradient(
     References:
         [pascanu2013].
     """
-    c = get_cell(cell) if isinstance(cell, str) else cell
-    x = np.ascontiguousarray(np.asarray(inputs, dtype=np.float64))
-    if x.ndim != 3:
-        raise UsageError(f"inputs must have shape (T, B, d), got {x.shape}")
+    c, x = model_inputs(cell, inputs)
     T, B, d = x.shape
     ks = np.array(sorted({int(k) for k in lags}), dtype=int)
     if ks.size == 0 or ks[0] < 0 or ks[-1] > T - 1:
