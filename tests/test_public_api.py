@@ -66,7 +66,6 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("compiled", "numba"): OPTIONAL + " (fast extra)",
     ("compiled", "compiled_kernels"): "imports numba: only when the compiled path runs",
     ("spectral", "spectral_kernels"): "imports numba: only when the compiled Krylov kernel runs",
-    ("spectral_kernels", "numba"): OPTIONAL + " (fast extra; the module imports without it)",
     ("plots.curves", "matplotlib.pyplot"): "pyplot starts a GUI backend; only when drawn",
     ("report.html", "jinja2"): "import cost; only when a report is rendered",
     ("report.markdown", "jinja2"): "import cost; only when a report is rendered",
