@@ -29,6 +29,7 @@ from gradflow.formats import (
     model_from_state_dict,
     single_layer_model,
 )
+from gradflow.formats.select import select
 from gradflow.weights import to_torch_tensors
 
 DATA = Path(__file__).parent / "data" / "formats"
@@ -205,8 +206,8 @@ def _sd(name: str) -> dict[str, np.ndarray]:
 def test_bad_state_dicts_get_one_line_naming_the_tensor(change: object, expected: str) -> None:
     sd = _sd("gru2_bi")
     change(sd)  # type: ignore[operator]
-    with pytest.raises(WeightsError) as info:
-        model_from_state_dict(sd)
+    with pytest.raises(WeightsError) as info:  # on reading, or (layers that do not stack)
+        select(model_from_state_dict(sd))  # when they are chosen for the analysis
     assert "\n" not in str(info.value)
     assert str(info.value).startswith("state_dict: ")  # names the file (here: the mapping)
     assert expected in str(info.value)
@@ -255,8 +256,10 @@ def test_model_validation_names_the_tensor() -> None:
         single_layer_model("rnn", p)
     p["W_hh"] = rng.normal(size=(4, 4))
     one = single_layer_model("rnn", p).layers[0]
+    two = Model((one, one))  # kept as the file holds it; refused when chosen for analysis
+    assert two.stacked == 1 and len(select(two, layers=1)) == 1
     with pytest.raises(WeightsError, match="layer 1 has input size 3, but layer 0 outputs 4"):
-        Model((one, one))
+        select(two)
     with pytest.raises(WeightsError, match="proj_size=2 is only defined for lstm"):
         Layer("rnn", 4, 3, one.directions, proj_size=2)
 

@@ -39,7 +39,7 @@ import numpy as np
 from ..cells import get_cell
 from ..errors import WeightsError
 from ..tensorfile import MAX_TENSOR_BYTES, READ_ERRORS
-from .model import Direction, Layer, Model, make_params
+from .model import Direction, Layer, Model, NotOneStack, make_params
 
 RECURRENT = ("LSTM", "GRU", "SimpleRNN")
 #: Layers that are the identity at inference and may sit between two recurrent layers.
@@ -359,10 +359,11 @@ def _check_direct(entries: list[tuple[str, dict[str, Any]]], path: Path) -> None
     for a, b in zip(idx, idx[1:], strict=False):
         for cls, c in entries[a + 1 : b]:
             if cls not in TRANSPARENT:
-                raise WeightsError(
+                raise NotOneStack(
                     f"{path}: layer {c.get('name')!r} ({cls}) sits between recurrent layers "
                     f"{entries[a][1].get('name')!r} and {entries[b][1].get('name')!r}; the "
-                    "stack is not direct: choose one layer with --prefix NAME"
+                    "stack is not direct: choose one layer with --prefix NAME",
+                    tuple(str(entries[i][1].get("name")) for i in idx),
                 )
 
 

@@ -40,7 +40,7 @@ from ..errors import WeightsError
 from ..tensorfile import check_regular_file, open_tensor_file
 from ..weights import CONVERT_ADVICE, PICKLED_SUFFIXES
 from . import pytorch
-from .model import Model
+from .model import Model, NotOneStack
 from .tensors import TensorSet
 
 #: What h5py, protobuf and malformed configs raise on structures the readers do not expect.
@@ -205,8 +205,10 @@ def analyze_command(
     bidirectional: bool,
     prefix: str | None,
     nonlinearity: str | None = None,
+    first: int | None = None,
 ) -> str:
-    """The ``gradflow analyze`` command line for one module of a file."""
+    """The ``gradflow analyze`` command line for one module of a file (``first``: only the
+    bottom layers, ``--layers first``, where the layers above do not stack)."""
     parts = ["gradflow analyze", "--weights", shlex.quote(path)]
     if prefix is not None:
         parts += ["--prefix", shlex.quote(prefix)]
@@ -214,7 +216,9 @@ def analyze_command(
         parts += ["--cell", cell]
     if nonlinearity:
         parts += ["--nonlinearity", nonlinearity]
-    if layers > 1:
+    if first is not None:
+        parts += ["--layers", str(first)]
+    elif layers > 1:
         parts += ["--layers", "all"]
     if bidirectional:
         parts += ["--direction", "both"]
@@ -234,7 +238,17 @@ def describe_weights(path: str | os.PathLike[str], prefix: str | None = None) ->
     p = Path(path)
     kind = _kind(p)
     if kind != "pytorch":
-        model = load_model(p, prefix=prefix)
+        try:
+            model = load_model(p, prefix=prefix)
+        except NotOneStack as exc:  # each candidate with its own --prefix
+            models = [(name, load_model(p, prefix=name)) for name in exc.names]
+            rest = set.intersection(*(set(_unrelated_from(m)) for _, m in models))
+            return WeightsDescription(
+                str(p),
+                kind,
+                tuple(_module_from_model(m, str(p), name) for name, m in models),
+                tuple(sorted(u for u in rest if u[0] not in exc.names)),
+            )
         return WeightsDescription(
             str(p), kind, (_module_from_model(model, str(p), prefix),), _unrelated_from(model)
         )
@@ -250,27 +264,40 @@ def describe_weights(path: str | os.PathLike[str], prefix: str | None = None) ->
         used |= set(c.tensors)
         dirs = ("forward", "reverse") if c.bidirectional else ("forward",)
         cell = "lstm-proj" if c.proj_size else c.cell  # nn.LSTM(proj_size): the catalogue cell
+        width = (c.proj_size or c.hidden_size) * len(dirs)  # what each layer outputs
+        reads = [_input_size(ts, c, k, c.input_size if k == 0 else width) for k in range(c.layers)]
         layers = tuple(
-            LayerInfo(
-                k,
-                cell,
-                dirs,
-                c.hidden_size,
-                c.input_size if k == 0 else (c.proj_size or c.hidden_size) * len(dirs),
-                c.proj_size,
-                c.bias,
-            )
+            LayerInfo(k, cell, dirs, c.hidden_size, reads[k], c.proj_size, c.bias)
             for k in range(c.layers)
         )
-        notes = (pytorch.RNN_NOTE.format("tanh"),) if c.cell == "rnn" else ()
+        notes = [pytorch.RNN_NOTE.format("tanh")] if c.cell == "rnn" else []
+        stacked = next((k for k in range(1, c.layers) if reads[k] != width), c.layers)
+        if stacked < c.layers:  # what `analyze` refuses, said here with the file's own sizes
+            notes.append(
+                f"{c.tensor('weight', 'ih', stacked, False)}: layer {stacked} reads "
+                f"{reads[stacked]} inputs, but layer {stacked - 1} outputs {width}; the layers "
+                f"do not stack: the command analyses the bottom {stacked} "
+                f"layer{'s' if stacked > 1 else ''}"
+            )
         cmd = analyze_command(
-            str(p), cell, c.layers, c.bidirectional, c.prefix if several else None
+            str(p),
+            cell,
+            c.layers,
+            c.bidirectional,
+            c.prefix if several else None,
+            first=None if stacked == c.layers else stacked,
         )
-        modules.append(ModuleInfo(c.prefix, c.module, layers, cmd, notes))
+        modules.append(ModuleInfo(c.prefix, c.module, layers, cmd, tuple(notes)))
     unrelated = tuple((n, ts.shapes[n]) for n in sorted(set(ts.names()) - used))
     return WeightsDescription(
         str(p), f"pytorch state_dict ({p.suffix[1:]})", tuple(modules), unrelated
     )
+
+
+def _input_size(ts: TensorSet, c: pytorch.Candidate, k: int, expected: int) -> int:
+    """Layer ``k``'s input size from its own ``weight_ih`` in the file (``expected`` if absent)."""
+    shape = ts.shapes.get(c.tensor("weight", "ih", k, False))
+    return int(shape[1]) if shape is not None and len(shape) == 2 else expected
 
 
 def _module_from_model(model: Model, path: str, prefix: str | None) -> ModuleInfo:
@@ -289,8 +316,22 @@ def _module_from_model(model: Model, path: str, prefix: str | None) -> ModuleInf
     )
     cells = sorted({layer.cell for layer in model.layers})
     cell = cells[0] if len(cells) == 1 else None
-    cmd = analyze_command(path, cell, len(model.layers), model.bidirectional, prefix)
-    return ModuleInfo(model.prefix, f"{model.format} {'/'.join(cells)}", layers, cmd, model.notes)
+    k, notes = model.stacked, model.notes
+    if k < len(model.layers):  # what `analyze` refuses, said here with the file's own sizes
+        notes += (
+            f"layer {k} reads {model.layers[k].input_size} inputs, but layer {k - 1} outputs "
+            f"{model.layers[k - 1].output_size}; the layers do not stack: the command analyses "
+            f"the bottom {k} layer{'s' if k > 1 else ''}",
+        )
+    cmd = analyze_command(
+        path,
+        cell,
+        len(model.layers),
+        any(layer.bidirectional for layer in model.layers[:k]),
+        prefix,
+        first=None if k == len(model.layers) else k,
+    )
+    return ModuleInfo(model.prefix, f"{model.format} {'/'.join(cells)}", layers, cmd, notes)
 
 
 def _unrelated_from(model: Model) -> tuple[tuple[str, tuple[int, ...]], ...]:

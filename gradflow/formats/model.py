@@ -48,6 +48,18 @@ def _shape_text(shape: tuple[int, ...]) -> str:
     return "(" + ", ".join(str(s) for s in shape) + (",)" if len(shape) == 1 else ")")
 
 
+class NotOneStack(WeightsError):
+    """A file's recurrent layers do not form one direct stack: one must be chosen by name.
+
+    ``names`` lists the candidates (ONNX node names, Keras layer names), so that ``inspect``
+    can describe each of them with its own ``--prefix``.
+    """
+
+    def __init__(self, message: str, names: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.names = names
+
+
 @dataclass(frozen=True, eq=False)
 class Direction:
     """One time direction of one layer.
@@ -170,9 +182,13 @@ class Model:
         unrelated: tensors in the file that are not part of the model.
         notes: what the reader had to assume (e.g. an ``nn.RNN``'s nonlinearity).
 
+    A layer whose input size is not the output size of the layer below is kept (``inspect``
+    lists the file as it is; :attr:`stacked` counts the bottom layers that do stack), and
+    :meth:`check_stack` refuses it when it is to be analysed (``select``), so that the layers
+    below it can still be analysed (``--layers K``).
+
     Raises:
-        WeightsError: no layers, or a layer whose input size is not the previous layer's
-            output size (one line naming the tensor).
+        WeightsError: no layers.
     """
 
     layers: tuple[Layer, ...]
@@ -185,25 +201,44 @@ class Model:
     def __post_init__(self) -> None:
         if not self.layers:
             raise WeightsError(f"{self.source or 'model'}: no recurrent layers")
+
+    @property
+    def stacked(self) -> int:
+        """How many bottom layers stack (each reads the output size of the one below)."""
         for k in range(1, len(self.layers)):
-            below, layer = self.layers[k - 1], self.layers[k]
-            if layer.input_size != below.output_size:
-                first = layer.directions[0]
-                tensor = next(
-                    (
-                        first.sources[p.name]
-                        for p in get_cell(layer.cell).parameters
-                        if p.shape == ("n", "d") and p.name in first.sources
-                    ),
-                    f"layer {k} input weight",
-                )
-                dirs = len(below.directions)
-                raise WeightsError(
-                    f"{tensor}: layer {k} has input size {layer.input_size}, but layer {k - 1} "
-                    f"outputs {below.output_size} (= {below.proj_size or below.hidden_size} x "
-                    f"{dirs} direction{'s' if dirs > 1 else ''}); the layers do not stack: check "
-                    f"the file, or analyse the layers below with --layers {k}"
-                )
+            if self.layers[k].input_size != self.layers[k - 1].output_size:
+                return k
+        return len(self.layers)
+
+    def check_stack(self, upto: int | None = None) -> None:
+        """Refuse, in one line naming the tensor, the first of the bottom ``upto`` layers (all
+        by default) whose input size is not the output size of the layer below.
+
+        Raises:
+            WeightsError: the layers do not stack (with the ``--layers K`` that analyses the
+                layers below it).
+        """
+        k = self.stacked
+        if k >= (len(self.layers) if upto is None else upto):
+            return
+        below, layer = self.layers[k - 1], self.layers[k]
+        first = layer.directions[0]
+        tensor = next(
+            (
+                first.sources[p.name]
+                for p in get_cell(layer.cell).parameters
+                if p.shape == ("n", "d") and p.name in first.sources
+            ),
+            f"layer {k} input weight",
+        )
+        dirs = len(below.directions)
+        where = f"{self.source}: " if self.source else ""
+        raise WeightsError(
+            f"{where}{tensor}: layer {k} has input size {layer.input_size}, but layer {k - 1} "
+            f"outputs {below.output_size} (= {below.proj_size or below.hidden_size} x "
+            f"{dirs} direction{'s' if dirs > 1 else ''}); the layers do not stack: check "
+            f"the file, or analyse the layers below with --layers {k}"
+        )
 
     @property
     def input_size(self) -> int:

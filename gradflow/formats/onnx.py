@@ -21,7 +21,10 @@ catalogue cell that computes the same function (ONNX operator specification, ops
 
 Refused, one line naming the node and attribute: ``clip`` (no catalogue cell clips),
 activations other than the defaults, ``input_forget`` with peepholes, weights that are not
-constants.
+constants, and any attribute the operator's specification does not define (its meaning is
+unknown). ``activation_alpha``/``activation_beta`` are accepted: the activations that have a
+catalogue cell (``Sigmoid``, ``Tanh``, ``Relu``) take no parameter; ``layout`` only orders
+``X``/``Y``, not the weights.
 
 References:
     [onnx-ops] ONNX operator specification, ``LSTM``, ``GRU`` and ``RNN``
@@ -37,13 +40,28 @@ import numpy as np
 
 from ..errors import WeightsError
 from ..tensorfile import MAX_TENSOR_BYTES
-from .model import Direction, Layer, Model, make_params
+from .model import Direction, Layer, Model, NotOneStack, make_params
 
 OPS = {"LSTM": 4, "GRU": 3, "RNN": 1}
 DEFAULT_ACTIVATIONS = {
     "LSTM": ["Sigmoid", "Tanh", "Tanh"],
     "GRU": ["Sigmoid", "Tanh"],
     "RNN": ["Tanh"],
+}
+#: The attributes each operator's specification defines (opset 22); any other is refused.
+COMMON_ATTRIBUTES = (
+    "activation_alpha",
+    "activation_beta",
+    "activations",
+    "clip",
+    "direction",
+    "hidden_size",
+    "layout",
+)
+ATTRIBUTES = {
+    "LSTM": (*COMMON_ATTRIBUTES, "input_forget"),
+    "GRU": (*COMMON_ATTRIBUTES, "linear_before_reset"),
+    "RNN": COMMON_ATTRIBUTES,
 }
 #: Nodes that only reshape a tensor: an operator's Y may reach the next one's X through them.
 SHAPE_ONLY = (
@@ -187,6 +205,15 @@ def _layer(
     name = _node_name(node, k)
     where = f"{path}: node {name!r} ({op})"
     attrs = {key: _decode(v) for key, v in _attrs(node, onnx).items()}
+    unknown = sorted(set(attrs) - set(ATTRIBUTES[op]))
+    if unknown:
+        shown = " ".join(repr(attrs[unknown[0]]).split())
+        shown = shown if len(shown) <= 40 else shown[:37] + "..."
+        raise WeightsError(
+            f"{where}: attribute {unknown[0]}={shown} is not defined by the ONNX "
+            f"{op} operator (it defines {', '.join(ATTRIBUTES[op])}), so what the node computes "
+            "is unknown: export the operator without it"
+        )
     if "clip" in attrs:
         raise WeightsError(
             f"{where}: attribute clip={attrs['clip']} clips the pre-activations; "
@@ -316,10 +343,11 @@ def load_onnx(path: Path, *, prefix: str | None = None) -> Model:
     else:
         for (_, below), (k, node) in zip(ops, ops[1:], strict=False):
             if not _comes_from(graph, node.input[0], below.output[0]):
-                raise WeightsError(
+                raise NotOneStack(
                     f"{path}: node {_node_name(node, k)!r} does not read the Y output of the "
                     f"node below it; the operators ({', '.join(repr(n) for n in names)}) are "
-                    "not one direct stack: choose one with --prefix NODE"
+                    "not one direct stack: choose one with --prefix NODE",
+                    tuple(names),
                 )
     notes: list[str] = []
     layers = tuple(_layer(node, k, consts, onnx, path, notes) for k, node in ops)

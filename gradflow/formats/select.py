@@ -91,10 +91,12 @@ def select(
     Raises:
         UsageError: an unknown direction, a direction the model does not have, or one
             direction of a stacked bidirectional layer (the layer above reads both).
+        WeightsError: a chosen layer does not read the output size of the layer below.
     """
     if direction is not None and direction not in DIRECTIONS:
         raise UsageError(f"unknown direction {direction!r}; choose forward, reverse or both")
     chosen = model.layers[: parse_layers(layers, len(model.layers))]
+    model.check_stack(len(chosen))
     if direction == "both" and not any(layer.bidirectional for layer in chosen):
         raise UsageError("--direction both: the model has no bidirectional layer")
     if direction in ("forward", "reverse"):
