@@ -84,15 +84,58 @@ def norm_bands(
     return out
 
 
+#: Relative accuracy an analysis result's singular value must be resolved to, by the bound of
+#: :func:`resolved_by_one_svd`, to be drawn (1e-3: 4e-4 decades, below a line's width).
+ONE_SVD_RELATIVE = 1e-3
+
+
+def resolved_by_one_svd(log10_sv: np.ndarray, lag: int, state_size: int) -> np.ndarray:
+    r"""Which singular values of one SVD of a ``lag``-factor float64 product are resolved.
+
+    ``gradflow analyze --singular-lags`` (:class:`~gradflow.results.AnalysisResult`) takes one
+    SVD of the accumulated, renormalised product: its values carry no certificate, and those
+    far below the largest are rounding noise (``gradflow.prodsvd``). By Weyl's inequality a
+    value is perturbed by at most the norm of the product's error, which to first order is
+    ``k m eps sigma_1`` for ``k`` factors of size ``m``; a value is resolved to
+    :data:`ONE_SVD_RELATIVE` when ``k m eps sigma_1 <= ONE_SVD_RELATIVE sigma_i``. This is a
+    first-order bound, not a certificate (an experiment's values are certified).
+
+    Args:
+        log10_sv: ``(..., r)`` log10 singular values, descending along the last axis.
+        lag: the number of factors ``k``.
+        state_size: ``m``.
+
+    Returns:
+        A boolean mask of the same shape (False for non-finite values).
+    """
+    values = np.asarray(log10_sv, dtype=float)
+    eps = float(np.finfo(np.float64).eps)
+    depth_limit = math.log10(ONE_SVD_RELATIVE / (max(lag, 1) * max(state_size, 1) * eps))
+    with np.errstate(invalid="ignore"):
+        depth = values[..., :1] - values
+        resolved: np.ndarray = np.isfinite(values) & (depth <= depth_limit)
+    return resolved
+
+
+def _one_svd_resolved(res: AnalysisResult) -> dict[int, np.ndarray]:
+    """An analysis result's singular values, those :func:`resolved_by_one_svd` rejects NaN."""
+    out = {}
+    for lag, values in res.log10_singular_values.items():
+        v = np.array(values, dtype=float)
+        m = max(v.shape[-1], res.hidden_size)
+        out[lag] = np.where(resolved_by_one_svd(v, int(lag), m), v, np.nan)
+    return out
+
+
 def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
     """Per cell, ``{label: (runs, r) array}`` of singular values by lag (an experiment's
-    values that are not certified are NaN, so never drawn), or of Lyapunov exponents (label
-    ``""``)."""
+    values that are not certified, and an analysis result's that one SVD does not resolve,
+    are NaN, so never drawn), or of Lyapunov exponents (label ``""``)."""
     res = load_result(result)
     if isinstance(res, AnalysisResult):
         cells: dict[str, Any] = {res.cell: res}
         get = (
-            (lambda c: c.log10_singular_values)
+            _one_svd_resolved  # one SVD, no certificate: only the values it resolves
             if key == "sv"
             else (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
         )
