@@ -212,6 +212,31 @@ def test_keras_layers_not_one_stack_are_listed_by_inspect(tmp_path: Path) -> Non
     np.testing.assert_allclose(got.final_hidden, _keras_lstm_final(src, x), rtol=0, atol=1e-10)
 
 
+def test_keras_generic_rnn_wrappers_are_named(tmp_path: Path) -> None:
+    """``keras.layers.RNN(LSTMCell(...))`` is not read; the refusal names the layers."""
+    pytest.importorskip("h5py")
+    src = FORMATS / "keras_lstm_stack.keras"
+    path = tmp_path / "wrapped.keras"
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(path, "w") as zout:
+        for item in zin.namelist():
+            data = zin.read(item)
+            if item == "config.json":
+                cfg = json.loads(data)
+                for layer in cfg["config"]["layers"]:
+                    if layer["class_name"] == "LSTM":
+                        layer["class_name"] = "RNN"
+                data = json.dumps(cfg).encode()
+            zout.writestr(item, data)
+    x = np.load(FORMATS / "keras_lstm_stack_io.npz")["inputs"].transpose(1, 0, 2)
+    res, out = _analyze(tmp_path, path, x)
+    _one_line_refusal(
+        res,
+        out,
+        "no LSTM, GRU, SimpleRNN or Bidirectional layer; 'enc1' (RNN), 'enc2' (RNN) are not read",
+        "rebuild it as keras.layers.LSTM, GRU or SimpleRNN with the same weights",
+    )
+
+
 def _keras_lstm_final(archive: Path, x: np.ndarray) -> np.ndarray:
     """``h_T`` of the archive's first LSTM by Keras 3's equations (kernel ``(d, 4n)`` and
     recurrent kernel ``(n, 4n)`` in gate order i, f, c, o; one bias; sigmoid and tanh)."""

@@ -335,7 +335,22 @@ def load_keras(
                 names = ", ".join(repr(c.get("name")) for cls, c in entries)
                 raise WeightsError(f"{path}: no recurrent layer named {prefix!r} (layers: {names})")
         if not rec:
-            raise WeightsError(f"{path}: no LSTM, GRU, SimpleRNN or Bidirectional layer")
+            other = [
+                f"{c.get('name')!r} ({cls})"
+                for cls, c in entries
+                if any(word in cls.upper() for word in ("RNN", "LSTM", "GRU"))
+            ]
+            raise WeightsError(
+                f"{path}: no LSTM, GRU, SimpleRNN or Bidirectional layer"
+                + (
+                    f"; {', '.join(other)} {'is' if len(other) == 1 else 'are'} not read "
+                    "(a generic RNN wrapper or another recurrent class): rebuild it as "
+                    "keras.layers.LSTM, GRU or SimpleRNN with the same weights "
+                    "(new.set_weights(old.get_weights())) and save that model"
+                    if other
+                    else ""
+                )
+            )
         if prefix is None:
             _check_direct(entries, path)
         layers = []
