@@ -1,8 +1,9 @@
 """The stack reference fixtures (tests/data/stacks) against what gradflow computes today.
 
 The fixtures were made by ``tests/reference/make_stack_reference.py`` with PyTorch autograd
-(float64); their definitions are in that script's docstring. Until the stack engine exists,
-these tests check the parts gradflow can already compute independently:
+(float64); their definitions are in that script's docstring. Beside the stack engine's own
+tests against them (tests/test_stack.py), these tests check parts that gradflow computes
+independently of the stack engine:
 
 * the loaded model (``gradflow.formats.load_model``) reproduces torch's outputs (1e-10 abs);
 * each layer's own chain (the diagonal block of the joint product) equals the single-layer
