@@ -27,6 +27,7 @@ from ..engine import analyze
 from ..errors import ConfigError
 from ..initialisers import Init, initialise, make_inputs, memory_gates, sigmoid_gates, update_gate
 from ..results import AnalysisResult, CellSummary, ExperimentResult
+from ..threads import blas_threads, compute_region
 from ..weights import load_inputs
 from .cellcard import cell_card
 from .config import ExperimentConfig, Progress
@@ -51,6 +52,22 @@ def resolve_cells(config: ExperimentConfig) -> list[Cell]:
     if len(set(names)) != len(names):
         raise ConfigError(f"cells must have distinct names, got {names}")
     return cells
+
+
+def run_threads(cells: list[Cell], hidden_size: int) -> int:
+    """BLAS threads for a whole run of ``cells`` at ``hidden_size``: the policy of
+    :mod:`gradflow.threads` for the largest state (``--threads``/``GRADFLOW_THREADS``, else
+    one thread below :data:`~gradflow.threads.PARALLEL_FROM`). A run holds it around all it
+    computes, not only inside the engine: its other numerics (certified singular values, path
+    expansions, mean fields) are small products too, and OpenBLAS's default of a thread per
+    core spins beside a busy process (issue 14)."""
+    states = max((len(c.state) for c in cells), default=1)
+    return blas_threads(states * hidden_size)
+
+
+def experiment_threads(config: ExperimentConfig) -> int:
+    """:func:`run_threads` for the cells of ``config``."""
+    return run_threads(resolve_cells(config), config.hidden_size)
 
 
 def cell_init(init: Init, cell: Cell) -> Init:
@@ -178,6 +195,9 @@ def run_experiment(
         executor: run the cells as tasks on it (e.g. a process pool, the report's); the
             result is the same as without.
 
+    The whole run holds the thread policy's BLAS count (:func:`run_threads`); a pool's
+    workers hold their own (the report's, a sweep's).
+
     Singular values (``quantities.singular_lags``) are computed by the certified product SVD
     (:mod:`gradflow.prodsvd`) on the first :data:`~.exact.SV_SEQUENCES` sequences of each seed;
     with ``quantities.paths`` the product is also expanded by the number of multiplicative
@@ -197,7 +217,8 @@ def run_experiment(
     start = time.perf_counter()
     cells = resolve_cells(config)
     tick = progress_bar(progress, len(cells) * len(config.seeds), config.name)
-    summaries = {cell.name: summarise_entry(config, k, tick) for k, cell in enumerate(cells)}
+    with compute_region(run_threads(cells, config.hidden_size)):
+        summaries = {cell.name: summarise_entry(config, k, tick) for k, cell in enumerate(cells)}
     return _experiment_result(config, summaries, start)
 
 
