@@ -144,6 +144,21 @@ def test_b_is_tested_against_the_rnn_at_the_edge(claims):
     assert claims["b"]["holds"] == beats
     edge_more = m["rnn_edge_lag1000"] > m["lstm_fb1_lag1000"]
     assert ("edge of chaos keeps more" in claims["b"]["summary"]) == edge_more
+    # the additive share's sentence carries its interval, read from the typed claim's
+    # intervals (one decimal of log10, the text's rounding)
+    shares = " and ".join(
+        "10^{:.1f} [10^{:.1f}, 10^{:.1f}]".format(
+            *(iv[f"lstm_fb1_additive_share_lag{k}"][q] for q in ("estimate", "low", "high"))
+        )
+        for k in CLAIM_LAGS
+    )
+    assert (
+        f"carries {shares} of the Frobenius norm (median [95 % interval])"
+        in (claims["b"]["summary"])
+    )
+    assert (
+        iv["lstm_fb1_additive_share_lag1000"]["low"] < iv["lstm_fb1_additive_share_lag1000"]["high"]
+    )
 
 
 def test_c_thresholds_per_draw_and_width(claims):
