@@ -58,6 +58,24 @@ def test_crossing_interpolates_linearly():
     assert _crossing([1.0, 2.0], [-0.2, -0.1]) is None
 
 
+def test_crossing_reads_the_values_only_up_to_the_first_crossing():
+    # claim c passes a generator of runs: the gains after the first crossing are never run,
+    # and the threshold is the one of the whole list (exact: the same arithmetic)
+    asked: list[float] = []
+    xs, ys = [1.0, 2.0, 3.0, 4.0, 5.0], [-0.3, 0.1, -0.2, 0.4, 0.5]
+
+    def rates():
+        for x, y in zip(xs, ys, strict=True):
+            asked.append(x)
+            yield y
+
+    assert _crossing(xs, rates()) == _crossing(xs, ys) == pytest.approx(1.75, abs=1e-12)
+    assert asked == [1.0, 2.0]
+    asked.clear()
+    assert _crossing(xs, rates()) is not None and len(asked) == 2
+    assert _crossing(xs[:3], (y for y in [-0.1, -0.2, -0.3])) is None
+
+
 def test_configs_are_small_and_have_ten_draws():
     assert len(default_report_config().cells) == 11
     assert 30 <= len(list(default_sweep_config().points())) <= 60

@@ -30,7 +30,7 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import replace
 from fractions import Fraction
@@ -264,12 +264,19 @@ def claim_b(configs: dict[str, ExperimentConfig], tick: Tick = lambda: None) -> 
     )
 
 
-def _crossing(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """The first zero crossing of ys(xs) from below, by linear interpolation; None if none."""
-    for i in range(len(xs) - 1):
-        (x0, y0), (x1, y1) = (xs[i], ys[i]), (xs[i + 1], ys[i + 1])
-        if y0 <= 0.0 < y1:
-            return x0 + (x1 - x0) * (-y0) / (y1 - y0)
+def _crossing(xs: Sequence[float], ys: Iterable[float]) -> float | None:
+    """The first zero crossing of ys(xs) from below, by linear interpolation; None if none.
+
+    ``ys`` is read lazily, up to the first crossing: a generator of runs is never asked for
+    the points after it (claim c computes about half of its grid this way, with the same
+    result)."""
+    prev: tuple[float, float] | None = None
+    for x1, y1 in zip(xs, ys, strict=False):
+        if prev is not None:
+            x0, y0 = prev
+            if y0 <= 0.0 < y1:
+                return x0 + (x1 - x0) * (-y0) / (y1 - y0)
+        prev = (x1, y1)
     return None
 
 
@@ -288,10 +295,11 @@ def claim_c(configs: dict[str, ExperimentConfig], quick: bool, tick: Tick = lamb
             used.append(cfg)
             out: list[float | None] = []
             for seed in cfg.seeds:
-                rates = [
+                # a generator: the gains after the first crossing are not run
+                rates = (
                     slope(draw(cfg, seed, sigma_w=sw)[0].log10_spectral_norm[:, 0], cfg.window)
                     for sw in EXPLOSION_GRID[cell]
-                ]
+                )
                 out.append(_crossing(EXPLOSION_GRID[cell], rates))
                 tick()
             thr[(cell, n)] = out
