@@ -251,7 +251,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     cfg = ExperimentConfig.from_dict(config)
     try:
-        result = run_experiment(cfg, progress=False)
+        result = run_experiment(cfg, progress=False, cards=False)  # a point keeps rates only
     except NumericalError as err:
         return {
             "status": "overflow",
