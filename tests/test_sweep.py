@@ -259,10 +259,10 @@ def test_overflowing_points_are_kept_as_exploding(tmp_path, monkeypatch):
     # gain), so that this test does not depend on how the engine reaches it.
     real = sweep.run_experiment
 
-    def run(cfg, progress):
+    def run(cfg, progress, **kwargs):
         if cfg.init.sigma_w > 10:
             raise NumericalError("the rollout of 'rnn-relu' produced NaN or inf at step 9")
-        return real(cfg, progress)
+        return real(cfg, progress, **kwargs)
 
     monkeypatch.setattr(sweep, "run_experiment", run)
     cfg = SweepConfig(BASE.replace(cells=("rnn-relu",)), (("init.sigma_w", (0.5, 30.0)),))
