@@ -88,8 +88,9 @@ _LIMITS: list[Any] = []
 
 
 def _init_worker(threads: int, blas: int, force: bool) -> None:
-    """The sweep's initializer (signals, ``threads`` for compute regions, ``--force``), and
-    ``blas`` BLAS threads for the whole worker, not only inside :func:`gradflow.engine.analyze`:
+    """The sweep's initializer (signals, ``threads`` as the cap of the thread policy,
+    ``--force``), and ``blas`` BLAS threads for the whole worker, not only inside
+    :func:`gradflow.engine.analyze`:
     the report's other numerics (certified singular values, path expansions, mean fields, the
     claims' bounds) are small products too, and OpenBLAS's default of one thread per core
     spins beside a busy process (issue 14: the default report used 2.2x the CPU time of one
