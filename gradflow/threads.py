@@ -26,7 +26,13 @@ on the loaded machine against 1.6 s with one. Hence the conservative 1024
 (``benchmarks/threads.py`` repeats the measurement for ``analyze`` itself).
 
 Worker pools (reports, sweeps) share one budget: :func:`threads_per_worker` gives each of
-``w`` workers ``cores // w`` threads, so that workers x threads never exceeds the cores.
+``w`` workers ``cores // w`` threads, and each worker caps the policy at its share
+(:func:`set_worker_share`), so that workers x threads never exceeds the cores.
+
+Compute regions cover the engine; a whole run (``gradflow run``, a sweep's point, the claims,
+a report) also holds :func:`compute_region` around everything else it computes (certified
+singular values, path expansions, mean fields, bounds: small products too), with the policy's
+count for the run's largest state.
 """
 
 from __future__ import annotations
@@ -48,6 +54,7 @@ PARALLEL_FROM = 1024
 BLAS_VARS = ("OPENBLAS_NUM_THREADS", "OMP_NUM_THREADS", "MKL_NUM_THREADS")
 
 _override: int | None = None
+_share: int | None = None
 _controller: ThreadpoolController | None = None
 _modules = 0
 
@@ -75,6 +82,17 @@ def set_threads(threads: int | None) -> None:
     _override = None if threads is None else _check(threads, "threads")
 
 
+def set_worker_share(threads: int | None) -> None:
+    """Cap the policy's count (all but an explicit ``threads=``) at ``threads``: a worker's
+    share of the cores in a pool (:func:`threads_per_worker`); ``None`` lifts the cap."""
+    global _share
+    _share = None if threads is None else _check(threads, "threads")
+
+
+def _capped(count: int) -> int:
+    return count if _share is None else min(count, _share)
+
+
 def env_threads() -> int | None:
     """The thread count from ``GRADFLOW_THREADS``, or ``None`` when unset or empty."""
     raw = os.environ.get(ENV, "").strip()
@@ -92,16 +110,16 @@ def blas_threads(m: int, threads: int | None = None) -> int:
     if threads is not None:
         return _check(threads, "threads")
     if _override is not None:
-        return _override
+        return _capped(_override)
     env = env_threads()
     if env is not None:
-        return env
+        return _capped(env)
     by_size = 1 if m < PARALLEL_FROM else cores()
     for var in BLAS_VARS:
         raw = os.environ.get(var, "").strip()
         if raw.isdigit() and int(raw) >= 1:
             by_size = min(by_size, int(raw))
-    return by_size
+    return _capped(by_size)
 
 
 def batch_threads(batch: int, threads: int | None = None) -> int:
@@ -112,16 +130,16 @@ def batch_threads(batch: int, threads: int | None = None) -> int:
     if threads is not None:
         return _check(threads, "threads")
     if _override is not None:
-        return _override
+        return _capped(_override)
     env = env_threads()
     if env is not None:
-        return env
+        return _capped(env)
     count = min(cores(), max(1, int(batch)))
     for var in BLAS_VARS:
         raw = os.environ.get(var, "").strip()
         if raw.isdigit() and int(raw) >= 1:
             count = min(count, int(raw))
-    return count
+    return _capped(count)
 
 
 def threads_per_worker(workers: int) -> int:
@@ -143,7 +161,8 @@ def single_blas() -> Iterator[None]:
 @contextmanager
 def compute_region(threads: int) -> Iterator[None]:
     """Run the body with ``threads`` BLAS threads; the caller's setting is restored after,
-    also when the body raises."""
+    also when the body raises. Regions nest: an inner one sets its own count and gives the
+    outer one's back."""
     global _controller, _modules
     # Inspecting the loaded libraries takes a millisecond: again only after an import, which
     # may have loaded another BLAS (SciPy's OpenBLAS, loaded with scipy.linalg, is one).

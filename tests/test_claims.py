@@ -58,6 +58,24 @@ def test_crossing_interpolates_linearly():
     assert _crossing([1.0, 2.0], [-0.2, -0.1]) is None
 
 
+def test_crossing_reads_the_values_only_up_to_the_first_crossing():
+    # claim c passes a generator of runs: the gains after the first crossing are never run,
+    # and the threshold is the one of the whole list (exact: the same arithmetic)
+    asked: list[float] = []
+    xs, ys = [1.0, 2.0, 3.0, 4.0, 5.0], [-0.3, 0.1, -0.2, 0.4, 0.5]
+
+    def rates():
+        for x, y in zip(xs, ys, strict=True):
+            asked.append(x)
+            yield y
+
+    assert _crossing(xs, rates()) == _crossing(xs, ys) == pytest.approx(1.75, abs=1e-12)
+    assert asked == [1.0, 2.0]
+    asked.clear()
+    assert _crossing(xs, rates()) is not None and len(asked) == 2
+    assert _crossing(xs[:3], (y for y in [-0.1, -0.2, -0.3])) is None
+
+
 def test_configs_are_small_and_have_ten_draws():
     assert len(default_report_config().cells) == 11
     assert 30 <= len(list(default_sweep_config().points())) <= 60
@@ -144,6 +162,21 @@ def test_b_is_tested_against_the_rnn_at_the_edge(claims):
     assert claims["b"]["holds"] == beats
     edge_more = m["rnn_edge_lag1000"] > m["lstm_fb1_lag1000"]
     assert ("edge of chaos keeps more" in claims["b"]["summary"]) == edge_more
+    # the additive share's sentence carries its interval, read from the typed claim's
+    # intervals (one decimal of log10, the text's rounding)
+    shares = " and ".join(
+        "10^{:.1f} [10^{:.1f}, 10^{:.1f}]".format(
+            *(iv[f"lstm_fb1_additive_share_lag{k}"][q] for q in ("estimate", "low", "high"))
+        )
+        for k in CLAIM_LAGS
+    )
+    assert (
+        f"carries {shares} of the Frobenius norm (median [95 % interval])"
+        in (claims["b"]["summary"])
+    )
+    assert (
+        iv["lstm_fb1_additive_share_lag1000"]["low"] < iv["lstm_fb1_additive_share_lag1000"]["high"]
+    )
 
 
 def test_c_thresholds_per_draw_and_width(claims):

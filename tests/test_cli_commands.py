@@ -121,9 +121,10 @@ def test_sweep_workers_share_the_cores_and_inherit_force():
     try:
         init_worker(threads.threads_per_worker(2), True)
         assert threads.blas_threads(4096) == max(1, threads.cores() // 2)
+        assert threads.blas_threads(64) == 1  # a cap: small states keep one thread
         assert cost.forced()
     finally:
-        threads.set_threads(None)
+        threads.set_worker_share(None)
         cost.set_force(False)
 
 

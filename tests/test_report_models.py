@@ -114,3 +114,26 @@ def test_report_without_trained_has_no_section(tmp_path):
     )
     assert 'id="trained"' not in (out / "index.html").read_text("utf-8")
     assert not (out / "data" / "trained.json").exists()
+
+
+def test_stack_caption_follows_the_one_list_of_views(monkeypatch):
+    """The stacked network's caption names one row per view of plots.trained.STACK_VIEWS, in
+    its order (report.models keeps no list of its own), and a view without a caption text is
+    an error rather than a silently missing row."""
+    from gradflow.plots import trained as plots_trained
+    from gradflow.report import models
+
+    rows = models.stack_rows_text().split("; row ")
+    assert len(rows) == len(plots_trained.STACK_VIEWS)
+    assert rows[0].startswith("row 1: each layer's own chain")
+    assert rows[-1].startswith(f"{len(rows)}: the fraction")
+    # reordered list: the caption follows it
+    views = tuple(reversed(plots_trained.STACK_VIEWS))
+    monkeypatch.setattr(models, "STACK_VIEWS", views)
+    assert models.stack_rows_text().startswith("row 1: the fraction")
+
+    def plot_new_view() -> None: ...
+
+    monkeypatch.setattr(models, "STACK_VIEWS", (*views, plot_new_view))
+    with pytest.raises(KeyError, match="plot_new_view"):
+        models.stack_rows_text()

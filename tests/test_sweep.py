@@ -259,10 +259,10 @@ def test_overflowing_points_are_kept_as_exploding(tmp_path, monkeypatch):
     # gain), so that this test does not depend on how the engine reaches it.
     real = sweep.run_experiment
 
-    def run(cfg, progress):
+    def run(cfg, progress, **kwargs):
         if cfg.init.sigma_w > 10:
             raise NumericalError("the rollout of 'rnn-relu' produced NaN or inf at step 9")
-        return real(cfg, progress)
+        return real(cfg, progress, **kwargs)
 
     monkeypatch.setattr(sweep, "run_experiment", run)
     cfg = SweepConfig(BASE.replace(cells=("rnn-relu",)), (("init.sigma_w", (0.5, 30.0)),))
@@ -441,3 +441,24 @@ def test_an_interrupted_dask_sweep_closes_its_client(tmp_path):
             time.sleep(0.05)
         assert set(lc.scheduler.clients) == {"fire-and-forget"}  # the scheduler's own only
     assert 2 <= len(list((tmp_path / "points").glob("*.json"))) < 8
+
+
+def test_a_point_skips_the_cell_card_and_keeps_the_same_record(monkeypatch):
+    # A point keeps rates only, so it runs without the cell's card (SymPy typesetting, a
+    # fifth of the default sweep's CPU time); its record is the one a full run reduces to.
+    import gradflow.analysis.run as run
+
+    cfg = next(iter(small_sweep().points()))
+    point = small_sweep().point_config(cfg)
+    full = run.run_experiment(point, progress=False)  # with the card: the reference
+    (summary,) = full.cells.values()
+    assert summary.card is not None
+
+    def no_card(*args, **kwargs):
+        raise AssertionError("a sweep point typeset a cell card")
+
+    monkeypatch.setattr(run, "cell_card", no_card)
+    rec = sweep.evaluate_point(point.to_dict())
+    assert rec["status"] == "ok"
+    assert rec["decay_rate"] == summary.decay_rate.median  # exact: the same runs
+    assert rec["log10_norm_final"] == float(summary.log10_spectral_norm.median[-1])

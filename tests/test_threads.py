@@ -24,8 +24,10 @@ def _clean(monkeypatch):
     for var in threads.BLAS_VARS:
         monkeypatch.delenv(var, raising=False)
     threads.set_threads(None)
+    threads.set_worker_share(None)
     yield
     threads.set_threads(None)
+    threads.set_worker_share(None)
 
 
 def test_policy_order_explicit_then_process_then_environment_then_size(monkeypatch):
@@ -132,3 +134,72 @@ def test_compute_region_looks_again_after_an_import(monkeypatch):
     monkeypatch.setitem(sys.modules, "gradflow_test_fake_module", sys)
     with threads.compute_region(1):
         assert threads._controller is not first
+
+
+def test_a_workers_share_caps_the_policy_but_keeps_the_size_rule(monkeypatch):
+    # A pool worker's share of the cores is a cap, not a count: small states keep one thread
+    # (an override would have given every worker its whole share), large ones get the share.
+    threads.set_worker_share(1)
+    assert threads.blas_threads(threads.PARALLEL_FROM) == 1
+    assert threads.blas_threads(threads.PARALLEL_FROM, threads=2) == 2  # explicit still wins
+    threads.set_worker_share(2)
+    assert threads.blas_threads(8) == 1
+    assert threads.blas_threads(threads.PARALLEL_FROM) == min(2, threads.cores())
+    monkeypatch.setenv(threads.ENV, "5")
+    assert threads.blas_threads(8) == 2 and threads.batch_threads(16) == 2
+    threads.set_threads(4)
+    assert threads.blas_threads(8) == 2
+    threads.set_worker_share(None)
+    assert threads.blas_threads(8) == 4
+
+
+def _spy_outside_analyze(monkeypatch) -> list[set[int]]:
+    """Record the BLAS thread counts in force where a run summarises a cell: after its runs,
+    outside every compute region of the engine."""
+    import gradflow.analysis.run as run
+
+    seen: list[set[int]] = []
+    real = run.summarise_cell
+
+    def spy(*args, **kw):
+        seen.append(_blas_threads())
+        return real(*args, **kw)
+
+    monkeypatch.setattr(run, "summarise_cell", spy)
+    return seen
+
+
+@pytest.mark.parametrize("command", ["run", "sweep"])
+def test_run_and_sweep_hold_the_policy_for_the_whole_run(monkeypatch, tmp_path, command):
+    # `gradflow run` and a sweep (inline) limit BLAS for the whole run, as the report does,
+    # not only inside analyze: the caller's 2 threads become the policy's 1 (n = 3, far below
+    # PARALLEL_FROM) where the run summarises, and come back after.
+    from click.testing import CliRunner
+
+    from gradflow.cli import cli
+
+    if not _blas_threads():
+        pytest.skip("threadpoolctl finds no BLAS library in this NumPy")
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(
+        'name = "tiny"\ncells = ["rnn"]\nhidden_size = 3\ninput_size = 2\nsteps = 6\n'
+        "batch = 1\nseeds = 1\n"
+        + ("[sweep.axes]\nhidden_size = [3, 4]\n" if command == "sweep" else "")
+    )
+    seen = _spy_outside_analyze(monkeypatch)
+    with threadpool_limits(limits=2, user_api="blas"):
+        before = _blas_threads()
+        if before != {2}:
+            pytest.skip("this BLAS cannot be set to two threads")
+        args = [
+            command,
+            str(cfg),
+            "-q",
+            "-o",
+            str(tmp_path / ("out" if command == "sweep" else "o.json")),
+        ]
+        res = CliRunner().invoke(cli, args)
+        assert res.exit_code == 0, res.output
+        assert _blas_threads() == before
+    assert len(seen) == (2 if command == "sweep" else 1)
+    assert all(s == {1} for s in seen)

@@ -57,6 +57,12 @@ def ci_text(iv: dict[str, Any], fmt: str = "{:+.3f}") -> str:
     return f"{fmt.format(iv['estimate'])} [{fmt.format(iv['low'])}, {fmt.format(iv['high'])}]"
 
 
+def power_text(iv: dict[str, Any]) -> str:
+    """``10^estimate [10^low, 10^high]`` of an interval dict of log10 values (one decimal):
+    a fraction too small for a percentage, with its interval."""
+    return "10^{:.1f} [10^{:.1f}, 10^{:.1f}]".format(iv["estimate"], iv["low"], iv["high"])
+
+
 def make_claim(cid: str, title: str, statement: str, conditions: str, **kw: Any) -> Claim:
     """A :class:`~gradflow.results.Claim`; ``configs`` (experiment configs) saved as dicts."""
     configs: Sequence[ExperimentConfig] = kw.pop("configs")

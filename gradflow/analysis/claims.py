@@ -30,7 +30,7 @@ Examples:
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Executor, Future
 from dataclasses import replace
 from fractions import Fraction
@@ -41,6 +41,7 @@ import numpy as np
 from .._version import __version__
 from ..cells import get_cell
 from ..results import Claim, ClaimsResult
+from ..threads import compute_region
 from .bounds import pascanu_tightness
 from .claimkit import (
     Tick,
@@ -49,6 +50,7 @@ from .claimkit import (
     draw,
     draws_text,
     make_claim,
+    power_text,
     slope,
 )
 from .clipping import claim_f, clipping_data
@@ -61,7 +63,7 @@ from .defaults import (
     claim_configs,
 )
 from .meanfield import predicted_log10_slope, tanh_fixed_point
-from .run import progress_bar
+from .run import progress_bar, run_threads
 
 #: Claim (a) holds when the median measured slope is within this fraction of the prediction
 #: (mean-field theory is exact as n -> infinity; finite n shifts the slope by O(1/n)).
@@ -218,9 +220,10 @@ def claim_b(configs: dict[str, ExperimentConfig], tick: Tick = lambda: None) -> 
             + " and ".join(ci_text(iv[f"lstm_fb{fb:g}_lag{k}"], "{:.1f}") for k in CLAIM_LAGS)
             + "; of its product, the additive path alone (S_0, no weight matrix) carries "
             + " and ".join(
-                f"10^{m[f'lstm_fb{fb:g}_additive_share_lag{k}']:.1f}" for k in CLAIM_LAGS
+                power_text(iv[f"lstm_fb{fb:g}_additive_share_lag{k}"]) for k in CLAIM_LAGS
             )
-            + " of the Frobenius norm, the rest travels through terms with weight matrices"
+            + " of the Frobenius norm (median [95 % interval]), the rest travels through terms "
+            "with weight matrices"
         )
     edge_wins = [k for k in CLAIM_LAGS if m[f"rnn_edge_lag{k}"] > m[f"lstm_fb{fbs[0]:g}_lag{k}"]]
     verdict = (
@@ -261,12 +264,19 @@ def claim_b(configs: dict[str, ExperimentConfig], tick: Tick = lambda: None) -> 
     )
 
 
-def _crossing(xs: Sequence[float], ys: Sequence[float]) -> float | None:
-    """The first zero crossing of ys(xs) from below, by linear interpolation; None if none."""
-    for i in range(len(xs) - 1):
-        (x0, y0), (x1, y1) = (xs[i], ys[i]), (xs[i + 1], ys[i + 1])
-        if y0 <= 0.0 < y1:
-            return x0 + (x1 - x0) * (-y0) / (y1 - y0)
+def _crossing(xs: Sequence[float], ys: Iterable[float]) -> float | None:
+    """The first zero crossing of ys(xs) from below, by linear interpolation; None if none.
+
+    ``ys`` is read lazily, up to the first crossing: a generator of runs is never asked for
+    the points after it (claim c computes about half of its grid this way, with the same
+    result)."""
+    prev: tuple[float, float] | None = None
+    for x1, y1 in zip(xs, ys, strict=False):
+        if prev is not None:
+            x0, y0 = prev
+            if y0 <= 0.0 < y1:
+                return x0 + (x1 - x0) * (-y0) / (y1 - y0)
+        prev = (x1, y1)
     return None
 
 
@@ -285,10 +295,11 @@ def claim_c(configs: dict[str, ExperimentConfig], quick: bool, tick: Tick = lamb
             used.append(cfg)
             out: list[float | None] = []
             for seed in cfg.seeds:
-                rates = [
+                # a generator: the gains after the first crossing are not run
+                rates = (
                     slope(draw(cfg, seed, sigma_w=sw)[0].log10_spectral_norm[:, 0], cfg.window)
                     for sw in EXPLOSION_GRID[cell]
-                ]
+                )
                 out.append(_crossing(EXPLOSION_GRID[cell], rates))
                 tick()
             thr[(cell, n)] = out
@@ -474,13 +485,16 @@ def run_claims(
         + len(cfgs["f"].seeds)
     )
     tick = progress_bar(progress, total, "claims")
-    clip = clipping_data(cfgs["f"], tick)
-    claims = [
-        claim_a(cfgs["a"], tick, cfgs["a-tight"]),
-        claim_b(cfgs, tick),
-        claim_c(cfgs, quick, tick),
-        claim_d(cfgs["d"], tick),
-    ]
+    # the thread policy for the largest state of any claim, around all they compute
+    cells = [get_cell(c.cells[0]) for c in cfgs.values()]
+    with compute_region(run_threads(cells, max(*widths, *(c.hidden_size for c in cfgs.values())))):
+        clip = clipping_data(cfgs["f"], tick)
+        claims = [
+            claim_a(cfgs["a"], tick, cfgs["a-tight"]),
+            claim_b(cfgs, tick),
+            claim_c(cfgs, quick, tick),
+            claim_d(cfgs["d"], tick),
+        ]
     return _claims_result(quick, cfgs, clip, claims, start)
 
 

@@ -27,6 +27,7 @@ from ..engine import analyze
 from ..errors import ConfigError
 from ..initialisers import Init, initialise, make_inputs, memory_gates, sigmoid_gates, update_gate
 from ..results import AnalysisResult, CellSummary, ExperimentResult
+from ..threads import blas_threads, compute_region
 from ..weights import load_inputs
 from .cellcard import cell_card
 from .config import ExperimentConfig, Progress
@@ -51,6 +52,22 @@ def resolve_cells(config: ExperimentConfig) -> list[Cell]:
     if len(set(names)) != len(names):
         raise ConfigError(f"cells must have distinct names, got {names}")
     return cells
+
+
+def run_threads(cells: list[Cell], hidden_size: int) -> int:
+    """BLAS threads for a whole run of ``cells`` at ``hidden_size``: the policy of
+    :mod:`gradflow.threads` for the largest state (``--threads``/``GRADFLOW_THREADS``, else
+    one thread below :data:`~gradflow.threads.PARALLEL_FROM`). A run holds it around all it
+    computes, not only inside the engine: its other numerics (certified singular values, path
+    expansions, mean fields) are small products too, and OpenBLAS's default of a thread per
+    core spins beside a busy process (issue 14)."""
+    states = max((len(c.state) for c in cells), default=1)
+    return blas_threads(states * hidden_size)
+
+
+def experiment_threads(config: ExperimentConfig) -> int:
+    """:func:`run_threads` for the cells of ``config``."""
+    return run_threads(resolve_cells(config), config.hidden_size)
 
 
 def cell_init(init: Init, cell: Cell) -> Init:
@@ -141,11 +158,16 @@ def progress_bar(progress: Progress, total: int, desc: str) -> Callable[[], None
 
 
 def summarise_entry(
-    config: ExperimentConfig, index: int, tick: Callable[[], None] = lambda: None
+    config: ExperimentConfig,
+    index: int,
+    tick: Callable[[], None] = lambda: None,
+    *,
+    card: bool = True,
 ) -> CellSummary:
     """Run every seed of the config's cell number ``index`` and summarise it: one cell's
     whole share of :func:`run_experiment`, a task a worker process can take (its result does
-    not depend on where it runs: every draw is seeded from the config)."""
+    not depend on where it runs: every draw is seeded from the config). ``card=False`` leaves
+    the cell's card (its equations and Jacobian typeset by SymPy) out."""
     entry = config.cells[index]
     cell = resolve_cell(entry)
     init = cell_init(config.init, cell)
@@ -162,12 +184,18 @@ def summarise_entry(
     if q.singular_lags or path_lags:
         pairs = [(p, x) for _, p, x in runs]
         exact = experiment_exact(cell, pairs, q.singular_lags, path_lags)
+    if not card:
+        return summarise_cell(config, cell, init, runs, None, exact)
     source = _source(entry) if entry.endswith(".toml") else None
     return summarise_cell(config, cell, init, runs, cell_card(cell, source), exact)
 
 
 def run_experiment(
-    config: ExperimentConfig, progress: Progress = True, executor: Executor | None = None
+    config: ExperimentConfig,
+    progress: Progress = True,
+    executor: Executor | None = None,
+    *,
+    cards: bool = True,
 ) -> ExperimentResult:
     """Run every ``(cell, seed)`` of ``config`` and summarise each cell over its runs.
 
@@ -177,6 +205,11 @@ def run_experiment(
             second), ``False``/``None`` for none, or a callable ``progress(done, total)``.
         executor: run the cells as tasks on it (e.g. a process pool, the report's); the
             result is the same as without.
+        cards: give each cell its card (equations and Jacobian typeset by SymPy, about
+            10-100 ms a cell); a sweep's points, which keep only rates, go without.
+
+    The whole run holds the thread policy's BLAS count (:func:`run_threads`); a pool's
+    workers hold their own (the report's, a sweep's).
 
     Singular values (``quantities.singular_lags``) are computed by the certified product SVD
     (:mod:`gradflow.prodsvd`) on the first :data:`~.exact.SV_SEQUENCES` sequences of each seed;
@@ -193,11 +226,14 @@ def run_experiment(
         [stewart1997graded] for the product SVD.
     """
     if executor is not None:
-        return submit_experiment(config, executor)(progress)
+        return submit_experiment(config, executor, cards=cards)(progress)
     start = time.perf_counter()
     cells = resolve_cells(config)
     tick = progress_bar(progress, len(cells) * len(config.seeds), config.name)
-    summaries = {cell.name: summarise_entry(config, k, tick) for k, cell in enumerate(cells)}
+    with compute_region(run_threads(cells, config.hidden_size)):
+        summaries = {
+            cell.name: summarise_entry(config, k, tick, card=cards) for k, cell in enumerate(cells)
+        }
     return _experiment_result(config, summaries, start)
 
 
@@ -222,7 +258,7 @@ def cost_rank(cell: Cell) -> tuple[int, int]:
 
 
 def submit_experiment(
-    config: ExperimentConfig, executor: Executor
+    config: ExperimentConfig, executor: Executor, *, cards: bool = True
 ) -> Callable[[Progress], ExperimentResult]:
     """Submit ``config``'s cells to ``executor`` (one task per cell, the costliest first, so
     that a pool ends on short tasks) and return ``finish(progress)``, which collects them in
@@ -230,7 +266,7 @@ def submit_experiment(
     start = time.perf_counter()
     cells = resolve_cells(config)
     order = sorted(range(len(cells)), key=lambda k: tuple(-r for r in cost_rank(cells[k])))
-    jobs = {k: executor.submit(summarise_entry, config, k) for k in order}
+    jobs = {k: executor.submit(summarise_entry, config, k, card=cards) for k in order}
 
     def finish(progress: Progress = True) -> ExperimentResult:
         tick = progress_bar(progress, len(cells), config.name)

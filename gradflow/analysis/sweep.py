@@ -58,7 +58,7 @@ from ..cost import forced, set_force
 from ..errors import BackendError, ConfigError, GradflowError, NumericalError, UsageError
 from ..results import SweepPoint, SweepResult, load_json, save_json
 from ..shutdown import Terminated, interrupted, worker_init
-from ..threads import set_threads, threads_per_worker
+from ..threads import set_worker_share, threads_per_worker
 from .config import (
     CONFIG_KEYS,
     INIT_KEYS,
@@ -251,7 +251,7 @@ def evaluate_point(config: Mapping[str, Any]) -> dict[str, Any]:
     """
     cfg = ExperimentConfig.from_dict(config)
     try:
-        result = run_experiment(cfg, progress=False)
+        result = run_experiment(cfg, progress=False, cards=False)  # a point keeps rates only
     except NumericalError as err:
         return {
             "status": "overflow",
@@ -429,10 +429,11 @@ def dask_executor(address: str) -> Iterator[Executor]:
 
 def init_worker(threads: int, force: bool) -> None:
     """Initializer of gradflow's worker processes (sweeps, the report's background stage):
-    signals (:func:`gradflow.shutdown.worker_init`),
-    the share of the BLAS threads of each worker, and the parent's ``--force``."""
+    signals (:func:`gradflow.shutdown.worker_init`), the worker's share of the cores as the
+    cap of the thread policy (:func:`gradflow.threads.set_worker_share`: one thread for small
+    states whatever the share), and the parent's ``--force``."""
     worker_init()
-    set_threads(threads)
+    set_worker_share(threads)
     set_force(force)
 
 

@@ -112,7 +112,10 @@ def _frozen_layout(fig: Figure) -> Iterator[None]:
     for ax in fig.axes:
         x0, y0, w, h = (round(float(v), 6) for v in ax.get_position().bounds)
         ax.set_position((x0, y0, w, h), which="both")
-    fig.set_layout_engine("none")
+    # No engine at all (``None``, not "none"'s placeholder): with any engine ``savefig`` draws
+    # the whole figure once more, without output, before each format's draw.
+    with mpl.rc_context({"figure.autolayout": False, "figure.constrained_layout.use": False}):
+        fig.set_layout_engine(None)
     try:
         yield
     finally:

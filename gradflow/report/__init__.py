@@ -25,7 +25,7 @@ from threadpoolctl import ThreadpoolController
 from ..analysis.claims import run_claims, submit_claims
 from ..analysis.defaults import default_report_config, default_sweep_config
 from ..analysis.experiment import ExperimentConfig, read_toml, run_experiment
-from ..analysis.run import resolve_cells, submit_experiment
+from ..analysis.run import experiment_threads, submit_experiment
 from ..analysis.sweep import (
     SweepConfig,
     init_worker,
@@ -37,7 +37,7 @@ from ..analysis.trained import analyze_trained
 from ..cost import forced
 from ..plots import FORMATS
 from ..results import ExperimentResult
-from ..threads import blas_threads, threads_per_worker
+from ..threads import threads_per_worker
 from .build import build_report as build_report
 from .build import report_context as report_context
 from .build import worker_errors
@@ -88,8 +88,9 @@ _LIMITS: list[Any] = []
 
 
 def _init_worker(threads: int, blas: int, force: bool) -> None:
-    """The sweep's initializer (signals, ``threads`` for compute regions, ``--force``), and
-    ``blas`` BLAS threads for the whole worker, not only inside :func:`gradflow.engine.analyze`:
+    """The sweep's initializer (signals, ``threads`` as the cap of the thread policy,
+    ``--force``), and ``blas`` BLAS threads for the whole worker, not only inside
+    :func:`gradflow.engine.analyze`:
     the report's other numerics (certified singular values, path expansions, mean fields, the
     claims' bounds) are small products too, and OpenBLAS's default of one thread per core
     spins beside a busy process (issue 14: the default report used 2.2x the CPU time of one
@@ -99,11 +100,10 @@ def _init_worker(threads: int, blas: int, force: bool) -> None:
 
 
 def report_threads(config: ExperimentConfig) -> int:
-    """BLAS threads for a report on ``config``: the policy of :mod:`gradflow.threads` for its
-    largest state (``--threads``/``GRADFLOW_THREADS``, else one thread below
-    :data:`~gradflow.threads.PARALLEL_FROM`), applied to the whole run."""
-    states = max((len(c.state) for c in resolve_cells(config)), default=1)
-    return blas_threads(states * config.hidden_size)
+    """BLAS threads for a report on ``config``, applied to the whole run: the experiment's
+    (:func:`gradflow.analysis.run.experiment_threads`; the claims, the trained networks and
+    the default sweep are smaller)."""
+    return experiment_threads(config)
 
 
 @contextlib.contextmanager

@@ -22,37 +22,48 @@ from ..plots.stack import (
     plot_memory_curves,
     plot_tail_fraction,
 )
-from ..plots.trained import plot_stack_stages, plot_trained_norms, plot_training_curves
+from ..plots.trained import (
+    STACK_VIEWS,
+    plot_stack_stages,
+    plot_trained_norms,
+    plot_training_curves,
+)
 from ..results import TrainedResult, dumps
 from ..results.trained import STAGES
 from .figures import ReportFigure
 
 #: Citation keys of the section: the task and the lag split.
 CITATIONS = ("hochreiter1997", "le2015irnn", "pascanu2013")
-#: The whole-model views of a stack, one row each: (plot function, what it shows).
-_STACK_VIEWS = (
-    (plot_layer_decay, "each layer's own chain log10 ||ds^l_T/ds^l_{T-k}||_2"),
-    (
-        plot_cross_layer_reach,
+#: What each whole-model view of :data:`~gradflow.plots.trained.STACK_VIEWS` shows, for the
+#: caption (the views and their order are that one list's).
+_VIEW_TEXT = {
+    plot_layer_decay: "each layer's own chain log10 ||ds^l_T/ds^l_{T-k}||_2",
+    plot_cross_layer_reach: (
         "the cross-layer reach log10 ||ds^L_T/ds^l_{T-k}||_2, how much of the top layer's "
         "state at T reaches layer l's state k steps back (lag 0 of the lower layer is an "
-        "exact zero, not drawn)",
+        "exact zero, not drawn)"
     ),
-    (
-        plot_memory_curves,
-        "the memory curves log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each layer",
+    plot_memory_curves: (
+        "the memory curves log10 ||dS_T/dx_{T-k}||_2 of the joint state and of each layer"
     ),
-    (
-        plot_lag_gradient,
+    plot_lag_gradient: (
         "log10 ||G_k|| per parameter tensor, the part of the gradient of L = sum h_T that "
-        "travelled k steps (Pascanu et al. 2013, sec. 2; one colour per layer)",
+        "travelled k steps (Pascanu et al. 2013, sec. 2; one colour per layer)"
     ),
-    (
-        plot_tail_fraction,
+    plot_tail_fraction: (
         "the fraction ||sum_{j>k} G_j|| / ||dL/dθ|| of each tensor's gradient that comes from "
-        "lags beyond k",
+        "lags beyond k"
     ),
-)
+}
+
+
+def stack_rows_text() -> str:
+    """The rows of the stacked network's figure in words, in the order of
+    :data:`~gradflow.plots.trained.STACK_VIEWS`; a view without a description is an error."""
+    missing = [v.__name__ for v in STACK_VIEWS if v not in _VIEW_TEXT]
+    if missing:
+        raise KeyError(f"no caption text for the stack view(s) {', '.join(missing)}")
+    return "; ".join(f"row {i + 1}: {_VIEW_TEXT[v]}" for i, v in enumerate(STACK_VIEWS))
 
 
 def _stack_name(result: TrainedResult) -> str | None:
@@ -97,17 +108,16 @@ def trained_figures(result: TrainedResult) -> list[ReportFigure]:
     ]
     stack = _stack_name(result)
     if stack is not None:
-        rows = "; ".join(f"row {i + 1}: {what}" for i, (_, what) in enumerate(_STACK_VIEWS))
-        views = [plot for plot, _ in _STACK_VIEWS]
+        rows = stack_rows_text()
         figs.append(
             ReportFigure(
                 "trained_stack",
                 f"{stack}: the whole model at initialisation and after training",
                 f"The stacked network {stack}, left at initialisation, right after training "
                 f"({rows}); median over {inputs} with the 10%\u201390% band.",
-                lambda f: plot_stack_stages(result, f, views, network=stack),
+                lambda f: plot_stack_stages(result, f, STACK_VIEWS, network=stack),
                 # sized as rows of small multiples: three panel widths a row
-                panels=3 * len(views),
+                panels=3 * len(STACK_VIEWS),
             )
         )
     return figs
