@@ -73,6 +73,8 @@ def test_measured_numbers_carry_their_intervals():
     assert format_measured("pascanu_slack_lag200", 93.71) == "93.7 decades"
     rows = measured_rows({"b_lag100": -3.0, "a": 1.5}, {"a": {"low": 1.0, "high": 2.0}})
     assert rows == [("a", "1.5 [1, 2]"), ("b_lag100", "1.0 × 10⁻³")]
+    # a log10 key is shown as its power, under the name of the quantity itself
+    assert measured_rows({"log10_gradient_norm": 5.2}) == [("gradient_norm", "1.6 × 10⁵")]
 
 
 def test_claim_b_additive_share_is_the_decompositions():

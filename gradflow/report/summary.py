@@ -191,10 +191,15 @@ def format_measured(key: str, value: Any, interval: Mapping[str, Any] | None = N
 def measured_rows(
     measured: Mapping[str, Any], intervals: Mapping[str, Mapping[str, Any]] | None = None
 ) -> list[tuple[str, str]]:
-    """``(key, formatted value)`` in natural order of the keys, each with its interval."""
+    """``(label, formatted value)`` in natural order of the keys, each with its interval.
+
+    A ``log10_`` key's value is shown as the power it stands for, so its label drops the
+    prefix (``log10_gradient_norm = 5.2`` is shown as ``gradient_norm = 1.6 × 10⁵``); the data
+    files keep the key and the log10 value."""
     iv = intervals or {}
     return [
-        (k, format_measured(k, measured[k], iv.get(k))) for k in sorted(measured, key=natural_key)
+        (k.removeprefix("log10_"), format_measured(k, measured[k], iv.get(k)))
+        for k in sorted(measured, key=natural_key)
     ]
 
 
