@@ -49,8 +49,9 @@ MAX_BYTES = 4 << 20
 
 
 def enabled() -> bool:
-    """Whether the disk cache is on (``GRADFLOW_CACHE=0`` turns it off)."""
-    return os.environ.get("GRADFLOW_CACHE", "1").strip() != "0"
+    """Whether the disk cache is on: ``GRADFLOW_CACHE=0`` turns it off, and so does a package
+    whose generator code cannot be read (installed in a zip file), since no key can name it."""
+    return os.environ.get("GRADFLOW_CACHE", "1").strip() != "0" and generator_hash() != ""
 
 
 def cache_dir() -> Path:
@@ -64,11 +65,15 @@ def cache_dir() -> Path:
 
 @lru_cache(maxsize=1)
 def generator_hash() -> str:
-    """The hash of the generator's own code (:data:`GENERATOR`) and gradflow's version."""
+    """The hash of the generator's own code (:data:`GENERATOR`) and gradflow's version; ``""``
+    where that code cannot be read."""
     h = hashlib.sha256(f"gradflow {__version__} format {FORMAT}".encode())
     package = Path(__file__).parent
-    for name in GENERATOR:
-        h.update(name.encode() + b"\0" + (package / name).read_bytes() + b"\0")
+    try:
+        for name in GENERATOR:
+            h.update(name.encode() + b"\0" + (package / name).read_bytes() + b"\0")
+    except OSError:
+        return ""
     return h.hexdigest()
 
 
@@ -98,7 +103,7 @@ def load(key: str) -> dict[str, Any] | None:
         if not stat.S_ISREG(st.st_mode) or st.st_size > MAX_BYTES:  # a FIFO would block
             return None
         entry = json.loads(path.read_text("utf-8"))
-    except (OSError, ValueError):  # missing, unreadable, not UTF-8, not JSON
+    except (OSError, ValueError, RuntimeError):  # missing, unreadable, not JSON; no home
         return None
     if not isinstance(entry, dict) or set(entry) != {"format", "key", "payload", "sha256"}:
         return None
@@ -117,7 +122,7 @@ def store(key: str, payload: Mapping[str, Any]) -> bool:
         return False
     entry = {"format": FORMAT, "key": key, "payload": payload, "sha256": _digest(key, payload)}
     text = json.dumps(entry, sort_keys=True, ensure_ascii=True, indent=1) + "\n"
-    with contextlib.suppress(OSError, OutputError):
+    with contextlib.suppress(OSError, OutputError, RuntimeError):  # RuntimeError: no home
         atomic_write(_path(key), text, parents=True)
         return True
     return False

@@ -195,6 +195,9 @@ def test_gradflow_cache_0_turns_it_off(cache: Path, monkeypatch: pytest.MonkeyPa
     assert len(list(cache.glob("*.json"))) == 1  # nothing written
     monkeypatch.delenv("GRADFLOW_CACHE")
     assert kernel_cache.load(key) is not None
+    # a package whose generator code cannot be read (a zip install) has no keys: cache off
+    monkeypatch.setattr(kernel_cache, "generator_hash", lambda: "")
+    assert not kernel_cache.enabled() and kernel_cache.load(key) is None
 
 
 def test_the_key_follows_the_cell_the_path_and_the_generator(

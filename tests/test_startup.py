@@ -9,7 +9,6 @@ everything).
 
 from __future__ import annotations
 
-import importlib
 import json
 import os
 import subprocess
@@ -18,8 +17,6 @@ from pathlib import Path
 
 import pytest
 
-import gradflow
-import gradflow.cells
 from gradflow.cells import CATALOGUE, get_cell
 from gradflow.cells.catalogue import SOURCES, Catalogue
 from gradflow.errors import CellError
@@ -63,30 +60,6 @@ def test_a_lookup_builds_only_the_module_of_that_cell() -> None:
         "out = {'name': cell.name, 'sympy': 'sympy' in sys.modules, 'built': built}"
     )
     assert out == {"name": "gru", "sympy": True, "built": ["gru"]}
-
-
-def test_every_public_name_is_in_all_and_resolves_to_its_module_object() -> None:
-    from test_public_api import PUBLIC
-
-    assert set(gradflow.__all__) == PUBLIC and len(gradflow.__all__) == len(PUBLIC)
-    from gradflow import _LAZY as TOP  # type: ignore[attr-defined]
-    from gradflow.cells import _LAZY as CELLS  # type: ignore[attr-defined]
-
-    for package, table in ((gradflow, TOP), (gradflow.cells, CELLS)):
-        for name, module in table.items():
-            defined = getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
-            assert getattr(package, name) is defined, (package.__name__, name)
-            assert name in dir(package)
-    namespace: dict[str, object] = {}
-    exec("from gradflow import *", namespace)
-    assert set(namespace) - {"__builtins__"} == PUBLIC
-
-
-@pytest.mark.parametrize("package", [gradflow, gradflow.cells])
-def test_an_unknown_attribute_is_an_attribute_error(package: object) -> None:
-    with pytest.raises(AttributeError, match=r"has no attribute 'analyse'"):
-        package.analyse  # type: ignore[attr-defined]  # noqa: B018
-    assert not hasattr(package, "_private")
 
 
 def test_the_catalogue_table_matches_the_cells_it_names() -> None:
