@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, fields
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -49,6 +49,7 @@ from sympy.printing.numpy import (
     _known_functions_numpy,
 )
 
+from . import kernel_cache
 from .backend import array_namespace
 from .cells.functions import sigmoid
 from .cells.graph import Affine, Cell, Elementwise
@@ -208,7 +209,10 @@ def _var(name: str) -> str:
     return f"v_{name}"
 
 
-def _layout(cell: Cell, jac: BlockJacobian) -> Layout:
+def _layout(cell: Cell, jac: BlockJacobian, needed: tuple[str, ...] | None = None) -> Layout:
+    """The kernels' :class:`Layout`; ``needed`` (the vectors the factors read), when given,
+    comes with a cached source (:func:`_kernel_source`) instead of from the factors' free
+    symbols."""
     affine = tuple(nd.name for nd in cell.nodes if isinstance(nd, Affine))
     sources: dict[str, list[str]] = {}
     for nd in cell.nodes:
@@ -227,13 +231,14 @@ def _layout(cell: Cell, jac: BlockJacobian) -> Layout:
                     f"cell {cell.name!r}: the Jacobian factor {dg} appears at sizes "
                     f"{sizes[dg]} and {size}"
                 )
-    vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
-    shown = [tail_exact(cell, dg) for dg in diags]
-    needed = sorted({str(s) for dg in shown for s in dg.free_symbols} & vectors)
+    if needed is None:
+        vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
+        shown = [tail_exact(cell, dg) for dg in diags]
+        needed = tuple(sorted({str(s) for dg in shown for s in dg.free_symbols} & vectors))
     return Layout(
         affine,
         {k: tuple(v) for k, v in sources.items()},
-        tuple(needed),
+        needed,
         tuple(diags),
         tuple(sizes[dg] for dg in diags),
     )
@@ -636,6 +641,54 @@ PATHS = ("full", "additive", "multiplicative")
 PATHS_SHOWN = {p: p for p in PATHS}
 
 
+def definition(cell: Cell, path: str) -> str:
+    """The canonical text of everything the kernels of ``cell`` and ``path`` depend on besides
+    the generator's code: every field of the cell (equations as ``srepr``, which keeps each
+    symbol's assumptions; the origin, which only names a file, left out), the path, and the
+    NumPy and SymPy versions. Two cells with the same text get the same kernels."""
+    return f"path={path}\n{_cell_text(cell)}"
+
+
+@lru_cache(maxsize=128)
+def _cell_text(cell: Cell) -> str:
+    parts = [f"numpy={np.__version__}", f"sympy={sp.__version__}"]
+    for f in fields(cell):
+        if f.name == "origin":
+            continue
+        if f.name == "nodes":
+            for nd in cell.nodes:
+                shown = sp.srepr(nd.expr) if isinstance(nd, Elementwise) else repr(nd)
+                parts.append(f"node {nd.name}: {shown}")
+        else:
+            parts.append(f"{f.name}={getattr(cell, f.name)!r}")
+    return "\n".join(parts)
+
+
+def _kernel_source(cell: Cell, jac: BlockJacobian) -> tuple[str, tuple[str, ...], Layout]:
+    """The kernels' source, the factors' texts and the layout: from the disk cache
+    (:mod:`gradflow.kernel_cache`) where a verified entry of the right shape exists, else
+    generated (and stored). A cached entry holds only strings."""
+    key = kernel_cache.entry_key(definition(cell, jac.path))
+    hit = kernel_cache.load(key)
+    if hit is not None and set(hit) == {"source", "texts", "needed"}:
+        source, texts, needed = hit["source"], hit["texts"], hit["needed"]
+        vectors = {cell.input, *cell.state, *(nd.name for nd in cell.nodes)}
+        if (
+            isinstance(source, str)
+            and isinstance(texts, list)
+            and all(isinstance(t, str) for t in texts)
+            and isinstance(needed, list)
+            and all(isinstance(v, str) and v in vectors for v in needed)
+        ):
+            lay = _layout(cell, jac, tuple(needed))
+            if len(texts) == len(lay.diags):
+                return source, tuple(texts), lay
+    source, lay = generate_source(cell, jac)
+    shown = tuple(_short(sp.sstr(tail_exact(cell, d))) for d in lay.diags)
+    kernel_cache.store(key, {"source": source, "texts": list(shown), "needed": list(lay.needed)})
+    return source, shown, lay
+
+
 @lru_cache(maxsize=128)
 def _compile(cell: Cell, path: str, backend: str) -> Kernels:
     xp = array_namespace(backend)
@@ -646,15 +699,15 @@ def _compile(cell: Cell, path: str, backend: str) -> Kernels:
         jac = jac.multiplicative()
     elif path != "full":
         raise CellError(f"unknown path {path!r}; choose one of {', '.join(PATHS)}")
-    source, lay = generate_source(cell, jac)
-    texts = tuple(_short(sp.sstr(tail_exact(cell, d))) for d in lay.diags)
+    source, texts, lay = _kernel_source(cell, jac)
     namespace: dict[str, Any] = {
         "xp": xp,
         "_finite": lambda F: _finite_factors(xp, texts, F),
         "_quiet": (lambda: np.errstate(all="ignore")) if xp is np else contextlib.nullcontext,
     }
     # The source is built from validated identifiers and SymPy's printer, never from raw
-    # user text (SymPy issue #24990), so executing it is safe.
+    # user text (SymPy issue #24990), so executing it is safe; a cached source is the same
+    # text, handed back only after its content hash verified.
     exec(compile(source, f"<gradflow kernels/{path}>", "exec"), namespace)
     return Kernels(
         cell=cell,

@@ -3,9 +3,13 @@
 from __future__ import annotations
 
 import ast
+import importlib
 from pathlib import Path
 
+import pytest
+
 import gradflow
+import gradflow.cells
 
 PUBLIC = {
     "CATALOGUE",
@@ -32,7 +36,7 @@ LAYERS = [
     "cells",
     "symbolic",
     "codegen|spectral|spectral_kernels|sensitivity_codegen|prodsvd|decomposition|norms|fused"
-    "|compiled_codegen",
+    "|compiled_codegen|kernel_cache",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral|logscaled"
     "|compiled"
@@ -296,3 +300,25 @@ def test_only_cli_imports_click_and_only_plots_report_import_matplotlib_or_jinja
         if not (rel.startswith("plots") or rel.startswith("report")):
             assert "import matplotlib" not in text and "from matplotlib" not in text, rel
             assert "import jinja2" not in text and "from jinja2" not in text, rel
+
+
+def test_every_public_name_is_in_all_and_resolves_to_its_module_object() -> None:
+    assert set(gradflow.__all__) == PUBLIC and len(gradflow.__all__) == len(PUBLIC)
+    from gradflow import _LAZY as TOP  # type: ignore[attr-defined]
+    from gradflow.cells import _LAZY as CELLS  # type: ignore[attr-defined]
+
+    for package, table in ((gradflow, TOP), (gradflow.cells, CELLS)):
+        for name, module in table.items():
+            defined = getattr(importlib.import_module(f"{package.__name__}.{module}"), name)
+            assert getattr(package, name) is defined, (package.__name__, name)
+            assert name in dir(package)
+    namespace: dict[str, object] = {}
+    exec("from gradflow import *", namespace)
+    assert set(namespace) - {"__builtins__"} == PUBLIC
+
+
+@pytest.mark.parametrize("package", [gradflow, gradflow.cells])
+def test_an_unknown_attribute_is_an_attribute_error(package: object) -> None:
+    with pytest.raises(AttributeError, match=r"has no attribute 'analyse'"):
+        package.analyse  # type: ignore[attr-defined]  # noqa: B018
+    assert not hasattr(package, "_private")
