@@ -4,6 +4,7 @@ the non-crossing pairings, the time-independent operator it extends, and seeded 
 from __future__ import annotations
 
 import itertools
+import json
 import math
 
 import numpy as np
@@ -16,6 +17,8 @@ from gradflow.cells import get_cell
 from gradflow.codegen import compile_cell
 from gradflow.errors import UsageError
 from gradflow.initialisers import Init, initialise
+from gradflow.results.base import Where
+from gradflow.results.diagnostics import AnnealedGrowth
 
 
 def _toy(S: int, K: int, rho: float, seed: int) -> tuple[np.ndarray, np.ndarray]:
@@ -160,3 +163,13 @@ def test_bad_inputs_are_usage_errors() -> None:
         trajectory_meanfield("gru", init, 8, 2, 1.0, inputs=np.full((160, 2), np.nan))
     with pytest.raises(UsageError):
         trajectory_meanfield("gru", init, 8, 2, 1.0, lags=(10, 5))
+
+
+def test_tied_growth_rate_field_round_trips_and_old_files_load() -> None:
+    # schema 3 files written before the field existed have no "tied_growth_rate": None
+    old = AnnealedGrowth(-0.13, 1e-4, -0.2, -0.5, True, ("w",), "a").to_dict()
+    del old["tied_growth_rate"]
+    assert AnnealedGrowth.from_dict(old, Where("experiment")).tied_growth_rate is None
+    new = AnnealedGrowth(-0.13, 1e-4, -0.2, -0.5, True, tied_growth_rate=-0.074)
+    back = AnnealedGrowth.from_dict(json.loads(json.dumps(new.to_dict())), Where("experiment"))
+    assert back == new
