@@ -142,21 +142,38 @@ def main() -> None:
     ap.add_argument("--samples", type=int, default=2048, help="trajectory population size")
     ap.add_argument("--markdown", action="store_true")
     ap.add_argument("--theory-only", action="store_true", help="the predictions only (no networks)")
+    ap.add_argument(
+        "--reuse-theory",
+        metavar="FILE",
+        help="read sigma_w*, annealed, pairings and tied from a --theory-only output of the same "
+        "code (they are deterministic) instead of recomputing them",
+    )
     args = ap.parse_args()
     lo, hi = (int(v) for v in args.lags.split(","))
     rows = []
     started = time.perf_counter()
+    known = reused(args.reuse_theory) if args.reuse_theory else {}
     for cell in args.cells.split(","):
-        crit = critical_gain(cell, args.n)
+        crit = known[cell, GAINS[0]][0] if known else critical_gain(cell, args.n)
         base = crit if math.isfinite(crit) else 1.0
         for g in GAINS:
             sw = g * base
-            pred = predicted(cell, sw, args.n)
             init = Init(scheme="gaussian", sigma_w=sw, sigma_u=1.0, sigma_b=0.0)
-            tied = tied_meanfield(cell, init, args.n, 4, 1.0, lags=(lo, hi)).slope
-            pairs = tied_meanfield(
-                cell, init, args.n, 4, 1.0, lags=(lo, hi), forward="annealed", shared_input=False
-            )
+            if known:
+                _, pred, prs, tied = known[cell, g]
+            else:
+                pred = predicted(cell, sw, args.n)
+                tied = tied_meanfield(cell, init, args.n, 4, 1.0, lags=(lo, hi)).slope
+                prs = tied_meanfield(
+                    cell,
+                    init,
+                    args.n,
+                    4,
+                    1.0,
+                    lags=(lo, hi),
+                    forward="annealed",
+                    shared_input=False,
+                ).slope
             trajs = [
                 trajectory_meanfield(
                     cell,
@@ -175,7 +192,7 @@ def main() -> None:
             if args.theory_only:
                 print(
                     f"{cell:11s} sigma*={crit:.4f} x{g:<4} sigma_w={sw:.4f} "
-                    f"annealed={pred:+.5f} pairings={pairs.slope:+.5f} tied={tied:+.5f} "
+                    f"annealed={pred:+.5f} pairings={prs:+.5f} tied={tied:+.5f} "
                     f"trajectories={traj:+.5f} ({np.round(trajs, 4).tolist()})",
                     flush=True,
                 )
@@ -200,11 +217,11 @@ def main() -> None:
             ]
             unt = float(np.mean(un))
             rows.append(
-                (cell, crit, g, sw, pred, pairs.slope, tied, traj, sim, se, diff, dse, ok, shf, unt)
+                (cell, crit, g, sw, pred, prs, tied, traj, sim, se, diff, dse, ok, shf, unt)
             )
             print(
                 f"{cell:11s} sigma*={crit:.4f} x{g:<4} sigma_w={sw:.4f} annealed={pred:+.5f} "
-                f"pairings={pairs.slope:+.5f} tied={tied:+.5f} trajectories={traj:+.5f} "
+                f"pairings={prs:+.5f} tied={tied:+.5f} trajectories={traj:+.5f} "
                 f"sim={sim:+.5f}+-{se:.5f} diff={diff:+.5f}+-{dse:.5f} "
                 f"{'ok' if ok else 'FAIL'} shuffled={shf:+.5f} "
                 f"untied(n={args.untied_n})={unt:+.5f} "
@@ -215,6 +232,24 @@ def main() -> None:
     print(f"# {time.perf_counter() - started:.0f} s, n = {args.n}, seeds = {args.seeds}")
     if args.markdown and rows:
         print(markdown(rows, args.n, args.untied_n))
+
+
+def reused(path: str) -> dict[tuple[str, float], tuple[float, float, float, float]]:
+    """``{(cell, gain): (sigma_w*, annealed, pairings, tied)}`` from a --theory-only output."""
+    out = {}
+    with open(path, encoding="utf-8") as fh:
+        for line in fh:
+            if line.startswith("#") or "annealed=" not in line:
+                continue
+            f = line.split()
+            kv = dict(x.split("=", 1) for x in f[1:] if "=" in x)
+            out[f[0], float(f[2][1:])] = (
+                float(kv["sigma*"]),
+                float(kv["annealed"]),
+                float(kv["pairings"]),
+                float(kv["tied"]),
+            )
+    return out
 
 
 def markdown(rows: list[tuple], n: int, untied_n: int) -> str:
