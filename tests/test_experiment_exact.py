@@ -306,6 +306,8 @@ def test_report_shows_the_new_columns_figures_and_text(lstm_result: ExperimentRe
     assert "chi" not in md.split("## Decay rates")[1].split("## Figures")[0]
     rows = (out / "data" / "decay_rates.csv").read_text().splitlines()
     assert "meanfield_annealed_growth_rate" in rows[0] and "lyapunov_largest" in rows[0]
+    tied = lstm_result.cells["lstm"].annealed.tied_growth_rate  # type: ignore[union-attr]
+    assert "meanfield_tied_growth_rate" in rows[0] and tied is not None and repr(tied) in rows[1]
     lam, _ = lstm_result.cells["lstm"].largest_lyapunov()  # type: ignore[misc]
     assert repr(lam) in rows[1]  # every digit, traceable to the data file
     html = (out / "index.html").read_text(encoding="utf-8")

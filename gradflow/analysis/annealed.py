@@ -224,11 +224,18 @@ class _Population:
         seed: int,
         tied_window: int = 0,
         input_dim: int = 0,
+        inputs: np.ndarray | None = None,
     ) -> None:
         ens = Ensemble.from_init(init, n, d)
         # input_dim > 0: one input vector per step is shared by all units, so the input term's
         # variance across units is input_var * |x_t|^2 / d, a chi^2_d / d draw per step
         self.input_dim = int(input_dim)
+        # inputs (T, d): the one input sequence that feeds every unit; each unit keeps its own
+        # rows of the input weights (entries N(0, u2 / d)), so its input term U_u . x_t is
+        # correlated across time through x_t . x_s / d, as in a network of finite input size
+        self.inputs = None if inputs is None else np.asarray(inputs, dtype=float)
+        self.rows: dict[str, np.ndarray] = {}
+        self.t = 0
         # tied_window > 0: recurrent pre-activations as a Gaussian process (tied weights)
         self.window = int(tied_window)
         self.past: dict[str, tuple[list[list[tuple[float, Any]]], list[Any], Any]] = {}
@@ -258,23 +265,36 @@ class _Population:
         vals: dict[str, Any] = {**self.state, **self.vectors}
         qs: dict[str, float] = {}
         iv = self.input_var
-        if self.input_dim:
+        x = None
+        if self.inputs is not None:
+            x = self.inputs[self.t % len(self.inputs)]
+            iv = float(x @ x) / len(x)
+        elif self.input_dim:
             iv *= float(self.rng.chisquare(self.input_dim)) / self.input_dim
+        self.t += 1
         for nd in c.nodes:
             if isinstance(nd, Affine):
-                q, qin, rec = 0.0, 0.0, []
+                q, qin, rec, proj = 0.0, 0.0, [], np.zeros(S)
                 for w, src in nd.terms:
                     if src == c.input:
                         q += ens.u2 * iv
                         qin += ens.u2 * iv
+                        if x is not None:
+                            proj = proj + self._rows(w, len(x)) @ x
                     else:
                         wv = self.wvar[w] if w in self.wvar else ens.w2
                         rec.append((wv, vals[src]))
                         q += wv * float(np.mean(vals[src] ** 2))
                 if self.window:
                     r, _ = self._recurrent(nd.name, rec)
-                    fresh = math.sqrt(qin) * self.rng.standard_normal(S)
+                    if x is None:
+                        fresh = math.sqrt(qin) * self.rng.standard_normal(S)
+                    else:
+                        fresh = proj
                     vals[nd.name] = self.bias[nd.name] + r + fresh
+                elif x is not None:
+                    noise = math.sqrt(max(q - qin, 0.0)) * self.rng.standard_normal(S)
+                    vals[nd.name] = self.bias[nd.name] + noise + proj
                 else:
                     vals[nd.name] = self.bias[nd.name] + math.sqrt(q) * self.rng.standard_normal(S)
                 qs[nd.name] = q
@@ -282,6 +302,14 @@ class _Population:
                 vals[nd.name] = self.evals[nd.name](vals, S)
         self.state = {s: vals[u] for s, u in dict(c.update).items()}
         return vals, qs
+
+    def _rows(self, weight: str, d: int) -> np.ndarray:
+        """The units' own rows ``(S, d)`` of an input weight (drawn once, entries
+        ``N(0, u2 / d)``)."""
+        if weight not in self.rows:
+            sd = math.sqrt(self.ens.u2 / d)
+            self.rows[weight] = sd * self.rng.standard_normal((self.size, d))
+        return self.rows[weight]
 
     def _recurrent(self, node: str, rec: list[tuple[float, Any]]) -> tuple[Any, float]:
         """The recurrent part ``r_t = sum_x W_x src_x`` of a node's pre-activation with the

@@ -35,9 +35,10 @@ The per-step factors come from the population sampler of ``annealed`` run either
 weights: a unit's recurrent pre-activation is a Gaussian process in time with covariance
 ``sum_x sigma_x^2 (1/n) src_x(t) . src_x(s)`` (the dynamic mean field; Sompolinsky, Crisanti
 & Sommers, PRL 61, 259, 1988; for gated cells Can, Krishnamurthy & Schwab, MSML 2020).
-What neither captures: a unit's factors correlated across time through its own state in the
-*backward* pairings (``E[d_t d_s] != E[d_t] E[d_s]`` inside a level); measured in
-``benchmarks/meanfield_slope.py`` and ``docs/theory.md`` section 8.
+What neither captures: a unit's factors correlated across time through its own state and its
+own input weights in the *backward* pairings (``E[d_t d_s] != E[d_t] E[d_s]`` inside a
+level); :mod:`gradflow.analysis.tied_trajectory` averages each level over per-unit
+trajectories instead (``benchmarks/meanfield_slope.py``, ``docs/theory.md`` section 8.3).
 
 References:
     J. A. Mingo, R. Speicher, *Free Probability and Random Matrices*, Fields Institute

@@ -128,6 +128,7 @@ def write_tables(
             "meanfield_predicted_slope",
             "meanfield_annealed_growth_rate",
             "meanfield_annealed_stderr",
+            "meanfield_tied_growth_rate",
             "meanfield_warnings",
             "lyapunov_largest",
             "lyapunov_largest_stderr",
@@ -148,6 +149,7 @@ def write_tables(
                 s.meanfield.predicted_slope if s.meanfield else None,
                 s.annealed.growth_rate if s.annealed else None,
                 s.annealed.stderr if s.annealed else None,
+                s.annealed.tied_growth_rate if s.annealed else None,
                 " | ".join(s.annealed.warnings) if s.annealed else None,
                 *(s.largest_lyapunov() or (None, None)),
             ]

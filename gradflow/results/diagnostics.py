@@ -147,6 +147,10 @@ class AnnealedGrowth:
         standard error. additive_growth_rate, multiplicative_growth_rate: the same for the pure
         chains (None: no such chain). applies: False where the assumptions fail outright (the
         state diverges). warnings: why a number should not be trusted. assumptions: in words.
+        tied_growth_rate: the tied-weight prediction with per-unit trajectories
+        (:func:`gradflow.analysis.tied_trajectory.trajectory_meanfield`), same units; None
+        where it was not computed (cells without sigmoid gates, whose tied networks follow
+        the annealed rate; files written before it existed).
     """
 
     growth_rate: float | None
@@ -157,6 +161,7 @@ class AnnealedGrowth:
     warnings: tuple[str, ...] = ()
     assumptions: str = ""
     units: str = "decades per step"
+    tied_growth_rate: float | None = None
 
     def to_dict(self) -> dict[str, Any]:
         return {
@@ -169,6 +174,7 @@ class AnnealedGrowth:
             "warnings": list(self.warnings),
             "assumptions": self.assumptions,
             "units": self.units,
+            "tied_growth_rate": self.tied_growth_rate,
         }
 
     @classmethod
@@ -189,4 +195,5 @@ class AnnealedGrowth:
             ),
             assumptions=as_str(d.get("assumptions") or "", where.at("assumptions")),
             units=as_str(d.get("units") or "decades per step", where.at("units")),
+            tied_growth_rate=num("tied_growth_rate"),
         )
