@@ -280,6 +280,15 @@ def test_report_text_states_shares_and_certification(lstm_result: ExperimentResu
     ctx = science_context(lstm_result)
     assert ctx["has_annealed"] and ctx["has_lyapunov"]
     assert any("untied" in note for note in ctx["meanfield_notes"])
+    # the LSTM's column is its tied-weight (trajectory) rate; the annealed one stays in the data
+    from gradflow.report.science import meanfield_cell
+
+    a = lstm_result.cells["lstm"].annealed
+    assert a is not None and a.tied_growth_rate is not None
+    mf = meanfield_cell(lstm_result.cells["lstm"])
+    assert mf["kind"] == "tied" and mf["rate"] == a.tied_growth_rate
+    assert any(n.startswith("For lstm (sigmoid gates)") for n in ctx["meanfield_notes"])
+    assert any(f"annealed: {a.growth_rate:+.3f}" in w for w in a.warnings)
     assert "certified" in ctx["singular_values"]
 
 
@@ -299,7 +308,8 @@ def test_report_shows_the_new_columns_figures_and_text(lstm_result: ExperimentRe
 
     out = build_report(lstm_result, None, None, tmp_path / "rep", formats=("svg",))
     md = (out / "report.md").read_text(encoding="utf-8")
-    assert "annealed growth of" in md and "largest Lyapunov exponent" in md
+    assert "growth of" in md and "(annealed; gated cells: tied)" in md
+    assert "largest Lyapunov exponent" in md
     assert "### Paths and spectra" in md and "additive path alone" in md
     assert "⚠" in md and "untied" in md  # the gated cell's warning, flagged in the table
     assert "figures/path_terms.svg" in md and "figures/norms_frobenius.svg" in md

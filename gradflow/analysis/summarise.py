@@ -263,14 +263,15 @@ def _annealed(
                 **TIED_RUN,  # type: ignore[arg-type]
             ).slope
         warnings.append(
-            "gated cell: the theory redraws the weights at every step (untied weights); a "
-            "network reuses them and its gradients decay markedly slower below the critical "
-            "gain (LSTM at half of it: -0.08 measured at n = 1024 against -0.16 predicted)"
+            "gated cell: the annealed theory redraws the weights at every step (untied "
+            "weights); a network reuses them and its gradients decay markedly slower below the "
+            "critical gain"
             + (
-                f"; the tied-weight mean field with per-unit trajectories gives {tied:+.3f} "
-                "(docs/theory.md section 8.3)"
+                f", so the column shows the tied-weight mean field with per-unit trajectories, "
+                f"{tied:+.3f} (annealed: {mf.growth_rate:+.3f}; both in decay_rates.csv; "
+                "docs/theory.md section 8.3)"
                 if np.isfinite(tied)
-                else ", docs/theory.md section 8"
+                else " (docs/theory.md section 8)"
             )
         )
     warnings += diagonal_warnings(cell, init, config.hidden_size)

@@ -101,16 +101,20 @@ def path_sentences(experiment: ExperimentResult) -> list[str]:
 
 
 def meanfield_cell(s: CellSummary) -> dict[str, Any]:
-    """The mean-field column of one cell: the annealed growth rate, its standard error and
-    its warnings (``rate`` None where the theory does not apply or was not computed)."""
+    """The mean-field column of one cell: the tied-weight (per-unit trajectory) growth rate
+    where the experiment computed one (cells with sigmoid gates), otherwise the annealed
+    growth rate, with the annealed rate's standard error and the warnings (``rate`` None
+    where the theory does not apply or was not computed; ``kind`` says which rate it is)."""
     a = s.annealed
     if a is None:
-        return {"rate": None, "stderr": None, "warnings": [], "applies": None}
+        return {"rate": None, "stderr": None, "warnings": [], "applies": None, "kind": None}
+    tied = a.tied_growth_rate
     return {
-        "rate": a.growth_rate,
-        "stderr": a.stderr,
+        "rate": tied if tied is not None else a.growth_rate,
+        "stderr": None if tied is not None else a.stderr,
         "warnings": list(a.warnings),
         "applies": a.applies,
+        "kind": "tied" if tied is not None else "annealed",
     }
 
 
@@ -134,6 +138,15 @@ def meanfield_notes(experiment: ExperimentResult) -> list[str]:
         "of the Frobenius norm, from the cell's own SymPy equations (population dynamics, "
         f"docs/theory.md section 8). Assumptions: {cells[0].annealed.assumptions}."  # type: ignore[union-attr]
     ]
+    tied = [s.cell for s in cells if meanfield_cell(s)["kind"] == "tied"]
+    if tied:
+        notes.append(
+            f"For {', '.join(tied)} (sigmoid gates) the column shows the tied-weight mean field "
+            "instead: the same weights at every step, the pairings of the backward product "
+            "averaged over each unit's own trajectory (docs/theory.md section 8.3; within 5 % "
+            "of the growth rate of tied n = 1024 networks for rnn, minimalrnn, lstm and gru "
+            "from 0.5 to 2 times the critical gain). Both rates are in data/decay_rates.csv."
+        )
     by_warning: dict[str, list[str]] = {}
     for s in cells:
         for w in s.annealed.warnings:  # type: ignore[union-attr]
