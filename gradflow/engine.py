@@ -406,11 +406,15 @@ def _analyze(
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)
             ch.run_chunk(su, Fp, k0, set(), sv[name], n_sv, t1 - t0)
-        if psvd is not None and not psvd.done:
-            Jc = to_numpy(su.kernels.jacobian(F, su.q, (t1 - t0, su.batch)))
-            for j in range(min(t1 - t0, lags[-1] - k0)):
-                if (spectrum := psvd.push(Jc[t1 - t0 - 1 - j])) is not None:
-                    spectra.append(spectrum)
+        if psvd is not None and not psvd.done:  # steps t1 down to the largest lag's
+            lo = max(0, t1 - t0 - (lags[-1] - k0))
+            per = max(1, MEMORY_BUDGET // (8 * su.batch * su.m * su.m))  # Jacobians in pieces
+            for b in range(t1 - t0, lo, -per):
+                a = max(lo, b - per)
+                Jc = to_numpy(su.kernels.jacobian([f[a:b] for f in F], su.q, (b - a, su.batch)))
+                for i in range(b - a - 1, -1, -1):
+                    if (spectrum := psvd.push(Jc[i])) is not None:
+                        spectra.append(spectrum)
         if grad is not None or lyap is not None:
             for j in range(t1 - t0):
                 Ft = tuple(f[t1 - t0 - 1 - j] for f in F)

@@ -19,7 +19,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from gradflow import Init, analyze, get_cell, initialise
+from gradflow import Init, analyze, engine, get_cell, initialise
 from gradflow.engine import state_jacobians
 from gradflow.errors import UsageError
 from gradflow.initialisers import make_inputs
@@ -66,12 +66,19 @@ def test_analyze_singular_values_vs_mpmath(cell: str, n: int) -> None:
         assert cert.sum() == cert.size
 
 
-def test_analyze_agrees_bit_for_bit_with_the_materialised_product_svd() -> None:
-    # chunked (the engine's chunks of steps) or not, the streamed product SVD sees the same
-    # factors in the same order as product_singular_values on state_jacobians: same bits
-    c, p, x = _case("gru", 6, 40, batch=3, seed=2)
+@pytest.mark.parametrize("budget", [None, 8 * 3 * 20 * 20 * 5])
+def test_analyze_agrees_bit_for_bit_with_the_materialised_product_svd(
+    budget: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # chunked (the engine's chunks of steps; with the small budget, chunks of 8 steps whose
+    # Jacobians are materialised in pieces of 5) or not, the streamed product SVD sees the
+    # same factors in the same order as product_singular_values on state_jacobians: same bits
+    if budget is not None:
+        monkeypatch.setattr(engine, "MEMORY_BUDGET", budget)
+    c, p, x = _case("lstm", 10, 40, batch=3, seed=2)
     lags = [1, 13, 40]
     res = analyze(c, p, x, singular_lags=lags)
+    assert budget is None or res.meta["chunk_steps"] == 8
     ref = product_singular_values(state_jacobians(c, p, x), lags)
     assert res.singular_certified is not None
     for i, lag in enumerate(lags):
