@@ -40,6 +40,7 @@ from .codegen import Kernels, compile_cell
 from .cost import check_cost, estimate_cost
 from .diagonal import analyze_structured, structure_meta, structured_plan
 from .errors import FactorError, InputsError, NumericalError, UsageError, WeightsError
+from .prodsvd import ProductSpectrum, StreamedProductSVD, stack_spectra
 from .results import AnalysisResult
 from .spectral import CERTIFICATES, SPECTRAL_RTOL, compiled_wanted
 from .threads import blas_threads, compute_region
@@ -387,6 +388,9 @@ def _analyze(
     grad = VectorChain(su, T, gradient) if gradient else None
     lyap = Lyapunov(su, lyapunov) if lyapunov else None
     sv: dict[str, dict[int, np.ndarray]] = {name: {} for name in chains}
+    # singular values: the certified product SVD fed each chunk's Jacobians (gradflow.prodsvd)
+    psvd = StreamedProductSVD(su.m, su.batch, lags) if lags else None
+    spectra: list[ProductSpectrum] = []
     k0 = 0
     for c in range(len(checkpoints) - 1, -1, -1):
         t0 = c * chunk
@@ -401,9 +405,16 @@ def _analyze(
         _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)
-            ch.run_chunk(
-                su, Fp, k0, set(lags) if name == "full" else set(), sv[name], n_sv, t1 - t0
-            )
+            ch.run_chunk(su, Fp, k0, set(), sv[name], n_sv, t1 - t0)
+        if psvd is not None and not psvd.done:  # steps t1 down to the largest lag's
+            lo = max(0, t1 - t0 - (lags[-1] - k0))
+            per = max(1, MEMORY_BUDGET // (8 * su.batch * su.m * su.m))  # Jacobians in pieces
+            for b in range(t1 - t0, lo, -per):
+                a = max(lo, b - per)
+                Jc = to_numpy(su.kernels.jacobian([f[a:b] for f in F], su.q, (b - a, su.batch)))
+                for i in range(b - a - 1, -1, -1):
+                    if (spectrum := psvd.push(Jc[i])) is not None:
+                        spectra.append(spectrum)
         if grad is not None or lyap is not None:
             for j in range(t1 - t0):
                 Ft = tuple(f[t1 - t0 - 1 - j] for f in F)
@@ -437,6 +448,12 @@ def _analyze(
     }
     if zero_paths:
         meta["zero_paths"] = zero_paths
+    sv_cert = None
+    if spectra:
+        ps = stack_spectra(spectra)
+        sv["full"] = {k: ps.log10_singular_values[i][:, :n_sv] for i, k in enumerate(ps.lags)}
+        sv_cert = {k: ps.certified[i][:, :n_sv] for i, k in enumerate(ps.lags)}
+        meta["singular_values"] = {"method": ps.method, "tol": ps.tol}
     result = AnalysisResult(
         cell=su.cell.name,
         hidden_size=n,
@@ -453,6 +470,7 @@ def _analyze(
             if name != "full"
         },
         log10_singular_values=sv["full"],
+        singular_certified=sv_cert,
         lyapunov_exponents=(-np.sort(-lyap.total / T, axis=-1) if lyap is not None else None),
         log10_gradient_norm=grad.out if grad is not None else None,
         gradient_loss=gradient,

@@ -42,6 +42,10 @@ are certified as exactly 0 (``-inf``).
 
 Cost: two QR factorisations and two ``(m x m)(m x m)`` products per step and run, plus one
 Jacobi SVD per requested lag (round-robin ordering: ``m/2`` disjoint rotations at once).
+:class:`StreamedProductSVD` takes the factors one at a time (``J_T`` first), so memory is
+``O(B m^2)`` whatever ``T``: the engine feeds it each chunk's Jacobians
+(``gradflow analyze --singular-lags``); :func:`product_singular_values` loops over it on
+materialised Jacobians.
 
 Examples:
     >>> import numpy as np
@@ -199,19 +203,20 @@ def log_jacobi(L: np.ndarray, V: np.ndarray) -> tuple[np.ndarray, int]:
     return -np.sort(-L, axis=-1), sweeps
 
 
-def _run(
-    J: np.ndarray, lags: Sequence[int], Z: np.ndarray
-) -> tuple[dict[int, np.ndarray], dict[int, np.ndarray]]:
-    """One product-QR pass; log10 singular values and Jacobi bounds at ``lags``."""
-    T, B, m, _ = J.shape
-    Q = np.broadcast_to(Z, (B, m, m)).copy()
-    L = np.zeros((B, m))
-    Bm = np.broadcast_to(np.eye(m), (B, m, m)).copy()
-    out: dict[int, np.ndarray] = {}
-    bound: dict[int, np.ndarray] = {}
-    want = set(lags)
-    for k in range(1, max(lags) + 1):
-        Y = np.swapaxes(J[T - k], -1, -2) @ Q
+class _Pass:
+    """One product-QR pass from the orthogonal frame ``Z``, one factor at a time."""
+
+    def __init__(self, Z: np.ndarray, batch: int) -> None:
+        m = Z.shape[-1]
+        self.Q = np.broadcast_to(Z, (batch, m, m)).copy()
+        self.L = np.zeros((batch, m))
+        self.Bm = np.broadcast_to(np.eye(m), (batch, m, m)).copy()
+
+    def push(self, Jt: np.ndarray) -> None:
+        """Take the next factor ``J_{T-k+1}`` (``(B, m, m)``): ``A_k = J_{T-k+1}^T``."""
+        L, Bm = self.L, self.Bm
+        m = L.shape[-1]
+        Y = np.swapaxes(Jt, -1, -2) @ self.Q
         # presort the columns by the size they carry into the product (10^L times their norm),
         # so that the accumulated rows stay graded, largest first
         with np.errstate(divide="ignore"):
@@ -220,7 +225,7 @@ def _run(
         Y = np.take_along_axis(Y, order[:, None, :], axis=-1)
         L = np.take_along_axis(L, order, axis=-1)
         Bm = np.take_along_axis(Bm, order[:, :, None], axis=-2)
-        Q, R = np.linalg.qr(Y)
+        self.Q, R = np.linalg.qr(Y)
         with np.errstate(divide="ignore"):
             logR = np.log10(np.abs(R))
         # coefficient (i, l) of row i: R[i, l] 10^{L_l}, scaled by the row's largest
@@ -233,27 +238,140 @@ def _run(
         Bm = C @ Bm
         nrm = np.linalg.norm(Bm, axis=-1)
         with np.errstate(divide="ignore"):
-            L = np.where(np.isfinite(top), safe_top + np.log10(nrm), -np.inf)
-        Bm = Bm / np.where(nrm > 0, nrm, 1.0)[..., None]
-        if k in want:
-            # R^(k) = diag(10^L) Bm; singular values of its transpose Bm^T diag(10^L)
-            Vt = np.swapaxes(Bm, -1, -2)
-            out[k], _ = log_jacobi(L, Vt)
-            finite = np.isfinite(L)
-            conds = np.array(
-                [
-                    np.linalg.cond(Vt[b][:, finite[b]]) if finite[b].any() else np.inf
-                    for b in range(B)
-                ]
+            self.L = np.where(np.isfinite(top), safe_top + np.log10(nrm), -np.inf)
+        self.Bm = Bm / np.where(nrm > 0, nrm, 1.0)[..., None]
+
+    def spectrum(self) -> tuple[np.ndarray, np.ndarray]:
+        """log10 singular values of the product so far and the Jacobi bound, ``(B, m), (B,)``."""
+        L, Bm = self.L, self.Bm
+        B, m = L.shape
+        # R^(k) = diag(10^L) Bm; singular values of its transpose Bm^T diag(10^L)
+        Vt = np.swapaxes(Bm, -1, -2)
+        vals, _ = log_jacobi(L, Vt)
+        finite = np.isfinite(L)
+        conds = np.array(
+            [np.linalg.cond(Vt[b][:, finite[b]]) if finite[b].any() else np.inf for b in range(B)]
+        )
+        return vals, m * _EPS * conds / math.log(10.0)
+
+
+class StreamedProductSVD:
+    """The product SVD fed one Jacobian at a time, backward from ``T``: memory ``O(B m^2)``.
+
+    Push ``J_T`` first, then ``J_{T-1}``, ...: after ``k`` pushes the product is
+    ``P_k = J_T ... J_{T-k+1}``, and :meth:`push` returns its certified spectrum when ``k`` is
+    one of ``lags`` (both runs of the module docstring advance together; the structural rank
+    bound is kept alongside). :func:`product_singular_values` is a loop over this class, so
+    both give the same numbers bit for bit.
+
+    Args:
+        m: the state size.
+        batch: ``B``.
+        lags: lags ``>= 1`` at which to return the spectrum.
+        tol: certification tolerance in decades.
+        seed: seed of the Haar-random frame of the second run.
+
+    Raises:
+        UsageError: no lags, a lag below 1, or a bad ``tol``.
+
+    Examples:
+        >>> s = StreamedProductSVD(2, 1, [3])
+        >>> [s.push(np.diag([2.0, 0.5])[None]) is None for _ in range(2)]
+        [True, True]
+        >>> np.round(s.push(np.diag([2.0, 0.5])[None]).log10_singular_values, 6).tolist()
+        [[[0.90309, -0.90309]]]
+    """
+
+    def __init__(
+        self, m: int, batch: int, lags: Sequence[int], *, tol: float = CERT_TOL, seed: int = 0
+    ) -> None:
+        ks = sorted({int(k) for k in lags})
+        if not ks or ks[0] < 1:
+            raise UsageError(f"lags must be a non-empty set of integers >= 1; got {list(lags)}")
+        if not (math.isfinite(tol) and tol > 0):
+            raise UsageError(f"tol must be a positive number, got {tol!r}")
+        self.m, self.batch, self.lags, self.tol = int(m), int(batch), tuple(ks), float(tol)
+        rng = np.random.default_rng(seed)
+        Zr, Rz = np.linalg.qr(rng.standard_normal((m, m)))
+        Zr = Zr * np.sign(np.diag(Rz))[None, :]  # Haar distributed
+        self._runs = (_Pass(np.eye(m), batch), _Pass(Zr, batch))
+        #: the number of factors pushed so far
+        self.k = 0
+        # structural rank bound: rank(P_k) <= min_t rank(J_t) <= min_t (nonzero rows, nonzero
+        # columns of J_t), and <= the nonzero rows and columns of the boolean product of the
+        # factors' nonzero patterns (an entry with no path of nonzeros is exactly 0); singular
+        # values beyond it are exactly zero, certified as -inf
+        self._pat = np.broadcast_to(np.eye(m), (batch, m, m)).copy()
+        self._per_step = np.full(batch, m)
+
+    @property
+    def done(self) -> bool:
+        """True once the largest lag has been reached (further pushes are refused)."""
+        return self.k >= self.lags[-1]
+
+    def push(self, jacobian: Any) -> ProductSpectrum | None:
+        """Take the next factor ``J_{T-k}`` (``(B, m, m)``); the spectrum of ``P_{k+1}`` if
+        ``k + 1`` is a requested lag, else None.
+
+        Raises:
+            UsageError: a factor of the wrong shape, NaN or inf, or a push past the last lag.
+        """
+        Jt = np.asarray(jacobian, dtype=np.float64)
+        if Jt.shape != (self.batch, self.m, self.m):
+            raise UsageError(
+                f"a Jacobian must have shape ({self.batch}, {self.m}, {self.m}); got {Jt.shape}"
             )
-            bound[k] = m * _EPS * conds / math.log(10.0)
-    return out, bound
+        if not np.isfinite(Jt).all():
+            raise UsageError("jacobians contain NaN or inf")
+        if self.done:
+            raise UsageError(f"the last lag {self.lags[-1]} has been reached")
+        self.k += 1
+        for run in self._runs:
+            run.push(Jt)
+        f = Jt != 0
+        self._per_step = np.minimum(
+            self._per_step, np.minimum(f.any(-1).sum(-1), f.any(-2).sum(-1))
+        )
+        self._pat = np.minimum(self._pat @ f.astype(float), 1.0)
+        if self.k not in self.lags:
+            return None
+        rows = (self._pat > 0).any(-1).sum(-1)
+        cols = (self._pat > 0).any(-2).sum(-1)
+        rank = np.minimum(self._per_step, np.minimum(rows, cols))
+        (vals, ba), (other, bb) = (run.spectrum() for run in self._runs)
+        return _certify((self.k,), vals[None], other[None], np.maximum(ba, bb)[None],
+                        rank[None], self.tol)  # fmt: skip
+
+
+def _certify(
+    ks: tuple[int, ...],
+    vals: np.ndarray,
+    other: np.ndarray,
+    jb: np.ndarray,
+    rank: np.ndarray,
+    tol: float,
+) -> ProductSpectrum:
+    """The two runs' values compared, the Jacobi bound applied, the exact zeros set."""
+    m = vals.shape[-1]
+    with np.errstate(invalid="ignore"):
+        diff = np.abs(vals - other)
+    diff = np.where(np.isfinite(vals) & np.isfinite(other), diff, np.inf)
+    err = np.maximum(diff, jb[..., None])
+    certified = np.isfinite(vals) & (err <= tol)
+    # exact zeros: the structural rank bound makes the smallest values exactly 0
+    zero = np.arange(m)[None, None, :] >= rank[..., None]
+    vals = np.where(zero, -np.inf, vals)
+    err = np.where(zero, 0.0, err)
+    certified = certified | zero
+    return ProductSpectrum(ks, vals, certified, err, jb, float(tol))
 
 
 def product_singular_values(
     jacobians: Any, lags: Sequence[int], *, tol: float = CERT_TOL, seed: int = 0
 ) -> ProductSpectrum:
     """Every singular value of ``P_k = J_T ... J_{T-k+1}`` at ``lags``, certified or flagged.
+
+    Materialised form of :class:`StreamedProductSVD` (same numbers, bit for bit).
 
     Args:
         jacobians: ``(T, B, m, m)`` the per-step ``J_t = ds_t/ds_{t-1}``, ``t = 1..T`` (e.g.
@@ -280,50 +398,21 @@ def product_singular_values(
     ks = sorted({int(k) for k in lags})
     if not ks or ks[0] < 1 or ks[-1] > T:
         raise UsageError(f"lags must be a non-empty subset of 1..{T}; got {list(lags)}")
-    if not (math.isfinite(tol) and tol > 0):
-        raise UsageError(f"tol must be a positive number, got {tol!r}")
-    rng = np.random.default_rng(seed)
-    Zr, Rz = np.linalg.qr(rng.standard_normal((m, m)))
-    Zr = Zr * np.sign(np.diag(Rz))[None, :]  # Haar distributed
-    a, ba = _run(J, ks, np.eye(m))
-    b, bb = _run(J, ks, Zr)
-    vals = np.stack([a[k] for k in ks])
-    other = np.stack([b[k] for k in ks])
-    jb = np.maximum(np.stack([ba[k] for k in ks]), np.stack([bb[k] for k in ks]))
-    with np.errstate(invalid="ignore"):
-        diff = np.abs(vals - other)
-    diff = np.where(np.isfinite(vals) & np.isfinite(other), diff, np.inf)
-    err = np.maximum(diff, jb[..., None])
-    certified = np.isfinite(vals) & (err <= tol)
-    # exact zeros: the structural rank bound makes the smallest values exactly 0
-    rank = _rank_bound(J, ks)
-    zero = np.arange(m)[None, None, :] >= rank[..., None]
-    vals = np.where(zero, -np.inf, vals)
-    err = np.where(zero, 0.0, err)
-    certified = certified | zero
-    return ProductSpectrum(tuple(ks), vals, certified, err, jb, float(tol))
+    stream = StreamedProductSVD(m, B, ks, tol=tol, seed=seed)
+    parts = [s for k in range(1, ks[-1] + 1) if (s := stream.push(J[T - k])) is not None]
+    return stack_spectra(parts)
 
 
-def _rank_bound(J: np.ndarray, lags: Sequence[int]) -> np.ndarray:
-    """``(len(lags), B)`` upper bounds on ``rank(P_k)`` from exact zeros alone.
-
-    ``rank(P_k) <= min_t rank(J_t) <= min_t`` (nonzero rows, nonzero columns of ``J_t``), and
-    ``rank(P_k) <=`` the nonzero rows and columns of the boolean product of the factors'
-    nonzero patterns (an entry with no path of nonzeros is exactly 0). Singular values beyond
-    the bound are exactly zero: certified as ``-inf``.
-    """
-    T, B, m, _ = J.shape
-    out = np.empty((len(lags), B), dtype=int)
-    want = {k: i for i, k in enumerate(lags)}
-    nz = J != 0
-    pat = np.broadcast_to(np.eye(m), (B, m, m)).copy()
-    per_step = np.full(B, m)
-    for k in range(1, max(lags) + 1):
-        f = nz[T - k]
-        per_step = np.minimum(per_step, np.minimum(f.any(-1).sum(-1), f.any(-2).sum(-1)))
-        pat = np.minimum(pat @ f.astype(float), 1.0)
-        if k in want:
-            rows = (pat > 0).any(-1).sum(-1)
-            cols = (pat > 0).any(-2).sum(-1)
-            out[want[k]] = np.minimum(per_step, np.minimum(rows, cols))
-    return out
+def stack_spectra(parts: Sequence[ProductSpectrum]) -> ProductSpectrum:
+    """One :class:`ProductSpectrum` from several (e.g. :meth:`StreamedProductSVD.push`'s
+    returns), lags concatenated in the given order."""
+    if not parts:
+        raise UsageError("no spectra to stack")
+    return ProductSpectrum(
+        tuple(k for p in parts for k in p.lags),
+        np.concatenate([p.log10_singular_values for p in parts]),
+        np.concatenate([p.certified for p in parts]),
+        np.concatenate([p.log10_error for p in parts]),
+        np.concatenate([p.jacobi_bound for p in parts]),
+        parts[0].tol,
+    )

@@ -1,16 +1,20 @@
 """Issue 16: a singular-value figure draws no value it cannot vouch for.
 
-An analysis result (``gradflow analyze --singular-lags``) holds one SVD of the accumulated
-product: no certificate, and its deep values are rounding noise. The figure draws only the
-values that SVD resolves (:func:`gradflow.plots.data.resolved_by_one_svd`). Reference: the
-certified values of :func:`gradflow.prodsvd.product_singular_values` on the same Jacobians
-(themselves checked against 80+-digit mpmath products in tests/test_prodsvd.py to 1e-8 in
-log10). Every drawn value agrees with the reference to 1e-6 in log10 (the bound behind the
+An analysis result (``gradflow analyze --singular-lags``) holds the certified product SVD's
+values and their ``singular_certified`` mask: the figure draws the certified ones. An old
+result (schema version 1: one SVD of the accumulated product, no mask; its deep values are
+rounding noise) falls back to the values that SVD resolves
+(:func:`gradflow.plots.data.resolved_by_one_svd`). Reference: the certified values of
+:func:`gradflow.prodsvd.product_singular_values` on the same Jacobians (themselves checked
+against 80+-digit mpmath products in tests/test_prodsvd.py to 1e-8 in log10). For the old
+files every drawn value agrees with the reference to 1e-6 in log10 (the bound behind the
 rule allows 4e-4 decades; measured: at most 3e-8 over rnn, lstm, gru, mgu and rnn-relu,
 n = 16 and 24, lags 1..400); the noise the rule leaves out is off by more than a decade.
 """
 
 from __future__ import annotations
+
+from dataclasses import replace
 
 import matplotlib
 
@@ -27,27 +31,65 @@ from gradflow.engine import state_jacobians
 from gradflow.plots import plot_singular_values
 from gradflow.plots.data import resolved_by_one_svd
 from gradflow.prodsvd import product_singular_values
+from gradflow.results import AnalysisResult
 
 LAGS = (10, 100, 300)
 
 
+def _drawn(res: AnalysisResult) -> list[np.ndarray]:
+    fig, ax = plt.subplots()
+    try:
+        plot_singular_values(res, ax, legend=False)
+        return [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
+    finally:
+        plt.close(fig)
+
+
+def _one_svd(J: np.ndarray, lag: int) -> np.ndarray:
+    """The old engine's values: one SVD of the renormalised product (sequence 0), at the
+    product's scale (log10 of the Frobenius scales carried)."""
+    T, m = J.shape[0], J.shape[-1]
+    P, scale = np.eye(m), 0.0
+    for j in range(1, lag + 1):
+        P = P @ J[T - j, 0]
+        f = np.linalg.norm(P)
+        P, scale = P / f, scale + np.log10(f)
+    with np.errstate(divide="ignore"):
+        return np.asarray(np.log10(np.linalg.svd(P, compute_uv=False)) + scale)
+
+
 @pytest.mark.parametrize(("name", "init"), [("rnn", Init("gaussian")), ("gru", Init("gaussian"))])
-def test_analysis_figure_draws_only_resolved_singular_values(name: str, init: Init) -> None:
+def test_analysis_figure_draws_only_certified_singular_values(name: str, init: Init) -> None:
     cell = get_cell(name)
     params = initialise(cell, 12, 4, init, np.random.default_rng(0))
     x = np.random.default_rng(1).standard_normal((300, 1, 4))
     res = analyze(cell, params, x, singular_lags=LAGS)
-    exact = product_singular_values(state_jacobians(cell, params, x), LAGS)
-    fig, ax = plt.subplots()
-    try:
-        plot_singular_values(res, ax, legend=False)
-        drawn = [np.asarray(line.get_ydata(), dtype=float) for line in ax.get_lines()]
-    finally:
-        plt.close(fig)
+    J = state_jacobians(cell, params, x)
+    exact = product_singular_values(J, LAGS)
+    assert res.singular_certified is not None
+    drawn = _drawn(res)
     assert len(drawn) == len(LAGS)
-    noise_left_out = 0
     for i, (lag, y) in enumerate(zip(LAGS, drawn, strict=True)):
-        one_svd = res.log10_singular_values[lag][0]
+        mask = res.singular_certified[lag][0]
+        # the drawn values are exactly the certified ones (the same computation as the
+        # reference: bit for bit)
+        np.testing.assert_array_equal(np.isfinite(y), mask)
+        np.testing.assert_array_equal(y[mask], exact.log10_singular_values[i, 0][mask])
+    # a mask that leaves a value out is honoured (NaN: not drawn)
+    some = {k: v.copy() for k, v in res.singular_certified.items()}
+    some[100][0, -1] = False
+    y = _drawn(replace(res, singular_certified=some))[1]
+    assert np.isnan(y[-1]) and np.isfinite(y[:-1]).all()
+
+    # an old file (no mask, one SVD): only the values that SVD resolves are drawn
+    old = replace(
+        res,
+        log10_singular_values={k: _one_svd(J, k)[None] for k in LAGS},
+        singular_certified=None,
+    )
+    noise_left_out = 0
+    for i, (lag, y) in enumerate(zip(LAGS, _drawn(old), strict=True)):
+        one_svd = old.log10_singular_values[lag][0]
         ref, certified = exact.log10_singular_values[i, 0], exact.certified[i, 0]
         assert certified.all()  # the reference is exact at every index here
         shown = np.isfinite(y)

@@ -92,11 +92,12 @@ ONE_SVD_RELATIVE = 1e-3
 def resolved_by_one_svd(log10_sv: np.ndarray, lag: int, state_size: int) -> np.ndarray:
     r"""Which singular values of one SVD of a ``lag``-factor float64 product are resolved.
 
-    ``gradflow analyze --singular-lags`` (:class:`~gradflow.results.AnalysisResult`) takes one
-    SVD of the accumulated, renormalised product: its values carry no certificate, and those
-    far below the largest are rounding noise (``gradflow.prodsvd``). By Weyl's inequality a
-    value is perturbed by at most the norm of the product's error, which to first order is
-    ``k m eps sigma_1`` for ``k`` factors of size ``m``; a value is resolved to
+    ``gradflow analyze --singular-lags`` (:class:`~gradflow.results.AnalysisResult`) took one
+    SVD of the accumulated, renormalised product before its results recorded the certified
+    mask (schema version 1): such values carry no certificate, and those far below the largest
+    are rounding noise (``gradflow.prodsvd``). The rule is the fallback for those files. By
+    Weyl's inequality a value is perturbed by at most the norm of the product's error, which
+    to first order is ``k m eps sigma_1`` for ``k`` factors of size ``m``; a value is resolved to
     :data:`ONE_SVD_RELATIVE` when ``k m eps sigma_1 <= ONE_SVD_RELATIVE sigma_i``. This is a
     first-order bound, not a certificate (an experiment's values are certified).
 
@@ -118,24 +119,31 @@ def resolved_by_one_svd(log10_sv: np.ndarray, lag: int, state_size: int) -> np.n
 
 
 def _one_svd_resolved(res: AnalysisResult) -> dict[int, np.ndarray]:
-    """An analysis result's singular values, those :func:`resolved_by_one_svd` rejects NaN."""
+    """An analysis result's singular values with those it does not vouch for set to NaN: by its
+    ``singular_certified`` mask (certified product SVD), or, for a result that predates the
+    mask (one SVD, mask None), by :func:`resolved_by_one_svd`."""
     out = {}
+    mask = res.singular_certified
     for lag, values in res.log10_singular_values.items():
         v = np.array(values, dtype=float)
-        m = max(v.shape[-1], res.hidden_size)
-        out[lag] = np.where(resolved_by_one_svd(v, int(lag), m), v, np.nan)
+        if mask is not None and lag in mask:
+            keep = np.asarray(mask[lag], dtype=bool) & np.isfinite(v)  # exact zeros not drawn
+        else:
+            keep = resolved_by_one_svd(v, int(lag), max(v.shape[-1], res.hidden_size))
+        out[lag] = np.where(keep, v, np.nan)
     return out
 
 
 def _spectrum_bands(result: Any, key: str) -> dict[str, dict[str, np.ndarray]]:
     """Per cell, ``{label: (runs, r) array}`` of singular values by lag (an experiment's
-    values that are not certified, and an analysis result's that one SVD does not resolve,
-    are NaN, so never drawn), or of Lyapunov exponents (label ``""``)."""
+    values that are not certified, and an analysis result's that are not certified (or, in
+    an old result without the mask, that one SVD does not resolve), are NaN, so never drawn),
+    or of Lyapunov exponents (label ``""``)."""
     res = load_result(result)
     if isinstance(res, AnalysisResult):
         cells: dict[str, Any] = {res.cell: res}
         get = (
-            _one_svd_resolved  # one SVD, no certificate: only the values it resolves
+            _one_svd_resolved  # certified values (old files: those one SVD resolves)
             if key == "sv"
             else (lambda c: {} if c.lyapunov_exponents is None else {"": c.lyapunov_exponents})
         )

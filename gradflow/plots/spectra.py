@@ -29,10 +29,10 @@ def plot_singular_values(
     For an experiment only certified values are drawn (:mod:`gradflow.prodsvd`): a value that
     is not certified in a run is left out of that index's median and band; an index with no
     certified value leaves a gap. An analysis result (``gradflow analyze --singular-lags``)
-    holds one SVD of the accumulated product, without a certificate: only the values that SVD
-    resolves to 1e-3 relative by a first-order error bound are drawn
-    (:func:`gradflow.plots.data.resolved_by_one_svd`; the deep ones are rounding noise); for
-    every value, certified, run an experiment with ``quantities.singular_lags``.
+    draws its values where its ``singular_certified`` mask is True; an old result without the
+    mask (one SVD of the accumulated product) only the values that SVD resolves to 1e-3
+    relative by a first-order error bound (:func:`gradflow.plots.data.resolved_by_one_svd`;
+    the deep ones are rounding noise).
 
     Args:
         result: analysis or experiment result with singular values.

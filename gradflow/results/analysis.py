@@ -4,6 +4,11 @@ Its JSON keeps the ``analyze`` contract's keys (``cell``, ``hidden_size``, ``inp
 ``steps``, ``batch``, ``lags``, ``log10_spectral_norm``, ``log10_frobenius_norm``,
 ``log10_spectral_norm_hidden``, ``final_hidden``) and adds optional ones. Arrays indexed by lag
 have shape ``(T + 1, B)``; JSON stores them as lists over lags of lists over the batch.
+
+Schema version 2 adds ``singular_certified`` beside ``log10_singular_values``: the values come
+from the certified product SVD (:mod:`gradflow.prodsvd`) and the mask says which are
+certified. Version 1 files (one SVD of the renormalised product, no mask) still load, with
+``singular_certified`` None ("not recorded").
 """
 
 from __future__ import annotations
@@ -39,7 +44,11 @@ class AnalysisResult(Result):
         final_hidden: ``(B, n)``, ``h_T``.
         paths: ``{"additive"|"multiplicative": {"log10_spectral_norm": ..., ...}}``, the chain
             restricted to one path (DESIGN decision 3).
-        log10_singular_values: ``{lag: (B, r)}``, singular values of the product, descending.
+        log10_singular_values: ``{lag: (B, r)}``, singular values of the product, descending
+            (``-inf`` for an exact zero), certified or not.
+        singular_certified: ``{lag: (B, r)}`` booleans, True where the value is certified to
+            :data:`gradflow.prodsvd.CERT_TOL` decades; None when not recorded (version 1 files,
+            whose values come from one SVD and carry no certificate).
         lyapunov_exponents: ``(B, p)`` in nats per step, descending.
         log10_gradient_norm: ``(T + 1, B)``; row ``k`` is ``log10 ||dL/ds_{T-k}||_2``.
         gradient_loss: ``"last"`` or ``"sum"`` when the gradient was recorded.
@@ -48,7 +57,8 @@ class AnalysisResult(Result):
     """
 
     kind = "analysis"
-    schema_version = 1
+    schema_version = 2
+    reads_versions = (1,)
 
     cell: str
     hidden_size: int
@@ -61,6 +71,7 @@ class AnalysisResult(Result):
     final_hidden: np.ndarray
     paths: Mapping[str, Mapping[str, np.ndarray]] = field(default_factory=dict)
     log10_singular_values: Mapping[int, np.ndarray] = field(default_factory=dict)
+    singular_certified: Mapping[int, np.ndarray] | None = None
     lyapunov_exponents: np.ndarray | None = None
     log10_gradient_norm: np.ndarray | None = None
     gradient_loss: str | None = None
@@ -90,6 +101,11 @@ class AnalysisResult(Result):
         if self.log10_singular_values:
             out["log10_singular_values"] = {
                 str(k): v for k, v in sorted(self.log10_singular_values.items())
+            }
+        if self.singular_certified is not None:
+            out["singular_certified"] = {
+                str(k): np.asarray(v, bool).tolist()
+                for k, v in sorted(self.singular_certified.items())
             }
         if self.lyapunov_exponents is not None:
             out["lyapunov_exponents"] = self.lyapunov_exponents
@@ -124,6 +140,19 @@ class AnalysisResult(Result):
             except ValueError:
                 raise wk.fail("expected an integer lag") from None
             sv[lag] = as_array(v, wk, 2)
+        cert: dict[int, np.ndarray] | None = None
+        if data.get("singular_certified") is not None:
+            cert = {}
+            for k, v in mapping(data["singular_certified"], where.at("singular_certified")).items():
+                wk = where.at("singular_certified").at(k)
+                try:
+                    lag = int(k)
+                except ValueError:
+                    raise wk.fail("expected an integer lag") from None
+                mask = as_array(v, wk, 2)
+                if lag not in sv or mask.shape != sv[lag].shape:
+                    raise wk.fail("expected the shape of the singular values at that lag")
+                cert[lag] = mask > 0.5
         meta = data.get("meta") or {}
         return cls(
             cell=as_str(get(data, "cell", where), where.at("cell")),
@@ -137,6 +166,7 @@ class AnalysisResult(Result):
             final_hidden=as_array(get(data, "final_hidden", where), where.at("final_hidden"), 2),
             paths=paths,
             log10_singular_values=sv,
+            singular_certified=cert,
             lyapunov_exponents=optional(
                 data, "lyapunov_exponents", where, lambda v, w: as_array(v, w, 2)
             ),
