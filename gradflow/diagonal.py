@@ -382,6 +382,12 @@ def _run(
             if name != "full"
         },
         log10_singular_values={k: v[:, :n_sv] for k, v in sv.items()},
+        # a diagonal product's singular values are its entries' magnitudes, each a log-domain
+        # sum of its own factors: exact however small; a block product's come from one SVD
+        # per accumulated block, certified only by the plots' one-SVD resolution bound
+        singular_certified=(
+            {k: np.ones(v[:, :n_sv].shape, dtype=bool) for k, v in sv.items()} if b == 1 else None
+        ),
         lyapunov_exponents=lyap,
         log10_gradient_norm=(
             grad.out if grad is not None else full.grad if gradient == "last" else None

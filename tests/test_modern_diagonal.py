@@ -212,6 +212,10 @@ def test_catalogue_diagonal_cells_equal_the_dense_path(
         logs = np.log10(D)[::-1].cumsum(axis=0)  # lag k = 1..T
     _same(fast.log10_spectral_norm, np.concatenate([np.zeros((1, batch)), logs.max(axis=-1)]))
     _same(fast.log10_singular_values[steps], -np.sort(-logs[-1], axis=-1))
+    # sums of logs of the factors: exact, so every value is marked certified
+    assert fast.singular_certified is not None
+    assert fast.singular_certified.keys() == fast.log10_singular_values.keys()
+    assert all(np.all(c) for c in fast.singular_certified.values())
 
 
 @pytest.mark.parametrize(("make", "b"), [(oscillator, 2), (rotation, 2), (three_states, 3)])
