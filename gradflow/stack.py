@@ -56,12 +56,12 @@ from .errors import InputsError, NumericalError, UsageError, WeightsError
 from .logscaled import Scaled as _Scaled
 from .logscaled import factor as _factor
 from .logscaled import log_norm as _log_norm
-from .logscaled import normalise as _normalise
 from .logscaled import top_scale as _top
 from .results.stack import StackResult
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
-from .spectral import Spectral
+from .spectral import Spectral, compiled_wanted
 from .stack_bidir import _outputs, analyze_bidirectional
+from .stack_chain import ColumnChain
 from .stack_lagsplit import check_budget
 from .stack_lagsplit import lag_split as _lag_split
 from .stack_spectral import BlockProduct, block_products_supported
@@ -360,12 +360,8 @@ class _Unidirectional:
         L = len(rts)
         M = int(self.offsets[-1])
         checkpoints, final = self.forward()
-        # Row block i of P = dS_T/dS_{T-k}: blocks j <= i; lag 0 is the identity.
-        P: list[list[_Scaled | None]] = [
-            [None] * i
-            + [_Scaled(xp.broadcast_to(xp.eye(r.m, dtype=dt), (B, r.m, r.m)).copy(), np.zeros(B))]
-            for i, r in enumerate(rts)
-        ]
+        # P = dS_T/dS_{T-k} by column blocks (gradflow.stack_chain); lag 0 is the identity.
+        chain = ColumnChain(rts, B, dt)
         inf = np.full((T + 1, B), -np.inf)
         joint_f, joint_s = inf.copy(), inf.copy()
         joint_hh = inf.copy()
@@ -381,14 +377,18 @@ class _Unidirectional:
             [np.arange(self.offsets[i], self.offsets[i + 1])[r.hcols] for i, r in enumerate(rts)]
         )
         K = self.chunk
-        spec = {"joint": Spectral(xp, B, M, M, dt, K)}
+        # With the fast extra, every estimator takes the compiled Krylov kernel where their
+        # work together (lags x sequences x rows, summed) repays loading numba; a block
+        # product is assembled for it only on the lags that need Krylov steps.
+        shapes = {"joint": (M, M)}
         if multi:
-            spec["hidden"] = Spectral(xp, B, len(hrows), len(hrows), dt, K)
+            shapes["hidden"] = (len(hrows), len(hrows))
         if L > 1:
-            for i, r in enumerate(rts):
-                spec[f"layer{i}"] = Spectral(xp, B, r.m, r.m, dt, K)
-            for j, r in enumerate(rts[:-1]):
-                spec[f"cross{j}"] = Spectral(xp, B, rts[-1].m, r.m, dt, K)
+            shapes.update({f"layer{i}": (r.m, r.m) for i, r in enumerate(rts)})
+            shapes.update({f"cross{j}": (rts[-1].m, r.m) for j, r in enumerate(rts[:-1])})
+        work = T * B * sum(rows for rows, _ in shapes.values())
+        fast = compiled_wanted(xp, dt, M, -(-work // M), None)
+        spec = {name: Spectral(xp, B, r, c, dt, K, fast) for name, (r, c) in shapes.items()}
         in_s = np.full((T, B), -np.inf) if input_sens else None
         in_f = np.full((T, B), -np.inf) if input_sens else None
         lay_in = np.full((L, T, B), -np.inf) if input_sens else None
@@ -403,28 +403,17 @@ class _Unidirectional:
             logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
             for jj in range(Kc):
                 idx, lag = Kc - 1 - jj, k0 + jj  # the step at time t0+idx+1; lag before it
-                new_rows: list[list[_Scaled | None]] = []
-                Ys: list[tuple[Any, np.ndarray]] = []  # dS^i_T/dx_{T-k}, per row block i
-                for i in range(L):
-                    Q = self._backsub(P[i], data, idx)
-                    if input_sens:
-                        q0 = Q[0]
-                        assert q0 is not None
-                        Ys.append((q0.a @ _kin(rts[0], data[0], idx), q0.l))
-                    row: list[_Scaled | None] = []
-                    for j in range(i + 1):
-                        qj = Q[j]
-                        assert qj is not None
-                        out = rts[j].kern.apply(qj.a, tuple(f[idx] for f in data[j]["F"]), rts[j].q)
-                        row.append(_normalise(xp, out, qj.l))
-                    new_rows.append(row)
-                P = new_rows
+                lq = chain.backsub(lambda j: _kin(rts[j], data[j], idx))  # noqa: B023
+                if input_sens:  # dS^i_T/dx_{T-k} = Q_{i1} K^1, every row block i at once
+                    Y = chain.C[0] @ _kin(rts[0], data[0], idx)
+                    Ys = [(Y[:, self.offsets[i] : self.offsets[i + 1]], lq[i, 0]) for i in range(L)]
+                chain.apply([tuple(f[idx] for f in data[j]["F"]) for j in range(L)], lq)
                 if input_sens:
                     assert in_s is not None and in_f is not None and lay_in is not None
                     self._memory(Ys, lag, in_s, in_f, lay_in)
                 if vec is not None:
                     vec.step(data, idx, lag)
-                self._record(P, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
+                self._record(chain, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
             for name, s in spec.items():
                 with np.errstate(divide="ignore"):
                     vals = np.log10(s.finish(Kc)) + logs[name]
@@ -525,7 +514,7 @@ class _Unidirectional:
 
     def _record(
         self,
-        rows: list[list[_Scaled | None]],
+        chain: ColumnChain,
         lag: int,
         jj: int,
         spec: dict[str, Spectral],
@@ -536,7 +525,7 @@ class _Unidirectional:
         hrows: np.ndarray,
     ) -> None:
         xp, L, dt = self.xp, len(self.rts), self.dtype
-        P = [[b for b in row if b is not None] for row in rows]  # after a step: all j <= i
+        P = [[_Scaled(chain.block(i, j), chain.l[i, j]) for j in range(i + 1)] for i in range(L)]
         for i in range(L):
             lay_f[i, lag] = P[i][i].l
         for j in range(L):
