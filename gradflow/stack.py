@@ -377,9 +377,10 @@ class _Unidirectional:
             [np.arange(self.offsets[i], self.offsets[i + 1])[r.hcols] for i, r in enumerate(rts)]
         )
         K = self.chunk
-        # With the fast extra, every estimator takes the compiled Krylov kernel where their
-        # work together (lags x sequences x rows, summed) repays loading numba; a block
-        # product is assembled for it only on the lags that need Krylov steps.
+        # With the fast extra, the dense estimators (each layer's chain, the top row's blocks;
+        # at depth 1 the joint product itself) take the compiled Krylov kernel where the
+        # stack's estimator work together (lags x sequences x rows) repays loading numba.
+        # Block products stay on NumPy: the kernel would need them assembled.
         shapes = {"joint": (M, M)}
         if multi:
             shapes["hidden"] = (len(hrows), len(hrows))
@@ -388,7 +389,10 @@ class _Unidirectional:
             shapes.update({f"cross{j}": (rts[-1].m, r.m) for j, r in enumerate(rts[:-1])})
         work = T * B * sum(rows for rows, _ in shapes.values())
         fast = compiled_wanted(xp, dt, M, -(-work // M), None)
-        spec = {name: Spectral(xp, B, r, c, dt, K, fast) for name, (r, c) in shapes.items()}
+        spec = {
+            name: Spectral(xp, B, r, c, dt, K, fast and (L == 1 or name not in ("joint", "hidden")))
+            for name, (r, c) in shapes.items()
+        }
         in_s = np.full((T, B), -np.inf) if input_sens else None
         in_f = np.full((T, B), -np.inf) if input_sens else None
         lay_in = np.full((L, T, B), -np.inf) if input_sens else None
