@@ -64,7 +64,7 @@ from .stack_bidir import _outputs, analyze_bidirectional
 from .stack_chain import ColumnChain
 from .stack_lagsplit import check_budget
 from .stack_lagsplit import lag_split as _lag_split
-from .stack_spectral import BlockProduct, block_products_supported
+from .stack_spectral import BlockProduct, ColumnProduct, block_products_supported
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -544,14 +544,13 @@ class _Unidirectional:
                 spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
                 logs["hidden"][jj] = top
             return
-        top = _top(*(b.l for row in P for b in row))
+        lo = np.tril(np.ones((L, L), dtype=bool))
+        top = _top(*chain.l[lo])
         # every block has unit Frobenius norm (or is exactly zero); f = 10**(l - top)
         with np.errstate(invalid="ignore", over="ignore"):
-            f = [
-                [np.where(np.isfinite(b.l), np.power(10.0, b.l - top), 0.0) for b in row]
-                for row in P
-            ]
-        mass = sum(fi * fi for row in f for fi in row)
+            fl = np.where(np.isfinite(chain.l), np.power(10.0, chain.l - top), 0.0)  # (L, L, B)
+        f = [[fl[i, j] for j in range(i + 1)] for i in range(L)]
+        mass = (fl * fl).sum(axis=(0, 1))
         joint_f[lag] = 0.5 * np.log10(mass) + top
         for i in range(L):
             spec[f"layer{i}"].step(jj, P[i][i].a, lag)
@@ -559,15 +558,16 @@ class _Unidirectional:
         for j in range(L - 1):
             spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
             logs[f"cross{j}"][jj] = P[L - 1][j].l
-        # The joint product and its h block as block products (gradflow.stack_spectral):
-        # never assembled, the blocks are read where they lie.
-        blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
+        # The joint product by its columns and its h block by blocks
+        # (gradflow.stack_spectral): never assembled, read where they lie.
         sizes = [r.m for r in self.rts]
-        op = BlockProduct(xp, blocks, sizes, sizes, dt)
+        factors = [chain.rows(j, fl[j:, j]) for j in range(L)]
+        op = ColumnProduct(xp, chain.C, factors, sizes, dt)
         spec["joint"].step(
             jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(mass).astype(dt))
         )
         logs["joint"][jj] = top
+        blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
         if "hidden" in spec:
             hb = [
                 (i, j, a[:, self.rts[i].hcols, self.rts[j].hcols], fij) for i, j, a, fij in blocks
@@ -575,8 +575,8 @@ class _Unidirectional:
             sq = to_numpy(xp.stack([xp.einsum("bij,bij->b", a, a) for _, _, a, _ in hb]))
             hmass = sum(fij * fij * sq[k] for k, (_, _, _, fij) in enumerate(hb))
             hsizes = [r.nout for r in self.rts]
-            op = BlockProduct(xp, hb, hsizes, hsizes, dt)
+            hop = BlockProduct(xp, hb, hsizes, hsizes, dt)
             spec["hidden"].step(
-                jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(hmass).astype(dt))
+                jj, hop if self.ops else hop.dense(), lag, xp.asarray(np.sqrt(hmass).astype(dt))
             )
             logs["hidden"][jj] = top

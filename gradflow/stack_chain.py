@@ -100,13 +100,13 @@ class ColumnChain:
                 fa = np.where(np.isfinite(a), np.power(10.0, a - top), 0.0)
             sub = self.C[j][:, self.sizes[j] :, :]
             if not keep.all():
-                sub *= self._rows(j + 1, fa)
-            into *= self._rows(j + 1, fb)
+                sub *= self.rows(j + 1, fa)
+            into *= self.rows(j + 1, fb)
             sub[..., self.rts[j].hcols] += into
             lq[j + 1 :, j] = top
         return lq
 
-    def _rows(self, j: int, f: np.ndarray) -> Any:
+    def rows(self, j: int, f: np.ndarray) -> Any:
         """Per-block factors ``f`` (``(L - j, B)``) spread over column ``j``'s rows,
         ``(B, R_j, 1)`` (column ``j``'s rows are also column ``j - 1``'s lower rows)."""
         fd = self.xp.asarray(np.ascontiguousarray(f.T).astype(self.dtype))
