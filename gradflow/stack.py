@@ -12,10 +12,11 @@ the same step, so the joint state ``S_t = [s^1_t; ...; s^L_t]`` has the one-step
 with ``J^l_t = ds^l_t/ds^l_{t-1}`` (the state Jacobian), ``K^l_t = ds^l_t/dx^l_t`` (the input
 Jacobian, :mod:`gradflow.symbolic.sensitivity`) and ``E^l = dh^l/ds^l`` (the selection of
 ``h`` in ``s``). ``\mathcal{J}_t`` is block lower-triangular. The backward product
-``P_k = dS_T/dS_{T-k}`` is multiplied row block by row block: row block ``i`` of
-``P_{k+1} = P_k A_t D_t`` depends only on row block ``i`` of ``P_k``, and ``P_k A_t`` is a
-back-substitution from the top layer down (``Q_j = P_{ij} + Q_{j+1} K^{j+1}_t E^j``), after
-which each column block goes through its own layer's generated ``apply`` kernel. Every block
+``P_k = dS_T/dS_{T-k}`` is held by column blocks (:class:`gradflow.stack_chain.ColumnChain`):
+``P_k A_t`` is a back-substitution from the top layer down
+(``Q_{ij} = P_{ij} + Q_{i,j+1} K^{j+1}_t E^j``, one coupling product per column for all its
+rows), after which each column goes through its own layer's generated apply kernel, once
+per layer and step for all its row blocks. Every block
 ``(i, j)``, ``j <= i``, carries its own log10 scale (DESIGN decision 4): a layer's own chain,
 the diagonal block, stays exact however much faster or slower it decays than the blocks
 beside it. The same back-substitution gives the input sensitivities
@@ -27,7 +28,9 @@ Memory is constant in ``T``: the forward pass keeps the states at chunk boundari
 backward pass recomputes one chunk at a time (as :mod:`gradflow.engine` does). Spectral norms
 come from :class:`gradflow.spectral.Spectral` on each chain (each layer, each cross-layer block
 of the top row, and the joint product and its ``h`` block as
-:class:`gradflow.stack_spectral.BlockProduct`: never assembled); the input-sensitivity
+:class:`gradflow.stack_spectral.ColumnProduct` and ``BlockProduct``: never assembled; the
+dense chains on the compiled Krylov kernel where the work repays loading numba); the
+input-sensitivity
 matrices (``m x d``) from their ``d x d`` Gram matrices (:meth:`_Unidirectional._memory`).
 
 Bidirectional layers (a pair at one depth, outputs concatenated forward-then-reverse, as

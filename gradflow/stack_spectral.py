@@ -12,7 +12,9 @@ products at depth 4. The dense product is formed only where an estimator asks fo
 itself (a Cholesky certificate: ``P[idx]``, or ``numpy.asarray(P)``).
 
 The same serves any sub-block selection (the joint product's block on every layer's ``h``:
-each ``P_{ij}`` restricted to layer ``i``'s and ``j``'s ``h``).
+each ``P_{ij}`` restricted to layer ``i``'s and ``j``'s ``h``). :class:`ColumnProduct` reads
+the chain's own column arrays (:mod:`gradflow.stack_chain`): one matmul per column, not per
+block.
 """
 
 from __future__ import annotations
