@@ -8,10 +8,11 @@ RSS and whether every reported log norm is finite.
 Stacks (``--stack``): a 4-layer LSTM stack through :func:`gradflow.stack.analyze_stack`
 (joint, per-layer and cross-layer chains, memory curves, gradient vectors and the lag split
 of ``L = sum h_T``) at ``T`` and ``10 T``, each in its own process: the peak RSS must not grow
-with ``T`` beyond the result arrays. The issue's case is ``--stack --n 256 --steps 1000``
-(4 layers, ``B = 4``, T = 1,000 and 10,000; hours on two cores); ``--backend cupy`` runs it on
-a GPU and adds the CuPy pool's high-water mark and the device memory in use
-(``benchmarks/stack_gpu.py`` runs it within a time budget).
+with ``T`` beyond the result arrays, whose size is printed beside it (``result MB``, and per
+lag), so the constant part ``peak - result`` can be compared. The issue's case is
+``--stack --n 256 --steps 1000`` (4 layers, ``B = 4``, T = 1,000 and 10,000; hours on two
+cores); ``--backend cupy`` runs it on a GPU and adds the CuPy pool's high-water mark and the
+device memory in use (``benchmarks/stack_gpu.py`` runs it within a time budget).
 
 Run: ``python benchmarks/scale.py`` (``--quick`` divides every T by 100).
 """
@@ -32,7 +33,7 @@ CASES = [
 ]
 
 CODE = textwrap.dedent("""
-    import sys, time
+    import dataclasses, sys, time
     import numpy as np
     from gradflow.cells import get_cell
     from gradflow.engine import analyze
@@ -55,7 +56,7 @@ CODE = textwrap.dedent("""
 
 
 STACK = textwrap.dedent("""
-    import sys, time
+    import dataclasses, sys, time
     import numpy as np
     from gradflow.cells import get_cell
     from gradflow.errors import GradflowError
@@ -90,12 +91,19 @@ STACK = textwrap.dedent("""
         free, total = cupy.cuda.runtime.memGetInfo()
         used = f"{(total - free) / 2**20:.0f}"
     last = np.median(r.log10_spectral_norm[-1])
-    print(f"{wall:.1f} {cpu:.1f} {rss:.0f} {pool} {used} {finite} {last:.1f}")
+    def nbytes(v):
+        if isinstance(v, np.ndarray):
+            return v.nbytes
+        return sum(nbytes(a) for a in v.values()) if isinstance(v, dict) else 0
+    res = sum(nbytes(getattr(r, f.name)) for f in dataclasses.fields(r))  # grows with T
+    jit = "yes" if "numba" in sys.modules else "no"
+    print(f"{wall:.1f} {cpu:.1f} {rss:.0f} {res / 2**20:.1f} {res / T / 1024:.2f} {jit} "
+          f"{pool} {used} {finite} {last:.1f}")
 """)
 
 STACK_HEADER = (
-    f"{'T':>7} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'pool MB':>8} {'dev MB':>7} "
-    f"{'finite':>6} {'log10 ||dS_T/dS_0||':>20}"
+    f"{'T':>7} {'wall s':>8} {'cpu s':>8} {'peak MB':>8} {'result MB':>9} {'kB/lag':>6} "
+    f"{'numba':>5} {'pool MB':>8} {'dev MB':>7} {'finite':>6} {'log10 ||dS_T/dS_0||':>20}"
 )
 
 
@@ -116,16 +124,20 @@ def stack_case(
     if out.returncode != 0:
         lines = (out.stderr or out.stdout or "no output").strip().splitlines()
         return f"{T:>7} failed: {lines[-1] if lines else out.returncode}", None
-    wall, cpu, rss, pool, used, finite, last = out.stdout.split()
-    row = f"{T:>7} {wall:>8} {cpu:>8} {rss:>8} {pool:>8} {used:>7} {finite:>6} {last:>20}"
+    wall, cpu, rss, res, per_lag, jit, pool, used, finite, last = out.stdout.split()
+    row = (
+        f"{T:>7} {wall:>8} {cpu:>8} {rss:>8} {res:>9} {per_lag:>6} {jit:>5} {pool:>8} "
+        f"{used:>7} {finite:>6} {last:>20}"
+    )
     return row, float(wall)
 
 
 def stacks(depth: int, n: int, steps: int, batch: int, backend: str = "numpy") -> None:
     print(
         f"LSTM stack, {depth} layers, n = {n}, B = {batch}, d = 8, backend {backend}; "
-        "wall and CPU seconds, peak host RSS (VmHWM), CuPy pool high-water mark and device "
-        "memory in use at the end"
+        "wall and CPU seconds, peak host RSS (VmHWM), the result's arrays (the part that grows "
+        "with T) and per lag, whether numba was loaded (the compiled Krylov kernel), CuPy pool "
+        "high-water mark and device memory in use at the end"
     )
     print(STACK_HEADER)
     for T in (steps, 10 * steps):

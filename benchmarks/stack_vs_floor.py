@@ -12,7 +12,13 @@ each layer's chain and the top row's cross-layer blocks); sensitivities are off
 (``gradient=None``, ``input_sensitivity=False``), as they are not part of the floor.
 
 Times are CPU seconds (``time.process_time``) of this process, best of ``--repeat`` (default
-3); run it with one BLAS thread (``OPENBLAS_NUM_THREADS=1``). Peak RSS
+3); run it with one BLAS thread (``OPENBLAS_NUM_THREADS=1``). With the ``fast`` extra (numba)
+the dense chains' spectral estimators take the compiled Krylov kernel where the stack's
+estimator work repays loading numba (:func:`gradflow.spectral.compiled_wanted`; at T = 1000,
+B = 4, n = 64: depth 2 and up); numba's loading (about 0.6 s, once per process) then falls in
+the first of the repeats. ``--kernel`` takes the kernel at every depth (``COMPILED_WORK = 0``,
+as a long run or a process analysing many cases gets it; ``engine_vs_floor.py --backend
+kernel`` does the same), ``--numpy`` never (``GRADFLOW_COMPILED=0``). Peak RSS
 (``resource.getrusage``) is printed after each depth; it must not grow with ``T``.
 
 Run: ``python benchmarks/stack_vs_floor.py`` (small sizes), or the issue's case
@@ -22,6 +28,7 @@ Run: ``python benchmarks/stack_vs_floor.py`` (small sizes), or the issue's case
 from __future__ import annotations
 
 import argparse
+import os
 import resource
 import time
 
@@ -80,11 +87,21 @@ def main() -> None:
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-depth", type=int, default=4)
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
+    kernel = ap.add_mutually_exclusive_group()
+    kernel.add_argument("--kernel", action="store_true", help="compiled Krylov kernel always")
+    kernel.add_argument("--numpy", action="store_true", help="NumPy spectral estimators only")
     args = ap.parse_args()
+    if args.kernel:
+        import gradflow.spectral
+
+        gradflow.spectral.COMPILED_WORK = 0
+    if args.numpy:
+        os.environ["GRADFLOW_COMPILED"] = "0"
+    spectral = "kernel" if args.kernel else "numpy" if args.numpy else "default policy"
     rng = np.random.default_rng(0)
     print(
         f"LSTM stack, n = {args.n}, T = {args.steps}, B = {args.batch}; CPU seconds, best of "
-        f"{args.repeat}"
+        f"{args.repeat}; spectral estimators: {spectral}"
     )
     print("depth  analyze_s  floor_s  ratio  peak_rss_MB")
     for depth in range(1, args.max_depth + 1):

@@ -12,10 +12,11 @@ the same step, so the joint state ``S_t = [s^1_t; ...; s^L_t]`` has the one-step
 with ``J^l_t = ds^l_t/ds^l_{t-1}`` (the state Jacobian), ``K^l_t = ds^l_t/dx^l_t`` (the input
 Jacobian, :mod:`gradflow.symbolic.sensitivity`) and ``E^l = dh^l/ds^l`` (the selection of
 ``h`` in ``s``). ``\mathcal{J}_t`` is block lower-triangular. The backward product
-``P_k = dS_T/dS_{T-k}`` is multiplied row block by row block: row block ``i`` of
-``P_{k+1} = P_k A_t D_t`` depends only on row block ``i`` of ``P_k``, and ``P_k A_t`` is a
-back-substitution from the top layer down (``Q_j = P_{ij} + Q_{j+1} K^{j+1}_t E^j``), after
-which each column block goes through its own layer's generated ``apply`` kernel. Every block
+``P_k = dS_T/dS_{T-k}`` is held by column blocks (:class:`gradflow.stack_chain.ColumnChain`):
+``P_k A_t`` is a back-substitution from the top layer down
+(``Q_{ij} = P_{ij} + Q_{i,j+1} K^{j+1}_t E^j``, one coupling product per column for all its
+rows), after which each column goes through its own layer's generated apply kernel, once
+per layer and step for all its row blocks. Every block
 ``(i, j)``, ``j <= i``, carries its own log10 scale (DESIGN decision 4): a layer's own chain,
 the diagonal block, stays exact however much faster or slower it decays than the blocks
 beside it. The same back-substitution gives the input sensitivities
@@ -27,7 +28,9 @@ Memory is constant in ``T``: the forward pass keeps the states at chunk boundari
 backward pass recomputes one chunk at a time (as :mod:`gradflow.engine` does). Spectral norms
 come from :class:`gradflow.spectral.Spectral` on each chain (each layer, each cross-layer block
 of the top row, and the joint product and its ``h`` block as
-:class:`gradflow.stack_spectral.BlockProduct`: never assembled); the input-sensitivity
+:class:`gradflow.stack_spectral.ColumnProduct` and ``BlockProduct``: never assembled; the
+dense chains on the compiled Krylov kernel where the work repays loading numba); the
+input-sensitivity
 matrices (``m x d``) from their ``d x d`` Gram matrices (:meth:`_Unidirectional._memory`).
 
 Bidirectional layers (a pair at one depth, outputs concatenated forward-then-reverse, as
@@ -56,15 +59,15 @@ from .errors import InputsError, NumericalError, UsageError, WeightsError
 from .logscaled import Scaled as _Scaled
 from .logscaled import factor as _factor
 from .logscaled import log_norm as _log_norm
-from .logscaled import normalise as _normalise
 from .logscaled import top_scale as _top
 from .results.stack import StackResult
 from .sensitivity_codegen import SensitivityKernels, compile_sensitivity
-from .spectral import Spectral
+from .spectral import Spectral, compiled_wanted
 from .stack_bidir import _outputs, analyze_bidirectional
+from .stack_chain import ColumnChain
 from .stack_lagsplit import check_budget
 from .stack_lagsplit import lag_split as _lag_split
-from .stack_spectral import BlockProduct, block_products_supported
+from .stack_spectral import BlockProduct, ColumnProduct, block_products_supported
 from .stack_vectors import VectorPass as _VectorPass
 from .stack_vectors import _kin
 
@@ -360,12 +363,8 @@ class _Unidirectional:
         L = len(rts)
         M = int(self.offsets[-1])
         checkpoints, final = self.forward()
-        # Row block i of P = dS_T/dS_{T-k}: blocks j <= i; lag 0 is the identity.
-        P: list[list[_Scaled | None]] = [
-            [None] * i
-            + [_Scaled(xp.broadcast_to(xp.eye(r.m, dtype=dt), (B, r.m, r.m)).copy(), np.zeros(B))]
-            for i, r in enumerate(rts)
-        ]
+        # P = dS_T/dS_{T-k} by column blocks (gradflow.stack_chain); lag 0 is the identity.
+        chain = ColumnChain(rts, B, dt)
         inf = np.full((T + 1, B), -np.inf)
         joint_f, joint_s = inf.copy(), inf.copy()
         joint_hh = inf.copy()
@@ -381,14 +380,22 @@ class _Unidirectional:
             [np.arange(self.offsets[i], self.offsets[i + 1])[r.hcols] for i, r in enumerate(rts)]
         )
         K = self.chunk
-        spec = {"joint": Spectral(xp, B, M, M, dt, K)}
+        # With the fast extra, the dense estimators (each layer's chain, the top row's blocks;
+        # at depth 1 the joint product itself) take the compiled Krylov kernel where the
+        # stack's estimator work together (lags x sequences x rows) repays loading numba.
+        # Block products stay on NumPy: the kernel would need them assembled.
+        shapes = {"joint": (M, M)}
         if multi:
-            spec["hidden"] = Spectral(xp, B, len(hrows), len(hrows), dt, K)
+            shapes["hidden"] = (len(hrows), len(hrows))
         if L > 1:
-            for i, r in enumerate(rts):
-                spec[f"layer{i}"] = Spectral(xp, B, r.m, r.m, dt, K)
-            for j, r in enumerate(rts[:-1]):
-                spec[f"cross{j}"] = Spectral(xp, B, rts[-1].m, r.m, dt, K)
+            shapes.update({f"layer{i}": (r.m, r.m) for i, r in enumerate(rts)})
+            shapes.update({f"cross{j}": (rts[-1].m, r.m) for j, r in enumerate(rts[:-1])})
+        work = T * B * sum(rows for rows, _ in shapes.values())
+        fast = compiled_wanted(xp, dt, M, -(-work // M), None)
+        spec = {
+            name: Spectral(xp, B, r, c, dt, K, fast and (L == 1 or name not in ("joint", "hidden")))
+            for name, (r, c) in shapes.items()
+        }
         in_s = np.full((T, B), -np.inf) if input_sens else None
         in_f = np.full((T, B), -np.inf) if input_sens else None
         lay_in = np.full((L, T, B), -np.inf) if input_sens else None
@@ -403,28 +410,17 @@ class _Unidirectional:
             logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
             for jj in range(Kc):
                 idx, lag = Kc - 1 - jj, k0 + jj  # the step at time t0+idx+1; lag before it
-                new_rows: list[list[_Scaled | None]] = []
-                Ys: list[tuple[Any, np.ndarray]] = []  # dS^i_T/dx_{T-k}, per row block i
-                for i in range(L):
-                    Q = self._backsub(P[i], data, idx)
-                    if input_sens:
-                        q0 = Q[0]
-                        assert q0 is not None
-                        Ys.append((q0.a @ _kin(rts[0], data[0], idx), q0.l))
-                    row: list[_Scaled | None] = []
-                    for j in range(i + 1):
-                        qj = Q[j]
-                        assert qj is not None
-                        out = rts[j].kern.apply(qj.a, tuple(f[idx] for f in data[j]["F"]), rts[j].q)
-                        row.append(_normalise(xp, out, qj.l))
-                    new_rows.append(row)
-                P = new_rows
+                lq = chain.backsub(lambda j: _kin(rts[j], data[j], idx))  # noqa: B023
+                if input_sens:  # dS^i_T/dx_{T-k} = Q_{i1} K^1, every row block i at once
+                    Y = chain.C[0] @ _kin(rts[0], data[0], idx)
+                    Ys = [(Y[:, self.offsets[i] : self.offsets[i + 1]], lq[i, 0]) for i in range(L)]
+                chain.apply([tuple(f[idx] for f in data[j]["F"]) for j in range(L)], lq)
                 if input_sens:
                     assert in_s is not None and in_f is not None and lay_in is not None
                     self._memory(Ys, lag, in_s, in_f, lay_in)
                 if vec is not None:
                     vec.step(data, idx, lag)
-                self._record(P, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
+                self._record(chain, lag + 1, jj, spec, logs, joint_f, lay_f, cross_f, hrows)
             for name, s in spec.items():
                 with np.errstate(divide="ignore"):
                     vals = np.log10(s.finish(Kc)) + logs[name]
@@ -525,7 +521,7 @@ class _Unidirectional:
 
     def _record(
         self,
-        rows: list[list[_Scaled | None]],
+        chain: ColumnChain,
         lag: int,
         jj: int,
         spec: dict[str, Spectral],
@@ -536,7 +532,7 @@ class _Unidirectional:
         hrows: np.ndarray,
     ) -> None:
         xp, L, dt = self.xp, len(self.rts), self.dtype
-        P = [[b for b in row if b is not None] for row in rows]  # after a step: all j <= i
+        P = [[_Scaled(chain.block(i, j), chain.l[i, j]) for j in range(i + 1)] for i in range(L)]
         for i in range(L):
             lay_f[i, lag] = P[i][i].l
         for j in range(L):
@@ -551,14 +547,13 @@ class _Unidirectional:
                 spec["hidden"].step(jj, Ph, lag, xp.sqrt(xp.einsum("bij,bij->b", Ph, Ph)))
                 logs["hidden"][jj] = top
             return
-        top = _top(*(b.l for row in P for b in row))
+        lo = np.tril(np.ones((L, L), dtype=bool))
+        top = _top(*chain.l[lo])
         # every block has unit Frobenius norm (or is exactly zero); f = 10**(l - top)
         with np.errstate(invalid="ignore", over="ignore"):
-            f = [
-                [np.where(np.isfinite(b.l), np.power(10.0, b.l - top), 0.0) for b in row]
-                for row in P
-            ]
-        mass = sum(fi * fi for row in f for fi in row)
+            fl = np.where(np.isfinite(chain.l), np.power(10.0, chain.l - top), 0.0)  # (L, L, B)
+        f = [[fl[i, j] for j in range(i + 1)] for i in range(L)]
+        mass = (fl * fl).sum(axis=(0, 1))
         joint_f[lag] = 0.5 * np.log10(mass) + top
         for i in range(L):
             spec[f"layer{i}"].step(jj, P[i][i].a, lag)
@@ -566,15 +561,16 @@ class _Unidirectional:
         for j in range(L - 1):
             spec[f"cross{j}"].step(jj, P[L - 1][j].a, lag)
             logs[f"cross{j}"][jj] = P[L - 1][j].l
-        # The joint product and its h block as block products (gradflow.stack_spectral):
-        # never assembled, the blocks are read where they lie.
-        blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
+        # The joint product by its columns and its h block by blocks
+        # (gradflow.stack_spectral): never assembled, read where they lie.
         sizes = [r.m for r in self.rts]
-        op = BlockProduct(xp, blocks, sizes, sizes, dt)
+        factors = [chain.rows(j, fl[j:, j]) for j in range(L)]
+        op = ColumnProduct(xp, chain.C, factors, sizes, dt)
         spec["joint"].step(
             jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(mass).astype(dt))
         )
         logs["joint"][jj] = top
+        blocks = [(i, j, P[i][j].a, f[i][j]) for i in range(L) for j in range(i + 1)]
         if "hidden" in spec:
             hb = [
                 (i, j, a[:, self.rts[i].hcols, self.rts[j].hcols], fij) for i, j, a, fij in blocks
@@ -582,8 +578,8 @@ class _Unidirectional:
             sq = to_numpy(xp.stack([xp.einsum("bij,bij->b", a, a) for _, _, a, _ in hb]))
             hmass = sum(fij * fij * sq[k] for k, (_, _, _, fij) in enumerate(hb))
             hsizes = [r.nout for r in self.rts]
-            op = BlockProduct(xp, hb, hsizes, hsizes, dt)
+            hop = BlockProduct(xp, hb, hsizes, hsizes, dt)
             spec["hidden"].step(
-                jj, op if self.ops else op.dense(), lag, xp.asarray(np.sqrt(hmass).astype(dt))
+                jj, hop if self.ops else hop.dense(), lag, xp.asarray(np.sqrt(hmass).astype(dt))
             )
             logs["hidden"][jj] = top

@@ -12,7 +12,9 @@ products at depth 4. The dense product is formed only where an estimator asks fo
 itself (a Cholesky certificate: ``P[idx]``, or ``numpy.asarray(P)``).
 
 The same serves any sub-block selection (the joint product's block on every layer's ``h``:
-each ``P_{ij}`` restricted to layer ``i``'s and ``j``'s ``h``).
+each ``P_{ij}`` restricted to layer ``i``'s and ``j``'s ``h``). :class:`ColumnProduct` reads
+the chain's own column arrays (:mod:`gradflow.stack_chain`): one matmul per column, not per
+block.
 """
 
 from __future__ import annotations
@@ -68,10 +70,10 @@ class BlockProduct:
         R, C = int(self.ro[-1]), int(self.co[-1])
         self.shape = (self.B, C, R) if transposed else (self.B, R, C)
 
-    def swapaxes(self, a1: int, a2: int) -> BlockProduct:
+    def swapaxes(self, a1: int, a2: int) -> Any:
         if {a1 % 3, a2 % 3} != {1, 2}:
             raise ValueError("a block product swaps only its last two axes")
-        t = BlockProduct.__new__(BlockProduct)
+        t = type(self).__new__(type(self))
         t.__dict__.update(self.__dict__)
         t.transposed = not self.transposed
         t.shape = (self.B, self.shape[2], self.shape[1])
@@ -106,6 +108,59 @@ class BlockProduct:
     def __array__(self, dtype: Any = None, copy: Any = None) -> np.ndarray:
         a = to_numpy(self.dense())
         return a if dtype is None else a.astype(dtype)
+
+
+class ColumnProduct(BlockProduct):
+    """The same matrix held by column blocks (:class:`gradflow.stack_chain.ColumnChain`):
+    column ``j`` is one array ``C_j`` ``(B, R_j, c_j)`` of the unit blocks ``P_{ij}``,
+    ``i >= j``, stacked by rows, with the factors ``f_{ij}`` spread over its rows
+    (``(B, R_j, 1)``). A product takes one matmul per column instead of one per block:
+    ``P X`` adds ``f * (C_j X_j)`` into the rows from ``j`` down, and ``(P^T X)_j`` is
+    ``C_j^T (f * X_{j:})``.
+
+    Args:
+        xp: the array namespace.
+        columns: the column arrays ``C_j``.
+        factors: their row factors, ``(B, R_j, 1)`` each.
+        sizes: the block sizes (rows and columns: the product is square).
+        dtype: the working dtype.
+    """
+
+    def __init__(
+        self,
+        xp: Any,
+        columns: Sequence[Any],
+        factors: Sequence[Any],
+        sizes: Sequence[int],
+        dtype: Any,
+    ) -> None:
+        self.xp, self.dtype, self.buf = xp, dtype, None
+        self.ro = self.co = np.cumsum([0, *sizes])
+        self.B = int(columns[0].shape[0])
+        self.columns, self.factors = list(columns), list(factors)
+        self.transposed = False
+        M = int(self.ro[-1])
+        self.shape = (self.B, M, M)
+
+    def __matmul__(self, X: Any) -> Any:
+        xp, o = self.xp, self.ro
+        if self.transposed:
+            out = xp.empty(self.shape[:2] + (X.shape[-1],), dtype=X.dtype)
+            for j, (c, f) in enumerate(zip(self.columns, self.factors, strict=True)):
+                xp.matmul(xp.swapaxes(c, -1, -2), X[:, o[j] :] * f, out=out[:, o[j] : o[j + 1]])
+            return out
+        out = xp.zeros(self.shape[:2] + (X.shape[-1],), dtype=X.dtype)
+        for j, (c, f) in enumerate(zip(self.columns, self.factors, strict=True)):
+            out[:, o[j] :] += (c @ X[:, o[j] : o[j + 1]]) * f
+        return out
+
+    def dense(self) -> Any:
+        """The product itself, ``(B, M, M)`` (transposed if this is the transpose)."""
+        xp, o = self.xp, self.ro
+        buf = xp.zeros(self.shape, dtype=self.dtype)
+        for j, (c, f) in enumerate(zip(self.columns, self.factors, strict=True)):
+            xp.multiply(c, f, out=buf[:, o[j] :, o[j] : o[j + 1]])
+        return xp.swapaxes(buf, -1, -2) if self.transposed else buf
 
 
 def block_products_supported(xp: Any) -> bool:

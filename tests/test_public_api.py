@@ -38,7 +38,8 @@ LAYERS = [
     "codegen|spectral|spectral_kernels|sensitivity_codegen|prodsvd|decomposition|norms|fused"
     "|compiled_codegen|kernel_cache",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
-    "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral|logscaled"
+    "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral"
+    "|stack_chain|logscaled"
     "|compiled"
     "|compiled_kernels",
     "analysis",

@@ -13,7 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from gradflow.spectral import Spectral
-from gradflow.stack_spectral import BlockProduct
+from gradflow.stack_spectral import BlockProduct, ColumnProduct
 
 
 def _blocks(rng: np.random.Generator, sizes: list[int], B: int, spread: float):
@@ -52,6 +52,38 @@ def test_block_product_is_the_dense_matrix(sizes: list[int], k: int, seed: int) 
     np.testing.assert_array_equal(np.asarray(op), dense)
     np.testing.assert_array_equal(op[np.array([0, 2])], dense[[0, 2]])
     np.testing.assert_array_equal(np.asarray(opt), np.swapaxes(dense, -1, -2))
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    sizes=st.lists(st.integers(1, 7), min_size=1, max_size=4),
+    k=st.integers(1, 5),
+    seed=st.integers(0, 2**31),
+)
+def test_column_product_is_the_dense_matrix(sizes: list[int], k: int, seed: int) -> None:
+    """The same blocks held by columns (rows of a column stacked, factors per row)."""
+    rng = np.random.default_rng(seed)
+    B = 3
+    blocks, dense = _blocks(rng, sizes, B, 3.0)
+    o = np.cumsum([0, *sizes])
+    columns, factors = [], []
+    for j in range(len(sizes)):
+        mine = [(a, f) for i, jj, a, f in blocks if jj == j]  # rows i = j, j+1, ... in order
+        columns.append(np.concatenate([a for a, _ in mine], axis=1))
+        factors.append(
+            np.concatenate(
+                [np.repeat(f[:, None, None], a.shape[1], axis=1) for a, f in mine], axis=1
+            )
+        )
+    op = ColumnProduct(np, columns, factors, sizes, np.float64)
+    X = rng.standard_normal((B, int(o[-1]), k))
+    # reference: NumPy's product of the assembled matrix; 1e-12 relative (rounding)
+    np.testing.assert_allclose(op @ X, dense @ X, rtol=1e-12, atol=1e-12)
+    opt = np.swapaxes(op, -1, -2)
+    assert isinstance(opt, ColumnProduct) and opt.shape == dense.shape
+    np.testing.assert_allclose(opt @ X, np.swapaxes(dense, -1, -2) @ X, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(np.asarray(op), dense, rtol=1e-15, atol=0)
+    np.testing.assert_allclose(np.asarray(opt), np.swapaxes(dense, -1, -2), rtol=1e-15, atol=0)
 
 
 def test_spectral_on_a_block_product_is_certified_and_exact() -> None:
