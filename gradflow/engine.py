@@ -350,13 +350,13 @@ def analyze(
     )
 
 
-def _krylov_kernel_meta(meta: dict[str, Any]) -> dict[str, Any]:
+def _krylov_kernel_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
     """``meta`` with ``meta["spectral"]["krylov_kernel"]`` set on every path: True only where
     the NumPy chain's spectral norms took the compiled Krylov kernel; the compiled backend
     (its own certificate kernel) and the structured paths (no Krylov iteration) report False."""
     spec = meta.get("spectral")
     if not isinstance(spec, dict) or "krylov_kernel" in spec:
-        return meta
+        return dict(meta)
     return {**meta, "spectral": {**spec, "krylov_kernel": False}}
 
 

@@ -32,6 +32,8 @@ from dataclasses import dataclass
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
+
 from .cells.graph import Cell
 from .codegen import Kernels, Layout, _chain, _scaled, compile_cell
 from .symbolic.jacobian import BlockJacobian, Term, state_jacobian
@@ -51,6 +53,15 @@ def _buf(ws: dict[str, Any], key: str, shape: tuple[int, ...], like: Any, xp: An
     a = ws.get(key)
     if a is None or a.shape != shape or a.dtype != like.dtype:
         a = ws[key] = xp.empty(shape, dtype=like.dtype)
+    return a
+
+
+def _ones(ws: dict[str, Any], F: Any, P: Any, xp: Any) -> Any:
+    """Ones shaped like a factor ``(B, n)``: the unit factor of a diagonal term."""
+    shape = P.shape[:-2] + (F[0].shape[-1] if F else P.shape[-1],)
+    a = ws.get("ones")
+    if a is None or a.shape != shape or a.dtype != P.dtype:
+        a = ws["ones"] = xp.ones(shape, dtype=P.dtype)
     return a
 
 
@@ -114,7 +125,10 @@ def _gen_stacked(
     return L
 
 
-def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
+def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout, kernel: bool = False) -> list[str]:
+    """The kernel's source; with ``kernel``, a column's diagonal terms go to the compiled
+    :func:`gradflow.fused_kernels.diag_sum` (``P`` then must be ``(B, r, m)``)."""
+    consts: list[str] = []
     L = ["def apply_into(P, F, q, out, ws):", '    n = q["n"]', "    d = xp.arange(n)"]
     L.append("    batch = P.shape[:-2]")
     L.append("    T = _buf(ws, 'T', P.shape[:-1] + (n,), P, xp)")
@@ -165,6 +179,16 @@ def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
         else:
             extra = [(i, t) for i, t in column if not t.weights]
             first = True
+        if kernel and (len(extra) >= 2 or (extra and not first)):
+            # one compiled pass (gradflow.fused_kernels.diag_sum) instead of a pass per term
+            # and per sum through a temporary; bitwise the same sums
+            facs = ", ".join(
+                "_ones(ws, F, P, xp)" if t.diags[0] == 1 else _f(lay, t.diags[0], "")
+                for _, t in extra
+            )
+            consts.append(f"_R{j} = _np.array({[i for i, _ in extra]!r}, dtype=_np.int64)")
+            L.append(f"    _diag_sum(P, out, {j}, n, _R{j}, xp.stack(({facs},)), {not first})")
+            extra, first = [], False
         for i, t in extra:
             target = o if first else "T"
             if t.diags[0] == 1:
@@ -180,7 +204,7 @@ def _gen_apply_into(m: int, jac: BlockJacobian, lay: Layout) -> list[str]:
             L.append(f"    {o}[...] = 0.0")
     L.append("    return out")
     body = "\n".join(L[6:])
-    return [line for line in L if not _unused(line, body)]
+    return consts + [line for line in L if not _unused(line, body)]
 
 
 def _unused(line: str, body: str) -> bool:
@@ -204,21 +228,28 @@ class FusedApply:
         return "_stack(" in self.source
 
 
-def fused_apply(kern: Kernels) -> FusedApply:
-    """:class:`FusedApply` for the kernels ``kern`` (cached per cell, path and backend)."""
-    return _fused(kern.cell, kern.path, kern.xp.__name__)
+def fused_apply(kern: Kernels, compiled: bool = False) -> FusedApply:
+    """:class:`FusedApply` for the kernels ``kern`` (cached per cell, path and backend); with
+    ``compiled`` (numba installed, the numpy backend, ``P`` of shape ``(B, r, m)``), columns of
+    diagonal terms take the compiled :func:`gradflow.fused_kernels.diag_sum`."""
+    return _fused(kern.cell, kern.path, kern.xp.__name__, compiled and kern.xp.__name__ == "numpy")
 
 
 @lru_cache(maxsize=128)
-def _fused(cell: Cell, path: str, backend: str) -> FusedApply:
+def _fused(cell: Cell, path: str, backend: str, compiled: bool = False) -> FusedApply:
     kern = compile_cell(cell, backend, path)
     jac = state_jacobian(kern.cell)
     if kern.path == "additive":
         jac = jac.additive()
     elif kern.path == "multiplicative":
         jac = jac.multiplicative()
-    source = "\n".join(_gen_apply_into(len(kern.cell.state), jac, kern.layout)) + "\n"
-    namespace: dict[str, Any] = {"xp": kern.xp, "_buf": _buf, "_stack": _stack}
+    lines = _gen_apply_into(len(kern.cell.state), jac, kern.layout, compiled)
+    source = "\n".join(lines) + "\n"
+    namespace: dict[str, Any] = {"xp": kern.xp, "_buf": _buf, "_stack": _stack, "_ones": _ones}
+    if "_diag_sum(" in source:
+        from .fused_kernels import diag_sum  # numba: only when the compiled variant is asked
+
+        namespace.update(_diag_sum=diag_sum, _np=np)
     # Built from validated identifiers and the layout's indices only, like codegen's kernels.
     exec(compile(source, f"<gradflow fused {kern.cell.name}/{kern.path}>", "exec"), namespace)
     return FusedApply(source=source, apply_into=namespace["apply_into"])
