@@ -56,6 +56,11 @@ def _buf(ws: dict[str, Any], key: str, shape: tuple[int, ...], like: Any, xp: An
     return a
 
 
+def _lf(a: Any) -> Any:
+    """``moveaxis(a, -1, 0)`` as one ``transpose`` (the factors' last axis first)."""
+    return a.transpose((a.ndim - 1, *range(a.ndim - 1)))
+
+
 def _ones(ws: dict[str, Any], F: Any, P: Any, xp: Any) -> Any:
     """Ones shaped like a factor ``(B, n)``: the unit factor of a diagonal term."""
     shape = P.shape[:-2] + (F[0].shape[-1] if F else P.shape[-1],)
@@ -114,12 +119,12 @@ def _gen_stacked(
             if not dgs:
                 L.append(f"    {slot} = 0.0")
             for idx, dg in enumerate(dgs):
-                value = "1.0" if dg == 1 else f"xp.moveaxis({_f(lay, dg, '')}, -1, 0)"
+                value = "1.0" if dg == 1 else f"_lf({_f(lay, dg, '')})"
                 L.append(f"    {slot} {'=' if idx == 0 else '+='} {value}")
     L.append(f"    xp.matmul(Fs{j}, S{j}, out=Gt{j})")
     for k, i in enumerate(rows):
         for t in (t for r, t in column if r == i and not t.weights):
-            value = "1.0" if t.diags[0] == 1 else f"xp.moveaxis({_f(lay, t.diags[0], '')}, -1, 0)"
+            value = "1.0" if t.diags[0] == 1 else f"_lf({_f(lay, t.diags[0], '')})"
             L.append(f"    Gt{j}[{k}][d, ..., d] += {value}")
     L.append(f"    G{j} = xp.moveaxis(Gt{j}, 2, 0).reshape(batch + ({R}*n, n))  # a view")
     return L
@@ -245,7 +250,13 @@ def _fused(cell: Cell, path: str, backend: str, compiled: bool = False) -> Fused
         jac = jac.multiplicative()
     lines = _gen_apply_into(len(kern.cell.state), jac, kern.layout, compiled)
     source = "\n".join(lines) + "\n"
-    namespace: dict[str, Any] = {"xp": kern.xp, "_buf": _buf, "_stack": _stack, "_ones": _ones}
+    namespace: dict[str, Any] = {
+        "xp": kern.xp,
+        "_buf": _buf,
+        "_stack": _stack,
+        "_ones": _ones,
+        "_lf": _lf,
+    }
     if "_diag_sum(" in source:
         from .fused_kernels import diag_sum  # numba: only when the compiled variant is asked
 
