@@ -24,8 +24,9 @@ expression and assign it into ``out``. The compiled variant (``fused_apply(kern,
 numba: the chain takes it where the compiled Krylov kernel runs) sums a column's diagonal terms
 (the LSTM's ``c`` column: ``P_h diag(f_1) + P_c diag(f_2)``) in one pass of
 :func:`gradflow.fused_kernels.diag_sum` instead of a pass per term and per sum through a
-temporary (n = 128, B = 8: 0.16 ms instead of 0.9 ms), bitwise the same result. The kernel's source is in :attr:`FusedApply.source`;
-tests check it against ``apply`` for every catalogue cell and path.
+temporary (n = 128, B = 8: 0.16 ms instead of 0.9 ms), bitwise the same result. The kernel's
+source is in :attr:`FusedApply.source`; tests check it against ``apply`` for every catalogue
+cell and path.
 """
 
 from __future__ import annotations
