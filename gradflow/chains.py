@@ -73,7 +73,9 @@ class Chain:
         # cells with several state vectors, or whose block has several weights (the GRU). A
         # single row-scaled weight (the RNN) stays on apply: CPU time of a whole analyze at
         # n = 128 (T = 300, B = 8), fused / apply: rnn 1.05; gru 0.91 (one thread, best of 6).
-        fa = fused_apply(kern) if su.n >= FUSED_FROM and not su.cell.sizes else None
+        # With the compiled Krylov kernel (numba loaded), a column block of diagonal terms (the
+        # LSTM's c column) is one compiled pass (gradflow.fused_kernels), bitwise the same.
+        fa = fused_apply(kern, compiled) if su.n >= FUSED_FROM and not su.cell.sizes else None
         use = fa is not None and (len(su.cell.state) > 1 or fa.stacked)
         self.fused = fa.apply_into if use and fa is not None else None
         self.buffers = (xp.empty_like(self.P), xp.empty_like(self.P))

@@ -309,11 +309,12 @@ def analyze(
     started = time.perf_counter()
     plan = structured_plan(resolve(cell), structure, backend)  # None: the dense chain below
     if plan is not None:
-        return analyze_structured(
+        res = analyze_structured(
             plan, _setup, resolve(cell), params, inputs, s0=s0, dtype=dtype, paths=paths,
             singular_lags=singular_lags, n_singular=n_singular, lyapunov=lyapunov,
             gradient=gradient, hidden=hidden, threads=threads, force=force, started=started,
         )  # fmt: skip
+        return replace(res, meta=_krylov_kernel_meta(res.meta))
     n_paths = 3 if paths else 1
     per_lag = 3 + 2 * (n_paths - 1) + (1 if gradient else 0)
 
@@ -342,12 +343,22 @@ def analyze(
     return replace(
         result,
         meta={
-            **result.meta,
+            **_krylov_kernel_meta(result.meta),
             "threads": nthreads,
             "structure": structure_meta(su.cell, su.m, "dense"),
         },
         run={"seconds": time.perf_counter() - started},
     )
+
+
+def _krylov_kernel_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
+    """``meta`` with ``meta["spectral"]["krylov_kernel"]`` set on every path: True only where
+    the NumPy chain's spectral norms took the compiled Krylov kernel; the compiled backend
+    (its own certificate kernel) and the structured paths (no Krylov iteration) report False."""
+    spec = meta.get("spectral")
+    if not isinstance(spec, dict) or "krylov_kernel" in spec:
+        return dict(meta)
+    return {**meta, "spectral": {**spec, "krylov_kernel": False}}
 
 
 def _analyze(
@@ -440,8 +451,8 @@ def _analyze(
             "exact eigenvalue of P^T P; Kato-Temple and Aitken estimates only guide",
             "rtol": max(SPECTRAL_RTOL, 100 * float(np.finfo(su.dtype).eps)),
             "krylov_depths": full.spectral.depth,
-            # the compiled Krylov kernel (gradflow.spectral_kernels) or the NumPy reference
-            "krylov_kernel": "compiled" if kernel else "numpy",
+            # True: the compiled Krylov kernel (gradflow.spectral_kernels); False: NumPy
+            "krylov_kernel": bool(kernel),
             "certificates": {k: sum(sp.counts[k] for sp in spectrals) for k in CERTIFICATES},
             "worst_relative_gap": max(sp.worst_gap for sp in spectrals),
         },

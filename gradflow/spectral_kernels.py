@@ -119,6 +119,21 @@ def _orthonormal_block(Qt: Any, p: int, Nt: Any) -> None:
             _orthonormal_row(Qt, p + k, Nt[k].copy())
 
 
+#: From this many rows, :func:`_push` forms ``P Z`` as ``A @ Z^T`` (then transposed into
+#: place): at 512 rows 30% faster than ``Z^T A^T`` (one thread, numba's BLAS call; below,
+#: within noise).
+TALL_FROM = 512
+
+
+@njit(cache=True)
+def _push(A: Any, Zt: Any, Yt: Any, lo: int, hi: int) -> None:
+    """``Yt[lo:hi] = Zt[lo:hi] A^T`` (the rows ``P z`` of the pushed block)."""
+    if A.shape[0] >= TALL_FROM:
+        Yt[lo:hi] = np.dot(A, Zt[lo:hi].T).T
+    else:
+        np.dot(Zt[lo:hi], A.T, Yt[lo:hi])
+
+
 @njit(cache=True)
 def _aitken(s1: float, s2: float, s3: float, rtol: float) -> bool:
     """Guide, as :func:`gradflow.spectral._aitken`: ``s3`` looks converged."""
@@ -173,7 +188,7 @@ def krylov(
         _orthonormal_block(Qt, 0, Nt)
         p = b
         np.dot(Qt[:p], A, Zt[:p])
-        np.dot(Zt[:p], A.T, Yt[:p])
+        _push(A, Zt, Yt, 0, p)
         have_y = p  # rows of Yt computed
         depth = 0
         guided_at = -1
@@ -196,7 +211,7 @@ def krylov(
                 kind, gap = 0, g_bracket
                 break
             if have_y < p:  # the newest block's pass through P, needed for residuals
-                np.dot(Zt[have_y:p], A.T, Yt[have_y:p])
+                _push(A, Zt, Yt, have_y, p)
                 have_y = p
             c = C[:, p - 1].copy()
             r = np.dot(c, Yt[:p]) - t1 * np.dot(c, Qt[:p])

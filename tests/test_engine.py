@@ -719,3 +719,14 @@ def test_a_constant_path_chain_has_no_factors_and_is_still_multiplied(name):
     got = np.asarray(r.paths["additive"]["log10_spectral_norm"])
     # Certified spectral norms (1e-11 relative) of a product of k exact steps: 1e-11 in log10.
     np.testing.assert_allclose(got, np.repeat(np.array(ref)[:, None], 2, axis=1), atol=1e-11)
+
+
+@pytest.mark.parametrize(("name", "structure"), [("rnn", "auto"), ("mingru", "auto")])
+def test_every_path_says_whether_the_krylov_kernel_ran(name, structure):
+    """``meta["spectral"]["krylov_kernel"]`` is a bool on every path (dense NumPy chain,
+    structured chain): False here, where no compiled Krylov kernel ran."""
+    cell = get_cell(name)
+    rng = np.random.default_rng(3)
+    x = rng.standard_normal((5, 2, 3))
+    res = analyze(cell, _params(cell, 4, 3, rng), x, compiled=False, structure=structure)
+    assert res.meta["spectral"]["krylov_kernel"] is False

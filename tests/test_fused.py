@@ -3,6 +3,8 @@ every path and user cells that reach the other branches; the buffers are reused,
 
 from __future__ import annotations
 
+import importlib.util
+
 import numpy as np
 import pytest
 
@@ -10,6 +12,8 @@ from gradflow.cells import CATALOGUE, get_cell
 from gradflow.cells.parse import define_cell
 from gradflow.codegen import PATHS, compile_cell
 from gradflow.fused import fused_apply
+
+_numba = importlib.util.find_spec("numba") is not None
 
 
 def _factors(cell, path, n, B, rng):
@@ -42,6 +46,11 @@ def _check(cell, path, rng, n=5, B=3, rows=None):
     kept = {k: id(v) for k, v in ws.items()}
     fused(P, F, q, out, ws)
     assert {k: id(v) for k, v in ws.items()} == kept
+    if _numba:
+        # The compiled variant (gradflow.fused_kernels.diag_sum for columns of diagonal terms)
+        # does the same products and sums in the same order: bitwise equal to the NumPy one.
+        compiled = fused_apply(kern, compiled=True).apply_into
+        np.testing.assert_array_equal(compiled(P, F, q, np.empty_like(out), {}), out)
 
 
 @pytest.mark.parametrize("path", PATHS)
@@ -98,6 +107,15 @@ def test_fused_apply_builds_the_block_in_one_product(name):
     assert "xp.matmul(Fs0, S0, out=Gt0)" in source
     assert "W2" not in source
     assert not fused_apply(compile_cell(get_cell("rnn"))).stacked  # one weight: no stack
+
+
+def test_compiled_variant_sums_diagonal_columns_in_one_call():
+    # The LSTM's c column (dh/dc and dc/dc, both diagonal) is one compiled pass, and a column
+    # with a single diagonal term stays a NumPy multiply (already one pass).
+    lstm = fused_apply(compile_cell(get_cell("lstm")), compiled=True).source
+    assert "_diag_sum(P, out, 1, n, _R1, xp.stack((F[4], F[8],)), False)" in lstm
+    assert "_diag_sum" not in fused_apply(compile_cell(get_cell("lstm"))).source
+    assert "_diag_sum" not in fused_apply(compile_cell(get_cell("gru")), compiled=True).source
 
 
 @pytest.mark.parametrize("name", ["gru", "lstm"])

@@ -36,6 +36,7 @@ LAYERS = [
     "cells",
     "symbolic",
     "codegen|spectral|spectral_kernels|sensitivity_codegen|prodsvd|decomposition|norms|fused"
+    "|fused_kernels"
     "|compiled_codegen|kernel_cache",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral"
@@ -71,6 +72,7 @@ LAZY_IMPORTS: dict[tuple[str, str], str] = {
     ("compiled", "numba"): OPTIONAL + " (fast extra)",
     ("compiled", "compiled_kernels"): "imports numba: only when the compiled path runs",
     ("spectral", "spectral_kernels"): "imports numba: only when the compiled Krylov kernel runs",
+    ("fused", "fused_kernels"): "imports numba: only for the compiled variant of the fused apply",
     ("plots.curves", "matplotlib.pyplot"): "pyplot starts a GUI backend; only when drawn",
     ("report.html", "jinja2"): "import cost; only when a report is rendered",
     ("report.markdown", "jinja2"): "import cost; only when a report is rendered",
