@@ -57,7 +57,7 @@ from .errors import FactorError, NumericalError, UsageError
 from .results import AnalysisResult
 from .spectral import BLOCK, CERTIFICATES, SPECTRAL_RTOL
 from .symbolic.jacobian import state_jacobian
-from .threads import batch_threads, single_blas
+from .threads import batch_threads, compute_region
 
 #: Largest hidden size the compiled backend takes by default (above, NumPy's per-call cost no
 #: longer dominates and the reference path's BLAS-bound kernels are as fast).
@@ -271,7 +271,10 @@ def analyze(
     saved = numba.get_num_threads()
     limit = int(numba.config.NUMBA_NUM_THREADS)  # type: ignore[attr-defined]
     numba.set_num_threads(min(workers, limit))
-    blas = single_blas()
+    # One BLAS thread in every BLAS library loaded now (SciPy's OpenBLAS, which the kernels
+    # call from each of numba's threads); the libraries are looked up again only after an
+    # import (threadpoolctl's full scan costs 1.7 ms per call, 0.04 of the floor at n = 32).
+    blas = compute_region(1)
     blas.__enter__()
     # numba's default (workqueue) threading layer aborts the process when two Python threads
     # launch parallel kernels at once (e.g. a threaded Dask worker): one at a time.
