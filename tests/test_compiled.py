@@ -125,6 +125,33 @@ def test_compiled_long_chain_stays_in_the_log_domain_and_matches_numpy():
     )
 
 
+LINEAR = define_cell("linear-fast", ["h"], {"h_new": "U @ h + W @ x + b"})
+
+
+@pytest.mark.parametrize("gain", [1e-70, 1e60])
+def test_steps_beyond_the_folded_renormalisation_range_match_numpy(gain):
+    # A linear cell whose every step scales the product by ~gain: the squared norms (1e-140,
+    # 1e120) leave [SAFE_LOW, SAFE_HIGH], so each lag is scaled in place instead of folded
+    # into the next product; the NumPy path is the reference (tolerances as above).
+    pytest.importorskip("numba")
+    from gradflow import compiled_kernels as ck
+
+    assert not ck.SAFE_LOW <= gain**2 <= ck.SAFE_HIGH
+    rng = np.random.default_rng(9)
+    params = _params(LINEAR, 6, 2, rng)
+    params["U"] = params["U"] * gain
+    x = rng.standard_normal((4, 2, 2))
+    fast, ref = (
+        analyze(LINEAR, params, x, compiled=True),
+        analyze(LINEAR, params, x, compiled=False),
+    )
+    assert abs(fast.log10_frobenius_norm[-1, 0] - 4 * np.log10(gain)) < 5
+    np.testing.assert_allclose(fast.log10_frobenius_norm, ref.log10_frobenius_norm, atol=1e-12)
+    np.testing.assert_allclose(
+        fast.log10_spectral_norm, ref.log10_spectral_norm, atol=CERTIFIED_LOG10 + 1e-13
+    )
+
+
 def test_zero_product_is_minus_infinity_not_nan():
     # A ReLU RNN whose units are all dead after the first step: the product is exactly zero.
     pytest.importorskip("numba")
