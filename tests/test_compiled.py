@@ -380,7 +380,7 @@ def test_every_certificate_of_the_compiled_kernel_proves_its_value():
     # hundred eps at m = 24); the spectra and iteration limits drive every kind of
     # certificate (bracket, residual, Cholesky, exact), counted below.
     pytest.importorskip("numba")
-    from gradflow import compiled_kernels as ck
+    from gradflow import compiled_certify as ck
 
     rng = np.random.default_rng(14)
     kinds = set()
@@ -410,7 +410,7 @@ def test_the_fast_bracket_never_accepts_an_unconverged_quotient():
     # must refuse it (the value then comes from the small eigenproblem). Reference: the SVD,
     # tolerances as above.
     pytest.importorskip("numba")
-    from gradflow import compiled_kernels as ck
+    from gradflow import compiled_certify as ck
 
     rng = np.random.default_rng(3)
     left, _ = np.linalg.qr(rng.standard_normal((16, 4)))

@@ -32,7 +32,7 @@ LAYERS = [
     "cells",
     "symbolic",
     "codegen|spectral|spectral_kernels|sensitivity_codegen|prodsvd|decomposition|norms|fused"
-    "|compiled_codegen",
+    "|compiled_codegen|compiled_certify",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral|logscaled"
     "|compiled"
