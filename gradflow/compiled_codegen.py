@@ -98,17 +98,21 @@ class ScalarPrinter(PythonCodePrinter):  # type: ignore[misc]  # SymPy ships no 
 
     The exponentials behind ``sigmoid(a)`` and ``sigmoid(-a)`` (``exp(-|a|)``), and behind
     ``tanh(a)`` and ``sech(a)^2`` (``exp(-2|a|)``), are computed once per argument for the
-    whole loop body: :attr:`pending` collects the lines that define them, to be written
-    before the line being printed (the exponentials dominate the rollout's cost). The forms
-    are exact in the tails as :data:`gradflow.codegen.HELPERS` are."""
+    whole loop body, also where common-subexpression elimination renamed a part of the
+    argument: :attr:`pending` collects the lines that define them, to be written before the
+    line being printed (the exponentials are half the rollout's cost). The forms are exact in
+    the tails as :data:`gradflow.codegen.HELPERS` are."""
 
     def __init__(self) -> None:
         super().__init__({"strict": True, "fully_qualified_modules": True})
         self.memo: dict[tuple[str, str], str] = {}
         self.pending: list[str] = []
+        self.expand: dict[sp.Symbol, sp.Expr] = {}  # CSE temporaries, for the memo's keys
 
     def _shared(self, kind: str, arg: sp.Expr) -> str:
-        key = (kind, sp.srepr(sp.Abs(arg)))
+        # keyed by the argument with the CSE temporaries expanded: ``tanh(t_0 + x)`` after
+        # CSE and ``tanh(a*r + x)`` in the node equations share one exponential
+        key = (kind, sp.srepr(sp.Abs(arg.xreplace(self.expand))))
         if key not in self.memo:
             name = f"q_{len(self.memo)}"
             scale = "" if kind == "e1" else "2.0 * "
@@ -222,6 +226,7 @@ def rollout_source(cell: Cell) -> tuple[str, tuple[str, ...], int]:
     )
     for sym, val in temps:
         L += _lines(printer, str(sym), val, ind)
+        printer.expand[sym] = val.xreplace(printer.expand)
     for f, e in enumerate(reduced):
         L += _lines(printer, f"F[{f}, k, b, i]", e, ind)
         L += [f"{ind}if not math.isfinite(F[{f}, k, b, i]):", f"{ind}    bad_factor = True"]

@@ -125,6 +125,33 @@ def test_compiled_long_chain_stays_in_the_log_domain_and_matches_numpy():
     )
 
 
+LINEAR = define_cell("linear-fast", ["h"], {"h_new": "U @ h + W @ x + b"})
+
+
+@pytest.mark.parametrize("gain", [1e-70, 1e60])
+def test_steps_beyond_the_folded_renormalisation_range_match_numpy(gain):
+    # A linear cell whose every step scales the product by ~gain: the squared norms (1e-140,
+    # 1e120) leave [SAFE_LOW, SAFE_HIGH], so each lag is scaled in place instead of folded
+    # into the next product; the NumPy path is the reference (tolerances as above).
+    pytest.importorskip("numba")
+    from gradflow import compiled_kernels as ck
+
+    assert not ck.SAFE_LOW <= gain**2 <= ck.SAFE_HIGH
+    rng = np.random.default_rng(9)
+    params = _params(LINEAR, 6, 2, rng)
+    params["U"] = params["U"] * gain
+    x = rng.standard_normal((4, 2, 2))
+    fast, ref = (
+        analyze(LINEAR, params, x, compiled=True),
+        analyze(LINEAR, params, x, compiled=False),
+    )
+    assert abs(fast.log10_frobenius_norm[-1, 0] - 4 * np.log10(gain)) < 5
+    np.testing.assert_allclose(fast.log10_frobenius_norm, ref.log10_frobenius_norm, atol=1e-12)
+    np.testing.assert_allclose(
+        fast.log10_spectral_norm, ref.log10_spectral_norm, atol=CERTIFIED_LOG10 + 1e-13
+    )
+
+
 def test_zero_product_is_minus_infinity_not_nan():
     # A ReLU RNN whose units are all dead after the first step: the product is exactly zero.
     pytest.importorskip("numba")
@@ -327,3 +354,73 @@ def test_a_non_finite_state_is_named_with_its_step():
     with pytest.raises(NumericalError) as got:
         analyze(c, params, x, compiled=True)
     assert str(got.value) == str(ref.value)
+
+
+def _with_singular_values(s, rng, rows):
+    """A ``rows x len(s)`` matrix with singular values ``s`` (random singular vectors)."""
+    left, _ = np.linalg.qr(rng.standard_normal((rows, len(s))))
+    right, _ = np.linalg.qr(rng.standard_normal((len(s), len(s))))
+    return (left * s) @ right.T
+
+
+SPECTRA = {
+    # what each certificate meets in a chain: settled low-rank long lags, fast-decaying
+    # mid lags, flat early lags, a crowded top and a rank-deficient product
+    "rank-3": np.r_[3.0, 2.0, 1.0, np.zeros(21)],
+    "geometric": 0.5 ** np.arange(24.0),
+    "flat": np.linspace(1.0, 0.8, 24),
+    "crowded": np.r_[1.0 - 1e-6 * np.arange(8), 0.5 * np.ones(16)],
+    "decaying-top-pair": np.r_[1.0, 0.999, 0.3 ** np.arange(1.0, 23.0)],
+}
+
+
+def test_every_certificate_of_the_compiled_kernel_proves_its_value():
+    # ck._certified against LAPACK's SVD: each returned value is a lower bound of ||A||_2 and
+    # value * (1 + gap) an upper bound, gap <= rtol, up to rounding (1e-14 relative: a few
+    # hundred eps at m = 24); the spectra and iteration limits drive every kind of
+    # certificate (bracket, residual, Cholesky, exact), counted below.
+    pytest.importorskip("numba")
+    from gradflow import compiled_certify as ck
+
+    rng = np.random.default_rng(14)
+    kinds = set()
+    for name, s in SPECTRA.items():
+        for maxit in (0, 4):
+            A = np.asfortranarray(_with_singular_values(s, rng, 24))
+            sigma = np.linalg.svd(A, compute_uv=False)[0]
+            U, _ = np.linalg.qr(rng.standard_normal((24, 4)))
+            ws = ck._workspace(24, 24, 4)
+            for _ in range(3):  # a warm block from the second call on (the fast bracket)
+                fro2 = float(np.sum(A * A))
+                value, gap, kind, _it = ck._certified(
+                    A, fro2, U, ws, SPECTRAL_RTOL, ck.EPS, ck.TINY, maxit
+                )
+                kinds.add(CERTIFICATES[kind])
+                assert 0.0 <= gap <= SPECTRAL_RTOL, (name, maxit, kind)
+                assert value <= sigma * (1 + 1e-14), (name, maxit, kind)
+                assert sigma <= value * (1 + gap) * (1 + 1e-14), (name, maxit, kind)
+                np.testing.assert_allclose(U.T @ U, np.eye(4), atol=1e-12)  # still orthonormal
+    assert kinds == {"bracket", "residual", "cholesky", "exact"}
+
+
+def test_the_fast_bracket_never_accepts_an_unconverged_quotient():
+    # The warm vector of the fast bracket points at the previous lag's top direction; here
+    # the next product keeps the block's span (the bracket closes) but swaps the top pair
+    # (1 vs 0.999), so a few power steps leave the quotient 1e-3 low: the b x b Cholesky test
+    # must refuse it (the value then comes from the small eigenproblem). Reference: the SVD,
+    # tolerances as above.
+    pytest.importorskip("numba")
+    from gradflow import compiled_certify as ck
+
+    rng = np.random.default_rng(3)
+    left, _ = np.linalg.qr(rng.standard_normal((16, 4)))
+    right, _ = np.linalg.qr(rng.standard_normal((16, 4)))
+    U, _ = np.linalg.qr(rng.standard_normal((16, 4)))
+    ws = ck._workspace(16, 16, 4)
+    for s in ([1.0, 0.999, 0.5, 0.25], [1.0, 0.999, 0.5, 0.25], [0.999, 1.0, 0.5, 0.25]):
+        A = np.asfortranarray((left * s) @ right.T)
+        value, gap, kind, _it = ck._certified(
+            A, float(np.sum(A * A)), U, ws, SPECTRAL_RTOL, ck.EPS, ck.TINY, 4
+        )
+        assert kind == 0 or s[0] == 1.0  # the swapped product: the bracket, as it closes
+        assert value <= 1.0 * (1 + 1e-14) and 1.0 <= value * (1 + gap) * (1 + 1e-14)

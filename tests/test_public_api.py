@@ -37,7 +37,7 @@ LAYERS = [
     "symbolic",
     "codegen|spectral|spectral_kernels|sensitivity_codegen|prodsvd|decomposition|norms|fused"
     "|fused_kernels"
-    "|compiled_codegen|kernel_cache",
+    "|compiled_codegen|compiled_certify|kernel_cache",
     "engine|chains|cost|threads|diagonal|blockdiag|weights|formats|initialisers|paper_inits|results"
     "|measure|stack|stack_api|stack_bidir|stack_vectors|stack_lagsplit|stack_result|stack_spectral"
     "|stack_chain|logscaled"
