@@ -287,8 +287,8 @@ def test_report_text_states_shares_and_certification(lstm_result: ExperimentResu
     assert a is not None and a.tied_growth_rate is not None
     mf = meanfield_cell(lstm_result.cells["lstm"])
     assert mf["kind"] == "tied" and mf["rate"] == a.tied_growth_rate
-    assert any(n.startswith("For lstm (sigmoid gates)") for n in ctx["meanfield_notes"])
-    assert any(f"annealed: {a.growth_rate:+.3f}" in w for w in a.warnings)
+    (note,) = [n for n in ctx["meanfield_notes"] if n.startswith("Warning (lstm): gated cell")]
+    assert "the column shows the tied-weight mean field" in note and "decay_rates.csv" in note
     assert "certified" in ctx["singular_values"]
 
 

@@ -138,15 +138,6 @@ def meanfield_notes(experiment: ExperimentResult) -> list[str]:
         "of the Frobenius norm, from the cell's own SymPy equations (population dynamics, "
         f"docs/theory.md section 8). Assumptions: {cells[0].annealed.assumptions}."  # type: ignore[union-attr]
     ]
-    tied = [s.cell for s in cells if meanfield_cell(s)["kind"] == "tied"]
-    if tied:
-        notes.append(
-            f"For {', '.join(tied)} (sigmoid gates) the column shows the tied-weight mean field "
-            "instead: the same weights at every step, the pairings of the backward product "
-            "averaged over each unit's own trajectory (docs/theory.md section 8.3; within 5 % "
-            "of the growth rate of tied n = 1024 networks for rnn, minimalrnn, lstm and gru "
-            "from 0.5 to 2 times the critical gain). Both rates are in data/decay_rates.csv."
-        )
     by_warning: dict[str, list[str]] = {}
     for s in cells:
         for w in s.annealed.warnings:  # type: ignore[union-attr]
