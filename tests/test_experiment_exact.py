@@ -154,10 +154,14 @@ def test_additive_share_interval_over_every_run(lstm_result: ExperimentResult, t
                 P, S0 = P @ (A[T - j, b] + M[T - j, b]), S0 @ A[T - j, b]
                 if j in shares:
                     shares[j].append(np.log10(np.linalg.norm(S0) / np.linalg.norm(P)))
+    # the runs of one seed share its weights: the interval resamples the seeds, then the
+    # sequences within each (two-stage bootstrap)
+    draw = np.repeat(np.arange(len(cfg.seeds)), len(shares[10]) // len(cfg.seeds))
     for k, values in shares.items():
         iv = terms.additive_share_interval[k]
-        ref = bootstrap_interval(values)
+        ref = bootstrap_interval(values, groups=draw)
         assert iv["draws"] == 4 and iv["level"] == 0.95 and iv["statistic"] == "median"
+        assert iv["groups"] == 2 == ref.groups
         for key in ("estimate", "low", "high"):
             assert iv[key] == pytest.approx(getattr(ref, key), abs=1e-9)
         # the expansion's own sequence (seed 0, sequence 0) is one of the runs: 1e-9 decades
@@ -266,7 +270,7 @@ def test_report_text_states_shares_and_certification(lstm_result: ExperimentResu
     )
     # the share over every run with its interval, and how many runs it rests on
     assert f"{share_text(ivs[30])} at lag 30" in sentence
-    assert "median over 4 sequences (2 weight draws x 2 sequences) [95 % bootstrap" in sentence
+    assert "median over 4 sequences (2 weight draws x 2 sequences) [95 % two-stage" in sentence
     assert "(the expansion of 1 sequence)" in sentence
     # a result without intervals (older files) still states the one expansion's share
     data = json.loads(dumps(lstm_result.to_dict()))

@@ -202,23 +202,28 @@ def additive_share_intervals(
     ``S_0 = prod_t A_t`` is the engine's additive chain and ``P_k`` its full product, both
     followed for every sequence of every seed (the expansion itself, ``O(K^2)`` matrix
     products, covers one sequence): the median over the runs with its 95 % percentile-bootstrap
-    interval (:func:`~gradflow.analysis.uncertainty.bootstrap_interval`; the runs resampled as
-    if independent, though the sequences of one seed share its weights). A lag without two
-    runs of finite share (no additive chain, a product exactly zero) is left out.
+    interval (:func:`~gradflow.analysis.uncertainty.bootstrap_interval`). The sequences of one
+    seed share its weights, so with two or more seeds the interval resamples both stages (the
+    seeds, then the sequences within each); with one seed, the sequences alone (the interval
+    then says nothing about other weight draws). A lag without two runs of finite share (no
+    additive chain, a product exactly zero) is left out.
     """
     if not res[0].paths or "additive" not in res[0].paths:
         return {}
     add = _stack(r.paths["additive"]["log10_frobenius_norm"] for r in res)
     full = _stack(r.log10_frobenius_norm for r in res)
+    seed = np.concatenate([np.full(r.batch, i) for i, r in enumerate(res)])
     out = {}
     for k in lags:
         if not 0 < k < add.shape[0]:
             continue
         with np.errstate(invalid="ignore"):
             share = add[k] - full[k]
-        share = share[np.isfinite(share)]
-        if share.size >= 2:
-            out[int(k)] = bootstrap_interval(share).to_dict()
+        ok = np.isfinite(share)
+        if ok.sum() >= 2:
+            two_stage = np.unique(seed[ok]).size >= 2
+            iv = bootstrap_interval(share[ok], groups=seed[ok] if two_stage else None)
+            out[int(k)] = iv.to_dict()
     return out
 
 

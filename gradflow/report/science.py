@@ -76,13 +76,20 @@ def path_sentences(experiment: ExperimentResult) -> list[str]:
         peaks = ", ".join(f"j = {j} at lag {k}" for k, j in terms.peak_j())
         ivs = terms.additive_share_interval
         if ivs:
-            draws = next(iter(ivs.values()))["draws"]
+            first = next(iter(ivs.values()))
+            draws = first["draws"]
             seeds = s.runs // s.batch if s.batch else 0
+            kind = (
+                "95 % two-stage bootstrap interval: the weight draws, then the sequences "
+                "within each"
+                if first.get("groups")
+                else "95 % bootstrap interval"
+            )
             over = (
                 f"median over {_runs(int(draws))} ({seeds} weight draws x {s.batch} "
-                "sequences) [95 % bootstrap interval]"
+                f"sequences) [{kind}]"
                 if seeds * s.batch == draws
-                else f"median over {_runs(int(draws))} [95 % bootstrap interval]"
+                else f"median over {_runs(int(draws))} [{kind}]"
             )
             shares = ", ".join(f"{share_text(iv)} at lag {k}" for k, iv in sorted(ivs.items()))
             out.append(

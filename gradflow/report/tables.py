@@ -76,6 +76,7 @@ def path_share_rows(experiment: ExperimentResult) -> list[list[Any]]:
             "share_low",
             "share_high",
             *INTERVAL_COLUMNS[2:],
+            "groups",
         ]
     ]
     for name, s in experiment.cells.items():
@@ -89,6 +90,7 @@ def path_share_rows(experiment: ExperimentResult) -> list[list[Any]]:
                     *logs,
                     *(10.0**v for v in logs),
                     *(iv.get(c) for c in INTERVAL_COLUMNS[2:]),
+                    iv.get("groups"),
                 ]
             )
     return rows
