@@ -1,10 +1,12 @@
 """Collection of the doctest modules under gradflow/ (``testpaths`` in pyproject.toml).
 
-``gradflow/compiled_kernels.py`` is the numba half of the optional compiled backend (extra
-``fast``): it imports numba at module level and is only ever imported by
-``gradflow.compiled`` when numba is installed, so without numba there is nothing to collect.
+``gradflow/compiled_kernels.py`` and ``gradflow/compiled_certify.py`` are the numba half of the
+optional compiled backend (extra ``fast``): they import numba at module level and are only ever
+imported by ``gradflow.compiled`` when numba is installed, so without numba there is nothing to
+collect.
 """
 
 import importlib.util
 
-collect_ignore = [] if importlib.util.find_spec("numba") else ["gradflow/compiled_kernels.py"]
+NUMBA_ONLY = ["gradflow/compiled_kernels.py", "gradflow/compiled_certify.py"]
+collect_ignore = [] if importlib.util.find_spec("numba") else NUMBA_ONLY
