@@ -361,6 +361,15 @@ _REFS: dict[str, _Ref] = {
         "Efron & Tibshirani",
         "Chapman & Hall/CRC, New York",
     ),
+    "davison1997": (
+        "book",
+        "Davison, Anthony C. and Hinkley, David V.",
+        "1997",
+        "Bootstrap Methods and their Application",
+        {"publisher": "Cambridge University Press", "address": "Cambridge"},
+        "Davison & Hinkley",
+        "Cambridge University Press, Cambridge",
+    ),
     "schoenholz2017": (
         "inproceedings",
         "Schoenholz, Samuel S. and Gilmer, Justin and Ganguli, Surya and Sohl-Dickstein, Jascha",
