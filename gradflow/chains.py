@@ -102,9 +102,6 @@ class Chain:
         su: Setup,
         F: Any,
         k0: int,
-        sv_lags: set[int],
-        sv_out: dict[int, np.ndarray],
-        n_sv: int,
         steps: int,
     ) -> None:
         """Multiply through one chunk of ``steps`` steps (latest first); lags k0+1..k0+K.
@@ -125,7 +122,6 @@ class Chain:
         spectral.start_chunk(K, su.batch, su.dtype)
         if spectral_h is not None:
             spectral_h.start_chunk(K, su.batch, su.dtype)
-        sv: dict[int, Any] = {}
         for j in range(K):
             Fj = tuple(f[K - 1 - j] for f in F)
             if self.fused is not None:
@@ -154,8 +150,6 @@ class Chain:
                         h_scales = xp.ones((K, su.batch), dtype=su.dtype)
                     h_scales[j] = f
                 spectral_h.step(j, Ph, k0 + j + 1, fh)
-            if k0 + j + 1 in sv_lags:
-                sv[j] = xp.linalg.svd(P, compute_uv=False)[:, :n_sv]
         self.P = P
         with np.errstate(divide="ignore"):
             log_s = np.log10(to_numpy(scales).astype(np.float64))
@@ -170,8 +164,6 @@ class Chain:
                 if h_scales is not None:
                     spec_h += np.log10(to_numpy(h_scales).astype(np.float64))
                 self.spec_h[k0 + 1 : k0 + K + 1] = spec_h
-            for j, values in sv.items():
-                sv_out[k0 + j + 1] = np.log10(to_numpy(values)) + cum[j][:, None]
         # A product that died out (exactly zero) stays zero: -inf, never NaN (-inf + -inf).
 
     def spectrals(self) -> list[Spectral]:

@@ -398,7 +398,6 @@ def _analyze(
     checkpoints, s_final, kept = _forward(su, chunk, keep)
     grad = VectorChain(su, T, gradient) if gradient else None
     lyap = Lyapunov(su, lyapunov) if lyapunov else None
-    sv: dict[str, dict[int, np.ndarray]] = {name: {} for name in chains}
     # singular values: the certified product SVD fed each chunk's Jacobians (gradflow.prodsvd)
     psvd = StreamedProductSVD(su.m, su.batch, lags) if lags else None
     spectra: list[ProductSpectrum] = []
@@ -416,7 +415,7 @@ def _analyze(
         _check_factors(su, F, t0)
         for name, ch in chains.items():
             Fp = F if name == "full" else _path_factors(su.kernels, ch.kern, V, su.q, shape)
-            ch.run_chunk(su, Fp, k0, set(), sv[name], n_sv, t1 - t0)
+            ch.run_chunk(su, Fp, k0, t1 - t0)
         if psvd is not None and not psvd.done:  # steps t1 down to the largest lag's
             lo = max(0, t1 - t0 - (lags[-1] - k0))
             per = max(1, MEMORY_BUDGET // (8 * su.batch * su.m * su.m))  # Jacobians in pieces
@@ -459,10 +458,11 @@ def _analyze(
     }
     if zero_paths:
         meta["zero_paths"] = zero_paths
+    sv: dict[int, np.ndarray] = {}
     sv_cert = None
     if spectra:
         ps = stack_spectra(spectra)
-        sv["full"] = {k: ps.log10_singular_values[i][:, :n_sv] for i, k in enumerate(ps.lags)}
+        sv = {k: ps.log10_singular_values[i][:, :n_sv] for i, k in enumerate(ps.lags)}
         sv_cert = {k: ps.certified[i][:, :n_sv] for i, k in enumerate(ps.lags)}
         meta["singular_values"] = {"method": ps.method, "tol": ps.tol}
     result = AnalysisResult(
@@ -480,7 +480,7 @@ def _analyze(
             for name, ch in chains.items()
             if name != "full"
         },
-        log10_singular_values=sv["full"],
+        log10_singular_values=sv,
         singular_certified=sv_cert,
         lyapunov_exponents=(-np.sort(-lyap.total / T, axis=-1) if lyap is not None else None),
         log10_gradient_norm=grad.out if grad is not None else None,
