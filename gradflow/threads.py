@@ -149,16 +149,6 @@ def threads_per_worker(workers: int) -> int:
 
 
 @contextmanager
-def single_blas() -> Iterator[None]:
-    """One BLAS thread in every BLAS library loaded *now*, restored after: the libraries are
-    looked up again, so one loaded after the first compute region counts too (SciPy's
-    OpenBLAS, which the compiled backend's kernels call from each of numba's threads; left
-    alone it would start a thread per core inside every one of them)."""
-    with ThreadpoolController().limit(limits=1, user_api="blas"):
-        yield
-
-
-@contextmanager
 def compute_region(threads: int) -> Iterator[None]:
     """Run the body with ``threads`` BLAS threads; the caller's setting is restored after,
     also when the body raises. Regions nest: an inner one sets its own count and gives the
