@@ -29,7 +29,6 @@ from __future__ import annotations
 
 import hashlib
 import importlib.util
-import os
 import sys
 import threading
 from collections.abc import Callable
@@ -45,6 +44,7 @@ from .atomic import atomic_write
 from .cells import Cell
 from .cells.graph import Affine
 from .codegen import _layout, _rename, tail_exact
+from .kernel_cache import user_cache
 from .symbolic.jacobian import state_jacobian
 
 #: numba options of every generated function: floating-point division by zero gives inf or
@@ -247,8 +247,7 @@ def rollout_source(cell: Cell) -> tuple[str, tuple[str, ...], int]:
 
 
 def _cache_dir() -> Path:
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gradflow" / "compiled"
+    return user_cache("compiled")
 
 
 def _load(source: str) -> Any:

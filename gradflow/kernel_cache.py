@@ -54,13 +54,17 @@ def enabled() -> bool:
     return os.environ.get("GRADFLOW_CACHE", "1").strip() != "0" and generator_hash() != ""
 
 
+def user_cache(kind: str) -> Path:
+    """gradflow's folder ``kind`` in the user's cache: ``$XDG_CACHE_HOME/gradflow/<kind>``,
+    by default ``~/.cache/gradflow/<kind>`` (also the compiled backend's ``compiled``)."""
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "gradflow" / kind
+
+
 def cache_dir() -> Path:
     """``GRADFLOW_CACHE_DIR``, else ``$XDG_CACHE_HOME/gradflow/kernels`` (``~/.cache``)."""
     own = os.environ.get("GRADFLOW_CACHE_DIR")
-    if own:
-        return Path(own)
-    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
-    return Path(base) / "gradflow" / "kernels"
+    return Path(own) if own else user_cache("kernels")
 
 
 @lru_cache(maxsize=1)
