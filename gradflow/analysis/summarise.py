@@ -43,6 +43,7 @@ from .annealed import cell_meanfield
 from .bounds import pascanu_log10_bound
 from .config import ExperimentConfig
 from .decay import decay_rate
+from .lyapunov import experiment_lyapunov
 from .meanfield import predicted_log10_slope, tanh_fixed_point
 from .tied_trajectory import trajectory_meanfield
 from .uncertainty import bootstrap_interval
@@ -142,6 +143,12 @@ def summarise_cell(
         path_terms=_path_terms(exact[1] if exact else None, res),
         annealed=_annealed(config, cell, init, runs) if _diagnostics(config) else None,
         state_free=_state_free(res[0]),
+        # every exponent with error bars, D_KY, entropy rate, det check (analysis.lyapunov)
+        lyapunov=(
+            experiment_lyapunov(cell, [(p, x) for _, p, x in runs])
+            if config.quantities.lyapunov
+            else None
+        ),
     )
 
 

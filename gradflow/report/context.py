@@ -17,6 +17,8 @@ from ..errors import GradflowError
 from ..results import ClaimsResult, ExperimentResult, SweepResult
 from .claims_figure import CLIPPING_STEM
 from .html import card_math, slug
+from .lyapunov import CITATIONS as _LYAPUNOV_CITATIONS
+from .lyapunov import lyapunov_context
 from .models import CITATIONS as _TRAINED_CITATIONS
 from .science import lyapunov_cell, meanfield_cell, science_context
 from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
@@ -59,6 +61,8 @@ def citation_keys(
         keys += ["stewart1997graded", "demmel1992jacobi"]
     if any(s.lyapunov_exponents is not None for s in summaries):
         keys.append("benettin1980")
+    if any(s.lyapunov is not None for s in summaries):  # the "Lyapunov diagnostics" section
+        keys += list(_LYAPUNOV_CITATIONS)
     init = experiment.config.get("init") or {}
     if init.get("scheme") in _INIT_CITATIONS:
         keys.append(_INIT_CITATIONS[init["scheme"]])
@@ -204,6 +208,7 @@ def report_context(
         "cells": cells,
         "decay_rows": rows,
         "science": science_context(experiment),
+        "lyapunov": lyapunov_context(experiment),
         "claims": claim_rows,
         "claims_figure": claims_figure,
         "claims_figure_number": 2 if headline else 1,

@@ -13,6 +13,7 @@ from typing import Any
 
 from ..atomic import atomic_write
 from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+from .lyapunov import lyapunov_rows
 
 #: The interval columns of ``claims.csv``, named as in
 #: :meth:`gradflow.analysis.uncertainty.Interval.to_dict` (less its ``estimate``).
@@ -102,7 +103,8 @@ def write_tables(
     claims: ClaimsResult | None,
     data_dir: Path,
 ) -> list[Path]:
-    """The result JSON and CSV tables (decay rates, claims, path shares, sweep points) in
+    """The result JSON and CSV tables (decay rates, claims, path shares, Lyapunov diagnostics,
+    sweep points) in
     ``data_dir``.
 
     Every file is a function of the results' data alone: two runs with one seed write the same
@@ -161,6 +163,10 @@ def write_tables(
     if claims is not None:
         atomic_write(data_dir / "claims.csv", _csv(claim_rows(claims)))
         written.append(data_dir / "claims.csv")
+    lyap = lyapunov_rows(experiment)
+    if len(lyap) > 1:
+        atomic_write(data_dir / "lyapunov.csv", _csv(lyap))
+        written.append(data_dir / "lyapunov.csv")
     shares = path_share_rows(experiment)
     if len(shares) > 1:
         atomic_write(data_dir / "path_shares.csv", _csv(shares))

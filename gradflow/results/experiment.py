@@ -38,6 +38,7 @@ from .base import (
     optional,
 )
 from .diagnostics import AnnealedGrowth, PathTerms
+from .lyapunov import LyapunovSummary
 
 #: How singular values were computed, for results that do not say (schema version <= 2).
 ONE_SVD = "one SVD of the accumulated product (values ~15 decades below the largest are noise)"
@@ -225,6 +226,8 @@ class CellSummary:
         state_free: True when the cell's Jacobian does not depend on the state (the engine's
             ``meta["structure"]["state_free"]``), None when the engine did not say.
         lyapunov_exponents: ``(runs, p)`` in nats per step, or None.
+        lyapunov: :class:`~gradflow.results.lyapunov.LyapunovSummary`, every exponent with
+            error bars, ``D_KY``, entropy rate and the determinant check, or None.
         log10_gradient_norm: band of ``log10 ||dL/ds_{T-k}||``, or None.
         decay_rate: :class:`DecayRate`. pascanu: :class:`PascanuBound` or None.
         meanfield: :class:`MeanField` or None. card: :class:`CellCard` or None.
@@ -254,6 +257,7 @@ class CellSummary:
     path_terms: PathTerms | None = None
     annealed: AnnealedGrowth | None = None
     state_free: bool | None = None
+    lyapunov: LyapunovSummary | None = None
 
     def certified_singular_values(self) -> dict[int, np.ndarray]:
         """``{lag: (runs, r)}`` with every value that is not certified set to NaN (all values
@@ -329,6 +333,7 @@ class CellSummary:
             "path_terms": self.path_terms.to_dict() if self.path_terms else None,
             "annealed": self.annealed.to_dict() if self.annealed else None,
             "state_free": self.state_free,
+            "lyapunov": self.lyapunov.to_dict() if self.lyapunov else None,
         }
         if self.log10_gradient_norm is not None:
             out["log10_gradient_norm"] = self.log10_gradient_norm.to_dict()
@@ -406,6 +411,7 @@ class CellSummary:
             path_terms=optional(d, "path_terms", where, PathTerms.from_dict),
             annealed=optional(d, "annealed", where, AnnealedGrowth.from_dict),
             state_free=optional(d, "state_free", where, as_bool),
+            lyapunov=optional(d, "lyapunov", where, LyapunovSummary.from_dict),
         )
 
 
