@@ -54,6 +54,7 @@ from ..errors import UsageError
 from ..results.lyapunov import LyapunovSummary
 
 _LN10 = math.log(10.0)
+_EPS = float(np.finfo(np.float64).eps)
 #: Sequences per seed of an experiment's Lyapunov pass (the first of each seed): the full
 #: spectrum costs ``O(m^3)`` per step and sequence, so the pass takes a share of the runs, as the
 #: certified singular values do (:data:`gradflow.analysis.exact.SV_SEQUENCES`).
@@ -95,6 +96,10 @@ class LyapunovDiagnostics:
         block_steps: steps per block.
         singular_steps: steps (over all sequences) with ``det J_t = 0`` exactly; then
             ``log10_det_mean`` is ``-inf`` and ``det_residual`` None (both sides are ``-inf``).
+        resolved: ``(p,)`` False for an exponent whose ``|R_t[i, i]|`` fell to the rounding
+            level of its step (``<= m u ||J_t Q_{t-1}||_F``) at some step and sequence: its
+            value is then rounding noise below the last resolved one (a direction the
+            Jacobian annihilates, e.g. a dead ReLU unit), not a rate.
     """
 
     exponents: np.ndarray
@@ -112,6 +117,7 @@ class LyapunovDiagnostics:
     blocks: int
     block_steps: int
     singular_steps: int = 0
+    resolved: np.ndarray | None = None
 
     def to_dict(self) -> dict[str, Any]:
         """JSON-ready, units in the keys' documentation (decades per step)."""
@@ -130,6 +136,7 @@ class LyapunovDiagnostics:
             "blocks": self.blocks,
             "block_steps": self.block_steps,
             "singular_steps": self.singular_steps,
+            "resolved": None if self.resolved is None else self.resolved.tolist(),
             "units": "decades per step",
         }
 
@@ -214,24 +221,35 @@ def _streamed(
         q0, _ = np.linalg.qr(np.random.default_rng(seed).standard_normal((m, p)))
         Q = np.broadcast_to(q0, (B, m, p)).copy()
     logr: list[np.ndarray] = []
+    floor: list[np.ndarray] = []
     logdet: list[np.ndarray] = []
     for chunk in chunks:
         J = np.asarray(chunk, dtype=np.float64)
         if not np.isfinite(J).all():
             raise UsageError("jacobians contain NaN or inf")
         for Jt in J:
-            Q, R = np.linalg.qr(Jt @ Q)
+            A = Jt @ Q
+            Q, R = np.linalg.qr(A)
             with np.errstate(divide="ignore"):
                 logr.append(np.log10(np.abs(np.diagonal(R, axis1=-2, axis2=-1))))
+                # Householder QR resolves R[i, i] only to about m u ||A||_F (absolute)
+                floor.append(np.log10(m * _EPS * np.sqrt(np.sum(A * A, axis=(-2, -1)))))
         if p == m:
             logdet.append(np.linalg.slogdet(J)[1] / _LN10)  # -inf where det J_t = 0
+    logr_t = np.stack(logr)
+    unresolved = logr_t <= np.stack(floor)[..., None]
     return _diagnose(
-        np.stack(logr), np.concatenate(logdet) if logdet else None, m, transient, blocks
+        logr_t, np.concatenate(logdet) if logdet else None, m, transient, blocks, unresolved
     )
 
 
 def _diagnose(
-    logr: np.ndarray, logdet: np.ndarray | None, m: int, transient: int, blocks: int
+    logr: np.ndarray,
+    logdet: np.ndarray | None,
+    m: int,
+    transient: int,
+    blocks: int,
+    unresolved: np.ndarray | None = None,
 ) -> LyapunovDiagnostics:
     """The statistics of :class:`LyapunovDiagnostics` from the per-step ``log10 |R_t[i, i]|``
     ``(T, B, p)`` and, with all ``m`` exponents, the per-step ``log10 |det J_t|`` ``(T, B)``."""
@@ -242,7 +260,9 @@ def _diagnose(
     bs = n // blocks
     # -inf (a direction annihilated exactly) stays -inf in every mean; its spread is NaN
     with np.errstate(invalid="ignore"):
-        per_seq = np.sort(used.mean(axis=0), axis=-1)[:, ::-1]
+        means = used.mean(axis=0)
+        order = np.argsort(-means, axis=-1, kind="stable")
+        per_seq = np.take_along_axis(means, order, axis=-1)
         # batch means: blocks x sequences independent estimates of every exponent
         bm = used[: bs * blocks].reshape(blocks, bs, B, p).mean(axis=1).reshape(blocks * B, p)
         bm = np.sort(bm, axis=-1)[:, ::-1]
@@ -252,6 +272,10 @@ def _diagnose(
         dky_blocks = np.array([kaplan_yorke(b, complete=p == m)[0] for b in bm])
         dky_se = float(dky_blocks.std(ddof=1) / math.sqrt(len(dky_blocks)))
     pos = float(np.sum(np.where(lam > 0, lam, 0.0)))
+    resolved = np.ones(p, dtype=bool)
+    if unresolved is not None:  # a column at rounding level at some step, in sorted order
+        low = np.take_along_axis(unresolved[transient:].any(axis=0), order, axis=-1)
+        resolved = ~low.any(axis=0)
     det_mean: float | None = None
     resid: float | None = None
     singular = 0
@@ -277,6 +301,7 @@ def _diagnose(
         blocks=int(blocks),
         block_steps=bs,
         singular_steps=singular,
+        resolved=resolved,
     )
 
 
@@ -381,6 +406,7 @@ def experiment_lyapunov(
         transient=d.transient,
         blocks=d.blocks,
         block_steps=d.block_steps,
+        resolved=d.resolved,
         method=(
             f"forward QR re-orthonormalisation J_t Q_(t-1) = Q_t R_t of the generated "
             f"Jacobians, {'all' if complete else 'the leading'} {count} of m = {m} exponents, "

@@ -22,8 +22,11 @@ from .summary import NEUTRAL_TOL
 CITATIONS = ("benettin1980", "kaplan1979", "eckmann1985", "flyvbjerg1989")
 #: Exponents shown in the table (every exponent is in ``data/lyapunov.csv``).
 SHOWN = 3
+#: What the table shows for an exponent at the rounding level of its steps.
+UNRESOLVED = "unresolved"
 #: Columns of ``data/lyapunov.csv``; the exponents and their standard errors follow as
-#: ``lambda_<i>``, ``lambda_<i>_stderr`` for ``i = 1..p`` of the largest ``p``.
+#: ``lambda_<i>``, ``lambda_<i>_stderr``, ``lambda_<i>_resolved`` for ``i = 1..p`` of the
+#: largest ``p``.
 CSV_COLUMNS = (
     "cell",
     "state_size",
@@ -74,9 +77,10 @@ def _check(s: LyapunovSummary) -> tuple[str, bool | None]:
 
 def lyapunov_row(name: str, s: LyapunovSummary) -> dict[str, Any]:
     """One row of the subsection's table, as text."""
+    ok = s.resolved_mask
     shown = [
-        _rate(float(v), float(e))
-        for v, e in zip(s.exponents[:SHOWN], s.stderr[:SHOWN], strict=True)
+        _rate(float(v), float(e)) if ok[i] or math.isinf(v) else UNRESOLVED
+        for i, (v, e) in enumerate(zip(s.exponents[:SHOWN], s.stderr[:SHOWN], strict=True))
     ]
     shown += ["\u2013"] * (SHOWN - len(shown))
     dky = f"{s.kaplan_yorke:.3g}"
@@ -186,7 +190,7 @@ def lyapunov_rows(experiment: ExperimentResult) -> list[list[Any]]:
     p = max((s.count for s in summaries.values()), default=0)
     header: list[Any] = list(CSV_COLUMNS)
     for i in range(1, p + 1):
-        header += [f"lambda_{i}", f"lambda_{i}_stderr"]
+        header += [f"lambda_{i}", f"lambda_{i}_stderr", f"lambda_{i}_resolved"]
     rows: list[list[Any]] = [header]
     for name, s in summaries.items():
         row: list[Any] = [
@@ -212,11 +216,12 @@ def lyapunov_rows(experiment: ExperimentResult) -> list[list[Any]]:
             s.blocks,
             s.block_steps,
         ]
+        ok = s.resolved_mask
         for i in range(p):
             if i < s.count:
                 se = float(s.stderr[i])
-                row += [float(s.exponents[i]), se if math.isfinite(se) else None]
+                row += [float(s.exponents[i]), se if math.isfinite(se) else None, bool(ok[i])]
             else:
-                row += [None, None]
+                row += [None, None, None]
         rows.append(row)
     return rows

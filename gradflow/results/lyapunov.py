@@ -23,7 +23,7 @@ from typing import Any
 
 import numpy as np
 
-from .base import Where, as_array, as_bool, as_float, as_int, as_str, get, mapping
+from .base import Where, as_array, as_bool, as_float, as_int, as_list, as_str, get, mapping
 
 
 @dataclass(frozen=True, eq=False)
@@ -58,6 +58,9 @@ class LyapunovSummary:
         steps: steps used per sequence (after the transient). transient: steps discarded.
         blocks: blocks per sequence. block_steps: steps per block.
         method: how the numbers were computed, in words.
+        resolved: ``(p,)`` False for an exponent whose QR diagonal fell to the rounding level
+            of its step at some step (a direction the Jacobian annihilates, up to rounding):
+            its value is rounding noise, not a rate (all True in files without the field).
     """
 
     exponents: np.ndarray
@@ -82,6 +85,7 @@ class LyapunovSummary:
     block_steps: int
     method: str = ""
     units: str = "decades per step"
+    resolved: np.ndarray | None = None
 
     @property
     def count(self) -> int:
@@ -119,7 +123,14 @@ class LyapunovSummary:
             "blocks": self.blocks,
             "block_steps": self.block_steps,
             "method": self.method,
+            "resolved": [bool(v) for v in self.resolved_mask],
         }
+
+    @property
+    def resolved_mask(self) -> np.ndarray:
+        """``(p,)`` True where the exponent is resolved (:attr:`resolved`)."""
+        r = self.resolved
+        return np.ones(self.exponents.shape, dtype=bool) if r is None else np.asarray(r, bool)
 
     @classmethod
     def from_dict(cls, data: Any, where: Where) -> LyapunovSummary:
@@ -144,6 +155,15 @@ class LyapunovSummary:
         m = as_int(get(d, "state_size", where), where.at("state_size"), 1)
         if exps.size > m:
             raise where.at("exponents").fail(f"expected at most state_size = {m} exponents")
+        res = d.get("resolved")
+        resolved = None
+        if res is not None:
+            resolved = np.array(
+                [as_bool(v, where.at("resolved")) for v in as_list(res, where.at("resolved"))],
+                dtype=bool,
+            )
+            if resolved.shape != exps.shape:
+                raise where.at("resolved").fail("expected one flag per exponent")
         passes = d.get("det_passes")
         total = num("exponent_sum")
         singular = count("singular_steps")
@@ -176,6 +196,7 @@ class LyapunovSummary:
             block_steps=count("block_steps"),
             method=as_str(d.get("method") or "", where.at("method")),
             units=as_str(d.get("units") or "decades per step", where.at("units")),
+            resolved=resolved,
         )
 
 
