@@ -272,10 +272,10 @@ def _diagnose(
         dky_blocks = np.array([kaplan_yorke(b, complete=p == m)[0] for b in bm])
         dky_se = float(dky_blocks.std(ddof=1) / math.sqrt(len(dky_blocks)))
     pos = float(np.sum(np.where(lam > 0, lam, 0.0)))
-    resolved = np.ones(p, dtype=bool)
+    resolved: np.ndarray = np.ones(p, dtype=bool)
     if unresolved is not None:  # a column at rounding level at some step, in sorted order
         low = np.take_along_axis(unresolved[transient:].any(axis=0), order, axis=-1)
-        resolved = ~low.any(axis=0)
+        resolved = np.logical_not(low.any(axis=0))
     det_mean: float | None = None
     resid: float | None = None
     singular = 0
