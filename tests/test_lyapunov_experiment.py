@@ -267,3 +267,30 @@ def test_report_cites_what_the_section_cites(tiny_report: Path) -> None:
         assert text(key).split(",")[0].replace("&", "&amp;") in refs  # ... and listed
         assert f"{{{key}," in bib
         assert text(key).split(" (")[0].replace("&", "&amp;") in page
+
+
+def test_spectrum_figure_has_two_standard_error_bars(tiny_report: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.figure import Figure
+
+    from gradflow import plots
+    from gradflow.plots.spectra import ERRORBAR_GID
+
+    exp = ExperimentResult.from_dict(load_json(tiny_report / "data" / "experiment.json"))
+    ax = plots.plot_lyapunov(exp, Figure().add_subplot(), cells=["rnn"])
+    bars = [c for c in ax.collections if c.get_gid() == ERRORBAR_GID]
+    assert len(bars) == 1
+    segs = bars[0].get_segments()
+    # reference: the mean over runs +- 2 standard errors of the runs' exponents, in decades
+    # (numpy here, from the saved nats); drawn in float64: 1e-12
+    lam = np.asarray(exp.cells["rnn"].lyapunov_exponents) / math.log(10)
+    mean = lam.mean(axis=0)
+    se = lam.std(axis=0, ddof=1) / math.sqrt(lam.shape[0])
+    assert len(segs) == lam.shape[1]
+    lo = np.array([s[:, 1].min() for s in segs])
+    hi = np.array([s[:, 1].max() for s in segs])
+    assert np.allclose(lo, mean - 2 * se, rtol=0, atol=1e-12)
+    assert np.allclose(hi, mean + 2 * se, rtol=0, atol=1e-12)
+    assert all(t.get_text() != "_nolegend_" for t in ax.get_legend().get_texts())

@@ -67,11 +67,27 @@ def plot_singular_values(
     return ax
 
 
+#: The gid of the Lyapunov spectrum's error bars (mean over runs +- 2 standard errors).
+ERRORBAR_GID = "gradflow-lyapunov-errorbars"
+
+
+def _mean_stderr(values: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Mean over runs (rows) of each exponent and its standard error (NaN where a run's
+    exponent is not finite, or with one run)."""
+    n = values.shape[0]
+    with np.errstate(invalid="ignore"):
+        mean = values.mean(axis=0)
+        se = values.std(axis=0, ddof=1) / math.sqrt(n) if n > 1 else np.full_like(mean, np.nan)
+    return mean, se
+
+
 def plot_lyapunov(
     result: Any, ax: Axes | None = None, *, cells: Sequence[str] | None = None
 ) -> Axes:
     r"""Lyapunov spectra in decades per step (``lambda_i / ln 10``, the unit of every rate in
-    gradflow; results store nats), median and band over runs, one style per cell.
+    gradflow; results store nats), median and band over runs, one style per cell, with error
+    bars of ``±2`` standard errors around the mean over runs (the standard error of the mean
+    over runs, as for the largest exponent in the report's decay table).
 
     Returns:
         The Axes.
@@ -92,6 +108,15 @@ def plot_lyapunov(
         idx = np.arange(1, values.shape[1] + 1, dtype=float)
         st = styles[name]
         _line(ax, Band(idx, *_quantiles(values, axis=0)), st.colour, st.marker, name, st.linestyle)
+        mean, se = _mean_stderr(values)
+        ok = np.isfinite(mean) & np.isfinite(se)
+        if ok.any() and values.shape[0] > 1:
+            bars = ax.errorbar(
+                idx[ok], mean[ok], yerr=2.0 * se[ok], fmt="none", ecolor=st.colour,
+                elinewidth=0.8, capsize=1.5, capthick=0.8,
+            )  # fmt: skip
+            for artist in bars.lines[1] + bars.lines[2]:  # caps and bars: one gid to find them
+                artist.set_gid(ERRORBAR_GID)
     ax.axhline(0.0, color="0.3", linewidth=0.6)
     ax.set_xlabel(r"index $i$")
     ax.set_ylabel(r"$\lambda_i/\ln 10$ (decades/step)")

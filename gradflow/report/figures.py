@@ -278,7 +278,9 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
         lyap_caption = (
             f"Leading Lyapunov exponents of the state dynamics in decades per step "
             f"(lambda_i / ln 10; the data files keep nats), median and {band} band over "
-            "runs. Below zero, perturbations and gradients shrink."
+            "runs; error bars: the mean over runs ± 2 standard errors. Below zero, "
+            "perturbations and gradients shrink; every exponent with batch-means error bars, "
+            "D_KY and the determinant check are in the Lyapunov diagnostics table."
         )
         if needs_panels(lyap_cells):
             lyap_groups = dict(by_family(lyap_cells))
