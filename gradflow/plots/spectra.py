@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 from matplotlib.axes import Axes
@@ -112,7 +112,7 @@ def plot_lyapunov(
         ok = np.isfinite(mean) & np.isfinite(se)
         if ok.any() and values.shape[0] > 1:
             bars = ax.errorbar(
-                idx[ok], mean[ok], yerr=2.0 * se[ok], fmt="none", ecolor=st.colour,
+                idx[ok], mean[ok], yerr=2.0 * se[ok], fmt="none", ecolor=cast(Any, st.colour),
                 elinewidth=0.8, capsize=1.5, capthick=0.8,
             )  # fmt: skip
             for artist in bars.lines[1] + bars.lines[2]:  # caps and bars: one gid to find them
