@@ -359,19 +359,20 @@ def experiment_lyapunov(
     blocks = min(blocks, T - t0)
     if blocks < 2:
         return None
-    states = [rollout(cell, p, x) for (p, _), x in zip(runs, xs, strict=True)]
     B = sum(int(x.shape[1]) for x in xs)
-    m = int(states[0].shape[-1])
+    m = int(rollout(cell, runs[0][0], xs[0][:1]).shape[-1])  # one step: the state's length
     count = min(m, max_state)
     chunk = max(1, CHUNK_BYTES // (8 * B * m * m))
+    # the states at the chunks' starts (one forward pass), unless one chunk holds every step
+    states = [rollout(cell, p, x) for (p, _), x in zip(runs, xs, strict=True)] if chunk < T else []
 
     def jacobians() -> Iterator[np.ndarray]:
         for a in range(0, T, chunk):
             b = min(T, a + chunk)
             yield np.concatenate(
                 [
-                    state_jacobians(cell, p, x[a:b], s0=s[a])
-                    for (p, _), x, s in zip(runs, xs, states, strict=True)
+                    state_jacobians(cell, p, x[a:b], s0=states[i][a] if states else None)
+                    for i, ((p, _), x) in enumerate(zip(runs, xs, strict=True))
                 ],
                 axis=1,
             )
