@@ -9,7 +9,8 @@ then; an interrupted or failed build leaves it untouched and removes its own tem
 
 The report is split by concept: :mod:`.figures` (which figures, their captions),
 :mod:`.context` (what the pages show), :mod:`.tables` (the data folder), :mod:`.html` and
-:mod:`.markdown` (the pages); this module assembles the folder.
+:mod:`.markdown` (the pages), :mod:`.lyapunov` (the Lyapunov diagnostics subsection and
+``data/lyapunov.csv``); this module assembles the folder.
 
 The one moment a reader can miss the folder is between the two renames that swap the old
 report out and the new one in (POSIX has no atomic exchange of directories in the standard

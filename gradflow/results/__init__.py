@@ -6,7 +6,8 @@ dispatches on the JSON's ``kind``. Volatile run metadata (timings) lives in ``re
 saved apart (``run.json``), so data files are byte-identical for a fixed seed.
 
 Modules: :mod:`.io` (strict JSON), :mod:`.base`, :mod:`.band`, :mod:`.analysis`,
-:mod:`.experiment`, :mod:`.sweep`, :mod:`.claims`, :mod:`.stack`, :mod:`.trained`.
+:mod:`.experiment` (with :mod:`.diagnostics` and :mod:`.lyapunov`, what an experiment cell
+carries beside its norms), :mod:`.sweep`, :mod:`.claims`, :mod:`.stack`, :mod:`.trained`.
 """
 
 from .analysis import AnalysisResult as AnalysisResult
