@@ -294,3 +294,17 @@ def test_spectrum_figure_has_two_standard_error_bars(tiny_report: Path) -> None:
     assert np.allclose(lo, mean - 2 * se, rtol=0, atol=1e-12)
     assert np.allclose(hi, mean + 2 * se, rtol=0, atol=1e-12)
     assert all(t.get_text() != "_nolegend_" for t in ax.get_legend().get_texts())
+
+
+def test_forward_qr_and_the_engines_backward_chain_agree(tiny_report: Path) -> None:
+    # two estimates of lambda_1 from different computations: the diagnostics' forward QR on
+    # the first sequence of each seed (after a transient) and the engine's backward QR on
+    # every run (saved in nats). Reference: each other; tolerance 5 combined standard errors
+    # plus 0.02 decades per step for the finite windows (T = 90, 75 steps after the transient)
+    exp = ExperimentResult.from_dict(load_json(tiny_report / "data" / "experiment.json"))
+    for name in ("rnn", "lstm-nofg"):
+        s = exp.cells[name].lyapunov
+        top = exp.cells[name].largest_lyapunov()
+        assert s is not None and top is not None
+        tol = 5 * math.hypot(float(s.stderr[0]), top[1]) + 0.02
+        assert abs(s.exponents[0] - top[0]) < tol, (name, s.exponents[0], top)
