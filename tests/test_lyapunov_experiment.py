@@ -300,11 +300,12 @@ def test_forward_qr_and_the_engines_backward_chain_agree(tiny_report: Path) -> N
     # two estimates of lambda_1 from different computations: the diagnostics' forward QR on
     # the first sequence of each seed (after a transient) and the engine's backward QR on
     # every run (saved in nats). Reference: each other; tolerance 5 combined standard errors
-    # plus 0.02 decades per step for the finite windows (T = 90, 75 steps after the transient)
+    # plus 0.005 decades per step for the finite windows (T = 90, 75 steps after the
+    # transient); measured differences 0.0008 (rnn) and 0.0005 (lstm-nofg, s.e. 0.0011)
     exp = ExperimentResult.from_dict(load_json(tiny_report / "data" / "experiment.json"))
     for name in ("rnn", "lstm-nofg"):
         s = exp.cells[name].lyapunov
         top = exp.cells[name].largest_lyapunov()
         assert s is not None and top is not None
-        tol = 5 * math.hypot(float(s.stderr[0]), top[1]) + 0.02
+        tol = 5 * math.hypot(float(s.stderr[0]), top[1]) + 0.005
         assert abs(s.exponents[0] - top[0]) < tol, (name, s.exponents[0], top)
