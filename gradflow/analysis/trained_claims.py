@@ -40,8 +40,8 @@ from ..cells import get_cell
 from ..errors import UsageError
 from ..results.trained import STAGES, ClaimMeasure, TrainedClaim
 from .adding import adding_problem
+from .checkpoints import checkpoint_config
 from .claimkit import ci_text
-from .trained import checkpoint_config
 from .trained_measures import CLIP, measure_checkpoint, parameter_counts
 from .uncertainty import bootstrap_interval
 

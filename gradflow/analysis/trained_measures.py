@@ -47,9 +47,9 @@ from ..logscaled import Scaled, add, log_norm, normalise
 from ..sensitivity_codegen import compile_sensitivity
 from ..tensorfile import open_tensor_file
 from .bounds import pascanu_tightness
+from .checkpoints import checkpoint_path, load_checkpoint
 from .decay import decay_rate
 from .lyapunov import lyapunov_diagnostics
-from .trained import checkpoint_path, load_checkpoint
 
 #: Sequences per group whose Jacobians are materialised at once (memory: T G m^2 floats).
 GROUP = 4
