@@ -32,6 +32,7 @@ from __future__ import annotations
 import time
 from collections.abc import Sequence
 from dataclasses import replace
+from typing import Any
 
 import numpy as np
 
@@ -39,7 +40,7 @@ from ..engine import analyze
 from ..errors import UsageError
 from ..formats.select import analyze_model
 from ..results import Band, StackResult
-from ..results.trained import STAGES, StageSummary, TrainedNetwork, TrainedResult
+from ..results.trained import STAGES, StageSummary, TrainedClaim, TrainedNetwork, TrainedResult
 from .adding import adding_problem
 from .checkpoints import CHECKPOINTS as CHECKPOINTS
 from .checkpoints import TRAINED_DIR as TRAINED_DIR
@@ -106,8 +107,10 @@ def analyze_trained(
         lags: the lags a report tabulates (each at most ``steps``).
         claims: also measure claims (a)-(f) on the one-layer networks
             (:func:`gradflow.analysis.trained_claims.trained_claims`, on
-            ``adding_problem(steps, claim_batch, seed)``); ``None``: when ``names`` holds
-            all of them.
+            ``claim_batch`` sequences that start with this analysis' ``batch``, see
+            :func:`~gradflow.analysis.trained_claims.claim_sequences`); ``None``: when
+            ``names`` holds all of them. The one-layer networks' norms then come from the
+            claims' engine runs (the same numbers, run once).
         claim_batch: the number of input sequences the claims' intervals are over.
 
     Returns:
@@ -123,13 +126,28 @@ def analyze_trained(
     x, _ = adding_problem(steps, batch, seed)
     window = (max(1, steps // 10), steps)
     prov = provenance()
+    if claims is None:
+        claims = set(NETWORKS) <= set(names)
+    found: tuple[TrainedClaim, ...] = ()
+    claim_inputs: dict[str, Any] = {}
+    shared: dict[tuple[str, str], np.ndarray] = {}
+    if claims:
+        # one engine run per one-layer checkpoint serves both: the claims' sequences start
+        # with this analysis' own
+        found, claim_inputs, data = trained_claims(
+            steps=steps, batch=claim_batch, seed=seed, shared=batch
+        )
+        shared = {key: d["log10_spectral_norm"][:, :batch] for key, d in data.items()}
     networks = []
     for name in names:
         cfg = checkpoint_config(name)
         views: dict[str, dict[str, StageSummary]] = {}
         stacks: dict[str, StackResult] = {}
         for stage in STAGES:
-            norms, stack = analyze_checkpoint(name, stage, x)
+            if (name, stage) in shared:
+                norms, stack = {"joint": shared[(name, stage)]}, None
+            else:
+                norms, stack = analyze_checkpoint(name, stage, x)
             for view, arr in norms.items():
                 views.setdefault(view, {})[stage] = _summary(arr, window)
             if stack is not None:
@@ -148,11 +166,6 @@ def analyze_trained(
                 stack=stacks,
             )
         )
-    if claims is None:
-        claims = set(NETWORKS) <= set(names)
-    found, claim_inputs = (
-        trained_claims(steps=steps, batch=claim_batch, seed=seed) if claims else ((), {})
-    )
     return TrainedResult(
         task=dict(prov["task"]),
         inputs={

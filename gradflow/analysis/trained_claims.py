@@ -334,26 +334,56 @@ def claim_f(data: Data, short: Sequence[int] = SHORT_LAGS) -> TrainedClaim:
     )
 
 
+def claim_sequences(
+    steps: int, batch: int, seed: int, shared: int = 0
+) -> tuple[np.ndarray, np.ndarray, str]:
+    """The claims' input sequences ``(x (T, S, 2), y (S,), description)``.
+
+    The first ``shared`` sequences are ``adding_problem(steps, shared, seed)`` (those of the
+    trained-networks analysis, so one engine run serves both), the other ``batch - shared``
+    are ``adding_problem(steps, batch - shared, seed + 1)``; ``batch <= shared`` takes the
+    shared ones alone.
+    """
+    if shared <= 0:
+        x, y = adding_problem(steps, batch, seed)
+        return x, y, f"adding_problem({steps}, {batch}, seed {seed})"
+    x, y = adding_problem(steps, shared, seed)
+    if batch <= shared:
+        return x, y, f"adding_problem({steps}, {shared}, seed {seed})"
+    x2, y2 = adding_problem(steps, batch - shared, seed + 1)
+    text = (
+        f"adding_problem({steps}, {shared}, seed {seed}) followed by "
+        f"adding_problem({steps}, {batch - shared}, seed {seed + 1})"
+    )
+    return np.concatenate([x, x2], axis=1), np.concatenate([y, y2]), text
+
+
 def trained_claims(
     names: Sequence[str] = NETWORKS,
     *,
     steps: int = 100,
     batch: int = CLAIM_BATCH,
     seed: int = CLAIM_SEED,
-) -> tuple[tuple[TrainedClaim, ...], dict[str, Any]]:
+    shared: int = 0,
+) -> tuple[tuple[TrainedClaim, ...], dict[str, Any], Data]:
     """Claims (a)-(f) on the one-layer checkpoints at initialisation and after training.
 
     Args:
         names: the checkpoints (must be :data:`NETWORKS`: every claim compares them).
-        steps, batch, seed: the input sequences, ``adding_problem(steps, batch, seed)``.
+        steps, batch, seed, shared: the input sequences (:func:`claim_sequences`).
 
     Returns:
-        ``(claims, claim_inputs)``: the :class:`~gradflow.results.trained.TrainedClaim` s and
-        how the inputs were made.
+        ``(claims, claim_inputs, data)``: the :class:`~gradflow.results.trained.TrainedClaim`
+        s, how the inputs were made, and the per-sequence measurements by
+        ``(network, stage)`` (:func:`~gradflow.analysis.trained_measures.measure_checkpoint`,
+        with the spectral norms of every lag under ``log10_spectral_norm``).
+
+    Raises:
+        UsageError: other networks than :data:`NETWORKS`.
     """
     if tuple(names) != NETWORKS:
         raise UsageError(f"the claims compare {', '.join(NETWORKS)}; got {list(names)}")
-    x, y = adding_problem(steps, batch, seed)
+    x, y, made = claim_sequences(steps, batch, seed, shared)
     window = (max(1, steps // 10), steps)
     short = tuple(k for k in SHORT_LAGS if k < steps) or (steps // 2,)
     lags = (*short, steps)
@@ -372,11 +402,13 @@ def trained_claims(
     )
     inputs = {
         "generator": "gradflow.analysis.adding.adding_problem",
+        "made": made,
         "steps": steps,
-        "batch": batch,
+        "batch": int(x.shape[1]),
+        "shared": min(shared, int(x.shape[1])),
         "seed": seed,
         "window": list(window),
         "short_lags": list(short),
         "clip_threshold": CLIP,
     }
-    return claims, inputs
+    return claims, inputs, data

@@ -52,7 +52,7 @@ from .decay import decay_rate
 from .lyapunov import lyapunov_diagnostics
 
 #: Sequences per group whose Jacobians are materialised at once (memory: T G m^2 floats).
-GROUP = 4
+GROUP = 8
 #: Gradient-clipping threshold of claim (f) (the one the checkpoints were trained with).
 CLIP = 1.0
 
@@ -153,6 +153,42 @@ def task_gradient(
     return out
 
 
+def additive_chain(
+    additive: np.ndarray, spectral_lags: Sequence[int] = ()
+) -> tuple[np.ndarray, np.ndarray]:
+    """Norms of the pure additive chain ``S_0 = A_T ... A_{T-k+1}`` for every lag.
+
+    Args:
+        additive: ``(T, B, m, m)`` the materialised additive parts ``A_t`` (generated,
+            :func:`gradflow.engine.state_jacobians` with ``path="additive"``).
+        spectral_lags: lags at which to take the spectral norm too (an SVD each).
+
+    Returns:
+        ``(log10 ||S_0||_F, log10 ||S_0||_2)``, each ``(T + 1, B)``; the spectral norm is
+        NaN at lags not asked for; ``-inf`` where the chain is exactly zero. The product is
+        renormalised at every step, its log10 scale carried (never under- or overflows).
+    """
+    T, B, m, _ = additive.shape
+    P = np.broadcast_to(np.eye(m), (B, m, m)).copy()
+    scale = np.zeros(B)
+    frob = np.zeros((T + 1, B))
+    frob[0] = 0.5 * np.log10(m)
+    spec = np.full((T + 1, B), np.nan)
+    spec[0] = 0.0
+    want = set(spectral_lags)
+    for k in range(1, T + 1):
+        P = P @ additive[T - k]
+        s = np.sqrt(np.einsum("bij,bij->b", P, P))
+        P /= np.where(s > 0, s, 1.0)[:, None, None]
+        with np.errstate(divide="ignore"):
+            scale = scale + np.log10(s)
+        frob[k] = scale
+        if k in want:
+            with np.errstate(divide="ignore"):
+                spec[k] = scale + np.log10(np.linalg.svd(P, compute_uv=False)[:, 0])
+    return frob, spec
+
+
 def measure_checkpoint(
     name: str,
     stage: str,
@@ -166,7 +202,8 @@ def measure_checkpoint(
     """Per-sequence measurements of a one-layer checkpoint on ``inputs (T, B, d)``.
 
     Returns:
-        ``{quantity: (B,) values}``: ``rate`` (decay rate of the spectral norm over
+        ``{quantity: (B,) values}``: ``log10_spectral_norm`` (``(T + 1, B)``, every lag),
+        ``rate`` (decay rate of the spectral norm over
         ``window``, decades per step), ``log10_norm_lag{k}`` for ``k`` in ``lags``,
         ``lyapunov`` (largest exponent, decades per step, after a transient of
         ``window[0]`` steps), ``log10_gradient_norm`` and ``log10_long_lag_share_lag{k}``
@@ -186,10 +223,10 @@ def measure_checkpoint(
     cell = get_cell(layer.cell)
     params = layer.directions[0].params
     T, B, _ = inputs.shape
-    has_paths = name != "rnn" and cell.name != "rnn"
-    res = analyze(cell, params, inputs, paths=has_paths, hidden=False)
+    res = analyze(cell, params, inputs, hidden=False)
     spec = res.log10_spectral_norm
     out: dict[str, np.ndarray] = {
+        "log10_spectral_norm": spec,
         "rate": np.array([decay_rate(spec[:, i], window) for i in range(B)]),
     }
     for k in lags:
@@ -198,13 +235,14 @@ def measure_checkpoint(
         tight = pascanu_tightness(cell.name, dict(params), spec)
         out[f"pascanu_slack_lag{T}"] = tight.log10_slack[T].copy()
         out["pascanu_violations"] = (tight.log10_slack < -tight.tolerance[:, None]).sum(0)
-    if has_paths:
-        add_path = res.paths["additive"]
+    else:  # a cell with an additive path: the pure additive chain S_0
+        A = state_jacobians(cell, params, inputs, path="additive")
+        spectral = range(window[0], window[1] + 1) if cell.name == "gru" else ()
+        frob, spec_add = additive_chain(A, spectral)
         for k in lags:
-            share = add_path["log10_frobenius_norm"][k] - res.log10_frobenius_norm[k]
-            out[f"log10_additive_share_lag{k}"] = share
-        spec_add = add_path["log10_spectral_norm"]
-        out["additive_rate"] = np.array([decay_rate(spec_add[:, i], window) for i in range(B)])
+            out[f"log10_additive_share_lag{k}"] = frob[k] - res.log10_frobenius_norm[k]
+        if cell.name == "gru":
+            out["additive_rate"] = np.array([decay_rate(spec_add[:, i], window) for i in range(B)])
     head = read_head(name, stage)
     parts: dict[str, list[np.ndarray]] = {}
     for lo in range(0, B, GROUP):
