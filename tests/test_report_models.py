@@ -21,6 +21,7 @@ DATA = Path(__file__).parent / "baseline" / "data"
 STEMS = [
     "trained_norms",
     "trained_training",
+    "trained_additive_share",  # with the claims (all three one-layer networks analysed)
     "trained_stack",
 ]
 

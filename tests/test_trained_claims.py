@@ -240,6 +240,26 @@ def test_result_with_claims_round_trips_and_old_files_are_read(small):
     assert [n.name for n in v1.networks] == ["rnn", "lstm", "gru"]
 
 
+def test_additive_share_figure_draws_the_stored_medians():
+    from matplotlib.figure import Figure
+
+    from gradflow.plots.trained import plot_additive_share
+
+    res = analyze_trained(("rnn", "lstm", "gru"), steps=20, batch=2, seed=1, lags=(5, 20))
+    assert set(res.additive_share) == {"lstm", "gru"}
+    ax = plot_additive_share(res, Figure().add_subplot())
+    lines = {ln.get_label(): ln for ln in ax.get_lines()}
+    want = res.additive_share["gru"]["trained"].median
+    np.testing.assert_array_equal(lines["gru, trained"].get_ydata(), want)  # drawn, not redone
+    # lag 0: S_0 = P_0 = I, the share is exactly 1
+    assert res.additive_share["lstm"]["init"].median[0] == 0.0
+    # the median over the claims' sequences of the per-sequence shares at lag 10
+    per_seq = res.claim("b").measure("gru", "log10_additive_share_lag10").values["trained"]
+    assert np.median(per_seq) == pytest.approx(want[10], abs=1e-12)
+    with pytest.raises(UsageError, match="no additive shares"):
+        plot_additive_share(analyze_trained(("rnn",), steps=20, batch=2, lags=(5,)))
+
+
 def test_claims_need_the_three_networks():
     with pytest.raises(UsageError, match="the claims compare rnn, lstm, gru"):
         trained_claims(("rnn", "lstm"))

@@ -131,6 +131,7 @@ def analyze_trained(
     found: tuple[TrainedClaim, ...] = ()
     claim_inputs: dict[str, Any] = {}
     shared: dict[tuple[str, str], np.ndarray] = {}
+    share: dict[str, dict[str, Band]] = {}
     if claims:
         # one engine run per one-layer checkpoint serves both: the claims' sequences start
         # with this analysis' own
@@ -138,6 +139,10 @@ def analyze_trained(
             steps=steps, batch=claim_batch, seed=seed, shared=batch
         )
         shared = {key: d["log10_spectral_norm"][:, :batch] for key, d in data.items()}
+        for (name, stage), d in data.items():
+            if "log10_additive_share" in d:
+                band = Band.of(d["log10_additive_share"], QUANTILES, axis=1)
+                share.setdefault(name, {})[stage] = band
     networks = []
     for name in names:
         cfg = checkpoint_config(name)
@@ -179,5 +184,6 @@ def analyze_trained(
         provenance={k: v for k, v in prov.items() if k != "models"},
         claims=found,
         claim_inputs=claim_inputs,
+        additive_share=share,
         run={"seconds": time.perf_counter() - started},
     )

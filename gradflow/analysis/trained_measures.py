@@ -210,7 +210,8 @@ def measure_checkpoint(
         (``log10 ||R_k|| / ||dL/dθ||``) for ``k`` in ``tail_lags``, ``clipped`` (1 where
         ``||dL_b/dθ|| > CLIP``); a tanh RNN adds ``pascanu_slack_lag{T}`` (bound minus norm,
         decades) and ``pascanu_violations``; a cell with an additive path adds
-        ``log10_additive_share_lag{k}`` (``log10 ||S_0||_F / ||P_k||_F``) and
+        ``log10_additive_share`` (``log10 ||S_0||_F / ||P_k||_F``, ``(T + 1, B)``, every
+        lag), ``log10_additive_share_lag{k}`` and
         ``additive_rate``; a GRU adds ``z_mean``.
 
     Raises:
@@ -239,8 +240,9 @@ def measure_checkpoint(
         A = state_jacobians(cell, params, inputs, path="additive")
         spectral = range(window[0], window[1] + 1) if cell.name == "gru" else ()
         frob, spec_add = additive_chain(A, spectral)
+        out["log10_additive_share"] = frob - res.log10_frobenius_norm
         for k in lags:
-            out[f"log10_additive_share_lag{k}"] = frob[k] - res.log10_frobenius_norm[k]
+            out[f"log10_additive_share_lag{k}"] = out["log10_additive_share"][k].copy()
         if cell.name == "gru":
             out["additive_rate"] = np.array([decay_rate(spec_add[:, i], window) for i in range(B)])
     head = read_head(name, stage)

@@ -25,6 +25,7 @@ from ..plots.stack import (
 )
 from ..plots.trained import (
     STACK_VIEWS,
+    plot_additive_share,
     plot_stack_stages,
     plot_trained_norms,
     plot_training_curves,
@@ -108,6 +109,19 @@ def trained_figures(result: TrainedResult) -> list[ReportFigure]:
             lambda f: plot_training_curves(result, f.add_subplot()),
         ),
     ]
+    if result.additive_share:
+        figs.append(
+            ReportFigure(
+                "trained_additive_share",
+                "The additive path's share, at initialisation and after training",
+                "log10 ||S_0||_F / ||P_k||_F against the lag k for the gated networks: the "
+                "share of the Jacobian product P_k that the pure additive chain S_0 (the "
+                "j = 0 term of P_k = sum_j S_j, no weight matrix) carries, at initialisation "
+                "(dashed) and after training (solid), median over the claims' "
+                f"{_claims_inputs_text(result)} with the 10%\u201390% band (claim b).",
+                lambda f: plot_additive_share(result, f.add_subplot()),
+            )
+        )
     stack = _stack_name(result)
     if stack is not None:
         rows = stack_rows_text()
@@ -202,11 +216,13 @@ def claim_rows(result: TrainedResult) -> list[dict[str, Any]]:
 
 def _claims_inputs_text(result: TrainedResult) -> str:
     i = result.claim_inputs
-    batch, shared, seed = int(i.get("batch", 0)), int(i.get("shared", 0)), i.get("seed")
+    batch, shared, seed = int(i.get("batch", 0)), int(i.get("shared", 0)), int(i.get("seed", 0))
     text = f"{batch} sequences of the {result.task.get('name', 'task')} of length {i.get('steps')}"
     if 0 < shared < batch:
-        return text + f" (the {shared} above and {batch - shared} more, seed {int(seed) + 1})"
-    return text + (" (those above)" if shared else f" (seed {seed})")
+        return text + (
+            f" (the {shared} of the decay table and {batch - shared} more, seed {seed + 1})"
+        )
+    return text + (" (those of the decay table)" if shared else f" (seed {seed})")
 
 
 def write_trained_tables(result: TrainedResult, data_dir: Path) -> list[Path]:

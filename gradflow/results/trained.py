@@ -280,6 +280,9 @@ class TrainedResult(Result):
             read from a version 1 file).
         claim_inputs: how the claims' input sequences were made (generator, steps, batch,
             seed, fitted window); empty without claims.
+        additive_share: ``{network: {stage: Band}}``, the band over the claims' sequences of
+            ``log10 ||S_0||_F / ||P_k||_F`` for every lag ``k = 0..T`` (the share of the
+            product the additive path alone carries; gated networks with claims only).
     """
 
     kind = "trained_models"
@@ -293,6 +296,7 @@ class TrainedResult(Result):
     provenance: Mapping[str, Any] = field(default_factory=dict)
     claims: tuple[TrainedClaim, ...] = ()
     claim_inputs: Mapping[str, Any] = field(default_factory=dict)
+    additive_share: Mapping[str, Mapping[str, Band]] = field(default_factory=dict)
 
     def claim(self, cid: str) -> TrainedClaim:
         """The claim with letter ``cid``."""
@@ -317,6 +321,9 @@ class TrainedResult(Result):
             "networks": [n.to_dict() for n in self.networks],
             "claims": [c.to_dict() for c in self.claims],
             "claim_inputs": dict(self.claim_inputs),
+            "additive_share": {
+                n: {s: b.to_dict() for s, b in st.items()} for n, st in self.additive_share.items()
+            },
         }
 
     @classmethod
@@ -337,4 +344,18 @@ class TrainedResult(Result):
             provenance=dict(mapping(data.get("provenance") or {}, where.at("provenance"))),
             claims=tuple(TrainedClaim.from_dict(c, wc.at(i)) for i, c in enumerate(claims)),
             claim_inputs=dict(mapping(data.get("claim_inputs") or {}, where.at("claim_inputs"))),
+            additive_share=_share_bands(
+                data.get("additive_share") or {}, where.at("additive_share")
+            ),
         )
+
+
+def _share_bands(data: Any, where: Where) -> dict[str, dict[str, Band]]:
+    out: dict[str, dict[str, Band]] = {}
+    for net, stages in mapping(data, where).items():
+        out[str(net)] = {}
+        for stage, band in mapping(stages, where.at(net)).items():
+            if stage not in STAGES:
+                raise where.at(net).fail(f"unknown stage {stage!r}; expected init or trained")
+            out[str(net)][str(stage)] = Band.from_dict(band, where.at(net).at(stage))
+    return out
