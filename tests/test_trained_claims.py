@@ -19,6 +19,7 @@ from gradflow.analysis.adding import adding_problem
 from gradflow.analysis.checkpoints import TRAINED_DIR, load_checkpoint
 from gradflow.analysis.trained import analyze_trained
 from gradflow.analysis.trained_claims import (
+    CLAIM_BATCH,
     NETWORKS,
     claim_c,
     claim_sequences,
@@ -216,18 +217,18 @@ def test_claim_c_words_what_the_intervals_say():
         for s, v in zip(STAGES, vals, strict=True)
     }
     says = claim_c(data).says
-    assert "lstm explode after training" in says  # +0.05 > 0.01: exploding, said so
+    assert "the LSTM explodes after training" in says  # +0.05 > 0.01: exploding, said so
     assert "(vanishing) to -0.100" in says
 
 
 def test_result_with_claims_round_trips_and_old_files_are_read(small):
     res = analyze_trained(("rnn", "lstm", "gru"), steps=30, batch=2, seed=3, lags=(5, 30))
     assert [c.id for c in res.claims] == list("abcdef")
-    assert res.claim_inputs["batch"] == 8 and res.claim_inputs["shared"] == 2
+    assert res.claim_inputs["batch"] == CLAIM_BATCH and res.claim_inputs["shared"] == 2
     # the decay table's norms are the claims' first sequences (one engine run serves both)
     rnn = res.network("rnn").views["joint"]["trained"].norms.median
     rate = res.claim("a").measure("rnn", "rate").values["trained"]
-    assert rnn.shape == (31,) and rate.shape == (8,)
+    assert rnn.shape == (31,) and rate.shape == (CLAIM_BATCH,)
     back = load_result(loads(dumps(res.to_dict())))
     assert isinstance(back, TrainedResult)
     assert back.comparable() == res.comparable()
