@@ -76,6 +76,11 @@ def parameter_counts(name: str, stage: str) -> dict[str, int]:
     return counts
 
 
+def _plain(x: Scaled) -> np.ndarray:
+    with np.errstate(over="ignore"):
+        return np.asarray(x.a * np.power(10.0, x.l)[:, None])
+
+
 def task_gradient(
     cell: Cell | str,
     params: Mapping[str, Any],
@@ -96,9 +101,10 @@ def task_gradient(
 
     Returns:
         ``log10_norm (B,)`` ``log10 ||dL_b/dθ||``; ``log10_tail_norm (K, B)``
-        ``log10 ||R_k||``; ``gradient (B, P)`` ``dL_b/dθ`` (parameters flattened in the
-        cell's order); ``z_mean (B,)`` the mean over steps and units of the gate ``z`` (cells
-        with one; else absent); ``prediction (B,)``.
+        ``log10 ||R_k||``; ``gradient (B, P)`` ``dL_b/dθ`` as plain floats (parameters
+        flattened in the cell's order; it may overflow where the norm does not fit a float,
+        unlike the log10 norms); ``z_mean (B,)`` the mean over steps and units of the gate
+        ``z`` (cells with one; else absent); ``prediction (B,)``.
 
     Raises:
         UsageError: a lag outside ``0..T-1``.
@@ -145,7 +151,7 @@ def task_gradient(
     out = {
         "log10_norm": log_norm(np, total.a) + total.l,
         "log10_tail_norm": np.array(tails),
-        "gradient": total.a * np.power(10.0, total.l)[:, None],
+        "gradient": _plain(total),
         "prediction": pred,
     }
     if z:
