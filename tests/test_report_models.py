@@ -21,6 +21,7 @@ DATA = Path(__file__).parent / "baseline" / "data"
 STEMS = [
     "trained_norms",
     "trained_training",
+    "trained_additive_share",  # with the claims (all three one-layer networks analysed)
     "trained_stack",
 ]
 
@@ -137,3 +138,43 @@ def test_stack_caption_follows_the_one_list_of_views(monkeypatch):
     monkeypatch.setattr(models, "STACK_VIEWS", (*views, plot_new_view))
     with pytest.raises(KeyError, match="plot_new_view"):
         models.stack_rows_text()
+
+
+def _claim_rows(report: Path) -> list[dict[str, str]]:
+    text = (report / "data" / "trained_claims.csv").read_text("utf-8")
+    return list(csv.DictReader(text.splitlines()))
+
+
+def _shown(r: dict[str, str], stage: str) -> str:
+    """A claim number as the table prints it (an exact count as an integer)."""
+    value = float(r[f"{stage}_estimate"])
+    if r["exact"] == "True":
+        return str(int(value)) if value.is_integer() else format_number(value, 4, False)
+    return format_number(value, 3, r["quantity"] not in ("z_mean", "clipped"))
+
+
+def test_claims_table_shows_every_number_of_its_data_file(report, saved):
+    result = TrainedResult.load(saved)
+    rows = _claim_rows(report)
+    # one line per (claim, network, quantity), as many as the result holds
+    assert len(rows) == sum(len(c.measures) for c in result.claims) > 20
+    assert [c.id for c in result.claims] == list("abcdef")
+    md = (report / "report.md").read_text("utf-8")
+    md_section = md[md.index("### Claims at initialisation") : md.index("## Cells and their")]
+    page = (report / "index.html").read_text("utf-8")
+    html = page[page.index('id="trained-claims"') : page.index('<section id="cells">')]
+    table = [line for line in md_section.splitlines() if line.startswith("| ")][1:]
+    assert len(table) == len(rows)
+    for r, line in zip(rows, table, strict=True):
+        for stage in ("init", "trained"):
+            value = _shown(r, stage)
+            assert value in line, (value, line)
+            assert value in html
+        if r["exact"] == "False":  # an interval beside the estimate, low <= estimate <= high
+            assert float(r["init_low"]) <= float(r["init_estimate"]) <= float(r["init_high"])
+            assert int(r["trained_sequences"]) == result.claim_inputs["batch"]
+    # the caveat on what the interval is over, in both formats
+    assert "not over weight draws" in md_section and "not over weight draws" in html
+    for claim in result.claims:  # each claim's sentence, worded from the data
+        assert f"**({claim.id}) " in md_section and f"<strong>({claim.id}) " in html
+    assert "data/trained_claims.csv" in md_section

@@ -18,7 +18,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import load_file
 
-from gradflow.analysis import trained
+from gradflow.analysis import checkpoints
 from gradflow.analysis.adding import BASELINE_MSE, adding_problem
 from gradflow.analysis.trained import (
     CHECKPOINTS,
@@ -83,7 +83,7 @@ def test_a_tampered_checkpoint_is_refused(tmp_path, monkeypatch):
     data = bytearray(path.read_bytes())
     data[-1] ^= 1
     path.write_bytes(bytes(data))
-    monkeypatch.setattr(trained, "TRAINED_DIR", copy)
+    monkeypatch.setattr(checkpoints, "TRAINED_DIR", copy)
     with pytest.raises(WeightsError, match="SHA-256"):
         load_checkpoint("rnn", "trained")
     with pytest.raises(UsageError, match="unknown checkpoint"):

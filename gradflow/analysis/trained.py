@@ -29,87 +29,33 @@ References:
 
 from __future__ import annotations
 
-import hashlib
-import json
 import time
 from collections.abc import Sequence
 from dataclasses import replace
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
 from ..engine import analyze
-from ..errors import UsageError, WeightsError
-from ..formats import load_model
-from ..formats.model import Model
+from ..errors import UsageError
 from ..formats.select import analyze_model
 from ..results import Band, StackResult
-from ..results.trained import STAGES, StageSummary, TrainedNetwork, TrainedResult
+from ..results.trained import STAGES, StageSummary, TrainedClaim, TrainedNetwork, TrainedResult
 from .adding import adding_problem
+from .checkpoints import CHECKPOINTS as CHECKPOINTS
+from .checkpoints import TRAINED_DIR as TRAINED_DIR
+from .checkpoints import checkpoint_config as checkpoint_config
+from .checkpoints import checkpoint_path as checkpoint_path
+from .checkpoints import load_checkpoint as load_checkpoint
+from .checkpoints import provenance as provenance
+from .checkpoints import verify_checkpoint as verify_checkpoint
 from .decay import QUANTILES, summarise
+from .trained_claims import CLAIM_BATCH, NETWORKS, trained_claims
 
-#: Where the checkpoints live (package data).
-TRAINED_DIR = Path(__file__).resolve().parent.parent / "data" / "trained"
-#: The checkpoints, in report order.
-CHECKPOINTS = ("rnn", "lstm", "gru", "lstm2")
 #: The lags a report tabulates.
 LAGS = (10, 50, 100)
 #: Defaults of the analysis: short sequences, a small batch (a few seconds in all).
 STEPS, BATCH, SEED = 100, 4, 7
-
-
-def checkpoint_path(name: str, stage: str) -> Path:
-    """The weight file of checkpoint ``name`` at ``stage`` (``init`` or ``trained``).
-
-    Raises:
-        UsageError: an unknown name or stage.
-    """
-    if name not in CHECKPOINTS:
-        raise UsageError(f"unknown checkpoint {name!r}; choose one of {', '.join(CHECKPOINTS)}")
-    if stage not in STAGES:
-        raise UsageError(f"unknown stage {stage!r}; choose init or trained")
-    return TRAINED_DIR / f"{name}_{stage}.safetensors"
-
-
-def _json(path: Path) -> dict[str, Any]:
-    try:
-        data = json.loads(path.read_text(encoding="utf-8"))
-    except (OSError, ValueError) as exc:
-        raise WeightsError(f"{path}: cannot read the checkpoint description ({exc})") from None
-    if not isinstance(data, dict):
-        raise WeightsError(f"{path}: expected a JSON object")
-    return data
-
-
-def provenance() -> dict[str, Any]:
-    """``provenance.json``: script, torch version, seeds, task, metric and file hashes."""
-    return _json(TRAINED_DIR / "provenance.json")
-
-
-def checkpoint_config(name: str) -> dict[str, Any]:
-    """The training configuration and curve of checkpoint ``name`` (its JSON)."""
-    checkpoint_path(name, "init")  # validates the name
-    return _json(TRAINED_DIR / f"{name}.json")
-
-
-def verify_checkpoint(name: str, stage: str) -> Path:
-    """The checkpoint's path, after checking its SHA-256 against the provenance.
-
-    Raises:
-        WeightsError: the file differs from the one the training script wrote.
-    """
-    path = checkpoint_path(name, stage)
-    want = checkpoint_config(name)["files"][stage]["sha256"]
-    got = hashlib.sha256(path.read_bytes()).hexdigest()
-    if got != want:
-        raise WeightsError(f"{path}: SHA-256 {got[:12]}... differs from the provenance's")
-    return path
-
-
-def load_checkpoint(name: str, stage: str) -> Model:
-    """Checkpoint ``name`` at ``stage`` read by gradflow's own loader (hash checked)."""
-    return load_model(verify_checkpoint(name, stage), prefix="rnn")
 
 
 def _summary(norms: np.ndarray, window: tuple[int, int]) -> StageSummary:
@@ -150,6 +96,8 @@ def analyze_trained(
     batch: int = BATCH,
     seed: int = SEED,
     lags: Sequence[int] = LAGS,
+    claims: bool | None = None,
+    claim_batch: int = CLAIM_BATCH,
 ) -> TrainedResult:
     """Analyse the shipped checkpoints at initialisation and after training.
 
@@ -157,6 +105,13 @@ def analyze_trained(
         names: which checkpoints (default all, :data:`CHECKPOINTS`).
         steps, batch, seed: the analysis inputs, ``adding_problem(steps, batch, seed)``.
         lags: the lags a report tabulates (each at most ``steps``).
+        claims: also measure claims (a)-(f) on the one-layer networks
+            (:func:`gradflow.analysis.trained_claims.trained_claims`, on
+            ``claim_batch`` sequences that start with this analysis' ``batch``, see
+            :func:`~gradflow.analysis.trained_claims.claim_sequences`); ``None``: when
+            ``names`` holds all of them. The one-layer networks' norms then come from the
+            claims' engine runs (the same numbers, run once).
+        claim_batch: the number of input sequences the claims' intervals are over.
 
     Returns:
         One :class:`~gradflow.results.TrainedResult`.
@@ -171,13 +126,33 @@ def analyze_trained(
     x, _ = adding_problem(steps, batch, seed)
     window = (max(1, steps // 10), steps)
     prov = provenance()
+    if claims is None:
+        claims = set(NETWORKS) <= set(names)
+    found: tuple[TrainedClaim, ...] = ()
+    claim_inputs: dict[str, Any] = {}
+    shared: dict[tuple[str, str], np.ndarray] = {}
+    share: dict[str, dict[str, Band]] = {}
+    if claims:
+        # one engine run per one-layer checkpoint serves both: the claims' sequences start
+        # with this analysis' own
+        found, claim_inputs, data = trained_claims(
+            steps=steps, batch=claim_batch, seed=seed, shared=batch
+        )
+        shared = {key: d["log10_spectral_norm"][:, :batch] for key, d in data.items()}
+        for (name, stage), d in data.items():
+            if "log10_additive_share" in d:
+                band = Band.of(d["log10_additive_share"], QUANTILES, axis=1)
+                share.setdefault(name, {})[stage] = band
     networks = []
     for name in names:
         cfg = checkpoint_config(name)
         views: dict[str, dict[str, StageSummary]] = {}
         stacks: dict[str, StackResult] = {}
         for stage in STAGES:
-            norms, stack = analyze_checkpoint(name, stage, x)
+            if (name, stage) in shared:
+                norms, stack = {"joint": shared[(name, stage)]}, None
+            else:
+                norms, stack = analyze_checkpoint(name, stage, x)
             for view, arr in norms.items():
                 views.setdefault(view, {})[stage] = _summary(arr, window)
             if stack is not None:
@@ -207,5 +182,8 @@ def analyze_trained(
         lags=tuple(int(k) for k in lags),
         networks=tuple(networks),
         provenance={k: v for k, v in prov.items() if k != "models"},
+        claims=found,
+        claim_inputs=claim_inputs,
+        additive_share=share,
         run={"seconds": time.perf_counter() - started},
     )

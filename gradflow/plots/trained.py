@@ -2,6 +2,9 @@ r"""Figures of trained networks, drawn only from a :class:`~gradflow.results.Tra
 
 * :func:`plot_trained_norms`: one network's ``log10 ||ds_T/ds_{T-k}||_2`` against the lag at
   initialisation (dashed) and after training (solid), median over the batch with its band;
+* :func:`plot_additive_share`: the share ``||S_0||_F / ||P_k||_F`` of the gated networks'
+  product that the additive path alone carries, against the lag, at initialisation (dashed)
+  and after training (solid) (claim b);
 * :func:`plot_training_curves`: the training loss per step of every network against the
   baseline of always predicting the target's mean;
 * :func:`plot_stack_stages`: whole-model views of :mod:`gradflow.plots.stack` for a stacked
@@ -82,6 +85,27 @@ def plot_trained_norms(
     return ax
 
 
+def plot_additive_share(result: Any, ax: Axes | None = None, *, legend: bool = True) -> Axes:
+    """``log10 ||S_0||_F / ||P_k||_F`` against the lag for each gated network: median over the
+    claims' sequences with its band, initialisation dashed, trained solid."""
+    res = _trained(result)
+    if not res.additive_share:
+        raise UsageError("the result has no additive shares (run with the claims)")
+    ax = _axes(ax)
+    colours = palette()
+    for i, (name, stages) in enumerate(res.additive_share.items()):
+        for stage in (s for s in STAGES if s in stages):
+            b = stages[stage]
+            band = Band(np.arange(len(b.median)), b.low, b.median, b.high, b.levels)
+            label = f"{name}, {STAGE_LABELS[stage]}"
+            _line(ax, band, colours[i % len(colours)], "", label, linestyle=STAGE_STYLES[stage])
+    ax.set_xlabel(r"lag $k$")
+    ax.set_ylabel(r"$\log_{10}\|S_0\|_F / \|P_k\|_F$")
+    if legend:
+        _legend(ax)
+    return ax
+
+
 def plot_training_curves(result: Any, ax: Axes | None = None) -> Axes:
     """The training loss per optimiser step of every network, and the baseline (dotted)."""
     res = _trained(result)
@@ -138,7 +162,8 @@ def plot_trained_result(
     """Draw every figure of a trained-models result into ``out_dir``; returns the files.
 
     ``trained_norms`` (one panel per network, :func:`plot_trained_norms`),
-    ``trained_training`` (:func:`plot_training_curves`) and, for a stacked network,
+    ``trained_training`` (:func:`plot_training_curves`), with claims
+    ``trained_additive_share`` (:func:`plot_additive_share`) and, for a stacked network,
     ``trained_stack`` (:func:`plot_stack_stages` with :data:`STACK_VIEWS`): the figures of the
     report's "Trained networks" section, under the same stems."""
     res = _trained(result)
@@ -156,6 +181,10 @@ def plot_trained_result(
         ),
         ("trained_training", 1, lambda f: plot_training_curves(res, f.add_subplot())),
     ]
+    if res.additive_share:
+        figures.append(
+            ("trained_additive_share", 1, lambda f: plot_additive_share(res, f.add_subplot()))
+        )
     if stack is not None:
         figures.append(
             (

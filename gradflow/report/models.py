@@ -2,8 +2,9 @@
 
 Everything here is drawn or copied from a :class:`~gradflow.results.TrainedResult`
 (:func:`gradflow.analysis.trained.analyze_trained`); nothing is recomputed. Every number the
-section shows is in ``data/trained.json`` (the whole result) and ``data/trained_networks.csv``
-(the table).
+section shows is in ``data/trained.json`` (the whole result), ``data/trained_networks.csv``
+(the decay table) and ``data/trained_claims.csv`` (claims (a)-(f) at initialisation and after
+training: each number with its interval over the input sequences).
 """
 
 from __future__ import annotations
@@ -24,13 +25,15 @@ from ..plots.stack import (
 )
 from ..plots.trained import (
     STACK_VIEWS,
+    plot_additive_share,
     plot_stack_stages,
     plot_trained_norms,
     plot_training_curves,
 )
 from ..results import TrainedResult, dumps
-from ..results.trained import STAGES
+from ..results.trained import STAGES, ClaimMeasure
 from .figures import ReportFigure
+from .html import format_number
 
 #: Citation keys of the section: the task and the lag split.
 CITATIONS = ("hochreiter1997", "le2015irnn", "pascanu2013")
@@ -106,6 +109,19 @@ def trained_figures(result: TrainedResult) -> list[ReportFigure]:
             lambda f: plot_training_curves(result, f.add_subplot()),
         ),
     ]
+    if result.additive_share:
+        figs.append(
+            ReportFigure(
+                "trained_additive_share",
+                "The additive path's share, at initialisation and after training",
+                "log10 ||S_0||_F / ||P_k||_F against the lag k for the gated networks: the "
+                "share of the Jacobian product P_k that the pure additive chain S_0 (the "
+                "j = 0 term of P_k = sum_j S_j, no weight matrix) carries, at initialisation "
+                "(dashed) and after training (solid), median over the claims' "
+                f"{_claims_inputs_text(result)} with the 10%\u201390% band (claim b).",
+                lambda f: plot_additive_share(result, f.add_subplot()),
+            )
+        )
     stack = _stack_name(result)
     if stack is not None:
         rows = stack_rows_text()
@@ -148,8 +164,70 @@ def _rows(result: TrainedResult) -> list[dict[str, Any]]:
     return rows
 
 
+#: Columns of ``trained_claims.csv`` after the claim and network: per stage the estimate and
+#: its interval over the sequences (empty for an exact number).
+CLAIM_HEADER = ["claim", "network", "quantity", "label", "units", "exact", "statistic"] + [
+    f"{stage}_{part}" for stage in STAGES for part in ("estimate", "low", "high", "sequences")
+]
+
+
+def _claim_line(cid: str, m: ClaimMeasure) -> list[Any]:
+    stat = next(iter(m.intervals.values()), {}).get("statistic", "") if m.intervals else ""
+    line: list[Any] = [cid, m.network, m.quantity, m.label, m.units, m.exact, stat]
+    for stage in STAGES:
+        iv = m.intervals.get(stage)
+        if iv is None:
+            line += [m.estimate(stage), None, None, len(m.values[stage])]
+        else:
+            line += [iv["estimate"], iv["low"], iv["high"], iv["draws"]]
+    return line
+
+
+def _interval_text(m: ClaimMeasure, stage: str) -> str:
+    if m.exact:
+        v = m.estimate(stage)
+        return str(int(v)) if float(v).is_integer() else format_number(v, 4, False)
+    iv = m.intervals[stage]
+    signed = m.quantity not in ("z_mean", "clipped")
+    digits = 3
+
+    def f(x: Any) -> str:
+        return format_number(float(x), digits, signed)
+
+    return f"{f(iv['estimate'])} [{f(iv['low'])}, {f(iv['high'])}]"
+
+
+def claim_rows(result: TrainedResult) -> list[dict[str, Any]]:
+    """One row per (claim, network, quantity): the claim's letter on its first row only."""
+    rows = []
+    for claim in result.claims:
+        for i, m in enumerate(claim.measures):
+            rows.append(
+                {
+                    "claim": f"({claim.id})" if i == 0 else "",
+                    "network": m.network,
+                    "label": m.label + (f" ({m.units})" if m.units else ""),
+                    "init": _interval_text(m, "init"),
+                    "trained": _interval_text(m, "trained"),
+                }
+            )
+    return rows
+
+
+def _claims_inputs_text(result: TrainedResult) -> str:
+    i = result.claim_inputs
+    batch, shared, seed = int(i.get("batch", 0)), int(i.get("shared", 0)), int(i.get("seed", 0))
+    text = f"{batch} sequences of the {result.task.get('name', 'task')} of length {i.get('steps')}"
+    if 0 < shared < batch:
+        return text + (
+            f" (the {shared} of the decay table and {batch - shared} more, seed {seed + 1})"
+        )
+    return text + (" (those of the decay table)" if shared else f" (seed {seed})")
+
+
 def write_trained_tables(result: TrainedResult, data_dir: Path) -> list[Path]:
-    """``trained.json`` (the whole result) and ``trained_networks.csv`` (the table)."""
+    """``trained.json`` (the whole result), ``trained_networks.csv`` (the decay table) and,
+    with claims, ``trained_claims.csv``."""
     atomic_write(data_dir / "trained.json", dumps(result.to_dict(), compact=True), parents=True)
     header = ["network", "view", "cell", "hidden_size", "test_mse", "baseline_mse"]
     for stage in STAGES:
@@ -165,7 +243,15 @@ def write_trained_tables(result: TrainedResult, data_dir: Path) -> list[Path]:
     buf = io.StringIO()
     csv.writer(buf, lineterminator="\n").writerows(table)
     atomic_write(data_dir / "trained_networks.csv", buf.getvalue())
-    return [data_dir / "trained.json", data_dir / "trained_networks.csv"]
+    written = [data_dir / "trained.json", data_dir / "trained_networks.csv"]
+    if result.claims:
+        lines: list[list[Any]] = [CLAIM_HEADER]
+        lines += [_claim_line(c.id, m) for c in result.claims for m in c.measures]
+        buf = io.StringIO()
+        csv.writer(buf, lineterminator="\n").writerows(lines)
+        atomic_write(data_dir / "trained_claims.csv", buf.getvalue())
+        written.append(data_dir / "trained_claims.csv")
+    return written
 
 
 def trained_context(
@@ -196,6 +282,12 @@ def trained_context(
             for n in result.networks
         ],
         "rows": _rows(result),
+        "claims": [
+            {"id": c.id, "title": c.title, "statement": c.statement, "says": c.says}
+            for c in result.claims
+        ],
+        "claim_rows": claim_rows(result),
+        "claim_inputs": _claims_inputs_text(result) if result.claims else "",
         "figures": figures,
         "first_figure": first_figure,
         "stack": _stack_name(result),

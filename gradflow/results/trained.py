@@ -9,6 +9,12 @@ product (``joint``; for a stack also each layer's own chain ``l0``, ``l1`` ...) 
 carries its whole :class:`~gradflow.results.StackResult` per stage (cross-layer reach, memory
 curves, the lag split of the weight gradient).
 
+Since schema version 2 the result also holds :class:`TrainedClaim` s: claims (a)-(f) of
+:mod:`gradflow.analysis.claims` measured on the one-layer checkpoints at initialisation and
+after training (:mod:`gradflow.analysis.trained_claims`), each number a :class:`ClaimMeasure`
+with its per-sequence values and its interval over the input sequences. Version 1 files are
+still read (no claims).
+
 Examples:
     >>> import numpy as np
     >>> from gradflow.results import Band, DecayRate
@@ -36,6 +42,129 @@ from .stack import StackResult
 
 #: The stages of a checkpoint, in order.
 STAGES = ("init", "trained")
+
+
+@dataclass(frozen=True, eq=False)
+class ClaimMeasure:
+    """One number of a claim, for one network, at both stages.
+
+    Attributes:
+        network: the checkpoint (``rnn``, ``lstm``, ``gru``).
+        quantity: a key (``rate``, ``log10_additive_share_lag50`` ...).
+        label: the quantity in words, for a table. units: its units (may be empty).
+        values: ``{stage: (S,) per-sequence values}``; one value for an exact number.
+        intervals: ``{stage: interval dict}`` (``estimate``, ``low``, ``high``, ``level``,
+            ``draws``, ``statistic``, ``resamples``) of the statistic over the *input
+            sequences* through the one network of that stage (not over weight draws);
+            empty for an exact number.
+    """
+
+    network: str
+    quantity: str
+    label: str
+    units: str
+    values: Mapping[str, np.ndarray]
+    intervals: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+
+    @property
+    def exact(self) -> bool:
+        """Whether the number is exact (no interval: e.g. a parameter count)."""
+        return not self.intervals
+
+    def estimate(self, stage: str) -> float:
+        """The number at ``stage``: the interval's estimate, or the exact value."""
+        if stage in self.intervals:
+            return float(self.intervals[stage]["estimate"])
+        return float(self.values[stage][0])
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "network": self.network,
+            "quantity": self.quantity,
+            "label": self.label,
+            "units": self.units,
+            "values": dict(self.values),
+            "intervals": {s: dict(v) for s, v in self.intervals.items()},
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: Where) -> ClaimMeasure:
+        d = mapping(data, where)
+        values = {}
+        wv = where.at("values")
+        for stage, v in mapping(get(d, "values", where), wv).items():
+            if stage not in STAGES:
+                raise wv.fail(f"unknown stage {stage!r}; expected init or trained")
+            values[str(stage)] = as_array(v, wv.at(stage), 1)
+        intervals = {}
+        wi = where.at("intervals")
+        for stage, iv in mapping(d.get("intervals") or {}, wi).items():
+            if stage not in values:
+                raise wi.fail(f"an interval for stage {stage!r} without its values")
+            iv = mapping(iv, wi.at(stage))
+            for key in ("estimate", "low", "high"):
+                if as_float(get(iv, key, wi.at(stage)), wi.at(stage).at(key)) is None:
+                    raise wi.at(stage).at(key).fail("expected a finite number")
+            intervals[str(stage)] = dict(iv)
+        return cls(
+            network=as_str(get(d, "network", where), where.at("network")),
+            quantity=as_str(get(d, "quantity", where), where.at("quantity")),
+            label=as_str(get(d, "label", where), where.at("label")),
+            units=as_str(d.get("units", ""), where.at("units")),
+            values=values,
+            intervals=intervals,
+        )
+
+
+@dataclass(frozen=True, eq=False)
+class TrainedClaim:
+    """One claim of :mod:`gradflow.analysis.claims`, measured at initialisation and after
+    training.
+
+    Attributes:
+        id: the claim's letter (``a`` ... ``f``). title: the claim in a few words.
+        statement: what the claim says (the textbook statement, shortened).
+        says: what the measurements say, in one or two sentences worded from the data
+            (including where training contradicts the statement).
+        measures: the numbers, one :class:`ClaimMeasure` per (network, quantity).
+    """
+
+    id: str
+    title: str
+    statement: str
+    says: str
+    measures: tuple[ClaimMeasure, ...]
+
+    def measure(self, network: str, quantity: str) -> ClaimMeasure:
+        """The measure of ``quantity`` for ``network``."""
+        for m in self.measures:
+            if m.network == network and m.quantity == quantity:
+                return m
+        raise KeyError((network, quantity))
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "title": self.title,
+            "statement": self.statement,
+            "says": self.says,
+            "measures": [m.to_dict() for m in self.measures],
+        }
+
+    @classmethod
+    def from_dict(cls, data: Any, where: Where) -> TrainedClaim:
+        d = mapping(data, where)
+        wm = where.at("measures")
+        return cls(
+            id=as_str(get(d, "id", where), where.at("id")),
+            title=as_str(get(d, "title", where), where.at("title")),
+            statement=as_str(get(d, "statement", where), where.at("statement")),
+            says=as_str(get(d, "says", where), where.at("says")),
+            measures=tuple(
+                ClaimMeasure.from_dict(m, wm.at(i))
+                for i, m in enumerate(as_list(get(d, "measures", where), wm))
+            ),
+        )
 
 
 @dataclass(frozen=True, eq=False)
@@ -147,16 +276,34 @@ class TrainedResult(Result):
         lags: the lags a report tabulates (e.g. 10, 50, 100).
         networks: one :class:`TrainedNetwork` each, in order.
         provenance: the checkpoints' ``provenance.json`` (script, torch version, seeds).
+        claims: claims (a)-(f) at initialisation and after training (empty when not run, or
+            read from a version 1 file).
+        claim_inputs: how the claims' input sequences were made (generator, steps, batch,
+            seed, fitted window); empty without claims.
+        additive_share: ``{network: {stage: Band}}``, the band over the claims' sequences of
+            ``log10 ||S_0||_F / ||P_k||_F`` for every lag ``k = 0..T`` (the share of the
+            product the additive path alone carries; gated networks with claims only).
     """
 
     kind = "trained_models"
-    schema_version = 1
+    schema_version = 2
+    reads_versions = (1,)
 
     task: Mapping[str, Any]
     inputs: Mapping[str, Any]
     lags: tuple[int, ...]
     networks: tuple[TrainedNetwork, ...]
     provenance: Mapping[str, Any] = field(default_factory=dict)
+    claims: tuple[TrainedClaim, ...] = ()
+    claim_inputs: Mapping[str, Any] = field(default_factory=dict)
+    additive_share: Mapping[str, Mapping[str, Band]] = field(default_factory=dict)
+
+    def claim(self, cid: str) -> TrainedClaim:
+        """The claim with letter ``cid``."""
+        for c in self.claims:
+            if c.id == cid:
+                return c
+        raise KeyError(cid)
 
     def network(self, name: str) -> TrainedNetwork:
         """The network called ``name``."""
@@ -172,12 +319,20 @@ class TrainedResult(Result):
             "lags": list(self.lags),
             "provenance": dict(self.provenance),
             "networks": [n.to_dict() for n in self.networks],
+            "claims": [c.to_dict() for c in self.claims],
+            "claim_inputs": dict(self.claim_inputs),
+            "additive_share": {
+                n: {s: b.to_dict() for s, b in st.items()} for n, st in self.additive_share.items()
+            },
         }
 
     @classmethod
     def _from_data(cls, data: Mapping[str, Any], version: int, where: Where) -> TrainedResult:
         wn = where.at("networks")
         wl = where.at("lags")
+        wc = where.at("claims")
+        # version 1 had no claims
+        claims = as_list(data.get("claims") or [], wc) if version >= 2 else []
         return cls(
             task=dict(mapping(get(data, "task", where), where.at("task"))),
             inputs=dict(mapping(get(data, "inputs", where), where.at("inputs"))),
@@ -187,4 +342,20 @@ class TrainedResult(Result):
                 for i, n in enumerate(as_list(get(data, "networks", where), wn))
             ),
             provenance=dict(mapping(data.get("provenance") or {}, where.at("provenance"))),
+            claims=tuple(TrainedClaim.from_dict(c, wc.at(i)) for i, c in enumerate(claims)),
+            claim_inputs=dict(mapping(data.get("claim_inputs") or {}, where.at("claim_inputs"))),
+            additive_share=_share_bands(
+                data.get("additive_share") or {}, where.at("additive_share")
+            ),
         )
+
+
+def _share_bands(data: Any, where: Where) -> dict[str, dict[str, Band]]:
+    out: dict[str, dict[str, Band]] = {}
+    for net, stages in mapping(data, where).items():
+        out[str(net)] = {}
+        for stage, band in mapping(stages, where.at(net)).items():
+            if stage not in STAGES:
+                raise where.at(net).fail(f"unknown stage {stage!r}; expected init or trained")
+            out[str(net)][str(stage)] = Band.from_dict(band, where.at(net).at(stage))
+    return out
