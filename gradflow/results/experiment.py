@@ -6,7 +6,10 @@ mean-field prediction where they apply, and a :class:`CellCard` with the cell's 
 Jacobian as LaTeX and MathML strings (and the equation file's text for a user cell), so a report
 never reads the cell's file again or re-derives anything.
 
-Schema version 3 adds the certified singular values (a ``certified`` mask beside the values,
+Schema version 4 keeps each run's value behind the decay rate and the norm at ``k = T``
+(:class:`~gradflow.results.runs.RunValues`: the value, the weight draw, and the two-stage
+bootstrap interval of the median), so a reader can recompute every interval; version 3 files
+(no per-run values, no intervals) are still read. Schema version 3 adds the certified singular values (a ``certified`` mask beside the values,
 :mod:`gradflow.prodsvd`), the path expansion (:class:`~gradflow.results.diagnostics.PathTerms`)
 and the annealed mean field (:class:`~gradflow.results.diagnostics.AnnealedGrowth`). Version 2
 stores bands as ``{levels, low, median, high}``; version 2 files (singular values from one SVD,
@@ -38,6 +41,7 @@ from .base import (
     optional,
 )
 from .diagnostics import AnnealedGrowth, PathTerms
+from .runs import RunValues
 
 #: How singular values were computed, for results that do not say (schema version <= 2).
 ONE_SVD = "one SVD of the accumulated product (values ~15 decades below the largest are noise)"
@@ -123,6 +127,9 @@ class DecayRate:
         low, high: the band over runs at ``levels``.
         levels: ``(lo, 0.5, hi)``. window: ``(k0, k1)``, the lags fitted over.
         units: always ``decades per step``.
+        runs: each run's rate with its weight draw and the 95 % two-stage bootstrap interval
+            of the median (:class:`~gradflow.results.runs.RunValues`); None in files older
+            than schema version 4.
     """
 
     median: float | None
@@ -131,9 +138,15 @@ class DecayRate:
     levels: tuple[float, float, float]
     window: tuple[int, int]
     units: str = "decades per step"
+    runs: RunValues | None = field(default=None, compare=False)
+
+    @property
+    def interval(self) -> Mapping[str, Any] | None:
+        """The bootstrap interval of the median (:attr:`runs`), or None."""
+        return self.runs.interval if self.runs is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "median": self.median,
             "low": self.low,
             "high": self.high,
@@ -141,6 +154,9 @@ class DecayRate:
             "window": list(self.window),
             "units": self.units,
         }
+        if self.runs is not None:
+            out["runs"] = self.runs.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: Where, levels: tuple[float, float]) -> DecayRate:
@@ -163,6 +179,7 @@ class DecayRate:
             levels=(levels[0], 0.5, levels[1]),
             window=(as_int(window[0], where.at("window")), as_int(window[1], where.at("window"))),
             units=as_str(d.get("units", "decades per step"), where.at("units")),
+            runs=optional(d, "runs", where, RunValues.from_dict),
         )
 
 
@@ -228,6 +245,10 @@ class CellSummary:
         log10_gradient_norm: band of ``log10 ||dL/ds_{T-k}||``, or None.
         decay_rate: :class:`DecayRate`. pascanu: :class:`PascanuBound` or None.
         meanfield: :class:`MeanField` or None. card: :class:`CellCard` or None.
+        log10_norm_final: ``{"full"|"additive": RunValues}``, each run's
+            ``log10 ||ds_T/ds_0||_2`` at ``k = T`` (the full product, and the additive path's
+            chain where the cell has one) with the bootstrap interval of the median; empty
+            before schema version 4.
     """
 
     cell: str
@@ -254,6 +275,7 @@ class CellSummary:
     path_terms: PathTerms | None = None
     annealed: AnnealedGrowth | None = None
     state_free: bool | None = None
+    log10_norm_final: Mapping[str, RunValues] = field(default_factory=dict)
 
     def certified_singular_values(self) -> dict[int, np.ndarray]:
         """``{lag: (runs, r)}`` with every value that is not certified set to NaN (all values
@@ -329,6 +351,7 @@ class CellSummary:
             "path_terms": self.path_terms.to_dict() if self.path_terms else None,
             "annealed": self.annealed.to_dict() if self.annealed else None,
             "state_free": self.state_free,
+            "log10_norm_final": {p: v.to_dict() for p, v in self.log10_norm_final.items()},
         }
         if self.log10_gradient_norm is not None:
             out["log10_gradient_norm"] = self.log10_gradient_norm.to_dict()
@@ -406,6 +429,12 @@ class CellSummary:
             path_terms=optional(d, "path_terms", where, PathTerms.from_dict),
             annealed=optional(d, "annealed", where, AnnealedGrowth.from_dict),
             state_free=optional(d, "state_free", where, as_bool),
+            log10_norm_final={
+                str(p): RunValues.from_dict(v, where.at("log10_norm_final").at(p))
+                for p, v in mapping(
+                    d.get("log10_norm_final") or {}, where.at("log10_norm_final")
+                ).items()
+            },
         )
 
 
@@ -421,8 +450,8 @@ class ExperimentResult(Result):
     """
 
     kind = "experiment"
-    schema_version = 3
-    reads_versions = (1, 2)
+    schema_version = 4
+    reads_versions = (1, 2, 3)
 
     name: str
     config: Mapping[str, Any]
