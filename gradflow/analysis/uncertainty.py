@@ -231,9 +231,7 @@ def ratio_interval(
         if v.size < 2 or not np.all(np.isfinite(v)):
             return None
         groups = d if np.unique(d).size >= 2 else None
-        boot, n_groups = bootstrap_statistics(
-            v, resamples=resamples, seed=seed + i, groups=groups
-        )
+        boot, n_groups = bootstrap_statistics(v, resamples=resamples, seed=seed + i, groups=groups)
         parts.append((float(np.median(v)), boot, n_groups, v.size))
     (num, bnum, gnum, nnum), (den, bden, _, nden) = parts
     if den == 0.0:

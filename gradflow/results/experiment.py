@@ -9,11 +9,12 @@ never reads the cell's file again or re-derives anything.
 Schema version 4 keeps each run's value behind the decay rate and the norm at ``k = T``
 (:class:`~gradflow.results.runs.RunValues`: the value, the weight draw, and the two-stage
 bootstrap interval of the median), so a reader can recompute every interval; version 3 files
-(no per-run values, no intervals) are still read. Schema version 3 adds the certified singular values (a ``certified`` mask beside the values,
-:mod:`gradflow.prodsvd`), the path expansion (:class:`~gradflow.results.diagnostics.PathTerms`)
-and the annealed mean field (:class:`~gradflow.results.diagnostics.AnnealedGrowth`). Version 2
-stores bands as ``{levels, low, median, high}``; version 2 files (singular values from one SVD,
-no certification) and version 1 files (bands keyed ``q10``/``median``/``q90``, timings inside the
+(no per-run values, no intervals) are still read. Schema version 3 adds the certified
+singular values (a ``certified`` mask beside the values, :mod:`gradflow.prodsvd`), the path
+expansion (:class:`~gradflow.results.diagnostics.PathTerms`) and the annealed mean field
+(:class:`~gradflow.results.diagnostics.AnnealedGrowth`). Version 2 stores bands as
+``{levels, low, median, high}``; version 2 files (singular values from one SVD, no
+certification) and version 1 files (bands keyed ``q10``/``median``/``q90``, timings inside the
 data) are still read.
 """
 
