@@ -90,6 +90,27 @@ def _power_ci(values: RunValues | None) -> str:
     return "" if values is None else _ci(values.low, values.high, power10)
 
 
+def decay_interval_text(experiment: ExperimentResult) -> str | None:
+    """How the decay table's confidence intervals were made, in words (None when the result
+    carries no per-run rates: files older than schema version 4)."""
+    iv = next(
+        (s.decay_rate.interval for s in experiment.cells.values() if s.decay_rate.interval),
+        None,
+    )
+    if iv is None:
+        return None
+    level = round(100 * float(iv.get("level", 0.95)))
+    how = (
+        "the weight draws, then the sequences within each draw"
+        if iv.get("groups")
+        else "the runs (one weight draw: the interval says nothing about other draws)"
+    )
+    return (
+        f"{level} % percentile-bootstrap confidence interval of the median "
+        f"({iv.get('resamples', 2000)} resamples of {how})"
+    )
+
+
 def conditions_sentence(experiment: ExperimentResult) -> str:
     """The conditions every number of the summary holds under, said once: cells, sizes,
     inputs, draws x sequences, initialisation, and how the intervals were made."""
