@@ -80,6 +80,14 @@ def _rate(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:+.3f}".replace("-", "−")
 
 
+_VERBS = {
+    "vanishing": ("vanishes", "vanish"),
+    "neutral": ("stays neutral", "stay neutral"),
+    "exploding": ("explodes", "explode"),
+    "no finite rate": ("has no finite rate", "have no finite rate"),
+}
+
+
 def _ci(low: float | None, high: float | None, fmt: Any = None) -> str:
     """`` [low, high]`` (a 95 % interval) written with ``fmt`` (default: a rate)."""
     f = fmt or _rate
@@ -164,18 +172,27 @@ def _rate_sentence(experiment: ExperimentResult, names: list[str]) -> str:
         )
         if r.runs is not None and r.runs.interval is not None:
             lo, hi = float(r.runs.interval["low"]), float(r.runs.interval["high"])
-            if regime(lo) != regime(hi):
-                unresolved.append(fam)
+            spanned = [k for k in _VERBS if k != "no finite rate" and _overlaps(k, lo, hi)]
+            if len(spanned) > 1:
+                edges = [e for e in (-NEUTRAL_TOL, NEUTRAL_TOL) if lo < e < hi]
+                unresolved.append(
+                    f" The {fam}'s interval reaches across "
+                    + " and ".join(_rate(e) for e in edges)
+                    + " decades per step: the data do not resolve whether its gradient "
+                    + " or ".join(_VERBS[k][0] for k in spanned)
+                    + "."
+                )
     out = "Median decay rate of the spectral norm of the Jacobian product: " + "; ".join(parts)
-    out += "."
-    if unresolved:
-        out += (
-            f" The interval of the {' and the '.join(unresolved)} reaches across "
-            f"±{NEUTRAL_TOL:g} decades per step: the data do not resolve whether "
-            f"{'its' if len(unresolved) == 1 else 'their'} gradient vanishes, stays neutral "
-            "or explodes."
-        )
-    return out
+    return out + "." + "".join(unresolved)
+
+
+def _overlaps(name: str, lo: float, hi: float, tol: float = NEUTRAL_TOL) -> bool:
+    """Whether ``[lo, hi]`` meets the rates of regime ``name``."""
+    if name == "vanishing":
+        return lo < -tol
+    if name == "exploding":
+        return hi > tol
+    return lo <= tol and hi >= -tol
 
 
 def _ratio_text(name: str, base: DecayRate, other: DecayRate) -> str | None:
@@ -262,12 +279,7 @@ def _regime_sentence(experiment: ExperimentResult) -> str:
             no_interval.append(name)
         elif regime(r.runs.low) != regime(r.runs.high):
             across.append(name)
-    verbs = {
-        "vanishing": ("vanishes", "vanish"),
-        "neutral": ("is neutral", "are neutral"),
-        "exploding": ("explodes", "explode"),
-        "no finite rate": ("has no finite rate", "have no finite rate"),
-    }
+    verbs = {**_VERBS, "neutral": ("is neutral", "are neutral")}
     out = (
         f"Of the {len(cells)} cells, "
         + ", ".join(f"{n} {verbs[k][n != 1]}" for k in verbs if (n := counts.get(k, 0)))
