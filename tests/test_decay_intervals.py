@@ -223,7 +223,7 @@ def test_decay_rate_keeps_every_run_and_its_draw(small_config, small):
     runs = rnn.decay_rate.runs
     assert runs is not None
     np.testing.assert_allclose(runs.values, expect, rtol=0, atol=1e-12)  # same fit, same data
-    assert runs.draws.tolist() == [0, 0, 0, 1, 1, 1, 2, 2, 2] and runs.n_draws == 3
+    assert runs.draws.tolist() == [4, 4, 4, 5, 5, 5, 6, 6, 6] and runs.n_draws == 3  # seeds
     iv = run_interval(expect, runs.draws)
     assert iv is not None and runs.interval == pytest.approx(iv.to_dict(), abs=1e-12)
     assert runs.interval["groups"] == 3 and runs.interval["resamples"] == RESAMPLES
@@ -293,7 +293,7 @@ def test_summary_states_conditions_and_intervals(small):
 
 def test_summary_says_when_the_data_do_not_resolve(small):
     labels = small.cells["rnn"].decay_rate.runs.draws
-    spread = np.array([-1.0, 0.0, 1.0])[labels]
+    spread = np.array([-1.0, 0.0, 1.0])[np.unique(labels, return_inverse=True)[1]]
     # RNN and GRU indistinguishable (the same rates: a ratio interval about 1); the LSTM
     # clearly slower, but its rate straddles the neutral band's edge -0.01.
     result = _with_rates(
@@ -333,7 +333,7 @@ def test_data_files_recompute_every_interval(small, tmp_path):
     assert len(runs) == 27 and {r["seed"] for r in runs} == {"4", "5", "6"}
     for name in ("rnn", "lstm", "gru"):
         rows = [r for r in runs if r["cell"] == name]
-        draws = [int(r["draw"]) for r in rows]
+        draws = [int(r["seed"]) for r in rows]
         rates = [float(r["decay_rate"]) for r in rows]
         iv = run_interval(rates, draws, seed=SEED)  # the reader's recomputation
         # every digit survives the CSV (repr round-trips a float64): equal to 1e-15

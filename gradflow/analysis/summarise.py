@@ -104,7 +104,7 @@ def summarise_cell(
     k0, k1 = config.window
     per_run = run_decay_rates(spec, (k0, k1))
     rates = Band.of(per_run, qs, axis=0)
-    draws = run_draws(res)
+    draws = np.asarray(config.seeds)[run_draws(res)]  # each run's weight draw, by its seed
     return CellSummary(
         cell=cell.name,
         hidden_size=config.hidden_size,
@@ -151,20 +151,26 @@ def summarise_cell(
 
 
 def run_draws(res: list[AnalysisResult]) -> np.ndarray:
-    """The weight draw of each run: the index of its seed, repeated for its ``B`` sequences
-    (the order of :func:`_stack`)."""
+    """The weight draw of each run: the index of its result in ``res`` (one per seed),
+    repeated for its ``B`` sequences (the order of :func:`_stack`)."""
     return np.concatenate([np.full(r.batch, i, dtype=int) for i, r in enumerate(res)])
 
 
 def run_values(values: np.ndarray, draws: np.ndarray) -> RunValues:
-    """Per-run values (non-finite ones stored as NaN) with their draws and the 95 %
+    """Per-run values (non-finite ones stored as NaN) with their draws (seeds) and the 95 %
     two-stage bootstrap interval of the median
-    (:func:`~gradflow.analysis.uncertainty.run_interval`; None with a non-finite run)."""
-    v = np.asarray(values, dtype=float)
-    iv = run_interval(v, draws)
+    (:func:`~gradflow.analysis.uncertainty.run_interval`; None with a non-finite run).
+
+    The runs are put in the order of their seeds (stably: a draw's sequences keep their
+    order), so the stored values and the interval do not depend on the order the config
+    lists its seeds in."""
+    d = np.asarray(draws)
+    order = np.argsort(d, kind="stable")
+    v = np.asarray(values, dtype=float)[order]
+    iv = run_interval(v, d[order])
     return RunValues(
         values=np.where(np.isfinite(v), v, np.nan),
-        draws=np.asarray(draws, dtype=int),
+        draws=d[order],
         interval=iv.to_dict() if iv is not None else None,
     )
 

@@ -144,17 +144,15 @@ def decay_interval_cells(s: CellSummary) -> list[Any]:
 
 def decay_run_rows(experiment: ExperimentResult) -> list[list[Any]]:
     """``decay_rates_runs.csv``: a header, then one row per run of each cell that carries
-    per-run values (schema version 4): the weight draw (index and seed), the sequence within
-    the draw, the run's decay rate and its log10 norms at ``k = T`` (full product; additive
-    path where the cell has one). Empty values: no finite value (a product exactly zero).
-    Every interval of the decay table and the summary can be recomputed from these rows
-    (:func:`gradflow.analysis.uncertainty.run_interval`, seed
-    :data:`~gradflow.analysis.uncertainty.SEED`)."""
+    per-run values (schema version 4): the weight draw (its seed), the sequence within the
+    draw, the run's decay rate and its log10 norms at ``k = T`` (full product; additive path
+    where the cell has one). Empty values: no finite value (a product exactly zero). Every
+    interval of the decay table and the summary can be recomputed from these rows
+    (:func:`gradflow.analysis.uncertainty.run_interval` of a cell's values grouped by seed)."""
     rows: list[list[Any]] = [
         [
             "cell",
             "run",
-            "draw",
             "seed",
             "sequence",
             "decay_rate",
@@ -172,13 +170,11 @@ def decay_run_rows(experiment: ExperimentResult) -> list[list[Any]]:
         for i, (rate, draw) in enumerate(zip(runs.values, runs.draws, strict=True)):
             seq = seen.get(int(draw), 0)
             seen[int(draw)] = seq + 1
-            seed = experiment.seeds[draw] if 0 <= draw < len(experiment.seeds) else None
             rows.append(
                 [
                     name,
                     i,
                     int(draw),
-                    seed,
                     seq,
                     _value(rate),
                     _value(full.values[i]) if full is not None else None,

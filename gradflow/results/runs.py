@@ -30,11 +30,11 @@ class RunValues:
     """Per-run values of one cell and the bootstrap interval of their median.
 
     Attributes:
-        values: ``(R,)`` float64, one value per run in the order the runs were made (draw by
-            draw, the draw's sequences in order); NaN where a run has no finite value (a
-            product exactly zero at some lag: ``-inf`` in memory, ``null`` in JSON).
-        draws: ``(R,)`` int, the weight draw of each run: its index in
-            :attr:`ExperimentResult.seeds <gradflow.results.ExperimentResult.seeds>`.
+        values: ``(R,)`` float64, one value per run, ordered by draw (by seed) and, within a
+            draw, by sequence; NaN where a run has no finite value (a product exactly zero at
+            some lag: ``-inf`` in memory, ``null`` in JSON).
+        draws: ``(R,)`` int, the weight draw of each run, named by its seed (one of
+            :attr:`ExperimentResult.seeds <gradflow.results.ExperimentResult.seeds>`).
         interval: the 95 % percentile-bootstrap interval of the median
             (:meth:`gradflow.analysis.uncertainty.Interval.to_dict`: ``estimate``, ``low``,
             ``high``, ``level``, ``draws`` (runs), ``statistic``, ``resamples`` and, for a
@@ -73,7 +73,7 @@ class RunValues:
         d = mapping(data, where)
         values = as_array(get(d, "values", where), where.at("values"), 1)
         wd = where.at("draws")
-        draws = np.array([as_int(v, wd) for v in as_list(get(d, "draws", where), wd)], dtype=int)
+        draws = np.array([as_int(v, wd, 0, 2**64) for v in as_list(get(d, "draws", where), wd)])
         if draws.shape != values.shape:
             raise wd.fail(f"expected one draw per value: {draws.size} for {values.size}")
         iv = d.get("interval")
