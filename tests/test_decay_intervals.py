@@ -343,6 +343,20 @@ def test_data_files_recompute_every_interval(small, tmp_path):
         norms = [float(r["log10_norm_at_T"]) for r in rows]
         ivn = run_interval(norms, draws)
         assert float(table[name]["log10_norm_at_T_ci_low"]) == pytest.approx(ivn.low, abs=1e-12)
+    # the summary's ratio "fades r times more slowly", traceable to decay_rates.csv
+    lstm = [r for r in runs if r["cell"] == "lstm"]
+    rnn = [r for r in runs if r["cell"] == "rnn"]
+    ratio = ratio_interval(
+        [float(r["decay_rate"]) for r in rnn],
+        [int(r["seed"]) for r in rnn],
+        [float(r["decay_rate"]) for r in lstm],
+        [int(r["seed"]) for r in lstm],
+    )
+    assert float(table["lstm"]["rnn_rate_ratio"]) == pytest.approx(ratio.estimate, rel=1e-15)
+    assert float(table["lstm"]["rnn_rate_ratio_ci_low"]) == pytest.approx(ratio.low, rel=1e-15)
+    assert table["rnn"]["rnn_rate_ratio"] == ""  # the RNN against itself: left empty
+    summary = " ".join(summary_sentences(small))
+    assert f"{ratio.estimate:.1f} [{ratio.low:.1f}, {ratio.high:.1f}] times more slowly" in summary
     md = (out / "report.md").read_text(encoding="utf-8")
     assert "| decay rate: median [95 % CI] | q10–q90 band of the runs |" in md
     assert "[data/decay\\_rates\\_runs.csv](data/decay_rates_runs.csv)" in md.split("## Data")[0]

@@ -11,7 +11,7 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..analysis.uncertainty import ratio_interval
+from ..analysis.uncertainty import Interval, ratio_interval
 from ..results import DecayRate, ExperimentResult
 from ..results.runs import RunValues
 
@@ -195,6 +195,20 @@ def _overlaps(name: str, lo: float, hi: float, tol: float = NEUTRAL_TOL) -> bool
     return lo <= tol and hi >= -tol
 
 
+def rate_ratio(base: DecayRate, other: DecayRate) -> Interval | None:
+    """``base.median / other.median`` (how many times more slowly gradients fade in
+    ``other`` than in ``base``) with the bootstrap interval of that ratio of medians, each
+    cell's draws resampled independently (:func:`~gradflow.analysis.uncertainty.
+    ratio_interval`); None unless both medians vanish (are negative) and both rates carry
+    their runs with finite values."""
+    b, r = base.median, other.median
+    if b is None or r is None or not (b < 0 and r < 0):
+        return None
+    if base.runs is None or other.runs is None:
+        return None
+    return ratio_interval(base.runs.values, base.runs.draws, other.runs.values, other.runs.draws)
+
+
 def _ratio_text(name: str, base: DecayRate, other: DecayRate) -> str | None:
     """How many times more slowly gradients fade in ``name`` than in the RNN, with the
     bootstrap interval of the ratio of median rates; None where the medians do not both
@@ -206,7 +220,7 @@ def _ratio_text(name: str, base: DecayRate, other: DecayRate) -> str | None:
     q = b / r
     if base.runs is None or other.runs is None:
         return f"{q:.1f} times more slowly in the {fam}"
-    iv = ratio_interval(base.runs.values, base.runs.draws, other.runs.values, other.runs.draws)
+    iv = rate_ratio(base, other)
     if iv is None:
         return f"{q:.1f} times more slowly in the {fam} (no interval: a run has no finite rate)"
     lo, hi = iv.low, iv.high

@@ -21,6 +21,7 @@ from ..results import (
     SweepResult,
     dumps,
 )
+from .summary import rate_ratio
 
 #: The interval columns of ``claims.csv``, named as in
 #: :meth:`gradflow.analysis.uncertainty.Interval.to_dict` (less its ``estimate``).
@@ -106,7 +107,9 @@ def path_share_rows(experiment: ExperimentResult) -> list[list[Any]]:
 
 #: The interval columns ``decay_rates.csv`` gains with schema-4 results (empty for older
 #: ones): the 95 % two-stage bootstrap interval of the median rate and how it was made, and
-#: the median log10 norms at ``k = T`` the summary quotes with their intervals.
+#: the median log10 norms at ``k = T`` the summary quotes with their intervals; and the RNN's
+#: median rate over the cell's (how many times more slowly gradients fade than in the RNN,
+#: :func:`~gradflow.report.summary.rate_ratio`) with its interval, where both vanish.
 DECAY_INTERVAL_COLUMNS = (
     "median_ci_low",
     "median_ci_high",
@@ -119,14 +122,19 @@ DECAY_INTERVAL_COLUMNS = (
     "log10_additive_norm_at_T",
     "log10_additive_norm_at_T_ci_low",
     "log10_additive_norm_at_T_ci_high",
+    "rnn_rate_ratio",
+    "rnn_rate_ratio_ci_low",
+    "rnn_rate_ratio_ci_high",
 )
 
 
-def decay_interval_cells(s: CellSummary) -> list[Any]:
-    """The :data:`DECAY_INTERVAL_COLUMNS` of one cell (None where the result has no value)."""
+def decay_interval_cells(s: CellSummary, rnn: CellSummary | None) -> list[Any]:
+    """The :data:`DECAY_INTERVAL_COLUMNS` of one cell (None where the result has no value);
+    ``rnn`` is the experiment's vanilla RNN, if it has one."""
     iv = s.decay_rate.interval or {}
     full = s.log10_norm_final.get("full")
     add = s.log10_norm_final.get("additive")
+    ratio = rate_ratio(rnn.decay_rate, s.decay_rate) if rnn is not None and s is not rnn else None
     return [
         iv.get("low"),
         iv.get("high"),
@@ -139,6 +147,7 @@ def decay_interval_cells(s: CellSummary) -> list[Any]:
         float(add.interval["estimate"]) if add and add.interval else None,
         add.low if add else None,
         add.high if add else None,
+        *((ratio.estimate, ratio.low, ratio.high) if ratio is not None else (None,) * 3),
     ]
 
 
@@ -247,7 +256,7 @@ def write_tables(
                 s.annealed.tied_growth_rate if s.annealed else None,
                 " | ".join(s.annealed.warnings) if s.annealed else None,
                 *(s.largest_lyapunov() or (None, None)),
-                *decay_interval_cells(s),
+                *decay_interval_cells(s, experiment.cells.get("rnn")),
             ]
         )
     atomic_write(data_dir / "decay_rates.csv", _csv(rows))
