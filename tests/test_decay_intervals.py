@@ -364,3 +364,20 @@ def test_data_files_recompute_every_interval(small, tmp_path):
     html = (out / "index.html").read_text(encoding="utf-8")
     assert "<th>decay rate: median [95 % CI]</th>" in html
     assert 'href="data/decay_rates_runs.csv"' in html
+
+
+def test_decay_rate_figure_draws_the_interval(small):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    from matplotlib.collections import LineCollection
+    from matplotlib.figure import Figure
+
+    from gradflow import plots
+
+    ax = plots.plot_decay_rates(small, Figure().add_subplot())
+    bars = [c for c in ax.collections if isinstance(c, LineCollection) and c.get_linewidth()[0] > 3]
+    drawn = sorted(tuple(seg[:, 1]) for c in bars for seg in c.get_segments())
+    # one thick bar per cell, from the interval's low to its high end (exactly the stored data)
+    expect = sorted((s.decay_rate.runs.low, s.decay_rate.runs.high) for s in small.cells.values())
+    assert drawn == expect
