@@ -504,14 +504,22 @@ class ExperimentResult(Result):
         """A short text table per cell: the decay rate (median and band), the norm at lag T,
         and the mean-field slope where it applies."""
         mf = any(s.meanfield or s.annealed for s in self.cells.values())
-        head = f"{'cell':<18} {'decay rate':>10} {'band':>20} {'log10 norm @ T':>15}"
+        ci = any(s.decay_rate.interval for s in self.cells.values())
+        head = f"{'cell':<18} {'decay rate':>10}"
+        head += f" {'95 % CI':>22}" if ci else ""
+        head += f" {'band':>20} {'log10 norm @ T':>15}"
         head += f" {'mean field':>11}" if mf else ""
         lines = [head, "-" * len(head)]
         for name, s in self.cells.items():
             r = s.decay_rate
             band = f"[{_fmt(r.low)}, {_fmt(r.high)}]"
             final = float(s.log10_spectral_norm.median[-1])
-            line = f"{name:<18} {_fmt(r.median):>10} {band:>20} {_fmt(final):>15}"
+            line = f"{name:<18} {_fmt(r.median):>10}"
+            if ci:
+                iv = r.interval
+                text = f"[{_fmt(iv['low'])}, {_fmt(iv['high'])}]" if iv else "n/a"
+                line += f" {text:>22}"
+            line += f" {band:>20} {_fmt(final):>15}"
             if mf:
                 pred = (
                     s.annealed.growth_rate
@@ -524,6 +532,8 @@ class ExperimentResult(Result):
                 line += f" {_fmt(pred):>10}{warn}"
             lines.append(line)
         note = "\n(decay rate in decades per step; band: quantiles over runs"
+        if ci:
+            note += "; 95 % CI: bootstrap interval of the median, weight draws resampled"
         if any(s.annealed for s in self.cells.values()):
             note += "; mean field: annealed growth rate of E||P_k||_F^2, ! = see its warnings"
         return "\n".join(lines) + note + ")"
