@@ -14,7 +14,10 @@ Values that come in groups (several sequences through the same weights) are not 
 resampling them one by one ignores the variation between weight draws and gives too narrow an
 interval. With ``groups``, each bootstrap sample resamples both stages ([davison1997] sec.
 3.8, the two-stage or cluster bootstrap): the groups with replacement, then the values within
-each chosen group with replacement.
+each chosen group with replacement. :func:`run_interval` does this for the per-run values
+of an experiment cell (runs grouped by weight draw), and :func:`ratio_interval` gives the
+interval of a ratio of two medians, each sample resampled independently (e.g. "gradients fade
+4 times more slowly in the LSTM than in the RNN").
 
 Examples:
     >>> ci = bootstrap_interval([1.0, 2.0, 3.0, 4.0, 5.0, 6.0, 7.0, 8.0, 9.0, 10.0])
