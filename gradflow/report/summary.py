@@ -131,7 +131,8 @@ def conditions_sentence(experiment: ExperimentResult) -> str:
     draws = runs.n_draws if runs is not None else len(experiment.seeds)
     per_draw = first.runs // draws if draws and first.runs % draws == 0 else None
     if per_draw is not None and draws > 1:
-        how = f"{draws} weight draws × {per_draw} input sequences = {first.runs} runs per cell"
+        seqs = f"{per_draw} input sequence{'s' if per_draw != 1 else ''}"
+        how = f"{draws} weight draws × {seqs} = {first.runs} runs per cell"
     else:
         how = f"{first.runs} runs per cell"
     text = (
