@@ -230,7 +230,7 @@ def full_result() -> ExperimentResult:
 
 def test_summary_schema(full_result):
     data = json.loads(dumps(full_result.to_dict()))  # strict JSON
-    assert data["kind"] == "experiment" and data["schema_version"] == 3
+    assert data["kind"] == "experiment" and data["schema_version"] == 4
     assert data["seeds"] == [0, 1] and "timing" not in data  # timings live apart
     assert set(full_result.run) == {"total_s"}
     assert list(data["cells"]) == ["rnn", "lstm"]  # the order the cells ran in
@@ -247,7 +247,7 @@ def test_summary_schema(full_result):
     assert np.asarray(rnn["log10_singular_values"]["10"]).shape == (2, 4)  # 1 sequence a seed
     assert np.asarray(rnn["singular_values_certified"]["10"]).shape == (2, 4)
     assert np.asarray(data["cells"]["lstm"]["lyapunov_exponents"]).shape == (4, 2)
-    assert set(rnn["decay_rate"]) == {"median", "low", "high", "levels", "window", "units"}
+    assert set(rnn["decay_rate"]) == {"median", "low", "high", "levels", "window", "units", "runs"}
     assert rnn["decay_rate"]["window"] == [2, 24]
     assert rnn["init"]["forget_bias"] is None  # not applied: the RNN has no forget gate
     assert data["cells"]["lstm"]["init"]["forget_bias"] == 1.0

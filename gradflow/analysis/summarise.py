@@ -39,6 +39,7 @@ from ..results import (
 )
 from ..results.diagnostics import AnnealedGrowth, PathTerms
 from ..results.experiment import ONE_SVD
+from ..results.runs import RunValues
 from .annealed import cell_meanfield
 from .bounds import pascanu_log10_bound
 from .config import ExperimentConfig
@@ -46,7 +47,7 @@ from .decay import decay_rate
 from .lyapunov import experiment_lyapunov
 from .meanfield import predicted_log10_slope, tanh_fixed_point
 from .tied_trajectory import trajectory_meanfield
-from .uncertainty import bootstrap_interval
+from .uncertainty import run_interval
 
 Run = tuple[AnalysisResult, dict[str, np.ndarray], np.ndarray]
 Exact = tuple[ProductSpectrum | None, PathExpansion | None]
@@ -102,7 +103,9 @@ def summarise_cell(
     qs = config.quantiles
     spec = _stack(r.log10_spectral_norm for r in res)  # (T + 1, seeds * B)
     k0, k1 = config.window
-    rates = Band.of(run_decay_rates(spec, (k0, k1)), qs, axis=0)
+    per_run = run_decay_rates(spec, (k0, k1))
+    rates = Band.of(per_run, qs, axis=0)
+    draws = np.asarray(config.seeds)[run_draws(res)]  # each run's weight draw, by its seed
     return CellSummary(
         cell=cell.name,
         hidden_size=config.hidden_size,
@@ -136,7 +139,9 @@ def summarise_cell(
             high=_finite(rates.high),
             levels=rates.levels,
             window=(k0, k1),
+            runs=run_values(per_run, draws),
         ),
+        log10_norm_final=_final_norms(res, spec, draws),
         pascanu=_pascanu(cell, runs),
         meanfield=_meanfield(config, cell, init, runs),
         card=card,
@@ -150,6 +155,43 @@ def summarise_cell(
             else None
         ),
     )
+
+
+def run_draws(res: list[AnalysisResult]) -> np.ndarray:
+    """The weight draw of each run: the index of its result in ``res`` (one per seed),
+    repeated for its ``B`` sequences (the order of :func:`_stack`)."""
+    return np.concatenate([np.full(r.batch, i, dtype=int) for i, r in enumerate(res)])
+
+
+def run_values(values: np.ndarray, draws: np.ndarray) -> RunValues:
+    """Per-run values (non-finite ones stored as NaN) with their draws (seeds) and the 95 %
+    two-stage bootstrap interval of the median
+    (:func:`~gradflow.analysis.uncertainty.run_interval`; None with a non-finite run).
+
+    The runs are put in the order of their seeds (stably: a draw's sequences keep their
+    order), so the stored values and the interval do not depend on the order the config
+    lists its seeds in."""
+    d = np.asarray(draws)
+    order = np.argsort(d, kind="stable")
+    v = np.asarray(values, dtype=float)[order]
+    iv = run_interval(v, d[order])
+    return RunValues(
+        values=np.where(np.isfinite(v), v, np.nan),
+        draws=d[order],
+        interval=iv.to_dict() if iv is not None else None,
+    )
+
+
+def _final_norms(
+    res: list[AnalysisResult], spec: np.ndarray, draws: np.ndarray
+) -> dict[str, RunValues]:
+    """``log10 ||ds_T/ds_0||_2`` of every run for the full product and, where the cell has
+    one, the additive path's chain (the two norms at ``k = T`` a report's summary quotes)."""
+    out = {"full": run_values(spec[-1], draws)}
+    if "additive" in (res[0].paths or {}):
+        add = _stack(r.paths["additive"]["log10_spectral_norm"] for r in res)
+        out["additive"] = run_values(add[-1], draws)
+    return out
 
 
 def _state_free(result: AnalysisResult) -> bool | None:
@@ -219,7 +261,7 @@ def additive_share_intervals(
         return {}
     add = _stack(r.paths["additive"]["log10_frobenius_norm"] for r in res)
     full = _stack(r.log10_frobenius_norm for r in res)
-    seed = np.concatenate([np.full(r.batch, i) for i, r in enumerate(res)])
+    seed = run_draws(res)
     out = {}
     for k in lags:
         if not 0 < k < add.shape[0]:
@@ -227,9 +269,8 @@ def additive_share_intervals(
         with np.errstate(invalid="ignore"):
             share = add[k] - full[k]
         ok = np.isfinite(share)
-        if ok.sum() >= 2:
-            two_stage = np.unique(seed[ok]).size >= 2
-            iv = bootstrap_interval(share[ok], groups=seed[ok] if two_stage else None)
+        iv = run_interval(share[ok], seed[ok])
+        if iv is not None:
             out[int(k)] = iv.to_dict()
     return out
 

@@ -21,7 +21,13 @@ from .lyapunov import CITATIONS as _LYAPUNOV_CITATIONS
 from .lyapunov import lyapunov_context
 from .models import CITATIONS as _TRAINED_CITATIONS
 from .science import lyapunov_cell, meanfield_cell, science_context
-from .summary import NEUTRAL_TOL, measured_rows, regime, summary_sentences
+from .summary import (
+    NEUTRAL_TOL,
+    decay_interval_text,
+    measured_rows,
+    regime,
+    summary_sentences,
+)
 
 _INIT_CITATIONS = {
     "torch": "paszke2019",
@@ -136,6 +142,7 @@ def report_context(
             }
         cells.append(entry)
         rate = s.decay_rate
+        final = s.log10_norm_final.get("full")
         rows.append(
             {
                 "name": name,
@@ -143,8 +150,12 @@ def report_context(
                 "median": rate.median,
                 "low": rate.low,
                 "high": rate.high,
+                "ci_low": rate.runs.low if rate.runs is not None else None,
+                "ci_high": rate.runs.high if rate.runs is not None else None,
                 "window": "\u2013".join(str(k) for k in rate.window),
                 "final": float(s.log10_spectral_norm.median[-1]),
+                "final_low": final.low if final is not None else None,
+                "final_high": final.high if final is not None else None,
                 "regime": regime(rate.median),
                 "pascanu": s.pascanu.holds if s.pascanu else None,
                 # the annealed growth rate (schema 3); older results: the tanh RNN's slope
@@ -207,6 +218,7 @@ def report_context(
         "band_text": band.label,
         "cells": cells,
         "decay_rows": rows,
+        "decay_ci": decay_interval_text(experiment),
         "science": science_context(experiment),
         "lyapunov": lyapunov_context(experiment),
         "claims": claim_rows,

@@ -224,7 +224,13 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
             "decay_rates",
             "Decay rates",
             f"Median over runs of each run's fitted slope of the log10 norm (the median of "
-            f"slopes), decades per step, with the {band} interval of the slopes over runs.",
+            f"slopes), decades per step, with the {band} interval of the slopes over runs"
+            + (
+                " (thin, with caps) and the 95 % bootstrap confidence interval of the median "
+                "(thick bar; the weight draws resampled, then the sequences within each)."
+                if any(s.decay_rate.interval for s in cells.values())
+                else "."
+            ),
             lambda f: plots.plot_decay_rates(experiment, f.add_subplot()),
         )
     )

@@ -11,7 +11,9 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from ..results import ExperimentResult
+from ..analysis.uncertainty import Interval, ratio_interval
+from ..results import DecayRate, ExperimentResult
+from ..results.runs import RunValues
 
 #: Decay rates within this many decades per step of zero are called "neutral": at 0.01 the
 #: norm changes by at most a factor 10 over 100 steps.
@@ -78,69 +80,241 @@ def _rate(value: float | None) -> str:
     return "–" if value is None or not math.isfinite(value) else f"{value:+.3f}".replace("-", "−")
 
 
-def summary_sentences(experiment: ExperimentResult) -> list[str]:
-    """Three or four sentences with the headline numbers and their bands."""
+_VERBS = {
+    "vanishing": ("vanishes", "vanish"),
+    "neutral": ("stays neutral", "stay neutral"),
+    "exploding": ("explodes", "explode"),
+    "no finite rate": ("has no finite rate", "have no finite rate"),
+}
+
+
+def _ci(low: float | None, high: float | None, fmt: Any = None) -> str:
+    """`` [low, high]`` (a 95 % interval) written with ``fmt`` (default: a rate)."""
+    f = fmt or _rate
+    return "" if low is None or high is None else f" [{f(low)}, {f(high)}]"
+
+
+def _power_ci(values: RunValues | None) -> str:
+    return "" if values is None else _ci(values.low, values.high, power10)
+
+
+def decay_interval_text(experiment: ExperimentResult) -> str | None:
+    """How the decay table's confidence intervals were made, in words (None when the result
+    carries no per-run rates: files older than schema version 4)."""
+    iv = next(
+        (s.decay_rate.interval for s in experiment.cells.values() if s.decay_rate.interval),
+        None,
+    )
+    if iv is None:
+        return None
+    level = round(100 * float(iv.get("level", 0.95)))
+    how = (
+        "the weight draws, then the sequences within each draw"
+        if iv.get("groups")
+        else "the runs (one weight draw: the interval says nothing about other draws)"
+    )
+    return (
+        f"{level} % percentile-bootstrap confidence interval of the median "
+        f"({iv.get('resamples', 2000)} resamples of {how})"
+    )
+
+
+def conditions_sentence(experiment: ExperimentResult) -> str:
+    """The conditions every number of the summary holds under, said once: cells, sizes,
+    inputs, draws x sequences, initialisation, and how the intervals were made."""
     cells = experiment.cells
-    names = headline_cells(experiment)
-    first = cells[names[0]]
-    band = first.decay_rate.levels
-    band_text = f"{round(100 * band[0])}–{round(100 * band[2])} %"
+    first = cells[headline_cells(experiment)[0]]
     cfg = experiment.config
     inputs = cfg.get("inputs") or {}
     kind = _INPUTS.get(str(inputs.get("kind", "gaussian")), "user")
-    out = [
+    runs = first.decay_rate.runs
+    draws = runs.n_draws if runs is not None else len(experiment.seeds)
+    per_draw = first.runs // draws if draws and first.runs % draws == 0 else None
+    if per_draw is not None and draws > 1:
+        seqs = f"{per_draw} input sequence{'s' if per_draw != 1 else ''}"
+        how = f"{draws} weight draws × {seqs} = {first.runs} runs per cell"
+    else:
+        how = f"{first.runs} runs per cell"
+    text = (
         f"{len(cells)} cells, n = {first.hidden_size} hidden units, T = {first.steps} steps of "
-        f"{kind} inputs (d = {first.input_size}), {first.runs} runs per cell; "
-        f"{init_text(cfg)}."
-    ]
-    parts = []
-    for name in names:
-        r = cells[name].decay_rate
-        final = float(cells[name].log10_spectral_norm.median[-1])
-        parts.append(
-            f"{_FAMILY_NAMES.get(name, name)} {_rate(r.median)} decades per step "
-            f"({band_text} band {_rate(r.low)} to {_rate(r.high)}), norm "
-            f"{power10(final)} at k = {cells[name].steps}"
-        )
-    out.append(
-        "Median decay rate of the spectral norm of the Jacobian product: " + "; ".join(parts) + "."
+        f"{kind} inputs (d = {first.input_size}), {how}; {init_text(cfg)}."
     )
-    rates = {n: cells[n].decay_rate.median for n in names}
-    base = rates.get("rnn")
-    ratios = {
-        n: base / r
-        for n, r in rates.items()
-        if n != "rnn" and base is not None and r is not None and base < 0 and r < 0
-    }
-    if ratios:
-        slower = " and ".join(
-            f"{q:.1f} times more slowly in the {_FAMILY_NAMES.get(n, n)}" for n, q in ratios.items()
+    iv = runs.interval if runs is not None else None
+    if iv is None:
+        return text
+    text += (
+        f" A number below is the median over the runs; in brackets its "
+        f"{round(100 * float(iv.get('level', 0.95)))} % percentile-bootstrap confidence "
+        f"interval ({iv.get('resamples', 2000)} resamples"
+    )
+    if iv.get("groups"):
+        text += ", resampling the weight draws, then the sequences within each draw)."
+    else:
+        text += " of the runs; one weight draw, so the intervals say nothing about other draws)."
+    return text
+
+
+def _rate_sentence(experiment: ExperimentResult, names: list[str]) -> str:
+    cells = experiment.cells
+    band = cells[names[0]].decay_rate.levels
+    band_text = f"{round(100 * band[0])}–{round(100 * band[2])} %"
+    parts, unresolved = [], []
+    for name in names:
+        s = cells[name]
+        r = s.decay_rate
+        fam = _FAMILY_NAMES.get(name, name)
+        final_rv = s.log10_norm_final.get("full")
+        final = float(s.log10_spectral_norm.median[-1])
+        ci = _ci(*(r.runs.low, r.runs.high) if r.runs is not None else (None, None))
+        parts.append(
+            f"{fam} {_rate(r.median)}{ci} decades per step "
+            f"({band_text} band{' of the runs' if ci else ''} {_rate(r.low)} to "
+            f"{_rate(r.high)}), norm {power10(final)}{_power_ci(final_rv)} at k = {s.steps}"
         )
-        sentence = f"Relative to the vanilla RNN, gradients fade {slower}."
+        if r.runs is not None and r.runs.interval is not None:
+            lo, hi = float(r.runs.interval["low"]), float(r.runs.interval["high"])
+            spanned = [k for k in _VERBS if k != "no finite rate" and _overlaps(k, lo, hi)]
+            if len(spanned) > 1:
+                edges = [e for e in (-NEUTRAL_TOL, NEUTRAL_TOL) if lo < e < hi]
+                unresolved.append(
+                    f" The {fam}'s interval reaches across "
+                    + " and ".join(_rate(e) for e in edges)
+                    + " decades per step: the data do not resolve whether its gradient "
+                    + " or ".join(_VERBS[k][0] for k in spanned)
+                    + "."
+                )
+    out = "Median decay rate of the spectral norm of the Jacobian product: " + "; ".join(parts)
+    return out + "." + "".join(unresolved)
+
+
+def _overlaps(name: str, lo: float, hi: float, tol: float = NEUTRAL_TOL) -> bool:
+    """Whether ``[lo, hi]`` meets the rates of regime ``name``."""
+    if name == "vanishing":
+        return lo < -tol
+    if name == "exploding":
+        return hi > tol
+    return lo <= tol and hi >= -tol
+
+
+def rate_ratio(base: DecayRate, other: DecayRate) -> Interval | None:
+    """``base.median / other.median`` (how many times more slowly gradients fade in
+    ``other`` than in ``base``) with the bootstrap interval of that ratio of medians, each
+    cell's draws resampled independently (:func:`~gradflow.analysis.uncertainty.
+    ratio_interval`); None unless both medians vanish (are negative) and both rates carry
+    their runs with finite values."""
+    b, r = base.median, other.median
+    if b is None or r is None or not (b < 0 and r < 0):
+        return None
+    if base.runs is None or other.runs is None:
+        return None
+    return ratio_interval(base.runs.values, base.runs.draws, other.runs.values, other.runs.draws)
+
+
+def _ratio_text(name: str, base: DecayRate, other: DecayRate) -> str | None:
+    """How many times more slowly gradients fade in ``name`` than in the RNN, with the
+    bootstrap interval of the ratio of median rates; None where the medians do not both
+    vanish."""
+    b, r = base.median, other.median
+    if b is None or r is None or not (b < 0 and r < 0):
+        return None
+    fam = _FAMILY_NAMES.get(name, name)
+    q = b / r
+    if base.runs is None or other.runs is None:
+        return f"{q:.1f} times more slowly in the {fam}"
+    iv = rate_ratio(base, other)
+    if iv is None:
+        return f"{q:.1f} times more slowly in the {fam} (no interval: a run has no finite rate)"
+    lo, hi = iv.low, iv.high
+    ci = f"[{lo:.1f}, {hi:.1f}]" if math.isfinite(lo) and math.isfinite(hi) else ""
+    if 1.0 < lo and math.isfinite(hi):
+        return f"{q:.1f} {ci} times more slowly in the {fam}"
+    if 0.0 < lo and hi < 1.0:
+        return f"{1.0 / q:.1f} [{1.0 / hi:.1f}, {1.0 / lo:.1f}] times faster in the {fam}"
+    return (
+        f"{q:.1f} times more slowly in the {fam}, but the ratio's interval "
+        f"{ci or 'has an unbounded end'}{' includes 1' if lo <= 1.0 <= hi else ''}: the "
+        "data do not resolve which fades faster"
+    )
+
+
+def summary_sentences(experiment: ExperimentResult) -> list[str]:
+    """The headline numbers in sentences, each with its 95 % bootstrap interval where the
+    result carries per-run values (schema version 4), and the conditions said once.
+
+    Sentences: the conditions; the median decay rates (with the runs' band) and norms at
+    ``k = T`` of the headline cells; how many times more slowly gradients fade in the gated
+    cells than in the RNN (the ratio of median rates, each cell's draws resampled
+    independently); the LSTM's additive path at ``k = T``; the regimes of all cells, with how
+    many of their intervals reach across the neutral band. Where an interval crosses a
+    boundary (zero, the neutral band, a ratio of 1) the sentence says that the data do not
+    resolve it.
+    """
+    cells = experiment.cells
+    names = headline_cells(experiment)
+    out = [conditions_sentence(experiment), _rate_sentence(experiment, names)]
+    base = cells["rnn"].decay_rate if "rnn" in names else None
+    ratios = [
+        t
+        for n in names
+        if n != "rnn" and base is not None
+        if (t := _ratio_text(n, base, cells[n].decay_rate)) is not None
+    ]
+    if ratios:
+        how = (
+            " (the ratio of the median rates; its interval resamples each cell's draws "
+            "independently)"
+            if any(cells[n].decay_rate.runs is not None for n in names)
+            else ""
+        )
+        sentence = f"Relative to the vanilla RNN{how}, gradients fade {' and '.join(ratios)}."
         lstm = cells.get("lstm")
         add = lstm.quantity("log10_spectral_norm", "additive") if lstm is not None else None
         if lstm is not None and add is not None:
+            rv = lstm.log10_norm_final.get("additive")
             sentence += (
                 f" The LSTM's additive path alone (the cell state's diag(f_t), no weight "
-                f"matrix) keeps {power10(float(add.median[-1]))} at k = {lstm.steps}; the RNN "
-                "has no additive path."
+                f"matrix) keeps {power10(float(add.median[-1]))}{_power_ci(rv)} at "
+                f"k = {lstm.steps}; the RNN has no additive path."
             )
         out.append(sentence)
+    out.append(_regime_sentence(experiment))
+    return out
+
+
+def _regime_sentence(experiment: ExperimentResult) -> str:
+    cells = experiment.cells
     counts: dict[str, int] = {}
-    for s in cells.values():
-        counts[regime(s.decay_rate.median)] = counts.get(regime(s.decay_rate.median), 0) + 1
-    verbs = {
-        "vanishing": ("vanishes", "vanish"),
-        "neutral": ("is neutral", "are neutral"),
-        "exploding": ("explodes", "explode"),
-        "no finite rate": ("has no finite rate", "have no finite rate"),
-    }
-    out.append(
+    across, no_interval = [], []
+    for name, s in cells.items():
+        r = s.decay_rate
+        counts[regime(r.median)] = counts.get(regime(r.median), 0) + 1
+        if r.runs is None or r.median is None:
+            continue
+        if r.runs.interval is None:
+            no_interval.append(name)
+        elif regime(r.runs.low) != regime(r.runs.high):
+            across.append(name)
+    verbs = {**_VERBS, "neutral": ("is neutral", "are neutral")}
+    out = (
         f"Of the {len(cells)} cells, "
         + ", ".join(f"{n} {verbs[k][n != 1]}" for k in verbs if (n := counts.get(k, 0)))
-        + f" (neutral: within ±{NEUTRAL_TOL:g} decades per step)."
+        + f" (neutral: within ±{NEUTRAL_TOL:g} decades per step)"
     )
-    return out
+    if any(s.decay_rate.runs is not None for s in cells.values()):
+        if across:
+            out += (
+                f"; the rate's 95 % interval reaches across ±{NEUTRAL_TOL:g} for "
+                f"{len(across)} of them ({', '.join(across)}), whose regime the data do not "
+                "resolve"
+            )
+        else:
+            out += "; no cell's 95 % interval reaches across the neutral band's edges"
+        if no_interval:
+            out += (
+                f"; {', '.join(no_interval)} {'has' if len(no_interval) == 1 else 'have'} no "
+                "interval (a run's product is exactly zero)"
+            )
+    return out + "."
 
 
 def natural_key(key: str) -> tuple[tuple[int, float, str], ...]:

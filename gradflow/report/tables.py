@@ -8,12 +8,21 @@ from __future__ import annotations
 
 import csv
 import io
+import math
 from pathlib import Path
 from typing import Any
 
 from ..atomic import atomic_write
-from ..results import ClaimsResult, ExperimentResult, Result, SweepResult, dumps
+from ..results import (
+    CellSummary,
+    ClaimsResult,
+    ExperimentResult,
+    Result,
+    SweepResult,
+    dumps,
+)
 from .lyapunov import lyapunov_rows
+from .summary import rate_ratio
 
 #: The interval columns of ``claims.csv``, named as in
 #: :meth:`gradflow.analysis.uncertainty.Interval.to_dict` (less its ``estimate``).
@@ -97,15 +106,106 @@ def path_share_rows(experiment: ExperimentResult) -> list[list[Any]]:
     return rows
 
 
+#: The interval columns ``decay_rates.csv`` gains with schema-4 results (empty for older
+#: ones): the 95 % two-stage bootstrap interval of the median rate and how it was made, and
+#: the median log10 norms at ``k = T`` the summary quotes with their intervals; and the RNN's
+#: median rate over the cell's (how many times more slowly gradients fade than in the RNN,
+#: :func:`~gradflow.report.summary.rate_ratio`) with its interval, where both vanish.
+DECAY_INTERVAL_COLUMNS = (
+    "median_ci_low",
+    "median_ci_high",
+    "ci_level",
+    "ci_resamples",
+    "ci_runs",
+    "ci_draws",
+    "log10_norm_at_T_ci_low",
+    "log10_norm_at_T_ci_high",
+    "log10_additive_norm_at_T",
+    "log10_additive_norm_at_T_ci_low",
+    "log10_additive_norm_at_T_ci_high",
+    "rnn_rate_ratio",
+    "rnn_rate_ratio_ci_low",
+    "rnn_rate_ratio_ci_high",
+)
+
+
+def decay_interval_cells(s: CellSummary, rnn: CellSummary | None) -> list[Any]:
+    """The :data:`DECAY_INTERVAL_COLUMNS` of one cell (None where the result has no value);
+    ``rnn`` is the experiment's vanilla RNN, if it has one."""
+    iv = s.decay_rate.interval or {}
+    full = s.log10_norm_final.get("full")
+    add = s.log10_norm_final.get("additive")
+    ratio = rate_ratio(rnn.decay_rate, s.decay_rate) if rnn is not None and s is not rnn else None
+    return [
+        iv.get("low"),
+        iv.get("high"),
+        iv.get("level"),
+        iv.get("resamples"),
+        iv.get("draws"),
+        iv.get("groups"),
+        full.low if full else None,
+        full.high if full else None,
+        float(add.interval["estimate"]) if add and add.interval else None,
+        add.low if add else None,
+        add.high if add else None,
+        *((ratio.estimate, ratio.low, ratio.high) if ratio is not None else (None,) * 3),
+    ]
+
+
+def decay_run_rows(experiment: ExperimentResult) -> list[list[Any]]:
+    """``decay_rates_runs.csv``: a header, then one row per run of each cell that carries
+    per-run values (schema version 4): the weight draw (its seed), the sequence within the
+    draw, the run's decay rate and its log10 norms at ``k = T`` (full product; additive path
+    where the cell has one). Empty values: no finite value (a product exactly zero). Every
+    interval of the decay table and the summary can be recomputed from these rows
+    (:func:`gradflow.analysis.uncertainty.run_interval` of a cell's values grouped by seed)."""
+    rows: list[list[Any]] = [
+        [
+            "cell",
+            "run",
+            "seed",
+            "sequence",
+            "decay_rate",
+            "log10_norm_at_T",
+            "log10_additive_norm_at_T",
+        ]
+    ]
+    for name, s in experiment.cells.items():
+        runs = s.decay_rate.runs
+        if runs is None:
+            continue
+        full = s.log10_norm_final.get("full")
+        add = s.log10_norm_final.get("additive")
+        seen: dict[int, int] = {}
+        for i, (rate, draw) in enumerate(zip(runs.values, runs.draws, strict=True)):
+            seq = seen.get(int(draw), 0)
+            seen[int(draw)] = seq + 1
+            rows.append(
+                [
+                    name,
+                    i,
+                    int(draw),
+                    seq,
+                    _value(rate),
+                    _value(full.values[i]) if full is not None else None,
+                    _value(add.values[i]) if add is not None else None,
+                ]
+            )
+    return rows
+
+
+def _value(v: float) -> float | None:
+    return float(v) if math.isfinite(v) else None
+
+
 def write_tables(
     experiment: ExperimentResult,
     sweep: SweepResult | None,
     claims: ClaimsResult | None,
     data_dir: Path,
 ) -> list[Path]:
-    """The result JSON and CSV tables (decay rates, claims, path shares, Lyapunov diagnostics,
-    sweep points) in
-    ``data_dir``.
+    """The result JSON and CSV tables (decay rates, every run's rate and norm, claims, path
+    shares, Lyapunov diagnostics, sweep points) in ``data_dir``.
 
     Every file is a function of the results' data alone: two runs with one seed write the same
     bytes (timings go to the report's ``run.json``, see :func:`run_metadata`)."""
@@ -136,6 +236,7 @@ def write_tables(
             "meanfield_warnings",
             "lyapunov_largest",
             "lyapunov_largest_stderr",
+            *DECAY_INTERVAL_COLUMNS,
         ]
     ]
     for name, s in experiment.cells.items():
@@ -156,10 +257,15 @@ def write_tables(
                 s.annealed.tied_growth_rate if s.annealed else None,
                 " | ".join(s.annealed.warnings) if s.annealed else None,
                 *(s.largest_lyapunov() or (None, None)),
+                *decay_interval_cells(s, experiment.cells.get("rnn")),
             ]
         )
     atomic_write(data_dir / "decay_rates.csv", _csv(rows))
     written.append(data_dir / "decay_rates.csv")
+    per_run = decay_run_rows(experiment)
+    if len(per_run) > 1:
+        atomic_write(data_dir / "decay_rates_runs.csv", _csv(per_run))
+        written.append(data_dir / "decay_rates_runs.csv")
     if claims is not None:
         atomic_write(data_dir / "claims.csv", _csv(claim_rows(claims)))
         written.append(data_dir / "claims.csv")

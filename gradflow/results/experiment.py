@@ -6,11 +6,15 @@ mean-field prediction where they apply, and a :class:`CellCard` with the cell's 
 Jacobian as LaTeX and MathML strings (and the equation file's text for a user cell), so a report
 never reads the cell's file again or re-derives anything.
 
-Schema version 3 adds the certified singular values (a ``certified`` mask beside the values,
-:mod:`gradflow.prodsvd`), the path expansion (:class:`~gradflow.results.diagnostics.PathTerms`)
-and the annealed mean field (:class:`~gradflow.results.diagnostics.AnnealedGrowth`). Version 2
-stores bands as ``{levels, low, median, high}``; version 2 files (singular values from one SVD,
-no certification) and version 1 files (bands keyed ``q10``/``median``/``q90``, timings inside the
+Schema version 4 keeps each run's value behind the decay rate and the norm at ``k = T``
+(:class:`~gradflow.results.runs.RunValues`: the value, the weight draw, and the two-stage
+bootstrap interval of the median), so a reader can recompute every interval; version 3 files
+(no per-run values, no intervals) are still read. Schema version 3 adds the certified
+singular values (a ``certified`` mask beside the values, :mod:`gradflow.prodsvd`), the path
+expansion (:class:`~gradflow.results.diagnostics.PathTerms`) and the annealed mean field
+(:class:`~gradflow.results.diagnostics.AnnealedGrowth`). Version 2 stores bands as
+``{levels, low, median, high}``; version 2 files (singular values from one SVD, no
+certification) and version 1 files (bands keyed ``q10``/``median``/``q90``, timings inside the
 data) are still read.
 """
 
@@ -39,6 +43,7 @@ from .base import (
 )
 from .diagnostics import AnnealedGrowth, PathTerms
 from .lyapunov import LyapunovSummary
+from .runs import RunValues
 
 #: How singular values were computed, for results that do not say (schema version <= 2).
 ONE_SVD = "one SVD of the accumulated product (values ~15 decades below the largest are noise)"
@@ -124,6 +129,9 @@ class DecayRate:
         low, high: the band over runs at ``levels``.
         levels: ``(lo, 0.5, hi)``. window: ``(k0, k1)``, the lags fitted over.
         units: always ``decades per step``.
+        runs: each run's rate with its weight draw and the 95 % two-stage bootstrap interval
+            of the median (:class:`~gradflow.results.runs.RunValues`); None in files older
+            than schema version 4.
     """
 
     median: float | None
@@ -132,9 +140,15 @@ class DecayRate:
     levels: tuple[float, float, float]
     window: tuple[int, int]
     units: str = "decades per step"
+    runs: RunValues | None = field(default=None, compare=False)
+
+    @property
+    def interval(self) -> Mapping[str, Any] | None:
+        """The bootstrap interval of the median (:attr:`runs`), or None."""
+        return self.runs.interval if self.runs is not None else None
 
     def to_dict(self) -> dict[str, Any]:
-        return {
+        out: dict[str, Any] = {
             "median": self.median,
             "low": self.low,
             "high": self.high,
@@ -142,6 +156,9 @@ class DecayRate:
             "window": list(self.window),
             "units": self.units,
         }
+        if self.runs is not None:
+            out["runs"] = self.runs.to_dict()
+        return out
 
     @classmethod
     def from_dict(cls, data: Any, where: Where, levels: tuple[float, float]) -> DecayRate:
@@ -164,6 +181,7 @@ class DecayRate:
             levels=(levels[0], 0.5, levels[1]),
             window=(as_int(window[0], where.at("window")), as_int(window[1], where.at("window"))),
             units=as_str(d.get("units", "decades per step"), where.at("units")),
+            runs=optional(d, "runs", where, RunValues.from_dict),
         )
 
 
@@ -231,6 +249,10 @@ class CellSummary:
         log10_gradient_norm: band of ``log10 ||dL/ds_{T-k}||``, or None.
         decay_rate: :class:`DecayRate`. pascanu: :class:`PascanuBound` or None.
         meanfield: :class:`MeanField` or None. card: :class:`CellCard` or None.
+        log10_norm_final: ``{"full"|"additive": RunValues}``, each run's
+            ``log10 ||ds_T/ds_0||_2`` at ``k = T`` (the full product, and the additive path's
+            chain where the cell has one) with the bootstrap interval of the median; empty
+            before schema version 4.
     """
 
     cell: str
@@ -258,6 +280,7 @@ class CellSummary:
     annealed: AnnealedGrowth | None = None
     state_free: bool | None = None
     lyapunov: LyapunovSummary | None = None
+    log10_norm_final: Mapping[str, RunValues] = field(default_factory=dict)
 
     def certified_singular_values(self) -> dict[int, np.ndarray]:
         """``{lag: (runs, r)}`` with every value that is not certified set to NaN (all values
@@ -334,6 +357,7 @@ class CellSummary:
             "annealed": self.annealed.to_dict() if self.annealed else None,
             "state_free": self.state_free,
             "lyapunov": self.lyapunov.to_dict() if self.lyapunov else None,
+            "log10_norm_final": {p: v.to_dict() for p, v in self.log10_norm_final.items()},
         }
         if self.log10_gradient_norm is not None:
             out["log10_gradient_norm"] = self.log10_gradient_norm.to_dict()
@@ -412,6 +436,12 @@ class CellSummary:
             annealed=optional(d, "annealed", where, AnnealedGrowth.from_dict),
             state_free=optional(d, "state_free", where, as_bool),
             lyapunov=optional(d, "lyapunov", where, LyapunovSummary.from_dict),
+            log10_norm_final={
+                str(p): RunValues.from_dict(v, where.at("log10_norm_final").at(p))
+                for p, v in mapping(
+                    d.get("log10_norm_final") or {}, where.at("log10_norm_final")
+                ).items()
+            },
         )
 
 
@@ -427,8 +457,8 @@ class ExperimentResult(Result):
     """
 
     kind = "experiment"
-    schema_version = 3
-    reads_versions = (1, 2)
+    schema_version = 4
+    reads_versions = (1, 2, 3)
 
     name: str
     config: Mapping[str, Any]
@@ -480,14 +510,22 @@ class ExperimentResult(Result):
         """A short text table per cell: the decay rate (median and band), the norm at lag T,
         and the mean-field slope where it applies."""
         mf = any(s.meanfield or s.annealed for s in self.cells.values())
-        head = f"{'cell':<18} {'decay rate':>10} {'band':>20} {'log10 norm @ T':>15}"
+        ci = any(s.decay_rate.interval for s in self.cells.values())
+        head = f"{'cell':<18} {'decay rate':>10}"
+        head += f" {'95 % CI':>22}" if ci else ""
+        head += f" {'band':>20} {'log10 norm @ T':>15}"
         head += f" {'mean field':>11}" if mf else ""
         lines = [head, "-" * len(head)]
         for name, s in self.cells.items():
             r = s.decay_rate
             band = f"[{_fmt(r.low)}, {_fmt(r.high)}]"
             final = float(s.log10_spectral_norm.median[-1])
-            line = f"{name:<18} {_fmt(r.median):>10} {band:>20} {_fmt(final):>15}"
+            line = f"{name:<18} {_fmt(r.median):>10}"
+            if ci:
+                iv = r.interval
+                text = f"[{_fmt(iv['low'])}, {_fmt(iv['high'])}]" if iv else "n/a"
+                line += f" {text:>22}"
+            line += f" {band:>20} {_fmt(final):>15}"
             if mf:
                 pred = (
                     s.annealed.growth_rate
@@ -500,6 +538,8 @@ class ExperimentResult(Result):
                 line += f" {_fmt(pred):>10}{warn}"
             lines.append(line)
         note = "\n(decay rate in decades per step; band: quantiles over runs"
+        if ci:
+            note += "; 95 % CI: bootstrap interval of the median, weight draws resampled"
         if any(s.annealed for s in self.cells.values()):
             note += "; mean field: annealed growth rate of E||P_k||_F^2, ! = see its warnings"
         return "\n".join(lines) + note + ")"
