@@ -21,8 +21,10 @@ as a long run or a process analysing many cases gets it; ``engine_vs_floor.py --
 kernel`` does the same), ``--numpy`` never (``GRADFLOW_COMPILED=0``). Peak RSS
 (``resource.getrusage``) is printed after each depth; it must not grow with ``T``.
 
-Run: ``python benchmarks/stack_vs_floor.py`` (small sizes), or the issue's case
-``python benchmarks/stack_vs_floor.py --n 256 --steps 10000 --batch 4`` (hours on 2 cores).
+Run: ``python benchmarks/stack_vs_floor.py`` (small sizes); the issue's width and how the ratio
+depends on T: ``--n 256 --steps 200 1000 --depths 2`` (with two or more T's it prints the
+marginal ratio, the cost of the steps between them over the floor's: what a long run tends
+to); the issue's case ``--n 256 --steps 10000 --batch 4`` is hours on 2 cores.
 """
 
 from __future__ import annotations
