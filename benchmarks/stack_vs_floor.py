@@ -21,8 +21,10 @@ as a long run or a process analysing many cases gets it; ``engine_vs_floor.py --
 kernel`` does the same), ``--numpy`` never (``GRADFLOW_COMPILED=0``). Peak RSS
 (``resource.getrusage``) is printed after each depth; it must not grow with ``T``.
 
-Run: ``python benchmarks/stack_vs_floor.py`` (small sizes), or the issue's case
-``python benchmarks/stack_vs_floor.py --n 256 --steps 10000 --batch 4`` (hours on 2 cores).
+Run: ``python benchmarks/stack_vs_floor.py`` (small sizes); the issue's width and how the ratio
+depends on T: ``--n 256 --steps 200 1000 --depths 2`` (with two or more T's it prints the
+marginal ratio, the cost of the steps between them over the floor's: what a long run tends
+to); the issue's case ``--n 256 --steps 10000 --batch 4`` is hours on 2 cores.
 """
 
 from __future__ import annotations
@@ -83,9 +85,16 @@ def stack(depth: int, n: int, steps: int, batch: int, rng: np.random.Generator) 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--n", type=int, default=64)
-    ap.add_argument("--steps", type=int, default=300)
+    ap.add_argument(
+        "--steps",
+        type=int,
+        nargs="+",
+        default=[300],
+        help="one or more T; with two or more, the marginal ratio between successive T's",
+    )
     ap.add_argument("--batch", type=int, default=4)
     ap.add_argument("--max-depth", type=int, default=4)
+    ap.add_argument("--depths", type=int, nargs="+", help="these depths (default 1 to max)")
     ap.add_argument("--repeat", type=int, default=3, help="best of this many runs")
     kernel = ap.add_mutually_exclusive_group()
     kernel.add_argument("--kernel", action="store_true", help="compiled Krylov kernel always")
@@ -100,15 +109,26 @@ def main() -> None:
     spectral = "kernel" if args.kernel else "numpy" if args.numpy else "default policy"
     rng = np.random.default_rng(0)
     print(
-        f"LSTM stack, n = {args.n}, T = {args.steps}, B = {args.batch}; CPU seconds, best of "
-        f"{args.repeat}; spectral estimators: {spectral}"
+        f"LSTM stack, n = {args.n}, B = {args.batch}; CPU seconds, best of {args.repeat}; "
+        f"spectral estimators: {spectral}; load average {os.getloadavg()[0]:.1f} at start"
     )
-    print("depth  analyze_s  floor_s  ratio  peak_rss_MB")
-    for depth in range(1, args.max_depth + 1):
-        a = min(stack(depth, args.n, args.steps, args.batch, rng) for _ in range(args.repeat))
-        f = min(floor(depth, args.n, args.steps, args.batch, rng) for _ in range(args.repeat))
-        rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-        print(f"{depth:5d}  {a:9.2f}  {f:7.2f}  {a / f:5.2f}  {rss:11.0f}")
+    print("depth      T  analyze_s  floor_s  ratio  peak_rss_MB")
+    for depth in args.depths or range(1, args.max_depth + 1):
+        rows: list[tuple[int, float, float]] = []
+        for steps in args.steps:
+            a = min(stack(depth, args.n, steps, args.batch, rng) for _ in range(args.repeat))
+            f = min(floor(depth, args.n, steps, args.batch, rng) for _ in range(args.repeat))
+            rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+            print(f"{depth:5d}  {steps:5d}  {a:9.2f}  {f:7.2f}  {a / f:5.2f}  {rss:11.0f}")
+            rows.append((steps, a, f))
+        # The cost of the steps between two T's: the ratio a long run tends to.
+        for (t0, a0, f0), (t1, a1, f1) in zip(rows[:-1], rows[1:], strict=True):
+            print(
+                f"{depth:5d}  {t0}->{t1}: marginal {(a1 - a0) / (t1 - t0) * 1e3:.1f} ms "
+                f"against {(f1 - f0) / (t1 - t0) * 1e3:.1f} ms per step, "
+                f"ratio {(a1 - a0) / (f1 - f0):.2f}"
+            )
+    print(f"load average {os.getloadavg()[0]:.1f} at the end")
 
 
 if __name__ == "__main__":

@@ -62,6 +62,10 @@ WIDE_FROM = 256
 #: block, but each costs far less) against 2.9 ms, its thin passes and Ritz problems half
 #: the size; at 512 rows the two were within noise.
 WIDE_FROM_KERNEL = 512
+#: From this many rows the NumPy path solves the Ritz problem at the first depth and tries
+#: the residual certificate there (it has ``L Q`` in hand): a pass over a large product costs
+#: far more than the small LAPACK calls (the compiled kernel always does).
+RITZ_FIRST_FROM = 256
 #: Lags before the first test of whether the left singular subspace has settled.
 EARLY_LAGS = 32
 #: Every SETTLE_CHECK lags the Krylov start block is tested: once certified, U is fixed.
@@ -238,7 +242,11 @@ class Spectral:
         few depths, not dozens of iterations. At the first depth the Ritz problem is solved
         only when the bracket's sufficient form holds for the whole batch (the largest
         diagonal of ``H``, a lower bound of ``theta_1``, standing in for it): solving it
-        there for the residual bound as well cost more small LAPACK calls than it saved.
+        there for the residual bound as well cost more small LAPACK calls than it saved at
+        64 to 128 rows. From ``RITZ_FIRST_FROM`` rows a pass over ``P`` costs far more than
+        those calls, and it is solved: a lag whose warm block already holds the leading
+        direction (late lags, as the chain settles it) is then certified with two passes
+        over ``P`` instead of four.
         """
         if self.kernel is not None:
             self._krylov_compiled(j, P, frob)
@@ -259,7 +267,7 @@ class Spectral:
             fro2 = frob * frob
             rest = fro2 - xp.einsum("...ii->...", H)
             p = Q.shape[-1]
-            if depth == 0 and p < rows:
+            if depth == 0 and p < rows and rows < RITZ_FIRST_FROM:
                 lower = xp.max(xp.einsum("...ii->...i", H), axis=-1)  # theta_1 >= max diag H
                 solve = bool((rest <= 2.0 * rtol * lower).all())
             else:
@@ -328,7 +336,7 @@ class Spectral:
         the same iteration and certificates, each sequence to its own depth."""
         A = np.ascontiguousarray(P)
         out = np.empty((4, A.shape[0]))
-        Y = np.empty_like(self.Y)
+        Y = np.empty(self.Y.shape)  # C order: one compiled signature, whatever Y's layout
         self.depth += self.kernel(
             A,
             np.ascontiguousarray(frob),

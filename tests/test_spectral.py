@@ -148,3 +148,29 @@ def test_analyze_counts_one_certificate_per_lag_and_sequence(name, n):
     assert sum(meta["certificates"].values()) == T * B * estimators
     assert set(meta["certificates"]) == set(CERTIFICATES)
     assert 0 <= meta["worst_relative_gap"] <= SPECTRAL_RTOL + 1e-16
+
+
+def test_large_products_certify_at_the_first_depth(monkeypatch):
+    # From RITZ_FIRST_FROM rows the NumPy path tries the residual certificate on the warm
+    # start block itself: a product whose leading direction the chain has settled then costs
+    # one pass through L per lag (depth 0) instead of two. The values stay certified against
+    # LAPACK's SVD (_check: lower bound, proven gap <= SPECTRAL_RTOL, rounding 1e-13).
+    rng = np.random.default_rng(11)
+    m, lags = spectral_mod.RITZ_FIRST_FROM, 6
+    P = _unit(np.stack([_with_spectrum(rng, 0.3 ** np.arange(m)) for _ in range(2)]))
+
+    def depths(first_from):
+        monkeypatch.setattr(spectral_mod, "RITZ_FIRST_FROM", first_from)
+        sp = Spectral(np, 2, m, m, P.dtype, lags)
+        sp.start_chunk(lags, 2, P.dtype)
+        per_lag = []
+        for j in range(lags):
+            before = sp.depth
+            sp.step(j, P, j + 1)
+            per_lag.append(sp.depth - before)
+        _check(P, sp.finish(lags), to_numpy(sp.gap[:lags]).astype(float))
+        return per_lag
+
+    new, old = depths(m), depths(m + 1)
+    assert min(old) >= 2  # without the rule every lag extends the basis at least once
+    assert new[-1] == 1 and sum(new) < sum(old)  # a warm lag: certified at the first depth

@@ -67,7 +67,7 @@ def test_the_compiled_krylov_kernel_gives_the_numpy_numbers(
 ) -> None:
     """Every estimator of a 3-layer stack on the compiled kernel (the fast extra) agrees with
     the NumPy path: both certify 1e-11 relative, so 1e-11 in log10 with rounding (reference:
-    the NumPy path of gradflow.spectral)."""
+    the NumPy path of gradflow.spectral); the chain's compiled applies give the same products."""
     pytest.importorskip("numba")
     rng = np.random.default_rng(4)
     layers = []
@@ -86,4 +86,8 @@ def test_the_compiled_krylov_kernel_gives_the_numpy_numbers(
     res = analyze_stack(layers, x, gradient=None, input_sensitivity=False)
     for key in ("log10_spectral_norm", "layer_log10_spectral_norm", "cross_log10_spectral_norm"):
         np.testing.assert_allclose(getattr(res, key), getattr(ref, key), atol=1e-11, err_msg=key)
+    # The chain takes the fused applies' compiled diagonal kernel there (gradflow.fused:
+    # bitwise the NumPy passes' result), so the products, and their Frobenius norms, are equal.
+    for key in ("log10_frobenius_norm", "layer_log10_frobenius_norm", "cross_log10_frobenius_norm"):
+        np.testing.assert_array_equal(getattr(res, key), getattr(ref, key), err_msg=key)
     assert res.meta["spectral"]["worst_relative_gap"] <= spectral.SPECTRAL_RTOL * (1 + 1e-6)
