@@ -42,6 +42,9 @@ class Setup:
     dtype: Any
     #: the second size ``p`` of a cell that declares one (the projected LSTM), else None
     p: int | None = None
+    #: grouped weights: ``D`` parameter sets, sequence ``b`` taking set ``b // (batch / D)``
+    #: (:meth:`gradflow.codegen.Kernels.pack_draws`); None: one set shared by every sequence
+    draws: int | None = None
 
     @property
     def h_size(self) -> int:
@@ -75,7 +78,9 @@ class Chain:
         # n = 128 (T = 300, B = 8), fused / apply: rnn 1.05; gru 0.91 (one thread, best of 6).
         # With the compiled Krylov kernel (numba loaded), a column block of diagonal terms (the
         # LSTM's c column) is one compiled pass (gradflow.fused_kernels), bitwise the same.
-        fa = fused_apply(kern, compiled) if su.n >= FUSED_FROM and not su.cell.sizes else None
+        # Grouped weights (one set per draw) take ``apply``: the fused kernel stacks one set.
+        big = su.n >= FUSED_FROM and not su.cell.sizes and su.draws is None
+        fa = fused_apply(kern, compiled) if big else None
         use = fa is not None and (len(su.cell.state) > 1 or fa.stacked)
         self.fused = fa.apply_into if use and fa is not None else None
         self.buffers = (xp.empty_like(self.P), xp.empty_like(self.P))
