@@ -1,0 +1,75 @@
+"""The report's experiment stage with weight draws in one grouped call, against the per-seed loop.
+
+Issue 16 item 5 wants every number of the report behind at least 10 weight draws. The cost of
+an analysis is mostly per step (Python and NumPy call overhead), paid once per call: before
+grouping, once per seed. :func:`gradflow.analysis.run.run_seeds` analyses all seeds of a cell
+in one call of :func:`gradflow.engine.analyze` with ``draws = len(seeds)`` (grouped weights).
+
+For each configuration (the default report config, ``seeds x batch`` changed) this times
+``run_experiment(config, progress=False)`` (the report's experiment stage, as
+``benchmarks/report_time.py --stages`` does: every cell, cards included, in this process) with
+the seeds in one grouped call ("grouped") and seed by seed ("per seed": ``run_seeds``
+replaced by the loop over :func:`~gradflow.analysis.run.run_cell`). CPU time of this process
+(``time.process_time``), one BLAS thread (set before NumPy loads), best of ``--repeat``; the
+load average before each configuration is printed.
+
+Run: ``python benchmarks/ensemble.py [--repeat 3] [--configs 3x4,10x2,10x4]``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import time
+from pathlib import Path
+
+os.environ["OPENBLAS_NUM_THREADS"] = "1"
+os.environ["GRADFLOW_THREADS"] = "1"
+sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+
+from gradflow.analysis import run as run_mod  # noqa: E402
+from gradflow.analysis.defaults import default_report_config  # noqa: E402
+from gradflow.analysis.experiment import run_experiment  # noqa: E402
+
+GROUPED = run_mod.run_seeds
+
+
+def per_seed(config, cell, seeds, init=None):  # type: ignore[no-untyped-def]
+    """The loop ``run_seeds`` replaced: one engine call per seed."""
+    return [run_mod.run_cell(config, cell, seed, init) for seed in seeds]
+
+
+def cpu(config, mode: str, repeat: int) -> float:  # type: ignore[no-untyped-def]
+    run_mod.run_seeds = GROUPED if mode == "grouped" else per_seed  # type: ignore[assignment]
+    best = float("inf")
+    for _ in range(repeat):
+        t0 = time.process_time()
+        run_experiment(config, progress=False)
+        best = min(best, time.process_time() - t0)
+    run_mod.run_seeds = GROUPED  # type: ignore[assignment]
+    return best
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--repeat", type=int, default=3)
+    ap.add_argument("--configs", default="3x4,10x2,10x4", help="SEEDSxBATCH, comma-separated")
+    args = ap.parse_args()
+    base = default_report_config()
+    run_experiment(base.replace(seeds=(0,), batch=1), progress=False)  # warm: kernels, caches
+    print(f"experiment stage, CPU s, one BLAS thread, best of {args.repeat}")
+    print("| draws x sequences | per seed | grouped | grouped / per seed | load before |")
+    print("|---|---|---|---|---|")
+    for spec in args.configs.split(","):
+        s, b = (int(v) for v in spec.split("x"))
+        config = base.replace(seeds=tuple(range(s)), batch=b)
+        load = os.getloadavg()[0]
+        before = cpu(config, "per seed", args.repeat)
+        after = cpu(config, "grouped", args.repeat)
+        print(f"| {s} x {b} | {before:.2f} | {after:.2f} | {after / before:.2f} | {load:.2f} |")
+        sys.stdout.flush()
+
+
+if __name__ == "__main__":
+    main()
