@@ -74,6 +74,7 @@ def _setup(
     dtype: str,
     before_compile: Callable[[int, int, int, int], None] | None = None,
     draws: int | None = None,
+    spectral_per_draw: bool = False,
 ) -> Setup:
     """Validate everything, call ``before_compile(T, B, n, m)`` (the cost check), then compile
     the kernels and pack the parameters. Inputs already in the working dtype and C order are
@@ -150,7 +151,7 @@ def _setup(
             raise InputsError(f"initial state must have shape (B, m) = {(B, m)}; got {s0a.shape}")
         s = xp.asarray(s0a)
     xs = xp.asarray(np.ascontiguousarray(x, dtype=dt))  # no copy when already in shape
-    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt, psize, draws)
+    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt, psize, draws, spectral_per_draw)
 
 
 def _chunk_steps(su: Setup, extra_per_lag: int) -> int:
@@ -292,6 +293,7 @@ def analyze(
     structure: str = "auto",
     compiled: bool | None = None,
     draws: int | None = None,
+    spectral_per_draw: bool = False,
 ) -> AnalysisResult:
     """Exact log10 norms of ``ds_T/ds_{T-k}`` for every lag ``k = 0..T``.
 
@@ -331,9 +333,16 @@ def analyze(
             consecutive sequences, sequence ``b`` taking draw ``b // (B / D)``. Every result
             array is the one the ``D`` separate calls (draw ``g`` with sequences
             ``g B/D .. (g+1) B/D - 1``) give, in that order, at the per-step overhead of one
-            call (:meth:`~gradflow.codegen.Kernels.pack_draws`). NumPy backend only; the
-            compiled backend is not used (``compiled=True`` is refused). ``None`` (default):
-            one parameter set shared by every sequence.
+            call (:meth:`~gradflow.codegen.Kernels.pack_draws`): bit for bit, but for the
+            spectral norms, certified as ever and equal to the separate calls' within the
+            certified tolerance (``meta["spectral"]["rtol"]``: the estimator works over the
+            whole batch). NumPy backend only; the compiled backend is not used
+            (``compiled=True`` is refused). ``None`` (default): one parameter set shared by
+            every sequence.
+        spectral_per_draw: with ``draws``, one spectral-norm estimator per draw, so that the
+            spectral norms and their certificates too are the separate calls' bit for bit
+            (:class:`~gradflow.chains.GroupSpectral`; slower: each estimator pays its own
+            per-step cost). Structured cells' spectral norms are exact either way.
 
     Returns:
         An :class:`~gradflow.results.AnalysisResult`.
@@ -351,7 +360,7 @@ def analyze(
         raise UsageError(f"the compiled backend takes one shared weight set, not draws={draws}")
     plan = structured_plan(resolve(cell), structure, backend)  # None: the dense chain below
     if plan is not None:
-        setup = _setup if draws is None else partial(_setup, draws=draws)
+        setup = _setup if draws is None else partial(_setup, draws=draws)  # no estimator
         res = analyze_structured(
             plan, setup, resolve(cell), params, inputs, s0=s0, dtype=dtype, paths=paths,
             singular_lags=singular_lags, n_singular=n_singular, lyapunov=lyapunov,
@@ -374,7 +383,7 @@ def analyze(
         )
         check_cost(cost, force)
 
-    su = _setup(cell, params, inputs, s0, backend, dtype, check, draws)
+    su = _setup(cell, params, inputs, s0, backend, dtype, check, draws, spectral_per_draw)
     nthreads = blas_threads(su.m, threads)
     with compute_region(nthreads):
         if draws is None and fast.qualifies(

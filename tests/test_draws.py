@@ -104,18 +104,18 @@ def _close(a: object, b: object, tol: float, what: str) -> None:
     np.testing.assert_allclose(a[ok], b[ok], rtol=0, atol=tol, err_msg=what)
 
 
-def _assert_same(grouped: object, parts: list[object]) -> None:
+def _assert_same(grouped: object, parts: list[object], spec_tol: float = SPEC_TOL) -> None:
     """Every result array of the grouped call against the separate calls, draw by draw."""
     for g, s in zip(split_draws(grouped, len(parts)), parts, strict=True):  # type: ignore[arg-type]
         assert g.batch == s.batch
-        _close(g.log10_spectral_norm, s.log10_spectral_norm, SPEC_TOL, "spectral")
-        _close(g.log10_spectral_norm_hidden, s.log10_spectral_norm_hidden, SPEC_TOL, "h block")
+        _close(g.log10_spectral_norm, s.log10_spectral_norm, spec_tol, "spectral")
+        _close(g.log10_spectral_norm_hidden, s.log10_spectral_norm_hidden, spec_tol, "h block")
         _close(g.log10_frobenius_norm, s.log10_frobenius_norm, EXACT_TOL, "frobenius")
         _close(g.final_hidden, s.final_hidden, EXACT_TOL, "final hidden")
         assert set(g.paths) == set(s.paths)
         for p in g.paths:
             _close(g.paths[p]["log10_spectral_norm"], s.paths[p]["log10_spectral_norm"],
-                   SPEC_TOL, p)  # fmt: skip
+                   spec_tol, p)  # fmt: skip
             _close(g.paths[p]["log10_frobenius_norm"], s.paths[p]["log10_frobenius_norm"],
                    EXACT_TOL, p)  # fmt: skip
         assert set(g.log10_singular_values) == set(s.log10_singular_values)
@@ -148,6 +148,23 @@ def test_grouped_call_equals_the_separate_calls(name: str) -> None:
     assert _certificates(grouped.meta) == sum(_certificates(p.meta) for p in parts)
     assert grouped.meta["draws"] == D
     assert grouped.meta["structure"]["kernel"] == parts[0].meta["structure"]["kernel"]
+
+
+@pytest.mark.parametrize("name", ["rnn", "lstm", "gru", "user-gate"])
+def test_one_estimator_per_draw_gives_the_separate_calls_bit_for_bit(name: str) -> None:
+    """``spectral_per_draw``: each draw's estimator draws the separate call's random stream
+    and takes its decisions, so even the spectral norms and the certificates of each kind
+    are the separate calls' exactly (tolerance 0)."""
+    cell = _cell(name)
+    D, B, T, n, d = 3, 2, 24, 5, 3
+    draws = _draws(cell, n, d, D)
+    x = np.random.default_rng(7).standard_normal((T, D * B, d))
+    kw = {"paths": True, "lyapunov": 2}
+    grouped = analyze(cell, _stacked(draws), x, draws=D, spectral_per_draw=True, **kw)
+    parts = [analyze(cell, p, x[:, i * B : (i + 1) * B], **kw) for i, p in enumerate(draws)]
+    _assert_same(grouped, parts, spec_tol=0.0)
+    for kind, count in grouped.meta["spectral"]["certificates"].items():
+        assert count == sum(p.meta["spectral"]["certificates"][kind] for p in parts), kind
 
 
 @pytest.mark.parametrize("name", ["lstm", "user-gate", "indrnn"])
