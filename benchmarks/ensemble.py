@@ -13,7 +13,12 @@ replaced by the loop over :func:`~gradflow.analysis.run.run_cell`). CPU time of 
 (``time.process_time``), one BLAS thread (set before NumPy loads), best of ``--repeat``; the
 load average before each configuration is printed.
 
-Run: ``python benchmarks/ensemble.py [--repeat 3] [--configs 3x4,10x2,10x4]``.
+``--claims`` instead times the claims stage (``run_claims(quick=True)``, the report's) with
+each claim's draws in one grouped call (:func:`gradflow.analysis.claimkit.draw_all`, claims
+a, b and d) and draw by draw (``draw_all`` replaced by the loop over ``draw``), and checks
+that both give the same claims, number for number.
+
+Run: ``python benchmarks/ensemble.py [--repeat 3] [--configs 3x4,10x2,10x4] [--claims]``.
 """
 
 from __future__ import annotations
@@ -51,11 +56,41 @@ def cpu(config, mode: str, repeat: int) -> float:  # type: ignore[no-untyped-def
     return best
 
 
+def claims(repeat: int) -> None:
+    from gradflow.analysis import claims as claims_mod
+    from gradflow.analysis.claimkit import draw
+
+    grouped = claims_mod.draw_all
+
+    def loop(config, dtype="float64", **init):  # type: ignore[no-untyped-def]
+        return [draw(config, seed, dtype=dtype, **init) for seed in config.seeds]
+
+    out = {}
+    for mode, fn in (("draw by draw", loop), ("grouped", grouped)):
+        claims_mod.draw_all = fn  # type: ignore[assignment]
+        best = float("inf")
+        for _ in range(repeat):
+            t0 = time.process_time()
+            res = claims_mod.run_claims(quick=True)
+            best = min(best, time.process_time() - t0)
+        out[mode] = (best, [c.to_dict() for c in res.claims])
+    claims_mod.draw_all = grouped  # type: ignore[assignment]
+    same = out["grouped"][1] == out["draw by draw"][1]
+    print(f"claims stage (quick), CPU s, one BLAS thread, best of {repeat}")
+    print(f"draw by draw {out['draw by draw'][0]:.2f}, grouped {out['grouped'][0]:.2f}")
+    print("claims identical number for number:", same)
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--configs", default="3x4,10x2,10x4", help="SEEDSxBATCH, comma-separated")
+    ap.add_argument("--claims", action="store_true", help="the claims stage instead")
     args = ap.parse_args()
+    if args.claims:
+        print(f"load average before: {os.getloadavg()[0]:.2f}")
+        claims(args.repeat)
+        return
     base = default_report_config()
     run_experiment(base.replace(seeds=(0,), batch=1), progress=False)  # warm: kernels, caches
     print(f"experiment stage, CPU s, one BLAS thread, best of {args.repeat}")

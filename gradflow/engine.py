@@ -488,7 +488,10 @@ def _analyze(
         raise UsageError(f"singular_lags must lie in 1..{T}; got {lags}")
     n_sv = su.m if n_singular is None else max(1, min(int(n_singular), su.m))
     chunk = _chunk_steps(su, 0)  # products are not stored: only the Jacobian factors count
-    kernel = compiled_wanted(su.xp, su.dtype, su.m, T * su.batch, compiled)
+    # one estimator per draw decides as the draw's separate call would (its own batch)
+    per_draw = su.draws is not None and su.spectral_per_draw
+    batch = su.batch // su.draws if per_draw and su.draws else su.batch
+    kernel = compiled_wanted(su.xp, su.dtype, su.m, T * batch, compiled)
     chains = {"full": Chain(su, su.kernels, T, hidden, chunk, kernel)}
     zero_paths = []
     if paths:
