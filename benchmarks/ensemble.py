@@ -18,7 +18,14 @@ each claim's draws in one grouped call (:func:`gradflow.analysis.claimkit.draw_a
 a, b and d) and draw by draw (``draw_all`` replaced by the loop over ``draw``), and checks
 that both give the same claims, number for number.
 
-Run: ``python benchmarks/ensemble.py [--repeat 3] [--configs 3x4,10x2,10x4] [--claims]``.
+``--shared`` times plain ``analyze`` calls with ONE shared weight set (the path every other
+caller takes; NumPy, ``compiled=False``: lstm and gru at n = 32 with paths and 8 Lyapunov
+exponents, rnn at n = 32, lstm at n = 128 (the fused apply); T = 300, B = 4; best of 5 after
+a warm-up); ``--tree DIR`` imports gradflow from another tree (e.g. the code before grouped
+weights, ``git archive <commit> gradflow | tar -x -C DIR``) to compare.
+
+Run: ``python benchmarks/ensemble.py [--repeat 3] [--configs 3x4,10x2,10x4] [--claims]
+[--shared [--tree DIR]]``.
 """
 
 from __future__ import annotations
@@ -31,13 +38,14 @@ from pathlib import Path
 
 os.environ["OPENBLAS_NUM_THREADS"] = "1"
 os.environ["GRADFLOW_THREADS"] = "1"
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+_TREE = sys.argv[sys.argv.index("--tree") + 1] if "--tree" in sys.argv else None
+sys.path.insert(0, _TREE or str(Path(__file__).resolve().parent.parent))
 
 from gradflow.analysis import run as run_mod  # noqa: E402
 from gradflow.analysis.defaults import default_report_config  # noqa: E402
 from gradflow.analysis.experiment import run_experiment  # noqa: E402
 
-GROUPED = run_mod.run_seeds
+GROUPED = getattr(run_mod, "run_seeds", None)  # None in a tree before grouped weights
 
 
 def per_seed(config, cell, seeds, init=None):  # type: ignore[no-untyped-def]
@@ -81,12 +89,45 @@ def claims(repeat: int) -> None:
     print("claims identical number for number:", same)
 
 
+def shared() -> None:
+    import numpy as np
+
+    from gradflow.cells import get_cell
+    from gradflow.engine import analyze
+    from gradflow.initialisers import Init, initialise
+
+    cases = [
+        ("lstm", 32, {"paths": True, "lyapunov": 8}),
+        ("gru", 32, {"paths": True, "lyapunov": 8}),
+        ("rnn", 32, {}),
+        ("lstm", 128, {}),
+    ]
+    out = []
+    for name, n, kw in cases:
+        cell = get_cell(name)
+        p = initialise(cell, n, 8, Init(), np.random.default_rng(0))
+        x = np.random.default_rng(1).standard_normal((300, 4, 8))
+        analyze(cell, p, x, compiled=False, **kw)
+        best = float("inf")
+        for _ in range(5):
+            t0 = time.process_time()
+            analyze(cell, p, x, compiled=False, **kw)
+            best = min(best, time.process_time() - t0)
+        out.append(f"{name} n={n} {best:.3f} s")
+    print(f"shared weights ({_TREE or 'this tree'}): " + "; ".join(out))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--repeat", type=int, default=3)
     ap.add_argument("--configs", default="3x4,10x2,10x4", help="SEEDSxBATCH, comma-separated")
     ap.add_argument("--claims", action="store_true", help="the claims stage instead")
+    ap.add_argument("--shared", action="store_true", help="shared-weight analyze calls")
+    ap.add_argument("--tree", help="import gradflow from this tree (with --shared)")
     args = ap.parse_args()
+    if args.shared:
+        shared()
+        return
     if args.claims:
         print(f"load average before: {os.getloadavg()[0]:.2f}")
         claims(args.repeat)
