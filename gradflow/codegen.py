@@ -36,7 +36,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, fields
+from dataclasses import dataclass, fields, replace
 from functools import lru_cache
 from types import ModuleType
 from typing import Any
@@ -66,7 +66,10 @@ class sech2(sp.Function):  # type: ignore[misc]  # noqa: N801 - SymPy ships no t
     nargs = 1
 
 
-#: Helpers every generated module defines before its kernels. Both are exact in the tails:
+#: Helpers every generated module defines before its kernels. ``_vm(v, w)`` is ``v @ w`` for
+#: grouped weights (:meth:`Kernels.pack_draws`): ``v`` is ``(..., B, n)``, ``w`` is ``(D, n, k)``
+#: and the ``B / D`` consecutive sequences of group ``g`` take ``w[g]`` (one product per group).
+#: The other two are exact in the tails:
 #: ``0.5*(1 + tanh(x/2))`` is exactly 0 below x = -37 and ``1/(1 + exp(-x))`` overflows below
 #: -709, while ``exp(-|x|)`` is evaluated once and never overflows; ``1 - tanh(x)**2`` is 0 as
 #: soon as tanh(x) rounds to +-1 (|x| > 19), ``4 e/(1 + e)^2`` with ``e = exp(-2|x|)`` is not.
@@ -78,6 +81,12 @@ HELPERS = """def _sigmoid(x):
 def _sech2(x):
     e = xp.exp(-2.0 * xp.abs(x))
     return 4.0 * e / (1.0 + e) ** 2
+
+
+def _vm(v, w):
+    lead, b = v.shape[:-2], v.shape[-2]
+    g = v.reshape(lead + (w.shape[0], b // w.shape[0], v.shape[-1])) @ w
+    return g.reshape(lead + (b, w.shape[-1]))
 
 """
 
@@ -257,8 +266,11 @@ def _param_lines(cell: Cell, exprs: list[sp.Expr], indent: str) -> list[str]:
     return [f'{indent}p_{nm} = q["V:{nm}"]' for nm in names]
 
 
-def _gen_step(cell: Cell, lay: Layout) -> list[str]:
-    L = ["def step(s, u, q):", '    n = q["n"]', *size_lines(cell)]
+def _gen_step(cell: Cell, lay: Layout, grouped: bool = False) -> list[str]:
+    """``step``, or with ``grouped`` ``step_grouped``: the same step for grouped weights, whose
+    recurrent projections ``v @ U`` take one matrix per group of sequences (``_vm``)."""
+    name = "step_grouped" if grouped else "step"
+    L = [f"def {name}(s, u, q):", '    n = q["n"]', *size_lines(cell)]
     for st, (a, b) in zip(cell.state, block_spans(cell, cell.state), strict=True):
         L.append(f"    {_var(st)} = s[..., {a}:{b}]")
     slots = dict(zip(lay.affine, block_spans(cell, lay.affine), strict=True))
@@ -274,7 +286,10 @@ def _gen_step(cell: Cell, lay: Layout) -> list[str]:
                 if src == cell.input:
                     continue
                 if src not in projected:
-                    L.append(f'    r_{src} = {_var(src)} @ q["U:{src}"]')
+                    if grouped:
+                        L.append(f'    r_{src} = _vm({_var(src)}, q["U:{src}"])')
+                    else:
+                        L.append(f'    r_{src} = {_var(src)} @ q["U:{src}"]')
                     projected.add(src)
                 j = lay.sources[src].index(nd.name)
                 a, b = block_spans(cell, lay.sources[src])[j]
@@ -542,6 +557,45 @@ class Kernels:
     apply: Callable[..., Any]
     apply_vec: Callable[..., Any]
     jacobian: Callable[..., Any]
+    #: ``step`` for grouped weights (:meth:`pack_draws`); :meth:`grouped` puts it in place
+    step_grouped: Callable[..., Any] | None = None
+
+    def grouped(self) -> Kernels:
+        """These kernels for parameters packed by :meth:`pack_draws`: ``step`` is
+        ``step_grouped``; every other kernel broadcasts over per-sequence weights as it is."""
+        assert self.step_grouped is not None
+        return replace(self, step=self.step_grouped)
+
+    def pack_draws(
+        self, params: Mapping[str, Any], batch: int, dtype: Any = np.float64
+    ) -> dict[str, Any]:
+        """Grouped parameters: every array of ``params`` has a leading axis ``D`` (one set per
+        weight draw) and the batch of ``batch`` sequences is ``D`` groups of ``batch / D``
+        consecutive sequences, group ``g`` taking draw ``g``.
+
+        Each draw is packed as by :meth:`pack`; the input and recurrent projections
+        (``U:x``, ``U:src``) are stacked as ``(D, rows, cols)`` and applied one group at a
+        time (``_vm`` in the kernels' source); every other entry (weights ``W:``, vectors
+        ``V:``, the summed bias ``b:x``) is repeated to one copy per sequence, ``(batch, ...)``,
+        so that ``apply``, ``factors`` and ``jacobian`` broadcast over it exactly as over one
+        shared weight (a batched ``(B, r, n) @ (B, n, n)`` product instead of
+        ``(B, r, n) @ (n, n)``). Memory: ``batch`` copies of the weights.
+        """
+        names = [p.name for p in self.cell.parameters]
+        draws = int(np.shape(params[names[0]])[0])
+        packs = [
+            self.pack({k: np.asarray(params[k])[i] for k in names}, dtype) for i in range(draws)
+        ]
+        group = batch // draws
+        xp = self.xp
+        q: dict[str, Any] = {"draws": draws}
+        for key, value in packs[0].items():
+            if not isinstance(key, str) or ":" not in key:  # sizes: the same in every draw
+                q[key] = value
+                continue
+            stacked = xp.stack([pk[key] for pk in packs])
+            q[key] = stacked if key.startswith("U:") else xp.repeat(stacked, group, axis=0)
+        return q
 
     def pack(self, params: Mapping[str, Any], dtype: Any = np.float64) -> dict[str, Any]:
         """Parameters in the kernels' layout, on the kernels' backend.
@@ -606,15 +660,22 @@ class Kernels:
 
         The bias is added in place: a chunk's projection is megabytes, and a second fresh
         array of that size costs its page faults again."""
-        if x.shape[-1] != q["U:x"].shape[0] and self.cell.matrices:
+        if x.shape[-1] != q["U:x"].shape[-2] and self.cell.matrices:
             raise InputsError(
                 f"cell {self.cell.name!r} applies a square matrix (I or a matrix definition) "
                 f"to its input, so the input size d must be the hidden size "
-                f"{q['U:x'].shape[0]}; got d = {x.shape[-1]}"
+                f"{q['U:x'].shape[-2]}; got d = {x.shape[-1]}"
             )
-        u = x @ q["U:x"]
+        u = x @ q["U:x"] if q["U:x"].ndim == 2 else self._grouped_projection(x, q["U:x"])
         u += q["b:x"]
         return u
+
+    def _grouped_projection(self, x: Any, w: Any) -> Any:
+        """``x @ U:x`` with one ``(d, k)`` matrix per group of sequences (:meth:`pack_draws`):
+        ``x`` is ``(..., B, d)``, ``w`` is ``(D, d, k)``."""
+        lead, b = x.shape[:-2], x.shape[-2]
+        g = x.reshape(lead + (w.shape[0], b // w.shape[0], x.shape[-1])) @ w
+        return g.reshape(lead + (b, w.shape[-1]))
 
 
 def generate_source(cell: Cell, jac: BlockJacobian) -> tuple[str, Layout]:
@@ -629,6 +690,7 @@ def generate_source(cell: Cell, jac: BlockJacobian) -> tuple[str, Layout]:
     ]
     parts = [
         _gen_step(cell, lay),
+        _gen_step(cell, lay, grouped=True),
         _gen_factors(cell, lay),
         _gen_apply(cell, jac, lay, "apply", materialise=True),
         _gen_apply(cell, jac, lay, "apply_vec", materialise=False),
@@ -720,6 +782,7 @@ def _compile(cell: Cell, path: str, backend: str) -> Kernels:
         apply=namespace["apply"],
         apply_vec=namespace["apply_vec"],
         jacobian=namespace["jacobian"],
+        step_grouped=namespace.get("step_grouped"),
     )
 
 

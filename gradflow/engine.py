@@ -27,6 +27,7 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import replace
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -72,11 +73,18 @@ def _setup(
     backend: str,
     dtype: str,
     before_compile: Callable[[int, int, int, int], None] | None = None,
+    draws: int | None = None,
+    spectral_per_draw: bool = False,
 ) -> Setup:
     """Validate everything, call ``before_compile(T, B, n, m)`` (the cost check), then compile
     the kernels and pack the parameters. Inputs already in the working dtype and C order are
-    used as they are, not copied."""
+    used as they are, not copied. ``draws``: grouped weights (see :func:`analyze`)."""
     c = resolve(cell)
+    if draws is not None:
+        if backend != "numpy":
+            raise UsageError(f"grouped weights (draws={draws}) need the numpy backend")
+        if isinstance(draws, bool) or not isinstance(draws, int | np.integer) or draws < 1:
+            raise UsageError(f"draws must be a positive integer, got {draws!r}")
     dt = resolve_dtype(dtype)
     missing = [p.name for p in c.parameters if p.name not in params]
     if missing:
@@ -89,18 +97,34 @@ def _setup(
     T, B, d = x.shape
     if T < 1 or B < 1:
         raise InputsError(f"inputs need T >= 1 steps and B >= 1 sequences; got shape {x.shape}")
+    if draws is not None and B % draws:
+        raise InputsError(
+            f"inputs have {B} sequences, not a multiple of draws = {draws} (sequence b uses "
+            f"draw b // (B / draws))"
+        )
     if not np.isfinite(x).all():
         t, b = np.argwhere(~np.isfinite(x))[0][:2]
         raise InputsError(f"inputs contain NaN or inf (first at step {t + 1}, sequence {b})")
+    lead: tuple[int, ...] = ()
+    if draws is not None:
+        lead = (int(draws),)
+        for p in c.parameters:
+            shape = np.shape(params[p.name])
+            if shape[:1] != lead:
+                raise WeightsError(
+                    f"parameter {p.name!r} has shape {shape}; with draws={draws} every "
+                    f"parameter needs a leading axis of {draws} (one set per draw)"
+                )
+    one = {p.name: np.asarray(params[p.name])[0] for p in c.parameters} if lead else params
     n = None
-    psize = c.size_values(params)[1] if c.sizes else None  # a second size: the projection
+    psize = c.size_values(one)[1] if c.sizes else None  # a second size: the projection
     for p in c.parameters:
         a = np.asarray(params[p.name])
         if not np.issubdtype(a.dtype, np.floating) and not np.issubdtype(a.dtype, np.integer):
             raise WeightsError(f"parameter {p.name!r} has dtype {a.dtype}; expected float")
         if n is None:
-            n = a.shape[0] if a.ndim >= 1 else 0
-        expected = p.numeric_shape(n, d, psize)
+            n = a.shape[len(lead)] if a.ndim > len(lead) else 0
+        expected = lead + p.numeric_shape(n, d, psize)
         if a.shape != expected:
             raise WeightsError(
                 f"parameter {p.name!r} has shape {a.shape}; expected {expected} "
@@ -115,7 +139,10 @@ def _setup(
         before_compile(T, B, n, m)
     kern = compile_cell(c, backend)
     xp = kern.xp
-    q = kern.pack(params, dt)
+    if draws is None:
+        q = kern.pack(params, dt)
+    else:
+        q, kern = kern.pack_draws(params, B, dt), kern.grouped()
     if s0 is None:
         s = xp.zeros((B, m), dtype=dt)
     else:
@@ -124,7 +151,7 @@ def _setup(
             raise InputsError(f"initial state must have shape (B, m) = {(B, m)}; got {s0a.shape}")
         s = xp.asarray(s0a)
     xs = xp.asarray(np.ascontiguousarray(x, dtype=dt))  # no copy when already in shape
-    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt, psize)
+    return Setup(c, kern, xp, q, xs, s, T, B, n, d, m, dt, psize, draws, spectral_per_draw)
 
 
 def _chunk_steps(su: Setup, extra_per_lag: int) -> int:
@@ -204,9 +231,11 @@ def rollout(
     backend: str = "numpy",
     dtype: str = "float64",
     threads: int | None = None,
+    draws: int | None = None,
 ) -> np.ndarray:
-    """All states ``s_0..s_T`` as a ``(T + 1, B, m)`` NumPy array (``s_0`` zero by default)."""
-    su = _setup(cell, params, inputs, s0, backend, dtype)
+    """All states ``s_0..s_T`` as a ``(T + 1, B, m)`` NumPy array (``s_0`` zero by default);
+    ``draws``: grouped weights, as for :func:`analyze`."""
+    su = _setup(cell, params, inputs, s0, backend, dtype, draws=draws)
     with compute_region(blas_threads(su.m, threads)):
         states, s_final, _ = _forward(su, 1)  # a checkpoint at every step: all of s_0..s_{T-1}
         return to_numpy(su.xp.stack([*states, s_final]))
@@ -220,9 +249,11 @@ def state_jacobians(
     backend: str = "numpy",
     path: str = "full",
     threads: int | None = None,
+    draws: int | None = None,
 ) -> np.ndarray:
-    """The materialised ``J_t = ds_t/ds_{t-1}`` for ``t = 1..T``: shape ``(T, B, m, m)``."""
-    su = _setup(cell, params, inputs, s0, backend, "float64")
+    """The materialised ``J_t = ds_t/ds_{t-1}`` for ``t = 1..T``: shape ``(T, B, m, m)``;
+    ``draws``: grouped weights, as for :func:`analyze`."""
+    su = _setup(cell, params, inputs, s0, backend, "float64", draws=draws)
     with compute_region(blas_threads(su.m, threads)):
         return _state_jacobians(su, backend, path)
 
@@ -261,6 +292,8 @@ def analyze(
     force: bool = False,
     structure: str = "auto",
     compiled: bool | None = None,
+    draws: int | None = None,
+    spectral_per_draw: bool = False,
 ) -> AnalysisResult:
     """Exact log10 norms of ``ds_T/ds_{T-k}`` for every lag ``k = 0..T``.
 
@@ -294,6 +327,22 @@ def analyze(
         compiled: the compiled backend (:mod:`gradflow.compiled`, extra ``fast``): ``None``
             uses it where the case qualifies, ``False`` forces the NumPy reference path,
             ``True`` requires it.
+        draws: grouped weights, several weight draws in one call: every parameter array has
+            a leading axis ``draws`` (shape ``(D, *shape)``, draw ``g`` in ``params[name][g]``)
+            and the ``B`` sequences of ``inputs`` (and ``s0``) form ``D`` groups of ``B / D``
+            consecutive sequences, sequence ``b`` taking draw ``b // (B / D)``. Every result
+            array is the one the ``D`` separate calls (draw ``g`` with sequences
+            ``g B/D .. (g+1) B/D - 1``) give, in that order, at the per-step overhead of one
+            call (:meth:`~gradflow.codegen.Kernels.pack_draws`): bit for bit, but for the
+            spectral norms, certified as ever and equal to the separate calls' within the
+            certified tolerance (``meta["spectral"]["rtol"]``: the estimator works over the
+            whole batch). NumPy backend only; the compiled backend is not used
+            (``compiled=True`` is refused). ``None`` (default): one parameter set shared by
+            every sequence.
+        spectral_per_draw: with ``draws``, one spectral-norm estimator per draw, so that the
+            spectral norms and their certificates too are the separate calls' bit for bit
+            (:class:`~gradflow.chains.GroupSpectral`; slower: each estimator pays its own
+            per-step cost). Structured cells' spectral norms are exact either way.
 
     Returns:
         An :class:`~gradflow.results.AnalysisResult`.
@@ -307,14 +356,17 @@ def analyze(
             and sequence).
     """
     started = time.perf_counter()
+    if draws is not None and compiled:
+        raise UsageError(f"the compiled backend takes one shared weight set, not draws={draws}")
     plan = structured_plan(resolve(cell), structure, backend)  # None: the dense chain below
     if plan is not None:
+        setup = _setup if draws is None else partial(_setup, draws=draws)  # no estimator
         res = analyze_structured(
-            plan, _setup, resolve(cell), params, inputs, s0=s0, dtype=dtype, paths=paths,
+            plan, setup, resolve(cell), params, inputs, s0=s0, dtype=dtype, paths=paths,
             singular_lags=singular_lags, n_singular=n_singular, lyapunov=lyapunov,
             gradient=gradient, hidden=hidden, threads=threads, force=force, started=started,
         )  # fmt: skip
-        return replace(res, meta=_krylov_kernel_meta(res.meta))
+        return replace(res, meta=_draws_meta(_krylov_kernel_meta(res.meta), draws))
     n_paths = 3 if paths else 1
     per_lag = 3 + 2 * (n_paths - 1) + (1 if gradient else 0)
 
@@ -331,10 +383,12 @@ def analyze(
         )
         check_cost(cost, force)
 
-    su = _setup(cell, params, inputs, s0, backend, dtype, check)
+    su = _setup(cell, params, inputs, s0, backend, dtype, check, draws, spectral_per_draw)
     nthreads = blas_threads(su.m, threads)
     with compute_region(nthreads):
-        if fast.qualifies(su, compiled, (paths, singular_lags, lyapunov, gradient)):
+        if draws is None and fast.qualifies(
+            su, compiled, (paths, singular_lags, lyapunov, gradient)
+        ):
             result = fast.analyze(su, hidden, threads, _forward, _chunk_values, _check_factors)
         else:
             args = (paths, singular_lags, n_singular, lyapunov, gradient, hidden, compiled)
@@ -342,13 +396,69 @@ def analyze(
     # the thread count is configuration (data); timings are volatile and kept apart (run.json)
     return replace(
         result,
-        meta={
-            **_krylov_kernel_meta(result.meta),
-            "threads": nthreads,
-            "structure": structure_meta(su.cell, su.m, "dense"),
-        },
+        meta=_draws_meta(
+            {
+                **_krylov_kernel_meta(result.meta),
+                "threads": nthreads,
+                "structure": structure_meta(su.cell, su.m, "dense"),
+            },
+            draws,
+        ),
         run={"seconds": time.perf_counter() - started},
     )
+
+
+def _draws_meta(meta: dict[str, Any], draws: int | None) -> dict[str, Any]:
+    """``meta`` with ``meta["draws"]`` for a grouped call (nothing added otherwise)."""
+    return meta if draws is None else {**meta, "draws": int(draws)}
+
+
+def split_draws(result: AnalysisResult, draws: int) -> list[AnalysisResult]:
+    """The ``draws`` results of a grouped call (:func:`analyze` with ``draws``), one per draw,
+    each over its ``B / draws`` sequences: what the separate call of that draw returns. Each
+    part's ``meta`` is the call's (its certificate counts cover every draw) with
+    ``meta["draw"]`` added; ``run`` too is the whole call's.
+
+    Raises:
+        UsageError: ``draws`` does not divide the result's batch.
+    """
+    B = result.batch
+    if draws < 1 or B % draws:
+        raise UsageError(f"cannot split a batch of {B} sequences into {draws} draws")
+    g = B // draws
+
+    def cut(a: Any, axis: int, i: int) -> Any:
+        if a is None:
+            return None
+        return np.take(a, np.arange(i * g, (i + 1) * g), axis=axis)
+
+    parts = []
+    for i in range(draws):
+        cert = result.singular_certified
+        parts.append(
+            replace(
+                result,
+                batch=g,
+                log10_spectral_norm=cut(result.log10_spectral_norm, 1, i),
+                log10_frobenius_norm=cut(result.log10_frobenius_norm, 1, i),
+                log10_spectral_norm_hidden=cut(result.log10_spectral_norm_hidden, 1, i),
+                final_hidden=cut(result.final_hidden, 0, i),
+                paths={
+                    p: {k: cut(v, 1, i) for k, v in chain.items()}
+                    for p, chain in result.paths.items()
+                },
+                log10_singular_values={
+                    k: cut(v, 0, i) for k, v in result.log10_singular_values.items()
+                },
+                singular_certified=(
+                    {k: cut(v, 0, i) for k, v in cert.items()} if cert is not None else None
+                ),
+                lyapunov_exponents=cut(result.lyapunov_exponents, 0, i),
+                log10_gradient_norm=cut(result.log10_gradient_norm, 1, i),
+                meta={**result.meta, "draw": i},
+            )
+        )
+    return parts
 
 
 def _krylov_kernel_meta(meta: Mapping[str, Any]) -> dict[str, Any]:
@@ -378,7 +488,10 @@ def _analyze(
         raise UsageError(f"singular_lags must lie in 1..{T}; got {lags}")
     n_sv = su.m if n_singular is None else max(1, min(int(n_singular), su.m))
     chunk = _chunk_steps(su, 0)  # products are not stored: only the Jacobian factors count
-    kernel = compiled_wanted(su.xp, su.dtype, su.m, T * su.batch, compiled)
+    # one estimator per draw decides as the draw's separate call would (its own batch)
+    per_draw = su.draws is not None and su.spectral_per_draw
+    batch = su.batch // su.draws if per_draw and su.draws else su.batch
+    kernel = compiled_wanted(su.xp, su.dtype, su.m, T * batch, compiled)
     chains = {"full": Chain(su, su.kernels, T, hidden, chunk, kernel)}
     zero_paths = []
     if paths:

@@ -342,7 +342,7 @@ def test_the_engine_is_not_asked_for_singular_values_the_exact_pass_replaces(mon
     monkeypatch.setattr(run, "analyze", spy)
     cfg = _config("gru", 3, 20, (5, 20))
     s = run_experiment(cfg, progress=False).cells["gru"]
-    assert asked == [(), ()]  # one call per seed, no singular values
+    assert asked == [()]  # one grouped call for both seeds (run_seeds), no singular values
     assert sorted(s.log10_singular_values) == [5, 20] and "Jacobi" in s.singular_values_method
     assert all(v.shape == (2, 3) for v in s.log10_singular_values.values())  # one run a seed
 

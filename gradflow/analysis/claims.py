@@ -48,6 +48,7 @@ from .claimkit import (
     add_interval,
     ci_text,
     draw,
+    draw_all,
     draws_text,
     make_claim,
     power_text,
@@ -87,15 +88,14 @@ def claim_a(
     q_star, chi = tanh_fixed_point(ini.sigma_w, ini.sigma_u, ini.sigma_b, config.inputs.scale**2)
     frob, spec, slack_end, growth = [], [], [], []
     viol64 = viol32 = viol32_fixed = 0
-    for seed in config.seeds:
-        res, params, _ = draw(config, seed)
+    runs32 = draw_all(config, dtype="float32")
+    for (res, params, _), (r32, _, _) in zip(draw_all(config), runs32, strict=True):
         frob.append(slope(res.log10_frobenius_norm[:, 0], window))
         spec.append(slope(res.log10_spectral_norm[:, 0], window))
         t64 = pascanu_tightness("rnn", params, res.log10_spectral_norm, "float64")
         slack_end.append(float(t64.log10_slack[-1, 0]))
         growth.append(t64.slack_growth)
         viol64 += t64.violations
-        r32 = draw(config, seed, dtype="float32")[0]
         t32 = pascanu_tightness("rnn", params, r32.log10_spectral_norm, "float32")
         viol32 += t32.violations
         # the old check: a fixed 1e-9 decades whatever the dtype
@@ -103,9 +103,10 @@ def claim_a(
         tick()
     tight = {"float64": 0, "float32": 0, "float32_fixed": 0}
     if tight_config is not None:
-        for seed in tight_config.seeds:
+        tight_runs = {dt: draw_all(tight_config, dtype=dt) for dt in ("float64", "float32")}
+        for i in range(len(tight_config.seeds)):
             for dt in ("float64", "float32"):
-                res, params, _ = draw(tight_config, seed, dtype=dt)
+                res, params, _ = tight_runs[dt][i]
                 t = pascanu_tightness("rnn", params, res.log10_spectral_norm, dt)
                 tight[dt] += t.violations
                 if dt == "float32":
@@ -183,8 +184,7 @@ def claim_b(configs: dict[str, ExperimentConfig], tick: Tick = lambda: None) -> 
     for name in ("b-rnn", "b-edge"):
         cfg = configs[name]
         vals: dict[int, list[float]] = {k: [] for k in CLAIM_LAGS}
-        for seed in cfg.seeds:
-            res = draw(cfg, seed)[0]
+        for res, _, _ in draw_all(cfg):
             for k in CLAIM_LAGS:
                 vals[k].append(float(res.log10_spectral_norm[k, 0]))
             tick()
@@ -200,8 +200,7 @@ def claim_b(configs: dict[str, ExperimentConfig], tick: Tick = lambda: None) -> 
         used.append(cfg)
         full: dict[int, list[float]] = {k: [] for k in CLAIM_LAGS}
         share: dict[int, list[float]] = {k: [] for k in CLAIM_LAGS}
-        for seed in cfg.seeds:
-            res = draw(cfg, seed)[0]
+        for res, _, _ in draw_all(cfg):
             add = res.paths["additive"]["log10_frobenius_norm"]
             for k in CLAIM_LAGS:
                 full[k].append(float(res.log10_spectral_norm[k, 0]))
@@ -384,8 +383,7 @@ def claim_d(config: ExperimentConfig, tick: Tick = lambda: None) -> Claim:
         cfg = config.replace(init=replace(config.init, update_bias=ub))
         used.append(cfg)
         f, a = [], []
-        for seed in cfg.seeds:
-            res = draw(cfg, seed)[0]
+        for res, _, _ in draw_all(cfg):
             f.append(slope(res.log10_spectral_norm[:, 0], window))
             a.append(slope(res.paths["additive"]["log10_spectral_norm"][:, 0], window))
             tick()
