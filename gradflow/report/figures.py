@@ -227,7 +227,7 @@ def report_figures(experiment: ExperimentResult, sweep: SweepResult | None) -> l
             f"slopes), decades per step, with the {band} interval of the slopes over runs"
             + (
                 " (thin, with caps) and the 95 % bootstrap confidence interval of the median "
-                "(thick bar; the weight draws resampled, then the sequences within each)."
+                "(thick bar; the weight draws resampled, then any sequences within each)."
                 if any(s.decay_rate.interval for s in cells.values())
                 else "."
             ),

@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from ..results import CellSummary, ExperimentResult
+from .summary import two_stage
 
 
 def _share(value: float) -> str:
@@ -82,12 +83,14 @@ def path_sentences(experiment: ExperimentResult) -> list[str]:
             kind = (
                 "95 % two-stage bootstrap interval: the weight draws, then the sequences "
                 "within each"
+                if two_stage(first)
+                else "95 % bootstrap interval of the weight draws"
                 if first.get("groups")
                 else "95 % bootstrap interval"
             )
             over = (
                 f"median over {_runs(int(draws))} ({seeds} weight draws x {s.batch} "
-                f"sequences) [{kind}]"
+                f"sequence{'s' if s.batch != 1 else ''}) [{kind}]"
                 if seeds * s.batch == draws
                 else f"median over {_runs(int(draws))} [{kind}]"
             )

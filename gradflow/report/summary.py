@@ -98,6 +98,13 @@ def _power_ci(values: RunValues | None) -> str:
     return "" if values is None else _ci(values.low, values.high, power10)
 
 
+def two_stage(interval: Mapping[str, Any]) -> bool:
+    """Whether a bootstrap interval resampled in two stages: weight draws, then several
+    sequences within each (with one sequence per draw it is the plain bootstrap of the draws)."""
+    groups = interval.get("groups")
+    return bool(groups) and groups != interval.get("draws")
+
+
 def decay_interval_text(experiment: ExperimentResult) -> str | None:
     """How the decay table's confidence intervals were made, in words (None when the result
     carries no per-run rates: files older than schema version 4)."""
@@ -110,6 +117,8 @@ def decay_interval_text(experiment: ExperimentResult) -> str | None:
     level = round(100 * float(iv.get("level", 0.95)))
     how = (
         "the weight draws, then the sequences within each draw"
+        if two_stage(iv)
+        else "the weight draws, one sequence each"
         if iv.get("groups")
         else "the runs (one weight draw: the interval says nothing about other draws)"
     )
@@ -147,8 +156,10 @@ def conditions_sentence(experiment: ExperimentResult) -> str:
         f"{round(100 * float(iv.get('level', 0.95)))} % percentile-bootstrap confidence "
         f"interval ({iv.get('resamples', 2000)} resamples"
     )
-    if iv.get("groups"):
+    if two_stage(iv):
         text += ", resampling the weight draws, then the sequences within each draw)."
+    elif iv.get("groups"):
+        text += ", resampling the weight draws; one sequence each)."
     else:
         text += " of the runs; one weight draw, so the intervals say nothing about other draws)."
     return text
