@@ -381,3 +381,29 @@ def test_decay_rate_figure_draws_the_interval(small):
     # one thick bar per cell, from the interval's low to its high end (exactly the stored data)
     expect = sorted((s.decay_rate.runs.low, s.decay_rate.runs.high) for s in small.cells.values())
     assert drawn == expect
+
+
+def test_cli_line_carries_each_headline_interval(small):
+    from gradflow.report.summary import cli_lines
+
+    line = cli_lines(small, "x/index.html", 1.0)[0]
+    assert line.startswith("decay rates, decades per step (median [95 % CI] [band]): rnn ")
+    for name in ("rnn", "lstm", "gru"):
+        r = small.cells[name].decay_rate
+        iv = r.interval
+        assert iv is not None
+        # reference: the stored interval and band, printed as the line prints a rate (3 digits)
+        med, lo, hi, b0, b1 = (
+            f"{v:+.3f}".replace("-", "−") for v in (r.median, iv["low"], iv["high"], r.low, r.high)
+        )
+        want = f"{med} [{lo}, {hi}] [{b0}, {b1}]"
+        assert f"{name} {want}" in line
+
+
+def test_one_sequence_per_draw_is_the_plain_bootstrap_of_the_draws():
+    from gradflow.report.summary import two_stage
+
+    # run_interval's dict: `draws` counts the values, `groups` the weight draws
+    assert two_stage({"groups": 3, "draws": 9})
+    assert not two_stage({"groups": 10, "draws": 10})  # one sequence each: plain bootstrap
+    assert not two_stage({"draws": 10})  # one draw: the sequences alone

@@ -392,12 +392,17 @@ def cli_lines(experiment: ExperimentResult, index: str, seconds: float) -> list[
     """What ``gradflow report`` prints when it ends: the headline rates, where the report is
     and how long it took."""
     rates = []
+    with_ci = True
     for name in headline_cells(experiment):
         r = experiment.cells[name].decay_rate
-        rates.append(f"{name} {_rate(r.median)} [{_rate(r.low)}, {_rate(r.high)}]")
+        iv = r.interval
+        with_ci = with_ci and iv is not None
+        ci = f" [{_rate(iv['low'])}, {_rate(iv['high'])}]" if iv is not None else ""
+        rates.append(f"{name} {_rate(r.median)}{ci} [{_rate(r.low)}, {_rate(r.high)}]")
     minutes, secs = divmod(seconds, 60.0)
     took = f"{int(minutes)} min {secs:.0f} s" if minutes else f"{secs:.1f} s"
+    what = "median [95 % CI] [band]" if with_ci and rates else "median [band]"
     return [
-        "decay rates, decades per step (median [band]): " + ", ".join(rates),
+        f"decay rates, decades per step ({what}): " + ", ".join(rates),
         f"report written in {took}: {index}",
     ]
