@@ -189,14 +189,25 @@ def run_interval(
         values: one number per run. draws: the weight draw of each run (any labels).
         seed, resamples: as in :func:`bootstrap_interval`.
     """
+    runs = _runs_and_groups(values, draws)
+    if runs is None:
+        return None
+    v, groups = runs
+    return bootstrap_interval(v, groups=groups, seed=seed, resamples=resamples)
+
+
+def _runs_and_groups(
+    values: ArrayLike, draws: ArrayLike
+) -> tuple[np.ndarray, np.ndarray | None] | None:
+    """``(values, groups)`` checked: one draw label per run; groups None with one draw (the
+    sequences alone are resampled). None when fewer than two runs or a value is not finite."""
     v = np.asarray(values, dtype=np.float64).ravel()
     d = np.asarray(draws).ravel()
     if d.shape != v.shape:
         raise UsageError(f"draws must give one label per run: {d.size} for {v.size}")
     if v.size < 2 or not np.all(np.isfinite(v)):
         return None
-    groups = d if np.unique(d).size >= 2 else None
-    return bootstrap_interval(v, groups=groups, seed=seed, resamples=resamples)
+    return v, (d if np.unique(d).size >= 2 else None)
 
 
 def ratio_interval(
@@ -227,13 +238,10 @@ def ratio_interval(
     for i, (vals, draws) in enumerate(
         ((numerator, numerator_draws), (denominator, denominator_draws))
     ):
-        v = np.asarray(vals, dtype=np.float64).ravel()
-        d = np.asarray(draws).ravel()
-        if d.shape != v.shape:
-            raise UsageError(f"draws must give one label per run: {d.size} for {v.size}")
-        if v.size < 2 or not np.all(np.isfinite(v)):
+        runs = _runs_and_groups(vals, draws)
+        if runs is None:
             return None
-        groups = d if np.unique(d).size >= 2 else None
+        v, groups = runs
         boot, n_groups = bootstrap_statistics(v, resamples=resamples, seed=seed + i, groups=groups)
         parts.append((float(np.median(v)), boot, n_groups, v.size))
     (num, bnum, gnum, nnum), (den, bden, _, nden) = parts
