@@ -355,3 +355,24 @@ def test_share_text_rounds_to_two_digits_and_never_prints_an_exponent_percent():
     assert share_text(iv) == "44% [42%, 100%]"
     iv = {"estimate": -7.6, "low": -8.7, "high": _m.log10(1.5)}
     assert share_text(iv) == "2.5e-08 [2.0e-09, 150%]"
+
+
+def test_exact_passes_read_the_first_draws_only() -> None:
+    import dataclasses
+
+    from gradflow.analysis.exact import EXACT_DRAWS
+
+    # Reference: the same experiment restricted to its first EXACT_DRAWS seeds; the exact
+    # passes (certified singular values, Lyapunov diagnostics) must give the same numbers,
+    # while the decay rate's runs keep every draw.
+    cfg = dataclasses.replace(
+        _config("gru", 3, 12, (4,), lyapunov=1), seeds=tuple(range(EXACT_DRAWS + 2)), batch=1
+    )
+    head = dataclasses.replace(cfg, seeds=cfg.seeds[:EXACT_DRAWS])
+    full, part = (run_experiment(c, progress=False).cells["gru"] for c in (cfg, head))
+    assert full.log10_singular_values[4].shape[0] == EXACT_DRAWS
+    np.testing.assert_array_equal(full.log10_singular_values[4], part.log10_singular_values[4])
+    assert full.lyapunov is not None and part.lyapunov is not None
+    assert full.lyapunov.sequences == EXACT_DRAWS
+    np.testing.assert_array_equal(full.lyapunov.exponents, part.lyapunov.exponents)
+    assert full.decay_rate.runs is not None and full.decay_rate.runs.values.size == EXACT_DRAWS + 2

@@ -75,6 +75,13 @@ PATH_LAGS = (10, 30)
 #: call), and seeds whose first sequence it expands: both cost in proportion to the sequences.
 SV_SEQUENCES = 1
 PATH_SEEDS = 1
+#: Seeds (weight draws) the exact passes read: the certified singular values here and the
+#: Lyapunov diagnostics (:func:`gradflow.analysis.lyapunov.experiment_lyapunov`) take the
+#: first sequence of the first ``EXACT_DRAWS`` seeds. Their cost grows with the sequences
+#: (about 1 s of CPU per draw over the default report's 11 cells, where the grouped engine
+#: call costs far less per draw), and their medians and bands need fewer draws than the
+#: report's intervals, which take every draw.
+EXACT_DRAWS = 5
 #: Largest state size ``m`` an experiment expands (the cost grows as ``m^3``: at ``m = 64`` an
 #: LSTM takes 0.45 s, at ``m = 128`` about 2 s; a larger cell gets no expansion).
 PATH_MAX_STATE = 128

@@ -31,7 +31,7 @@ from ..threads import blas_threads, compute_region
 from ..weights import load_inputs
 from .cellcard import cell_card
 from .config import ExperimentConfig, Progress
-from .exact import PATH_LAGS, experiment_exact
+from .exact import EXACT_DRAWS, PATH_LAGS, experiment_exact
 from .summarise import summarise_cell
 
 
@@ -216,7 +216,7 @@ def summarise_entry(
     path_lags = PATH_LAGS if q.paths else ()
     exact = None
     if q.singular_lags or path_lags:
-        pairs = [(p, x) for _, p, x in runs]
+        pairs = [(p, x) for _, p, x in runs[:EXACT_DRAWS]]
         exact = experiment_exact(cell, pairs, q.singular_lags, path_lags)
     if not card:
         return summarise_cell(config, cell, init, runs, None, exact)

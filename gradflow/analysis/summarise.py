@@ -44,6 +44,7 @@ from .annealed import cell_meanfield
 from .bounds import pascanu_log10_bound
 from .config import ExperimentConfig
 from .decay import decay_rate
+from .exact import EXACT_DRAWS
 from .lyapunov import experiment_lyapunov
 from .meanfield import predicted_log10_slope, tanh_fixed_point
 from .tied_trajectory import trajectory_meanfield
@@ -150,7 +151,7 @@ def summarise_cell(
         state_free=_state_free(res[0]),
         # every exponent with error bars, D_KY, entropy rate, det check (analysis.lyapunov)
         lyapunov=(
-            experiment_lyapunov(cell, [(p, x) for _, p, x in runs])
+            experiment_lyapunov(cell, [(p, x) for _, p, x in runs[:EXACT_DRAWS]])
             if config.quantities.lyapunov
             else None
         ),
