@@ -53,12 +53,13 @@ def default_report_config(cells: str = "classic") -> ExperimentConfig:
     ten draws so that every interval of the report is over at least 10 weight draws); paths (with
     the expansion by multiplicative factors at lags 10 and 30, :mod:`gradflow.analysis.exact`),
     certified singular values at lags 10 and 100, 8 Lyapunov exponents and the annealed mean
-    field of every cell. About 23 s of CPU time (one core, best of 3), of which the certified
-    spectra, the expansion and the mean field take about 6.7 s; the LSTM family takes two
-    thirds of it. The cells are grouped by family in the report's figures. ``cells="all"``
-    (``gradflow report --cells all``) adds the 13 cells of 2018-2026 (``FAMILIES`` in
-    :mod:`gradflow.cells.catalogue`: 25 cells in six families), about 40 s more CPU time; the
-    default leaves them out so that the report stays a half-minute run.
+    field of every cell. About 29 s of CPU time (one core; beside a busy process), of which the
+    grouped engine calls take about 15 s and the certified spectra and Lyapunov diagnostics
+    (first 5 draws, ``EXACT_DRAWS``), the expansion and the mean fields the rest; the LSTM
+    family takes two thirds of it. The cells are grouped by family in the report's figures.
+    ``cells="all"`` (``gradflow report --cells all``) adds the 13 cells of 2018-2026
+    (``FAMILIES`` in :mod:`gradflow.cells.catalogue`: 25 cells in six families), about 40 s
+    more CPU time; the default leaves them out so that the report stays a short run.
 
     References:
         [paszke2019] for the default initialisation; [jozefowicz2015] for the forget bias.
