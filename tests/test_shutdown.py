@@ -156,6 +156,57 @@ def test_signal_during_report_leaves_no_process_and_no_folder(tmp_path, sig, sta
     assert list(tmp.iterdir()) == []  # the sweep's work folder is gone too
 
 
+HALF_A_RESULT = """import multiprocessing, struct, sys, time
+from concurrent.futures import ProcessPoolExecutor
+from pathlib import Path
+
+from gradflow.analysis.sweep import stop_workers
+
+
+def half_a_result(flag):
+    queue = sys._getframe(1).f_locals["result_queue"]  # concurrent.futures' _process_worker
+    queue._writer._send(struct.pack("!i", 1 << 20) + b"the start of a 1 MiB result")
+    Path(flag).touch()
+    time.sleep(600)
+
+
+if __name__ == "__main__":
+    pool = ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("forkserver"))
+    future = pool.submit(half_a_result, sys.argv[1])
+    while not Path(sys.argv[1]).exists():
+        time.sleep(0.01)
+    time.sleep(0.2)  # the manager thread now waits in recv() for the rest of the message
+    manager = pool._executor_manager_thread
+    stop_workers(pool)
+    manager.join(20)
+    print("alive" if manager.is_alive() else "ended", type(future.exception()).__name__)
+"""
+
+
+def test_stopping_a_worker_that_was_sending_its_result_lets_the_process_end(tmp_path):
+    """A worker stopped halfway through sending its result (the CI failure of stop 21: the
+    report hung after printing "terminated") must not leave the pool's manager thread waiting
+    for the rest of the message, which the interpreter would join forever at exit."""
+    (tmp_path / "half.py").write_text(HALF_A_RESULT)
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
+    proc = subprocess.Popen(
+        [sys.executable, "half.py", str(tmp_path / "flag")],
+        cwd=tmp_path,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        start_new_session=True,
+    )
+    try:
+        out, err = proc.communicate(timeout=60)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()
+        raise AssertionError("the process never ended after stop_workers") from None
+    assert (proc.returncode, out) == (0, "ended BrokenProcessPool\n"), err
+
+
 def test_exit_codes_follow_the_shell_convention():
     assert exit_code(KeyboardInterrupt()) == 130  # 128 + SIGINT (2)
     assert exit_code(Terminated(signal.SIGTERM)) == 143  # 128 + SIGTERM (15)

@@ -444,6 +444,7 @@ def stop_workers(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
     interruption nobody wants their result, and a long point would keep the user waiting.
     """
     procs = list((getattr(pool, "_processes", None) or {}).values())
+    results = getattr(pool, "_result_queue", None)  # shutdown() forgets it
     # Shut down first: the pool's manager thread then forgets the cancelled points, and only
     # then learns that the workers are gone (Python 3.11 fails on a cancelled future there).
     pool.shutdown(wait=False, cancel_futures=True)
@@ -457,6 +458,15 @@ def stop_workers(pool: ProcessPoolExecutor, grace: float = 2.0) -> None:
             if proc.is_alive():
                 proc.kill()
                 proc.join(grace)
+    # A worker stopped while it sent a result leaves part of a message in the result pipe:
+    # the pool's manager thread then waits in recv() for the rest forever, and the
+    # interpreter joins that thread at exit, so the command would never end. The parent
+    # never writes to that pipe; closing its copy of the write end turns the wait into
+    # EOF once the workers' copies are gone, and the manager thread ends.
+    writer = getattr(results, "_writer", None)
+    if writer is not None:
+        with contextlib.suppress(Exception):
+            writer.close()
 
 
 def _run_futures(
