@@ -91,6 +91,7 @@ def stop_and_check(proc: subprocess.Popen[str], sig: int) -> str:
         _, err = proc.communicate(timeout=120)
     except subprocess.TimeoutExpired:
         os.killpg(proc.pid, signal.SIGKILL)
+        proc.communicate()  # reap it: a live Popen would fail the next test with a warning
         raise
     assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err and err.count("\n") == 1, err
