@@ -24,10 +24,12 @@ beside it. The same back-substitution gives the input sensitivities
 the parameter gradient split by lag (Pascanu et al. 2013, sec. 2): the contribution of step
 ``T-k`` to ``dL/dθ^j`` is ``G_k = Q_j ds^j_t/dθ^j`` (generated vector-Jacobian products).
 
-Memory is constant in ``T``: the forward pass keeps the states at chunk boundaries, the
-backward pass recomputes one chunk at a time (as :mod:`gradflow.engine` does). Spectral norms
-come from :class:`gradflow.spectral.Spectral` on each chain (each layer, each cross-layer block
-of the top row, and the joint product and its ``h`` block as
+Memory beyond the result arrays (one number per lag) is constant in ``T`` but for the
+checkpoints, which grow as ``sqrt(T)``: the forward pass keeps the states at the start of
+every span of chunks, the backward pass recomputes a span's chunk checkpoints when it reaches
+it and then one chunk's factors at a time (two-level checkpointing; one more forward pass).
+Spectral norms come from :class:`gradflow.spectral.Spectral` on each chain (each layer, each
+cross-layer block of the top row, and the joint product and its ``h`` block as
 :class:`gradflow.stack_spectral.ColumnProduct` and ``BlockProduct``: never assembled; the
 dense chains on the compiled Krylov kernel where the work repays loading numba); the
 input-sensitivity
@@ -44,8 +46,9 @@ References:
 
 from __future__ import annotations
 
+import math
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -280,6 +283,18 @@ def analyze_stack(
     return res
 
 
+def span_chunks(T: int, chunk: int) -> int:
+    """Chunks per span of the two-level checkpoints: ``ceil(sqrt(ceil(T / chunk)))``, so that
+    neither the spans nor one span's chunks number more than that.
+
+    Examples:
+        >>> span_chunks(10_000, 7), span_chunks(7, 7), span_chunks(1, 1)
+        (38, 1, 1)
+    """
+    chunks = -(-T // chunk)
+    return max(1, math.isqrt(chunks - 1) + 1)
+
+
 class _Unidirectional:
     """The joint-state analysis of a stack of forward layers."""
 
@@ -294,20 +309,49 @@ class _Unidirectional:
             per_step += r.n * (len(r.cell.nodes) + 2 * len(r.cell.state)) + r.m * r.d
         per_step *= self.B * 8
         self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
+        # Two-level checkpoints: the states at the start of every span of ``span`` chunks
+        # are kept; a span's chunk checkpoints are recomputed when the backward pass reaches
+        # it (:meth:`chunks`), so about 2 sqrt(T / chunk) sets of states live at once, not
+        # T / chunk, for one more forward pass.
+        self.span = span_chunks(self.T, self.chunk)
         self.offsets = np.cumsum([0] + [r.m for r in rts])
         self.ops = block_products_supported(self.xp)
 
     # -- forward ----------------------------------------------------------------------------
     def forward(self) -> tuple[list[list[Any]], list[Any]]:
+        """The states of every layer at the start of each span (:meth:`chunks` reads them),
+        and the final states."""
         xp = self.xp
         states = [xp.zeros((self.B, r.m), dtype=self.dtype) for r in self.rts]
-        checkpoints = []
+        spans = []
         for t0 in range(0, self.T, self.chunk):
-            checkpoints.append(list(states))
-            h = self.x[t0 : t0 + self.chunk]
-            for i, r in enumerate(self.rts):
-                states[i], h, _, _ = r.run(states[i], h, keep=False)
-        return checkpoints, states
+            if t0 % (self.chunk * self.span) == 0:
+                spans.append(list(states))
+            states = self._advance(states, t0)
+        return spans, states
+
+    def _advance(self, states: list[Any], t0: int) -> list[Any]:
+        """Every layer's states after the chunk that starts at step ``t0``."""
+        h = self.x[t0 : t0 + self.chunk]
+        new = []
+        for s, r in zip(states, self.rts, strict=True):
+            s, h, _, _ = r.run(s, h, keep=False)
+            new.append(s)
+        return new
+
+    def chunks(self, spans: list[list[Any]]) -> Iterator[tuple[int, int, list[Any]]]:
+        """``(t0, t1, states at t0)`` of every chunk, the last first, from :meth:`forward`'s
+        span checkpoints: each span's chunk checkpoints are recomputed (the same operations
+        in the same order as the forward pass, so the same numbers) when it is reached."""
+        K, width = self.chunk, self.chunk * self.span
+        for a in range(width * (len(spans) - 1), -1, -width):
+            b = min(self.T, a + width)
+            states, inner = spans[a // width], []
+            for t0 in range(a, b, K):
+                inner.append((t0, min(b, t0 + K), states))
+                if t0 + K < b:
+                    states = self._advance(states, t0)
+            yield from reversed(inner)
 
     def chunk_data(self, ckpt: list[Any], t0: int, t1: int) -> list[dict[str, Any]]:
         """Factors and unit values of every layer over steps t0+1..t1 (input Jacobians are
@@ -362,7 +406,7 @@ class _Unidirectional:
         xp, rts, T, B, dt = self.xp, self.rts, self.T, self.B, self.dtype
         L = len(rts)
         M = int(self.offsets[-1])
-        checkpoints, final = self.forward()
+        spans, final = self.forward()
         inf = np.full((T + 1, B), -np.inf)
         joint_f, joint_s = inf.copy(), inf.copy()
         joint_hh = inf.copy()
@@ -402,10 +446,9 @@ class _Unidirectional:
         lay_in = np.full((L, T, B), -np.inf) if input_sens else None
         vec = _VectorPass(self, gradient, lag_split) if gradient else None
         k0 = 0
-        for c in range(len(checkpoints) - 1, -1, -1):
-            t0, t1 = c * K, min(T, (c + 1) * K)
+        for t0, t1, ckpt in self.chunks(spans):
             Kc = t1 - t0
-            data = self.chunk_data(checkpoints[c], t0, t1)
+            data = self.chunk_data(ckpt, t0, t1)
             for s in spec.values():
                 s.start_chunk(Kc, B, dt)
             logs: dict[str, np.ndarray] = {name: np.zeros((Kc, B)) for name in spec}
@@ -449,7 +492,7 @@ class _Unidirectional:
             extra = vec.results()
             if lag_split:
                 extra["lag_tail_fraction"] = _VectorPass(self, gradient, True, vec.totals).tails(
-                    checkpoints
+                    self.chunks(spans)
                 )
         top_rt = rts[-1]
         cells = [r.cell.name for r in rts]

@@ -86,18 +86,17 @@ def lag_gradients(
         [pascanu2013].
     """
     c, x = model_inputs(cell, inputs)
-    T, B, d = x.shape
+    _, B, d = x.shape
     rt = _Rt(Layer(c, params), 0, d, B, "numpy", np.float64)
     run = _Unidirectional([rt], x, np.float64)
     keys = parameter_names(c)
-    checkpoints, _ = run.forward()
+    spans, _ = run.forward()
     e = np.zeros((B, 1, rt.m))
     e[..., rt.hcols] = 1.0
     g = Scaled(e, np.zeros(B))  # dL/ds_T
-    K, lag = run.chunk, 0
-    for ci in range(len(checkpoints) - 1, -1, -1):
-        t0, t1 = ci * K, min(T, (ci + 1) * K)
-        data = run.chunk_data(checkpoints[ci], t0, t1)[0]
+    lag = 0
+    for t0, t1, ckpt in run.chunks(spans):
+        data = run.chunk_data(ckpt, t0, t1)[0]
         for jj in range(t1 - t0):
             idx = t1 - t0 - 1 - jj
             E = {k: v[idx] for k, v in data["E"].items()}

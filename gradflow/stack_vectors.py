@@ -13,6 +13,7 @@ References:
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -202,12 +203,12 @@ class VectorPass:
             out["parameter_gradient"] = grads
         return out
 
-    def tails(self, checkpoints: list[list[Any]]) -> dict[str, np.ndarray]:
+    def tails(self, chunks: Iterable[tuple[int, int, list[Any]]]) -> dict[str, np.ndarray]:
+        """The second pass over ``chunks`` (:meth:`gradflow.stack._Unidirectional.chunks`)."""
         run = self.run
-        K, k0 = run.chunk, 0
-        for c in range(len(checkpoints) - 1, -1, -1):
-            t0, t1 = c * K, min(run.T, (c + 1) * K)
-            data = run.chunk_data(checkpoints[c], t0, t1)
+        k0 = 0
+        for t0, t1, ckpt in chunks:
+            data = run.chunk_data(ckpt, t0, t1)
             for jj in range(t1 - t0):
                 self.step(data, t1 - t0 - 1 - jj, k0 + jj)
             k0 += t1 - t0

@@ -294,6 +294,46 @@ def test_chunking_does_not_change_the_numbers(monkeypatch: pytest.MonkeyPatch) -
         np.testing.assert_allclose(getattr(small, key), getattr(whole, key), atol=1e-12)
 
 
+@settings(max_examples=40, deadline=None)
+@given(T=st.integers(1, 70), chunk=st.integers(1, 9))
+def test_two_level_checkpoints_give_every_chunk_its_exact_start_state(T: int, chunk: int) -> None:
+    """:meth:`_Unidirectional.chunks` recomputes each span's chunk checkpoints: every chunk,
+    last first, covers the steps exactly once and starts from the states a plain forward pass
+    reaches there (bit for bit; reference: the layers stepped one chunk at a time from zero),
+    while at most ``ceil(sqrt(T / chunk))`` span checkpoints are kept."""
+    rng = np.random.default_rng(T * 10 + chunk)
+    layers = [
+        Layer("lstm", _params("lstm", 3, 2, rng)),
+        Layer("gru", _params("gru", 4, 3, rng)),
+    ]
+    x = rng.standard_normal((T, 2, 2))
+    rts = [g[0] for g in stack_mod._build(layers, 2, 2, "numpy", np.float64)]
+    run = stack_mod._Unidirectional(rts, x, np.float64)
+    run.chunk, run.span = chunk, stack_mod.span_chunks(T, chunk)
+    spans, final = run.forward()
+    chunks = -(-T // chunk)
+    assert (run.span - 1) ** 2 < chunks <= run.span**2 and len(spans) <= run.span
+    seen = list(run.chunks(spans))
+    assert [(a, b) for a, b, _ in seen] == [
+        (t0, min(T, t0 + chunk)) for t0 in reversed(range(0, T, chunk))
+    ]
+    states = [np.zeros((2, r.m)) for r in rts]
+    starts = {}
+    for t0 in range(0, T, chunk):
+        starts[t0] = states
+        h = x[t0 : t0 + chunk]
+        new = []
+        for s, r in zip(starts[t0], rts, strict=True):
+            s, h, _, _ = r.run(s, h, keep=False)
+            new.append(s)
+        states = new
+    for t0, _, ckpt in seen:
+        for got, want in zip(ckpt, starts[t0], strict=True):
+            np.testing.assert_array_equal(got, want)
+    for got, want in zip(final, states, strict=True):
+        np.testing.assert_array_equal(got, want)
+
+
 def test_result_round_trips_through_json(tmp_path: Path) -> None:
     _, layers, x = _model("gru2")
     res = analyze_stack(layers, x, gradient="last")
