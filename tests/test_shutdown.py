@@ -55,7 +55,11 @@ def session_members(sid: int) -> list[int]:
     return members
 
 
-def start(args: list[str], cwd: Path, tmpdir: Path) -> subprocess.Popen[str]:
+def start(
+    args: list[str], cwd: Path, tmpdir: Path, script: str | None = None
+) -> subprocess.Popen[str]:
+    """``gradflow ARGS`` (or ``python SCRIPT ARGS``) in its own session."""
+    command = [script] if script else ["-c", "from gradflow.cli import main; main()"]
     env = {
         **os.environ,
         "PYTHONPATH": str(ROOT),
@@ -63,7 +67,7 @@ def start(args: list[str], cwd: Path, tmpdir: Path) -> subprocess.Popen[str]:
         "TMPDIR": str(tmpdir),
     }
     return subprocess.Popen(
-        [sys.executable, "-c", "from gradflow.cli import main; main()", *args],
+        [sys.executable, *command, *args],
         cwd=cwd,
         env=env,
         stdout=subprocess.PIPE,
@@ -189,16 +193,7 @@ def test_stopping_a_worker_that_was_sending_its_result_lets_the_process_end(tmp_
     report hung after printing "terminated") must not leave the pool's manager thread waiting
     for the rest of the message, which the interpreter would join forever at exit."""
     (tmp_path / "half.py").write_text(HALF_A_RESULT)
-    env = {**os.environ, "PYTHONPATH": str(ROOT), "OPENBLAS_NUM_THREADS": "1"}
-    proc = subprocess.Popen(
-        [sys.executable, "half.py", str(tmp_path / "flag")],
-        cwd=tmp_path,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-        start_new_session=True,
-    )
+    proc = start([str(tmp_path / "flag")], tmp_path, tmp_path, script="half.py")
     try:
         out, err = proc.communicate(timeout=60)
     except subprocess.TimeoutExpired:
