@@ -309,11 +309,7 @@ class _Unidirectional:
             per_step += r.n * (len(r.cell.nodes) + 2 * len(r.cell.state)) + r.m * r.d
         per_step *= self.B * 8
         self.chunk = int(max(1, min(256, MEMORY_BUDGET // max(1, per_step))))
-        # Two-level checkpoints: the states at the start of every span of ``span`` chunks
-        # are kept; a span's chunk checkpoints are recomputed when the backward pass reaches
-        # it (:meth:`chunks`), so about 2 sqrt(T / chunk) sets of states live at once, not
-        # T / chunk, for one more forward pass.
-        self.span = span_chunks(self.T, self.chunk)
+        self.span = span_chunks(self.T, self.chunk)  # two-level checkpoints (:meth:`chunks`)
         self.offsets = np.cumsum([0] + [r.m for r in rts])
         self.ops = block_products_supported(self.xp)
 

@@ -122,9 +122,8 @@ def lyapunov_sentences(summaries: dict[str, LyapunovSummary]) -> list[str]:
     out = [
         "Every exponent of each cell, by forward QR re-orthonormalisation of its Jacobians "
         f"(Benettin et al. 1980) on the first sequence of each of the first "
-        f"{s0.sequences} seeds ({s0.sequences} sequences, {s0.steps} steps after a transient "
-        f"of {s0.transient}), in decades per step, ± one standard error by batch means over "
-        f"{s0.blocks} blocks of "
+        f"{s0.sequences} seeds ({s0.steps} steps after a transient of {s0.transient}), in "
+        f"decades per step, ± one standard error by batch means over {s0.blocks} blocks of "
         f"{s0.block_steps} steps per sequence (Flyvbjerg & Petersen 1989). D_KY: the "
         "Kaplan–Yorke dimension (Kaplan & Yorke 1979); entropy rate: the sum of the positive "
         "exponents, Pesin's upper bound on the Kolmogorov–Sinai entropy (Eckmann & Ruelle "
